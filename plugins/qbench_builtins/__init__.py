@@ -1,0 +1,1 @@
+"""qbench's built-in plugins, registered like any third-party plugin (the host eats its own food)."""

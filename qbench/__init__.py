@@ -1,0 +1,48 @@
+"""qbench: benchmarks for low-precision recurrent neural networks.
+
+``import qbench`` is light (no torch, numpy or pandas): it exposes the plugin markers, the
+component base classes and :func:`create`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from qbench.components import Cell, Component, Dataset, HardwareBackend, QuantContext, Quantizer
+from qbench.errors import (
+    DatasetError,
+    ExitCode,
+    MatrixError,
+    ParamError,
+    PluginError,
+    UnknownComponentError,
+    Unsupported,
+    UsageError,
+)
+from qbench.host import create, get_host
+from qbench.markers import hookimpl, hookspec
+from qbench.params import REQUIRED, Param
+
+__all__ = [
+    "REQUIRED",
+    "Cell",
+    "Component",
+    "Dataset",
+    "DatasetError",
+    "ExitCode",
+    "HardwareBackend",
+    "MatrixError",
+    "Param",
+    "ParamError",
+    "PluginError",
+    "QuantContext",
+    "Quantizer",
+    "UnknownComponentError",
+    "Unsupported",
+    "UsageError",
+    "__version__",
+    "create",
+    "get_host",
+    "hookimpl",
+    "hookspec",
+]

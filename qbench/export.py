@@ -1,0 +1,89 @@
+"""The exported, framework-neutral model that hardware backends consume.
+
+numpy arrays plus metadata. Gate blocks follow torch's order: rnn (one block), gru (r, z, n),
+lstm (i, f, g, o). The GRU keeps torch's two bias vectors; its candidate is
+``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` (reset applied after the recurrent product).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ExportedTensor:
+    """One quantized tensor as used at evaluation (deterministic quantizer on the shadow weights).
+
+    :param values: float64 array of the quantized values.
+    :param role: ``"input"``, ``"recurrent"`` or ``"bias"``.
+    :param scheme: the quantizer's ``scheme`` (``"ternary"``, ``"exponential"``, ...).
+    :param bits: storage bits per weight declared by the quantizer.
+    :param encoding: the quantizer's ``encoding(ctx)`` facts (scale, exponent window, format).
+    """
+
+    values: np.ndarray
+    role: str
+    scheme: str
+    bits: float
+    encoding: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nnz(self) -> int:
+        return int(np.count_nonzero(self.values))
+
+
+@dataclass
+class ExportedLayer:
+    """One recurrent layer. ``w_input`` is ``[G*h, n]``, ``w_recurrent`` ``[G*h, h]``.
+
+    ``input_scale`` / ``input_shift`` (``[n]``) hold batch norm on the layer's input folded
+    with its running statistics: ``x_normalised = x * input_scale + input_shift``; None when the
+    layer has no batch norm.
+    """
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    w_input: ExportedTensor
+    w_recurrent: ExportedTensor
+    b_input: ExportedTensor | None
+    b_recurrent: ExportedTensor | None
+    input_scale: np.ndarray | None = None
+    input_shift: np.ndarray | None = None
+
+    @property
+    def gate_blocks(self) -> int:
+        return self.w_input.values.shape[0] // self.hidden_size
+
+
+@dataclass
+class ExportedModel:
+    """The whole network: input encoding, recurrent layers, full-precision output layer.
+
+    :param input_kind: ``"one-hot"`` (characters: the input matrix's columns are selected),
+        ``"embedding"`` (``embedding`` ``[V, E]`` in full precision) or ``"features"``.
+    :param output_weight: ``[C, h]`` full precision (``output_scheme`` says so).
+    """
+
+    cell: str
+    task: str
+    input_kind: str
+    input_size: int
+    layers: list[ExportedLayer]
+    output_weight: np.ndarray
+    output_bias: np.ndarray
+    embedding: np.ndarray | None = None
+    output_scheme: str = "float"
+    quantizer: str = ""
+    quantizer_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.layers[-1].hidden_size
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.output_weight.shape[0])
