@@ -1,0 +1,78 @@
+"""The ``qbench`` command line: a thin console entry over :func:`main`, which tests call directly.
+
+Subcommands live in ``qbench.commands``; each module defines ``NAME``, ``HELP``,
+``configure(parser)`` and ``execute(args) -> ExitCode``. A :class:`qbench.UsageError` becomes one
+line on stderr and exit code 4; only qbench's own bugs print a traceback (exit code 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+
+from qbench import __version__
+from qbench.errors import ExitCode, UsageError
+
+COMMAND_MODULES = (
+    "qbench.commands.run",
+    "qbench.commands.plugins",
+    "qbench.commands.list",
+    "qbench.commands.leaderboard",
+    "qbench.commands.compare",
+    "qbench.commands.validate",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad usage; the contract says 4, with one clear line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="qbench", description="Benchmark low-precision recurrent neural networks.")
+    parser.add_argument("--version", action="version", version=f"qbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # a command not built yet in this checkout
+                continue
+            raise
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.configure(command)
+        command.set_defaults(_execute=module.execute)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run qbench with ``argv`` and return the exit code (never calls ``sys.exit``)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        if not getattr(args, "_execute", None):
+            parser.print_help()
+            return int(ExitCode.USAGE_ERROR)
+        return int(args._execute(args))
+    except UsageError as exc:
+        print(f"qbench: error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE_ERROR)
+    except KeyboardInterrupt:
+        print("qbench: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0) if isinstance(exc.code, int) else 0
+    except Exception:
+        traceback.print_exc()
+        print("qbench: internal error (a bug in qbench or a plugin); please report it with the traceback above",
+              file=sys.stderr)
+        return int(ExitCode.INTERNAL_ERROR)
+
+
+def console_main() -> None:
+    sys.exit(main())

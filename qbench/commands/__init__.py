@@ -1,0 +1,1 @@
+"""Subcommands of the ``qbench`` command line (one module each)."""

@@ -1,0 +1,38 @@
+"""``qbench leaderboard``: rebuild the leaderboards from a store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "leaderboard"
+HELP = "rebuild leaderboards (md, csv, json, html, plots) from a results store"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, metavar="PATH", help="qbench.sqlite or a run directory (default: --out)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="where to write (default: the store's directory)")
+    parser.add_argument("--matrix", metavar="NAME", help="only records of this matrix")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from qbench.errors import ExitCode, UsageError
+    from qbench.store import STORE_FILENAME, Store
+
+    if args.store is None and args.out is None:
+        raise UsageError("give --store PATH (a qbench.sqlite or a run directory) or --out DIR")
+    store_path = args.store if args.store is not None else args.out
+    if store_path.is_dir():
+        store_path = store_path / STORE_FILENAME
+    out = args.out or store_path.parent
+    with Store(store_path, create=False) as store:
+        records = store.records(args.matrix)
+    if not records:
+        which = f" of matrix {args.matrix!r}" if args.matrix else ""
+        raise UsageError(f"{store_path}: the store holds no records{which}")
+    from qbench.leaderboard import write_leaderboards
+
+    title = args.matrix or records[0].get("matrix", "qbench")
+    written = write_leaderboards(records, out, title)
+    print(f"{len(records)} records -> " + ", ".join(str(p) for p in written if p.parent == out))
+    return ExitCode.OK

@@ -1,0 +1,37 @@
+"""``qbench plugins``: every plugin, its distribution, version and components."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "plugins"
+HELP = "list plugins with their distribution, version and components (--check: exercise them)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", action="store_true", help="instantiate every component with its defaults")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from qbench.errors import ExitCode
+    from qbench.host import default_host
+
+    host = default_host()
+    rows = []
+    for info in host.plugins:
+        parts = [f"{kind}: {', '.join(names)}" for kind, names in sorted(info.components.items())]
+        origin = "built-in" if info.builtin else "external"
+        rows.append((info.name, info.distribution or "-", info.version or "-", origin, "; ".join(parts) or "-"))
+    print(tabulate(rows, headers=("plugin", "distribution", "version", "origin", "components")))
+    if not args.check:
+        return ExitCode.OK
+    from qbench.plugincheck import check_components
+
+    problems = check_components(host)
+    for problem in problems:
+        print(f"FAIL {problem}")
+    print(f"checked {sum(len(r) for r in host.registries.values())} components: "
+          f"{'all ok' if not problems else f'{len(problems)} problem(s)'}")
+    return ExitCode.CASES_FAILED if problems else ExitCode.OK

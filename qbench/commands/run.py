@@ -1,0 +1,41 @@
+"""``qbench run``: expand a matrix, train and evaluate every case, write leaderboards."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "run"
+HELP = "run a benchmark matrix (resumes: stored cases are skipped)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--matrix", required=True, metavar="FILE",
+                        help="matrix file (TOML), e.g. matrices/quickstart.toml")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output directory (default results/<matrix name>/)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="parallel workers (default 1)")
+    parser.add_argument("--executor", choices=("local", "dask"), default="local", help="where cases run")
+    parser.add_argument("--scheduler", metavar="ADDR", help="address of an existing Dask scheduler")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device for training")
+    parser.add_argument("--dry-run", action="store_true", help="print the case table and exit")
+    parser.add_argument("--no-resume", action="store_true", help="re-run cases already in the store")
+    parser.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failed case")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from qbench.errors import UsageError
+    from qbench.session import RunOptions, run
+
+    if args.scheduler and args.executor != "dask":
+        raise UsageError("--scheduler needs --executor dask")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available to torch here; use --device cpu")
+    options = RunOptions(
+        out=args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler, device=args.device,
+        dry_run=args.dry_run, resume=not args.no_resume, exitfirst=args.exitfirst, progress=not args.no_progress,
+    )
+    return run(args.matrix, options)

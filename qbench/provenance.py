@@ -1,0 +1,46 @@
+"""Where a record came from: versions, device, host, git commit."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+from qbench import __version__
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit(start: str | None = None) -> str | None:
+    """The commit of the qbench checkout (or of ``start``), None outside a git work tree."""
+    where = Path(start) if start else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def base_provenance(device: str) -> dict[str, object]:
+    """Facts about the process that ran a case (the driver adds matrix hash and executor)."""
+    facts: dict[str, object] = {
+        "qbench_version": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "host": socket.gethostname(),
+        "device": device,
+        "git_commit": git_commit(),
+    }
+    try:
+        import torch
+
+        facts["torch_version"] = torch.__version__
+        if device.startswith("cuda") and torch.cuda.is_available():
+            facts["device_name"] = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        facts["torch_version"] = None
+    return facts

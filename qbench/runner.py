@@ -1,0 +1,172 @@
+"""Runs one case: dataset -> cell with quantizer -> train -> evaluate -> export -> hardware -> record.
+
+The runner never touches the store and never raises for a failing case: whatever happens inside
+a case becomes a record with status ``ok``, ``diverged`` or ``error``, so executors only move
+cases out and records back.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import traceback
+from collections import Counter
+from typing import Any
+
+from qbench.matrix import Case
+from qbench.provenance import base_provenance
+
+#: Fields that legitimately differ between two runs of the same case (timing and placement).
+VOLATILE_FIELDS = ("started", "finished", "train_seconds", "tokens_per_second", "provenance", "curve_seconds")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_safe(value: Any) -> Any:
+    """numpy scalars and arrays to plain Python; NaN/inf kept as floats (JSON allows them in qbench)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def base_record(case: Case) -> dict[str, Any]:
+    """The configuration part of a record, the same for every outcome."""
+    return {
+        "case_id": case.case_id,
+        "matrix": case.matrix,
+        "status": "error",
+        "error": None,
+        "quantizer": case.quantizer.name,
+        "quantizer_params": dict(case.quantizer.params),
+        "quantizer_label": case.quantizer.label,
+        "cell": case.cell.name,
+        "cell_params": dict(case.cell.params),
+        "cell_label": case.cell.label,
+        "dataset": case.dataset.name,
+        "dataset_params": dict(case.dataset.params),
+        "dataset_label": case.dataset.label,
+        "hardware": [h.label for h in case.hardware],
+        "seed": case.seed,
+        "train": dict(case.train),
+        "directions": {},
+        "curve": [],
+        "hardware_status": {},
+        "descriptions": {},
+    }
+
+
+def error_record(case: Case, message: str, status: str = "error", device: str = "cpu") -> dict[str, Any]:
+    """A record for a case that could not finish (used by executors when a worker dies)."""
+    record = base_record(case)
+    record.update(status=status, error=message, started=_now(), finished=_now())
+    record["provenance"] = base_provenance(device)
+    return record
+
+
+def hardware_column_suffixes(case: Case) -> list[str]:
+    """Column suffix per backend: none when a backend name appears once, ``@label`` otherwise."""
+    counts = Counter(spec.name for spec in case.hardware)
+    return ["" if counts[spec.name] == 1 else f"@{spec.label}" for spec in case.hardware]
+
+
+def run_case(case: Case, device: str = "cpu", threads: int | None = 1) -> dict[str, Any]:
+    """Run one case and return its record; never raises for a failure inside the case.
+
+    ``threads`` fixes torch's intra-op threads (1 by default: the same case gives the same numbers
+    whatever the executor and worker count, and workers share cores instead of fighting).
+    """
+    record = base_record(case)
+    record["started"] = _now()
+    provenance = base_provenance(device)
+    record["provenance"] = provenance
+    try:
+        _run(case, device, threads, record, provenance)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing case is a result, not a crash of the matrix
+        record["status"] = "error"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    record["finished"] = _now()
+    return _json_safe(record)
+
+
+def _run(case: Case, device: str, threads: int | None, record: dict[str, Any], provenance: dict[str, Any]) -> None:
+    import torch
+
+    from qbench.datacache import cache_dir
+    from qbench.host import default_host
+    from qbench.training import train_and_evaluate
+
+    if threads:
+        torch.set_num_threads(threads)
+    host = default_host()
+    entries = {
+        "quantizer": host.registry("quantizer").get(case.quantizer.name),
+        "cell": host.registry("cell").get(case.cell.name),
+        "dataset": host.registry("dataset").get(case.dataset.name),
+    }
+    quantizer = entries["quantizer"].cls(**case.quantizer.params)
+    cell = entries["cell"].cls(**case.cell.params)
+    dataset = entries["dataset"].cls(**case.dataset.params)
+    provenance["plugins"] = {
+        kind: {"plugin": e.plugin, "distribution": e.distribution, "version": e.version} for kind, e in entries.items()
+    }
+    record["descriptions"] = {
+        case.quantizer.label: quantizer.description,
+        case.cell.label: cell.description,
+        case.dataset.label: dataset.description,
+    }
+    record["dataset_licence"] = getattr(dataset, "licence", "")
+    record["weight_bits"] = float(quantizer.bits_per_weight())
+
+    data = dataset.prepare(str(cache_dir()))
+    provenance["dataset_fingerprint"] = data.fingerprint
+    result = train_and_evaluate(cell, quantizer, data, dict(case.train), case.seed, device)
+
+    record["status"] = result.status
+    if result.status != "ok":
+        record["error"] = result.message
+    record.update(result.metrics)
+    record["directions"] = dict(result.directions)
+    record["curve"] = list(result.curve)
+    record["train_seconds"] = result.train_seconds
+    record["tokens_per_second"] = result.tokens_per_second
+    record["weight_count"] = int(result.weight_count)
+    record["weight_bytes"] = result.weight_count * record["weight_bits"] / 8.0
+    record["full_precision"] = ["input", "output"] if cell.config.get("embedding", 0) == 0 else ["embedding", "output"]
+    if result.status != "ok" or result.exported is None:
+        return
+    _run_hardware(case, host, result, record)
+
+
+def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) -> None:
+    from qbench.errors import Unsupported
+
+    for spec, suffix in zip(case.hardware, hardware_column_suffixes(case), strict=True):
+        backend = host.create("hardware", spec.name, **spec.params)
+        record["descriptions"][spec.label] = backend.description
+        for column, direction in backend.columns.items():
+            if direction:
+                record["directions"][column + suffix] = direction
+        try:
+            columns = backend.measure(result.exported, result.sample)
+        except Unsupported as exc:
+            record["hardware_status"][spec.label] = f"unsupported: {exc}"
+            continue
+        except Exception as exc:  # one backend's bug must not discard the trained model's metrics
+            record["hardware_status"][spec.label] = f"error: {type(exc).__name__}: {exc}"
+            continue
+        record["hardware_status"][spec.label] = "ok"
+        for column, value in columns.items():
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            record[column + suffix] = value

@@ -1,0 +1,100 @@
+"""The results store: one SQLite database per run directory, written by the driver only.
+
+Each finished case is one committed transaction, so a killed driver loses nothing that was
+stored. WAL mode and ``INSERT OR IGNORE`` on ``case_id`` let two drivers share a store without
+corrupting it or storing a case twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from qbench.errors import UsageError
+
+STORE_FILENAME = "qbench.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    case_id  TEXT PRIMARY KEY,
+    matrix   TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    stored   REAL NOT NULL,
+    record   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Store:
+    """SQLite store of records keyed by case id."""
+
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise UsageError(f"{self.path}: no qbench store here (expected a {STORE_FILENAME} written by qbench run)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{self.path}: not a readable qbench store ({exc}); give a {STORE_FILENAME}") from None
+
+    @classmethod
+    def in_dir(cls, out_dir: str | Path) -> Store:
+        return cls(Path(out_dir) / STORE_FILENAME)
+
+    def put(self, record: dict[str, Any]) -> bool:
+        """Store one record in its own transaction; False if the case was already stored."""
+        payload = json.dumps(record, sort_keys=True, allow_nan=True)
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)",
+            (record["case_id"], record.get("matrix", ""), record.get("status", ""), time.time(), payload),
+        )
+        return cursor.rowcount == 1
+
+    def replace(self, record: dict[str, Any]) -> None:
+        """Store a record, overwriting a stored one (``--no-resume`` re-runs)."""
+        payload = json.dumps(record, sort_keys=True, allow_nan=True)
+        self._db.execute(
+            "INSERT OR REPLACE INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)",
+            (record["case_id"], record.get("matrix", ""), record.get("status", ""), time.time(), payload),
+        )
+
+    def done_ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:
+        """Ids of stored cases (optionally only those with one of ``statuses``)."""
+        if statuses is None:
+            rows = self._db.execute("SELECT case_id FROM records")
+        else:
+            marks = ",".join("?" * len(statuses))
+            rows = self._db.execute(f"SELECT case_id FROM records WHERE status IN ({marks})", statuses)
+        return {row[0] for row in rows}
+
+    def records(self, matrix: str | None = None) -> list[dict[str, Any]]:
+        """Every stored record, oldest first (optionally of one matrix)."""
+        if matrix is None:
+            rows = self._db.execute("SELECT record FROM records ORDER BY stored, case_id")
+        else:
+            rows = self._db.execute("SELECT record FROM records WHERE matrix = ? ORDER BY stored, case_id", (matrix,))
+        return [json.loads(row[0]) for row in rows]
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
