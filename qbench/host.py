@@ -120,7 +120,8 @@ def get_host(extra_plugins: tuple[Any, ...] = (), load_entry_points: bool = True
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r}: {exc} (misspelled hook name?)") from exc
+        plugin = pm.get_name(exc.plugin) if getattr(exc, "plugin", None) is not None else "?"
+        raise PluginError(f"plugin {plugin!r}: {exc} (misspelled hook name?)") from exc
 
     registries = {kind: Registry(kind) for kind in COMPONENT_KINDS}
     by_name = {info.name: info for info in infos}

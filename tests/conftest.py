@@ -1,0 +1,53 @@
+"""Shared fixtures: an isolated plugin host, fake installed distributions, a data cache."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from qbench import host as qbench_host
+
+
+@pytest.fixture
+def fresh_host(monkeypatch):
+    """Forget the process-wide host before and after the test (plugins change between tests)."""
+    monkeypatch.setattr(qbench_host, "_default_host", None)
+    yield
+    qbench_host._default_host = None
+
+
+@pytest.fixture
+def fake_distribution(tmp_path, monkeypatch, fresh_host):
+    """Install a fake distribution with ``qbench`` entry points on ``sys.path`` for one test.
+
+    ``fake_distribution("acme-quant", {"acme": "acme_plugin"}, {"acme_plugin": "source..."})``
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+
+    def make(dist: str, entry_points: dict[str, str], modules: dict[str, str], version: str = "1.0") -> Path:
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[qbench]\n{lines}\n")
+        for module, source in modules.items():
+            (site / f"{module}.py").write_text(textwrap.dedent(source))
+        importlib.invalidate_caches()
+        return site
+
+    yield make
+    for name in list(sys.modules):
+        if (site / f"{name}.py").exists():
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory):
+    """A data cache shared by the tests of one session (prepared datasets are reused)."""
+    return tmp_path_factory.mktemp("qbench-data")

@@ -1,0 +1,63 @@
+"""Small fake components for host-level tests (no torch needed to declare them)."""
+
+from __future__ import annotations
+
+import qbench
+
+
+class FakeQuantizer(qbench.Quantizer):
+    name = "fake-quant"
+    description = "a fake quantizer"
+    params = {
+        "stochastic": qbench.Param(bool, False, "draw at random"),
+        "bits": qbench.Param(int, 2, "bits", min=1),
+    }
+
+    def quantize(self, w, ctx):
+        return w
+
+    def bits_per_weight(self):
+        return self.bits
+
+
+class FakeCell(qbench.Cell):
+    name = "fake-cell"
+    description = "a fake cell"
+    params = {"hidden": qbench.Param(int, 8, "units", min=1)}
+
+
+class FakeDataset(qbench.Dataset):
+    name = "fake-data"
+    description = "a fake dataset"
+    params = {"path": qbench.Param(str, "", "where")}
+
+
+class FakeBackend(qbench.HardwareBackend):
+    name = "fake-hw"
+    description = "a fake backend"
+    params = {"node": qbench.Param(int, 45, "nm")}
+    columns = {"fake_pj": "min"}
+
+
+class FakePlugin:
+    __name__ = "fakes"
+
+    @qbench.hookimpl
+    def qbench_register_quantizers(self):
+        return [FakeQuantizer]
+
+    @qbench.hookimpl
+    def qbench_register_cells(self):
+        return [FakeCell]
+
+    @qbench.hookimpl
+    def qbench_register_datasets(self):
+        return [FakeDataset]
+
+    @qbench.hookimpl
+    def qbench_register_hardware(self):
+        return [FakeBackend]
+
+
+def fake_host():
+    return qbench.get_host((FakePlugin(),), load_entry_points=False)

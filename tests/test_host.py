@@ -1,0 +1,132 @@
+"""The plugin host: built-ins, entry points one by one, and every way a plugin can be wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import qbench
+from qbench import PluginError, UnknownComponentError
+from qbench.host import BUILTIN_PLUGINS, get_host
+
+PLUGIN_SOURCE = """
+import qbench
+
+class Halve(qbench.Quantizer):
+    name = "halve"
+    description = "multiplies by one half"
+    scheme = "custom"
+    params = {"factor": qbench.Param(float, 0.5, "the factor")}
+
+    def quantize(self, w, ctx):
+        return w * self.factor
+
+    def bits_per_weight(self):
+        return 32
+
+@qbench.hookimpl
+def qbench_register_quantizers():
+    return [Halve]
+"""
+
+
+def test_builtins_registered_first_with_qbench_version():
+    host = get_host(load_entry_points=False)
+    names = [info.name for info in host.plugins]
+    assert names == list(BUILTIN_PLUGINS)
+    assert all(info.builtin and info.distribution == "qbench" for info in host.plugins)
+
+
+def test_entry_point_plugin_is_registered_with_distribution_and_version(fake_distribution):
+    fake_distribution("acme-quant", {"acme": "acme_plugin"}, {"acme_plugin": PLUGIN_SOURCE}, version="2.3")
+    host = get_host()
+    info = next(i for i in host.plugins if i.name == "acme")
+    assert (info.distribution, info.version, info.builtin) == ("acme-quant", "2.3", False)
+    assert info.components == {"quantizer": ["halve"]}
+    entry = host.registry("quantizer").get("halve")
+    assert (entry.plugin, entry.distribution, entry.version) == ("acme", "acme-quant", "2.3")
+    assert qbench.create("quantizer", "halve", factor=0.25).factor == 0.25
+
+
+def test_import_failure_names_plugin_and_distribution(fake_distribution):
+    fake_distribution("broken-dist", {"broken": "broken_plugin"}, {"broken_plugin": "import not_a_module_xyz\n"})
+    with pytest.raises(PluginError) as info:
+        get_host()
+    message = str(info.value)
+    assert "error importing plugin 'broken'" in message
+    assert "broken-dist 1.0" in message
+    assert "not_a_module_xyz" in message
+
+
+def test_hookimpl_with_wrong_signature_is_rejected(fake_distribution):
+    source = "import qbench\n@qbench.hookimpl\ndef qbench_register_cells(config):\n    return []\n"
+    fake_distribution("sig-dist", {"sig": "sig_plugin"}, {"sig_plugin": source})
+    with pytest.raises(PluginError) as info:
+        get_host()
+    assert "plugin 'sig'" in str(info.value) and "config" in str(info.value)
+
+
+def test_misspelled_hook_is_caught(fake_distribution):
+    source = "import qbench\n@qbench.hookimpl\ndef qbench_register_quantizer():\n    return []\n"
+    fake_distribution("typo-dist", {"typo": "typo_plugin"}, {"typo_plugin": source})
+    with pytest.raises(PluginError) as info:
+        get_host()
+    assert "typo" in str(info.value) and "qbench_register_quantizer" in str(info.value)
+
+
+def test_two_plugins_claiming_one_name_are_both_named(fake_distribution):
+    fake_distribution("first-dist", {"first": "first_plugin"}, {"first_plugin": PLUGIN_SOURCE})
+    fake_distribution("second-dist", {"second": "second_plugin"}, {"second_plugin": PLUGIN_SOURCE})
+    with pytest.raises(PluginError) as info:
+        get_host()
+    message = str(info.value)
+    assert "'halve' is registered twice" in message
+    assert "first-dist" in message and "second-dist" in message
+
+
+def test_registration_must_return_component_classes(fake_distribution):
+    source = "import qbench\n@qbench.hookimpl\ndef qbench_register_datasets():\n    return [object]\n"
+    fake_distribution("odd-dist", {"odd": "odd_plugin"}, {"odd_plugin": source})
+    with pytest.raises(PluginError, match="not a subclass of qbench.Dataset"):
+        get_host()
+
+
+def test_bad_component_name_is_rejected(fake_distribution):
+    source = PLUGIN_SOURCE.replace('name = "halve"', 'name = "Halve Q"')
+    fake_distribution("name-dist", {"named": "name_plugin"}, {"name_plugin": source})
+    with pytest.raises(PluginError, match="lower case"):
+        get_host()
+
+
+def test_unknown_component_suggests_a_name(fake_distribution):
+    fake_distribution("acme-quant", {"acme": "acme_plugin"}, {"acme_plugin": PLUGIN_SOURCE})
+    host = get_host()
+    with pytest.raises(UnknownComponentError) as info:
+        host.create("quantizer", "halv")
+    assert "did you mean 'halve'" in str(info.value).lower()
+    with pytest.raises(PluginError, match="unknown component kind"):
+        host.registry("optimizer")
+
+
+def test_registries_are_frozen_after_start_up():
+    host = get_host(load_entry_points=False)
+    with pytest.raises(PluginError, match="frozen"):
+        host.registry("cell").add(qbench.Cell, "late")
+
+
+def test_import_qbench_is_light():
+    code = (
+        "import sys, qbench, qbench.cli; qbench.cli.build_parser(); "
+        "heavy = [m for m in ('torch', 'pandas', 'numpy', 'matplotlib') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_quant_context_rejects_unknown_role():
+    with pytest.raises(ValueError, match="role"):
+        qbench.QuantContext("weights", 4, 4, False)
+    assert qbench.QuantContext("recurrent", 8, 24, True).glorot_bound == pytest.approx((6 / 32) ** 0.5)
