@@ -235,7 +235,8 @@ def _check_excludes(where: str, excludes: Any, axes: Mapping[str, tuple[Spec, ..
             if not isinstance(target, str):
                 raise MatrixError(f"{at}: {key} must be a name or a table with 'name', got {value!r}")
             if target not in names:
-                raise MatrixError(f"{at}: {key} {target!r} is not in the matrix's [[{key}]] axis ({', '.join(sorted(names))})")
+                known = ", ".join(sorted(names))
+                raise MatrixError(f"{at}: {key} {target!r} is not in the matrix's [[{key}]] axis ({known})")
     return tuple(excludes)
 
 

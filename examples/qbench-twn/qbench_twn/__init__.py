@@ -1,0 +1,1 @@
+"""Ternary Weight Networks as a qbench plugin: an example for plugin authors."""
