@@ -1,4 +1,24 @@
-"""Executors move cases out and records back; the driver alone writes the store."""
+"""Executors move cases out and records back; the driver alone writes the store.
+
+One switch, :func:`get_executor`:
+
+=========================  =================================================================
+``local``, workers == 1    in the driver's own process (:mod:`qbench.executors.inprocess`)
+``local``, workers > 1     a pool of spawned processes (:mod:`qbench.executors.pool`)
+``dask``                   Dask distributed, an existing scheduler or a local cluster
+                           (:mod:`qbench.executors.dask_cluster`)
+=========================  =================================================================
+
+Every executor yields exactly one record per case, as cases finish (in completion order, not
+submission order), and never a half-done one. Workers run each case with a fixed number of torch
+threads (1 by default), so a case and seed give the same numbers whatever the executor and the
+worker count. A case that raises is the runner's business (it returns an ``error`` record); a
+worker that dies is the executor's: its case is retried once, then recorded as ``error``.
+``close()`` stops every worker process promptly (Ctrl-C, ``-x``).
+
+With ``device="cuda"`` a pool of N workers runs N cases at once on the GPU (on several GPUs
+the workers are spread round-robin): the paper's models are far too small to fill one.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +28,49 @@ from typing import Protocol
 from qbench.errors import UsageError
 from qbench.matrix import Case
 
+EXECUTORS = ("local", "dask")
+
 
 class Executor(Protocol):
     def run(self, cases: Sequence[Case]) -> Iterator[dict]:
         """Yield one record per case as cases finish."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop every worker (idempotent)."""
+        ...
 
 
-def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: str | None = None) -> Executor:
+def _check_device(device: str) -> None:
+    if device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        return
+    raise UsageError(f"--device {device!r} is not supported; use 'cpu' or 'cuda' (or 'cuda:N')")
+
+
+def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: str | None = None,
+                 threads: int = 1) -> Executor:
+    """The executor for ``--executor NAME --workers N --device D [--scheduler ADDR]``.
+
+    ``threads`` is torch's intra-op thread count per worker (per case); keep 1 for results that do
+    not depend on the worker count.
+    """
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if threads < 1:
+        raise UsageError(f"threads per worker must be at least 1, got {threads}")
+    _check_device(device)
+    if scheduler is not None and name != "dask":
+        raise UsageError("--scheduler ADDR is only meaningful with --executor dask")
     if name == "local":
-        from qbench.executors.inprocess import InProcessExecutor
+        if workers == 1:
+            from qbench.executors.inprocess import InProcessExecutor
 
-        return InProcessExecutor(device=device)
-    raise UsageError(f"unknown executor {name!r}; use 'local' or 'dask'")
+            return InProcessExecutor(device=device, threads=threads)
+        from qbench.executors.pool import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(workers, device=device, threads=threads)
+    if name == "dask":
+        from qbench.executors.dask_cluster import DaskExecutor
+
+        return DaskExecutor(workers, device=device, scheduler=scheduler, threads=threads)
+    raise UsageError(f"unknown executor {name!r}; use one of: {', '.join(EXECUTORS)}")

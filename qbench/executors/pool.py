@@ -1,0 +1,187 @@
+"""A local process pool (``--workers N``): one spawned process per worker, one case at a time each.
+
+Not :class:`concurrent.futures.ProcessPoolExecutor`: when one of its workers dies the whole pool
+breaks and nobody knows which case killed it. Here each worker has its own pipe and the driver
+knows which case every worker holds, so a dead worker costs exactly its own case: that case is
+retried once on a fresh worker, then recorded as an error, and the other cases go on.
+
+Workers are started with ``spawn`` (safe with torch and CUDA), ignore SIGINT (the driver decides),
+die with the driver (``PR_SET_PDEATHSIG`` plus a watch thread), and run each case with a fixed
+number of torch threads (1 by default: the same numbers whatever the worker count).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from qbench.executors.worker import CaseRunner, pool_worker_main
+from qbench.matrix import Case
+
+#: A worker that dies this many times in a row before it ever reports ready means a broken environment.
+MAX_START_FAILURES = 3
+
+
+@dataclass(eq=False)
+class _Worker:
+    index: int
+    process: Any  # multiprocessing.context.SpawnProcess
+    conn: Connection
+    pid: int | None = None
+    job: tuple[Case, int] | None = None  # the case in flight and how many attempts it had before
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class ProcessPoolExecutor:
+    """Runs cases on ``workers`` local processes and yields records as cases finish."""
+
+    def __init__(self, workers: int, device: str = "cpu", threads: int = 1, runner: CaseRunner | None = None,
+                 max_attempts: int = 2) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
+        self.device = device
+        self.threads = threads
+        self.runner = runner
+        self.max_attempts = max_attempts
+        self._ctx = mp.get_context("spawn")
+        self._pool: list[_Worker] = []
+        self._next_index = 0
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers that have reported ready (tests kill them)."""
+        return [w.pid for w in self._pool if w.pid is not None]
+
+    def _spawn(self) -> _Worker:
+        here, there = self._ctx.Pipe(duplex=True)
+        index = self._next_index
+        self._next_index += 1
+        process = self._ctx.Process(
+            target=pool_worker_main, args=(there, index, self.device, self.threads, self.runner),
+            name=f"qbench-worker-{index}",
+        )
+        process.start()
+        there.close()  # so that recv() sees EOF when the worker dies
+        worker = _Worker(index, process, here)
+        self._pool.append(worker)
+        return worker
+
+    def _assign(self, queue: deque[tuple[Case, int]]) -> None:
+        while queue:
+            worker = next((w for w in self._pool if w.job is None), None)
+            if worker is None:
+                if len(self._pool) >= self.workers:
+                    return
+                worker = self._spawn()
+            job = queue.popleft()
+            try:
+                worker.conn.send(job[0])
+            except OSError:  # died before taking the case: not the case's fault, give it to another worker
+                queue.appendleft(job)
+                self._discard(worker)
+                continue
+            worker.job = job
+
+    def _discard(self, worker: _Worker) -> None:
+        self._pool.remove(worker)
+        worker.process.join(timeout=5)
+        worker.conn.close()
+
+    def run(self, cases: Sequence[Case]) -> Iterator[dict]:
+        from qbench.runner import error_record
+
+        queue: deque[tuple[Case, int]] = deque((case, 0) for case in cases)
+        start_failures = 0
+        finished = False
+        try:
+            while True:
+                self._assign(queue)
+                busy = [w for w in self._pool if w.job is not None]
+                if not busy:
+                    break
+                handles: dict[Any, _Worker] = {}
+                for w in self._pool:
+                    handles[w.conn] = w
+                    handles[w.process.sentinel] = w
+                ready = wait(list(handles))
+                for worker in dict.fromkeys(handles[h] for h in ready):  # each worker once, in order
+                    died = False
+                    while not died and worker.conn.poll():  # drain: a record may precede the worker's death
+                        try:
+                            kind, payload = worker.conn.recv()
+                        except (EOFError, OSError):
+                            died = True
+                            break
+                        if kind == "ready":
+                            worker.pid = payload
+                            start_failures = 0
+                        elif kind == "record" and worker.job is not None:
+                            worker.job = None
+                            yield payload
+                    if not died and worker.process.is_alive():
+                        continue
+                    worker.process.join(timeout=5)
+                    reason = describe_exit(worker.process.exitcode)
+                    job = worker.job
+                    started = worker.pid is not None
+                    self._discard(worker)
+                    if not started:
+                        start_failures += 1
+                        if start_failures >= MAX_START_FAILURES:
+                            raise RuntimeError(
+                                f"qbench worker processes die before starting ({reason}, {start_failures} times "
+                                "in a row); run with --workers 1 to see the error"
+                            )
+                        if job is not None:
+                            queue.appendleft(job)
+                        continue
+                    if job is None:
+                        continue
+                    case, attempts = job
+                    attempts += 1
+                    if attempts >= self.max_attempts:
+                        yield error_record(case, f"worker died twice: {reason} (worker {worker.index}, pid "
+                                                 f"{worker.pid}) while running this case", device=self.device)
+                    else:
+                        queue.appendleft((case, attempts))
+            finished = True
+        finally:
+            if not finished:  # interrupted, broken out of, or failed: no worker may outlive this
+                self.close()
+
+    def close(self, grace: float = 3.0) -> None:
+        """Stop every worker now: idle ones are asked to exit, busy ones terminated, stragglers killed."""
+        pool, self._pool = self._pool, []
+        for w in pool:
+            if w.job is None and w.process.is_alive():
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+            else:
+                w.process.terminate()
+        deadline = time.monotonic() + grace
+        for w in pool:
+            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for w in pool:
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=5)
+            w.conn.close()

@@ -1,0 +1,123 @@
+"""What runs inside a worker process (process pool or Dask): thread setup, parent watch, one case.
+
+This module stays light (no torch at import) because a spawned worker imports it first and
+must fix its thread environment *before* torch loads.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: ``runner(case, device, threads) -> record``; the default is :func:`qbench.runner.run_case`.
+CaseRunner = Callable[..., dict]
+
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_configured: int | None = None
+
+
+def default_runner() -> CaseRunner:
+    from qbench.runner import run_case
+
+    return run_case
+
+
+def worker_device(device: str, index: int) -> str:
+    """Spread a pool over the GPUs: plain ``cuda`` becomes ``cuda:<index mod count>`` when there are several.
+
+    With one GPU (the usual case) every worker shares it: the paper's models do not fill a GPU, so
+    several small cases at once keep it busy.
+    """
+    if device != "cuda":
+        return device
+    import torch
+
+    count = torch.cuda.device_count()
+    return f"cuda:{index % count}" if count > 1 else device
+
+
+def configure_process(threads: int) -> None:
+    """Fix this process's torch threads once (so workers share the cores instead of fighting for them).
+
+    Sets the OpenMP/BLAS environment before torch is imported, then torch's intra- and inter-op
+    thread counts. Idempotent: a Dask worker calls it before every task.
+    """
+    global _configured
+    if _configured == threads:
+        return
+    if "torch" not in sys.modules:
+        for name in _THREAD_ENV:
+            os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already started in this process
+        pass
+    _configured = threads
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive a driver that was killed (SIGKILL gives the driver no chance to clean up)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    parent = os.getppid()
+
+    def watch() -> None:  # portable fallback, also covers a parent that died before prctl took effect
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="qbench-parent-watch", daemon=True).start()
+
+
+def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: CaseRunner | None) -> None:
+    """Loop of one process-pool worker: receive a case, send back its record, until ``None`` or EOF.
+
+    SIGINT is ignored here: Ctrl-C reaches the whole process group, and the driver alone decides
+    what happens (it stops the workers on ``close()``, so no case is half stored).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    configure_process(threads)
+    run = runner or default_runner()
+    device = worker_device(device, index)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            case = conn.recv()
+        except (EOFError, OSError):
+            return
+        if case is None:
+            return
+        conn.send(("record", run_guarded(run, case, device, threads)))
+
+
+def run_guarded(run: CaseRunner, case: Any, device: str, threads: int) -> dict:
+    """Run a case; an exception that escapes the runner (it should catch its own) still becomes a record."""
+    try:
+        return run(case, device, threads)
+    except Exception as exc:
+        from qbench.runner import error_record
+
+        return error_record(case, f"{type(exc).__name__} outside the runner: {exc}", device=device)
+
+
+def dask_task(case: Any, device: str, threads: int, runner: CaseRunner | None) -> dict:
+    """One case as a Dask task: the worker imports qbench and builds its plugin host itself."""
+    configure_process(threads)
+    return run_guarded(runner or default_runner(), case, device, threads)
