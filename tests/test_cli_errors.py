@@ -1,0 +1,123 @@
+"""Every mistake a user can make on the command line: exit code 4, one message, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from qbench.cli import main
+
+MATRIX = """
+name = "errors"
+[[quantizer]]
+name = "ternary"
+[[cell]]
+name = "gru"
+hidden = 8
+[[dataset]]
+name = "pydoc-char"
+[train]
+epochs = 1
+"""
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path, text):
+    path = tmp_path / "matrix.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        (MATRIX.replace("[train]", "[train"), ["malformed TOML"]),
+        (MATRIX.replace('"ternary"', '"ternay"'), ["unknown quantizer 'ternay'", "Did you mean 'ternary'?"]),
+        (MATRIX.replace("hidden = 8", "hiden = 8"), ["unknown parameter 'hiden'", "did you mean 'hidden'?"]),
+        (MATRIX.replace("hidden = 8", "hidden = 'big'"), ["parameter 'hidden' must be int, got 'big'"]),
+        (MATRIX.replace('[[quantizer]]\nname = "ternary"', "quantizer = []"), ["axis [[quantizer]] is empty"]),
+        (MATRIX.replace("epochs = 1", "epochs = -1"), ["'epochs' must be >= 1"]),
+    ],
+)
+def test_bad_matrix_exits_4_with_one_message(tmp_path, capsys, fresh_host, text, fragments):
+    path = write(tmp_path, text)
+    code, out, err = run_cli(capsys, "run", "--matrix", str(path), "--out", str(tmp_path / "out"))
+    assert code == 4
+    assert "Traceback" not in err
+    assert err.startswith("qbench: error: ") and str(path) in err
+    for fragment in fragments:
+        assert fragment in err
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_missing_matrix_and_bad_flags(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "--matrix", str(tmp_path / "nope.toml"))
+    assert code == 4 and "matrix file not found" in err
+    code, _, err = run_cli(capsys, "run")
+    assert code == 4 and "--matrix" in err
+    code, _, err = run_cli(capsys, "list", "widgets")
+    assert code == 4 and "invalid choice" in err
+    code, _, err = run_cli(capsys, "leaderboard", "--store", str(tmp_path / "none.sqlite"))
+    assert code == 4 and "no qbench store here" in err
+
+
+def test_broken_plugin_exits_4_naming_it(tmp_path, capsys, fake_distribution):
+    fake_distribution("shiny-quant", {"shiny": "shiny_plugin"}, {"shiny_plugin": "raise RuntimeError('boom')\n"})
+    code, _, err = run_cli(capsys, "plugins")
+    assert code == 4
+    assert "error importing plugin 'shiny'" in err and "shiny-quant 1.0" in err and "boom" in err
+    assert "Traceback" not in err
+
+
+def test_plugin_with_wrong_hook_signature_exits_4(tmp_path, capsys, fake_distribution):
+    source = "import qbench\n@qbench.hookimpl\ndef qbench_register_hardware(node):\n    return []\n"
+    fake_distribution("sig-hw", {"sighw": "sighw_plugin"}, {"sighw_plugin": source})
+    code, _, err = run_cli(capsys, "list", "hardware")
+    assert code == 4 and "plugin 'sighw'" in err and "node" in err
+
+
+def test_duplicate_name_exits_4_naming_both(tmp_path, capsys, fake_distribution):
+    source = textwrap.dedent(
+        """
+        import qbench
+        class Float(qbench.Quantizer):
+            name = "float"
+            def quantize(self, w, ctx):
+                return w
+            def bits_per_weight(self):
+                return 32
+        @qbench.hookimpl
+        def qbench_register_quantizers():
+            return [Float]
+        """
+    )
+    fake_distribution("float-clone", {"clone": "clone_plugin"}, {"clone_plugin": source})
+    code, _, err = run_cli(capsys, "plugins")
+    assert code == 4
+    assert "'float' is registered twice" in err and "qbench_builtins.quantizers" in err and "float-clone" in err
+
+
+def test_console_script_usage_error_has_no_traceback(tmp_path):
+    path = write(tmp_path, MATRIX.replace('"gru"', '"gur"'))
+    proc = subprocess.run(
+        [sys.executable, "-c", "from qbench.cli import console_main; console_main()", "run", "--matrix", str(path)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 4
+    assert "Traceback" not in proc.stderr and "unknown cell 'gur'" in proc.stderr
+
+
+def test_help_of_every_command(capsys):
+    for command in ("run", "plugins", "list", "leaderboard"):
+        code, out, _ = run_cli(capsys, command, "--help")
+        assert code == 0 and "usage: qbench " + command in out
+    code, out, _ = run_cli(capsys)
+    assert code == 4 and "COMMAND" in out
