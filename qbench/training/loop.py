@@ -1,0 +1,223 @@
+"""``train_and_evaluate``: the training loop the runner calls for every case (contract).
+
+Recipe (paper.md, "Training scheme" and "Recipe"): Adam with the ``[train]`` learning rate and
+torch's default betas, gradient-norm clipping (``grad_clip``, 0 disables), shadow weights
+clipped to the quantizer bound after every step, truncated BPTT with the state carried for
+language modelling, seeded minibatches for classification. After each epoch the validation
+metric is measured (deterministic quantizer, batch-norm running statistics); when it does not
+improve the learning rate is multiplied by ``lr_decay`` and after ``patience`` such epochs
+training stops. The best-validation checkpoint is restored for the test metric, the export and
+the hardware sample.
+
+Divergence: a NaN or infinite loss, or a loss above ``diverge_factor`` x the first step's loss,
+ends the case with status ``diverged`` (the loss is read back every :data:`CHECK_EVERY` steps
+and at the end of each epoch, so the loop does not wait on the device at every step).
+
+Determinism: the stack's initialisation and stochastic draws are seeded from ``seed`` (see
+:mod:`qbench.training.stack`); the output layer and embedding from ``torch.manual_seed(seed)``;
+the batch order and BPTT start from ``numpy.random.default_rng(seed)``. With a fixed number of
+torch threads on the CPU the same seed gives identical metrics and curve (except ``seconds``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from qbench.components import Cell, Quantizer
+from qbench.data import LANGUAGE_MODEL, ClassificationData, EvalSample, LanguageModelData
+from qbench.errors import Diverged
+from qbench.export import ExportedModel
+from qbench.trainconfig import resolve_train
+from qbench.training.model import SequenceModel
+from qbench.training.tasks import ClassificationTask, LanguageModelTask
+
+#: steps between two read-backs of the loss for the divergence check
+CHECK_EVERY = 25
+
+
+@dataclass
+class TrainResult:
+    """What one training case produced (the runner copies it into the record)."""
+
+    status: str
+    metrics: dict[str, float]
+    directions: dict[str, str]
+    curve: list[dict[str, Any]]
+    train_seconds: float
+    tokens_per_second: float
+    message: str = ""
+    exported: ExportedModel | None = None
+    sample: EvalSample | None = None
+    weight_count: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class DivergenceGuard:
+    """Collects step losses on the device and checks them every ``every`` steps."""
+
+    def __init__(self, factor: float, every: int = CHECK_EVERY):
+        self.factor = factor
+        self.every = every
+        self.reference: float | None = None
+        self.pending: list[torch.Tensor] = []
+        self.steps = 0
+
+    def observe(self, loss: torch.Tensor) -> None:
+        self.steps += 1
+        if self.reference is None:
+            self.reference = float(loss.item())
+            if not math.isfinite(self.reference):
+                raise Diverged(f"loss {self.reference} at the first training step")
+            return
+        self.pending.append(loss)
+        if len(self.pending) >= self.every:
+            self.check()
+
+    def check(self) -> None:
+        if not self.pending:
+            return
+        worst = float(torch.stack(self.pending).max().item())  # max propagates NaN
+        self.pending.clear()
+        limit = self.factor * max(self.reference or 0.0, 1e-12)
+        if not math.isfinite(worst):
+            raise Diverged(f"loss became {worst} by training step {self.steps}")
+        if worst > limit:
+            raise Diverged(
+                f"loss exploded to {worst:.4g} (> {self.factor:g} x the first step's {self.reference:.4g}) "
+                f"by training step {self.steps}"
+            )
+
+
+class Stepper:
+    """zero_grad, backward, gradient-norm clipping, Adam step, shadow clipping; and the guard."""
+
+    def __init__(self, model: SequenceModel, lr: float, grad_clip: float, guard: DivergenceGuard):
+        self.model = model
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=lr)
+        self.grad_clip = grad_clip
+        self.guard = guard
+
+    def __call__(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.model.stack.clip_shadow_weights_()
+        self.guard.observe(loss.detach())
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+
+def train_and_evaluate(
+    cell: Cell,
+    quantizer: Quantizer,
+    data: LanguageModelData | ClassificationData,
+    train: dict[str, Any],
+    seed: int,
+    device: str = "cpu",
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``cell`` with ``quantizer`` on ``data``, evaluate the best checkpoint, export it.
+
+    Never raises for divergence: returns status ``"diverged"`` with the metrics that exist.
+    """
+    train = resolve_train(dict(train))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    task: LanguageModelTask | ClassificationTask
+    if data.task == LANGUAGE_MODEL:
+        task = LanguageModelTask(data, train, device)  # type: ignore[arg-type]
+    else:
+        task = ClassificationTask(data, train, device)  # type: ignore[arg-type]
+    model = SequenceModel(cell, quantizer, data.task, data.input_size, data.n_outputs, seed).to(device)
+    guard = DivergenceGuard(float(train["diverge_factor"]))
+    lr = float(train["lr"])
+    stepper = Stepper(model, lr, float(train["grad_clip"]), guard)
+    weight_count = int(model.stack.quantized_parameter_count())
+
+    curve: list[dict[str, Any]] = []
+    best_valid: tuple[float, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_train_loss = math.nan
+    bad_epochs = 0
+    train_tokens = 0
+    step_seconds = 0.0
+    started = time.perf_counter()
+    status, message = "ok", ""
+    try:
+        for epoch in range(1, int(train["epochs"]) + 1):
+            epoch_start = time.perf_counter()
+            model.train()
+            loss_sum, count, tokens = task.train_epoch(model, stepper, rng, int(train["max_steps"]))
+            guard.check()
+            train_loss = float(loss_sum.item()) / max(count, 1)
+            step_seconds += time.perf_counter() - epoch_start
+            train_tokens += tokens
+            if not math.isfinite(train_loss):
+                raise Diverged(f"mean training loss {train_loss} in epoch {epoch}")
+            model.eval()
+            valid = task.validate(model)
+            if not all(math.isfinite(v) for v in valid):
+                raise Diverged(f"validation loss {valid[1]} after epoch {epoch}")
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                task.valid_key: valid[0],
+                "lr": lr,
+                "seconds": time.perf_counter() - epoch_start,
+            }
+            curve.append(row)
+            if progress is not None:
+                progress(dict(row))
+            if task.better(valid, best_valid):
+                best_valid, best_train_loss, bad_epochs = valid, train_loss, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+                if train["patience"] and bad_epochs >= int(train["patience"]):
+                    break
+                lr *= float(train["lr_decay"])
+                stepper.set_lr(lr)
+    except Diverged as exc:
+        status, message = "diverged", str(exc)
+    train_seconds = time.perf_counter() - started
+    tokens_per_second = train_tokens / step_seconds if step_seconds > 0 else 0.0
+
+    metrics: dict[str, float] = {}
+    if status != "ok" or best_state is None:
+        if best_valid is not None:
+            metrics[task.valid_key] = best_valid[0]
+        if status == "ok":  # no epoch finished: cannot happen with epochs >= 1, kept for safety
+            status, message = "diverged", "no epoch finished"
+        return TrainResult(
+            status, metrics, dict(task.directions), curve, train_seconds, tokens_per_second,
+            message=message, weight_count=weight_count,
+        )
+
+    model.load_state_dict(best_state)
+    model.eval()
+    metrics = task.final_metrics(model, best_valid, best_train_loss)  # type: ignore[arg-type]
+    exported = model.export(data.task)
+    sample = task.sample(model)
+    return TrainResult(
+        status="ok",
+        metrics=metrics,
+        directions=dict(task.directions),
+        curve=curve,
+        train_seconds=train_seconds,
+        tokens_per_second=tokens_per_second,
+        exported=exported,
+        sample=sample,
+        weight_count=weight_count,
+    )

@@ -1,0 +1,231 @@
+"""Batches, training epochs and evaluation of the two tasks: language modelling and classification.
+
+Language modelling: each split is cut into ``B`` contiguous columns (``[L, B]``, time-major);
+truncated BPTT walks the columns in segments of ``bptt`` characters and carries the hidden state
+across segments (detached). Evaluation does the same with wider batches under ``no_grad``;
+the metric is bits per character = mean cross-entropy (nats) / ln 2.
+
+Classification: sequences ``[N, T, F]`` in shuffled minibatches (seeded order); the class is read
+from the last true step; the metric is accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from qbench.data import ClassificationData, EvalSample, LanguageModelData, SequenceSplit
+from qbench.training.model import SequenceModel
+
+#: columns of the evaluation batch (more is faster; each column starts from a zero state)
+EVAL_COLUMNS = 64
+#: time steps per evaluation segment (state carried between segments)
+EVAL_SEGMENT = 256
+#: sequences per evaluation batch for classification
+EVAL_SEQUENCES = 2048
+
+StepFn = Callable[[torch.Tensor], None]
+
+
+def detach_state(state: Any) -> Any:
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def columns(tokens: np.ndarray, count: int, device: str | torch.device) -> torch.Tensor:
+    """``tokens [N]`` -> ``[N // count, count]`` int64: column j is a contiguous stretch of the stream."""
+    length = len(tokens) // count
+    cut = np.asarray(tokens[: length * count], dtype=np.int64).reshape(count, length).T
+    return torch.from_numpy(np.ascontiguousarray(cut)).to(device)
+
+
+class LanguageModelTask:
+    """Truncated BPTT over contiguous character streams; metric bits per character."""
+
+    metric = "bpc"
+    valid_key = "valid_bpc"
+    directions = {"test_bpc": "min", "valid_bpc": "min", "train_bpc": "min"}
+
+    def __init__(self, data: LanguageModelData, train: dict[str, Any], device: str | torch.device):
+        self.data = data
+        self.device = device
+        self.bptt = int(train["bptt"])
+        batch = max(1, min(int(train["batch"]), (len(data.train) - 1) // 2))
+        self.stream = columns(data.train, batch, device)
+        self.eval_tokens = int(train["eval_tokens"])
+        self.hardware_tokens = int(train["hardware_tokens"])
+
+    def segments(self) -> int:
+        return max(1, math.ceil((self.stream.shape[0] - 1) / self.bptt))
+
+    def train_epoch(
+        self, model: SequenceModel, step: StepFn, rng: np.random.Generator, max_steps: int
+    ) -> tuple[torch.Tensor, int, int]:
+        """One pass (or ``max_steps`` segments from a seeded start): (sum of losses, their count, tokens)."""
+        total = self.segments()
+        order = list(range(total))
+        if max_steps and max_steps < total:
+            first = int(rng.integers(total))
+            order = [(first + i) % total for i in range(max_steps)]
+        stream, bptt, vocab = self.stream, self.bptt, model.vocab
+        loss_sum = torch.zeros((), device=stream.device)
+        tokens = 0
+        state = None
+        previous = -2
+        for segment in order:
+            if segment != previous + 1:
+                state = None  # wrapped around: the carried state belongs to another stretch
+            previous = segment
+            start = segment * bptt
+            steps = min(bptt, stream.shape[0] - 1 - start)
+            inputs, targets = stream[start : start + steps], stream[start + 1 : start + 1 + steps]
+            logits, state = model.forward_tokens(inputs, state)
+            state = detach_state(state)
+            loss = F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+            step(loss)
+            count = targets.numel()
+            loss_sum += loss.detach() * count
+            tokens += count
+        return loss_sum, tokens, tokens
+
+    @torch.no_grad()
+    def stream_loss(self, model: SequenceModel, tokens: np.ndarray, width: int = EVAL_COLUMNS) -> float:
+        """Mean cross-entropy (nats) of predicting each next token, columns of at least a segment."""
+        width = max(1, min(width, (len(tokens) - 1) // EVAL_SEGMENT))
+        stream = columns(tokens, width, self.device)
+        total = torch.zeros((), dtype=torch.float64, device=stream.device)
+        state = None
+        for start in range(0, stream.shape[0] - 1, EVAL_SEGMENT):
+            steps = min(EVAL_SEGMENT, stream.shape[0] - 1 - start)
+            logits, state = model.forward_tokens(stream[start : start + steps], state)
+            targets = stream[start + 1 : start + 1 + steps]
+            total += F.cross_entropy(logits.reshape(-1, model.vocab), targets.reshape(-1), reduction="sum")
+        count = (stream.shape[0] - 1) * stream.shape[1]
+        return float(total.item()) / max(count, 1)
+
+    def _limit(self, tokens: np.ndarray) -> np.ndarray:
+        return tokens[: self.eval_tokens + 1] if self.eval_tokens else tokens
+
+    def validate(self, model: SequenceModel) -> tuple[float, float]:
+        """(valid metric, valid loss in nats)."""
+        loss = self.stream_loss(model, self._limit(self.data.valid))
+        return loss / math.log(2), loss
+
+    def better(self, new: tuple[float, float], best: tuple[float, float] | None) -> bool:
+        return best is None or new[0] < best[0]
+
+    def final_metrics(self, model: SequenceModel, best_valid: tuple[float, float], train_loss: float) -> dict:
+        test = self.stream_loss(model, self._limit(self.data.test))
+        return {
+            "test_bpc": test / math.log(2),
+            "valid_bpc": best_valid[0],
+            "train_bpc": train_loss / math.log(2),
+        }
+
+    @torch.no_grad()
+    def sample(self, model: SequenceModel) -> EvalSample:
+        """The first ``hardware_tokens`` test characters, one stream, and the model's own predictions."""
+        tokens = np.asarray(self.data.test[: max(2, self.hardware_tokens)], dtype=np.int64)
+        stream = torch.from_numpy(tokens).to(self.device).unsqueeze(1)
+        state = None
+        predictions, total = [], 0.0
+        for start in range(0, len(tokens) - 1, EVAL_SEGMENT):
+            steps = min(EVAL_SEGMENT, len(tokens) - 1 - start)
+            logits, state = model.forward_tokens(stream[start : start + steps], state)
+            targets = stream[start + 1 : start + 1 + steps].reshape(-1)
+            flat = logits.reshape(-1, model.vocab)
+            total += float(F.cross_entropy(flat, targets, reduction="sum").item())
+            predictions.append(flat.argmax(dim=1))
+        bpc = total / (len(tokens) - 1) / math.log(2)
+        return EvalSample(
+            task=self.data.task,
+            tokens=tokens,
+            float_metrics={"test_bpc": bpc},
+            float_predictions=torch.cat(predictions).cpu().numpy(),
+        )
+
+
+class ClassificationTask:
+    """Seeded minibatches of whole sequences; metric accuracy."""
+
+    metric = "accuracy"
+    valid_key = "valid_accuracy"
+    directions = {"test_accuracy": "max", "valid_accuracy": "max", "test_loss": "min"}
+
+    def __init__(self, data: ClassificationData, train: dict[str, Any], device: str | torch.device):
+        self.data = data
+        self.device = device
+        self.batch = int(train["batch"])
+        self.hardware_tokens = int(train["hardware_tokens"])
+        self.train_split = self._tensors(data.train)
+        self.train_lengths = np.maximum(np.asarray(data.train.lengths, dtype=np.int64), 1)
+
+    def _tensors(self, split: SequenceSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.asarray(split.x, dtype=np.float32)).to(self.device)
+        lengths = torch.from_numpy(np.asarray(split.lengths, dtype=np.int64)).clamp_(min=1).to(self.device)
+        y = torch.from_numpy(np.asarray(split.y, dtype=np.int64)).to(self.device)
+        return x, lengths, y
+
+    def train_epoch(
+        self, model: SequenceModel, step: StepFn, rng: np.random.Generator, max_steps: int
+    ) -> tuple[torch.Tensor, int, int]:
+        """One shuffled pass (or ``max_steps`` batches): (sum of losses, sequences, time steps)."""
+        x, lengths, y = self.train_split
+        order = rng.permutation(len(y))
+        batches = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
+        if max_steps:
+            batches = batches[:max_steps]
+        loss_sum = torch.zeros((), device=x.device)
+        tokens = count = 0
+        for chosen in batches:
+            index = torch.from_numpy(chosen).to(self.device)
+            logits = model.forward_sequences(x[index], lengths[index])
+            loss = F.cross_entropy(logits, y[index])
+            step(loss)
+            loss_sum += loss.detach() * len(chosen)
+            tokens += int(self.train_lengths[chosen].sum())
+            count += len(chosen)
+        return loss_sum, count, tokens
+
+    @torch.no_grad()
+    def evaluate(self, model: SequenceModel, split: SequenceSplit) -> tuple[float, float, np.ndarray]:
+        """(accuracy, mean loss in nats, argmax predictions)."""
+        x, lengths, y = self._tensors(split)
+        loss, predictions = 0.0, []
+        for i in range(0, len(y), EVAL_SEQUENCES):
+            logits = model.forward_sequences(x[i : i + EVAL_SEQUENCES], lengths[i : i + EVAL_SEQUENCES])
+            loss += float(F.cross_entropy(logits, y[i : i + EVAL_SEQUENCES], reduction="sum").item())
+            predictions.append(logits.argmax(dim=1))
+        predicted = torch.cat(predictions)
+        accuracy = float((predicted == y).double().mean().item())
+        return accuracy, loss / max(len(y), 1), predicted.cpu().numpy()
+
+    def validate(self, model: SequenceModel) -> tuple[float, float]:
+        accuracy, loss, _ = self.evaluate(model, self.data.valid)
+        return accuracy, loss
+
+    def better(self, new: tuple[float, float], best: tuple[float, float] | None) -> bool:
+        # higher accuracy; at equal accuracy the lower validation loss
+        return best is None or new[0] > best[0] or (new[0] == best[0] and new[1] < best[1])
+
+    def final_metrics(self, model: SequenceModel, best_valid: tuple[float, float], train_loss: float) -> dict:
+        accuracy, loss, _ = self.evaluate(model, self.data.test)
+        return {"test_accuracy": accuracy, "valid_accuracy": best_valid[0], "test_loss": loss}
+
+    def sample(self, model: SequenceModel) -> EvalSample:
+        """The first max(20, hardware_tokens / 10) test sequences and the model's own predictions."""
+        count = min(len(self.data.test), max(20, self.hardware_tokens // 10))
+        sequences = self.data.test.subset(slice(0, count))
+        accuracy, _, predicted = self.evaluate(model, sequences)
+        return EvalSample(
+            task=self.data.task,
+            sequences=sequences,
+            float_metrics={"test_accuracy": accuracy},
+            float_predictions=predicted,
+        )

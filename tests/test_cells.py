@@ -1,0 +1,252 @@
+"""The built-in cells: conformance suite over every registered cell, and torch's modules as reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import qbench
+from qbench.testing.cells import CellContract
+
+torch = pytest.importorskip("torch")
+
+PAPER_QUANTIZERS = (
+    ("float", {}),
+    ("binary", {}),
+    ("ternary", {}),
+    ("ternary", {"stochastic": True}),
+    ("pow2-ternary", {}),
+    ("exponential", {}),
+    ("exponential", {"stochastic": True}),
+)
+
+
+class LocalIdentity(qbench.Quantizer):
+    """Full precision, used only while the built-in ``float`` quantizer is not registered."""
+
+    name = "local-identity"
+    scheme = "float"
+
+    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
+        return w.clone()
+
+    def bits_per_weight(self) -> float:
+        return 32.0
+
+
+class LocalTernary(qbench.Quantizer):
+    """TernaryConnect (paper.md), used only while the built-in ``ternary`` is not registered."""
+
+    name = "local-ternary"
+    scheme = "ternary"
+    params = {"stochastic": qbench.Param(bool, False)}
+
+    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
+        w0 = ctx.glorot_bound
+        if self.stochastic and ctx.training:
+            draw = torch.rand(w.shape, generator=ctx.generator, device=w.device, dtype=w.dtype)
+            keep = draw < (w.abs() / w0).clamp(max=1.0)
+            return torch.sign(w) * w0 * keep
+        return torch.where(w > w0 / 2, w0, torch.where(w <= -w0 / 2, -w0, 0.0)).to(w.dtype)
+
+    def bits_per_weight(self) -> float:
+        return 2.0
+
+    def shadow_bound(self, ctx: qbench.QuantContext) -> float:
+        return ctx.glorot_bound
+
+
+def registered(kind: str) -> list[str]:
+    return sorted(qbench.get_host().registry(kind)._entries)
+
+
+def quantizer_cases() -> list[tuple[str, dict]]:
+    """The paper's quantizers that are registered; local stand-ins while the built-ins are missing."""
+    available = set(registered("quantizer"))
+    cases = [(name, params) for name, params in PAPER_QUANTIZERS if name in available]
+    if "float" not in available:
+        cases.append(("local-identity", {}))
+    if "ternary" not in available:
+        cases += [("local-ternary", {}), ("local-ternary", {"stochastic": True})]
+    return cases
+
+
+def make_quantizer(name: str, params: dict) -> qbench.Quantizer:
+    if name == "local-identity":
+        return LocalIdentity(**params)
+    if name == "local-ternary":
+        return LocalTernary(**params)
+    return qbench.create("quantizer", name, **params)
+
+
+def float_quantizer() -> qbench.Quantizer:
+    return make_quantizer(*next(c for c in quantizer_cases() if c[0] in ("float", "local-identity")))
+
+
+CELL_CONFIGS = [
+    {"hidden": 6},
+    {"hidden": 5, "layers": 2, "batch_norm": True},
+]
+
+
+def _id(value: Any) -> str:
+    if isinstance(value, tuple):
+        return value[0] + "".join(f"-{k}={v}" for k, v in value[1].items())
+    return ",".join(f"{k}={v}" for k, v in value.items())
+
+
+@pytest.fixture(params=registered("cell"))
+def cell_name(request):
+    return request.param
+
+
+@pytest.fixture(params=CELL_CONFIGS, ids=_id)
+def cell(request, cell_name):
+    return qbench.create("cell", cell_name, **request.param)
+
+
+@pytest.fixture(params=quantizer_cases(), ids=_id)
+def quantizer(request):
+    return make_quantizer(*request.param)
+
+
+class TestEveryCell(CellContract):
+    """The conformance kit over every registered cell x two configurations x the quantizers."""
+
+
+# -- the built-in cells against torch's own modules (float quantizer) -----------------------------
+
+TORCH_MODULES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+
+
+def _torch_twin(stack: Any, cell: str, input_size: int, hidden: int, layers: int) -> Any:
+    """torch.nn.RNN/GRU/LSTM holding the stack's weights; rnn/lstm: b_ih = our bias, b_hh = 0."""
+    module = getattr(torch.nn, TORCH_MODULES[cell])(input_size, hidden, layers).double()
+    with torch.no_grad():
+        for index, layer in enumerate(stack.layers):
+            getattr(module, f"weight_ih_l{index}").copy_(layer.w_input)
+            getattr(module, f"weight_hh_l{index}").copy_(layer.w_recurrent)
+            getattr(module, f"bias_ih_l{index}").copy_(layer.b_input)
+            recurrent = layer.b_recurrent if layer.b_recurrent is not None else torch.zeros_like(layer.b_input)
+            getattr(module, f"bias_hh_l{index}").copy_(recurrent)
+    return module
+
+
+@pytest.mark.parametrize("cell_type", sorted(TORCH_MODULES))
+def test_float_stack_matches_torch_module(cell_type):
+    """With the float quantizer the fused stack equals torch's module: outputs, state and gradients."""
+    input_size, hidden, layers = 4, 7, 2
+    stack = qbench.create("cell", cell_type, hidden=hidden, layers=layers).build(
+        input_size, float_quantizer(), seed=5
+    )
+    stack = stack.double().train()
+    with torch.no_grad():  # non-zero biases, so that bias gradients are compared on real values
+        for layer in stack.layers:
+            for _, shadow in layer.shadow_tensors():
+                if shadow.dim() == 1:
+                    shadow.uniform_(-0.3, 0.3)
+    module = _torch_twin(stack, cell_type, input_size, hidden, layers)
+    x = torch.randn(9, 3, input_size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x_ours, x_theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, state_ours = stack(x_ours)
+    y_theirs, state_theirs = module(x_theirs)
+    assert_close(y_ours, y_theirs)
+    weights = torch.linspace(-1, 1, hidden, dtype=torch.float64)
+    (y_ours * weights).sum().backward()
+    (y_theirs * weights).sum().backward()
+    assert_close(x_ours.grad, x_theirs.grad)
+    for index, layer in enumerate(stack.layers):
+        assert_close(layer.w_input.grad, getattr(module, f"weight_ih_l{index}").grad)
+        assert_close(layer.w_recurrent.grad, getattr(module, f"weight_hh_l{index}").grad)
+        assert_close(layer.b_input.grad, getattr(module, f"bias_ih_l{index}").grad)
+        if layer.b_recurrent is not None:
+            assert_close(layer.b_recurrent.grad, getattr(module, f"bias_hh_l{index}").grad)
+    ours = state_ours if isinstance(state_ours, tuple) else (state_ours,)
+    theirs = state_theirs if isinstance(state_theirs, tuple) else (state_theirs,)
+    for a, b in zip(ours, theirs, strict=True):
+        assert_close(a, b)
+
+
+def assert_close(actual: Any, expected: Any) -> None:
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+# -- the cells' own contract --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cell_type", "blocks"), [("rnn", 1), ("gru", 3), ("lstm", 4)])
+def test_gate_blocks_and_defaults(cell_type, blocks):
+    cell = qbench.create("cell", cell_type)
+    assert cell.gate_blocks == blocks
+    assert cell.config == {"hidden": 128, "layers": 1, "batch_norm": False, "embedding": 0}
+
+
+def test_glorot_initialisation_and_contexts():
+    """Input blocks in [-sqrt(6/(n+h)), ...], recurrent in [-sqrt(3/h), ...], biases zero, bn gamma 0.1."""
+    n, h = 30, 40
+    stack = qbench.create("cell", "lstm", hidden=h, layers=2, batch_norm=True).build(n, float_quantizer(), 0)
+    first, second = stack.layers
+    assert first.w_input.abs().max() <= (6 / (n + h)) ** 0.5
+    assert first.w_input.abs().max() > 0.9 * (6 / (n + h)) ** 0.5
+    assert second.w_input.abs().max() <= (6 / (2 * h)) ** 0.5
+    assert first.w_recurrent.abs().max() <= (3 / h) ** 0.5
+    assert first.w_recurrent.abs().max() > 0.9 * (3 / h) ** 0.5
+    assert torch.count_nonzero(first.b_input) == 0 and first.b_recurrent is None
+    assert torch.allclose(first.norm.weight, torch.full((n,), 0.1))
+    ctx = stack.context(0, "w_input", True)
+    assert (ctx.role, ctx.fan_in, ctx.fan_out, ctx.layer) == ("input", n, h, 0)
+    ctx = stack.context(1, "w_recurrent", False)
+    assert (ctx.role, ctx.fan_in, ctx.fan_out, ctx.training) == ("recurrent", h, h, False)
+    assert abs(ctx.glorot_bound - (3 / h) ** 0.5) < 1e-12
+    bias = stack.context(0, "b_input", True)
+    assert (bias.role, bias.fan_in, bias.fan_out) == ("bias", n, h)
+    assert bias.generator is stack.generator
+
+
+def test_gru_has_two_biases_rnn_one():
+    gru = qbench.create("cell", "gru", hidden=3).build(2, float_quantizer(), 0)
+    rnn = qbench.create("cell", "rnn", hidden=3).build(2, float_quantizer(), 0)
+    assert gru.quantized_parameter_count() == 3 * 3 * 2 + 3 * 3 * 3 + 2 * 9
+    assert rnn.quantized_parameter_count() == 3 * 2 + 3 * 3 + 3
+
+
+class CountingQuantizer(LocalTernary):
+    name = "counting-ternary"
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.calls: list[tuple[str, int, bool]] = []
+
+    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
+        self.calls.append((ctx.role, ctx.layer, ctx.training))
+        return super().quantize(w, ctx)
+
+
+def test_quantized_once_per_forward_and_deterministic_in_eval():
+    quantizer = CountingQuantizer(stochastic=True)
+    stack = qbench.create("cell", "gru", hidden=4, layers=2).build(3, quantizer, 0).train()
+    x = torch.randn(50, 2, 3)
+    stack(x)
+    # 4 tensors (two weights, two biases) x 2 layers, however many time steps
+    assert len(quantizer.calls) == 8
+    assert all(training for _, _, training in quantizer.calls)
+    quantizer.calls.clear()
+    stack.eval()
+    with torch.no_grad():
+        a, _ = stack(x)
+        b, _ = stack(x)
+    assert not any(training for _, _, training in quantizer.calls)
+    assert torch.equal(a, b)
+
+
+def test_stochastic_draws_follow_the_seed():
+    def outputs(seed: int) -> list[Any]:
+        stack = qbench.create("cell", "lstm", hidden=8).build(3, LocalTernary(stochastic=True), seed).train()
+        x = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+        return [stack(x)[0].detach() for _ in range(2)]
+
+    first, again, other = outputs(1), outputs(1), outputs(2)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], first[1])  # a new draw at every training step
+    assert not torch.equal(first[0], other[0])
