@@ -1,0 +1,41 @@
+"""``qbench compare A B``: two runs or stores side by side; exit 1 when a metric regresses.
+
+Meant for plugin authors' CI: keep a reference run (A), rerun the matrix with the change (B),
+and fail the job when B is worse than A by more than ``--threshold`` on the compared metrics
+(see :mod:`qbench.leaderboard.compare` for the exact rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "compare"
+HELP = "compare two runs or stores side by side; exit 1 when a metric regresses past a threshold"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", type=Path, metavar="A", help="reference: a run directory, a qbench.sqlite or a "
+                        "leaderboard.json")  # fmt: skip
+    parser.add_argument("b", type=Path, metavar="B", help="candidate, same forms as A")
+    parser.add_argument("--metric", action="append", metavar="COLUMN",
+                        help="metric column to compare (repeatable; default: each dataset's primary metric)")
+    parser.add_argument("--threshold", default="1%", metavar="T",
+                        help="how much worse B may be: absolute in the metric's unit (0.05) or relative to "
+                        "A's mean (2%%); default 1%%")  # fmt: skip
+
+
+def execute(args: argparse.Namespace) -> int:
+    from qbench.errors import ExitCode, UsageError
+    from qbench.leaderboard.compare import Threshold, compare_records, render_comparison
+    from qbench.leaderboard.sources import load_records
+
+    threshold = Threshold.parse(args.threshold)
+    records_a, _ = load_records(args.a)
+    records_b, _ = load_records(args.b)
+    for path, records in ((args.a, records_a), (args.b, records_b)):
+        if not records:
+            raise UsageError(f"{path}: holds no records to compare")
+    comparison = compare_records(records_a, records_b, args.metric, threshold)
+    print(render_comparison(comparison, str(args.a), str(args.b), threshold))
+    return ExitCode.CASES_FAILED if len(comparison.regressions) else ExitCode.OK

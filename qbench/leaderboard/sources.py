@@ -1,0 +1,59 @@
+"""Where ``qbench compare`` and ``qbench validate`` read records from.
+
+A source is a run directory (holding the store ``qbench.sqlite`` or a published
+``leaderboard.json``), a store file, or a ``leaderboard.json`` file. Records read back from a
+leaderboard are its single-seed rows: key, seed, status and values, with the leaderboard's
+directions; that is all the statistics need.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from qbench.errors import UsageError
+from qbench.store import STORE_FILENAME
+
+LEADERBOARD_JSON = "leaderboard.json"
+
+
+def read_leaderboard_json(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a readable leaderboard.json ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
+        raise UsageError(f"{path}: not a qbench leaderboard.json (no 'runs' list)")
+    return document
+
+
+def records_from_leaderboard(document: dict[str, Any]) -> list[dict[str, Any]]:
+    directions = document.get("directions") or {}
+    records = []
+    for run in document["runs"]:
+        record = {k: v for k, v in run.items() if k not in ("values", "record_sha256")}
+        record.update(run.get("values") or {})
+        record["directions"] = directions
+        records.append(record)
+    return records
+
+
+def load_records(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """Records of a source and a word saying what was read (``store`` or ``leaderboard``)."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such run directory, store or leaderboard.json")
+    if path.is_dir():
+        if (path / STORE_FILENAME).is_file():
+            path = path / STORE_FILENAME
+        elif (path / LEADERBOARD_JSON).is_file():
+            path = path / LEADERBOARD_JSON
+        else:
+            raise UsageError(f"{path}: neither a {STORE_FILENAME} nor a {LEADERBOARD_JSON} in this directory")
+    if path.suffix == ".json":
+        return records_from_leaderboard(read_leaderboard_json(path)), "leaderboard"
+    from qbench.store import Store
+
+    with Store(path, create=False) as store:
+        return store.records(), "store"

@@ -1,0 +1,217 @@
+"""``qbench validate DIR``: is a published leaderboard what its records say?
+
+Checks, each reported as one line naming what is wrong:
+
+1. schema: ``leaderboard.json`` has schema ``qbench-leaderboard/1`` and the fields of
+   :mod:`qbench.leaderboard.writers` with the right types;
+2. hashes: every file listed under ``files`` exists and has its sha256, and the Markdown, CSV
+   and HTML are listed; no plot in ``plots/`` is unlisted;
+3. arithmetic: every aggregate is recomputed from the single-seed rows with the plain-Python
+   reference :func:`qbench.leaderboard.stats.summarize` (mean, std, ci95, n, status counts),
+   every run belongs to exactly one aggregate, and the CSV rows are the aggregates;
+4. traceability: when the store (``qbench.sqlite``) is beside the leaderboard or given, every
+   run's ``record_sha256`` is the hash of the stored record with that case id.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qbench.leaderboard.frame import GROUP_KEY, STATUSES, record_sha256
+from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
+from qbench.leaderboard.stats import summarize
+from qbench.leaderboard.writers import SCHEMA, STAT_SUFFIXES, file_sha256
+
+REQUIRED = {"schema": str, "title": str, "provenance": dict, "directions": dict, "datasets": dict,
+            "aggregates": list, "paired": list, "runs": list, "files": dict}  # fmt: skip
+RENDERED = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    runs: int = 0
+    aggregates: int = 0
+    traced: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _close(a: float | None, b: float | None, scale: float = 0.0) -> bool:
+    """Equal up to rounding; ``scale`` (the size of the mean) bounds the rounding of a spread."""
+    if a is None or b is None:
+        return a is None and b is None
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12 + 1e-9 * abs(scale))
+
+
+def validate_directory(directory: Path, store_path: Path | None = None) -> Report:
+    """Validate the leaderboard in ``directory`` (raises UsageError when there is none)."""
+    from qbench.errors import UsageError
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory (give the folder holding {LEADERBOARD_JSON})")
+    if not (directory / LEADERBOARD_JSON).is_file():
+        raise UsageError(f"{directory}: no {LEADERBOARD_JSON} here; is this a published qbench leaderboard?")
+    report = Report()
+    try:
+        document = read_leaderboard_json(directory / LEADERBOARD_JSON)
+    except UsageError as exc:
+        report.problems.append(str(exc))
+        return report
+    if not _check_schema(document, report):
+        return report
+    _check_files(document, directory, report)
+    _check_arithmetic(document, report)
+    _check_csv(document, directory, report)
+    store_path = store_path or directory / "qbench.sqlite"
+    if store_path.is_file():
+        _check_store(document, store_path, report)
+    else:
+        report.notes.append(f"no store at {store_path}: record hashes not traced to records")
+    return report
+
+
+def _check_schema(document: dict[str, Any], report: Report) -> bool:
+    for key, kind in REQUIRED.items():
+        if not isinstance(document.get(key), kind):
+            report.problems.append(f"schema: '{key}' missing or not a {kind.__name__}")
+    if document.get("schema") != SCHEMA:
+        report.problems.append(f"schema: expected {SCHEMA!r}, found {document.get('schema')!r}")
+    if report.problems:
+        return False
+    seen: set[str] = set()
+    for i, run in enumerate(document["runs"]):
+        where = f"runs[{i}]"
+        if not isinstance(run, dict):
+            report.problems.append(f"{where}: not an object")
+            continue
+        for key in ("case_id", *GROUP_KEY, "status", "record_sha256"):
+            if not isinstance(run.get(key), str):
+                report.problems.append(f"{where}: '{key}' missing or not a string")
+        if run.get("status") not in STATUSES:
+            report.problems.append(f"{where}: status {run.get('status')!r} is not one of {', '.join(STATUSES)}")
+        if not _SHA256.match(str(run.get("record_sha256", ""))):
+            report.problems.append(f"{where}: record_sha256 is not a sha256 hex digest")
+        values = run.get("values")
+        if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
+            report.problems.append(f"{where}: 'values' must map columns to numbers")
+        if run.get("case_id") in seen:
+            report.problems.append(f"{where}: case {run.get('case_id')!r} appears twice")
+        seen.add(run.get("case_id"))
+    for i, row in enumerate(document["aggregates"]):
+        if not isinstance(row, dict) or not isinstance(row.get("stats"), dict) or not isinstance(
+            row.get("case_ids"), list
+        ):
+            report.problems.append(f"aggregates[{i}]: needs 'stats' (object) and 'case_ids' (list)")
+    report.runs, report.aggregates = len(document["runs"]), len(document["aggregates"])
+    return not report.problems
+
+
+def _check_files(document: dict[str, Any], directory: Path, report: Report) -> None:
+    files: dict[str, str] = document["files"]
+    for name in RENDERED:
+        if name not in files:
+            report.problems.append(f"files: {name} is not listed with a hash")
+    for name, digest in files.items():
+        path = directory / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            report.problems.append(f"files: {name!r} points outside the leaderboard directory")
+        elif not path.is_file():
+            report.problems.append(f"files: {name} is listed but missing")
+        elif file_sha256(path) != digest:
+            report.problems.append(f"files: {name} does not match its sha256 (edited after it was written?)")
+    plot_dir = directory / "plots"
+    if plot_dir.is_dir():
+        for path in sorted(plot_dir.iterdir()):
+            if path.relative_to(directory).as_posix() not in files:
+                report.problems.append(f"files: {path.relative_to(directory).as_posix()} is not listed")
+
+
+def _check_arithmetic(document: dict[str, Any], report: Report) -> None:
+    runs = {run["case_id"]: run for run in document["runs"]}
+    owner: dict[str, int] = {}
+    for i, row in enumerate(document["aggregates"]):
+        where = f"aggregate {row.get('dataset_label')} / {row.get('cell_label')} / {row.get('quantizer_label')}"
+        members = []
+        for case_id in row["case_ids"]:
+            if case_id not in runs:
+                report.problems.append(f"{where}: case {case_id!r} is not among the runs")
+                continue
+            if case_id in owner:
+                report.problems.append(f"{where}: case {case_id!r} also belongs to another aggregate")
+            owner[case_id] = i
+            run = runs[case_id]
+            if any(run[k] != row.get(k) for k in GROUP_KEY):
+                report.problems.append(f"{where}: case {case_id!r} has a different dataset, cell or quantizer")
+            members.append(run)
+        for status in STATUSES:
+            expected = sum(1 for run in members if run["status"] == status)
+            if row.get(f"n_{status}") != expected:
+                report.problems.append(f"{where}: n_{status} is {row.get(f'n_{status}')}, the runs say {expected}")
+        ok = [run for run in members if run["status"] == "ok"]
+        columns = set(row["stats"]) | {c for run in ok for c in run["values"]}
+        for column in sorted(columns):
+            reference = summarize([run["values"].get(column) for run in ok])
+            stated = row["stats"].get(column, {})
+            for name in STAT_SUFFIXES:
+                value = stated.get(name)
+                value = math.nan if value is None and name != "n" else value
+                if name == "n" and value is None:
+                    value = 0
+                scale = 0.0 if math.isnan(reference["mean"]) else reference["mean"]
+                if not _close(value, reference[name], scale):
+                    report.problems.append(
+                        f"{where}: {column} {name} is {value}, the runs give {reference[name]}"
+                    )
+    for case_id in runs:
+        if case_id not in owner:
+            report.problems.append(f"run {case_id!r} belongs to no aggregate")
+
+
+def _check_csv(document: dict[str, Any], directory: Path, report: Report) -> None:
+    path = directory / "leaderboard.csv"
+    if not path.is_file():
+        report.problems.append("leaderboard.csv is missing")
+        return
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    aggregates = document["aggregates"]
+    if len(rows) != len(aggregates):
+        report.problems.append(f"leaderboard.csv has {len(rows)} rows, the JSON {len(aggregates)} aggregates")
+        return
+    for i, (line, row) in enumerate(zip(rows, aggregates, strict=True)):
+        if any(line.get(k) != row.get(k) for k in GROUP_KEY):
+            report.problems.append(f"leaderboard.csv row {i + 2}: not the JSON's aggregate {i}")
+            continue
+        for column, stats in row["stats"].items():
+            text = line.get(f"{column}_mean", "")
+            value = float(text) if text else None
+            if not _close(value, stats.get("mean")):
+                report.problems.append(f"leaderboard.csv row {i + 2}: {column}_mean {text!r} != {stats.get('mean')}")
+
+
+def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> None:
+    from qbench.store import Store
+
+    with Store(store_path, create=False) as store:
+        stored = {record["case_id"]: record for record in store.records()}
+    for run in document["runs"]:
+        record = stored.get(run["case_id"])
+        if record is None:
+            report.problems.append(f"run {run['case_id']!r}: no such record in {store_path}")
+        elif record_sha256(record) != run["record_sha256"]:
+            report.problems.append(f"run {run['case_id']!r}: record_sha256 does not match the stored record")
+        else:
+            report.traced += 1
