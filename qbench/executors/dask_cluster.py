@@ -6,13 +6,17 @@ the driver, which alone writes the store.
 
 A worker that dies while running a case makes the scheduler raise ``KilledWorker`` for that task
 (the local cluster is started with ``allowed_failures=0`` so that the first death surfaces; an
-existing scheduler applies its own ``distributed.scheduler.allowed-failures`` first). The case is
-then resubmitted once under a new key and, if its worker dies again, recorded as an error.
+existing scheduler applies its own ``distributed.scheduler.allowed-failures`` first), and with a
+worker saturation of 1.0 so that a worker holds no queued case besides the one it runs (a death
+would charge them too). The case is then resubmitted once under a new key and, if its worker
+dies again, recorded as an error. Scheduler log lines about the death are silenced: the error
+record says it.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -41,10 +45,14 @@ class DaskExecutor:
             except OSError as exc:
                 raise UsageError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
         else:
-            self.cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR, scheduler_kwargs={"allowed_failures": 0},
-            )
+            import dask
+
+            # saturation 1.0: a worker holds only the case it runs, so its death charges no other case
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                self.cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=logging.CRITICAL, scheduler_kwargs={"allowed_failures": 0},
+                )
             self.client = Client(self.cluster)
 
     @property
@@ -57,8 +65,24 @@ class DaskExecutor:
     def _submit(self, case: Case, attempt: int) -> Any:
         return self.client.submit(
             dask_task, case, self.device, self.threads, self.runner,
-            key=f"qbench-case-{case.case_id}-{attempt}", pure=False, retries=0,
+            # a fresh key per submission: a released result of an earlier run (or another driver's
+            # task on a shared cluster) must never stand in for this one
+            key=f"qbench-case-{case.case_id}-{attempt}-{uuid.uuid4().hex[:12]}", pure=False, retries=0,
         )
+
+    @staticmethod
+    def _outcome(future: Any) -> tuple[dict | None, BaseException | None]:
+        """(record, None) for a finished task; (None, exception or None when lost/cancelled) otherwise."""
+        from asyncio import CancelledError
+
+        if future.status == "finished":
+            try:
+                return future.result(), None
+            except (Exception, CancelledError):  # its worker died before the result was fetched
+                return None, None
+        if future.status == "error":
+            return None, future.exception()
+        return None, None
 
     def run(self, cases: Sequence[Case]) -> Iterator[dict]:
         from dask.distributed import as_completed
@@ -73,21 +97,23 @@ class DaskExecutor:
         try:
             for future in pending:
                 case, attempts = jobs.pop(future)
-                if future.status == "finished":
-                    record = future.result()
-                    future.release()
+                record, exc = self._outcome(future)
+                future.release()
+                if record is not None:
                     yield record
                     continue
-                exc = future.exception()
-                future.release()
-                if isinstance(exc, KilledWorker):
+                if exc is None or isinstance(exc, KilledWorker):
+                    # the worker died running it, or died holding its result (Dask then reports the
+                    # task lost/cancelled): either way a death, retried once like in the process pool
                     attempts += 1
                     if attempts < self.max_attempts:
                         retry = self._submit(case, attempts)
                         jobs[retry] = (case, attempts)
                         pending.add(retry)
                         continue
-                    yield error_record(case, f"worker died twice: Dask {exc}", device=self.device)
+                    last = getattr(getattr(exc, "last_worker", None), "address", "?")
+                    yield error_record(case, f"worker died twice: the Dask worker running this case died "
+                                             f"(last one: {last})", device=self.device)
                 else:
                     yield error_record(case, f"Dask task failed: {type(exc).__name__}: {exc}", device=self.device)
         finally:
