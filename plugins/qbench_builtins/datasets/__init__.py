@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import qbench
 
+from .brown_char import BrownChar
 from .digits_rows import DigitsRows
+from .fsdd import Fsdd
 from .pydoc_char import PydocChar
 
 
 @qbench.hookimpl
 def qbench_register_datasets() -> list[type]:
-    return [PydocChar, DigitsRows]
+    return [PydocChar, BrownChar, Fsdd, DigitsRows]

