@@ -1,6 +1,6 @@
-"""Built-in datasets (see shared data guide): each finds, obtains, verifies, prepares and caches its data.
+"""Built-in datasets (see the data guide): each finds, obtains, verifies, prepares and caches its data.
 
-The class modules are light (numpy, torch and friends are imported inside ``prepare()``).
+The class modules are light (numpy is imported inside ``prepare()``).
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import qbench
 from .brown_char import BrownChar
 from .digits_rows import DigitsRows
 from .fsdd import Fsdd
+from .ptb_char import PtbChar
 from .pydoc_char import PydocChar
+from .text8 import Text8
 
 
 @qbench.hookimpl
 def qbench_register_datasets() -> list[type]:
-    return [PydocChar, BrownChar, Fsdd, DigitsRows]
+    return [PydocChar, PtbChar, BrownChar, Text8, Fsdd, DigitsRows]
