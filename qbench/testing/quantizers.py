@@ -1,0 +1,311 @@
+"""Conformance suite for quantizer plugins (contract: the class, fixture and test names are public).
+
+A plugin author subclasses :class:`QuantizerContract` in their own tests and provides a
+``quantizer`` fixture returning a configured instance::
+
+    from qbench.testing.quantizers import QuantizerContract
+
+    class TestMyQuantizer(QuantizerContract):
+        @pytest.fixture
+        def quantizer(self):
+            return qbench.create("quantizer", "my-quantizer", stochastic=True)
+
+Every ``test_*`` method then runs against it, once per role (input matrix, recurrent matrix,
+bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
+
+* ``quantize`` returns a new-valued tensor of the same shape, dtype and device, and leaves the
+  shadow weights alone;
+* finite inputs give finite outputs, inside ``value_set(ctx)`` when that set is given (compared
+  after casting the set to the tensor's dtype);
+* evaluation (``ctx.training`` False) is deterministic and ignores the generator; a
+  deterministic quantizer gives the same values while training; a stochastic one draws only
+  from ``ctx.generator``: the same seed gives the same values, another seed different ones,
+  and the global RNG is left untouched;
+* ``bits_per_weight() > 0``; ``shadow_bound(ctx)`` is None or positive and finite, clipping to
+  it (``qbench.ste.clip_shadow_``) bounds the weights, and it is where the deterministic form
+  saturates: clipping changes no evaluation value;
+* through ``qbench.ste.quantize_ste`` the forward pass gives the quantized values and the
+  gradient reaches the shadow weights unchanged;
+* ``encoding(ctx)`` is a JSON-able dict; the instance rebuilds from its ``config``;
+* a hypothesis property test over random shapes, scales, fans and roles.
+
+Override a test (for example with ``pytest.skip``) when your method deliberately departs from
+a check, and say why. Set the class attribute ``device = "cuda"`` to run the suite on a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+import torch
+
+import qbench
+from qbench.components import ROLES
+from qbench.ste import clip_shadow_, quantize_ste
+
+SCHEMES = ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed", "custom")
+
+#: (role, fan_in, fan_out, shape of the tensor): a bias takes the fans of its input matrix
+ROLE_CASES = (
+    ("input", 24, 48, (48, 24)),
+    ("recurrent", 48, 48, (48, 48)),
+    ("bias", 24, 48, (48,)),
+)
+
+
+def make_context(
+    role: str = "recurrent",
+    fan_in: int = 64,
+    fan_out: int = 64,
+    training: bool = False,
+    seed: int | None = None,
+    device: str | torch.device = "cpu",
+    layer: int = 0,
+) -> qbench.QuantContext:
+    """A :class:`qbench.QuantContext`, with a generator on ``device`` seeded with ``seed`` (None: no generator)."""
+    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+    return qbench.QuantContext(role, fan_in, fan_out, training, generator, layer)
+
+
+def shadow_weights(
+    shape: tuple[int, ...],
+    ctx: qbench.QuantContext,
+    spread: float = 2.0,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Weights uniform on (-spread W0, spread W0), W0 the Glorot bound of ``ctx``; spread > 1 reaches past the bound."""
+    generator = torch.Generator().manual_seed(seed)
+    unit = torch.rand(shape, generator=generator, dtype=torch.float64) * 2.0 - 1.0
+    return (unit * spread * ctx.glorot_bound).to(dtype=dtype, device=device)
+
+
+def assert_values_in_set(values: torch.Tensor, value_set: tuple[float, ...] | None) -> None:
+    """Every element of ``values`` is one of ``value_set`` (cast to the tensor's dtype); None checks nothing."""
+    if value_set is None:
+        return
+    allowed = torch.tensor(value_set, dtype=values.dtype, device=values.device)
+    inside = torch.isin(values, allowed)
+    if not bool(inside.all()):
+        strays = values[~inside].unique()[:8].tolist()
+        raise AssertionError(f"values outside value_set: {strays} (value_set has {len(value_set)} values)")
+
+
+class QuantizerContract:
+    """Subclass and provide the ``quantizer`` fixture (a configured :class:`qbench.Quantizer`)."""
+
+    #: device the tensors live on; "cuda" runs the suite on the GPU (skipped when there is none)
+    device: str = "cpu"
+    #: dtypes checked for shape/dtype preservation and membership of the value set
+    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
+
+    @pytest.fixture
+    def quantizer(self) -> qbench.Quantizer:
+        raise NotImplementedError("provide a `quantizer` fixture returning your configured quantizer")
+
+    @pytest.fixture(params=ROLE_CASES, ids=[case[0] for case in ROLE_CASES])
+    def role_case(self, request) -> tuple[str, int, int, tuple[int, ...]]:
+        if self.device == "cuda" and not torch.cuda.is_available():
+            pytest.skip("CUDA is not available")
+        return request.param
+
+    def _context(self, role_case, training: bool, seed: int | None = None) -> qbench.QuantContext:
+        role, fan_in, fan_out, _ = role_case
+        return make_context(role, fan_in, fan_out, training, seed, self.device)
+
+    def _weights(self, role_case, ctx, dtype=torch.float32, seed: int = 0, spread: float = 2.0) -> torch.Tensor:
+        return shadow_weights(role_case[3], ctx, spread, seed, dtype, self.device)
+
+    # ------------------------------------------------------------------ declarations
+
+    def test_declares_name_scheme_and_description(self, quantizer):
+        assert quantizer.name and quantizer.description
+        assert quantizer.scheme in SCHEMES
+        assert isinstance(quantizer.stochastic, bool)
+
+    def test_bits_per_weight_is_positive(self, quantizer):
+        bits = quantizer.bits_per_weight()
+        assert isinstance(bits, (int, float)) and not isinstance(bits, bool)
+        assert math.isfinite(bits) and bits > 0
+
+    def test_encoding_is_a_json_dict(self, quantizer, role_case):
+        encoding = quantizer.encoding(self._context(role_case, False))
+        assert isinstance(encoding, dict)
+        json.dumps(encoding)
+
+    def test_value_set_is_finite_floats_or_none(self, quantizer, role_case):
+        values = quantizer.value_set(self._context(role_case, False))
+        if values is not None:
+            assert len(values) > 0
+            assert all(isinstance(v, float) and math.isfinite(v) for v in values)
+
+    def test_rebuilds_from_its_config(self, quantizer, role_case):
+        copy = type(quantizer)(**quantizer.config)
+        assert copy.label == quantizer.label
+        ctx = self._context(role_case, False)
+        w = self._weights(role_case, ctx)
+        torch.testing.assert_close(copy.quantize(w, ctx), quantizer.quantize(w, ctx), rtol=0, atol=0)
+
+    # ------------------------------------------------------------------ forward values
+
+    @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+    def test_preserves_shape_dtype_and_device(self, quantizer, role_case, training):
+        for dtype in self.dtypes:
+            ctx = self._context(role_case, training, seed=1)
+            w = self._weights(role_case, ctx, dtype)
+            q = quantizer.quantize(w, ctx)
+            assert q.shape == w.shape and q.dtype == w.dtype and q.device == w.device
+
+    def test_does_not_modify_the_shadow_weights(self, quantizer, role_case):
+        for training in (False, True):
+            ctx = self._context(role_case, training, seed=1)
+            w = self._weights(role_case, ctx)
+            before = w.clone()
+            quantizer.quantize(w, ctx)
+            torch.testing.assert_close(w, before, rtol=0, atol=0)
+
+    @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+    def test_values_belong_to_the_value_set(self, quantizer, role_case, training):
+        for dtype in self.dtypes:
+            ctx = self._context(role_case, training, seed=2)
+            w = self._weights(role_case, ctx, dtype, spread=3.0)
+            q = quantizer.quantize(w, ctx)
+            assert bool(torch.isfinite(q).all()), "finite shadow weights gave non-finite values"
+            assert_values_in_set(q, quantizer.value_set(ctx))
+
+    def test_evaluation_is_deterministic(self, quantizer, role_case):
+        w = self._weights(role_case, self._context(role_case, False))
+        first = quantizer.quantize(w, self._context(role_case, False, seed=3))
+        second = quantizer.quantize(w, self._context(role_case, False, seed=4))
+        third = quantizer.quantize(w, self._context(role_case, False, seed=None))
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
+        torch.testing.assert_close(first, third, rtol=0, atol=0)
+
+    def test_training_is_seeded(self, quantizer, role_case):
+        """Stochastic: same seed, same values; other seed, other values. Deterministic: as in evaluation."""
+        ctx = self._context(role_case, True, seed=5)
+        w = self._weights(role_case, ctx, spread=1.0)
+        first = quantizer.quantize(w, ctx)
+        again = quantizer.quantize(w, self._context(role_case, True, seed=5))
+        torch.testing.assert_close(first, again, rtol=0, atol=0)
+        other = quantizer.quantize(w, self._context(role_case, True, seed=6))
+        if quantizer.stochastic:
+            assert not torch.equal(first, other), "another seed gave the same draw"
+        else:
+            torch.testing.assert_close(first, other, rtol=0, atol=0)
+            evaluation = quantizer.quantize(w, self._context(role_case, False))
+            torch.testing.assert_close(first, evaluation, rtol=0, atol=0)
+
+    def test_draws_only_from_the_context_generator(self, quantizer, role_case):
+        ctx = self._context(role_case, True, seed=7)
+        w = self._weights(role_case, ctx)
+        before = torch.get_rng_state()
+        cuda_before = torch.cuda.get_rng_state() if self.device == "cuda" else None
+        quantizer.quantize(w, ctx)
+        assert torch.equal(torch.get_rng_state(), before), "the global CPU RNG was used"
+        if cuda_before is not None:
+            assert torch.equal(torch.cuda.get_rng_state(), cuda_before), "the global CUDA RNG was used"
+
+    # ------------------------------------------------------------------ shadow weights
+
+    def test_shadow_bound_is_positive_or_none(self, quantizer, role_case):
+        bound = quantizer.shadow_bound(self._context(role_case, False))
+        if bound is not None:
+            assert isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0
+
+    def test_clipping_bounds_the_shadow_weights(self, quantizer, role_case):
+        ctx = self._context(role_case, False)
+        w = self._weights(role_case, ctx, spread=3.0)
+        before = w.clone()
+        clip_shadow_(w, quantizer, ctx)
+        bound = quantizer.shadow_bound(ctx)
+        if bound is None:
+            torch.testing.assert_close(w, before, rtol=0, atol=0)
+        else:
+            assert float(w.abs().max()) <= bound
+            inside = before.abs() <= bound
+            torch.testing.assert_close(w[inside], before[inside], rtol=0, atol=0)
+
+    def test_clipping_keeps_the_evaluation_values(self, quantizer, role_case):
+        """The bound is where the deterministic form saturates: clipping loses no forward value."""
+        ctx = self._context(role_case, False)
+        bound = quantizer.shadow_bound(ctx)
+        if bound is None:
+            pytest.skip("no shadow bound")
+        w = self._weights(role_case, ctx, spread=3.0)
+        edges = torch.tensor([bound, -bound, 4 * bound, -4 * bound], dtype=w.dtype, device=w.device)
+        w = torch.cat([w.flatten(), edges])
+        clipped = w.clone()
+        clip_shadow_(clipped, quantizer, ctx)
+        torch.testing.assert_close(quantizer.quantize(clipped, ctx), quantizer.quantize(w, ctx), rtol=0, atol=0)
+
+    @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+    def test_straight_through_gradient_reaches_shadow_weights(self, quantizer, role_case, training):
+        ctx = self._context(role_case, training, seed=8)
+        w = self._weights(role_case, ctx).requires_grad_(True)
+        forward = quantize_ste(w, quantizer, ctx)
+        expected = quantizer.quantize(w.detach(), self._context(role_case, training, seed=8))
+        # float tolerance: the host's w + (q - w).detach() may round q by an ulp
+        torch.testing.assert_close(forward.detach(), expected)
+        upstream = torch.randn(w.shape, generator=torch.Generator().manual_seed(9)).to(self.device)
+        (forward * upstream).sum().backward()
+        torch.testing.assert_close(w.grad, upstream, rtol=0, atol=0)
+
+    # ------------------------------------------------------------------ property test
+
+    def test_property_random_shapes_scales_and_roles(self, quantizer):
+        hypothesis = pytest.importorskip("hypothesis")
+        st = pytest.importorskip("hypothesis.strategies")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            pytest.skip("CUDA is not available")
+
+        @hypothesis.settings(max_examples=15, deadline=None, database=None, derandomize=True)
+        @hypothesis.given(
+            shape=st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple),
+            role=st.sampled_from(ROLES),
+            fan_in=st.integers(1, 4096),
+            fan_out=st.integers(1, 4096),
+            spread=st.floats(1e-3, 1e3),
+            seed=st.integers(0, 2**31 - 1),
+            training=st.booleans(),
+        )
+        def check(shape, role, fan_in, fan_out, spread, seed, training):
+            ctx = make_context(role, fan_in, fan_out, training, seed, self.device)
+            w = shadow_weights(shape, ctx, spread, seed, device=self.device)
+            q = quantizer.quantize(w, ctx)
+            assert q.shape == w.shape and q.dtype == w.dtype
+            assert bool(torch.isfinite(q).all())
+            assert_values_in_set(q, quantizer.value_set(ctx))
+            evaluation = make_context(role, fan_in, fan_out, False, None, self.device)
+            torch.testing.assert_close(
+                quantizer.quantize(w, evaluation), quantizer.quantize(w, evaluation), rtol=0, atol=0
+            )
+
+        check()
+
+
+def variants(cls: type[qbench.Quantizer]) -> list[dict[str, Any]]:
+    """Parameter sets worth checking for a quantizer class: the defaults, then each switch flipped.
+
+    A boolean parameter that defaults to False is set True alone; an enumerated parameter takes
+    each other choice alone. Sets that the class rejects (``qbench.ParamError``) are left out,
+    so a ``stochastic`` parameter that exists only to be refused adds nothing.
+    """
+    found: list[dict[str, Any]] = [{}]
+    for key, spec in cls.params.items():
+        options: list[Any] = []
+        if spec.type is bool and spec.default is False:
+            options = [True]
+        elif spec.choices is not None:
+            options = [c for c in spec.choices if c != spec.default]
+        for option in options:
+            try:
+                cls(**{key: option})
+            except qbench.ParamError:
+                continue
+            found.append({key: option})
+    return found
