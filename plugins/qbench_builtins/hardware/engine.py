@@ -1,0 +1,226 @@
+"""The vectorised integer engine: runs a :class:`~.program.ModelProgram` on integer codes.
+
+Products go through one matrix multiply per layer and step (the input part of every step at
+once, since it does not depend on the state) in the cheapest dtype that is provably exact:
+float32 or float64 BLAS while the sums stay below 2**24 / 2**53, int64 below 2**62, Python
+ints (object arrays) beyond. Everything after the products is integer: shifts, adds, table
+lookups and rounding. Operation counts are not counted here: they follow from the non-zero
+masks (:mod:`.counters`); what is data dependent (saturations, overflows, accumulator range)
+is measured here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qbench_builtins.hardware.formats import RandomKey, requantize, wrap
+from qbench_builtins.hardware.program import (
+    SITE_BATCHNORM,
+    SITE_CELL,
+    SITE_GRU_HN,
+    SITE_GRU_N,
+    SITE_GRU_XN,
+    SITE_HIDDEN,
+    SITE_PREACT,
+    LayerProgram,
+    ModelProgram,
+)
+
+
+@dataclass
+class RunStats:
+    """Data-dependent facts of one run."""
+
+    saturations: dict[str, int] = field(default_factory=dict)
+    overflows: int = 0
+    acc_abs_max: int = 0
+    input_saturations: int = 0
+
+    def saturated(self, site: str, count: int) -> None:
+        if count:
+            self.saturations[site] = self.saturations.get(site, 0) + count
+
+    @property
+    def total_saturations(self) -> int:
+        return sum(self.saturations.values()) + self.input_saturations
+
+    @property
+    def acc_bits_max(self) -> int:
+        """Two's complement bits that hold every accumulator value seen."""
+        return int(self.acc_abs_max).bit_length() + 1
+
+
+@dataclass
+class RunResult:
+    hidden: list[np.ndarray]  # per layer, codes [T, B, h] in the activation format
+    logits: np.ndarray  # integer codes [N, C] at program.output.acc_frac
+    stats: RunStats
+
+
+def _as_int(values: np.ndarray, dtype: type | str) -> np.ndarray:
+    """Integer array in the arithmetic dtype (object arrays hold Python ints, never floats)."""
+    if values.dtype != object:
+        values = values.astype(np.int64)
+    return values.astype(object) if dtype is object else values
+
+
+def _product(x: np.ndarray, codes_t: np.ndarray, dtype: type | str, out_dtype: type | str) -> np.ndarray:
+    """Exact ``x @ codes_t`` (integers) computed in ``dtype``, returned as ``out_dtype`` ints."""
+    return _as_int(x.astype(dtype) @ codes_t.astype(dtype), out_dtype)
+
+
+def _scale_align(sums: np.ndarray, row_scale: np.ndarray | None, shift: int, bias: np.ndarray) -> np.ndarray:
+    """``(sums * row_scale) << shift + bias``; ``row_scale`` None when every mantissa is 1."""
+    if row_scale is not None:
+        sums = sums * row_scale
+    if shift:
+        sums = sums << shift
+    return sums + bias
+
+
+class _Accumulator:
+    """Range tracking and the accumulator's wrap-around (acc_bits > 0)."""
+
+    def __init__(self, width: int, stats: RunStats) -> None:
+        self.width = width
+        self.stats = stats
+
+    def __call__(self, acc: np.ndarray) -> np.ndarray:
+        if acc.size == 0:
+            return acc
+        top = max(int(acc.max()), -int(acc.min()))
+        if top > self.stats.acc_abs_max:
+            self.stats.acc_abs_max = top
+        if self.width and top > (1 << (self.width - 1)) - 1:
+            limit = 1 << (self.width - 1)
+            self.stats.overflows += int(np.count_nonzero((acc < -limit) | (acc >= limit)))
+            return wrap(acc, self.width)
+        return acc
+
+
+def _row_scale(scale: np.ndarray, dtype: type | str) -> np.ndarray | None:
+    return _as_int(scale, dtype) if np.any(scale != 1) else None
+
+
+def input_part(layer: LayerProgram, x: np.ndarray) -> np.ndarray:
+    """Accumulator contribution of the inputs for every step: [T, B, G*h] at acc_frac."""
+    dtype = layer.arith_dtype
+    codes_t = layer.wx.codes.T
+    if layer.one_hot:
+        sums = _as_int(codes_t[x], dtype)
+    else:
+        sums = _product(x, codes_t, layer.matmul_x_dtype, dtype)
+    return _scale_align(
+        sums, _row_scale(layer.wx.row_scale, dtype), layer.shift_x, _as_int(layer.bias_x, dtype)
+    )
+
+
+def batchnorm_stage(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats: RunStats) -> np.ndarray:
+    bn = layer.batchnorm
+    assert bn is not None
+    cfg = program.config
+    wide = x.astype(object) if layer.arith_dtype is object else x
+    value = wide * bn.scale + bn.shift
+    key = RandomKey(cfg.seed, layer.index, SITE_BATCHNORM, 0)
+    codes, sat = requantize(
+        value, cfg.activation.frac_bits + bn.scale_frac, cfg.activation, cfg.rounding, cfg.overflow, key
+    )
+    stats.saturated("batchnorm", sat)
+    return codes
+
+
+def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats: RunStats) -> np.ndarray:
+    """Run one layer over all steps; ``xf`` from :func:`input_part`. Returns h codes [T, B, h]."""
+    cfg = program.config
+    act, pre_fmt, gate, cell_fmt = cfg.activation, cfg.preact, cfg.gate, cfg.cell
+    mode, policy = cfg.rounding, cfg.overflow
+    steps, batch, _rows = xf.shape
+    h_size, dtype = layer.hidden, layer.arith_dtype
+    wh_t = layer.wh.codes.T.astype(layer.matmul_h_dtype)
+    row_scale = _row_scale(layer.wh.row_scale, dtype)
+    bias_h = _as_int(layer.bias_h, dtype)
+    acc_check = _Accumulator(cfg.acc_bits, stats)
+    zero = np.zeros((batch, h_size), dtype=object if dtype is object else np.int64)
+    h, c = zero, zero
+    outputs = np.empty((steps, batch, h_size), dtype=zero.dtype)
+    sf, af, pf, cf = gate.frac_bits, act.frac_bits, pre_fmt.frac_bits, cell_fmt.frac_bits
+    F = layer.acc_frac
+
+    def key(site: int, step: int) -> RandomKey:
+        return RandomKey(cfg.seed, layer.index, site, step)
+
+    for t in range(steps):
+        sums = h.astype(layer.matmul_h_dtype) @ wh_t
+        sums = _as_int(sums, dtype) if dtype is object else sums.astype(np.int64)
+        hf = _scale_align(sums, row_scale, layer.shift_h, bias_h)
+        if layer.cell == "gru":
+            acc = acc_check(xf[t, :, : 2 * h_size] + hf[:, : 2 * h_size])
+            xn = acc_check(xf[t, :, 2 * h_size :])
+            hn = acc_check(hf[:, 2 * h_size :])
+            pre, sat = requantize(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
+            stats.saturated("preact", sat)
+            rz = layer.sigmoid(pre, mode)
+            r, z = rz[:, :h_size], rz[:, h_size:]
+            xn_q, sat1 = requantize(xn, F, pre_fmt, mode, policy, key(SITE_GRU_XN, t))
+            hn_q, sat2 = requantize(hn, F, pre_fmt, mode, policy, key(SITE_GRU_HN, t))
+            n_pre, sat3 = requantize(
+                (xn_q << sf) + r * hn_q, pf + sf, pre_fmt, mode, policy, key(SITE_GRU_N, t)
+            )
+            stats.saturated("preact", sat1 + sat2 + sat3)
+            n = layer.tanh(n_pre, mode)
+            common = max(sf, af)
+            n_c = n << (common - sf)
+            total = (n_c << sf) + z * ((h << (common - af)) - n_c)
+            h, sat = requantize(total, sf + common, act, mode, policy, key(SITE_HIDDEN, t))
+        else:
+            acc = acc_check(xf[t] + hf)
+            pre, sat = requantize(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
+            stats.saturated("preact", sat)
+            if layer.cell == "rnn":
+                y = layer.tanh(pre, mode)
+                h, sat = requantize(y, sf, act, mode, policy, key(SITE_HIDDEN, t))
+            else:
+                sg = layer.sigmoid(pre, mode)
+                g = layer.tanh(pre[:, 2 * h_size : 3 * h_size], mode)
+                i, f, o = sg[:, :h_size], sg[:, h_size : 2 * h_size], sg[:, 3 * h_size :]
+                wide = max(sf + cf, 2 * sf)
+                total = ((f * c) << (wide - sf - cf)) + ((i * g) << (wide - 2 * sf))
+                c, sat_c = requantize(total, wide, cell_fmt, mode, policy, key(SITE_CELL, t))
+                stats.saturated("cell", sat_c)
+                assert layer.tanh_cell is not None
+                tc = layer.tanh_cell(c, mode)
+                h, sat = requantize(o * tc, 2 * sf, act, mode, policy, key(SITE_HIDDEN, t))
+        stats.saturated("hidden", sat)
+        outputs[t] = h
+    return outputs
+
+
+def select_final(hidden: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """[N, h]: every step of a single stream (LM), or each sequence's last valid step."""
+    if lengths is None:
+        return hidden[:, 0, :]
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return hidden[lengths - 1, np.arange(hidden.shape[1])]
+
+
+def output_layer(program: ModelProgram, h: np.ndarray) -> np.ndarray:
+    out = program.output
+    dtype = object if out.matmul_dtype is object else np.int64
+    sums = _product(h, out.w.codes.T, out.matmul_dtype, dtype)
+    return _scale_align(sums, _row_scale(out.w.row_scale, dtype), 0, _as_int(out.bias, dtype))
+
+
+def run(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = None) -> RunResult:
+    """Run the program on ``inputs`` (ids [T, B] or features [T, B, n], time-major)."""
+    stats = RunStats()
+    x, stats.input_saturations = program.input_codes(inputs)
+    hidden = []
+    for layer in program.layers:
+        if layer.batchnorm is not None:
+            x = batchnorm_stage(program, layer, x, stats)
+        x = run_layer(program, layer, input_part(layer, x), stats)
+        hidden.append(x)
+    logits = output_layer(program, select_final(hidden[-1], lengths))
+    return RunResult(hidden, logits, stats)

@@ -1,0 +1,191 @@
+"""The float64 reference: the same fixed-point program, executed on float64 *values*.
+
+Where the engine keeps integer codes and shifts them, this module keeps the dequantized values
+(``code * 2**-frac``), multiplies the effective weight values with float64 BLAS and rounds with
+``floor`` / ``rint`` on ``value * 2**frac``. Both agree bit for bit whenever every quantity fits
+in float64's 53-bit significand, which :func:`exact_in_float64` checks from the program's
+bounds; any mismatch then is a bug in one of them (hardware.md, check 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qbench_builtins.hardware.engine import RunStats
+from qbench_builtins.hardware.formats import QFormat, RandomKey, counter_bits
+from qbench_builtins.hardware.program import (
+    SITE_BATCHNORM,
+    SITE_CELL,
+    SITE_GRU_HN,
+    SITE_GRU_N,
+    SITE_GRU_XN,
+    SITE_HIDDEN,
+    SITE_PREACT,
+    LayerProgram,
+    ModelProgram,
+)
+
+FLOAT64_EXACT_BITS = 52
+
+
+def round_float(
+    values: np.ndarray, frac: int, mode: str, drop: int = 0, key: RandomKey | None = None
+) -> np.ndarray:
+    """Round float64 ``values`` to multiples of ``2**-frac`` (``drop`` bits are discarded)."""
+    if drop <= 0:
+        return values
+    t = values * 2.0**frac
+    if mode == "floor":
+        r = np.floor(t)
+    elif mode == "half-up":
+        r = np.floor(t + 0.5)
+    elif mode == "half-away":
+        r = np.sign(t) * np.floor(np.abs(t) + 0.5)
+    elif mode == "half-even":
+        r = np.rint(t)
+    elif mode == "stochastic":
+        assert key is not None
+        low = np.floor(t)
+        remainder = (t - low) * 2.0**drop
+        draws = counter_bits(key.seed, key.layer, key.site, key.step, np.arange(np.size(t)), drop)
+        r = low + (draws.reshape(np.shape(t)) < remainder)
+    else:
+        raise ValueError(f"unknown rounding mode {mode!r}")
+    return r * 2.0**-frac
+
+
+def saturate_float(values: np.ndarray, fmt: QFormat, policy: str) -> tuple[np.ndarray, int]:
+    lo, hi = fmt.lo * 2.0**-fmt.frac_bits, fmt.hi * 2.0**-fmt.frac_bits
+    outside = (values < lo) | (values > hi)
+    count = int(np.count_nonzero(outside))
+    if not count:
+        return values, 0
+    if policy == "saturate":
+        return np.clip(values, lo, hi), count
+    return wrap_float(values, fmt.frac_bits, fmt.width), count
+
+
+def wrap_float(values: np.ndarray, frac: int, width: int) -> np.ndarray:
+    t = values * 2.0**frac
+    half = 2.0 ** (width - 1)
+    return (np.mod(t + half, 2.0 * half) - half) * 2.0**-frac
+
+
+def requantize_float(values, from_frac, fmt, mode, policy, key=None):  # noqa: ANN001, ANN201 - mirrors formats.requantize
+    rounded = round_float(values, fmt.frac_bits, mode, from_frac - fmt.frac_bits, key)
+    return saturate_float(rounded, fmt, policy)
+
+
+def exact_in_float64(program: ModelProgram) -> bool:
+    """True when no intermediate of the program needs more than float64's significand."""
+    cfg = program.config
+    formats = [cfg.activation, cfg.preact, cfg.gate, cfg.cell]
+    element_bits = 2 * max(f.width for f in formats) + 2
+    if element_bits > FLOAT64_EXACT_BITS:
+        return False
+    for layer in program.layers:
+        if layer.acc_bound_bits > FLOAT64_EXACT_BITS or cfg.acc_bits > FLOAT64_EXACT_BITS:
+            return False
+    return program.output.matmul_dtype is not object
+
+
+class _AccumulatorFloat:
+    def __init__(self, frac: int, width: int, stats: RunStats) -> None:
+        self.frac, self.width, self.stats = frac, width, stats
+
+    def __call__(self, acc: np.ndarray) -> np.ndarray:
+        top = float(np.max(np.abs(acc), initial=0.0)) * 2.0**self.frac
+        self.stats.acc_abs_max = max(self.stats.acc_abs_max, int(top))
+        if self.width and top > 2.0 ** (self.width - 1) - 1:
+            limit = 2.0 ** (self.width - 1) * 2.0**-self.frac
+            self.stats.overflows += int(np.count_nonzero((acc < -limit) | (acc >= limit)))
+            return wrap_float(acc, self.frac, self.width)
+        return acc
+
+
+def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats: RunStats) -> np.ndarray:
+    cfg = program.config
+    act, pre_fmt, gate, cell_fmt = cfg.activation, cfg.preact, cfg.gate, cfg.cell
+    mode, policy = cfg.rounding, cfg.overflow
+    sf, af, pf, cf = gate.frac_bits, act.frac_bits, pre_fmt.frac_bits, cell_fmt.frac_bits
+    F, hs = layer.acc_frac, layer.hidden
+    wx, wh = layer.wx.effective_values, layer.wh.effective_values
+    bias_x, bias_h = layer.bias_x * 2.0**-F, layer.bias_h * 2.0**-F
+    xf = (wx.T[x] if layer.one_hot else x @ wx.T) + bias_x
+    steps, batch = xf.shape[0], xf.shape[1]
+    acc_check = _AccumulatorFloat(F, cfg.acc_bits, stats)
+    h = np.zeros((batch, hs))
+    c = np.zeros((batch, hs))
+    outputs = np.empty((steps, batch, hs))
+
+    def key(site: int, step: int) -> RandomKey:
+        return RandomKey(cfg.seed, layer.index, site, step)
+
+    for t in range(steps):
+        hf = h @ wh.T + bias_h
+        if layer.cell == "gru":
+            acc = acc_check(xf[t, :, : 2 * hs] + hf[:, : 2 * hs])
+            xn, hn = acc_check(xf[t, :, 2 * hs :]), acc_check(hf[:, 2 * hs :])
+            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
+            stats.saturated("preact", sat)
+            rz = layer.sigmoid.float_reference(pre, mode)
+            r, z = rz[:, :hs], rz[:, hs:]
+            xn_q, sat1 = requantize_float(xn, F, pre_fmt, mode, policy, key(SITE_GRU_XN, t))
+            hn_q, sat2 = requantize_float(hn, F, pre_fmt, mode, policy, key(SITE_GRU_HN, t))
+            n_pre, sat3 = requantize_float(
+                xn_q + r * hn_q, pf + sf, pre_fmt, mode, policy, key(SITE_GRU_N, t)
+            )
+            stats.saturated("preact", sat1 + sat2 + sat3)
+            n = layer.tanh.float_reference(n_pre, mode)
+            h, sat = requantize_float(
+                n + z * (h - n), sf + max(sf, af), act, mode, policy, key(SITE_HIDDEN, t)
+            )
+        else:
+            acc = acc_check(xf[t] + hf)
+            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
+            stats.saturated("preact", sat)
+            if layer.cell == "rnn":
+                y = layer.tanh.float_reference(pre, mode)
+                h, sat = requantize_float(y, sf, act, mode, policy, key(SITE_HIDDEN, t))
+            else:
+                sg = layer.sigmoid.float_reference(pre, mode)
+                g = layer.tanh.float_reference(pre[:, 2 * hs : 3 * hs], mode)
+                i, f, o = sg[:, :hs], sg[:, hs : 2 * hs], sg[:, 3 * hs :]
+                wide = max(sf + cf, 2 * sf)
+                c, sat_c = requantize_float(f * c + i * g, wide, cell_fmt, mode, policy, key(SITE_CELL, t))
+                stats.saturated("cell", sat_c)
+                assert layer.tanh_cell is not None
+                tc = layer.tanh_cell.float_reference(c, mode)
+                h, sat = requantize_float(o * tc, 2 * sf, act, mode, policy, key(SITE_HIDDEN, t))
+        stats.saturated("hidden", sat)
+        outputs[t] = h
+    return outputs
+
+
+def run_reference(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = None):  # noqa: ANN201
+    """Same contract as :func:`.engine.run`, with codes recovered from the float64 values."""
+    from qbench_builtins.hardware.engine import RunResult, select_final
+
+    cfg = program.config
+    af = cfg.activation.frac_bits
+    stats = RunStats()
+    codes, stats.input_saturations = program.input_codes(inputs)
+    x = codes if program.layers[0].one_hot else codes * 2.0**-af
+    hidden = []
+    for layer in program.layers:
+        bn = layer.batchnorm
+        if bn is not None:
+            value = x * (bn.scale * 2.0**-bn.scale_frac) + bn.shift * 2.0 ** -(af + bn.scale_frac)
+            key = RandomKey(cfg.seed, layer.index, SITE_BATCHNORM, 0)
+            x, sat = requantize_float(
+                value, af + bn.scale_frac, cfg.activation, cfg.rounding, cfg.overflow, key
+            )
+            stats.saturated("batchnorm", sat)
+        x = _run_layer(program, layer, x, stats)
+        hidden.append(x)
+    out = program.output
+    final = select_final(hidden[-1], lengths)
+    logits = final @ out.w.effective_values.T + out.bias * 2.0**-out.acc_frac
+    hidden_codes = [np.rint(h * 2.0**af).astype(np.int64) for h in hidden]
+    logit_codes = np.rint(logits * 2.0**out.acc_frac).astype(np.int64)
+    return RunResult(hidden_codes, logit_codes, stats)

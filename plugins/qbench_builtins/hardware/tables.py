@@ -1,0 +1,130 @@
+"""sigmoid and tanh of the integer program: lookup tables, hard (power-of-two slope) or exact.
+
+``table`` (default): ``size`` entries over ``[lo, hi)`` (sigmoid [-8, 8), tanh [-4, 4)); the
+entry width ``(hi - lo) / size`` must be a power of two so that the index is a shift of the
+input code: ``index = clamp((code - lo * 2**f_in) * 2**(t - f_in), 0, size - 1)`` with
+``2**-t`` the entry width (``>>`` floors). Entry ``k`` holds the function at the midpoint
+``lo + (k + 0.5) 2**-t``, rounded half away from zero into the output format. Tables are built
+once in float64 and then only their integer codes are used. Inputs beyond the domain read the
+end entries.
+
+``hard``: hard sigmoid ``clip(x / 4 + 1/2, 0, 1)`` and hard tanh ``clip(x, -1, 1)``: slopes
+are powers of two, so they are shifts and a clip (rounded with the program's rounding mode).
+
+``exact``: ``f(code * 2**-f_in)`` evaluated in float64 and rounded half away from zero. Not an
+integer circuit: it exists for the wide-format limit check, and is labelled as such.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from qbench_builtins.hardware.formats import QFormat, round_half_away_float, shift_round
+
+NONLINEARITIES = ("table", "hard", "exact")
+DOMAINS = {"sigmoid": (-8.0, 8.0), "tanh": (-4.0, 4.0)}
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh}
+
+
+@dataclass
+class Nonlinearity:
+    """One activation function from an input format's fractional bits to an output format."""
+
+    function: str
+    kind: str
+    in_frac: int
+    out: QFormat
+    size: int = 1024
+    codes: np.ndarray | None = None
+    lo_code: int = 0
+    index_shift: int = 0  # positive: right shift of (code - lo_code); negative: left shift
+
+    @classmethod
+    def build(cls, function: str, kind: str, in_frac: int, out: QFormat, size: int) -> Nonlinearity:
+        nl = cls(function, kind, in_frac, out, size)
+        if kind == "table":
+            lo, hi = DOMAINS[function]
+            entry_bits = math.log2(size / (hi - lo))  # 2**-entry_bits is the entry width
+            if entry_bits != int(entry_bits):
+                raise ValueError(
+                    f"{function} table: {size} entries over [{lo}, {hi}) is not a power-of-two step"
+                )
+            t = int(entry_bits)
+            midpoints = lo + (np.arange(size, dtype=np.float64) + 0.5) * 2.0**-t
+            codes = round_half_away_float(FUNCTIONS[function](midpoints) * 2.0**out.frac_bits)
+            nl.codes = np.clip(codes, out.lo, out.hi).astype(np.int64)
+            nl.lo_code = int(lo * 2**in_frac) if in_frac >= 0 else int(lo) >> (-in_frac)
+            nl.index_shift = in_frac - t
+        return nl
+
+    @property
+    def table_bytes(self) -> float:
+        return self.size * self.out.width / 8 if self.kind == "table" else 0.0
+
+    def index(self, x: np.ndarray) -> np.ndarray:
+        """Unclipped table index of codes ``x`` (``take(..., mode="clip")`` clamps it)."""
+        offset = x - self.lo_code
+        raw = offset >> self.index_shift if self.index_shift >= 0 else offset << (-self.index_shift)
+        if raw.dtype == object:
+            raw = np.clip(raw, -1, self.size).astype(np.int64)
+        return raw
+
+    def __call__(self, x: np.ndarray, mode: str) -> np.ndarray:
+        """Integer codes in ``in_frac`` -> codes of ``out`` (same dtype family as ``x``)."""
+        if self.kind == "table":
+            assert self.codes is not None
+            result = self.codes.take(self.index(x), mode="clip")
+            return result.astype(object) if x.dtype == object else result
+        if self.kind == "hard":
+            return self._hard(x, mode)
+        values = x.astype(np.float64) * 2.0**-self.in_frac
+        codes = round_half_away_float(FUNCTIONS[self.function](values) * 2.0**self.out.frac_bits)
+        codes = np.clip(codes, self.out.lo, self.out.hi)
+        codes = codes.astype(np.int64)
+        return codes.astype(object) if x.dtype == object else codes
+
+    def _hard(self, x: np.ndarray, mode: str) -> np.ndarray:
+        one = 1 << self.out.frac_bits
+        if self.function == "sigmoid":
+            # x / 4 + 1/2: drop two more bits than the format change, add one half
+            y = shift_round(x, self.in_frac + 2 - self.out.frac_bits, _deterministic(mode)) + (one >> 1)
+            return np.clip(y, 0, min(one, self.out.hi))
+        y = shift_round(x, self.in_frac - self.out.frac_bits, _deterministic(mode))
+        return np.clip(y, max(-one, self.out.lo), min(one, self.out.hi))
+
+    def float_reference(self, values: np.ndarray, mode: str) -> np.ndarray:
+        """The same function on float64 values (multiples of 2**-in_frac); returns float64 values."""
+        scale = 2.0**self.out.frac_bits
+        if self.kind == "table":
+            assert self.codes is not None
+            lo, _hi = DOMAINS[self.function]
+            step = (_hi - lo) / self.size
+            index = np.clip(np.floor((values - lo) / step), 0, self.size - 1).astype(np.int64)
+            return self.codes[index] / scale
+        if self.kind == "hard":
+            from qbench_builtins.hardware.reference import round_float
+
+            if self.function == "sigmoid":
+                drop = self.in_frac + 2 - self.out.frac_bits
+                y = round_float(values / 4.0, self.out.frac_bits, _deterministic(mode), drop) + 0.5
+                return np.clip(y, 0.0, min(1.0, self.out.hi / scale))
+            y = round_float(
+                values, self.out.frac_bits, _deterministic(mode), self.in_frac - self.out.frac_bits
+            )
+            return np.clip(y, max(-1.0, self.out.lo / scale), min(1.0, self.out.hi / scale))
+        codes = round_half_away_float(FUNCTIONS[self.function](values) * scale)
+        return np.clip(codes, self.out.lo, self.out.hi) / scale
+
+
+def _deterministic(mode: str) -> str:
+    # hard nonlinearities round deterministically (no random key at that site)
+    return "half-away" if mode == "stochastic" else mode

@@ -1,0 +1,210 @@
+"""Conformance kit for hardware backends, and a factory of random exported models.
+
+A plugin author checks a backend with::
+
+    from qbench.testing.hardware import HardwareBackendContract
+
+    class TestMyBackend(HardwareBackendContract):
+        @pytest.fixture
+        def backend(self):
+            return MyBackend()
+
+The contract runs :meth:`qbench.HardwareBackend.measure` on small random exported models (every
+cell, several weight schemes, language-model and classification samples) and checks that it
+
+* returns every declared column and only declared columns (or raises :class:`qbench.Unsupported`),
+* returns JSON scalars (bool, int, float, str or None; no numpy types, no NaN),
+* declares a direction ``"min"``, ``"max"`` or ``""`` for every column,
+* gives the same answer twice (determinism).
+
+:func:`random_exported_model` builds the models with numpy only (no torch, no training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+import qbench
+from qbench.data import CLASSIFICATION, LANGUAGE_MODEL, EvalSample, SequenceSplit
+from qbench.export import ExportedLayer, ExportedModel, ExportedTensor
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+SCHEMES = ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed")
+SCHEME_BITS = {
+    "float": 32.0,
+    "binary": 1.0,
+    "ternary": 2.0,
+    "pow2-ternary": 2.0,
+    "exponential": 6.0,
+    "fixed": 8.0,
+}
+
+
+def random_weights(
+    rng: np.random.Generator, shape: tuple[int, ...], scheme: str, zero_fraction: float | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Values of ``scheme`` (with its ``encoding`` facts) for a matrix of ``shape``.
+
+    ``zero_fraction`` sets the share of exact zeros for ternary, pow2-ternary and exponential
+    (random if None). Scales follow Glorot: ``W0 = sqrt(6 / (fan_in + fan_out))``.
+    """
+    fan_out, fan_in = (shape[0], shape[-1]) if len(shape) == 2 else (shape[0], shape[0])
+    w0 = math.sqrt(6.0 / (fan_in + fan_out))
+    p_zero = rng.uniform(0.1, 0.6) if zero_fraction is None else zero_fraction
+    zeros = rng.random(shape) < p_zero
+    signs = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+    if scheme == "float":
+        return rng.uniform(-w0, w0, shape), {}
+    if scheme == "binary":
+        return signs * w0, {"scale": w0}
+    if scheme == "ternary":
+        return np.where(zeros, 0.0, signs * w0), {"scale": w0}
+    if scheme == "pow2-ternary":
+        return np.where(zeros, 0.0, signs * 0.5), {"int_bits": 0, "frac_bits": 1}
+    if scheme == "exponential":
+        exponents = rng.integers(-7, 1, shape)
+        return np.where(zeros, 0.0, signs * 2.0**exponents), {"e_min": -7, "e_max": 0, "zero": "zero"}
+    if scheme == "fixed":
+        codes = rng.integers(-127, 128, shape)
+        return codes * 2.0**-8, {"int_bits": 0, "frac_bits": 8}
+    raise ValueError(f"unknown scheme {scheme!r}")
+
+
+def _tensor(
+    rng: np.random.Generator, shape: tuple[int, ...], scheme: str, role: str, **kw: Any
+) -> ExportedTensor:
+    values, encoding = random_weights(rng, shape, scheme, **kw)
+    return ExportedTensor(values, role, scheme, SCHEME_BITS[scheme], encoding)
+
+
+def random_exported_model(
+    cell: str = "lstm",
+    scheme: str = "ternary",
+    hidden: int = 8,
+    input_size: int = 5,
+    n_outputs: int | None = None,
+    layers: int = 1,
+    task: str = LANGUAGE_MODEL,
+    input_kind: str = "one-hot",
+    seed: int = 0,
+    biases: bool = True,
+    batch_norm: bool = False,
+    output_scheme: str = "float",
+    zero_fraction: float | None = None,
+) -> ExportedModel:
+    """A random :class:`ExportedModel` whose recurrent tensors all follow ``scheme``."""
+    rng = np.random.default_rng(seed)
+    gates = GATES[cell]
+    n_outputs = (input_size if task == LANGUAGE_MODEL else 3) if n_outputs is None else n_outputs
+    embedding = None
+    first_in = input_size
+    if input_kind == "embedding":
+        embedding = rng.normal(0.0, 1.0, (input_size, 6))
+        first_in = 6
+    exported_layers = []
+    for index in range(layers):
+        n = first_in if index == 0 else hidden
+        rows = gates * hidden
+        bias_in = _tensor(rng, (rows,), scheme, "bias", zero_fraction=zero_fraction) if biases else None
+        bias_rec = _tensor(rng, (rows,), scheme, "bias", zero_fraction=zero_fraction) if biases else None
+        scale = shift = None
+        if batch_norm:
+            scale = rng.uniform(0.05, 0.3, n)
+            shift = rng.normal(0.0, 0.1, n)
+        exported_layers.append(
+            ExportedLayer(
+                cell=cell,
+                input_size=n,
+                hidden_size=hidden,
+                w_input=_tensor(rng, (rows, n), scheme, "input", zero_fraction=zero_fraction),
+                w_recurrent=_tensor(rng, (rows, hidden), scheme, "recurrent", zero_fraction=zero_fraction),
+                b_input=bias_in,
+                b_recurrent=bias_rec,
+                input_scale=scale,
+                input_shift=shift,
+            )
+        )
+    w_out, _ = random_weights(rng, (n_outputs, hidden), output_scheme)
+    return ExportedModel(
+        cell=cell,
+        task=task,
+        input_kind=input_kind,
+        input_size=input_size,
+        layers=exported_layers,
+        output_weight=w_out,
+        output_bias=rng.normal(0.0, 0.1, n_outputs),
+        embedding=embedding,
+        output_scheme=output_scheme,
+        quantizer=scheme,
+    )
+
+
+def random_sample(model: ExportedModel, length: int = 12, sequences: int = 4, seed: int = 0) -> EvalSample:
+    """A sample matching ``model``: a token stream (language model) or padded sequences."""
+    rng = np.random.default_rng(seed + 1)
+    if model.task == LANGUAGE_MODEL:
+        tokens = rng.integers(0, model.input_size, length + 1)
+        return EvalSample(LANGUAGE_MODEL, tokens=tokens, float_metrics={"bpc": 2.0})
+    features = model.input_size
+    x = rng.normal(0.0, 1.0, (sequences, length, features)).astype(np.float32)
+    lengths = rng.integers(max(1, length // 2), length + 1, sequences)
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0.0
+    y = rng.integers(0, model.n_outputs, sequences)
+    split = SequenceSplit(x, lengths, y)
+    return EvalSample(CLASSIFICATION, sequences=split, float_metrics={"accuracy": 0.5})
+
+
+def check_json_scalars(result: dict[str, Any]) -> None:
+    """Every value is a JSON scalar (bool, int, float, str, None), never NaN or a numpy type."""
+    for column, value in result.items():
+        assert value is None or type(value) in (bool, int, float, str), (
+            f"column {column!r}: {value!r} is {type(value).__name__}, not a JSON scalar"
+        )
+        if isinstance(value, float):
+            assert math.isfinite(value), f"column {column!r} is {value}"
+    json.dumps(result, allow_nan=False)
+
+
+CONTRACT_CASES = [
+    ("rnn", "ternary", "one-hot", LANGUAGE_MODEL),
+    ("gru", "exponential", "features", CLASSIFICATION),
+    ("lstm", "pow2-ternary", "embedding", LANGUAGE_MODEL),
+    ("lstm", "float", "one-hot", LANGUAGE_MODEL),
+]
+
+
+class HardwareBackendContract:
+    """Subclass and provide a ``backend`` fixture (an instance) to check a hardware backend."""
+
+    @pytest.fixture
+    def backend(self) -> qbench.HardwareBackend:  # pragma: no cover - overridden by subclasses
+        raise NotImplementedError("provide a `backend` fixture")
+
+    def test_declares_columns_with_directions(self, backend: qbench.HardwareBackend) -> None:
+        assert backend.columns, "a backend must declare at least one column"
+        for column, direction in backend.columns.items():
+            assert direction in ("min", "max", ""), f"{column}: direction {direction!r}"
+
+    @pytest.mark.parametrize(("cell", "scheme", "input_kind", "task"), CONTRACT_CASES)
+    def test_measure_returns_declared_json_columns(
+        self, backend: qbench.HardwareBackend, cell: str, scheme: str, input_kind: str, task: str
+    ) -> None:
+        model = random_exported_model(cell, scheme, hidden=6, input_size=5, input_kind=input_kind, task=task)
+        sample = random_sample(model, length=8)
+        try:
+            result = backend.measure(model, sample)
+        except qbench.Unsupported as exc:
+            assert str(exc), "Unsupported must say why"
+            return
+        missing = set(backend.columns) - set(result)
+        extra = set(result) - set(backend.columns)
+        assert not missing, f"declared columns not returned: {sorted(missing)}"
+        assert not extra, f"undeclared columns returned: {sorted(extra)}"
+        check_json_scalars(result)
+        assert backend.measure(model, sample) == result, "measure must be deterministic"
