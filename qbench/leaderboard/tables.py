@@ -48,8 +48,8 @@ def aggregate(frame: RunsFrame) -> pd.DataFrame:
         mean = std = count = pd.DataFrame(columns=columns)
     stats = {}
     for column in columns:
-        m = mean[column].reindex(table.index)
-        s = std[column].reindex(table.index)
+        m = mean[column].reindex(table.index).astype(float)
+        s = std[column].reindex(table.index).astype(float)
         n = count[column].reindex(table.index).fillna(0).astype(np.int64)
         stats[f"{column}_mean"] = m
         stats[f"{column}_std"] = s
