@@ -11,13 +11,20 @@ from qbench.testing.cells import CellContract
 
 torch = pytest.importorskip("torch")
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+#: the paper's quantizers the cells are checked with (deterministic forms are exercised in eval())
 PAPER_QUANTIZERS = (
     ("float", {}),
     ("binary", {}),
-    ("ternary", {}),
     ("ternary", {"stochastic": True}),
     ("pow2-ternary", {}),
-    ("exponential", {}),
     ("exponential", {"stochastic": True}),
 )
 

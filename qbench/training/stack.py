@@ -38,7 +38,7 @@ from torch import nn
 
 from qbench.components import QuantContext, Quantizer
 from qbench.export import ExportedLayer, ExportedTensor
-from qbench.ste import clip_shadow_, quantize_ste
+from qbench.ste import clip_shadow_
 
 GATE_BLOCKS = {"rnn": 1, "gru": 3, "lstm": 4}
 #: shadow tensor name -> role in the quantizer contract
@@ -75,6 +75,22 @@ class RecurrentLayer(nn.Module):
     def shadow_tensors(self) -> list[tuple[str, nn.Parameter]]:
         names = ("w_input", "w_recurrent", "b_input", "b_recurrent")
         return [(name, getattr(self, name)) for name in names if getattr(self, name) is not None]
+
+
+class StraightThrough(torch.autograd.Function):
+    """Forward: the quantized tensor; backward: the gradient goes to the shadow tensor unchanged.
+
+    The same estimator as :func:`qbench.ste.quantize_ste` (``shadow + (q - shadow).detach()``)
+    without its two elementwise passes: on a GPU every pass is a kernel launch per tensor.
+    """
+
+    @staticmethod
+    def forward(ctx: object, shadow: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        return quantized.view_as(quantized)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ARG004
+        return grad, None
 
 
 def _uniform(shape: tuple[int, int], bound: float, generator: torch.Generator) -> torch.Tensor:
@@ -154,10 +170,12 @@ class QuantizedRecurrentStack(nn.Module):
         layer = self.layers[index]
         training = self.training
         self.generator  # noqa: B018 - (re)creates the generator and contexts on the weights' device
-        tensors = [
-            quantize_ste(shadow, self.quantizer, self.context(index, name, training))
-            for name, shadow in layer.shadow_tensors()
-        ]
+        quantizer = self.quantizer
+        tensors = []
+        for name, shadow in layer.shadow_tensors():
+            with torch.no_grad():
+                quantized = quantizer.quantize(shadow.detach(), self.context(index, name, training))
+            tensors.append(StraightThrough.apply(shadow, quantized))
         if layer.b_recurrent is None:
             tensors.append(layer.zero_bias)
         return tensors
