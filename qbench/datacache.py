@@ -215,6 +215,34 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+#: leftovers of a killed process older than this are removed (a younger one may still be in use)
+STALE_SECONDS = 3600.0
+
+
+def sweep_stale(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove what killed preparations left in ``folder``: ``.*.partial`` files and ``.npm-pack-*`` /
+    ``.pip-download-*`` work folders older than :data:`STALE_SECONDS`. Returns what was removed."""
+    import time
+
+    removed = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    now = time.time()
+    for entry in root.iterdir():
+        name = entry.name
+        leftover = name.startswith(".") and (name.endswith(".partial") or name.startswith((".npm-pack-",
+                                                                                             ".pip-download-")))
+        with contextlib.suppress(OSError):
+            if leftover and now - entry.stat().st_mtime > STALE_SECONDS:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
@@ -240,7 +268,7 @@ def fingerprint(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         hasher.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
-        hasher.update(memoryview(array).cast("B"))
+        hasher.update(array.reshape(-1).view(np.uint8).data)
     return hasher.hexdigest()
 
 
@@ -259,9 +287,10 @@ def save_prepared(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], m
         raise ValueError(f"array name {_META_KEY!r} is reserved")
     digest = fingerprint(arrays, meta)
     header = json.dumps({"meta": meta, "fingerprint": digest}, sort_keys=True)
+    payload: dict[str, Any] = {**arrays, _META_KEY: np.array(header)}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as stream:
-            np.savez(stream, **arrays, **{_META_KEY: np.array(header)})
+            np.savez(stream, **payload)
     return digest
 
 
@@ -360,6 +389,7 @@ def load_or_prepare(path: str | os.PathLike[str], build: Any, what: str) -> tupl
     cached = load_prepared(path)
     if cached is not None:
         return cached
+    sweep_stale(Path(path).parent)
     say(f"{what}: preparing (once; cached in {Path(path).parent})")
     arrays, meta = build()
     digest = save_prepared(path, arrays, meta)

@@ -99,3 +99,32 @@ def test_run_tool_reports_missing_tool_and_failure(tmp_path):
         datacache.run_tool(["qbench-no-such-tool-xyz"], tmp_path, "demo", "install it")
     with pytest.raises(DatasetError, match="exit code 3.*boom.*try again"):
         datacache.run_tool(["sh", "-c", "echo boom >&2; exit 3"], tmp_path, "demo", "try again")
+
+
+KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+from qbench import datacache
+with datacache.atomic_path(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as stream:
+        stream.write(b"PK half an archive")
+        stream.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_preparation_leaves_nothing_that_is_trusted(tmp_path):
+    import os
+    import sys
+    import time
+
+    target = tmp_path / "prepared-x.npz"
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True)
+    assert done.returncode != 0
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert not target.exists() and len(leftovers) == 1
+    assert datacache.load_prepared(target) is None
+    assert datacache.sweep_stale(tmp_path) == [], "a young leftover may belong to a running process"
+    old = time.time() - datacache.STALE_SECONDS - 60
+    os.utime(leftovers[0], (old, old))
+    assert datacache.sweep_stale(tmp_path) == leftovers and not leftovers[0].exists()

@@ -50,7 +50,7 @@ def check_task_type(dataset: Dataset, data: Any) -> None:
     assert expected is not None, f"{dataset.name}: task {dataset.task!r} is not one of {sorted(TASK_TYPES)}"
     assert isinstance(data, expected), (
         f"{dataset.name}: task {dataset.task!r} must prepare {expected.__name__}, got {type(data).__name__}")
-    assert data.task == dataset.task
+    assert getattr(data, "task", None) == dataset.task, f"{dataset.name}: data.task differs from the dataset's"
 
 
 def check_fingerprint_format(dataset: Dataset, data: Any) -> None:

@@ -13,6 +13,7 @@ from qbench.datacache import (
     atomic_copy,
     dataset_dir,
     prepared_path,
+    progress,
     resolve_cache,
     run_tool,
     verify_file,
@@ -69,12 +70,15 @@ def read_corpus(tarball: Path) -> tuple[str, str, str]:
             raise DatasetError(f"brown-char: {tarball} holds {len(members)} corpus files, expected 500; "
                                f"it is not {TARBALL}")
         documents: list[tuple[str, list[list[str]]]] = []
+        bar = progress(len(members), "reading the Brown corpus", unit="file")
         for member in members:
+            bar.update(1)
             stream = archive.extractfile(member)
             assert stream is not None  # a regular file
             text = stream.read().decode("latin-1")
             sentences = [s for s in (normalise_sentence(line) for line in text.splitlines()) if s]
             documents.append((member.name.rsplit("/", 1)[1], sentences))
+        bar.close()
     counts = collections.Counter(w for _, doc in documents for sentence in doc for w in sentence)
     kept = {w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:VOCAB_WORDS]}
     texts: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
