@@ -1,10 +1,17 @@
-"""Built-in hardware."""
+"""Built-in hardware backends: the integer ``shift-add`` simulator and the ``energy`` model.
+
+Only the two light class modules are imported here; the numpy modules of the simulator
+(formats, tables, weights, program, engine, reference, interpreter, counters, energy tables) are
+imported when a backend measures.
+"""
 
 from __future__ import annotations
 
 import qbench
+from qbench_builtins.hardware.energy import EnergyModel
+from qbench_builtins.hardware.shift_add import ShiftAddSimulator
 
 
 @qbench.hookimpl
 def qbench_register_hardware() -> list[type]:
-    return []
+    return [ShiftAddSimulator, EnergyModel]

@@ -1,0 +1,317 @@
+"""Prices the closed-form operation counts and weight reads of an exported model (batch 1).
+
+Counts come from :mod:`.counters` with the real non-zero masks (so this works without the
+simulator having run). Every token reads each weight it uses once (batch 1: no reuse), from
+where the weights live (``memory``): an SRAM sized to the model, DRAM, registers, or
+``hardwired`` logic (weights are wiring: no read energy, and a constant shift is free). The
+state (h, and c for an LSTM) and the layer input are register reads and writes. Widths: a float
+tensor anywhere makes the datapath fp32; otherwise activations have ``activation_bits``, each
+matrix's weights its declared bits, and the accumulator of a matrix ``b_a + b_w + ceil(log2 N)``
+(fixed), ``b_a + ceil(log2 N) + 1`` (binary / ternary) or ``b_a + (e_max - e_min) + ceil(log2
+N) + 1`` (powers of two), N = fan-in + 1. Latency: products and element-wise operations on
+``lanes`` parallel lanes at ``clock_mhz``, layers in sequence, no zero skipping in time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import qbench
+from qbench_builtins.hardware.counters import ELEMENTWISE, matrix_counts
+from qbench_builtins.hardware.energy_tables import (
+    TABLES,
+    TechTable,
+    node_factors,
+    sram_pj_per_bit,
+    table_label,
+)
+from qbench_builtins.hardware.weights import encode_matrix
+
+if TYPE_CHECKING:
+    from qbench.data import EvalSample
+    from qbench.export import ExportedModel, ExportedTensor
+
+PLACEMENTS = ("sram", "dram", "registers", "hardwired")
+STORAGE = ("dense", "packed")
+TABLE_ENTRIES = 1024
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    table: str = "horowitz-45nm"
+    node: str = "native"
+    memory_scaling: str = "none"
+    memory: str = "sram"
+    storage: str = "dense"
+    activation_bits: int = 16
+    output_bits: int = 16
+    scale_bits: int = 16
+    lanes: int = 256
+    clock_mhz: float = 200.0
+
+
+@dataclass
+class Ledger:
+    """Operation counts per token, keyed by (category, operation, bits, floating), and their price."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, category: str, op: str, bits: float, count: float, floating: bool = False) -> None:
+        if count:
+            self.counts[(category, op, float(bits), floating)] += float(count)
+
+    def scaled(self, factor: float) -> Ledger:
+        return Ledger(Counter({key: value * factor for key, value in self.counts.items()}))
+
+    def price(
+        self, table: TechTable, logic: float, memory: float, weight_pj_per_bit: float
+    ) -> dict[str, float]:
+        """pJ by category: a linear function of the counts."""
+        energy: Counter = Counter()
+        for (category, op, bits, floating), count in self.counts.items():
+            if op == "add":
+                pj = table.add_pj(bits, floating) * logic
+            elif op == "mult":
+                pj = table.mult_pj(bits, bits, floating) * logic
+            elif op.startswith("mult:"):
+                pj = table.mult_pj(float(op[5:]), bits, floating) * logic
+            elif op == "shift":
+                pj = table.shift_pj(bits) * logic
+            elif op == "register-bit":
+                pj = table.register_pj_per_bit * logic
+            elif op == "weight-bit":
+                pj = weight_pj_per_bit * memory
+            else:
+                raise ValueError(f"unknown operation {op!r}")
+            energy[category] += count * pj
+        return dict(energy)
+
+
+@dataclass
+class MatrixInfo:
+    tensor: ExportedTensor
+    kinds: list[str]
+    scaled: list[bool]
+    block_rows: int
+    nonzero: np.ndarray
+    bits: float
+    exponent_span: int
+
+    @property
+    def floating(self) -> bool:
+        return "float" in self.kinds
+
+
+def matrix_info(tensor: ExportedTensor, block_rows: int, scale_bits: int) -> MatrixInfo:
+    values = np.asarray(tensor.values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values.reshape(-1, 1)
+    try:
+        enc = encode_matrix(values, block_rows, scale_bits)
+        kinds, scaled = enc.block_kinds, enc.block_scaled
+        span = max(enc.code_bits - 2, 0) if "pow2" in kinds else 0
+    except qbench.Unsupported:
+        blocks = values.shape[0] // block_rows
+        kinds, scaled, span = ["float"] * blocks, [False] * blocks, 0
+    bits = float(tensor.bits) if tensor.bits else (32.0 if "float" in kinds else 8.0)
+    return MatrixInfo(tensor, kinds, scaled, block_rows, values != 0, bits, span)
+
+
+def accumulator_bits(info: MatrixInfo, b_a: float, fan_in: int) -> float:
+    """Closed-form accumulator width that cannot overflow (hardware.md)."""
+    log_n = math.ceil(math.log2(fan_in + 1))
+    if info.floating:
+        return 32.0
+    if set(info.kinds) <= {"binary", "ternary"}:
+        return b_a + log_n + 1
+    if "pow2" in info.kinds:
+        return b_a + info.exponent_span + log_n + 1
+    return b_a + info.bits + log_n
+
+
+def stored_bits(info: MatrixInfo, storage: str) -> float:
+    """Bits per stored weight: declared bits, or 1.6 for ternary packed five to a byte."""
+    if storage == "packed" and info.tensor.scheme in ("ternary", "pow2-ternary") and info.bits == 2.0:
+        return 1.6
+    return info.bits
+
+
+def weight_bytes(infos: list[MatrixInfo]) -> dict[str, float]:
+    """Dense (declared bits), packed (5 ternary digits per byte), entropy bound and sparse (CSR) bytes."""
+    dense = packed = entropy = sparse = 0.0
+    for info in infos:
+        values = np.asarray(info.tensor.values, dtype=np.float64).reshape(info.nonzero.shape)
+        count = values.size
+        dense += count * info.bits / 8
+        packed_bits = stored_bits(info, "packed")
+        packed += math.ceil(count / 5) if packed_bits == 1.6 else count * info.bits / 8
+        _, freq = np.unique(values, return_counts=True)
+        p = freq / count
+        entropy += count * float(-(p * np.log2(p)).sum()) / 8
+        rows, cols = values.shape
+        nnz = int(np.count_nonzero(values))
+        # CSR: each non-zero keeps its value without the zero code, plus a column index; row pointers
+        value_bits = 32.0 if info.floating else max(info.bits - (1 if 0.0 in values else 0), 1.0)
+        index_bits = max(math.ceil(math.log2(cols)), 1) if cols > 1 else 0
+        pointer_bits = max(math.ceil(math.log2(nnz + 1)), 1)
+        sparse += (nnz * (value_bits + index_bits) + (rows + 1) * pointer_bits) / 8
+    return {"dense": dense, "packed": packed, "entropy": entropy, "sparse": sparse}
+
+
+def _column_ids(model: ExportedModel, sample: EvalSample | None, n: int) -> np.ndarray:
+    if sample is not None and sample.tokens is not None and len(sample.tokens) > 1:
+        return np.asarray(sample.tokens[:-1], dtype=np.int64)
+    return np.arange(n)
+
+
+def sequence_length(sample: EvalSample | None) -> float:
+    if sample is None:
+        return 1.0
+    if sample.tokens is not None:
+        return float(max(len(sample.tokens) - 1, 1))
+    if sample.sequences is not None and len(sample.sequences):
+        return float(np.mean(np.maximum(np.asarray(sample.sequences.lengths), 1)))
+    return 1.0
+
+
+def analyse(
+    model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig
+) -> dict[str, float | str | bool]:
+    """All energy / memory / latency columns for ``model`` (see :class:`EnergyConfig`)."""
+    table = TABLES[cfg.table]
+    logic, memory_factor = node_factors(cfg.table, cfg.node, cfg.memory_scaling)
+    layer_infos = []
+    for layer in model.layers:
+        h = layer.hidden_size
+        pair = [
+            matrix_info(layer.w_input, h, cfg.scale_bits),
+            matrix_info(layer.w_recurrent, h, cfg.scale_bits),
+        ]
+        biases = [
+            matrix_info(b, h, cfg.scale_bits) for b in (layer.b_input, layer.b_recurrent) if b is not None
+        ]
+        layer_infos.append((layer, pair, biases))
+    floating = any(info.floating for _, pair, _ in layer_infos for info in pair)
+    b_a = 32.0 if floating else float(cfg.activation_bits)
+    hardwired = cfg.memory == "hardwired"
+    per_step = Ledger()
+    cycles = 0.0
+    bops = 0.0
+    for index, (layer, (wx, wh), biases) in enumerate(layer_infos):
+        h, n = layer.hidden_size, layer.input_size
+        one_hot = index == 0 and model.input_kind == "one-hot" and layer.input_scale is None
+        ids = _column_ids(model, sample, n) if one_hot else None
+        cols_x = 1 if one_hot else n
+        k = cols_x + h
+        gates = layer.gate_blocks
+        for info, cols, column_ids in ((wx, cols_x, ids), (wh, h, None)):
+            counts = matrix_counts(info.kinds, info.scaled, info.block_rows, info.nonzero, column_ids)
+            evaluations = 1 if column_ids is None else len(column_ids)
+            acc = accumulator_bits(info, b_a, n + h)
+            fl = info.floating
+            scale_mults = counts["scale_mults"]
+            per_step.add("add", "add", acc, counts["adds"] / evaluations, fl)
+            per_step.add(
+                "mult", f"mult:{info.bits:g}", b_a, (counts["mults"] - scale_mults) / evaluations, fl
+            )
+            per_step.add("mult", f"mult:{cfg.scale_bits}", acc, scale_mults / evaluations)
+            if not hardwired:
+                per_step.add("shift", "shift", acc, counts["shifts"] / evaluations)
+                bits_read = gates * h * cols * stored_bits(info, cfg.storage)
+                per_step.add("weights", "weight-bit", 0, bits_read)
+            p = float(np.count_nonzero(info.nonzero)) / max(info.nonzero.size, 1)
+            bops += gates * h * cols * (p * b_a * info.bits + b_a + info.bits + math.log2(k))
+        if not hardwired:
+            for info in biases:
+                per_step.add("weights", "weight-bit", 0, info.nonzero.size * stored_bits(info, cfg.storage))
+        mults, adds, sigmoids, tanhs = ELEMENTWISE[layer.cell]
+        bn = n if layer.input_scale is not None and index > 0 else 0
+        per_step.add("mult", "mult", b_a, mults * h + bn, floating)
+        per_step.add("add", "add", b_a if floating else 2 * b_a, adds * h + bn, floating)
+        per_step.add("tables", "register-bit", 0, (sigmoids + tanhs) * h * b_a)
+        state_values = (2 if layer.cell == "lstm" else 1) * h
+        per_step.add("state", "register-bit", 0, 2 * state_values * b_a + cols_x * b_a)
+        cycles += math.ceil(gates * h * k / cfg.lanes) + math.ceil(
+            (mults + adds + sigmoids + tanhs) * h / cfg.lanes
+        )
+
+    # the output layer, with its own scheme; once per token (LM) or once per sequence
+    w_out = np.asarray(model.output_weight, dtype=np.float64)
+    n_out, hidden = w_out.shape
+    from qbench.export import ExportedTensor
+
+    out_scheme = model.output_scheme or "float"
+    out_tensor = ExportedTensor(w_out, "output", out_scheme, 0.0)
+    out_info = matrix_info(out_tensor, n_out, cfg.scale_bits)
+    if out_info.floating:
+        out_info.bits = 32.0 if floating else float(cfg.output_bits)
+        out_info.kinds = ["float"] if floating else ["fixed"]
+    out_counts = matrix_counts(out_info.kinds, out_info.scaled, n_out, out_info.nonzero)
+    output = Ledger()
+    out_acc = accumulator_bits(out_info, b_a, hidden)
+    output.add("add", "add", out_acc, out_counts["adds"], floating)
+    output.add(
+        "mult", f"mult:{out_info.bits:g}", b_a, out_counts["mults"] - out_counts["scale_mults"], floating
+    )
+    output.add("mult", f"mult:{cfg.scale_bits}", out_acc, out_counts["scale_mults"])
+    if not hardwired:
+        output.add("shift", "shift", out_acc, out_counts["shifts"])
+        output.add("weights", "weight-bit", 0, w_out.size * out_info.bits + n_out * out_info.bits)
+    p_out = float(np.count_nonzero(w_out)) / max(w_out.size, 1)
+    out_bops = (
+        n_out * hidden * (p_out * b_a * out_info.bits + b_a + out_info.bits + math.log2(max(hidden, 2)))
+    )
+    out_cycles = math.ceil(n_out * hidden / cfg.lanes)
+
+    length = sequence_length(sample)
+    outputs_per_token = 1.0 if model.task == "language-model" else 1.0 / length
+    ledger = Ledger(per_step.counts + output.scaled(outputs_per_token).counts)
+    recurrent_infos = [info for _, pair, biases in layer_infos for info in (*pair, *biases)]
+    sizes = weight_bytes(recurrent_infos)
+    stored = sum(info.nonzero.size * stored_bits(info, cfg.storage) for info in recurrent_infos)
+    stored += w_out.size * out_info.bits
+    weight_pj_per_bit = {
+        "sram": sram_pj_per_bit(stored),
+        "dram": table.dram_pj_per_bit,
+        "registers": table.register_pj_per_bit,
+        "hardwired": 0.0,
+    }[cfg.memory]
+    energy = ledger.price(table, logic, memory_factor, weight_pj_per_bit)
+    arith = sum(energy.get(key, 0.0) for key in ("add", "mult", "shift"))
+    mem = sum(energy.get(key, 0.0) for key in ("weights", "state", "tables"))
+    output_pj = sum(
+        output.scaled(outputs_per_token).price(table, logic, memory_factor, weight_pj_per_bit).values()
+    )
+    per_token = arith + mem
+    # one shared 1024-entry table per function used (tanh always, sigmoid for gru / lstm)
+    functions = 1 + any(layer.cell in ("gru", "lstm") for layer in model.layers)
+    table_bytes = functions * TABLE_ENTRIES * b_a / 8
+    state_bytes = sum(
+        (2 if layer.cell == "lstm" else 1) * layer.hidden_size * b_a / 8 for layer in model.layers
+    )
+    return {
+        "energy_pj_per_token": per_token,
+        "energy_pj_per_sequence": per_token * length,
+        "energy_arith_pj_per_token": arith,
+        "energy_memory_pj_per_token": mem,
+        "energy_weights_pj_per_token": energy.get("weights", 0.0),
+        "energy_state_pj_per_token": energy.get("state", 0.0) + energy.get("tables", 0.0),
+        "energy_output_pj_per_token": output_pj,
+        "weight_bytes_dense": sizes["dense"],
+        "weight_bytes_packed": sizes["packed"],
+        "weight_bytes_sparse": sizes["sparse"],
+        "weight_bytes_entropy": sizes["entropy"],
+        "output_weight_bytes": w_out.size * out_info.bits / 8,
+        "state_bytes": float(state_bytes),
+        "table_bytes": float(table_bytes),
+        "bops_per_token": bops + out_bops * outputs_per_token,
+        "latency_us_per_token": (cycles + out_cycles * outputs_per_token) / cfg.clock_mhz,
+        "energy_table": table_label(cfg.table, cfg.node),
+        "memory_placement": cfg.memory,
+        "datapath": "fp32" if floating else f"int{cfg.activation_bits}",
+    }

@@ -1,0 +1,152 @@
+"""``shift-add``: integer-only inference of the exported model, bit-exact and counted.
+
+Light module (no numpy at import): the simulator's modules are imported inside ``measure``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import qbench
+from qbench.params import Param
+
+if TYPE_CHECKING:
+    from qbench.data import EvalSample
+    from qbench.export import ExportedModel
+
+_FORMAT_HELP = "fixed-point format 'Qi.f' (i integer bits including the sign, f fractional bits)"
+
+
+class ShiftAddSimulator(qbench.HardwareBackend):
+    """Integer shift-add simulator (hardware.md).
+
+    Every tensor is an integer code times a power of two. Ternary / binary products are add,
+    subtract or skip; power-of-two products are exact left shifts aligned at the matrix's
+    smallest exponent; a non-power-of-two ternary / binary scale ``W0`` is applied once per
+    output row as one counted multiply by its ``scale_bits``-bit mantissa. Accumulators are
+    exact (or wrap at ``acc_bits``, counted as overflows); each requantization rounds once
+    (``rounding``) and saturates or wraps (``overflow``, counted); sigmoid / tanh are integer
+    tables. The float output layer is rounded to ``output_bits`` fixed point (labelled by
+    ``sim_output_requantized``). Float recurrent weights are ``unsupported`` unless
+    ``float_weight_bits`` > 0 rounds them to fixed point (then ``sim_requantized`` is true).
+
+    Reports the integer model's task metric beside the float model's, their agreement, the
+    vectorised engine's bit-exact agreement with a float64 execution of the same program
+    (``sim_exact``), operation counts per token (recurrent layers; the output layer apart, per
+    output evaluation), the accumulator range and overflow / saturation counts.
+    """
+
+    name = "shift-add"
+    description = "bit-exact integer shift-add simulator: task metric, agreement and counts per token"
+    params: ClassVar[dict[str, Param]] = {
+        "activation_format": Param(str, "Q8.8", "inputs and hidden state: " + _FORMAT_HELP),
+        "preact_format": Param(str, "Q4.12", "gate pre-activations: " + _FORMAT_HELP),
+        "gate_format": Param(str, "Q1.15", "sigmoid / tanh outputs: " + _FORMAT_HELP),
+        "cell_format": Param(str, "Q5.11", "LSTM cell state: " + _FORMAT_HELP),
+        "rounding": Param(
+            str,
+            "half-away",
+            "rounding at requantization",
+            choices=("floor", "half-up", "half-away", "half-even", "stochastic"),
+        ),
+        "overflow": Param(str, "saturate", "requantization overflow policy", choices=("saturate", "wrap")),
+        "acc_bits": Param(
+            int, 0, "accumulator width (wraps, counted); 0: exact, never overflows", min=0, max=200
+        ),
+        "nonlinearity": Param(
+            str,
+            "table",
+            "sigmoid/tanh: integer table, hard (shifts), exact (float64, for checks)",
+            choices=("table", "hard", "exact"),
+        ),
+        "sigmoid_entries": Param(int, 1024, "sigmoid table entries over [-8, 8) (power of two)", min=2),
+        "tanh_entries": Param(int, 1024, "tanh table entries over [-4, 4) (power of two)", min=2),
+        "scale_bits": Param(int, 16, "significant bits of a non-power-of-two weight scale", min=2, max=40),
+        "float_weight_bits": Param(
+            int,
+            0,
+            "round float recurrent weights to this many fixed-point bits; 0: unsupported",
+            min=0,
+            max=24,
+        ),
+        "output_bits": Param(int, 16, "fixed-point bits of a float output layer", min=2, max=24),
+        "seed": Param(int, 0, "key of the counter-based generator of stochastic rounding"),
+        "max_tokens": Param(
+            int, 0, "simulate at most this many tokens / sequences of the sample; 0: all", min=0
+        ),
+        "reference": Param(bool, True, "also run the float64 reference (sim_exact); off saves time"),
+    }
+    columns: ClassVar[dict[str, str]] = {
+        "sim_exact": "",
+        "sim_metric": "",
+        "float_metric": "",
+        "float64_metric": "",
+        "sim_bpc": "min",
+        "sim_accuracy": "max",
+        "sim_max_abs_error": "min",
+        "sim_agreement": "max",
+        "adds": "min",
+        "shifts": "min",
+        "mults": "min",
+        "skips": "",
+        "scale_mults": "min",
+        "table_lookups": "min",
+        "output_mults": "min",
+        "output_adds": "min",
+        "output_shifts": "min",
+        "acc_bits_max": "min",
+        "acc_bits_bound": "min",
+        "overflows": "min",
+        "saturations": "min",
+        "sim_weight_kinds": "",
+        "sim_formats": "",
+        "sim_requantized": "",
+        "sim_output_requantized": "",
+        "sim_reference_exact": "",
+        "sim_tokens": "",
+    }
+
+    def validate(self) -> None:
+        from qbench_builtins.hardware.formats import QFormat
+
+        for key in ("activation_format", "preact_format", "gate_format", "cell_format"):
+            try:
+                QFormat.parse(self.config[key])
+            except ValueError as exc:
+                self._reject(f"{key}: {exc}")
+        for key in ("sigmoid_entries", "tanh_entries"):
+            entries = self.config[key]
+            if entries & (entries - 1):
+                self._reject(f"{key} must be a power of two (the table index is a shift), got {entries}")
+        if self.config["rounding"] == "stochastic" and self.config["nonlinearity"] == "exact":
+            self._reject(
+                "nonlinearity 'exact' is a check of the cell equations; use a deterministic rounding"
+            )
+
+    def sim_config(self) -> Any:
+        """The :class:`~qbench_builtins.hardware.program.SimConfig` of these parameters."""
+        from qbench_builtins.hardware.formats import QFormat
+        from qbench_builtins.hardware.program import SimConfig
+
+        c = self.config
+        return SimConfig(
+            activation=QFormat.parse(c["activation_format"]),
+            preact=QFormat.parse(c["preact_format"]),
+            gate=QFormat.parse(c["gate_format"]),
+            cell=QFormat.parse(c["cell_format"]),
+            rounding=c["rounding"],
+            overflow=c["overflow"],
+            acc_bits=c["acc_bits"],
+            nonlinearity=c["nonlinearity"],
+            sigmoid_entries=c["sigmoid_entries"],
+            tanh_entries=c["tanh_entries"],
+            scale_bits=c["scale_bits"],
+            float_weight_bits=c["float_weight_bits"],
+            output_bits=c["output_bits"],
+            seed=c["seed"],
+        )
+
+    def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
+        from qbench_builtins.hardware.simulate import simulate
+
+        return simulate(model, sample, self.sim_config(), self.config["max_tokens"], self.config["reference"])

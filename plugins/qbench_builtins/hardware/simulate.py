@@ -1,0 +1,134 @@
+"""``shift-add``'s measurement: run the integer program on the sample and report its columns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import qbench
+from qbench_builtins.hardware import counters, engine, evaluation, float_model
+from qbench_builtins.hardware.program import ModelProgram, SimConfig, build_program
+from qbench_builtins.hardware.reference import exact_in_float64, run_reference
+
+if TYPE_CHECKING:
+    from qbench.data import EvalSample
+    from qbench.export import ExportedModel
+
+
+def sample_inputs(
+    sample: EvalSample, max_items: int = 0
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """(time-major inputs, lengths or None, targets, the float model's predictions or None)."""
+    predictions = sample.float_predictions
+    if sample.tokens is not None:
+        tokens = np.asarray(sample.tokens, dtype=np.int64)
+        if max_items:
+            tokens = tokens[: max_items + 1]
+            predictions = None if predictions is None else np.asarray(predictions)[:max_items]
+        if len(tokens) < 2:
+            raise qbench.Unsupported("the language-model sample has fewer than two tokens")
+        return tokens[:-1, None], None, tokens[1:], predictions
+    if sample.sequences is None or not len(sample.sequences):
+        raise qbench.Unsupported("the sample holds neither tokens nor sequences")
+    split = sample.sequences
+    if max_items:
+        split = split.subset(slice(0, max_items))
+        predictions = None if predictions is None else np.asarray(predictions)[:max_items]
+    x = np.asarray(split.x)
+    lengths = np.clip(np.asarray(split.lengths, dtype=np.int64), 1, x.shape[1])
+    inputs = np.swapaxes(x, 0, 1)
+    return inputs, lengths, np.asarray(split.y, dtype=np.int64), predictions
+
+
+def dequantize(codes: np.ndarray, frac: int) -> np.ndarray:
+    """Integer codes (int64 or Python ints) -> float64 values ``code * 2**-frac``."""
+    if codes.dtype == object:
+        return np.array([float(v) for v in codes.reshape(-1)]).reshape(codes.shape) * 2.0**-frac
+    return codes.astype(np.float64) * 2.0**-frac
+
+
+def per_token_counts(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None) -> Counter:
+    """Average counts per time step (batch 1) of the recurrent layers over the sample."""
+    if program.layers[0].one_hot:
+        ids = (
+            inputs[:, 0]
+            if lengths is None
+            else np.concatenate([inputs[:n, b] for b, n in enumerate(lengths)])
+        )
+        totals = counters.program_counts(program, len(ids), ids)
+        return Counter({k: v / len(ids) for k, v in totals.items()})
+    return counters.program_counts(program, 1)
+
+
+def _formats_label(config: SimConfig) -> str:
+    return (
+        f"A={config.activation} P={config.preact} S={config.gate} C={config.cell} "
+        f"{config.rounding} {config.overflow} acc={config.acc_bits or 'exact'} {config.nonlinearity}"
+    )
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def simulate(
+    model: ExportedModel, sample: EvalSample, config: SimConfig, max_items: int = 0, reference: bool = True
+) -> dict[str, Any]:
+    program = build_program(model, config)
+    inputs, lengths, targets, float_predictions = sample_inputs(sample, max_items)
+    result = engine.run(program, inputs, lengths)
+    exact = None
+    if reference:
+        ref = run_reference(program, inputs, lengths)
+        exact = bool(
+            np.array_equal(np.asarray(result.logits, dtype=object), np.asarray(ref.logits, dtype=object))
+            and all(np.array_equal(a, b) for a, b in zip(result.hidden, ref.hidden, strict=True))
+            and result.stats.saturations == ref.stats.saturations
+            and result.stats.overflows == ref.stats.overflows
+        )
+    sim_logits = dequantize(result.logits, program.output.acc_frac)
+    float_logits = float_model.forward(model, inputs, lengths)
+    sim_metric = evaluation.task_metric(model.task, sim_logits, targets)
+    float64_metric = evaluation.task_metric(model.task, float_logits, targets)
+    reported = evaluation.reported_float_metric(model.task, sample.float_metrics)
+    predictions = np.argmax(sim_logits, axis=1)
+    if float_predictions is None or np.shape(float_predictions) != predictions.shape:
+        float_predictions = np.argmax(float_logits, axis=1)
+    counts = per_token_counts(program, inputs, lengths)
+    out_counts = counters.output_counts(program)
+    kinds = []
+    for layer in program.layers:
+        kinds.append(f"L{layer.index}:x={layer.wx.kind_label},h={layer.wh.kind_label}")
+    kinds.append(f"out={program.output.w.kind_label}")
+    is_lm = model.task == "language-model"
+    return {
+        "sim_exact": exact,
+        "sim_metric": sim_metric,
+        "float_metric": reported if reported is not None else float64_metric,
+        "float64_metric": float64_metric,
+        "sim_bpc": sim_metric if is_lm else None,
+        "sim_accuracy": None if is_lm else sim_metric,
+        "sim_max_abs_error": float(np.max(np.abs(sim_logits - float_logits), initial=0.0)),
+        "sim_agreement": evaluation.agreement(predictions, float_predictions),
+        "adds": _number(counts["adds"]),
+        "shifts": _number(counts["shifts"]),
+        "mults": _number(counts["mults"]),
+        "skips": _number(counts["skips"]),
+        "scale_mults": _number(counts["scale_mults"]),
+        "table_lookups": _number(counts["table_lookups"]),
+        "output_mults": int(out_counts["mults"]),
+        "output_adds": int(out_counts["adds"]),
+        "output_shifts": int(out_counts["shifts"]),
+        "acc_bits_max": int(result.stats.acc_bits_max),
+        "acc_bits_bound": int(max(layer.acc_bound_bits for layer in program.layers)),
+        "overflows": int(result.stats.overflows),
+        "saturations": int(result.stats.total_saturations),
+        "sim_weight_kinds": " ".join(kinds),
+        "sim_formats": _formats_label(config),
+        "sim_requantized": bool(program.requantized),
+        "sim_output_requantized": bool(program.output.w.requantized),
+        "sim_reference_exact": bool(exact_in_float64(program)),
+        "sim_tokens": int(len(targets) if lengths is None else int(np.sum(lengths))),
+    }
