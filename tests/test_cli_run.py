@@ -1,0 +1,128 @@
+"""End to end: ``qbench run`` on real data (the embedded pydoc-char), resume, rebuild, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from qbench.cli import main
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+name = "tiny"
+seeds = [0]
+
+[[quantizer]]
+name = "float"
+
+[[quantizer]]
+name = "ternary"
+
+[[cell]]
+name = "rnn"
+hidden = 16
+
+[[dataset]]
+name = "pydoc-char"
+max_chars = 20000
+
+[[hardware]]
+name = "shift-add"
+
+[[hardware]]
+name = "energy"
+
+[train]
+epochs = 1
+batch = 16
+bptt = 20
+max_steps = 15
+eval_tokens = 2000
+hardware_tokens = 200
+"""
+
+
+def write(tmp_path, text, name="tiny.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def stored(out):
+    db = sqlite3.connect(out / "qbench.sqlite")
+    try:
+        return {case_id: json.loads(rec) for case_id, rec in db.execute("SELECT case_id, record FROM records")}
+    finally:
+        db.close()
+
+
+def test_run_writes_leaderboards_and_resumes(tmp_path, capsys, fresh_host):
+    matrix = write(tmp_path, TINY)
+    out = tmp_path / "out"
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html", "run.json"):
+        assert (out / name).is_file(), name
+    records = stored(out)
+    assert len(records) == 2
+    for record in records.values():
+        assert record["status"] == "ok", record.get("error")
+        assert record["test_bpc"] > 0 and record["directions"]["test_bpc"] == "min"
+        assert record["provenance"]["dataset_fingerprint"]
+        assert record["provenance"]["matrix_hash"] == json.loads((out / "run.json").read_text())["matrix_hash"]
+        assert record["hardware_status"] == {"shift-add": "ok", "energy": "ok"}
+        assert "energy_pj_per_token" in record and "sim_exact" in record
+    by_quantizer = {r["quantizer"]: r for r in records.values()}
+    assert by_quantizer["float"]["weight_bytes"] == 16 * by_quantizer["ternary"]["weight_bytes"]
+    capsys.readouterr()
+
+    # a second run re-runs nothing and exits 0
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "2 already stored, 0 to run" in err
+    assert stored(out) == records
+
+    # the dry run shows what is stored; the leaderboards can be rebuilt from the store alone
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--dry-run"]) == 0
+    table = capsys.readouterr().out
+    assert table.count(" ok") >= 2 and "ternary" in table
+    (out / "leaderboard.md").unlink()
+    assert main(["leaderboard", "--store", str(out / "qbench.sqlite")]) == 0
+    assert "ternary" in (out / "leaderboard.md").read_text()
+
+
+def test_sigkill_loses_no_finished_case(tmp_path):
+    text = TINY.replace("seeds = [0]", "seeds = [0, 1, 2]").replace("max_steps = 15", "max_steps = 40")
+    matrix = write(tmp_path, text)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "qbench", "run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if (out / "qbench.sqlite").exists() and 1 <= len(stored(out)) < 6:
+                break
+            if proc.poll() is not None:
+                pytest.fail("the run finished before it could be killed; make the cases longer")
+            time.sleep(0.2)
+        else:
+            pytest.fail("no case finished in time")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = stored(out)
+    assert 1 <= len(before) < 6
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(before)} already stored, {6 - len(before)} to run" in resumed.stderr
+    after = stored(out)
+    assert len(after) == 6
+    assert all(after[case_id] == record for case_id, record in before.items())  # nothing re-run
