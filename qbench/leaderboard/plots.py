@@ -19,6 +19,7 @@ from qbench.leaderboard.frame import RunsFrame
 MAX_POINTS = 2000
 MAX_ANNOTATED = 25
 MAX_CURVES = 30
+MARGINS = {"left": 0.11, "right": 0.97, "bottom": 0.11, "top": 0.92}
 COST_AXES = (("energy_pj_per_token", "energy per token (pJ)", "energy"), ("weight_bits", "bits per weight", "bits"))
 
 
@@ -92,7 +93,8 @@ def _scatter(plt, points: pd.DataFrame, column: str, axis_title: str, metric: st
         notes.append(f"{label}: {metric} vs {column} shows {keep.sum()} of {len(x)} rows (all Pareto points)")
     else:
         keep[:] = True
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig.subplots_adjust(**MARGINS)  # fixed margins: constrained layout costs more than the drawing
     ax.errorbar(x[keep], y[keep], yerr=err[keep], fmt="o", ms=4, color="#4c72b0", ecolor="#9bb0d3",
                 label="method (mean ± 95% CI)")  # fmt: skip
     order = np.argsort(x[front])
@@ -144,10 +146,14 @@ def _curves(plt, frame: RunsFrame, label: str, metric: str, rows: pd.DataFrame, 
                 series.setdefault(name, {}).setdefault(float(point.get("epoch", step + 1)), []).append(value)
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig.subplots_adjust(**MARGINS)  # fixed margins: constrained layout costs more than the drawing
     for name, by_epoch in sorted(series.items()):
         epochs = sorted(by_epoch)
         ax.plot(epochs, [float(np.mean(by_epoch[e])) for e in epochs], marker=".", label=plain(name))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{key} (mean over seeds)")
     ax.set_title(plain(f"{label}: training curves"))
