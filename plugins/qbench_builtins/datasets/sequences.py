@@ -66,12 +66,17 @@ def standardize(x: np.ndarray, lengths: np.ndarray, split: dict[str, np.ndarray]
 def prepare_classification(path: Path, what: str,
                            build: Callable[[], tuple[dict[str, np.ndarray], dict[str, Any]]]
                            ) -> ClassificationData:
-    """Load or build ``{x, lengths, y, train_index, valid_index, test_index}`` and serve the splits."""
+    """Load or build ``{x, lengths, y, train_index, valid_index, test_index}`` and serve the splits.
+
+    ``x`` may be cached as uint8 (raw pixels, 4x smaller); it is then served as float32 / 255.
+    """
     arrays, meta, digest = load_or_prepare(path, build, what)
 
     def split(name: str) -> SequenceSplit:
         index = arrays[f"{name}_index"]
-        return SequenceSplit(arrays["x"][index], arrays["lengths"][index].astype(np.int64),
-                             arrays["y"][index].astype(np.int64))
+        x = arrays["x"][index]
+        if x.dtype == np.uint8:
+            x = np.multiply(x, np.float32(1.0 / 255.0), dtype=np.float32)
+        return SequenceSplit(x, arrays["lengths"][index].astype(np.int64), arrays["y"][index].astype(np.int64))
 
     return ClassificationData(split("train"), split("valid"), split("test"), tuple(meta["class_names"]), digest)
