@@ -1,0 +1,168 @@
+"""Executors: one switch, one record per case as cases finish, the same record whatever the executor.
+
+The mechanics tests use small module-level fake runners (picklable by reference, so spawned pool
+workers and Dask workers import them from this module); the Done-when test runs real cases
+(``float`` x ``rnn`` hidden 16 x a 20,000-character ``pydoc-char``, a few training steps) through the real runner.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from qbench.errors import UsageError
+from qbench.executors import get_executor
+from qbench.executors.inprocess import InProcessExecutor
+from qbench.executors.pool import ProcessPoolExecutor
+from qbench.matrix import Case, Spec
+
+pytestmark = pytest.mark.slow
+
+#: A real but cheap matrix: one small RNN, a few training steps, on the embedded Python docs.
+TINY_MATRIX = """\
+name = "{name}"
+seeds = {seeds}
+
+[[quantizer]]
+name = "float"
+
+[[cell]]
+name = "rnn"
+hidden = 16
+
+[[dataset]]
+name = "pydoc-char"
+max_chars = 20000
+
+[train]
+epochs = {epochs}
+batch = 16
+bptt = 20
+max_steps = {max_steps}
+eval_tokens = 400
+hardware_tokens = 100
+"""
+
+
+def write_matrix(directory: Path, name: str = "tiny", seeds: int = 3, epochs: int = 1, max_steps: int = 4) -> Path:
+    path = directory / f"{name}.toml"
+    path.write_text(TINY_MATRIX.format(name=name, seeds=list(range(seeds)), epochs=epochs, max_steps=max_steps))
+    return path
+
+
+def real_cases(directory: Path, **kwargs: int) -> list[Case]:
+    from qbench.matrix import expand, load_matrix
+
+    return expand(load_matrix(write_matrix(directory, **kwargs)))
+
+
+def fake_cases(n: int) -> list[Case]:
+    return [Case(f"case{i:02d}", "fake", Spec("float"), Spec("rnn", {"hidden": 16}, ("hidden",)),
+                 Spec("digits-rows"), (), i, {"epochs": 1}) for i in range(n)]
+
+
+def fake_run(case: Case, device: str, threads: int) -> dict:
+    """A deterministic, torch-using stand-in for the runner (a record per case, seeded by the case)."""
+    import torch
+
+    from qbench.runner import base_record
+
+    torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(case.seed)
+    x = torch.randn(64, 64, generator=generator)
+    for _ in range(20):
+        x = torch.sin(x @ x.T / 64.0) + 0.1
+    record = base_record(case)
+    record.update(status="ok", value=float(x.sum()), pid=os.getpid(), threads=torch.get_num_threads())
+    return record
+
+
+def fake_run_raising_on_seed_2(case: Case, device: str, threads: int) -> dict:
+    if case.seed == 2:
+        raise ValueError("seed 2 is cursed")
+    return fake_run(case, device, threads)
+
+
+def comparable(record: dict) -> dict:
+    """A record without what may differ between executors: timing fields, host and executor."""
+    volatile = ("started", "finished")
+    out = {k: v for k, v in record.items() if k not in volatile and not k.endswith(("seconds", "per_second"))}
+    out["curve"] = [{k: v for k, v in point.items() if not k.endswith("seconds")} for point in record.get("curve", [])]
+    out["provenance"] = {k: v for k, v in record.get("provenance", {}).items()
+                         if k not in ("host", "executor", "workers")}
+    return out
+
+
+def test_switch_picks_executor_by_name_and_worker_count():
+    ex = get_executor("local", 1)
+    assert isinstance(ex, InProcessExecutor)
+    pool = get_executor("local", 3, "cpu")
+    assert isinstance(pool, ProcessPoolExecutor) and pool.workers == 3
+    pool.close()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("nope", 1), "unknown executor 'nope'"),
+    (("local", 0), "--workers must be at least 1"),
+    (("local", 2, "tpu"), "--device 'tpu'"),
+    (("local", 2, "cpu", "tcp://x:8786"), "--scheduler ADDR is only meaningful with --executor dask"),
+])
+def test_switch_rejects_bad_choices_with_a_usage_error(args, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        get_executor(*args)
+
+
+def test_pool_yields_every_case_once_and_matches_in_process():
+    cases = fake_cases(6)
+    expected = {r["case_id"]: r for r in InProcessExecutor(runner=fake_run).run(cases)}
+    pool = ProcessPoolExecutor(2, runner=fake_run)
+    try:
+        records = list(pool.run(cases))
+        again = list(pool.run(cases[:2]))  # a pool is reusable after a complete run
+    finally:
+        pool.close()
+    assert sorted(r["case_id"] for r in records) == sorted(expected)
+    assert len({r["pid"] for r in records}) == 2, "both workers took cases"
+    assert os.getpid() not in {r["pid"] for r in records}
+    assert all(r["threads"] == 1 for r in records), "one torch thread per worker by default"
+    for record in records + again:
+        assert record["value"] == expected[record["case_id"]]["value"]
+
+
+def test_a_raising_case_is_an_error_record_and_the_others_go_on():
+    pool = ProcessPoolExecutor(2, runner=fake_run_raising_on_seed_2)
+    try:
+        records = {r["seed"]: r for r in pool.run(fake_cases(4))}
+    finally:
+        pool.close()
+    assert sorted(records) == [0, 1, 2, 3]
+    assert records[2]["status"] == "error" and "seed 2 is cursed" in records[2]["error"]
+    assert all(records[s]["status"] == "ok" for s in (0, 1, 3))
+
+
+def test_same_case_and_seed_give_the_same_record_whatever_the_executor(tmp_path, data_cache, monkeypatch):
+    """Done-when: identical records (except timing, host, executor) in process, on 2 processes, on Dask."""
+    monkeypatch.setenv("QBENCH_DATA", str(data_cache))
+    cases = real_cases(tmp_path, seeds=3)
+    runs: dict[str, dict[str, dict]] = {}
+    for label, make in [
+        ("in-process", lambda: get_executor("local", 1)),
+        ("pool-2", lambda: get_executor("local", 2)),
+        ("dask-2", lambda: get_executor("dask", 2)),
+    ]:
+        executor = make()
+        try:
+            runs[label] = {r["case_id"]: r for r in executor.run(cases)}
+        finally:
+            executor.close()
+    reference = runs["in-process"]
+    assert sorted(reference) == sorted(c.case_id for c in cases)
+    assert all(r["status"] == "ok" for r in reference.values()), [r.get("error") for r in reference.values()]
+    assert len({r["test_bpc"] for r in reference.values()}) == len(cases), "seeds give different models"
+    for label, records in runs.items():
+        assert sorted(records) == sorted(reference), label
+        for case_id, record in records.items():
+            assert comparable(record) == comparable(reference[case_id]), f"{label} differs on {case_id}"
+
