@@ -54,6 +54,8 @@ class BinaryQuantizer(BuiltinQuantizer):
         "scale": qbench.Param(float, 1.0, "H, the magnitude of both values (> 0)", min=0.0),
         "glorot": qbench.Param(bool, False, "H = scale x W0 of each matrix instead of scale"),
     }
+    scale: float
+    glorot: bool
 
     def validate(self) -> None:
         super().validate()

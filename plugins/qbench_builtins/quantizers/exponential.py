@@ -47,6 +47,9 @@ class ExponentialQuantizer(BuiltinQuantizer):
         ),
         "stochastic": stochastic_param(),
     }
+    e_min: int
+    e_max: int
+    zero: str
 
     def validate(self) -> None:
         super().validate()

@@ -49,6 +49,9 @@ class Pow2TernaryQuantizer(BuiltinQuantizer):
         "the paper's pow2-ternary is deterministic only; for qbench's stochastic-rounding "
         "extension set stochastic_rounding = true instead of stochastic"
     )
+    int_bits: int
+    frac_bits: int
+    stochastic_rounding: bool
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -117,6 +120,8 @@ class FixedPointQuantizer(BuiltinQuantizer):
         ),
         "stochastic": stochastic_param(),
     }
+    bits: int
+    frac_bits: int | None
 
     def validate(self) -> None:
         super().validate()
