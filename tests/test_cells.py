@@ -257,3 +257,22 @@ def test_stochastic_draws_follow_the_seed():
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert not torch.equal(first[0], first[1])  # a new draw at every training step
     assert not torch.equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("cell_type", sorted(TORCH_MODULES))
+def test_flat_weight_buffers_give_the_same_step(cell_type):
+    """The GPU's dual-copy path (forced here on the CPU) gives the same outputs and gradients."""
+    results = []
+    for flat in (False, True):
+        stack = qbench.create("cell", cell_type, hidden=6, layers=2).build(3, LocalTernary(stochastic=True), 2)
+        stack.flat_weights = flat
+        x = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+        outputs = []
+        for _ in range(2):  # two steps: the second overwrites the buffers of the first
+            stack.zero_grad()
+            y, _ = stack(x)
+            (y * y).sum().backward()
+            outputs += [y.detach()] + [p.grad.clone() for p in stack.parameters()]
+        results.append(outputs)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)

@@ -126,6 +126,9 @@ class QuantizedRecurrentStack(nn.Module):
         self.quantizer = quantizer
         self.seed = int(seed)
         self.implementation = "fused"
+        #: write the quantized values into a flat kernel buffer (None: on CUDA only; see _flat_buffers)
+        self.flat_weights: bool | None = None
+        self._flat: dict[tuple[int, str, torch.dtype], list[torch.Tensor]] = {}
         init = torch.Generator().manual_seed(self.seed)
         self.layers = nn.ModuleList(
             RecurrentLayer(cell, input_size if index == 0 else hidden, hidden, batch_norm, init)
@@ -171,14 +174,46 @@ class QuantizedRecurrentStack(nn.Module):
         training = self.training
         self.generator  # noqa: B018 - (re)creates the generator and contexts on the weights' device
         quantizer = self.quantizer
+        use_flat = layer.w_input.is_cuda if self.flat_weights is None else self.flat_weights
+        flat = self._flat_buffers(index) if use_flat else None
         tensors = []
-        for name, shadow in layer.shadow_tensors():
+        for position, (name, shadow) in enumerate(layer.shadow_tensors()):
             with torch.no_grad():
                 quantized = quantizer.quantize(shadow.detach(), self.context(index, name, training))
+                if flat is not None:
+                    quantized = flat[position].copy_(quantized)
             tensors.append(StraightThrough.apply(shadow, quantized))
         if layer.b_recurrent is None:
-            tensors.append(layer.zero_bias)
+            tensors.append(layer.zero_bias if flat is None else flat[3])
         return tensors
+
+    def _flat_buffers(self, index: int) -> list[torch.Tensor]:
+        """The "dual copy" of performance.md: four tensors that are views of one cuDNN weight buffer.
+
+        The quantized values are copied into them every step, so that cuDNN runs on its own flat
+        layout instead of packing scattered weights (and warning) at every call. The forward and
+        backward of one step must finish before the next forward (as in training): the next copy
+        overwrites the values the previous graph saved. On the CPU they are plain tensors.
+        """
+        layer = self.layers[index]
+        key = (index, str(layer.w_input.device), layer.w_input.dtype)
+        buffers = self._flat.get(key)
+        if buffers is None:
+            like = layer.w_input
+            rows = like.shape[0]
+            shapes = [(rows, layer.input_size), (rows, self.hidden), (rows,), (rows,)]
+            buffers = [torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes]
+            if like.is_cuda and torch.backends.cudnn.is_acceptable(like) and torch._use_cudnn_rnn_flatten_weight():
+                from torch.backends.cudnn import rnn as cudnn_rnn
+
+                mode = cudnn_rnn.get_cudnn_mode({"rnn": "RNN_TANH", "gru": "GRU", "lstm": "LSTM"}[self.cell])
+                with torch.no_grad():
+                    torch._cudnn_rnn_flatten_weight(
+                        buffers, 4, layer.input_size, mode, self.hidden, 0, 1, False, False
+                    )
+            self._flat = {k: v for k, v in self._flat.items() if k[0] != index}
+            self._flat[key] = buffers
+        return buffers
 
     def forward(self, x: torch.Tensor, state: object = None) -> tuple[torch.Tensor, object]:
         steps, batch, _ = x.shape

@@ -1,0 +1,241 @@
+"""Training-step cost of the quantized cells (performance.md, items 1 and 2).
+
+One training step = forward over BPTT steps, cross-entropy, backward, gradient-norm clipping,
+Adam step (and, for qbench, shadow clipping), on a language model: embedding -> one recurrent
+layer -> output layer, vocabulary 50, embedding 64. Sizes follow performance.md: CPU hidden 256,
+batch 32, BPTT 100; GPU (when one is present) hidden 1024, batch 128, BPTT 100.
+
+Ratios are measured in the same process, alternating the two steps in each round after a
+warm-up, on random (non-zero) tokens; the ratio is the median of the per-round ratios:
+
+* ``test_quantized_step_vs_float``: qbench's stack with each paper quantizer / torch's own fused
+  module (``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``) in float. Must be <= :data:`STEP_LIMIT`.
+* ``test_brevitas_quantlstm_vs_qbench``: Brevitas ``QuantLSTM`` with weight-only quantization
+  (activation, gate and cell-state quantizers set to None) / qbench's lstm with the quantizer.
+  Must be >= :data:`BREVITAS_MIN_SPEEDUP`.
+
+Run: ``pytest benchmarks/test_bench_cells.py --benchmark-json=.benchmarks/cells.json``; the ratio
+table is printed at the end and saved in each benchmark's ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import qbench
+
+torch = pytest.importorskip("torch")
+F = pytest.importorskip("torch.nn.functional")
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SIZES = {
+    "cpu": {"hidden": 256, "batch": 32, "bptt": 100, "embedding": 64, "vocab": 50},
+    "cuda": {"hidden": 1024, "batch": 128, "bptt": 100, "embedding": 64, "vocab": 50},
+}[DEVICE]
+ROUNDS = {"cpu": 21, "cuda": 60}[DEVICE]
+WARMUP = {"cpu": 3, "cuda": 10}[DEVICE]
+STEP_LIMIT = 1.10
+BREVITAS_MIN_SPEEDUP = 2.0
+
+PAPER_QUANTIZERS = (
+    ("float", {}),
+    ("binary", {}),
+    ("binary", {"stochastic": True}),
+    ("ternary", {}),
+    ("ternary", {"stochastic": True}),
+    ("pow2-ternary", {}),
+    ("exponential", {}),
+    ("exponential", {"stochastic": True}),
+)
+TORCH_MODULES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+
+Step = Callable[[], None]
+
+
+def _label(case: tuple[str, dict]) -> str:
+    name, params = case
+    return name + ("-stochastic" if params.get("stochastic") else "")
+
+
+def _sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def _tokens() -> Any:
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, SIZES["vocab"], (SIZES["bptt"] + 1, SIZES["batch"]), generator=generator)
+    return tokens.to(DEVICE)
+
+
+def _loss(logits: Any, targets: Any) -> Any:
+    return F.cross_entropy(logits.reshape(-1, SIZES["vocab"]), targets.reshape(-1))
+
+
+def _optimising(parameters: list[Any], forward: Callable[[], Any], after: Callable[[], None] | None = None) -> Step:
+    optimizer = torch.optim.Adam(parameters, lr=2e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        forward().backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0, foreach=True)
+        optimizer.step()
+        if after is not None:
+            after()
+
+    return step
+
+
+def float_step(cell: str) -> Step:
+    """torch's own fused module in float: the reference every ratio divides by."""
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(SIZES["vocab"], SIZES["embedding"]).to(DEVICE)
+    recurrent = getattr(torch.nn, TORCH_MODULES[cell])(SIZES["embedding"], SIZES["hidden"]).to(DEVICE)
+    output = torch.nn.Linear(SIZES["hidden"], SIZES["vocab"]).to(DEVICE)
+    tokens = _tokens()
+    parameters = [*embedding.parameters(), *recurrent.parameters(), *output.parameters()]
+
+    def forward() -> Any:
+        y, _ = recurrent(embedding(tokens[:-1]))
+        return _loss(output(y), tokens[1:])
+
+    return _optimising(parameters, forward)
+
+
+def qbench_step(cell: str, quantizer: qbench.Quantizer) -> Step:
+    """qbench's model (full-precision embedding and output, quantized stack), as the runner trains it."""
+    from qbench.training.model import SequenceModel
+
+    cell_component = qbench.create("cell", cell, hidden=SIZES["hidden"], embedding=SIZES["embedding"])
+    model = SequenceModel(cell_component, quantizer, "language-model", SIZES["vocab"], SIZES["vocab"], 0)
+    model = model.to(DEVICE).train()
+    tokens = _tokens()
+
+    def forward() -> Any:
+        logits, _ = model.forward_tokens(tokens[:-1])
+        return _loss(logits, tokens[1:])
+
+    return _optimising(list(model.parameters()), forward, model.stack.clip_shadow_weights_)
+
+
+def brevitas_step() -> Step:
+    """Brevitas QuantLSTM, weight-only (8-bit per-tensor weights, its default weight quantizer)."""
+    brevitas_nn = pytest.importorskip("brevitas.nn")
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(SIZES["vocab"], SIZES["embedding"]).to(DEVICE)
+    recurrent = brevitas_nn.QuantLSTM(
+        SIZES["embedding"],
+        SIZES["hidden"],
+        io_quant=None,
+        gate_acc_quant=None,
+        sigmoid_quant=None,
+        tanh_quant=None,
+        cell_state_quant=None,
+        bias_quant=None,
+    ).to(DEVICE)
+    output = torch.nn.Linear(SIZES["hidden"], SIZES["vocab"]).to(DEVICE)
+    tokens = _tokens()
+    parameters = [*embedding.parameters(), *recurrent.parameters(), *output.parameters()]
+
+    def forward() -> Any:
+        y = recurrent(embedding(tokens[:-1]))
+        y = y[0] if isinstance(y, tuple) else y
+        return _loss(output(y), tokens[1:])
+
+    return _optimising(parameters, forward)
+
+
+def _timed(step: Step) -> float:
+    """GPU: wall time between synchronisations. CPU (one torch thread): CPU time of this process,
+    which time slices lost to other processes on a shared machine do not inflate."""
+    clock = time.perf_counter if DEVICE == "cuda" else time.process_time
+    _sync()
+    start = clock()
+    step()
+    _sync()
+    return clock() - start
+
+
+def paired_ratio(reference: Step, candidate: Step, rounds: int = ROUNDS) -> dict[str, float]:
+    """Median over rounds of candidate time / reference time; the order alternates every round."""
+    for _ in range(WARMUP):
+        reference()
+        candidate()
+    ratios, reference_times, candidate_times = [], [], []
+    for index in range(rounds):
+        if index % 2:
+            c, r = _timed(candidate), _timed(reference)
+        else:
+            r, c = _timed(reference), _timed(candidate)
+        ratios.append(c / r)
+        reference_times.append(r)
+        candidate_times.append(c)
+    return {
+        "ratio": statistics.median(ratios),
+        "reference_ms": 1e3 * statistics.median(reference_times),
+        "candidate_ms": 1e3 * statistics.median(candidate_times),
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fixed_threads():
+    """One torch thread on the CPU (as the runner's workers use): stable timings on a shared machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def table(request):
+    rows: list[str] = []
+    yield rows
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None and rows:
+        sizes = ", ".join(f"{k} {v}" for k, v in SIZES.items())
+        with capture.global_and_fixture_disabled():
+            print(f"\n\nqbench cells, training step, device {DEVICE}, torch threads {torch.get_num_threads()}")
+            print(f"sizes: {sizes}")
+            for row in rows:
+                print(row)
+
+
+def _quantizer_or_skip(case: tuple[str, dict]) -> qbench.Quantizer:
+    name, params = case
+    if name not in qbench.get_host().registry("quantizer")._entries:
+        pytest.skip(f"quantizer {name!r} is not registered")
+    return qbench.create("quantizer", name, **params)
+
+
+@pytest.mark.parametrize("case", PAPER_QUANTIZERS, ids=_label)
+@pytest.mark.parametrize("cell", sorted(TORCH_MODULES))
+def test_quantized_step_vs_float(benchmark, table, cell, case):
+    quantizer = _quantizer_or_skip(case)
+    candidate = qbench_step(cell, quantizer)
+    result = paired_ratio(float_step(cell), candidate)
+    benchmark.extra_info.update({"device": DEVICE, "reference": f"torch.nn.{TORCH_MODULES[cell]} float", **result})
+    benchmark.pedantic(candidate, setup=_sync, rounds=3, iterations=1)
+    table.append(
+        f"{cell:5} {_label(case):24} qbench/float-torch = {result['ratio']:.3f} "
+        f"(float {result['reference_ms']:.1f} ms, qbench {result['candidate_ms']:.1f} ms)"
+    )
+    assert result["ratio"] <= STEP_LIMIT
+
+
+@pytest.mark.parametrize("case", [("ternary", {"stochastic": True}), ("exponential", {})], ids=_label)
+def test_brevitas_quantlstm_vs_qbench(benchmark, table, case):
+    quantizer = _quantizer_or_skip(case)
+    ours = qbench_step("lstm", quantizer)
+    result = paired_ratio(ours, brevitas_step(), rounds=max(5, ROUNDS // 3))
+    benchmark.extra_info.update({"device": DEVICE, "reference": f"qbench lstm {_label(case)}", **result})
+    benchmark.pedantic(ours, setup=_sync, rounds=3, iterations=1)
+    table.append(
+        f"lstm  {_label(case):24} brevitas-QuantLSTM/qbench = {result['ratio']:.2f} "
+        f"(qbench {result['reference_ms']:.1f} ms, brevitas {result['candidate_ms']:.1f} ms)"
+    )
+    assert result["ratio"] >= BREVITAS_MIN_SPEEDUP
