@@ -61,6 +61,8 @@ def stored(out):
     db = sqlite3.connect(out / "qbench.sqlite")
     try:
         return {case_id: json.loads(rec) for case_id, rec in db.execute("SELECT case_id, record FROM records")}
+    except sqlite3.OperationalError:  # the driver has created the file but not yet the table
+        return {}
     finally:
         db.close()
 
@@ -78,9 +80,13 @@ def test_run_writes_leaderboards_and_resumes(tmp_path, capsys, fresh_host):
         assert record["test_bpc"] > 0 and record["directions"]["test_bpc"] == "min"
         assert record["provenance"]["dataset_fingerprint"]
         assert record["provenance"]["matrix_hash"] == json.loads((out / "run.json").read_text())["matrix_hash"]
-        assert record["hardware_status"] == {"shift-add": "ok", "energy": "ok"}
-        assert "energy_pj_per_token" in record and "sim_exact" in record
+        assert record["hardware_status"]["energy"] == "ok" and "energy_pj_per_token" in record
     by_quantizer = {r["quantizer"]: r for r in records.values()}
+    # float weights have no exact integer form: the simulator says so instead of failing the case
+    assert by_quantizer["float"]["hardware_status"]["shift-add"].startswith("unsupported: ")
+    assert by_quantizer["ternary"]["hardware_status"]["shift-add"] == "ok"
+    assert by_quantizer["ternary"]["sim_exact"] is True
+    assert by_quantizer["ternary"]["energy_pj_per_token"] < by_quantizer["float"]["energy_pj_per_token"]
     assert by_quantizer["float"]["weight_bytes"] == 16 * by_quantizer["ternary"]["weight_bytes"]
     capsys.readouterr()
 
