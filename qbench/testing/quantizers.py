@@ -249,8 +249,7 @@ class QuantizerContract:
         w = self._weights(role_case, ctx).requires_grad_(True)
         forward = quantize_ste(w, quantizer, ctx)
         expected = quantizer.quantize(w.detach(), self._context(role_case, training, seed=8))
-        # float tolerance: the host's w + (q - w).detach() may round q by an ulp
-        torch.testing.assert_close(forward.detach(), expected)
+        torch.testing.assert_close(forward.detach(), expected, rtol=0, atol=0)
         upstream = torch.randn(w.shape, generator=torch.Generator().manual_seed(9)).to(self.device)
         (forward * upstream).sum().backward()
         torch.testing.assert_close(w.grad, upstream, rtol=0, atol=0)
