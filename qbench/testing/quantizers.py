@@ -13,8 +13,8 @@ A plugin author subclasses :class:`QuantizerContract` in their own tests and pro
 Every ``test_*`` method then runs against it, once per role (input matrix, recurrent matrix,
 bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
 
-* ``quantize`` returns a new-valued tensor of the same shape, dtype and device, and leaves the
-  shadow weights alone;
+* ``quantize`` returns a tensor of the same shape, dtype and device and leaves the shadow
+  weights alone (it may return them unchanged, as the identity does);
 * finite inputs give finite outputs, inside ``value_set(ctx)`` when that set is given (compared
   after casting the set to the tensor's dtype);
 * evaluation (``ctx.training`` False) is deterministic and ignores the generator; a
@@ -31,6 +31,10 @@ bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
 
 Override a test (for example with ``pytest.skip``) when your method deliberately departs from
 a check, and say why. Set the class attribute ``device = "cuda"`` to run the suite on a GPU.
+
+Helpers for your own tests: :func:`make_context`, :func:`shadow_weights`,
+:func:`assert_values_in_set`, and :func:`variants` (the parameter sets worth checking for a
+class: qbench runs the suite over every registered quantizer and each of its variants).
 """
 
 from __future__ import annotations
