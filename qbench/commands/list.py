@@ -16,8 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _params(cls: type) -> str:
     parts = []
     for key, spec in cls.params.items():  # type: ignore[attr-defined]
-        default = "required" if spec.required else repr(spec.default)
-        parts.append(f"{key}: {spec.type_name()} = {default}")
+        default = "(required)" if spec.required else repr(spec.default)
+        parts.append(f"{key}={default}")
     return "\n".join(parts) or "-"
 
 
@@ -45,7 +45,9 @@ def execute(args: argparse.Namespace) -> int:
             except Exception as exc:  # a dataset with required params cannot be probed without them
                 row.insert(2, f"unknown ({type(exc).__name__})")
         rows.append(row)
-    print(tabulate(rows, headers=headers, tablefmt="simple_grid"))
+    # wrap the prose columns so the table fits a terminal
+    widths = [None, 44, 36, 40, None] if cache is not None else [None, 50, 40, None]
+    print(tabulate(rows, headers=headers, tablefmt="simple_grid", maxcolwidths=widths))
     if cache is not None:
         print(f"data cache: {cache} (set QBENCH_DATA to move it)")
     return ExitCode.OK
