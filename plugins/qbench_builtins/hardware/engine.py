@@ -131,69 +131,204 @@ def batchnorm_stage(program: ModelProgram, layer: LayerProgram, x: np.ndarray, s
     return codes
 
 
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+
+#: the fused path of :func:`run_layer_fast` (tests turn it off to compare with the general one)
+FAST_PATH = True
+
+
+def _shl(x: np.ndarray, bits: int) -> np.ndarray:
+    return x << bits if bits else x
+
+
+def _fast_path_applies(program: ModelProgram, layer: LayerProgram) -> bool:
+    """Floor / half-up rounding, saturation, exact accumulators, tables covering the pre-activation range."""
+    cfg = program.config
+    return (
+        FAST_PATH
+        and layer.cell in ("rnn", "lstm")
+        and cfg.rounding in ("floor", "half-up")
+        and cfg.overflow == "saturate"
+        and cfg.acc_bits == 0
+        and layer.arith_dtype is not object
+        and layer.tanh.covers_domain(cfg.preact)
+        and (layer.cell == "rnn" or layer.sigmoid.covers_domain(cfg.preact))
+    )
+
+
+def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats: RunStats) -> np.ndarray:
+    """rnn / lstm with floor or half-up rounding: the same integers as :func:`run_layer`, fewer passes.
+
+    Half an LSB of the pre-activation rounding is preloaded with the biases; the pre-activation
+    goes to the tables unsaturated (a table whose index clamps at the format's range returns what
+    it returns for the saturated code) and its saturations are counted once at the end, like the
+    accumulator range; the hidden state cannot leave its format when ``2**f <= hi`` (it is a
+    rounded product or tanh of values in [-1, 1]), so it is checked only otherwise.
+    """
+    cfg = program.config
+    act, pre_fmt, gate, cell_fmt = cfg.activation, cfg.preact, cfg.gate, cfg.cell
+    steps, batch, rows = xf.shape
+    hs = layer.hidden
+    half_up = cfg.rounding == "half-up"
+
+    def half(drop: int) -> int:
+        return (1 << (drop - 1)) if half_up and drop > 0 else 0
+
+    wh_t = np.ascontiguousarray(layer.wh.codes.T.astype(layer.matmul_h_dtype))
+    matmul_dtype = layer.matmul_h_dtype
+    scale = _row_scale(layer.wh.row_scale, np.int64)
+    multiplier = None
+    if scale is not None or layer.shift_h:
+        multiplier = (scale if scale is not None else np.ones(rows, np.int64)) << layer.shift_h
+    sf, af, cf = gate.frac_bits, act.frac_bits, cell_fmt.frac_bits
+    pre_drop = layer.acc_frac - pre_fmt.frac_bits
+    pre_half = half(pre_drop)
+    xf = xf + (layer.bias_h.astype(np.int64) + pre_half)
+    acc_log = np.empty((steps, batch, rows), dtype=np.int64)
+    pre_log = np.empty((steps, batch, rows), dtype=np.int64)
+    outputs = np.empty((steps, batch, hs), dtype=np.int64)
+    h = np.zeros((batch, hs), dtype=np.int64)
+    c = np.zeros((batch, hs), dtype=np.int64)
+    h_drop = (sf if layer.cell == "rnn" else 2 * sf) - af
+    h_half = half(h_drop)
+    check_hidden = (1 << af) > act.hi or h_drop < 0
+    wide = max(sf + cf, 2 * sf)
+    c_drop, c_half = wide - cf, half(wide - cf)
+    fc_shift, ig_shift = wide - sf - cf, wide - 2 * sf
+    sigmoid, tanh, tanh_cell = layer.sigmoid, layer.tanh, layer.tanh_cell
+    sat_cell = sat_hidden = 0
+    lstm = layer.cell == "lstm"
+    for t in range(steps):
+        hf = (h.astype(matmul_dtype) @ wh_t).astype(np.int64)
+        if multiplier is not None:
+            hf *= multiplier
+        acc = np.add(xf[t], hf, out=acc_log[t])
+        pre = np.right_shift(acc, pre_drop, out=pre_log[t]) if pre_drop >= 0 else acc << -pre_drop
+        if lstm:
+            sg = sigmoid.clamped(pre)
+            g = tanh.clamped(pre[:, 2 * hs : 3 * hs])
+            total = _shl(sg[:, hs : 2 * hs] * c, fc_shift) + _shl(sg[:, :hs] * g, ig_shift)
+            if c_half:
+                total += c_half
+            c = total >> c_drop if c_drop > 0 else total << -c_drop
+            if _MIN(c, axis=None) < cell_fmt.lo or _MAX(c, axis=None) > cell_fmt.hi:
+                sat_cell += int(np.count_nonzero((c < cell_fmt.lo) | (c > cell_fmt.hi)))
+                c = np.minimum(np.maximum(c, cell_fmt.lo), cell_fmt.hi)
+            assert tanh_cell is not None
+            y = sg[:, 3 * hs :] * tanh_cell(c, cfg.rounding)
+        else:
+            y = tanh.clamped(pre)
+        if h_half:
+            y += h_half
+        if h_drop >= 0:
+            h = np.right_shift(y, h_drop, out=outputs[t])
+        else:
+            h = outputs[t]
+            h[...] = y << -h_drop
+        if check_hidden and (_MIN(h, axis=None) < act.lo or _MAX(h, axis=None) > act.hi):
+            sat_hidden += int(np.count_nonzero((h < act.lo) | (h > act.hi)))
+            h[...] = np.minimum(np.maximum(h, act.lo), act.hi)
+    if steps:
+        top = max(int(_MAX(acc_log, axis=None)) - pre_half, pre_half - int(_MIN(acc_log, axis=None)))
+        stats.acc_abs_max = max(stats.acc_abs_max, top)
+        if pre_drop >= 0:
+            stats.saturated("preact", int(np.count_nonzero((pre_log < pre_fmt.lo) | (pre_log > pre_fmt.hi))))
+    stats.saturated("cell", sat_cell)
+    stats.saturated("hidden", sat_hidden)
+    return outputs
+
+
 def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats: RunStats) -> np.ndarray:
-    """Run one layer over all steps; ``xf`` from :func:`input_part`. Returns h codes [T, B, h]."""
+    """Run one layer over all steps; ``xf`` from :func:`input_part`. Returns h codes [T, B, h].
+
+    The recurrent biases are added to ``xf`` up front (except the GRU's ``b_hn``, which the
+    reset gate multiplies), and the row scale and alignment shift are one multiplier: the same
+    integers as the step-by-step formula in the module docstring, with fewer array passes.
+    """
     cfg = program.config
     act, pre_fmt, gate, cell_fmt = cfg.activation, cfg.preact, cfg.gate, cfg.cell
     mode, policy = cfg.rounding, cfg.overflow
-    steps, batch, _rows = xf.shape
-    h_size, dtype = layer.hidden, layer.arith_dtype
+    steps, batch, rows = xf.shape
+    hs, dtype = layer.hidden, layer.arith_dtype
+    int_dtype = object if dtype is object else np.int64
     wh_t = layer.wh.codes.T.astype(layer.matmul_h_dtype)
-    row_scale = _row_scale(layer.wh.row_scale, dtype)
+    scale = _row_scale(layer.wh.row_scale, dtype)
+    multiplier = None
+    if scale is not None or layer.shift_h:
+        multiplier = (
+            scale if scale is not None else _as_int(np.ones(rows, np.int64), dtype)
+        ) << layer.shift_h
     bias_h = _as_int(layer.bias_h, dtype)
+    gru = layer.cell == "gru"
+    split = 2 * hs if gru else rows  # rows whose recurrent bias joins the input part
+    xf = xf.copy()
+    xf[:, :, :split] += bias_h[:split]
+    b_hn = bias_h[split:]
+    track_steps = cfg.acc_bits > 0
     acc_check = _Accumulator(cfg.acc_bits, stats)
-    zero = np.zeros((batch, h_size), dtype=object if dtype is object else np.int64)
+    acc_log = None if track_steps else np.empty((steps, batch, split), dtype=int_dtype)
+    hn_log = None if track_steps or not gru else np.empty((steps, batch, hs), dtype=int_dtype)
+    zero = np.zeros((batch, hs), dtype=int_dtype)
     h, c = zero, zero
-    outputs = np.empty((steps, batch, h_size), dtype=zero.dtype)
+    outputs = np.empty((steps, batch, hs), dtype=int_dtype)
     sf, af, pf, cf = gate.frac_bits, act.frac_bits, pre_fmt.frac_bits, cell_fmt.frac_bits
     F = layer.acc_frac
+    stochastic = mode == "stochastic"
+    sat_pre = sat_cell = sat_hidden = 0
+    common = max(sf, af)
+    wide = max(sf + cf, 2 * sf)
 
-    def key(site: int, step: int) -> RandomKey:
-        return RandomKey(cfg.seed, layer.index, site, step)
+    def key(site: int, step: int) -> RandomKey | None:
+        return RandomKey(cfg.seed, layer.index, site, step) if stochastic else None
 
     for t in range(steps):
         sums = h.astype(layer.matmul_h_dtype) @ wh_t
-        sums = _as_int(sums, dtype) if dtype is object else sums.astype(np.int64)
-        hf = _scale_align(sums, row_scale, layer.shift_h, bias_h)
-        if layer.cell == "gru":
-            acc = acc_check(xf[t, :, : 2 * h_size] + hf[:, : 2 * h_size])
-            xn = acc_check(xf[t, :, 2 * h_size :])
-            hn = acc_check(hf[:, 2 * h_size :])
-            pre, sat = requantize(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
-            stats.saturated("preact", sat)
+        hf = _as_int(sums, dtype) if dtype is object else sums.astype(np.int64)
+        if multiplier is not None:
+            hf = hf * multiplier
+        if acc_log is not None:
+            acc = np.add(xf[t, :, :split], hf[:, :split], out=acc_log[t])
+        else:
+            acc = acc_check(xf[t, :, :split] + hf[:, :split])
+        pre, sat = requantize(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
+        sat_pre += sat
+        if gru:
+            if hn_log is not None:
+                hn = np.add(hf[:, split:], b_hn, out=hn_log[t])
+                xn = xf[t, :, split:]
+            else:
+                hn = acc_check(hf[:, split:] + b_hn)
+                xn = acc_check(xf[t, :, split:])
             rz = layer.sigmoid(pre, mode)
-            r, z = rz[:, :h_size], rz[:, h_size:]
+            r, z = rz[:, :hs], rz[:, hs:]
             xn_q, sat1 = requantize(xn, F, pre_fmt, mode, policy, key(SITE_GRU_XN, t))
             hn_q, sat2 = requantize(hn, F, pre_fmt, mode, policy, key(SITE_GRU_HN, t))
             n_pre, sat3 = requantize(
                 (xn_q << sf) + r * hn_q, pf + sf, pre_fmt, mode, policy, key(SITE_GRU_N, t)
             )
-            stats.saturated("preact", sat1 + sat2 + sat3)
-            n = layer.tanh(n_pre, mode)
-            common = max(sf, af)
-            n_c = n << (common - sf)
-            total = (n_c << sf) + z * ((h << (common - af)) - n_c)
+            sat_pre += sat1 + sat2 + sat3
+            n_c = _shl(layer.tanh(n_pre, mode), common - sf)
+            total = (n_c << sf) + z * (_shl(h, common - af) - n_c)
             h, sat = requantize(total, sf + common, act, mode, policy, key(SITE_HIDDEN, t))
+        elif layer.cell == "rnn":
+            h, sat = requantize(layer.tanh(pre, mode), sf, act, mode, policy, key(SITE_HIDDEN, t))
         else:
-            acc = acc_check(xf[t] + hf)
-            pre, sat = requantize(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
-            stats.saturated("preact", sat)
-            if layer.cell == "rnn":
-                y = layer.tanh(pre, mode)
-                h, sat = requantize(y, sf, act, mode, policy, key(SITE_HIDDEN, t))
-            else:
-                sg = layer.sigmoid(pre, mode)
-                g = layer.tanh(pre[:, 2 * h_size : 3 * h_size], mode)
-                i, f, o = sg[:, :h_size], sg[:, h_size : 2 * h_size], sg[:, 3 * h_size :]
-                wide = max(sf + cf, 2 * sf)
-                total = ((f * c) << (wide - sf - cf)) + ((i * g) << (wide - 2 * sf))
-                c, sat_c = requantize(total, wide, cell_fmt, mode, policy, key(SITE_CELL, t))
-                stats.saturated("cell", sat_c)
-                assert layer.tanh_cell is not None
-                tc = layer.tanh_cell(c, mode)
-                h, sat = requantize(o * tc, 2 * sf, act, mode, policy, key(SITE_HIDDEN, t))
-        stats.saturated("hidden", sat)
+            sg = layer.sigmoid(pre, mode)
+            g = layer.tanh(pre[:, 2 * hs : 3 * hs], mode)
+            total = _shl(sg[:, hs : 2 * hs] * c, wide - sf - cf) + _shl(sg[:, :hs] * g, wide - 2 * sf)
+            c, sat_c = requantize(total, wide, cell_fmt, mode, policy, key(SITE_CELL, t))
+            sat_cell += sat_c
+            assert layer.tanh_cell is not None
+            tc = layer.tanh_cell(c, mode)
+            h, sat = requantize(sg[:, 3 * hs :] * tc, 2 * sf, act, mode, policy, key(SITE_HIDDEN, t))
+        sat_hidden += sat
         outputs[t] = h
+    for log in (acc_log, hn_log, xf[:, :, split:] if gru and acc_log is not None else None):
+        if log is not None:
+            acc_check(log)
+    stats.saturated("preact", sat_pre)
+    stats.saturated("cell", sat_cell)
+    stats.saturated("hidden", sat_hidden)
     return outputs
 
 
@@ -220,7 +355,8 @@ def run(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = 
     for layer in program.layers:
         if layer.batchnorm is not None:
             x = batchnorm_stage(program, layer, x, stats)
-        x = run_layer(program, layer, input_part(layer, x), stats)
+        run_one = run_layer_fast if _fast_path_applies(program, layer) else run_layer
+        x = run_one(program, layer, input_part(layer, x), stats)
         hidden.append(x)
     logits = output_layer(program, select_final(hidden[-1], lengths))
     return RunResult(hidden, logits, stats)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -30,6 +31,7 @@ ROUNDING_MODES = ("floor", "half-up", "half-away", "half-even", "stochastic")
 OVERFLOW_POLICIES = ("saturate", "wrap")
 _FORMAT = re.compile(r"^[Qq](\d+)\.(\d+)$")
 _MASK64 = (1 << 64) - 1
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce  # without ndarray.min's Python wrapper
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,11 @@ class QFormat:
     def width(self) -> int:
         return self.int_bits + self.frac_bits
 
-    @property
+    @cached_property
     def lo(self) -> int:
         return -(1 << (self.width - 1))
 
-    @property
+    @cached_property
     def hi(self) -> int:
         return (1 << (self.width - 1)) - 1
 
@@ -128,7 +130,7 @@ def shift_round(x: np.ndarray, shift: int, mode: str, key: RandomKey | None = No
         return (x + half) >> shift
     if mode == "half-away":
         # negative x: ceil((x - half) / 2**s) == (x + half - 1) >> s
-        return ((x + half) - (x < 0).astype(x.dtype)) >> shift
+        return ((x + half) - (x < 0)) >> shift
     low = x >> shift
     remainder = x - (low << shift)
     if mode == "half-even":
@@ -144,11 +146,11 @@ def shift_round(x: np.ndarray, shift: int, mode: str, key: RandomKey | None = No
 
 def saturate(x: np.ndarray, fmt: QFormat, policy: str) -> tuple[np.ndarray, int]:
     """Fit codes into ``fmt``: clip (``saturate``) or wrap; returns (codes, number out of range)."""
-    if x.size == 0 or (x.min() >= fmt.lo and x.max() <= fmt.hi):
+    if x.size == 0 or (_MIN(x, axis=None) >= fmt.lo and _MAX(x, axis=None) <= fmt.hi):
         return x, 0
     count = int(np.count_nonzero((x < fmt.lo) | (x > fmt.hi)))
     if policy == "saturate":
-        return np.clip(x, fmt.lo, fmt.hi), count
+        return np.minimum(np.maximum(x, fmt.lo), fmt.hi), count
     return wrap(x, fmt.width), count
 
 
@@ -163,7 +165,14 @@ def requantize(
     x: np.ndarray, from_frac: int, fmt: QFormat, mode: str, policy: str, key: RandomKey | None = None
 ) -> tuple[np.ndarray, int]:
     """Codes with ``from_frac`` fractional bits -> codes of ``fmt``; returns (codes, saturations)."""
-    return saturate(shift_round(x, from_frac - fmt.frac_bits, mode, key), fmt, policy)
+    shift = from_frac - fmt.frac_bits
+    if shift > 0 and mode == "half-away":  # the default, inlined: this runs several times per step
+        y = ((x + (1 << (shift - 1))) - (x < 0)) >> shift
+    else:
+        y = shift_round(x, shift, mode, key)
+    if y.size and _MIN(y, axis=None) >= fmt.lo and _MAX(y, axis=None) <= fmt.hi:
+        return y, 0
+    return saturate(y, fmt, policy)
 
 
 def round_half_away_float(values: np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ class SimConfig:
     preact: QFormat = QFormat(4, 12)
     gate: QFormat = QFormat(1, 15)
     cell: QFormat = QFormat(5, 11)
-    rounding: str = "half-away"
+    rounding: str = "half-up"
     overflow: str = "saturate"
     acc_bits: int = 0
     nonlinearity: str = "table"
@@ -235,11 +235,14 @@ def build_layer(layer: ExportedLayer, index: int, config: SimConfig, one_hot: bo
         "sigmoid", config.nonlinearity, pre.frac_bits, config.gate, config.sigmoid_entries
     )
     tanh = Nonlinearity.build("tanh", config.nonlinearity, pre.frac_bits, config.gate, config.tanh_entries)
+    sig.cover(pre)
+    tanh.cover(pre)
     tanh_cell = None
     if cell == "lstm":
         tanh_cell = Nonlinearity.build(
             "tanh", config.nonlinearity, config.cell.frac_bits, config.gate, config.tanh_entries
         )
+        tanh_cell.cover(config.cell)
     return LayerProgram(
         index=index,
         cell=cell,

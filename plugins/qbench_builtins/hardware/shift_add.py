@@ -45,8 +45,8 @@ class ShiftAddSimulator(qbench.HardwareBackend):
         "cell_format": Param(str, "Q5.11", "LSTM cell state: " + _FORMAT_HELP),
         "rounding": Param(
             str,
-            "half-away",
-            "rounding at requantization",
+            "half-up",
+            "rounding at requantization (half-up: add half an LSB and truncate, the usual hardware choice)",
             choices=("floor", "half-up", "half-away", "half-even", "stochastic"),
         ),
         "overflow": Param(str, "saturate", "requantization overflow policy", choices=("saturate", "wrap")),

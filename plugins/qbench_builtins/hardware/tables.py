@@ -47,6 +47,9 @@ class Nonlinearity:
     codes: np.ndarray | None = None
     lo_code: int = 0
     index_shift: int = 0  # positive: right shift of (code - lo_code); negative: left shift
+    #: the same function over every code of a saturated input format, indexed by
+    #: ``code >> index_shift`` modulo its length (one shift and one gather per lookup)
+    wrapped: np.ndarray | None = None
 
     @classmethod
     def build(cls, function: str, kind: str, in_frac: int, out: QFormat, size: int) -> Nonlinearity:
@@ -78,8 +81,34 @@ class Nonlinearity:
             raw = np.clip(raw, -1, self.size).astype(np.int64)
         return raw
 
+    def covers_domain(self, fmt: QFormat) -> bool:
+        """True when ``fmt``'s range reaches both end entries: saturating first changes nothing."""
+        if self.kind != "table":
+            return False
+        first, last = self.index(np.array([fmt.lo, fmt.hi], dtype=np.int64)).tolist()
+        return first <= 0 and last >= self.size - 1
+
+    def clamped(self, x: np.ndarray) -> np.ndarray:
+        """Table lookup of unsaturated int64 codes (the index clamps to the end entries)."""
+        assert self.codes is not None
+        return self.codes.take(self.index(x), mode="clip")
+
+    def cover(self, fmt: QFormat) -> None:
+        """Precompute :attr:`wrapped` for inputs already saturated or wrapped into ``fmt``."""
+        if self.kind != "table" or self.index_shift < 0 or fmt.width - self.index_shift > 16:
+            return
+        if self.lo_code % (1 << self.index_shift):
+            return
+        span = 1 << (fmt.width - self.index_shift)
+        reps = np.arange(-(span // 2), span // 2, dtype=np.int64) << self.index_shift  # one code per entry
+        wrapped = np.empty(span, dtype=np.int64)
+        wrapped[np.arange(-(span // 2), span // 2) % span] = self(reps, "floor")
+        self.wrapped = wrapped
+
     def __call__(self, x: np.ndarray, mode: str) -> np.ndarray:
         """Integer codes in ``in_frac`` -> codes of ``out`` (same dtype family as ``x``)."""
+        if self.wrapped is not None and x.dtype != object:
+            return self.wrapped.take(x >> self.index_shift, mode="wrap")
         if self.kind == "table":
             assert self.codes is not None
             result = self.codes.take(self.index(x), mode="clip")
