@@ -172,6 +172,16 @@ class QuantizerContract:
             quantizer.quantize(w, ctx)
             torch.testing.assert_close(w, before, rtol=0, atol=0)
 
+    def test_handles_non_contiguous_and_grad_requiring_weights(self, quantizer, role_case):
+        ctx = self._context(role_case, False)
+        w = self._weights(role_case, ctx)
+        expected = quantizer.quantize(w, ctx)
+        transposed = quantizer.quantize(w.t().contiguous().t(), ctx) if w.dim() == 2 else expected
+        strided = quantizer.quantize(torch.stack([w, -w], dim=-1)[..., 0], ctx)
+        parameter = quantizer.quantize(torch.nn.Parameter(w.clone()), ctx)
+        for other in (transposed, strided, parameter):
+            torch.testing.assert_close(other.detach(), expected, rtol=0, atol=0)
+
     @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
     def test_values_belong_to_the_value_set(self, quantizer, role_case, training):
         for dtype in self.dtypes:

@@ -1,7 +1,8 @@
 """The elementwise arithmetic of the built-in quantizers (imports torch: load it only to quantize).
 
 Every function maps a float tensor to a new tensor of the same shape, dtype and device, in a
-handful of vectorised passes, without host-device synchronisation. Comparisons write straight
+handful of vectorised passes, without host-device synchronisation. In-place passes on the
+temporaries keep allocations (page faults, on a CPU) to one or two per call. Comparisons write straight
 into float tensors (``torch.gt(..., out=float_tensor)``) because a boolean temporary followed by
 a cast or ``torch.where`` costs several times more on CPU.
 
@@ -44,12 +45,14 @@ def indicator(compare, a: torch.Tensor, b, like: torch.Tensor, out: torch.Tensor
 
 def binary_deterministic(w: torch.Tensor, scale: float) -> torch.Tensor:
     """+H where w >= 0 (-0.0 included), else -H."""
+    w = w.detach()  # no autograd graph here even if called on a Parameter: the host owns the estimator
     q = indicator(torch.ge, w, 0.0, w)
     return q.mul_(2.0 * scale).sub_(scale)
 
 
 def binary_stochastic(w: torch.Tensor, scale: float, generator: torch.Generator | None) -> torch.Tensor:
     """+H with probability clip((w/H + 1)/2, 0, 1): +H exactly where w > H (2u - 1)."""
+    w = w.detach()  # no autograd graph here even if called on a Parameter: the host owns the estimator
     threshold = uniform(w, generator).mul_(2.0 * scale).sub_(scale)
     q = indicator(torch.gt, w, threshold, w, out=threshold)
     return q.mul_(2.0 * scale).sub_(scale)
@@ -60,6 +63,7 @@ def binary_stochastic(w: torch.Tensor, scale: float, generator: torch.Generator 
 
 def ternary_deterministic(w: torch.Tensor, scale: float) -> torch.Tensor:
     """+W0 where w > W0/2, -W0 where w <= -W0/2, else 0 (the reference code's comparisons)."""
+    w = w.detach()  # no autograd graph here even if called on a Parameter: the host owns the estimator
     half = 0.5 * scale
     q = indicator(torch.gt, w, half, w)
     above_lower = indicator(torch.gt, w, -half, w)
@@ -69,6 +73,7 @@ def ternary_deterministic(w: torch.Tensor, scale: float) -> torch.Tensor:
 
 def ternary_stochastic(w: torch.Tensor, scale: float, generator: torch.Generator | None) -> torch.Tensor:
     """sign(w) W0 with probability clip(|w|/W0, 0, 1), else 0: kept where |w| > W0 u."""
+    w = w.detach()  # no autograd graph here even if called on a Parameter: the host owns the estimator
     threshold = uniform(w, generator).mul_(scale)
     q = indicator(torch.gt, w, threshold, w)
     threshold.neg_()
@@ -100,6 +105,7 @@ def sign_magnitude(
     w: torch.Tensor, frac_bits: int, max_code: int, generator: torch.Generator | None, stochastic: bool
 ) -> torch.Tensor:
     """sign(w) * min(round(|w| 2^f), M) * 2^-f: symmetric sign-magnitude fixed point (pow2-ternary)."""
+    w = w.detach()  # no autograd graph here even if called on a Parameter: the host owns the estimator
     step = 2.0**-frac_bits
     if max_code == 1 and not stochastic:
         # One level: round(|w| 2^f) >= 1 exactly when |w| >= 2^-(f+1), a single exact comparison.
@@ -115,6 +121,7 @@ def twos_complement(
     w: torch.Tensor, bits: int, frac_bits: int, generator: torch.Generator | None, stochastic: bool
 ) -> torch.Tensor:
     """clamp(round(w 2^f), -2^(k-1), 2^(k-1) - 1) * 2^-f: k-bit two's complement Qm.f."""
+    w = w.detach()  # no autograd graph here even if called on a Parameter: the host owns the estimator
     lowest, highest = -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1.0
     if stochastic:
         code = _round_stochastic_(w.mul(2.0**frac_bits), generator)
@@ -153,6 +160,7 @@ def power_of_two(
     Stochastic ``up`` has probability p = |w| / 2^k - 1, drawn as u 2^k < |w| - 2^k (both sides
     exact). Zero and subnormals fall to 2^e_min through the clamp; sign(0) = 0 keeps an exact zero.
     """
+    w = w.detach()  # no autograd graph here even if called on a Parameter: the host owns the estimator
     source, integer, mantissa_bits = _with_float_layout(w)
     exponent_mask = -(1 << mantissa_bits)  # sign bit is already clear after abs()
     magnitude = source.abs()
