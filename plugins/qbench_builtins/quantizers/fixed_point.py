@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import qbench
 from qbench_builtins.quantizers.base import MAX_LISTED_VALUES, BuiltinQuantizer, stochastic_param
 
 
+@functools.lru_cache(maxsize=64)
 def _grid(code_min: int, code_max: int, frac_bits: int) -> tuple[float, ...] | None:
     if code_max - code_min + 1 > MAX_LISTED_VALUES:
         return None
