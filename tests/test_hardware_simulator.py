@@ -315,6 +315,7 @@ def test_frozen_example_through_the_backend() -> None:
     assert (result["output_adds"], result["output_mults"], result["table_lookups"]) == (2, 0, 2)
     assert result["sim_exact"] is True and result["sim_accuracy"] == 1.0 and result["sim_agreement"] == 1.0
     assert result["acc_bits_max"] == 5  # |10| needs 4 magnitude bits and a sign
+    assert result["adder_bits_max"] == 4  # raw sums W_x x: [4, -2], [-3, 7], [1, -5]; W_h h: [-1, 3], [4, 4]
     assert result["sim_output_requantized"] is False
 
 

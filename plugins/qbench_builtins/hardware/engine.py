@@ -57,6 +57,7 @@ class RunResult:
     hidden: list[np.ndarray]  # per layer, codes [T, B, h] in the activation format
     logits: np.ndarray  # integer codes [N, C] at program.output.acc_frac
     stats: RunStats
+    layer_inputs: list[np.ndarray] = field(default_factory=list)  # what each layer's input part read
 
 
 def _as_int(values: np.ndarray, dtype: type | str) -> np.ndarray:
@@ -332,6 +333,24 @@ def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats:
     return outputs
 
 
+def adder_abs_max(layer: LayerProgram, x: np.ndarray, hidden: np.ndarray) -> int:
+    """Largest |raw product sum| of the input and of the recurrent adder trees (before scale and bias).
+
+    Computed after the run, for all steps at once: ``Wx_codes @ x_t`` and ``Wh_codes @ h_{t-1}``.
+    """
+    previous = np.concatenate([np.zeros_like(hidden[:1]), hidden[:-1]], axis=0)
+    dtype = object if layer.arith_dtype is object else np.int64
+    if layer.one_hot:
+        sums_x = layer.wx.codes.T[x]
+    else:
+        sums_x = _product(x, layer.wx.codes.T, layer.matmul_x_dtype, dtype)
+    sums_h = _product(previous, layer.wh.codes.T, layer.matmul_h_dtype, dtype)
+    return max(
+        (max(int(_MAX(s, axis=None)), -int(_MIN(s, axis=None))) for s in (sums_x, sums_h) if s.size),
+        default=0,
+    )
+
+
 def select_final(hidden: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
     """[N, h]: every step of a single stream (LM), or each sequence's last valid step."""
     if lengths is None:
@@ -351,12 +370,14 @@ def run(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = 
     """Run the program on ``inputs`` (ids [T, B] or features [T, B, n], time-major)."""
     stats = RunStats()
     x, stats.input_saturations = program.input_codes(inputs)
-    hidden = []
+    hidden: list[np.ndarray] = []
+    inputs_read: list[np.ndarray] = []
     for layer in program.layers:
         if layer.batchnorm is not None:
             x = batchnorm_stage(program, layer, x, stats)
         run_one = run_layer_fast if _fast_path_applies(program, layer) else run_layer
+        inputs_read.append(x)
         x = run_one(program, layer, input_part(layer, x), stats)
         hidden.append(x)
     logits = output_layer(program, select_final(hidden[-1], lengths))
-    return RunResult(hidden, logits, stats)
+    return RunResult(hidden, logits, stats, inputs_read)

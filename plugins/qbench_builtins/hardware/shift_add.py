@@ -34,6 +34,12 @@ class ShiftAddSimulator(qbench.HardwareBackend):
     vectorised engine's bit-exact agreement with a float64 execution of the same program
     (``sim_exact``), operation counts per token (recurrent layers; the output layer apart, per
     output evaluation), the accumulator range and overflow / saturation counts.
+
+    ``acc_bits_max``: two's complement bits of the largest accumulator seen where it is
+    requantized (biases preloaded, scale mantissa applied, aligned at ``F`` fractional bits);
+    ``acc_bits_bound`` its data-aware bound from the weights and formats; ``adder_bits_max``: the
+    largest raw product sum of the input and recurrent adder trees (integer codes times activation
+    codes, before the scale multiply and the biases), i.e. the adder width the trained weights need.
     """
 
     name = "shift-add"
@@ -95,6 +101,7 @@ class ShiftAddSimulator(qbench.HardwareBackend):
         "output_adds": "min",
         "output_shifts": "min",
         "acc_bits_max": "min",
+        "adder_bits_max": "min",
         "acc_bits_bound": "min",
         "overflows": "min",
         "saturations": "min",

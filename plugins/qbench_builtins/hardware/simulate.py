@@ -96,6 +96,10 @@ def simulate(
     predictions = np.argmax(sim_logits, axis=1)
     if float_predictions is None or np.shape(float_predictions) != predictions.shape:
         float_predictions = np.argmax(float_logits, axis=1)
+    adder_max = max(
+        engine.adder_abs_max(layer, x, h)
+        for layer, x, h in zip(program.layers, result.layer_inputs, result.hidden, strict=True)
+    )
     counts = per_token_counts(program, inputs, lengths)
     out_counts = counters.output_counts(program)
     kinds = []
@@ -122,6 +126,7 @@ def simulate(
         "output_adds": int(out_counts["adds"]),
         "output_shifts": int(out_counts["shifts"]),
         "acc_bits_max": int(result.stats.acc_bits_max),
+        "adder_bits_max": int(adder_max).bit_length() + 1,
         "acc_bits_bound": int(max(layer.acc_bound_bits for layer in program.layers)),
         "overflows": int(result.stats.overflows),
         "saturations": int(result.stats.total_saturations),

@@ -1,0 +1,70 @@
+"""End to end: a matrix with float, ternary and exponential shows the hardware argument in the leaderboard."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from qbench.cli import main
+
+pytestmark = pytest.mark.slow
+
+MATRIX = """
+name = "hardware-check"
+seeds = [0]
+
+[[quantizer]]
+name = "float"
+
+[[quantizer]]
+name = "ternary"
+
+[[quantizer]]
+name = "exponential"
+
+[[cell]]
+name = "gru"
+hidden = 16
+
+[[dataset]]
+name = "pydoc-char"
+max_chars = 20000
+
+[[hardware]]
+name = "shift-add"
+
+[[hardware]]
+name = "energy"
+
+[train]
+epochs = 1
+batch = 16
+bptt = 20
+max_steps = 10
+eval_tokens = 1000
+hardware_tokens = 300
+"""
+
+
+def test_leaderboard_shows_memory_and_energy_of_ternary_and_exponential(tmp_path) -> None:
+    path = tmp_path / "hardware.toml"
+    path.write_text(textwrap.dedent(MATRIX))
+    out = tmp_path / "out"
+    assert main(["run", "--matrix", str(path), "--out", str(out)]) == 0
+    board = json.loads((out / "leaderboard.json").read_text())
+    rows = {row["quantizer_label"]: row["stats"] for row in board["aggregates"]}
+    assert set(rows) == {"float", "ternary", "exponential"}
+
+    def mean(quantizer: str, column: str) -> float:
+        return rows[quantizer][column]["mean"]
+
+    assert mean("float", "weight_bytes_dense") == 16 * mean("ternary", "weight_bytes_dense")
+    for scheme in ("ternary", "exponential"):
+        assert mean(scheme, "energy_pj_per_token") < mean("float", "energy_pj_per_token")
+        assert mean(scheme, "sim_agreement") > 0.5
+    assert board["directions"]["energy_pj_per_token"] == "min"
+    assert board["directions"]["sim_agreement"] == "max"
+    markdown = (out / "leaderboard.md").read_text()
+    assert "energy_pj_per_token" in markdown and "weight_bytes_dense" in markdown
