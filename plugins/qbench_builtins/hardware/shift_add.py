@@ -107,6 +107,7 @@ class ShiftAddSimulator(qbench.HardwareBackend):
         "saturations": "min",
         "sim_weight_kinds": "",
         "sim_formats": "",
+        "op_widths": "",
         "sim_requantized": "",
         "sim_output_requantized": "",
         "sim_reference_exact": "",

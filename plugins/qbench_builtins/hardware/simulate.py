@@ -69,6 +69,18 @@ def _formats_label(config: SimConfig) -> str:
     )
 
 
+def _widths_label(program: ModelProgram, adder_bits: int) -> str:
+    """Operand widths by operation kind (the counters' widths)."""
+    cfg = program.config
+    weight_bits = max(max(layer.wx.code_bits, layer.wh.code_bits) for layer in program.layers)
+    elementwise = max(cfg.preact.width, cfg.cell.width, cfg.activation.width)
+    return (
+        f"add/sub:{adder_bits}b weight-mult:{weight_bits}x{cfg.activation.width}b "
+        f"scale-mult:{cfg.scale_bits}x{adder_bits}b elementwise-mult:{cfg.gate.width}x{elementwise}b "
+        f"tables:{cfg.sigmoid_entries}/{cfg.tanh_entries}x{cfg.gate.width}b"
+    )
+
+
 def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
@@ -132,6 +144,7 @@ def simulate(
         "saturations": int(result.stats.total_saturations),
         "sim_weight_kinds": " ".join(kinds),
         "sim_formats": _formats_label(config),
+        "op_widths": _widths_label(program, int(adder_max).bit_length() + 1),
         "sim_requantized": bool(program.requantized),
         "sim_output_requantized": bool(program.output.w.requantized),
         "sim_reference_exact": bool(exact_in_float64(program)),
