@@ -91,7 +91,13 @@ def test_tables_are_integer_and_indexed_by_shifts() -> None:
     x = np.array([-(8 << 12) - 5, -(8 << 12), 0, (8 << 12) - 1, 9 << 12])
     y = sig(x, "half-away")
     assert y[0] == y[1] == sig.codes[0] and y[-1] == y[-2] == sig.codes[-1]
-    assert abs(y[2] / 2**15 - 0.5) < 0.25 / 64  # midpoint of the entry right of zero
+    assert y[2] == 2**14  # grid points include 0: sigmoid(0) = 1/2 exactly
+    tanh = Nonlinearity.build("tanh", "table", 8, QFormat(1, 15), 1024)
+    # entries every 2**-7, inputs every 2**-8: the nearest entry is read, so 0 -> tanh(0) = 0 and
+    # grid points are exact and odd (+-2 codes = +-2**-7); -1 lies between 0 and -2**-7 (tie goes up)
+    yt = tanh(np.array([-2, -1, 0, 2, 5]), "floor")
+    expected = np.round(np.tanh(np.array([-2, 0, 0, 2, 6]) * 2.0**-8) * 2**15)
+    assert yt.tolist() == expected.astype(int).tolist() and yt[0] == -yt[3] != 0
     assert np.array_equal(sig.float_reference(x * 2.0**-12, "half-away") * 2**15, y)
     with pytest.raises(ValueError):
         Nonlinearity.build("tanh", "table", 12, QFormat(1, 15), 1000)

@@ -81,7 +81,7 @@ class Interpreter:
         self.counts["sigmoids" if nl.function == "sigmoid" else "tanhs"] += 1
         if nl.kind == "table":
             assert nl.codes is not None
-            offset = x - nl.lo_code
+            offset = x - nl.offset_code
             index = offset >> nl.index_shift if nl.index_shift >= 0 else offset << -nl.index_shift
             return int(nl.codes[min(max(index, 0), nl.size - 1)])
         return int(nl(np.array([x], dtype=object), self.cfg.rounding)[0])

@@ -1,12 +1,14 @@
 """sigmoid and tanh of the integer program: lookup tables, hard (power-of-two slope) or exact.
 
 ``table`` (default): ``size`` entries over ``[lo, hi)`` (sigmoid [-8, 8), tanh [-4, 4)); the
-entry width ``(hi - lo) / size`` must be a power of two so that the index is a shift of the
-input code: ``index = clamp((code - lo * 2**f_in) * 2**(t - f_in), 0, size - 1)`` with
-``2**-t`` the entry width (``>>`` floors). Entry ``k`` holds the function at the midpoint
-``lo + (k + 0.5) 2**-t``, rounded half away from zero into the output format. Tables are built
-once in float64 and then only their integer codes are used. Inputs beyond the domain read the
-end entries.
+entry width ``2**-t = (hi - lo) / size`` must be a power of two so that the index is a shift
+of the input code. Entry ``k`` holds the function at the grid point ``lo + k 2**-t`` (so that
+tanh(0) = 0 and sigmoid(0) = 1/2 exactly), rounded half away from zero into the output format;
+the nearest entry is read: ``index = clamp((code - lo 2**f_in + 2**(s-1)) >> s, 0, size - 1)``
+with ``s = f_in - t`` (the half step is part of the constant offset). Tables are built once in
+float64 and then only their integer codes are used. Inputs beyond the domain read the end
+entries. (Sampling at entry midpoints instead would give tanh(0) = tanh(2**-t / 2) != 0, a
+bias the recurrence integrates.)
 
 ``hard``: hard sigmoid ``clip(x / 4 + 1/2, 0, 1)`` and hard tanh ``clip(x, -1, 1)``: slopes
 are powers of two, so they are shifts and a clip (rounded with the program's rounding mode).
@@ -45,11 +47,12 @@ class Nonlinearity:
     out: QFormat
     size: int = 1024
     codes: np.ndarray | None = None
-    lo_code: int = 0
-    index_shift: int = 0  # positive: right shift of (code - lo_code); negative: left shift
-    #: the same function over every code of a saturated input format, indexed by
-    #: ``code >> index_shift`` modulo its length (one shift and one gather per lookup)
+    offset_code: int = 0  # subtracted before the shift: lo * 2**in_frac minus half a step
+    index_shift: int = 0  # positive: right shift of (code - offset_code); negative: left shift
+    #: the same lookup over every code of a saturated input format, indexed by
+    #: ``code >> wrapped_shift`` modulo its length (one shift and one gather per lookup)
     wrapped: np.ndarray | None = None
+    wrapped_shift: int = 0
 
     @classmethod
     def build(cls, function: str, kind: str, in_frac: int, out: QFormat, size: int) -> Nonlinearity:
@@ -62,11 +65,12 @@ class Nonlinearity:
                     f"{function} table: {size} entries over [{lo}, {hi}) is not a power-of-two step"
                 )
             t = int(entry_bits)
-            midpoints = lo + (np.arange(size, dtype=np.float64) + 0.5) * 2.0**-t
-            codes = round_half_away_float(FUNCTIONS[function](midpoints) * 2.0**out.frac_bits)
+            grid = lo + np.arange(size, dtype=np.float64) * 2.0**-t
+            codes = round_half_away_float(FUNCTIONS[function](grid) * 2.0**out.frac_bits)
             nl.codes = np.clip(codes, out.lo, out.hi).astype(np.int64)
-            nl.lo_code = int(lo * 2**in_frac) if in_frac >= 0 else int(lo) >> (-in_frac)
             nl.index_shift = in_frac - t
+            half_step = (1 << (nl.index_shift - 1)) if nl.index_shift > 0 else 0
+            nl.offset_code = int(lo * 2**in_frac) - half_step
         return nl
 
     @property
@@ -75,7 +79,7 @@ class Nonlinearity:
 
     def index(self, x: np.ndarray) -> np.ndarray:
         """Unclipped table index of codes ``x`` (``take(..., mode="clip")`` clamps it)."""
-        offset = x - self.lo_code
+        offset = x - self.offset_code
         raw = offset >> self.index_shift if self.index_shift >= 0 else offset << (-self.index_shift)
         if raw.dtype == object:
             raw = np.clip(raw, -1, self.size).astype(np.int64)
@@ -94,21 +98,24 @@ class Nonlinearity:
         return self.codes.take(self.index(x), mode="clip")
 
     def cover(self, fmt: QFormat) -> None:
-        """Precompute :attr:`wrapped` for inputs already saturated or wrapped into ``fmt``."""
-        if self.kind != "table" or self.index_shift < 0 or fmt.width - self.index_shift > 16:
+        """Precompute :attr:`wrapped` for inputs already saturated or wrapped into ``fmt``.
+
+        Codes that share ``code >> max(s - 1, 0)`` share their nearest entry (the offset is a
+        multiple of that group), so one entry per group over the format's range suffices.
+        """
+        group = max(self.index_shift - 1, 0)
+        if self.kind != "table" or fmt.width - group > 16 or self.offset_code % (1 << group):
             return
-        if self.lo_code % (1 << self.index_shift):
-            return
-        span = 1 << (fmt.width - self.index_shift)
-        reps = np.arange(-(span // 2), span // 2, dtype=np.int64) << self.index_shift  # one code per entry
+        span = 1 << (fmt.width - group)
+        starts = np.arange(-(span // 2), span // 2, dtype=np.int64)
         wrapped = np.empty(span, dtype=np.int64)
-        wrapped[np.arange(-(span // 2), span // 2) % span] = self(reps, "floor")
-        self.wrapped = wrapped
+        wrapped[starts % span] = self.clamped(starts << group)
+        self.wrapped, self.wrapped_shift = wrapped, group
 
     def __call__(self, x: np.ndarray, mode: str) -> np.ndarray:
         """Integer codes in ``in_frac`` -> codes of ``out`` (same dtype family as ``x``)."""
         if self.wrapped is not None and x.dtype != object:
-            return self.wrapped.take(x >> self.index_shift, mode="wrap")
+            return self.wrapped.take(x >> self.wrapped_shift if self.wrapped_shift else x, mode="wrap")
         if self.kind == "table":
             assert self.codes is not None
             result = self.codes.take(self.index(x), mode="clip")
@@ -137,7 +144,7 @@ class Nonlinearity:
             assert self.codes is not None
             lo, _hi = DOMAINS[self.function]
             step = (_hi - lo) / self.size
-            index = np.clip(np.floor((values - lo) / step), 0, self.size - 1).astype(np.int64)
+            index = np.clip(np.floor((values - lo) / step + 0.5), 0, self.size - 1).astype(np.int64)
             return self.codes[index] / scale
         if self.kind == "hard":
             from qbench_builtins.hardware.reference import round_float
