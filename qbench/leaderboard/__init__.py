@@ -15,8 +15,8 @@ from qbench.leaderboard.tables import aggregate, paired
 
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html")
 
-__all__ = ["FILES", "GROUP_KEY", "RunsFrame", "aggregate", "load_runs", "paired", "record_sha256",
-           "write_leaderboards"]  # fmt: skip
+__all__ = ["FILES", "GROUP_KEY", "RunsFrame", "aggregate", "load_runs", "paired", "rebuild_from_store",
+           "record_sha256", "write_frame", "write_leaderboards"]  # fmt: skip
 
 
 def write_leaderboards(records: list[dict[str, Any]], out_dir: Path, title: str, plots: bool = True) -> list[Path]:
@@ -25,17 +25,30 @@ def write_leaderboards(records: list[dict[str, Any]], out_dir: Path, title: str,
     Returns the written paths (the JSON last: it holds the sha256 of every other file).
     ``plots=False`` skips the pictures (the tables are complete either way).
     """
+    return write_frame(load_runs(records), Path(out_dir), title, plots)
+
+
+def rebuild_from_store(store_path: Path, out_dir: Path, title: str, matrix: str | None = None,
+                       case_ids: set[str] | None = None, plots: bool = True) -> list[Path]:  # fmt: skip
+    """:func:`write_leaderboards` for the records of a store, read without a dict per record.
+
+    Same files as ``write_leaderboards(Store(store_path).records(matrix), ...)`` (restricted to
+    ``case_ids`` when given), several times faster on a large store.
+    """
+    from qbench.leaderboard.storeread import read_store
+
+    return write_frame(read_store(Path(store_path), matrix, case_ids), Path(out_dir), title, plots)
+
+
+def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True) -> list[Path]:
     from qbench.leaderboard.html import render_html
     from qbench.leaderboard.markdown import render_markdown
     from qbench.leaderboard.plots import write_plots
-    from qbench.leaderboard.writers import file_sha256, json_document, write_csv, write_json
+    from qbench.leaderboard.writers import file_sha256, json_head, write_csv, write_json
 
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = load_runs(records)
     table = aggregate(frame)
     pairs = paired(frame)
-    written: list[Path] = []
     notes: list[str] = []
     plot_paths: list[Path] = []
     if plots and len(table):
@@ -48,7 +61,6 @@ def write_leaderboards(records: list[dict[str, Any]], out_dir: Path, title: str,
     page.write_text(render_html(frame, table, pairs, title, plot_paths, notes), encoding="utf-8")
     written = [md, csv, page, *plot_paths]
     files = {path.relative_to(out_dir).as_posix(): file_sha256(path) for path in written}
-    document = json_document(frame, table, pairs, title, files, notes)
     json_path = out_dir / "leaderboard.json"
-    write_json(document, json_path)
+    write_json(json_head(frame, table, pairs, title, files, notes), frame, json_path)
     return [*written, json_path]

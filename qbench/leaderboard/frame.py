@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ COST_DIRECTIONS = {
     "tokens_per_second": "max",
 }
 #: Value columns whose names start like this measure quality (the rest are costs).
-QUALITY_PREFIXES = ("test_", "valid_")
+QUALITY_PREFIXES = ("test_", "valid_", "train_")
 #: Preferred primary metric of a dataset, in order, when the records do not name one.
 PRIMARY_PREFERENCE = ("test_bpc", "test_accuracy", "test_perplexity", "test_loss")
 
@@ -52,7 +52,7 @@ class RunsFrame:
     """Every record as one row, and what was gathered from the records on the way."""
 
     runs: pd.DataFrame
-    curves: list[list[dict[str, Any]]]
+    curves: Sequence[list[dict[str, Any]]]
     directions: dict[str, str]
     value_columns: list[str]
     datasets: dict[str, DatasetInfo]
@@ -80,100 +80,146 @@ def _column_order(column: str) -> tuple[int, int, str]:
 
 
 def is_quality(column: str) -> bool:
-    return column.startswith(QUALITY_PREFIXES)
+    return column.startswith(QUALITY_PREFIXES) and column not in TIMING_COLUMNS
+
+
+def record_text(record: dict[str, Any]) -> str:
+    """The record's canonical JSON: ``json.dumps(record, sort_keys=True, allow_nan=True)``.
+
+    It is byte for byte what :meth:`qbench.store.Store.put` stores, so the hash of a stored
+    record can be taken from the store's text without parsing it.
+    """
+    return json.dumps(record, sort_keys=True, allow_nan=True, default=str)
 
 
 def record_sha256(record: dict[str, Any]) -> str:
-    """sha256 of the record's canonical JSON (sorted keys, no spaces, non-JSON values as str)."""
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """sha256 (hex) of :func:`record_text`: what ties a published row to its record."""
+    return hashlib.sha256(record_text(record).encode()).hexdigest()
 
 
-def _number(value: Any) -> float:
-    if value is None or isinstance(value, str):
-        return math.nan
-    try:
-        return float(value)  # bools become 0/1: sim_exact aggregates to a fraction
-    except (TypeError, ValueError):
-        return math.nan
+def collect_provenance(provenances: Iterable[dict[str, Any] | None]) -> dict[str, list[str]]:
+    """{key: sorted distinct values}, non-string values as JSON."""
+    seen: dict[str, dict[str, str]] = {}
+    for provenance in provenances:
+        for key, value in (provenance or {}).items():
+            if value is None:
+                continue
+            # repr first: cheap, and equal values (the common case) need no JSON encoding.
+            by_repr = seen.setdefault(str(key), {})
+            marker = repr(value)
+            if marker not in by_repr:
+                by_repr[marker] = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return {key: sorted(set(values.values())) for key, values in sorted(seen.items())}
 
 
-def _label(record: dict[str, Any], axis: str) -> str:
-    label = record.get(f"{axis}_label") or record.get(axis)
-    return str(label) if label is not None else "?"
+@dataclass
+class RawRuns:
+    """What a source of records yields before the frame is built (records in memory or a store)."""
+
+    raw: pd.DataFrame  # the wanted columns as found (values may be bools, None, strings)
+    hashes: list[str]
+    directions: dict[str, str]
+    descriptions: dict[str, str]
+    provenance: dict[str, list[str]]
+    curves: Sequence[list[dict[str, Any]]]
+
+
+def merge_directions(direction_maps: Iterable[dict[str, Any] | None]) -> dict[str, str]:
+    directions: dict[str, str] = {}
+    for mapping in direction_maps:
+        for column, direction in (mapping or {}).items():
+            directions.setdefault(str(column), "max" if direction == "max" else "min")
+    return directions
+
+
+def wanted_columns(directions: dict[str, str]) -> list[str]:
+    identity = ["case_id", "matrix", "status", "error", "seed", "full_precision", "dataset_licence", "primary_metric"]
+    axes = [name for axis in ("dataset", "cell", "quantizer") for name in (axis, f"{axis}_label")]
+    return list(dict.fromkeys([*identity, *axes, *directions, *COST_DIRECTIONS]))
 
 
 def load_runs(records: list[dict[str, Any]]) -> RunsFrame:
-    """Build the runs frame; ``records`` are not modified."""
-    directions: dict[str, str] = {}
+    """Build the runs frame from records in memory; ``records`` are not modified."""
+    directions = merge_directions(record.get("directions") for record in records)
+    wanted = wanted_columns(directions)
+    raw = pd.DataFrame.from_records(records, columns=wanted) if records else pd.DataFrame(columns=wanted)
+    descriptions: dict[str, str] = {}
     for record in records:
-        for column, direction in (record.get("directions") or {}).items():
-            directions.setdefault(str(column), "max" if direction == "max" else "min")
+        for label, text in (record.get("descriptions") or {}).items():
+            descriptions.setdefault(str(label), str(text))
+    return build_runs(RawRuns(
+        raw=raw,
+        hashes=[record_sha256(record) for record in records],
+        directions=directions,
+        descriptions=descriptions,
+        provenance=collect_provenance(record.get("provenance") for record in records),
+        curves=[curve if isinstance(curve := record.get("curve"), list) else [] for record in records],
+    ))  # fmt: skip
+
+
+def _parts(value: Any) -> str:
+    if isinstance(value, str):  # a store gives the list as JSON text
+        value = json.loads(value) if value.startswith("[") else [value]
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else ""
+
+
+def build_runs(source: RawRuns) -> RunsFrame:
+    raw = source.raw
+    directions = dict(source.directions)
     for column, direction in COST_DIRECTIONS.items():
-        if any(column in r for r in records[:1000]) or any(column in r for r in records[-1000:]):
+        if raw[column].notna().any():
             directions.setdefault(column, direction)
     value_columns = sorted(directions, key=_column_order)
 
-    ident: dict[str, list[Any]] = {name: [] for name in (*GROUP_KEY, "quantizer", "cell", "dataset")}
-    extra: dict[str, list[Any]] = {
-        name: [] for name in ("case_id", "matrix", "status", "error", "seed", "full_precision", "licence")
-    }
-    values: dict[str, list[float]] = {c: [] for c in value_columns}
-    hashes: list[str] = []
-    curves: list[list[dict[str, Any]]] = []
-    descriptions: dict[str, str] = {}
-    provenance: dict[str, set[str]] = {}
-    primary_named: dict[str, str] = {}
-
-    for record in records:
-        for axis in ("dataset", "cell", "quantizer"):
-            ident[f"{axis}_label"].append(_label(record, axis))
-            ident[axis].append(str(record.get(axis, "?")))
-        extra["case_id"].append(str(record.get("case_id", "")))
-        extra["matrix"].append(str(record.get("matrix", "")))
-        status = record.get("status")
-        extra["status"].append(status if status in STATUSES else "error")
-        extra["error"].append(record.get("error") or "")
-        seed = record.get("seed")
-        extra["seed"].append(int(seed) if isinstance(seed, (int, float)) else -1)
-        extra["full_precision"].append(", ".join(str(p) for p in record.get("full_precision") or ()))
-        extra["licence"].append(record.get("dataset_licence") or "")
-        for column in value_columns:
-            values[column].append(_number(record.get(column)))
-        hashes.append(record_sha256(record))
-        curve = record.get("curve")
-        curves.append(curve if isinstance(curve, list) else [])
-        for label, text in (record.get("descriptions") or {}).items():
-            descriptions.setdefault(str(label), str(text))
-        for key, value in (record.get("provenance") or {}).items():
-            if value is None:
-                continue
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-            provenance.setdefault(str(key), set()).add(text)
-        if record.get("primary_metric"):
-            primary_named.setdefault(ident["dataset_label"][-1], str(record["primary_metric"]))
-
-    columns: dict[str, Any] = {**ident, **extra}
-    columns["seed"] = np.asarray(extra["seed"], dtype=np.int64)
+    columns: dict[str, Any] = {}
+    for axis in ("dataset", "cell", "quantizer"):
+        name = raw[axis].where(raw[axis].notna(), "?").astype(str)
+        label = raw[f"{axis}_label"]
+        columns[f"{axis}_label"] = label.where(label.notna() & (label != ""), name).astype(str)
+        columns[axis] = name
+    columns["case_id"] = raw["case_id"].where(raw["case_id"].notna(), "").astype(str)
+    columns["matrix"] = raw["matrix"].where(raw["matrix"].notna(), "").astype(str)
+    status = raw["status"]
+    columns["status"] = status.where(status.isin(STATUSES), "error").astype(str)
+    columns["error"] = raw["error"].where(raw["error"].notna(), "").astype(str)
+    columns["seed"] = pd.to_numeric(raw["seed"], errors="coerce").fillna(-1).astype(np.int64)
+    parts: dict[str, str] = {}  # few distinct values: format each once
+    full_precision = []
+    for value in raw["full_precision"].tolist():
+        key = value if isinstance(value, str) else repr(value)
+        if key not in parts:
+            parts[key] = _parts(value)
+        full_precision.append(parts[key])
+    columns["full_precision"] = full_precision
+    licence = raw["dataset_licence"]
+    columns["licence"] = licence.where(licence.notna(), "").astype(str)
     for column in value_columns:
-        columns[column] = np.asarray(values[column], dtype=float)
-    columns["record_sha256"] = hashes
-    runs = pd.DataFrame(columns)
+        values = raw[column]
+        if values.dtype == object:
+            values = pd.to_numeric(values.where(values.map(lambda v: not isinstance(v, str)), None),
+                                   errors="coerce")  # fmt: skip
+        columns[column] = values.astype(float)  # bools become 0/1: sim_exact aggregates to a fraction
+    columns["record_sha256"] = source.hashes
+    runs = pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
     for name in (*GROUP_KEY, "quantizer", "cell", "dataset", "status", "matrix"):
         runs[name] = runs[name].astype("category")
-
+    primary_named = {
+        str(label): str(metric)
+        for label, metric in zip(runs["dataset_label"], raw["primary_metric"], strict=True)
+        if isinstance(metric, str) and metric
+    }
     datasets = {
         label: _dataset_info(label, runs[runs["dataset_label"] == label], value_columns, directions, primary_named)
-        for label in sorted(runs["dataset_label"].cat.categories) if (runs["dataset_label"] == label).any()
+        for label in sorted(runs["dataset_label"].unique())
     }
     return RunsFrame(
         runs=runs,
-        curves=curves,
+        curves=source.curves,
         directions=directions,
         value_columns=value_columns,
         datasets=datasets,
-        descriptions=dict(sorted(descriptions.items())),
-        provenance={k: sorted(v) for k, v in sorted(provenance.items())},
+        descriptions=dict(sorted(source.descriptions.items())),
+        provenance=source.provenance,
     )
 
 

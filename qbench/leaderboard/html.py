@@ -9,15 +9,14 @@ comes from a record (labels, descriptions, errors, provenance) is escaped with
 from __future__ import annotations
 
 import base64
-import math
 from html import escape
 from pathlib import Path
 
 import pandas as pd
 
-from qbench.leaderboard.formatting import fmt_ci, fmt_stat, fmt_value
+from qbench.leaderboard.display import Column, DisplayTable, paired_table, ranked_table
 from qbench.leaderboard.frame import RunsFrame
-from qbench.leaderboard.markdown import ARROW, status_text
+from qbench.leaderboard.markdown import MAX_FAILURES_LISTED
 from qbench.leaderboard.plots import slug
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
@@ -33,6 +32,7 @@ thead th[aria-sort=ascending]::after{content:" \\25B2"}thead th[aria-sort=descen
 tr.failed td{background:#fff4f2}tr.unranked td{color:#7a828e}
 .better{color:#17703a}.worse{color:#b3261e}.muted{color:#6a737d}
 figure{display:inline-block;margin:.5rem 1rem .5rem 0}figure img{max-width:40rem;border:1px solid #eef0f3}
+.scroll{overflow-x:auto;max-width:100%}
 code{font-size:.9em}dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}
 """
 
@@ -69,57 +69,35 @@ SCRIPT = """
 """
 
 
-def _num(value: object) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return repr(float(value))
-
-
 def _th(text: str, numeric: bool) -> str:
     kind = "number" if numeric else "text"
     css = "" if numeric else ' class="text"'
     return f'<th data-type="{kind}" aria-sort="none" scope="col"{css}>{escape(text)}</th>'
 
 
-def _dataset_table(frame: RunsFrame, table: pd.DataFrame, label: str) -> str:
-    info = frame.datasets[label]
-    rows = table[table["dataset_label"] == label]
-    columns = [info.primary_metric, *[c for c in info.value_columns if c != info.primary_metric]]
-    head = [_th("rank", True), _th("quantizer", False), _th("cell", False)]
-    head += [_th(f"{c} {ARROW.get(frame.directions[c], '')}", True) for c in columns]
-    head += [_th("seeds", True), _th("full precision", False)]
-    body = []
-    for _, row in rows.iterrows():
-        failed = row["n_diverged"] + row["n_error"] > 0
-        css = "unranked" if pd.isna(row["rank"]) else "failed" if failed else ""
-        cells = [f'<td data-v="{_num(row["rank"])}">{"" if pd.isna(row["rank"]) else int(row["rank"])}</td>',
-                 f'<td class="text">{escape(row["quantizer_label"])}</td>',
-                 f'<td class="text">{escape(row["cell_label"])}</td>']  # fmt: skip
-        for c in columns:
-            mean, ci, n = row[f"{c}_mean"], row[f"{c}_ci95"], row[f"{c}_n"]
-            title = f"std {fmt_value(row[f'{c}_std']) or '?'}, n {n}"
-            cells.append(f'<td data-v="{_num(mean)}" title="{escape(title)}">{escape(fmt_stat(mean, ci))}</td>')
-        cells.append(f'<td data-v="{int(row["n_ok"])}">{escape(status_text(row))}</td>')
-        cells.append(f'<td class="text">{escape(row["full_precision"] or "")}</td>')
-        body.append(f'<tr class="{css}">' + "".join(cells) + "</tr>")
-    return (f'<table class="sortable" id="table-{slug(label)}"><thead><tr>{"".join(head)}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')  # fmt: skip
-
-
-def _paired_table(pairs: pd.DataFrame) -> str:
-    head = [_th("quantizer", False), _th("cell", False), _th("metric", False), _th("difference to float", True),
-            _th("n", True), _th("verdict", False)]  # fmt: skip
-    body = []
-    for r in pairs.itertuples(index=False):
-        diff = fmt_value(r.diff_mean, signed=True) + ("" if math.isnan(r.diff_ci95) else f" ± {fmt_ci(r.diff_ci95)}")
-        css = {"better": "better", "worse": "worse"}.get(r.verdict, "muted")
-        body.append(
-            f'<tr><td class="text">{escape(r.quantizer_label)}</td><td class="text">{escape(r.cell_label)}</td>'
-            f'<td class="text">{escape(r.metric)}</td><td data-v="{_num(r.diff_mean)}">{escape(diff)}</td>'
-            f'<td>{int(r.n)}</td><td class="text {css}" title="{escape(r.sentence)}">{escape(r.verdict)}</td></tr>'
-        )
-    return (f'<table class="sortable paired"><thead><tr>{"".join(head)}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')  # fmt: skip
+def html_table(display: DisplayTable, table_id: str = "", css: str = "sortable") -> str:
+    """A sortable table; every cell escaped (all text may come from a plugin or a matrix)."""
+    head = "".join(_th(col.title, col.numeric) for col in display.columns)
+    per_column = []
+    for col in display.columns:
+        base = "" if col.numeric else ' class="text"'
+        titles = col.titles or [None] * len(col.cells)
+        keys = col.sort_values or [None] * len(col.cells)
+        cells = []
+        for text, title, key in zip(col.cells, titles, keys, strict=True):
+            attrs = base if key is None else f'{base} data-v="{escape(key)}"'
+            if title is not None:
+                attrs += f' title="{escape(title)}"'
+            cells.append(f"<td{attrs}>{escape(text)}</td>")
+        per_column.append(cells)
+    classes = display.row_classes or [""] * len(display)
+    body = "".join(
+        (f'<tr class="{c}">' if c else "<tr>") + "".join(row) + "</tr>"
+        for c, row in zip(classes, zip(*per_column, strict=True), strict=True)
+    )
+    ident = f' id="{escape(table_id)}"' if table_id else ""
+    return (f'<div class="scroll"><table class="{css}"{ident}><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")  # fmt: skip
 
 
 def _figure(path: Path) -> str:
@@ -153,25 +131,24 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
         if info.licence:
             text += f" Dataset licence: {info.licence}."
         parts.append(f"<p>{escape(text)}</p>")
-        parts.append(_dataset_table(frame, table, label))
+        parts.append(html_table(ranked_table(table, frame, label, timing=True), f"table-{slug(label)}"))
         pairs = paired[paired["dataset_label"] == label] if len(paired) else paired
         if len(pairs):
             parts.append("<h3>Against the float baseline (paired by cell and seed)</h3>")
-            parts.append(_paired_table(pairs))
+            parts.append(html_table(paired_table(pairs), css="sortable paired"))
         for path in svgs:
             if path.stem.startswith(slug(label) + "-"):
                 parts.append(_figure(path))
         parts.append("</section>")
-    failures = runs[runs["status"] != "ok"].head(500)
+    failures = runs[runs["status"] != "ok"].head(MAX_FAILURES_LISTED)
     if len(failures):
-        parts.append('<section id="failures"><h2>Failed and diverged runs</h2><table class="sortable"><thead><tr>')
-        parts.append(_th("case", False) + _th("status", False) + _th("seed", True) + _th("message", False))
-        parts.append("</tr></thead><tbody>")
-        for r in failures.itertuples(index=False):
-            parts.append(f'<tr class="failed"><td class="text">{escape(r.case_id)}</td><td class="text">'
-                         f'{escape(str(r.status))}</td><td>{int(r.seed)}</td><td class="text">{escape(r.error)}'
-                         "</td></tr>")  # fmt: skip
-        parts.append("</tbody></table></section>")
+        display = DisplayTable([
+            Column("case", failures["case_id"].tolist()),
+            Column("status", failures["status"].astype(str).tolist()),
+            Column("seed", [str(s) for s in failures["seed"].tolist()], numeric=True),
+            Column("message", failures["error"].tolist()),
+        ], ["failed"] * len(failures))  # fmt: skip
+        parts.append(f'<section id="failures"><h2>Failed and diverged runs</h2>{html_table(display)}</section>')
     if frame.descriptions:
         parts.append('<section id="components"><h2>Components</h2><dl>')
         parts += [f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in frame.descriptions.items()]

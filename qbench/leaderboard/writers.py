@@ -60,35 +60,48 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def json_document(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
-                  files: dict[str, str], notes: list[str]) -> dict[str, Any]:  # fmt: skip
-    from qbench import __version__
+def _as_json_list(values: Any) -> list[Any]:
+    """A column as Python values, NaN / NA as None (floats in one numpy pass, not per cell)."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        return np.where(np.isnan(array), None, array).tolist()
+    return [_clean(v) for v in array.astype(object).tolist()]
 
+
+def _aggregate_rows(frame: RunsFrame, table: pd.DataFrame) -> list[dict[str, Any]]:
     columns = frame.value_columns
-    stat_arrays = {(c, s): table[f"{c}_{s}"].to_numpy() for c in columns for s in STAT_SUFFIXES}
-    descriptive = {name: table[name].tolist() for name in DESCRIPTIVE_COLUMNS}
+    stats = {(c, s): _as_json_list(table[f"{c}_{s}"].to_numpy()) for c in columns for s in STAT_SUFFIXES}
+    descriptive = {name: _as_json_list(table[name].astype(object).to_numpy()) for name in DESCRIPTIVE_COLUMNS}
     case_ids = table["case_ids"].tolist()
-    aggregates = []
+    rows = []
     for i in range(len(table)):
-        row = {name: _clean(descriptive[name][i]) for name in DESCRIPTIVE_COLUMNS}
-        row["stats"] = {
-            c: {s: _clean(stat_arrays[(c, s)][i]) for s in STAT_SUFFIXES}
-            for c in columns if stat_arrays[(c, "n")][i] > 0
-        }  # fmt: skip
+        row = {name: descriptive[name][i] for name in DESCRIPTIVE_COLUMNS}
+        row["stats"] = {c: {s: stats[(c, s)][i] for s in STAT_SUFFIXES} for c in columns if stats[(c, "n")][i]}
         row["case_ids"] = case_ids[i]
-        aggregates.append(row)
+        rows.append(row)
+    return rows
 
-    runs = frame.runs
-    run_columns = ["case_id", "matrix", "status", "error", *GROUP_KEY, "quantizer", "cell", "dataset", "seed",
-                   "record_sha256"]  # fmt: skip
-    plain = {name: runs[name].astype(object).tolist() if name != "seed" else runs[name].tolist()
-             for name in run_columns}  # fmt: skip
-    value_arrays = [(c, runs[c].to_numpy()) for c in columns]
-    run_rows = []
+
+RUN_COLUMNS = ["case_id", "matrix", "status", "error", *GROUP_KEY, "quantizer", "cell", "dataset", "seed",
+               "record_sha256"]  # fmt: skip
+
+
+def _run_rows(frame: RunsFrame, start: int, stop: int) -> list[dict[str, Any]]:
+    runs = frame.runs.iloc[start:stop]
+    plain = {name: runs[name].astype(object).tolist() for name in RUN_COLUMNS}
+    values = [(c, runs[c].tolist()) for c in frame.value_columns]
+    rows = []
     for i in range(len(runs)):
-        row = {name: plain[name][i] for name in run_columns}
-        row["values"] = {c: float(a[i]) for c, a in value_arrays if a[i] == a[i]}
-        run_rows.append(row)
+        row = {name: plain[name][i] for name in RUN_COLUMNS}
+        row["values"] = {c: column[i] for c, column in values if column[i] == column[i]}
+        rows.append(row)
+    return rows
+
+
+def json_head(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
+              files: dict[str, str], notes: list[str]) -> dict[str, Any]:  # fmt: skip
+    """Everything but the single-seed rows, which :func:`write_json` streams in chunks."""
+    from qbench import __version__
 
     return {
         "schema": SCHEMA,
@@ -103,14 +116,24 @@ def json_document(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, t
         },  # fmt: skip
         "descriptions": frame.descriptions,
         "notes": notes,
-        "aggregates": aggregates,
-        "paired": [{k: _clean(v) for k, v in row.items()} for row in paired.to_dict("records")],
-        "runs": run_rows,
         "files": files,
+        "aggregates": _aggregate_rows(frame, table),
+        "paired": [{k: _clean(v) for k, v in row.items()} for row in paired.to_dict("records")],
     }
 
 
-def write_json(document: dict[str, Any], path: Path) -> None:
+def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 5000) -> None:
+    """``head`` plus ``"runs"``, written in chunks so that a huge store never exists twice as text.
+
+    ``json.dumps`` (one shot, C encoder) is used throughout: ``json.dump`` would take the
+    pure-Python encoder, ten times slower.
+    """
+    options = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, ensure_ascii=False, indent=None, separators=(",", ":"), allow_nan=False)
-        handle.write("\n")
+        handle.write(json.dumps(head, **options)[:-1])
+        handle.write(',"runs":[')
+        for start in range(0, len(frame.runs), chunk):
+            if start:
+                handle.write(",")
+            handle.write(json.dumps(_run_rows(frame, start, start + chunk), **options)[1:-1])
+        handle.write("]}\n")

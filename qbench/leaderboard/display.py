@@ -1,0 +1,120 @@
+"""The ranked table and the paired table as text cells, shared by the Markdown and the HTML.
+
+Column-major lists built with one comprehension per column: a store of 100,000 records makes
+tens of thousands of rows, and per-row pandas access would dominate the rebuild.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from qbench.leaderboard.formatting import fmt_ci, fmt_stat, fmt_value
+from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame
+
+ARROW = {"min": "↓", "max": "↑"}
+
+
+@dataclass
+class Column:
+    title: str
+    cells: list[str]
+    numeric: bool = False
+    plugin_text: bool = False  # labels from a plugin or a matrix: escape in Markdown
+    sort_values: list[str] | None = None  # numeric key for the HTML sort ("" when missing)
+    titles: list[str] | None = None  # hover text in the HTML
+
+
+@dataclass
+class DisplayTable:
+    columns: list[Column]
+    row_classes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.columns[0].cells) if self.columns else 0
+
+
+def column_title(column: str, direction: str) -> str:
+    return f"{column} {ARROW.get(direction, '')}".strip()
+
+
+def _number_key(values: list[float]) -> list[str]:
+    return ["" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v)) for v in values]
+
+
+def status_cells(rows: pd.DataFrame) -> list[str]:
+    out = []
+    for ok, diverged, error in zip(rows["n_ok"].tolist(), rows["n_diverged"].tolist(), rows["n_error"].tolist(),
+                                   strict=True):  # fmt: skip
+        text = f"{ok} ok"
+        if diverged:
+            text += f", {diverged} diverged"
+        if error:
+            text += f", {error} error"
+        out.append(text)
+    return out
+
+
+def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str, timing: bool) -> DisplayTable:
+    """One dataset's rows, ranked; ``timing`` adds the seconds / throughput columns (HTML)."""
+    info = frame.datasets[label]
+    rows = table[table["dataset_label"] == label]
+    value_columns = [info.primary_metric, *[c for c in info.value_columns if c != info.primary_metric]]
+    if not timing:
+        value_columns = [c for c in value_columns if c not in TIMING_COLUMNS]
+    ranks = [None if pd.isna(r) else int(r) for r in rows["rank"].tolist()]
+    columns = [
+        Column("rank", ["" if r is None else str(r) for r in ranks], numeric=True,
+               sort_values=["" if r is None else str(r) for r in ranks]),
+        Column("quantizer", rows["quantizer_label"].tolist(), plugin_text=True),
+        Column("cell", rows["cell_label"].tolist(), plugin_text=True),
+    ]  # fmt: skip
+    for name in value_columns:
+        means, cis = rows[f"{name}_mean"].tolist(), rows[f"{name}_ci95"].tolist()
+        stds, ns = rows[f"{name}_std"].tolist(), rows[f"{name}_n"].tolist()
+        columns.append(Column(
+            column_title(name, frame.directions[name]),
+            [fmt_stat(m, c) for m, c in zip(means, cis, strict=True)],
+            numeric=True,
+            sort_values=_number_key(means),
+            titles=[f"std {fmt_value(s) or '?'}, n {n}" for s, n in zip(stds, ns, strict=True)],
+        ))  # fmt: skip
+    columns.append(Column("seeds", status_cells(rows), numeric=True, sort_values=[str(n) for n in rows["n_ok"]]))
+    columns.append(Column("full precision", rows["full_precision"].tolist(), plugin_text=True))
+    failed = (rows["n_diverged"] + rows["n_error"] > 0).tolist()
+    classes = ["unranked" if r is None else "failed" if f else "" for r, f in zip(ranks, failed, strict=True)]
+    return DisplayTable(columns, classes)
+
+
+def paired_difference(mean: float, ci: float) -> str:
+    text = fmt_value(mean, signed=True)
+    return f"{text} ± {fmt_ci(ci)}" if ci == ci else text
+
+
+def paired_table(pairs: pd.DataFrame) -> DisplayTable:
+    means, cis = pairs["diff_mean"].tolist(), pairs["diff_ci95"].tolist()
+    verdicts = pairs["verdict"].tolist()
+    columns = [
+        Column("quantizer", pairs["quantizer_label"].tolist(), plugin_text=True),
+        Column("cell", pairs["cell_label"].tolist(), plugin_text=True),
+        Column("metric", pairs["metric"].tolist()),
+        Column("difference to float", [paired_difference(m, c) for m, c in zip(means, cis, strict=True)],
+               numeric=True, sort_values=_number_key(means)),
+        Column("n", [str(n) for n in pairs["n"].tolist()], numeric=True),
+        Column("verdict", verdicts, titles=pairs["sentence"].tolist()),
+    ]  # fmt: skip
+    classes = [{"better": "better", "worse": "worse"}.get(v, "muted") for v in verdicts]
+    return DisplayTable(columns, classes)
+
+
+def pipe_table(display: DisplayTable, escape) -> str:
+    """A Markdown pipe table (tabulate's ``pipe`` layout), plugin text escaped with ``escape``."""
+    cells = [[escape(c) for c in col.cells] if col.plugin_text else col.cells for col in display.columns]
+    widths = [max([len(col.title), 3, *map(len, texts)]) for col, texts in zip(display.columns, cells, strict=True)]
+    lines = ["| " + " | ".join(col.title.ljust(w) for col, w in zip(display.columns, widths, strict=True)) + " |",
+             "|" + "|".join(":" + "-" * (w + 1) for w in widths) + "|"]  # fmt: skip
+    for row in zip(*cells, strict=True):
+        lines.append("| " + " | ".join(text.ljust(w) for text, w in zip(row, widths, strict=True)) + " |")
+    return "\n".join(lines)
