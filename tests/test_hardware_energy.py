@@ -68,7 +68,7 @@ def test_energy_is_linear_in_counts() -> None:
         return sum(led.price(**price).values())
 
     assert total(ledger.scaled(3.0)) == pytest.approx(3 * total(ledger))
-    assert total(Ledger(ledger.counts + other.counts)) == pytest.approx(total(ledger) + total(other))
+    assert total(ledger.merged(other)) == pytest.approx(total(ledger) + total(other))
     assert total(Ledger()) == 0.0
 
 

@@ -15,7 +15,6 @@ N) + 1`` (powers of two), N = fan-in + 1. Latency: products and element-wise ope
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -59,20 +58,27 @@ class EnergyConfig:
 class Ledger:
     """Operation counts per token, keyed by (category, operation, bits, floating), and their price."""
 
-    counts: Counter = field(default_factory=Counter)
+    counts: dict[tuple[str, str, float, bool], float] = field(default_factory=dict)
 
     def add(self, category: str, op: str, bits: float, count: float, floating: bool = False) -> None:
         if count:
-            self.counts[(category, op, float(bits), floating)] += float(count)
+            key = (category, op, float(bits), floating)
+            self.counts[key] = self.counts.get(key, 0.0) + float(count)
 
     def scaled(self, factor: float) -> Ledger:
-        return Ledger(Counter({key: value * factor for key, value in self.counts.items()}))
+        return Ledger({key: value * factor for key, value in self.counts.items()})
+
+    def merged(self, other: Ledger) -> Ledger:
+        result = Ledger(dict(self.counts))
+        for (category, op, bits, floating), count in other.counts.items():
+            result.add(category, op, bits, count, floating)
+        return result
 
     def price(
         self, table: TechTable, logic: float, memory: float, weight_pj_per_bit: float
     ) -> dict[str, float]:
         """pJ by category: a linear function of the counts."""
-        energy: Counter = Counter()
+        energy: dict[str, float] = {}
         for (category, op, bits, floating), count in self.counts.items():
             if op == "add":
                 pj = table.add_pj(bits, floating) * logic
@@ -88,8 +94,8 @@ class Ledger:
                 pj = weight_pj_per_bit * memory
             else:
                 raise ValueError(f"unknown operation {op!r}")
-            energy[category] += count * pj
-        return dict(energy)
+            energy[category] = energy.get(category, 0.0) + count * pj
+        return energy
 
 
 @dataclass
@@ -145,7 +151,7 @@ def weight_bytes(infos: list[MatrixInfo]) -> dict[str, float]:
     """Dense (declared bits), packed (5 ternary digits per byte), entropy bound and sparse (CSR) bytes."""
     dense = packed = entropy = sparse = 0.0
     for info in infos:
-        values = np.asarray(info.tensor.values, dtype=np.float64).reshape(info.nonzero.shape)
+        values = np.asarray(info.tensor.values, dtype=np.float64).reshape(len(info.nonzero), -1)
         count = values.size
         dense += count * info.bits / 8
         packed_bits = stored_bits(info, "packed")
@@ -153,7 +159,7 @@ def weight_bytes(infos: list[MatrixInfo]) -> dict[str, float]:
         _, freq = np.unique(values, return_counts=True)
         p = freq / count
         entropy += count * float(-(p * np.log2(p)).sum()) / 8
-        rows, cols = values.shape
+        rows, cols = int(values.shape[0]), int(values.shape[1])
         nnz = int(np.count_nonzero(values))
         # CSR: each non-zero keeps its value without the zero code, plus a column index; row pointers
         value_bits = 32.0 if info.floating else max(info.bits - (1 if 0.0 in values else 0), 1.0)
@@ -270,7 +276,7 @@ def analyse(
 
     length = sequence_length(sample)
     outputs_per_token = 1.0 if model.task == "language-model" else 1.0 / length
-    ledger = Ledger(per_step.counts + output.scaled(outputs_per_token).counts)
+    ledger = per_step.merged(output.scaled(outputs_per_token))
     recurrent_infos = [info for _, pair, biases in layer_infos for info in (*pair, *biases)]
     sizes = weight_bytes(recurrent_infos)
     stored = sum(info.nonzero.size * stored_bits(info, cfg.storage) for info in recurrent_infos)

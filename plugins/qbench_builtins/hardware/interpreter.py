@@ -8,6 +8,7 @@ outputs *and* the closed-form counters (hardware.md, check 2). Never used on rea
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,7 +94,9 @@ class Interpreter:
             return ((acc + (1 << (width - 1))) % (1 << width)) - (1 << (width - 1))
         return acc
 
-    def dot_row(self, w: EncodedMatrix, row: int, x: list[int], columns: list[int]) -> int:
+    def dot_row(
+        self, w: EncodedMatrix, row: int, x: Mapping[int, int] | list[int], columns: list[int]
+    ) -> int:
         """One row of W @ x, walking the weights literally."""
         kind = w.block_kinds[row // w.block_rows]
         acc = 0
@@ -134,6 +137,7 @@ class Interpreter:
             cfg.cell.frac_bits,
         )
         F, lid = layer.acc_frac, layer.index
+        x_vec: Mapping[int, int] | list[int]
         if layer.one_hot:
             x_cols, x_vec = [x[0]], {x[0]: 1}
         else:

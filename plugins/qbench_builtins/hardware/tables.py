@@ -20,6 +20,7 @@ integer circuit: it exists for the wide-format limit check, and is labelled as s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,7 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-values))
 
 
-FUNCTIONS = {"sigmoid": _sigmoid, "tanh": np.tanh}
+FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": _sigmoid, "tanh": np.tanh}
 
 
 @dataclass
