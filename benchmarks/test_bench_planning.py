@@ -1,0 +1,90 @@
+"""Expanding and planning a 10,000-case matrix (target: under 2 s), and its peak memory.
+
+The matrix is generated: ``float`` x ``rnn`` with 100 hidden sizes (a list-valued parameter, so
+the grid is expanded and every point validated) x ``pydoc-char`` x 100 seeds = 10,000 cases. The
+store already holds half of them (written in the setup, not timed), so planning really has to
+split stored from pending. Timed: reading and validating the matrix file, expanding it (a stable
+case id per case), reading the stored statuses and the plan itself, i.e. everything ``qbench run``
+does before the first case goes out. Peak Python memory is measured in a separate pass with
+tracemalloc (which slows the code down, so it is not timed).
+
+Run: ``pytest benchmarks/test_bench_planning.py --benchmark-json=.benchmarks/planning.json -s``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import tracemalloc
+
+import pytest
+
+from qbench.matrix import expand, load_matrix
+from qbench.session import plan, stored_statuses
+from qbench.store import Store
+
+HIDDEN = list(range(8, 108))
+SEEDS = list(range(100))
+ROUNDS = 5
+
+MATRIX = f"""\
+name = "scale"
+seeds = {SEEDS}
+
+[[quantizer]]
+name = "float"
+
+[[cell]]
+name = "rnn"
+hidden = {HIDDEN}
+
+[[dataset]]
+name = "pydoc-char"
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("planning")
+    path = directory / "scale.toml"
+    path.write_text(MATRIX)
+    cases = expand(load_matrix(path))
+    assert len(cases) == len(HIDDEN) * len(SEEDS) == 10_000
+    store = Store(directory / "qbench.sqlite")
+    for case in cases[::2]:
+        store.put({"case_id": case.case_id, "matrix": case.matrix, "status": "ok", "seed": case.seed})
+    yield path, store
+    store.close()
+
+
+def plan_matrix(path, store):
+    cases = expand(load_matrix(path))
+    return plan(cases, stored_statuses(store))
+
+
+def test_expand_and_plan_10000_cases(benchmark, setup):
+    path, store = setup
+    plan_matrix(path, store)  # warm-up: registries, imports
+    times = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        the_plan = plan_matrix(path, store)
+        times.append(time.perf_counter() - start)
+    benchmark.pedantic(plan_matrix, args=(path, store), rounds=1, iterations=1)
+    assert len(the_plan.cases) == 10_000 and len(the_plan.pending) == 5_000
+
+    start = time.perf_counter()
+    cases = expand(load_matrix(path))
+    expand_seconds = time.perf_counter() - start
+
+    tracemalloc.start()
+    plan_matrix(path, store)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    median = statistics.median(times)
+    benchmark.extra_info.update(plan_seconds=median, expand_seconds=expand_seconds, peak_mib=peak / 2**20,
+                                cases=len(cases))
+    print(f"\n10,000 cases: load + expand {expand_seconds:.2f} s, load + expand + plan against a store of "
+          f"5,000 {median:.2f} s (median of {ROUNDS}); peak Python memory {peak / 2**20:.1f} MiB")
+    assert median < 2.0
