@@ -388,3 +388,15 @@ def test_fused_path_equals_general_path(monkeypatch: pytest.MonkeyPatch, cell: s
         _same_run(fused, run_reference(program, inputs, lengths))
         if seed == 1:
             assert fused.stats.saturations.get("preact", 0) > 0
+
+
+def test_input_conversion_saturations_are_counted() -> None:
+    model = random_exported_model("gru", "ternary", hidden=3, input_size=4, input_kind="embedding", seed=1)
+    assert model.embedding is not None
+    model.embedding[1] = 500.0  # beyond Q8.8: every read of token 1 saturates its 6 features
+    program = build_program(model, SimConfig())
+    tokens = np.array([[1], [0], [1]])
+    codes, saturated = program.input_codes(tokens)
+    assert saturated == 12 and codes.max() == QFormat(8, 8).hi
+    run = engine.run(program, tokens)
+    assert run.stats.input_saturations == 12 and run.stats.total_saturations >= 12

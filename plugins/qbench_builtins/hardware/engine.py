@@ -199,8 +199,17 @@ def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, s
     sigmoid, tanh, tanh_cell = layer.sigmoid, layer.tanh, layer.tanh_cell
     sat_cell = sat_hidden = 0
     lstm = layer.cell == "lstm"
+    # the hidden state goes straight into the BLAS dtype when it is exact there (|h| <= 2**f)
+    float_state = (
+        not check_hidden
+        and h_drop >= 0
+        and matmul_dtype in (np.float32, np.float64)
+        and act.width <= (24 if matmul_dtype is np.float32 else 53)
+    )
+    h_blas = np.zeros((batch, hs), dtype=matmul_dtype if float_state else np.int64)
+    h_log = np.empty((steps, batch, hs), dtype=h_blas.dtype) if float_state else outputs
     for t in range(steps):
-        hf = (h.astype(matmul_dtype) @ wh_t).astype(np.int64)
+        hf = ((h_blas if float_state else h.astype(matmul_dtype)) @ wh_t).astype(np.int64)
         if multiplier is not None:
             hf *= multiplier
         acc = np.add(xf[t], hf, out=acc_log[t])
@@ -221,6 +230,9 @@ def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, s
             y = tanh.clamped(pre)
         if h_half:
             y += h_half
+        if float_state:
+            h_blas = np.right_shift(y, h_drop, out=h_log[t], casting="unsafe")
+            continue
         if h_drop >= 0:
             h = np.right_shift(y, h_drop, out=outputs[t])
         else:
@@ -229,6 +241,8 @@ def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, s
         if check_hidden and (_MIN(h, axis=None) < act.lo or _MAX(h, axis=None) > act.hi):
             sat_hidden += int(np.count_nonzero((h < act.lo) | (h > act.hi)))
             h[...] = np.minimum(np.maximum(h, act.lo), act.hi)
+    if float_state:
+        outputs = h_log.astype(np.int64)
     if steps:
         top = max(int(_MAX(acc_log, axis=None)) - pre_half, pre_half - int(_MIN(acc_log, axis=None)))
         stats.acc_abs_max = max(stats.acc_abs_max, top)

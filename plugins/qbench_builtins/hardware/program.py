@@ -146,6 +146,7 @@ class ModelProgram:
     layers: list[LayerProgram]
     output: OutputProgram
     notes: list[str] = field(default_factory=list)
+    input_table_saturations: np.ndarray | None = None
 
     @property
     def requantized(self) -> bool:
@@ -158,7 +159,11 @@ class ModelProgram:
         if first.one_hot:
             return np.asarray(inputs, dtype=np.int64), 0
         if self.input_table is not None:
-            return self.input_table[np.asarray(inputs, dtype=np.int64)], 0
+            ids = np.asarray(inputs, dtype=np.int64)
+            saturated = (
+                0 if self.input_table_saturations is None else int(self.input_table_saturations[ids].sum())
+            )
+            return self.input_table[ids], saturated
         x = np.asarray(inputs, dtype=np.float64)
         if self.input_scale is not None:
             x = x * self.input_scale + self.input_shift
@@ -279,6 +284,7 @@ def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
     notes: list[str] = []
     one_hot = model.input_kind == "one-hot" and first.input_scale is None
     input_table = None
+    input_table_saturations = None  # saturated entries of each row: counted per token read
     input_scale = input_shift = None
     if model.input_kind in ("one-hot", "embedding") and not one_hot:
         if model.input_kind == "one-hot":
@@ -291,8 +297,10 @@ def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
             shift = 0.0 if first.input_shift is None else first.input_shift
             table = table * first.input_scale + shift
         codes = round_half_away_float(table * 2.0**act.frac_bits)
-        if np.any((codes < act.lo) | (codes > act.hi)):
+        outside = np.count_nonzero((codes < act.lo) | (codes > act.hi), axis=1)
+        if np.any(outside):
             notes.append("input table saturated into the activation format")
+            input_table_saturations = outside.astype(np.int64)
         input_table = np.clip(codes, act.lo, act.hi).astype(np.int64)
     elif model.input_kind == "features":
         if first.input_scale is not None:
@@ -324,5 +332,14 @@ def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
     if _bits(bound_total) > INT64_SAFE_BITS:
         output.matmul_dtype = object
     return ModelProgram(
-        config, model.task, model.input_kind, input_table, input_scale, input_shift, layers, output, notes
+        config,
+        model.task,
+        model.input_kind,
+        input_table,
+        input_scale,
+        input_shift,
+        layers,
+        output,
+        notes,
+        input_table_saturations,
     )
