@@ -166,3 +166,26 @@ def test_bops_follow_the_closed_form() -> None:
     out = n_out * h * (p_out * b_a * 16 + b_a + 16 + math.log2(h))
     length = float(np.mean(sample.sequences.lengths))
     assert result["bops_per_token"] == pytest.approx(recurrent + out / length)
+
+
+def test_hand_priced_two_unit_rnn() -> None:
+    """Every term of the frozen 2-unit RNN (tests/test_hardware_simulator.py) priced by hand.
+
+    Per step: 6 add/sub (the non-zeros of W_x and W_h) in a 20-bit accumulator (16 + ceil(log2 5)
+    + 1), 2 tanh table reads of 16 bits, state traffic 2 x 2 x 16 + 2 x 16 bits in registers,
+    and 24 weight bits (8 + 8 + two 2-bit biases of 2) from an SRAM priced as an 8 KB macro. The
+    ternary output layer (2 adds at 16 + ceil(log2 3) + 1 = 19 bits, 12 weight bits) runs once
+    per sequence of 3 steps.
+    """
+    from tests.test_hardware_simulator import _hand_model
+
+    model, sample = _hand_model()
+    result = _measure(model, sample)
+    per_bit = sram_pj_per_bit(8 * 1024 * 8)
+    recurrent = 6 * 20 * 0.003125 + 2 * 16 * 0.009 + (2 * 2 * 16 + 2 * 16) * 0.009 + 24 * per_bit
+    output = 2 * 19 * 0.003125 + 12 * per_bit
+    assert result["energy_pj_per_token"] == pytest.approx(recurrent + output / 3)
+    assert result["energy_pj_per_sequence"] == pytest.approx(3 * (recurrent + output / 3))
+    assert result["energy_shift_pj_per_token"] == 0.0 and result["energy_mult_pj_per_token"] == 0.0
+    assert result["weight_bytes_dense"] == (4 + 4 + 2 + 2) * 2 / 8
+    assert result["datapath"] == "int16"

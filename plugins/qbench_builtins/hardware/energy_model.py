@@ -121,11 +121,27 @@ def matrix_info(tensor: ExportedTensor, block_rows: int, scale_bits: int) -> Mat
         enc = encode_matrix(values, block_rows, scale_bits)
         kinds, scaled = enc.block_kinds, enc.block_scaled
         span = max(enc.code_bits - 2, 0) if "pow2" in kinds else 0
+        code_bits = enc.code_bits
     except qbench.Unsupported:
         blocks = values.shape[0] // block_rows
-        kinds, scaled, span = ["float"] * blocks, [False] * blocks, 0
-    bits = float(tensor.bits) if tensor.bits else (32.0 if "float" in kinds else 8.0)
+        kinds, scaled, span, code_bits = ["float"] * blocks, [False] * blocks, 0, 32
+    bits = float(tensor.bits) if tensor.bits else inferred_bits(values, kinds, code_bits)
     return MatrixInfo(tensor, kinds, scaled, block_rows, values != 0, bits, span)
+
+
+def inferred_bits(values: np.ndarray, kinds: list[str], code_bits: int) -> float:
+    """Bits per weight when the tensor does not declare them (hardware.md, "Bits per weight")."""
+    if "float" in kinds:
+        return 32.0
+    if set(kinds) <= {"binary"}:
+        return 1.0
+    if set(kinds) <= {"binary", "ternary"}:
+        return 2.0
+    if set(kinds) <= {"binary", "ternary", "pow2"}:
+        magnitudes = np.abs(values[values != 0])
+        codes = len(np.unique(np.frexp(magnitudes)[1])) + int(np.any(values == 0))
+        return 1.0 + math.ceil(math.log2(max(codes, 2)))
+    return float(code_bits)
 
 
 def accumulator_bits(info: MatrixInfo, b_a: float, fan_in: int) -> float:
