@@ -6,6 +6,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qbench_builtins.hardware import counters, engine, float_model
 from qbench_builtins.hardware.formats import QFormat
 from qbench_builtins.hardware.interpreter import Interpreter
@@ -400,3 +402,61 @@ def test_input_conversion_saturations_are_counted() -> None:
     assert saturated == 12 and codes.max() == QFormat(8, 8).hi
     run = engine.run(program, tokens)
     assert run.stats.input_saturations == 12 and run.stats.total_saturations >= 12
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cell=st.sampled_from(CELLS),
+    scheme=st.sampled_from(SCHEMES),
+    hidden=st.integers(1, 6),
+    input_size=st.integers(1, 5),
+    length=st.integers(1, 6),
+    act_bits=st.tuples(st.integers(1, 6), st.integers(2, 12)),
+    pre_bits=st.tuples(st.integers(1, 5), st.integers(2, 14)),
+    gate_frac=st.integers(3, 15),
+    cell_bits=st.tuples(st.integers(1, 6), st.integers(2, 13)),
+    rounding=st.sampled_from(ROUNDINGS),
+    overflow=st.sampled_from(("saturate", "wrap")),
+    nonlinearity=st.sampled_from(("table", "hard")),
+    seed=st.integers(0, 1000),
+)
+def test_bit_exact_for_random_formats(
+    cell,
+    scheme,
+    hidden,
+    input_size,
+    length,
+    act_bits,
+    pre_bits,
+    gate_frac,
+    cell_bits,
+    rounding,
+    overflow,
+    nonlinearity,
+    seed,
+) -> None:
+    """Check 1 over random formats and policies, not only the defaults (hypothesis)."""
+    model = random_exported_model(
+        cell,
+        scheme,
+        hidden=hidden,
+        input_size=input_size,
+        seed=seed,
+        input_kind=("one-hot", "features")[seed % 2],
+        task=(LANGUAGE_MODEL, CLASSIFICATION)[seed % 2],
+    )
+    config = SimConfig(
+        activation=QFormat(*act_bits),
+        preact=QFormat(*pre_bits),
+        gate=QFormat(2, gate_frac),
+        cell=QFormat(*cell_bits),
+        rounding=rounding,
+        overflow=overflow,
+        nonlinearity=nonlinearity,
+        sigmoid_entries=256,
+        tanh_entries=512,
+        seed=seed,
+    )
+    program = build_program(model, config)
+    inputs, lengths = _inputs(model, random_sample(model, length=length, seed=seed))
+    _same_run(engine.run(program, inputs, lengths), run_reference(program, inputs, lengths))
