@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from qbench_builtins.hardware import counters, engine, float_model
+from qbench_builtins.hardware import counters, engine, float_model, fused
 from qbench_builtins.hardware.formats import QFormat
 from qbench_builtins.hardware.interpreter import Interpreter
 from qbench_builtins.hardware.program import SimConfig, build_program
@@ -380,16 +380,16 @@ def test_fused_path_equals_general_path(monkeypatch: pytest.MonkeyPatch, cell: s
                 layer.w_recurrent.values *= 8.0
         inputs, lengths = _inputs(model, random_sample(model, length=25, seed=seed))
         program = build_program(model, SimConfig(rounding=rounding, **formats))
-        assert engine._fast_path_applies(program, program.layers[0])
-        fused = engine.run(program, inputs, lengths)
-        monkeypatch.setattr(engine, "FAST_PATH", False)
+        assert fused.applies(program, program.layers[0])
+        fast = engine.run(program, inputs, lengths)
+        monkeypatch.setattr(fused, "FAST_PATH", False)
         general = engine.run(program, inputs, lengths)
-        monkeypatch.setattr(engine, "FAST_PATH", True)
-        _same_run(fused, general)
-        assert fused.stats.acc_abs_max == general.stats.acc_abs_max
-        _same_run(fused, run_reference(program, inputs, lengths))
+        monkeypatch.setattr(fused, "FAST_PATH", True)
+        _same_run(fast, general)
+        assert fast.stats.acc_abs_max == general.stats.acc_abs_max
+        _same_run(fast, run_reference(program, inputs, lengths))
         if seed == 1:
-            assert fused.stats.saturations.get("preact", 0) > 0
+            assert fast.stats.saturations.get("preact", 0) > 0
 
 
 def test_input_conversion_saturations_are_counted() -> None:

@@ -134,123 +134,9 @@ def batchnorm_stage(program: ModelProgram, layer: LayerProgram, x: np.ndarray, s
 
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce
 
-#: the fused path of :func:`run_layer_fast` (tests turn it off to compare with the general one)
-FAST_PATH = True
-
 
 def _shl(x: np.ndarray, bits: int) -> np.ndarray:
     return x << bits if bits else x
-
-
-def _fast_path_applies(program: ModelProgram, layer: LayerProgram) -> bool:
-    """Floor / half-up rounding, saturation, exact accumulators, tables covering the pre-activation range."""
-    cfg = program.config
-    return (
-        FAST_PATH
-        and layer.cell in ("rnn", "lstm")
-        and cfg.rounding in ("floor", "half-up")
-        and cfg.overflow == "saturate"
-        and cfg.acc_bits == 0
-        and layer.arith_dtype is not object
-        and layer.tanh.covers_domain(cfg.preact)
-        and (layer.cell == "rnn" or layer.sigmoid.covers_domain(cfg.preact))
-    )
-
-
-def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats: RunStats) -> np.ndarray:
-    """rnn / lstm with floor or half-up rounding: the same integers as :func:`run_layer`, fewer passes.
-
-    Half an LSB of the pre-activation rounding is preloaded with the biases; the pre-activation
-    goes to the tables unsaturated (a table whose index clamps at the format's range returns what
-    it returns for the saturated code) and its saturations are counted once at the end, like the
-    accumulator range; the hidden state cannot leave its format when ``2**f <= hi`` (it is a
-    rounded product or tanh of values in [-1, 1]), so it is checked only otherwise.
-    """
-    cfg = program.config
-    act, pre_fmt, gate, cell_fmt = cfg.activation, cfg.preact, cfg.gate, cfg.cell
-    steps, batch, rows = xf.shape
-    hs = layer.hidden
-    half_up = cfg.rounding == "half-up"
-
-    def half(drop: int) -> int:
-        return (1 << (drop - 1)) if half_up and drop > 0 else 0
-
-    wh_t = np.ascontiguousarray(layer.wh.codes.T.astype(layer.matmul_h_dtype))
-    matmul_dtype = layer.matmul_h_dtype
-    scale = _row_scale(layer.wh.row_scale, np.int64)
-    multiplier = None
-    if scale is not None or layer.shift_h:
-        multiplier = (scale if scale is not None else np.ones(rows, np.int64)) << layer.shift_h
-    sf, af, cf = gate.frac_bits, act.frac_bits, cell_fmt.frac_bits
-    pre_drop = layer.acc_frac - pre_fmt.frac_bits
-    pre_half = half(pre_drop)
-    xf = xf + (layer.bias_h.astype(np.int64) + pre_half)
-    acc_log = np.empty((steps, batch, rows), dtype=np.int64)
-    pre_log = np.empty((steps, batch, rows), dtype=np.int64)
-    outputs = np.empty((steps, batch, hs), dtype=np.int64)
-    h = np.zeros((batch, hs), dtype=np.int64)
-    c = np.zeros((batch, hs), dtype=np.int64)
-    h_drop = (sf if layer.cell == "rnn" else 2 * sf) - af
-    h_half = half(h_drop)
-    check_hidden = (1 << af) > act.hi or h_drop < 0
-    wide = max(sf + cf, 2 * sf)
-    c_drop, c_half = wide - cf, half(wide - cf)
-    fc_shift, ig_shift = wide - sf - cf, wide - 2 * sf
-    sigmoid, tanh, tanh_cell = layer.sigmoid, layer.tanh, layer.tanh_cell
-    sat_cell = sat_hidden = 0
-    lstm = layer.cell == "lstm"
-    # the hidden state goes straight into the BLAS dtype when it is exact there (|h| <= 2**f)
-    float_state = (
-        not check_hidden
-        and h_drop >= 0
-        and matmul_dtype in (np.float32, np.float64)
-        and act.width <= (24 if matmul_dtype is np.float32 else 53)
-    )
-    h_blas = np.zeros((batch, hs), dtype=matmul_dtype if float_state else np.int64)
-    h_log = np.empty((steps, batch, hs), dtype=h_blas.dtype) if float_state else outputs
-    for t in range(steps):
-        hf = ((h_blas if float_state else h.astype(matmul_dtype)) @ wh_t).astype(np.int64)
-        if multiplier is not None:
-            hf *= multiplier
-        acc = np.add(xf[t], hf, out=acc_log[t])
-        pre = np.right_shift(acc, pre_drop, out=pre_log[t]) if pre_drop >= 0 else acc << -pre_drop
-        if lstm:
-            sg = sigmoid.clamped(pre)
-            g = tanh.clamped(pre[:, 2 * hs : 3 * hs])
-            total = _shl(sg[:, hs : 2 * hs] * c, fc_shift) + _shl(sg[:, :hs] * g, ig_shift)
-            if c_half:
-                total += c_half
-            c = total >> c_drop if c_drop > 0 else total << -c_drop
-            if _MIN(c, axis=None) < cell_fmt.lo or _MAX(c, axis=None) > cell_fmt.hi:
-                sat_cell += int(np.count_nonzero((c < cell_fmt.lo) | (c > cell_fmt.hi)))
-                c = np.minimum(np.maximum(c, cell_fmt.lo), cell_fmt.hi)
-            assert tanh_cell is not None
-            y = sg[:, 3 * hs :] * tanh_cell(c, cfg.rounding)
-        else:
-            y = tanh.clamped(pre)
-        if h_half:
-            y += h_half
-        if float_state:
-            h_blas = np.right_shift(y, h_drop, out=h_log[t], casting="unsafe")
-            continue
-        if h_drop >= 0:
-            h = np.right_shift(y, h_drop, out=outputs[t])
-        else:
-            h = outputs[t]
-            h[...] = y << -h_drop
-        if check_hidden and (_MIN(h, axis=None) < act.lo or _MAX(h, axis=None) > act.hi):
-            sat_hidden += int(np.count_nonzero((h < act.lo) | (h > act.hi)))
-            h[...] = np.minimum(np.maximum(h, act.lo), act.hi)
-    if float_state:
-        outputs = h_log.astype(np.int64)
-    if steps:
-        top = max(int(_MAX(acc_log, axis=None)) - pre_half, pre_half - int(_MIN(acc_log, axis=None)))
-        stats.acc_abs_max = max(stats.acc_abs_max, top)
-        if pre_drop >= 0:
-            stats.saturated("preact", int(np.count_nonzero((pre_log < pre_fmt.lo) | (pre_log > pre_fmt.hi))))
-    stats.saturated("cell", sat_cell)
-    stats.saturated("hidden", sat_hidden)
-    return outputs
 
 
 def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats: RunStats) -> np.ndarray:
@@ -382,6 +268,8 @@ def output_layer(program: ModelProgram, h: np.ndarray) -> np.ndarray:
 
 def run(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = None) -> RunResult:
     """Run the program on ``inputs`` (ids [T, B] or features [T, B, n], time-major)."""
+    from qbench_builtins.hardware import fused
+
     stats = RunStats()
     x, stats.input_saturations = program.input_codes(inputs)
     hidden: list[np.ndarray] = []
@@ -389,7 +277,7 @@ def run(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = 
     for layer in program.layers:
         if layer.batchnorm is not None:
             x = batchnorm_stage(program, layer, x, stats)
-        run_one = run_layer_fast if _fast_path_applies(program, layer) else run_layer
+        run_one = fused.run_layer_fast if fused.applies(program, layer) else run_layer
         inputs_read.append(x)
         x = run_one(program, layer, input_part(layer, x), stats)
         hidden.append(x)
