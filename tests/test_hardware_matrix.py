@@ -66,5 +66,14 @@ def test_leaderboard_shows_memory_and_energy_of_ternary_and_exponential(tmp_path
         assert mean(scheme, "sim_agreement") > 0.5
     assert board["directions"]["energy_pj_per_token"] == "min"
     assert board["directions"]["sim_agreement"] == "max"
+    from qbench.store import Store
+
+    store = Store(out / "qbench.sqlite")
+    statuses = {r["quantizer"]: r["hardware_status"] for r in store.records()}
+    store.close()
+    # a float model has no exact integer form: recorded as unsupported, not a crash
+    assert statuses["float"]["shift-add"].startswith("unsupported:")
+    assert statuses["float"]["energy"] == "ok"
+    assert statuses["ternary"] == {"shift-add": "ok", "energy": "ok"}
     markdown = (out / "leaderboard.md").read_text()
     assert "energy_pj_per_token" in markdown and "weight_bytes_dense" in markdown
