@@ -21,7 +21,7 @@ VOLATILE_FIELDS = ("started", "finished", "train_seconds", "tokens_per_second", 
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _json_safe(value: Any) -> Any:

@@ -27,7 +27,7 @@ FAILED_STATUSES = ("diverged", "error")
 @dataclass
 class RunOptions:
     out: Path | None = None
-    workers: int = 1
+    workers: int | None = None  # None: one per available core, at most one per pending case
     executor: str = "local"
     scheduler: str | None = None
     device: str = "cpu"
@@ -57,6 +57,14 @@ def plan(cases: Sequence[Case], done: dict[str, str], resume: bool = True) -> Pl
 def stored_statuses(store: Store) -> dict[str, str]:
     rows = store._db.execute("SELECT case_id, status FROM records")
     return {case_id: status for case_id, status in rows}
+
+
+def auto_workers(pending: int) -> int:
+    """One worker per core this process may use, but no more than there are cases to run."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, pending))
 
 
 def default_out_dir(matrix: Matrix) -> Path:
@@ -118,7 +126,7 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
     if not cases:
         raise UsageError(f"{matrix.path}: the excludes remove every case; nothing to run")
     out = options.out or default_out_dir(matrix)
-    if options.workers < 1:
+    if options.workers is not None and options.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {options.workers}")
 
     if options.dry_run:
@@ -135,16 +143,18 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
     from qbench.executors import get_executor
 
     fingerprints = check_datasets(matrix, echo)
-    executor = get_executor(options.executor, options.workers, options.device, options.scheduler)
     out.mkdir(parents=True, exist_ok=True)
     store = Store.in_dir(out)
+    executor = None
     try:
         the_plan = plan(cases, stored_statuses(store), options.resume)
+        options.workers = options.workers or auto_workers(len(the_plan.pending))
+        executor = get_executor(options.executor, options.workers, options.device, options.scheduler)
         _write_json(out / "run.json", {
             "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
             "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],
             "dataset_fingerprints": fingerprints, "executor": options.executor, "workers": options.workers,
-            "device": options.device, "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "device": options.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         })
         skipped = len(cases) - len(the_plan.pending)
         echo(f"{matrix.name}: {len(cases)} cases, {skipped} already stored, {len(the_plan.pending)} to run -> {out}")
@@ -159,7 +169,8 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         return ExitCode.CASES_FAILED if failed else ExitCode.OK
     finally:
         store.close()
-        executor.close()
+        if executor is not None:
+            executor.close()
 
 
 def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, options: RunOptions,

@@ -13,7 +13,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", required=True, metavar="FILE",
                         help="matrix file (TOML), e.g. matrices/quickstart.toml")
     parser.add_argument("--out", type=Path, metavar="DIR", help="output directory (default results/<matrix name>/)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="parallel workers (default 1)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="parallel workers (default: one per core, at most one per case)")
     parser.add_argument("--executor", choices=("local", "dask"), default="local", help="where cases run")
     parser.add_argument("--scheduler", metavar="ADDR", help="address of an existing Dask scheduler")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device for training")
