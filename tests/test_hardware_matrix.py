@@ -54,11 +54,12 @@ def test_leaderboard_shows_memory_and_energy_of_ternary_and_exponential(tmp_path
     out = tmp_path / "out"
     assert main(["run", "--matrix", str(path), "--out", str(out)]) == 0
     board = json.loads((out / "leaderboard.json").read_text())
-    rows = {row["quantizer_label"]: row["stats"] for row in board["aggregates"]}
+    aggregates = board["aggregates"]  # columnar: {"columns": [...], "rows": [[...], ...]}
+    rows = {row[aggregates["columns"].index("quantizer_label")]: row for row in aggregates["rows"]}
     assert set(rows) == {"float", "ternary", "exponential"}
 
     def mean(quantizer: str, column: str) -> float:
-        return rows[quantizer][column]["mean"]
+        return rows[quantizer][aggregates["columns"].index(f"{column}_mean")]
 
     assert mean("float", "weight_bytes_dense") == 16 * mean("ternary", "weight_bytes_dense")
     for scheme in ("ternary", "exponential"):
