@@ -76,7 +76,8 @@ def test_validate_catches_an_edited_file(run_a, capsys):
 def test_validate_catches_a_doctored_statistic_and_an_unlisted_plot(run_a, capsys):
     path = run_a / "leaderboard.json"
     document = json.loads(path.read_text())
-    document["aggregates"][0]["stats"]["test_accuracy"]["mean"] += 0.01
+    column = document["aggregates"]["columns"].index("test_accuracy_mean")
+    document["aggregates"]["rows"][0][column] += 0.01
     path.write_text(json.dumps(document))
     (run_a / "plots" / "extra.png").write_bytes(b"\x89PNG not ours")
     assert main(["validate", str(run_a)]) == 1
@@ -98,7 +99,7 @@ def test_validate_catches_a_row_not_traceable_to_its_record(run_a, capsys):
 
 
 def test_validate_reports_a_broken_schema(tmp_path, capsys):
-    (tmp_path / "leaderboard.json").write_text(json.dumps({"schema": "other/9", "runs": []}))
+    (tmp_path / "leaderboard.json").write_text(json.dumps({"schema": "other/9", "runs": {"columns": [], "rows": []}}))
     assert main(["validate", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "schema: expected 'qbench-leaderboard/1'" in out and "'aggregates' missing" in out

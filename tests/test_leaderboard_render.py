@@ -19,6 +19,7 @@ from qbench.leaderboard import load_runs, write_leaderboards
 from qbench.leaderboard.markdown import render_markdown
 from qbench.leaderboard.synthetic import make_record, make_records
 from qbench.leaderboard.tables import aggregate, paired
+from qbench.leaderboard.writers import table_rows
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 MARKUP = '<img src=x onerror="alert(1)"><b>bold</b> & <script>document.title="owned"</script>'
@@ -102,13 +103,18 @@ def test_json_keeps_single_seed_rows_and_provenance(published):
     out, _ = published
     document = json.loads((out / "leaderboard.json").read_text())
     assert document["schema"] == "qbench-leaderboard/1"
-    assert len(document["runs"]) == 20 and all(len(r["record_sha256"]) == 64 for r in document["runs"])
+    runs = table_rows(document["runs"])
+    assert len(runs) == 20 and all(len(r["record_sha256"]) == 64 for r in runs)
+    diverged = [r for r in runs if r["status"] == "diverged"]
+    assert len(diverged) == 1 and diverged[0]["test_bpc"] is None and diverged[0]["weight_bits"] == 1
     assert document["provenance"]["torch_version"] == ["2.13.0"]
     assert document["datasets"]["pydoc-char"]["primary_metric"] == "test_bpc"
     assert document["datasets"]["pydoc-char"]["licence"] == "PSF-2.0"
-    ids = sorted(i for row in document["aggregates"] for i in row["case_ids"])
-    assert ids == sorted(r["case_id"] for r in document["runs"])
-    assert any(p["verdict"] for p in document["paired"])
+    aggregates = table_rows(document["aggregates"])
+    assert sorted(i for row in aggregates for i in row["case_ids"]) == sorted(r["case_id"] for r in runs)
+    assert {"test_bpc_mean", "test_bpc_ci95", "n_diverged"} <= set(aggregates[0])
+    verdicts = {p["verdict"] for p in table_rows(document["paired"])}
+    assert verdicts <= {"better", "worse", "no significant difference", "single seed"} and verdicts
 
 
 def test_html_escapes_everything_from_plugins_and_needs_no_network(published):
@@ -139,4 +145,4 @@ def test_only_failures_and_an_empty_store_still_render(tmp_path):
     assert "0 ok, 2 error" in text and "RuntimeError: out of memory" in text
     assert any(p.name == "leaderboard.html" for p in paths)
     write_leaderboards([], tmp_path / "empty", "empty")
-    assert json.loads((tmp_path / "empty" / "leaderboard.json").read_text())["runs"] == []
+    assert json.loads((tmp_path / "empty" / "leaderboard.json").read_text())["runs"]["rows"] == []

@@ -41,6 +41,7 @@ def rebuild_from_store(store_path: Path, out_dir: Path, title: str, matrix: str 
 
 
 def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True) -> list[Path]:
+    from qbench.leaderboard.display import Displays
     from qbench.leaderboard.html import render_html
     from qbench.leaderboard.markdown import render_markdown
     from qbench.leaderboard.plots import write_plots
@@ -53,12 +54,13 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True)
     plot_paths: list[Path] = []
     if plots and len(table):
         plot_paths, notes = write_plots(frame, table, out_dir / "plots")
+    displays = Displays.build(frame, table, pairs)
     md = out_dir / "leaderboard.md"
-    md.write_text(render_markdown(frame, table, pairs, title), encoding="utf-8")
+    md.write_text(render_markdown(frame, table, pairs, title, displays), encoding="utf-8")
     csv = out_dir / "leaderboard.csv"
     write_csv(frame, table, csv)
     page = out_dir / "leaderboard.html"
-    page.write_text(render_html(frame, table, pairs, title, plot_paths, notes), encoding="utf-8")
+    page.write_text(render_html(frame, table, pairs, title, plot_paths, notes, displays), encoding="utf-8")
     written = [md, csv, page, *plot_paths]
     files = {path.relative_to(out_dir).as_posix(): file_sha256(path) for path in written}
     json_path = out_dir / "leaderboard.json"

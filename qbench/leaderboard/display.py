@@ -25,6 +25,7 @@ class Column:
     plugin_text: bool = False  # labels from a plugin or a matrix: escape in Markdown
     sort_values: list[str] | None = None  # numeric key for the HTML sort ("" when missing)
     titles: list[str] | None = None  # hover text in the HTML
+    key: str = ""  # the value column shown, if any
 
 
 @dataclass
@@ -57,13 +58,33 @@ def status_cells(rows: pd.DataFrame) -> list[str]:
     return out
 
 
-def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str, timing: bool) -> DisplayTable:
-    """One dataset's rows, ranked; ``timing`` adds the seconds / throughput columns (HTML)."""
+def without_timing(display: DisplayTable) -> DisplayTable:
+    """The Markdown's view: seconds and throughput measure the machine, not the method."""
+    return DisplayTable([c for c in display.columns if c.key not in TIMING_COLUMNS], display.row_classes)
+
+
+@dataclass
+class Displays:
+    """Every table of a leaderboard as text, built once for the Markdown and the HTML."""
+
+    ranked: dict[str, DisplayTable]
+    paired: dict[str, DisplayTable]
+
+    @classmethod
+    def build(cls, frame: RunsFrame, table: pd.DataFrame, pairs: pd.DataFrame) -> Displays:
+        ranked = {label: ranked_table(table, frame, label) for label in frame.datasets}
+        paired = {}
+        if len(pairs):
+            for label, rows in pairs.groupby("dataset_label", sort=False):
+                paired[str(label)] = paired_table(rows)
+        return cls(ranked, paired)
+
+
+def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str) -> DisplayTable:
+    """One dataset's rows, ranked, every value column (the Markdown drops the timing ones)."""
     info = frame.datasets[label]
     rows = table[table["dataset_label"] == label]
     value_columns = [info.primary_metric, *[c for c in info.value_columns if c != info.primary_metric]]
-    if not timing:
-        value_columns = [c for c in value_columns if c not in TIMING_COLUMNS]
     ranks = [None if pd.isna(r) else int(r) for r in rows["rank"].tolist()]
     columns = [
         Column("rank", ["" if r is None else str(r) for r in ranks], numeric=True,
@@ -80,6 +101,7 @@ def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str, timing: bool
             numeric=True,
             sort_values=_number_key(means),
             titles=[f"std {fmt_value(s) or '?'}, n {n}" for s, n in zip(stds, ns, strict=True)],
+            key=name,
         ))  # fmt: skip
     columns.append(Column("seeds", status_cells(rows), numeric=True, sort_values=[str(n) for n in rows["n_ok"]]))
     columns.append(Column("full precision", rows["full_precision"].tolist(), plugin_text=True))

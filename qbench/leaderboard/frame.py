@@ -215,7 +215,7 @@ def build_runs(source: RawRuns) -> RunsFrame:
     return RunsFrame(
         runs=runs,
         curves=source.curves,
-        directions=directions,
+        directions=dict(sorted(directions.items())),
         value_columns=value_columns,
         datasets=datasets,
         descriptions=dict(sorted(source.descriptions.items())),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qbench.leaderboard.display import Column, DisplayTable, paired_table, ranked_table
+from qbench.leaderboard.display import Column, Displays, DisplayTable
 from qbench.leaderboard.frame import RunsFrame
 from qbench.leaderboard.markdown import MAX_FAILURES_LISTED
 from qbench.leaderboard.plots import slug
@@ -108,7 +108,8 @@ def _figure(path: Path) -> str:
 
 
 def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
-                plots: list[Path], notes: list[str]) -> str:  # fmt: skip
+                plots: list[Path], notes: list[str], displays: Displays | None = None) -> str:  # fmt: skip
+    displays = displays or Displays.build(frame, table, paired)
     runs = frame.runs
     counts = runs["status"].value_counts()
     parts = [
@@ -131,11 +132,10 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
         if info.licence:
             text += f" Dataset licence: {info.licence}."
         parts.append(f"<p>{escape(text)}</p>")
-        parts.append(html_table(ranked_table(table, frame, label, timing=True), f"table-{slug(label)}"))
-        pairs = paired[paired["dataset_label"] == label] if len(paired) else paired
-        if len(pairs):
+        parts.append(html_table(displays.ranked[label], f"table-{slug(label)}"))
+        if label in displays.paired:
             parts.append("<h3>Against the float baseline (paired by cell and seed)</h3>")
-            parts.append(html_table(paired_table(pairs), css="sortable paired"))
+            parts.append(html_table(displays.paired[label], css="sortable paired"))
         for path in svgs:
             if path.stem.startswith(slug(label) + "-"):
                 parts.append(_figure(path))

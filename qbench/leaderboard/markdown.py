@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qbench.leaderboard.display import Column, DisplayTable, paired_table, pipe_table, ranked_table
+from qbench.leaderboard.display import Column, Displays, DisplayTable, pipe_table, without_timing
 from qbench.leaderboard.formatting import escape_markdown
 from qbench.leaderboard.frame import RunsFrame
 
@@ -18,7 +18,9 @@ HEADLINE_PROVENANCE = ("qbench_version", "torch_version", "python", "device", "m
 MAX_FAILURES_LISTED = 200
 
 
-def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str) -> str:
+def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
+                    displays: Displays | None = None) -> str:  # fmt: skip
+    displays = displays or Displays.build(frame, table, paired)
     runs = frame.runs
     counts = runs["status"].value_counts()
     lines = [f"# {escape_markdown(title)}", ""]
@@ -42,11 +44,10 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         if info.licence:
             sentence += f" Dataset licence: {escape_markdown(info.licence)}."
         lines += [sentence, ""]
-        lines += [pipe_table(ranked_table(table, frame, label, timing=False), escape_markdown), ""]
-        pairs = paired[paired["dataset_label"] == label] if len(paired) else paired
-        if len(pairs):
+        lines += [pipe_table(without_timing(displays.ranked[label]), escape_markdown), ""]
+        if label in displays.paired:
             lines += ["### Against the float baseline (paired by cell and seed)", ""]
-            lines += [pipe_table(paired_table(pairs), escape_markdown), ""]
+            lines += [pipe_table(displays.paired[label], escape_markdown), ""]
     failures = runs[runs["status"] != "ok"]
     if len(failures):
         lines += ["## Failed and diverged runs", ""]

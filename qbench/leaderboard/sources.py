@@ -23,17 +23,21 @@ def read_leaderboard_json(path: Path) -> dict[str, Any]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{path}: not a readable leaderboard.json ({exc})") from None
-    if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
-        raise UsageError(f"{path}: not a qbench leaderboard.json (no 'runs' list)")
+    runs = document.get("runs") if isinstance(document, dict) else None
+    if not isinstance(runs, dict) or not isinstance(runs.get("columns"), list) or not isinstance(
+        runs.get("rows"), list
+    ):
+        raise UsageError(f"{path}: not a qbench leaderboard.json (no 'runs' table with columns and rows)")
     return document
 
 
 def records_from_leaderboard(document: dict[str, Any]) -> list[dict[str, Any]]:
+    from qbench.leaderboard.writers import table_rows
+
     directions = document.get("directions") or {}
     records = []
-    for run in document["runs"]:
-        record = {k: v for k, v in run.items() if k not in ("values", "record_sha256")}
-        record.update(run.get("values") or {})
+    for run in table_rows(document["runs"]):
+        record = {k: v for k, v in run.items() if v is not None and k != "record_sha256"}
         record["directions"] = directions
         records.append(record)
     return records

@@ -30,7 +30,8 @@ from qbench.leaderboard.frame import (
     wanted_columns,
 )
 
-ORDER = "ORDER BY stored, case_id"  # Store.records()'s order
+# Store.records()'s order is (stored, case_id). It is applied here in Python: an ORDER BY would
+# make SQLite sort the extracted values of every row (and spill them to disk) before the first.
 
 
 def _path(key: str) -> str:
@@ -49,10 +50,29 @@ class _Query:
     def where(self) -> tuple[str, tuple[Any, ...]]:
         return ("WHERE matrix = ?", (self.matrix,)) if self.matrix is not None else ("", ())
 
-    def distinct(self, db: sqlite3.Connection, key: str) -> list[Any]:
+    def sample_directions(self, db: sqlite3.Connection, size: int = 2000) -> list[Any]:
+        """Directions of the first and last records: a guess of the value columns, checked later."""
         where, args = self.where()
-        rows = db.execute(f"SELECT DISTINCT json_extract(record, ?) FROM records {where}", (_path(key), *args))
-        return [json.loads(text) for text in sorted(text for (text,) in rows if text)]
+        texts: set[str] = set()
+        for order in ("ASC", "DESC"):
+            rows = db.execute(f"SELECT json_extract(record, '$.directions') FROM records {where} "
+                              f"ORDER BY rowid {order} LIMIT ?", (*args, size))  # fmt: skip
+            texts.update(text for (text,) in rows if text)
+        return [json.loads(text) for text in sorted(texts)]
+
+    def rows(self, db: sqlite3.Connection, expressions: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """``(case_id, *expressions)`` of every selected record, in Store.records()'s order."""
+        where, args = self.where()
+        cursor = db.execute(f"SELECT stored, case_id, {expressions} FROM records {where}", (*params, *args))
+        rows = [row for row in cursor if self.case_ids is None or row[1] in self.case_ids]
+        rows.sort(key=lambda row: (row[0], row[1]))
+        return [row[1:] for row in rows]
+
+    def column_values(self, db: sqlite3.Connection, columns: list[str]) -> list[list[Any]]:
+        """Values of ``columns`` for every selected record, in the frame's order."""
+        marks = ", ".join("?" for _ in columns)
+        rows = self.rows(db, f"json_extract(record, {marks})", tuple(_path(c) for c in columns))
+        return [json.loads(values) for _, values in rows]
 
 
 class _StoreCurves(Sequence):
@@ -66,11 +86,9 @@ class _StoreCurves(Sequence):
 
     def __getitem__(self, index):  # type: ignore[override]
         if self._curves is None:
-            where, args = self._query.where()
             with self._query.connect() as db:
-                rows = db.execute(f"SELECT case_id, json_extract(record, '$.curve') FROM records {where} {ORDER}", args)
-                curves = [json.loads(c) if c else [] for case_id, c in rows
-                          if self._query.case_ids is None or case_id in self._query.case_ids]  # fmt: skip
+                rows = self._query.rows(db, "json_extract(record, '$.curve')", ())
+            curves = [json.loads(curve) if curve else [] for _, curve in rows]
             self._curves = [c if isinstance(c, list) else [] for c in curves]
         return self._curves[index]
 
@@ -93,29 +111,38 @@ def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None 
 
 
 def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
-    every_direction = merge_directions(query.distinct(db, "directions"))
-    columns = wanted_columns(every_direction)
+    # The value columns are the keys of every record's directions; a sample of the records
+    # names them all in practice, and a second, narrow pass fetches any the sample missed.
+    columns = wanted_columns(merge_directions(query.sample_directions(db)))
     nested = ("directions", "descriptions", "provenance")
-    extract = ", ".join("json_extract(record, ?)" for _ in (*columns, *nested))
+    # One json_extract with every path parses each record once and returns a JSON array.
+    marks = ", ".join("?" for _ in columns)
+    extract = f"json_extract(record, {marks}), " + ", ".join("json_extract(record, ?)" for _ in nested)
     where, args = query.where()
-    cursor = db.execute(f"SELECT case_id, record, {extract} FROM records {where} {ORDER}",
+    cursor = db.execute(f"SELECT stored, case_id, record, {extract} FROM records {where}",
                         (*[_path(c) for c in (*columns, *nested)], *args))  # fmt: skip
-    hashes: list[str] = []
-    rows: list[tuple[Any, ...]] = []
+    found = []
+    for stored, case_id, text, values, *objects in cursor:
+        if query.case_ids is None or case_id in query.case_ids:
+            found.append((stored, case_id, hashlib.sha256(text.encode()).hexdigest(), values, objects))
+    found.sort(key=lambda row: (row[0], row[1]))
+    decode = json.JSONDecoder().decode
+    hashes = [row[2] for row in found]
+    rows = [decode(row[3]) for row in found]
     texts: dict[str, set[str]] = {name: set() for name in nested}
-    width = len(columns)
-    for case_id, text, *values in cursor:
-        if query.case_ids is not None and case_id not in query.case_ids:
-            continue
-        hashes.append(hashlib.sha256(text.encode()).hexdigest())
-        rows.append(tuple(values[:width]))
-        for name, value in zip(nested, values[width:], strict=True):
+    for *_, objects in found:
+        for name, value in zip(nested, objects, strict=True):
             if value:
                 texts[name].add(value)
+    del found
     decoded = {name: [json.loads(t) for t in sorted(found)] for name, found in texts.items()}
     directions = merge_directions(decoded["directions"])
     raw = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
-    raw = raw[wanted_columns(directions)]  # JSON true/false arrive as 1/0: what the frame makes of booleans
+    missed = [c for c in wanted_columns(directions) if c not in columns]
+    if missed:
+        extra = pd.DataFrame.from_records(query.column_values(db, missed), columns=missed) if rows else None
+        raw = pd.concat([raw, extra if extra is not None else pd.DataFrame(columns=missed)], axis=1)
+    raw = raw[wanted_columns(directions)]
     descriptions: dict[str, str] = {}
     for mapping in decoded["descriptions"]:
         for label, description in (mapping or {}).items():

@@ -25,10 +25,10 @@ from typing import Any
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES, record_sha256
 from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
 from qbench.leaderboard.stats import summarize
-from qbench.leaderboard.writers import SCHEMA, STAT_SUFFIXES, file_sha256
+from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, file_sha256, table_rows
 
 REQUIRED = {"schema": str, "title": str, "provenance": dict, "directions": dict, "datasets": dict,
-            "aggregates": list, "paired": list, "runs": list, "files": dict}  # fmt: skip
+            "aggregates": dict, "paired": dict, "runs": dict, "files": dict}  # fmt: skip
 RENDERED = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -83,6 +83,36 @@ def validate_directory(directory: Path, store_path: Path | None = None) -> Repor
     return report
 
 
+def _unsplit(document: dict[str, Any], report: Report) -> bool:
+    """Turn the split tables into the row dicts the checks read (runs get ``values``, aggregates ``stats``)."""
+    for name in ("aggregates", "paired", "runs"):
+        section = document[name]
+        columns, rows = section.get("columns"), section.get("rows")
+        if not isinstance(columns, list) or not isinstance(rows, list):
+            report.problems.append(f"schema: '{name}' needs 'columns' and 'rows' lists")
+            return False
+        bad = [i for i, row in enumerate(rows) if not isinstance(row, list) or len(row) != len(columns)]
+        if bad:
+            report.problems.append(f"schema: {name} row {bad[0]} does not have {len(columns)} values")
+            return False
+    runs = []
+    value_columns = [c for c in document["runs"]["columns"] if c not in RUN_COLUMNS]
+    for row in table_rows(document["runs"]):
+        run = {k: row.get(k) for k in RUN_COLUMNS}
+        run["values"] = {c: row[c] for c in value_columns if row[c] is not None}
+        runs.append(run)
+    aggregates = []
+    present = set(document["aggregates"]["columns"])
+    stat_columns = [c for c in document["directions"] if f"{c}_mean" in present]
+    for row in table_rows(document["aggregates"]):
+        aggregate = {k: v for k, v in row.items() if k not in {f"{c}_{s}" for c in stat_columns for s in STAT_SUFFIXES}}
+        aggregate["stats"] = {c: {s: row.get(f"{c}_{s}") for s in STAT_SUFFIXES} for c in stat_columns
+                              if row.get(f"{c}_n")}  # fmt: skip
+        aggregates.append(aggregate)
+    document["runs"], document["aggregates"] = runs, aggregates
+    return True
+
+
 def _check_schema(document: dict[str, Any], report: Report) -> bool:
     for key, kind in REQUIRED.items():
         if not isinstance(document.get(key), kind):
@@ -90,6 +120,8 @@ def _check_schema(document: dict[str, Any], report: Report) -> bool:
     if document.get("schema") != SCHEMA:
         report.problems.append(f"schema: expected {SCHEMA!r}, found {document.get('schema')!r}")
     if report.problems:
+        return False
+    if not _unsplit(document, report):
         return False
     seen: set[str] = set()
     for i, run in enumerate(document["runs"]):

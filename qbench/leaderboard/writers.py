@@ -5,14 +5,18 @@ JSON schema ``qbench-leaderboard/1`` (what ``qbench validate`` checks):
 - ``title``, ``generator`` (qbench version), ``provenance`` ({key: [distinct values]}),
   ``directions`` ({column: "min"|"max"}), ``datasets`` ({label: primary metric, direction,
   licence, value columns}), ``descriptions`` ({component label: text}), ``notes``;
-- ``aggregates``: the CSV's rows, with ``stats`` {column: {mean, std, ci95, n}} and the
-  ``case_ids`` of every run in the group;
-- ``paired``: the paired comparison against float;
-- ``runs``: every single-seed row: key, seed, status, error, ``values`` and the
-  ``record_sha256`` of the full record it came from;
-- ``files``: {relative path: sha256} of every other file written (Markdown, CSV, HTML, plots).
+- ``files``: {relative path: sha256} of every other file written (Markdown, CSV, HTML, plots);
+- three tables, each ``{"columns": [names], "rows": [[values], ...]}`` (pandas' "split"
+  layout: ``pandas.DataFrame(**document["aggregates"])``; :func:`table_rows` gives dicts):
 
-Missing values are ``null``.
+  - ``aggregates``: the CSV's columns (``<col>_mean``, ``_std``, ``_ci95``, ``_n`` for every
+    value column) plus ``case_ids``, the runs of the group;
+  - ``paired``: the paired comparison against float;
+  - ``runs``: every single-seed row: case, key, seed, status, error, ``record_sha256`` of the
+    full record it came from, then one column per value column.
+
+Missing values are ``null``. The layout is columnar because a store of 100,000 records makes a
+table of 100,000 rows: repeating every key in every row would double the file and its time.
 """
 
 from __future__ import annotations
@@ -68,34 +72,21 @@ def _as_json_list(values: Any) -> list[Any]:
     return [_clean(v) for v in array.astype(object).tolist()]
 
 
-def _aggregate_rows(frame: RunsFrame, table: pd.DataFrame) -> list[dict[str, Any]]:
-    columns = frame.value_columns
-    stats = {(c, s): _as_json_list(table[f"{c}_{s}"].to_numpy()) for c in columns for s in STAT_SUFFIXES}
-    descriptive = {name: _as_json_list(table[name].astype(object).to_numpy()) for name in DESCRIPTIVE_COLUMNS}
-    case_ids = table["case_ids"].tolist()
-    rows = []
-    for i in range(len(table)):
-        row = {name: descriptive[name][i] for name in DESCRIPTIVE_COLUMNS}
-        row["stats"] = {c: {s: stats[(c, s)][i] for s in STAT_SUFFIXES} for c in columns if stats[(c, "n")][i]}
-        row["case_ids"] = case_ids[i]
-        rows.append(row)
-    return rows
+def table_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    """A split table of ``leaderboard.json`` as one dict per row."""
+    columns = section["columns"]
+    return [dict(zip(columns, row, strict=True)) for row in section["rows"]]
 
 
 RUN_COLUMNS = ["case_id", "matrix", "status", "error", *GROUP_KEY, "quantizer", "cell", "dataset", "seed",
                "record_sha256"]  # fmt: skip
+PAIRED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "metric", "direction",
+                  "diff_mean", "diff_std", "diff_ci95", "n", "verdict", "sentence"]  # fmt: skip
 
 
-def _run_rows(frame: RunsFrame, start: int, stop: int) -> list[dict[str, Any]]:
-    runs = frame.runs.iloc[start:stop]
-    plain = {name: runs[name].astype(object).tolist() for name in RUN_COLUMNS}
-    values = [(c, runs[c].tolist()) for c in frame.value_columns]
-    rows = []
-    for i in range(len(runs)):
-        row = {name: plain[name][i] for name in RUN_COLUMNS}
-        row["values"] = {c: column[i] for c, column in values if column[i] == column[i]}
-        rows.append(row)
-    return rows
+def _split(table: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
+    lists = [_as_json_list(table[c].to_numpy()) if c != "case_ids" else table[c].tolist() for c in columns]
+    return {"columns": columns, "rows": list(zip(*lists, strict=True))}
 
 
 def json_head(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
@@ -117,23 +108,28 @@ def json_head(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title
         "descriptions": frame.descriptions,
         "notes": notes,
         "files": files,
-        "aggregates": _aggregate_rows(frame, table),
-        "paired": [{k: _clean(v) for k, v in row.items()} for row in paired.to_dict("records")],
+        "aggregates": _split(table, [*csv_columns(frame), "case_ids"]),
+        "paired": _split(paired, PAIRED_COLUMNS),
     }
 
 
-def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 5000) -> None:
-    """``head`` plus ``"runs"``, written in chunks so that a huge store never exists twice as text.
+def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 10000) -> None:
+    """``head`` plus the ``runs`` table, its rows written in chunks.
 
     ``json.dumps`` (one shot, C encoder) is used throughout: ``json.dump`` would take the
     pure-Python encoder, ten times slower.
     """
     options = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
+    runs = frame.runs
+    columns = [*RUN_COLUMNS, *frame.value_columns]
+    lists = [runs[c].astype(object).tolist() if c in RUN_COLUMNS else _as_json_list(runs[c].to_numpy())
+             for c in columns]  # fmt: skip
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(head, **options)[:-1])
-        handle.write(',"runs":[')
-        for start in range(0, len(frame.runs), chunk):
+        handle.write(',"runs":{"columns":' + json.dumps(columns, **options) + ',"rows":[')
+        for start in range(0, len(runs), chunk):
             if start:
                 handle.write(",")
-            handle.write(json.dumps(_run_rows(frame, start, start + chunk), **options)[1:-1])
-        handle.write("]}\n")
+            rows = list(zip(*[values[start : start + chunk] for values in lists], strict=True))
+            handle.write(json.dumps(rows, **options)[1:-1])
+        handle.write("]}}\n")

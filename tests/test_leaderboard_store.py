@@ -1,0 +1,63 @@
+"""Reading a store straight into the leaderboard gives what the records themselves give."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from qbench.leaderboard import rebuild_from_store, write_leaderboards
+from qbench.leaderboard.frame import load_runs, record_sha256
+from qbench.leaderboard.storeread import read_store
+from qbench.leaderboard.synthetic import make_many, make_records
+from qbench.leaderboard.tables import aggregate
+from qbench.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    records = make_records(seeds=3, datasets=("pydoc-char", "digits")) + make_many(300)
+    # A late record with a column no earlier record has: the sampled guess of columns misses it.
+    late = make_records(seeds=1)[0]
+    late.update(case_id="late", test_bleu=0.5, directions={**late["directions"], "test_bleu": "max"})
+    records += [*make_many(4500)[300:], late]
+    path = tmp_path / "qbench.sqlite"
+    with Store(path) as db:
+        for record in records:
+            db.put(record)
+    return path
+
+
+def test_the_hash_of_the_stored_text_is_the_records_hash(store):
+    # read_store hashes the store's text; that is only right while Store.put writes record_text.
+    db = sqlite3.connect(store)
+    for (text,) in db.execute("SELECT record FROM records LIMIT 50"):
+        assert hashlib.sha256(text.encode()).hexdigest() == record_sha256(json.loads(text))
+    db.close()
+
+
+def test_store_frame_equals_the_frame_of_the_records(store):
+    with Store(store) as db:
+        records = db.records()
+    expected, found = load_runs(records), read_store(store)
+    pd.testing.assert_frame_equal(found.runs, expected.runs)
+    assert "test_bleu" in found.value_columns and found.directions == expected.directions
+    assert (found.descriptions, found.provenance) == (expected.descriptions, expected.provenance)
+    assert [found.curves[i] for i in (0, 17, len(records) - 1)] == [expected.curves[i] for i in (0, 17, -1)]
+    pd.testing.assert_frame_equal(aggregate(found), aggregate(expected))
+    subset = {r["case_id"] for r in records[::3]}
+    pd.testing.assert_frame_equal(
+        read_store(store, case_ids=subset).runs, load_runs([r for r in records if r["case_id"] in subset]).runs
+    )
+
+
+def test_rebuild_from_store_writes_the_same_files(store, tmp_path):
+    with Store(store) as db:
+        records = db.records()
+    a = write_leaderboards(records, tmp_path / "a", "same", plots=False)
+    b = rebuild_from_store(store, tmp_path / "b", "same", plots=False)
+    for path_a, path_b in zip(a, b, strict=True):
+        assert path_a.name == path_b.name and path_a.read_bytes() == path_b.read_bytes(), path_a.name
