@@ -185,13 +185,14 @@ def _gone(pids: list[int], timeout: float = 10) -> bool:
 
 
 #: Cases long enough (about a second each) that the driver is still busy when the test strikes.
-SLOW = {"seeds": 6, "max_steps": 150}
+SLOW = {"seeds": 6, "max_steps": 60, "epochs": 4}
 
 
-def test_ctrl_c_stops_cleanly_with_finished_cases_stored_and_exit_code_2(tmp_path, data_cache):
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_ctrl_c_stops_cleanly_with_finished_cases_stored_and_exit_code_2(tmp_path, data_cache, executor):
     matrix = write_matrix(tmp_path, name="sigint", **SLOW)
     out = tmp_path / "out"
-    proc = _start(matrix, out, data_cache, "--workers", "2")
+    proc = _start(matrix, out, data_cache, "--executor", executor, "--workers", "2")
     _wait_for_records(out, proc, at_least=1)
     workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole process group

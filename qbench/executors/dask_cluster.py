@@ -63,6 +63,7 @@ class DaskExecutor:
         self.runner = runner
         self.max_attempts = max_attempts
         self.cluster: Any = None
+        self.client: Any
         if scheduler:
             try:
                 self.client = Client(scheduler, timeout=connect_timeout)

@@ -67,6 +67,7 @@ class ProcessPoolExecutor:
         self.threads = threads
         self.runner = runner
         self.max_attempts = max_attempts
+        self._ctx: Any
         if "forkserver" in mp.get_all_start_methods():
             self._ctx = mp.get_context("forkserver")
             self._ctx.set_forkserver_preload(list(PRELOAD))  # no effect once this process's server runs
