@@ -32,8 +32,10 @@ class ShiftAddSimulator(qbench.HardwareBackend):
 
     Reports the integer model's task metric beside the float model's, their agreement, the
     vectorised engine's bit-exact agreement with a float64 execution of the same program
-    (``sim_exact``), operation counts per token (recurrent layers; the output layer apart, per
-    output evaluation), the accumulator range and overflow / saturation counts.
+    (``sim_exact``; None when some quantity of the program needs more than float64's 53 bits,
+    as ``sim_reference_exact`` false says, or when ``reference`` is off), operation counts per
+    token (recurrent layers; the output layer apart, per output evaluation), the accumulator
+    range and overflow / saturation counts.
 
     ``acc_bits_max``: two's complement bits of the largest accumulator seen where it is
     requantized (biases preloaded, scale mantissa applied, aligned at ``F`` fractional bits);
