@@ -54,12 +54,21 @@ def test_leaderboard_shows_memory_and_energy_of_ternary_and_exponential(tmp_path
     out = tmp_path / "out"
     assert main(["run", "--matrix", str(path), "--out", str(out)]) == 0
     board = json.loads((out / "leaderboard.json").read_text())
-    aggregates = board["aggregates"]  # columnar: {"columns": [...], "rows": [[...], ...]}
-    rows = {row[aggregates["columns"].index("quantizer_label")]: row for row in aggregates["rows"]}
+    aggregates = board["aggregates"]
+    if isinstance(aggregates, dict):  # split layout: {"columns": [...], "rows": [[...], ...]}
+        columns = aggregates["columns"]
+        table = [dict(zip(columns, row, strict=True)) for row in aggregates["rows"]]
+    else:  # one object per row, statistics nested
+        table = [
+            {"quantizer_label": r["quantizer_label"]}
+            | {f"{k}_mean": v["mean"] for k, v in r["stats"].items()}
+            for r in aggregates
+        ]
+    rows = {row["quantizer_label"]: row for row in table}
     assert set(rows) == {"float", "ternary", "exponential"}
 
     def mean(quantizer: str, column: str) -> float:
-        return rows[quantizer][aggregates["columns"].index(f"{column}_mean")]
+        return rows[quantizer][f"{column}_mean"]
 
     assert mean("float", "weight_bytes_dense") == 16 * mean("ternary", "weight_bytes_dense")
     for scheme in ("ternary", "exponential"):
