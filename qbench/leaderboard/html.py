@@ -81,8 +81,8 @@ def html_table(display: DisplayTable, table_id: str = "", css: str = "sortable")
     per_column = []
     for col in display.columns:
         base = "" if col.numeric else ' class="text"'
-        titles = col.titles or [None] * len(col.cells)
-        keys = col.sort_values or [None] * len(col.cells)
+        titles: list[str | None] = list(col.titles) if col.titles else [None] * len(col.cells)
+        keys: list[str | None] = list(col.sort_values) if col.sort_values else [None] * len(col.cells)
         cells = []
         for text, title, key in zip(col.cells, titles, keys, strict=True):
             attrs = base if key is None else f'{base} data-v="{escape(key)}"'

@@ -13,6 +13,8 @@ a verdict (see :func:`qbench.leaderboard.stats.verdict`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -122,7 +124,7 @@ def paired(frame: RunsFrame, baseline: str = BASELINE_QUANTIZER) -> pd.DataFrame
     return table[columns].reset_index(drop=True)
 
 
-def _sentence(row: tuple) -> str:
+def _sentence(row: Any) -> str:
     from qbench.leaderboard.formatting import fmt_ci, fmt_value
 
     size = fmt_value(abs(row.diff_mean))

@@ -141,7 +141,7 @@ def _check_schema(document: dict[str, Any], report: Report) -> bool:
             report.problems.append(f"{where}: 'values' must map columns to numbers")
         if run.get("case_id") in seen:
             report.problems.append(f"{where}: case {run.get('case_id')!r} appears twice")
-        seen.add(run.get("case_id"))
+        seen.add(str(run.get("case_id")))
     for i, row in enumerate(document["aggregates"]):
         if not isinstance(row, dict) or not isinstance(row.get("stats"), dict) or not isinstance(
             row.get("case_ids"), list

@@ -68,7 +68,9 @@ def _as_json_list(values: Any) -> list[Any]:
     """A column as Python values, NaN / NA as None (floats in one numpy pass, not per cell)."""
     array = np.asarray(values)
     if array.dtype.kind == "f":
-        return np.where(np.isnan(array), None, array).tolist()
+        boxed = array.astype(object)
+        boxed[np.isnan(array)] = None
+        return boxed.tolist()
     return [_clean(v) for v in array.astype(object).tolist()]
 
 
@@ -119,7 +121,7 @@ def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 
     ``json.dumps`` (one shot, C encoder) is used throughout: ``json.dump`` would take the
     pure-Python encoder, ten times slower.
     """
-    options = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
+    options: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
     runs = frame.runs
     columns = [*RUN_COLUMNS, *frame.value_columns]
     lists = [runs[c].astype(object).tolist() if c in RUN_COLUMNS else _as_json_list(runs[c].to_numpy())
