@@ -5,7 +5,8 @@ Provide two pytest fixtures in the subclass (or its module / conftest):
 * ``cell``: a configured :class:`qbench.Cell` instance (e.g. ``qbench.create("cell", "gru", hidden=8)``);
 * ``quantizer``: a configured :class:`qbench.Quantizer` (stochastic ones are welcome).
 
-The suite builds ``cell.build(input_size, quantizer, seed)`` and checks the stack contract of
+The cell must declare a ``hidden`` parameter (and ``layers`` if it stacks layers, default 1).
+The suite builds ``cell.build(input_size, quantizer, seed)`` (converted to float64) and checks the stack contract of
 :mod:`qbench.training`: output and state shapes, state carry across calls, the export (shapes
 consistent with ``gate_blocks``, deterministic quantized values, folded batch norm), the count of
 quantized weights, shadow clipping, that gradients reach every shadow tensor, seeded

@@ -9,6 +9,13 @@ improve the learning rate is multiplied by ``lr_decay`` and after ``patience`` s
 training stops. The best-validation checkpoint is restored for the test metric, the export and
 the hardware sample.
 
+Metrics: language modelling ``test_bpc`` (test split, at most ``eval_tokens`` characters),
+``valid_bpc`` (best epoch) and ``train_bpc`` (mean training loss of the best epoch, measured
+while training, i.e. with the training-mode quantizer); classification ``test_accuracy``,
+``valid_accuracy`` and ``test_loss`` (nats). ``train_seconds`` is the wall time of the epochs
+including validation; ``tokens_per_second`` counts training tokens (characters predicted, or
+sequence time steps) over the time spent in training steps only.
+
 Divergence: a NaN or infinite loss, or a loss above ``diverge_factor`` x the first step's loss,
 ends the case with status ``diverged`` (the loss is read back every :data:`CHECK_EVERY` steps
 and at the end of each epoch, so the loop does not wait on the device at every step).
