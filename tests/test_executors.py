@@ -166,3 +166,31 @@ def test_same_case_and_seed_give_the_same_record_whatever_the_executor(tmp_path,
         for case_id, record in records.items():
             assert comparable(record) == comparable(reference[case_id]), f"{label} differs on {case_id}"
 
+
+
+def test_dask_runs_on_an_existing_scheduler_and_leaves_it_running(tmp_path, data_cache, monkeypatch):
+    from dask.distributed import Client, LocalCluster
+
+    from qbench.executors.dask_cluster import _fork_workers_from_server
+
+    monkeypatch.setenv("QBENCH_DATA", str(data_cache))
+    cases = real_cases(tmp_path, seeds=2)
+    _fork_workers_from_server()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        executor = get_executor("dask", 1, scheduler=cluster.scheduler_address)
+        assert executor.cluster is None, "no cluster of its own when given a scheduler"
+        try:
+            records = list(executor.run(cases))
+        finally:
+            executor.close()
+        assert sorted(r["case_id"] for r in records) == sorted(c.case_id for c in cases)
+        assert all(r["status"] == "ok" for r in records)
+        with Client(cluster) as client:  # closing the executor disconnected it, nothing more
+            assert len(client.scheduler_info()["workers"]) == 1
+
+
+def test_unreachable_scheduler_is_a_usage_error():
+    from qbench.executors.dask_cluster import DaskExecutor
+
+    with pytest.raises(UsageError, match="--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler"):
+        DaskExecutor(1, scheduler="tcp://127.0.0.1:9", connect_timeout=1)
