@@ -368,10 +368,10 @@ def test_invalid_parameters_are_rejected() -> None:
         qbench.create("hardware", "shift-add", rounding="nearest")
 
 
-@pytest.mark.parametrize("cell", ("rnn", "lstm"))
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("rounding", ("floor", "half-up"))
 def test_fused_path_equals_general_path(monkeypatch: pytest.MonkeyPatch, cell: str, rounding: str) -> None:
-    """The fused rnn/lstm loop (tables fed unsaturated, half an LSB preloaded) changes no integer."""
+    """The fused loops (tables fed unsaturated, half an LSB preloaded) change no integer."""
     for seed, formats in enumerate([{}, {"activation": QFormat(1, 7), "cell": QFormat(2, 6)}]):
         model = random_exported_model(cell, "exponential", hidden=7, input_size=5, layers=2, seed=seed)
         if seed == 1:  # large powers of two: pre-activations beyond the tables' range

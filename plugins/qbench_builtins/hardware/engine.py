@@ -277,7 +277,9 @@ def run(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = 
     for layer in program.layers:
         if layer.batchnorm is not None:
             x = batchnorm_stage(program, layer, x, stats)
-        run_one = fused.run_layer_fast if fused.applies(program, layer) else run_layer
+        run_one = run_layer
+        if fused.applies(program, layer):
+            run_one = fused.run_gru_fast if layer.cell == "gru" else fused.run_layer_fast
         inputs_read.append(x)
         x = run_one(program, layer, input_part(layer, x), stats)
         hidden.append(x)

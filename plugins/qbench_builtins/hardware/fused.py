@@ -1,4 +1,4 @@
-"""The fused rnn / lstm loop: the same integers as :func:`.engine.run_layer`, fewer array passes.
+"""The fused rnn / gru / lstm loops: the same integers as :func:`.engine.run_layer`, fewer array passes.
 
 Used when rounding is ``floor`` or ``half-up``, requantization saturates, accumulators are exact
 and the tables cover the pre-activation format (see :func:`applies`); the simulator's speed on a
@@ -22,13 +22,14 @@ def applies(program: ModelProgram, layer: LayerProgram) -> bool:
     cfg = program.config
     return (
         FAST_PATH
-        and layer.cell in ("rnn", "lstm")
+        and layer.cell in ("rnn", "gru", "lstm")
         and cfg.rounding in ("floor", "half-up")
         and cfg.overflow == "saturate"
         and cfg.acc_bits == 0
         and layer.arith_dtype is not object
         and layer.tanh.covers_domain(cfg.preact)
         and (layer.cell == "rnn" or layer.sigmoid.covers_domain(cfg.preact))
+        and (layer.cell != "gru" or layer.acc_frac >= cfg.preact.frac_bits)
     )
 
 
@@ -124,5 +125,86 @@ def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, s
         if pre_drop >= 0:
             stats.saturated("preact", int(np.count_nonzero((pre_log < pre_fmt.lo) | (pre_log > pre_fmt.hi))))
     stats.saturated("cell", sat_cell)
+    stats.saturated("hidden", sat_hidden)
+    return outputs
+
+
+def _saturate_counted(x: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
+    if x.size == 0 or (_MIN(x, axis=None) >= lo and _MAX(x, axis=None) <= hi):
+        return x, 0
+    count = int(np.count_nonzero((x < lo) | (x > hi)))
+    return np.minimum(np.maximum(x, lo), hi), count
+
+
+def run_gru_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats: RunStats) -> np.ndarray:
+    """gru with floor or half-up rounding: the same integers as :func:`.engine.run_layer`.
+
+    The candidate's input part ``xn`` does not depend on the state, so it is rounded for every
+    step at once (and shifted into the ``r * hn`` sum's format); halves of an LSB are preloaded;
+    r and z go to the sigmoid table unsaturated (counted at the end); the new state
+    ``n + z (h - n)`` is a convex mix of values in [-1, 1] and is checked only when ``2**f > hi``.
+    """
+    cfg = program.config
+    act, pre_fmt, gate = cfg.activation, cfg.preact, cfg.gate
+    steps, batch, rows = xf.shape
+    hs = layer.hidden
+    half_up = cfg.rounding == "half-up"
+
+    def half(drop: int) -> int:
+        return (1 << (drop - 1)) if half_up and drop > 0 else 0
+
+    matmul_dtype = layer.matmul_h_dtype
+    wh_t = np.ascontiguousarray(layer.wh.codes.T.astype(matmul_dtype))
+    scale = _row_scale(layer.wh.row_scale, np.int64)
+    multiplier = None
+    if scale is not None or layer.shift_h:
+        multiplier = (scale if scale is not None else np.ones(rows, np.int64)) << layer.shift_h
+    sf, af = gate.frac_bits, act.frac_bits
+    pre_drop = layer.acc_frac - pre_fmt.frac_bits  # >= 0: the accumulator has at least pf bits
+    pre_half = half(pre_drop)
+    bias_h = layer.bias_h.astype(np.int64)
+    rz_in = xf[:, :, : 2 * hs] + (bias_h[: 2 * hs] + pre_half)
+    xn = xf[:, :, 2 * hs :]
+    xn_q, sat_xn = _saturate_counted((xn + pre_half) >> pre_drop, pre_fmt.lo, pre_fmt.hi)
+    n_in = (xn_q << sf) + half(sf)
+    b_hn = bias_h[2 * hs :] + pre_half
+    common = max(sf, af)
+    h_drop = sf + common - af
+    h_half = half(h_drop)
+    n_shift, h_shift = common - sf, common - af
+    check_hidden = (1 << af) > act.hi
+    acc_log = np.empty((steps, batch, 2 * hs), dtype=np.int64)
+    pre_log = np.empty((steps, batch, 2 * hs), dtype=np.int64)
+    hn_log = np.empty((steps, batch, hs), dtype=np.int64)
+    outputs = np.empty((steps, batch, hs), dtype=np.int64)
+    h = np.zeros((batch, hs), dtype=np.int64)
+    sigmoid, tanh = layer.sigmoid, layer.tanh
+    sat_pre = sat_xn
+    sat_hidden = 0
+    for t in range(steps):
+        hf = (h.astype(matmul_dtype) @ wh_t).astype(np.int64)
+        if multiplier is not None:
+            hf *= multiplier
+        acc = np.add(rz_in[t], hf[:, : 2 * hs], out=acc_log[t])
+        rz = sigmoid.clamped(np.right_shift(acc, pre_drop, out=pre_log[t]))
+        hn = np.add(hf[:, 2 * hs :], b_hn, out=hn_log[t])
+        hn_q, sat = _saturate_counted(hn >> pre_drop, pre_fmt.lo, pre_fmt.hi)
+        n_pre, sat_n = _saturate_counted((n_in[t] + rz[:, :hs] * hn_q) >> sf, pre_fmt.lo, pre_fmt.hi)
+        sat_pre += sat + sat_n
+        n_c = _shl(tanh(n_pre, cfg.rounding), n_shift)
+        total = (n_c << sf) + rz[:, hs:] * (_shl(h, h_shift) - n_c)
+        if h_half:
+            total += h_half
+        h = np.right_shift(total, h_drop, out=outputs[t])
+        if check_hidden and (_MIN(h, axis=None) < act.lo or _MAX(h, axis=None) > act.hi):
+            sat_hidden += int(np.count_nonzero((h < act.lo) | (h > act.hi)))
+            h[...] = np.minimum(np.maximum(h, act.lo), act.hi)
+    if steps:
+        top = 0
+        for log, offset in ((acc_log, pre_half), (hn_log, pre_half), (xn, 0)):
+            top = max(top, int(_MAX(log, axis=None)) - offset, offset - int(_MIN(log, axis=None)))
+        stats.acc_abs_max = max(stats.acc_abs_max, top)
+        sat_pre += int(np.count_nonzero((pre_log < pre_fmt.lo) | (pre_log > pre_fmt.hi)))
+    stats.saturated("preact", sat_pre)
     stats.saturated("hidden", sat_hidden)
     return outputs
