@@ -43,8 +43,10 @@ class SequenceModel(nn.Module):
         else:
             self.input_kind = "features"
             stack_input = input_size
-        self.stack = cell.build(stack_input, quantizer, seed)
-        self.output = nn.Linear(self.stack.hidden, n_outputs)
+        # the stack contract (forward, export_layers, clip_shadow_weights_, ...) is duck-typed
+        stack: Any = cell.build(stack_input, quantizer, seed)
+        self.stack = stack
+        self.output = nn.Linear(int(cell.config["hidden"]), n_outputs)
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.embedding is not None:

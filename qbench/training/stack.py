@@ -51,6 +51,10 @@ BN_GAMMA_INIT = 0.1
 class RecurrentLayer(nn.Module):
     """Shadow weights (and optional input batch norm) of one recurrent layer."""
 
+    zero_bias: torch.Tensor
+    input_size: int
+    hidden: int
+
     def __init__(
         self, cell: str, input_size: int, hidden: int, batch_norm: bool, init: torch.Generator
     ) -> None:
@@ -138,12 +142,16 @@ class QuantizedRecurrentStack(nn.Module):
         self._draw_seed = self.seed + DRAW_SEED_OFFSET
         self._contexts: dict[tuple[int, str, bool], QuantContext] = {}
 
+    def recurrent_layers(self) -> list[RecurrentLayer]:
+        """The layers, typed (``nn.ModuleList`` items are plain modules to a type checker)."""
+        return list(self.layers)  # type: ignore[arg-type]
+
     # -- stochastic draws -------------------------------------------------------------------
 
     @property
     def generator(self) -> torch.Generator:
         """The seeded generator of the stochastic draws, on the device of the weights."""
-        device = self.layers[0].w_input.device
+        device = self.recurrent_layers()[0].w_input.device
         if self._draws is None or self._draws.device != device:
             self._draws = torch.Generator(device=device).manual_seed(self._draw_seed)
             self._contexts.clear()
@@ -160,7 +168,7 @@ class QuantizedRecurrentStack(nn.Module):
         ctx = self._contexts.get(key)
         if ctx is None:
             generator = self.generator
-            n = self.layers[layer].input_size
+            n = self.recurrent_layers()[layer].input_size
             fan_in = self.hidden if name == "w_recurrent" else n
             ctx = QuantContext(TENSOR_ROLES[name], fan_in, self.hidden, training, generator, layer)
             self._contexts[key] = ctx
@@ -170,7 +178,7 @@ class QuantizedRecurrentStack(nn.Module):
 
     def quantized_weights(self, index: int) -> list[torch.Tensor]:
         """``[w_input, w_recurrent, b_input, b_recurrent]`` of a layer as the kernel sees them (STE)."""
-        layer = self.layers[index]
+        layer = self.recurrent_layers()[index]
         training = self.training
         self.generator  # noqa: B018 - (re)creates the generator and contexts on the weights' device
         quantizer = self.quantizer
@@ -195,7 +203,7 @@ class QuantizedRecurrentStack(nn.Module):
         backward of one step must finish before the next forward (as in training): the next copy
         overwrites the values the previous graph saved. On the CPU they are plain tensors.
         """
-        layer = self.layers[index]
+        layer = self.recurrent_layers()[index]
         key = (index, str(layer.w_input.device), layer.w_input.dtype)
         buffers = self._flat.get(key)
         if buffers is None:
@@ -221,7 +229,7 @@ class QuantizedRecurrentStack(nn.Module):
             zeros = x.new_zeros(self.num_layers, batch, self.hidden)
             state = (zeros, zeros) if self.cell == "lstm" else zeros
         finals: list[object] = []
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.recurrent_layers()):
             if layer.norm is not None:
                 x = layer.norm(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
             weights = self.quantized_weights(index)
@@ -248,10 +256,10 @@ class QuantizedRecurrentStack(nn.Module):
     def _fused(self, x: torch.Tensor, state: object, weights: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
         # arguments: input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
         if self.cell == "lstm":
-            y, h, c = torch._VF.lstm(x, state, weights, True, 1, 0.0, self.training, False, False)
+            y, h, c = torch._VF.lstm(x, state, weights, True, 1, 0.0, self.training, False, False)  # type: ignore[call-overload]
             return y, (h, c)
         kernel = torch._VF.gru if self.cell == "gru" else torch._VF.rnn_tanh
-        y, h = kernel(x, state, weights, True, 1, 0.0, self.training, False, False)
+        y, h = kernel(x, state, weights, True, 1, 0.0, self.training, False, False)  # type: ignore[call-overload]
         return y, h
 
     # -- host duties ------------------------------------------------------------------------
@@ -259,20 +267,20 @@ class QuantizedRecurrentStack(nn.Module):
     @torch.no_grad()
     def clip_shadow_weights_(self) -> None:
         """Clip every shadow tensor to its quantizer bound (call after each optimizer step)."""
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.recurrent_layers()):
             for name, shadow in layer.shadow_tensors():
                 clip_shadow_(shadow, self.quantizer, self.context(index, name, True))
 
     def quantized_parameter_count(self) -> int:
         """Weights and biases that go through the quantizer (batch norm excluded)."""
-        return sum(shadow.numel() for layer in self.layers for _, shadow in layer.shadow_tensors())
+        return sum(shadow.numel() for layer in self.recurrent_layers() for _, shadow in layer.shadow_tensors())
 
     @torch.no_grad()
     def export_layers(self) -> list[ExportedLayer]:
         """Deterministic quantized values of every layer, batch norm folded with running statistics."""
         quantizer = self.quantizer
         exported: list[ExportedLayer] = []
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.recurrent_layers()):
             tensors: dict[str, ExportedTensor] = {}
             for name, shadow in layer.shadow_tensors():
                 ctx = self.context(index, name, False)
@@ -287,9 +295,10 @@ class QuantizedRecurrentStack(nn.Module):
             scale = shift = None
             if layer.norm is not None:
                 norm = layer.norm
-                std = torch.sqrt(norm.running_var.double() + norm.eps)  # type: ignore[union-attr]
+                assert norm.running_var is not None and norm.running_mean is not None
+                std = torch.sqrt(norm.running_var.double() + norm.eps)
                 scale_t = norm.weight.double() / std
-                shift_t = norm.bias.double() - norm.running_mean.double() * scale_t  # type: ignore[union-attr]
+                shift_t = norm.bias.double() - norm.running_mean.double() * scale_t
                 scale, shift = scale_t.cpu().numpy(), shift_t.cpu().numpy()
             exported.append(
                 ExportedLayer(
