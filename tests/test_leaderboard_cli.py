@@ -86,6 +86,17 @@ def test_validate_catches_a_doctored_statistic_and_an_unlisted_plot(run_a, capsy
     assert "plots/extra.png is not listed" in out
 
 
+def test_validate_recomputes_the_paired_comparison(run_a, capsys):
+    path = run_a / "leaderboard.json"
+    document = json.loads(path.read_text())
+    columns = document["paired"]["columns"]
+    row = next(r for r in document["paired"]["rows"] if r[columns.index("verdict")] == "worse")
+    row[columns.index("verdict")] = "better"
+    path.write_text(json.dumps(document))
+    assert main(["validate", str(run_a)]) == 1
+    assert "verdict 'better', the runs give 'worse'" in capsys.readouterr().out
+
+
 def test_validate_catches_a_row_not_traceable_to_its_record(run_a, capsys):
     db = sqlite3.connect(run_a / "qbench.sqlite")
     case_id, payload = db.execute("SELECT case_id, record FROM records WHERE status = 'ok' LIMIT 1").fetchone()

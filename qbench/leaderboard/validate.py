@@ -24,7 +24,7 @@ from typing import Any
 
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES, record_sha256
 from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
-from qbench.leaderboard.stats import summarize
+from qbench.leaderboard.stats import summarize, verdict
 from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, file_sha256, table_rows
 
 REQUIRED = {"schema": str, "title": str, "provenance": dict, "directions": dict, "datasets": dict,
@@ -74,6 +74,7 @@ def validate_directory(directory: Path, store_path: Path | None = None) -> Repor
         return report
     _check_files(document, directory, report)
     _check_arithmetic(document, report)
+    _check_paired(document, report)
     _check_csv(document, directory, report)
     store_path = store_path or directory / "qbench.sqlite"
     if store_path.is_file():
@@ -210,6 +211,32 @@ def _check_arithmetic(document: dict[str, Any], report: Report) -> None:
     for case_id in runs:
         if case_id not in owner:
             report.problems.append(f"run {case_id!r} belongs to no aggregate")
+
+
+def _check_paired(document: dict[str, Any], report: Report) -> None:
+    """Every paired difference recomputed from the single-seed rows it pairs."""
+    by_method: dict[tuple[str, str, str], dict[int, dict[str, float]]] = {}
+    for run in document["runs"]:
+        if run["status"] == "ok":
+            key = (run["dataset_label"], run["cell_label"], run["quantizer_label"])
+            by_method.setdefault(key, {})[run["seed"]] = run["values"]
+    for row in table_rows(document["paired"]):
+        where = f"paired {row.get('quantizer_label')} / {row.get('cell_label')} / {row.get('metric')}"
+        method = by_method.get((row.get("dataset_label"), row.get("cell_label"), row.get("quantizer_label")), {})
+        base = by_method.get((row.get("dataset_label"), row.get("cell_label"), row.get("baseline_label")), {})
+        metric = row.get("metric")
+        diffs = [values[metric] - base[seed][metric] for seed, values in method.items()
+                 if metric in values and seed in base and metric in base[seed]]  # fmt: skip
+        reference = summarize(diffs)
+        for name, stated in (("mean", row.get("diff_mean")), ("std", row.get("diff_std")),
+                             ("ci95", row.get("diff_ci95")), ("n", row.get("n"))):  # fmt: skip
+            stated = math.nan if stated is None else stated
+            scale = 0.0 if math.isnan(reference["mean"]) else reference["mean"]
+            if not _close(stated, reference[name], scale):
+                report.problems.append(f"{where}: difference {name} is {stated}, the runs give {reference[name]}")
+        expected = verdict(reference["mean"], reference["ci95"], int(reference["n"]), row.get("direction", "min"))
+        if row.get("verdict") != expected:
+            report.problems.append(f"{where}: verdict {row.get('verdict')!r}, the runs give {expected!r}")
 
 
 def _check_csv(document: dict[str, Any], directory: Path, report: Report) -> None:
