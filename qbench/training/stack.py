@@ -219,6 +219,8 @@ class QuantizedRecurrentStack(nn.Module):
                     torch._cudnn_rnn_flatten_weight(
                         buffers, 4, layer.input_size, mode, self.hidden, 0, 1, False, False
                     )
+                    for buffer in buffers:  # the rnn / lstm recurrent bias must read zero
+                        buffer.zero_()
             self._flat = {k: v for k, v in self._flat.items() if k[0] != index}
             self._flat[key] = buffers
         return buffers
