@@ -224,7 +224,7 @@ def sweep_stale(folder: str | os.PathLike[str]) -> list[Path]:
     ``.pip-download-*`` work folders older than :data:`STALE_SECONDS`. Returns what was removed."""
     import time
 
-    removed = []
+    removed: list[Path] = []
     root = Path(folder)
     if not root.is_dir():
         return removed

@@ -11,8 +11,9 @@ import datetime as _dt
 import math
 import traceback
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
+from qbench.components import Cell, Dataset, Quantizer
 from qbench.matrix import Case
 from qbench.provenance import base_provenance
 
@@ -114,9 +115,9 @@ def _run(case: Case, device: str, threads: int | None, record: dict[str, Any], p
         "cell": host.registry("cell").get(case.cell.name),
         "dataset": host.registry("dataset").get(case.dataset.name),
     }
-    quantizer = entries["quantizer"].cls(**case.quantizer.params)
-    cell = entries["cell"].cls(**case.cell.params)
-    dataset = entries["dataset"].cls(**case.dataset.params)
+    quantizer = cast(Quantizer, entries["quantizer"].cls(**case.quantizer.params))
+    cell = cast(Cell, entries["cell"].cls(**case.cell.params))
+    dataset = cast(Dataset, entries["dataset"].cls(**case.dataset.params))
     provenance["plugins"] = {
         kind: {"plugin": e.plugin, "distribution": e.distribution, "version": e.version} for kind, e in entries.items()
     }

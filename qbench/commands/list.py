@@ -41,7 +41,7 @@ def execute(args: argparse.Namespace) -> int:
         row = [name, entry.cls.description, _params(entry.cls), entry.plugin]
         if cache is not None:
             try:
-                row.insert(2, entry.cls(**{}).availability(cache))
+                row.insert(2, entry.cls(**{}).availability(cache))  # type: ignore[attr-defined]
             except Exception as exc:  # a dataset with required params cannot be probed without them
                 row.insert(2, f"unknown ({type(exc).__name__})")
         rows.append(row)
