@@ -162,3 +162,35 @@ def test_divergence_guard_catches_explosion_and_nan():
     guard.observe(torch.tensor(math.nan))
     with pytest.raises(Diverged, match="nan"):
         guard.check()
+
+
+def test_plateau_schedule_decays_then_stops():
+    from qbench.training.loop import PlateauSchedule
+
+    schedule = PlateauSchedule(lr=1.0, decay=0.5, patience=2)
+    assert schedule.update(True) is False and schedule.lr == 1.0
+    assert schedule.update(False) is False and schedule.lr == 0.5
+    assert schedule.update(True) is False and schedule.bad_epochs == 0
+    assert schedule.update(False) is False and schedule.lr == 0.25
+    assert schedule.update(False) is True
+    never = PlateauSchedule(lr=1.0, decay=0.5, patience=0)
+    assert not any(never.update(False) for _ in range(5)) and never.lr == 0.5**5
+
+
+def test_classifier_reads_the_last_true_step():
+    """Padding after a sequence's length does not change its logits."""
+    from qbench.training.model import SequenceModel
+
+    cell = qbench.create("cell", "lstm", hidden=8, layers=2)
+    model = SequenceModel(cell, float_quantizer(), "classification", 3, 4, seed=0).eval()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 9, 3, generator=generator)
+    lengths = torch.tensor([9, 1, 4, 6, 2])
+    noisy = x.clone()
+    for row, length in enumerate(lengths.tolist()):
+        noisy[row, length:] = torch.randn(9 - length, 3, generator=generator) * 10
+    with torch.no_grad():
+        expected = torch.stack(
+            [model.forward_sequences(x[i : i + 1, : int(n)], lengths[i : i + 1])[0] for i, n in enumerate(lengths)]
+        )
+        torch.testing.assert_close(model.forward_sequences(noisy, lengths), expected, atol=1e-6, rtol=1e-6)

@@ -102,6 +102,29 @@ class DivergenceGuard:
             )
 
 
+@dataclass
+class PlateauSchedule:
+    """Learning rate x ``decay`` after each epoch without validation improvement; stop after ``patience``.
+
+    ``patience`` 0 never stops early. :meth:`update` returns whether training should stop.
+    """
+
+    lr: float
+    decay: float
+    patience: int
+    bad_epochs: int = 0
+
+    def update(self, improved: bool) -> bool:
+        if improved:
+            self.bad_epochs = 0
+            return False
+        self.bad_epochs += 1
+        if self.patience and self.bad_epochs >= self.patience:
+            return True
+        self.lr *= self.decay
+        return False
+
+
 class Stepper:
     """zero_grad, backward, gradient-norm clipping, Adam step, shadow clipping; and the guard."""
 
@@ -157,7 +180,7 @@ def train_and_evaluate(
     best_valid: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_train_loss = math.nan
-    bad_epochs = 0
+    schedule = PlateauSchedule(lr, float(train["lr_decay"]), int(train["patience"]))
     train_tokens = 0
     step_seconds = 0.0
     started = time.perf_counter()
@@ -187,15 +210,14 @@ def train_and_evaluate(
             curve.append(row)
             if progress is not None:
                 progress(dict(row))
-            if task.better(valid, best_valid):
-                best_valid, best_train_loss, bad_epochs = valid, train_loss, 0
+            improved = task.better(valid, best_valid)
+            if improved:
+                best_valid, best_train_loss = valid, train_loss
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
-                if train["patience"] and bad_epochs >= int(train["patience"]):
-                    break
-                lr *= float(train["lr_decay"])
-                stepper.set_lr(lr)
+            if schedule.update(improved):
+                break
+            lr = schedule.lr
+            stepper.set_lr(lr)
     except Diverged as exc:
         status, message = "diverged", str(exc)
     train_seconds = time.perf_counter() - started
