@@ -37,6 +37,11 @@ class DisplayTable:
         return len(self.columns[0].cells) if self.columns else 0
 
 
+def texts(series: pd.Series) -> list[str]:
+    """A text column as a list (via numpy: iterating pandas' string arrays costs a call per cell)."""
+    return series.to_numpy(dtype=object).tolist()
+
+
 def column_title(column: str, direction: str) -> str:
     return f"{column} {ARROW.get(direction, '')}".strip()
 
@@ -85,12 +90,12 @@ def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str) -> DisplayTa
     info = frame.datasets[label]
     rows = table[table["dataset_label"] == label]
     value_columns = [info.primary_metric, *[c for c in info.value_columns if c != info.primary_metric]]
-    ranks = [None if pd.isna(r) else int(r) for r in rows["rank"].tolist()]
+    ranks = [None if r != r else int(r) for r in rows["rank"].to_numpy(dtype=float, na_value=float("nan")).tolist()]
     columns = [
         Column("rank", ["" if r is None else str(r) for r in ranks], numeric=True,
                sort_values=["" if r is None else str(r) for r in ranks]),
-        Column("quantizer", rows["quantizer_label"].tolist(), plugin_text=True),
-        Column("cell", rows["cell_label"].tolist(), plugin_text=True),
+        Column("quantizer", texts(rows["quantizer_label"]), plugin_text=True),
+        Column("cell", texts(rows["cell_label"]), plugin_text=True),
     ]  # fmt: skip
     for name in value_columns:
         means, cis = rows[f"{name}_mean"].tolist(), rows[f"{name}_ci95"].tolist()
@@ -104,7 +109,7 @@ def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str) -> DisplayTa
             key=name,
         ))  # fmt: skip
     columns.append(Column("seeds", status_cells(rows), numeric=True, sort_values=[str(n) for n in rows["n_ok"]]))
-    columns.append(Column("full precision", rows["full_precision"].tolist(), plugin_text=True))
+    columns.append(Column("full precision", texts(rows["full_precision"]), plugin_text=True))
     failed = (rows["n_diverged"] + rows["n_error"] > 0).tolist()
     classes = ["unranked" if r is None else "failed" if f else "" for r, f in zip(ranks, failed, strict=True)]
     return DisplayTable(columns, classes)
@@ -117,15 +122,15 @@ def paired_difference(mean: float, ci: float) -> str:
 
 def paired_table(pairs: pd.DataFrame) -> DisplayTable:
     means, cis = pairs["diff_mean"].tolist(), pairs["diff_ci95"].tolist()
-    verdicts = pairs["verdict"].tolist()
+    verdicts = texts(pairs["verdict"])
     columns = [
-        Column("quantizer", pairs["quantizer_label"].tolist(), plugin_text=True),
-        Column("cell", pairs["cell_label"].tolist(), plugin_text=True),
-        Column("metric", pairs["metric"].tolist()),
+        Column("quantizer", texts(pairs["quantizer_label"]), plugin_text=True),
+        Column("cell", texts(pairs["cell_label"]), plugin_text=True),
+        Column("metric", texts(pairs["metric"])),
         Column("difference to float", [paired_difference(m, c) for m, c in zip(means, cis, strict=True)],
                numeric=True, sort_values=_number_key(means)),
         Column("n", [str(n) for n in pairs["n"].tolist()], numeric=True),
-        Column("verdict", verdicts, titles=pairs["sentence"].tolist()),
+        Column("verdict", verdicts, titles=texts(pairs["sentence"])),
     ]  # fmt: skip
     classes = [{"better": "better", "worse": "worse"}.get(v, "muted") for v in verdicts]
     return DisplayTable(columns, classes)

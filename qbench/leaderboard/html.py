@@ -84,11 +84,14 @@ def html_table(display: DisplayTable, table_id: str = "", css: str = "sortable")
         titles: list[str | None] = list(col.titles) if col.titles else [None] * len(col.cells)
         keys: list[str | None] = list(col.sort_values) if col.sort_values else [None] * len(col.cells)
         cells = []
+        # Numeric columns hold text qbench formatted from numbers; anything else may come from a
+        # plugin or a matrix and is escaped (escaping every cell would double the page's time).
+        clean = escape if not col.numeric else str
         for text, title, key in zip(col.cells, titles, keys, strict=True):
-            attrs = base if key is None else f'{base} data-v="{escape(key)}"'
+            attrs = base if key is None else f'{base} data-v="{key}"'
             if title is not None:
-                attrs += f' title="{escape(title)}"'
-            cells.append(f"<td{attrs}>{escape(text)}</td>")
+                attrs += f' title="{clean(title)}"'
+            cells.append(f"<td{attrs}>{clean(text)}</td>")
         per_column.append(cells)
     classes = display.row_classes or [""] * len(display)
     body = "".join(

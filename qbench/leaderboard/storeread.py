@@ -15,6 +15,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ class _StoreCurves(Sequence):
 
     def __getitem__(self, index):  # type: ignore[override]
         if self._curves is None:
-            with self._query.connect() as db:
+            with closing(self._query.connect()) as db:
                 rows = self._query.rows(db, "json_extract(record, '$.curve')", ())
             curves = [json.loads(curve) if curve else [] for _, curve in rows]
             self._curves = [c if isinstance(c, list) else [] for c in curves]
@@ -98,7 +99,7 @@ def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None 
     path = Path(path)
     query = _Query(path, matrix, case_ids)
     try:
-        with query.connect() as db:
+        with closing(query.connect()) as db:
             return _read(db, query)
     except (sqlite3.OperationalError, ValueError):
         from qbench.store import Store

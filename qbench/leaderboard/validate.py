@@ -215,7 +215,7 @@ def _check_arithmetic(document: dict[str, Any], report: Report) -> None:
 
 def _check_paired(document: dict[str, Any], report: Report) -> None:
     """Every paired difference recomputed from the single-seed rows it pairs."""
-    by_method: dict[tuple[str, str, str], dict[int, dict[str, float]]] = {}
+    by_method: dict[tuple[Any, ...], dict[int, dict[str, float]]] = {}
     for run in document["runs"]:
         if run["status"] == "ok":
             key = (run["dataset_label"], run["cell_label"], run["quantizer_label"])

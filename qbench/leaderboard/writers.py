@@ -65,13 +65,17 @@ def _clean(value: Any) -> Any:
 
 
 def _as_json_list(values: Any) -> list[Any]:
-    """A column as Python values, NaN / NA as None (floats in one numpy pass, not per cell)."""
+    """A column as Python values, NaN / NA as None (in numpy passes, not per cell)."""
     array = np.asarray(values)
+    if array.dtype.kind in "iub":
+        return array.tolist()
     if array.dtype.kind == "f":
         boxed = array.astype(object)
         boxed[np.isnan(array)] = None
         return boxed.tolist()
-    return [_clean(v) for v in array.astype(object).tolist()]
+    boxed = array.astype(object)
+    boxed[pd.isna(boxed)] = None
+    return [_clean(v) if isinstance(v, (np.generic, float)) else v for v in boxed.tolist()]
 
 
 def table_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
@@ -87,7 +91,8 @@ PAIRED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_la
 
 
 def _split(table: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
-    lists = [_as_json_list(table[c].to_numpy()) if c != "case_ids" else table[c].tolist() for c in columns]
+    lists = [_as_json_list(table[c].to_numpy(dtype=object if table[c].dtype.kind not in "iufb" else None))
+             if c != "case_ids" else table[c].tolist() for c in columns]  # fmt: skip
     return {"columns": columns, "rows": list(zip(*lists, strict=True))}
 
 
@@ -124,7 +129,7 @@ def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 
     options: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
     runs = frame.runs
     columns = [*RUN_COLUMNS, *frame.value_columns]
-    lists = [runs[c].astype(object).tolist() if c in RUN_COLUMNS else _as_json_list(runs[c].to_numpy())
+    lists = [_as_json_list(runs[c].to_numpy(dtype=object)) if c in RUN_COLUMNS else _as_json_list(runs[c].to_numpy())
              for c in columns]  # fmt: skip
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(head, **options)[:-1])
