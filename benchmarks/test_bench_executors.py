@@ -10,8 +10,10 @@
   number of cases. Target: under 1 s per case.
 
 Run: ``pytest benchmarks/test_bench_executors.py --benchmark-json=.benchmarks/executors.json -s``.
-The machine's other load shows in the speed-up (two workers need two idle cores): the 1-minute
-load average is printed next to the figures.
+The machine's other load shows in the speed-up (two workers need two idle cores), so a control is
+measured in the same run, before and after: what 2 processes of pure Python gain over 1. When the
+machine itself cannot give 1.7, a miss of the target is reported as an expected failure with both
+figures rather than as a failure of the executor.
 """
 
 from __future__ import annotations
@@ -85,8 +87,34 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def control_speedup(n: int = 2_000_000) -> float:
+    """What two processes gain over one on this machine right now, for pure Python work (no qbench).
+
+    Other processes holding the cores show here first: a pool cannot beat what the machine gives.
+    """
+    import multiprocessing as mp
+
+    start = time.perf_counter()
+    for _ in range(4):
+        _spin(n)
+    one = time.perf_counter() - start
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_spin, [1, 1])  # start-up outside the timing
+        start = time.perf_counter()
+        pool.map(_spin, [n] * 4, chunksize=1)
+        two = time.perf_counter() - start
+    return one / two
+
+
 def test_two_workers_against_one_on_a_cpu_bound_matrix(benchmark, tmp_path):
-    load_before = _load()
+    controls = [control_speedup()]
     cases = make_cases(tmp_path, "speedup", MAX_STEPS)
     warmup = make_cases(tmp_path, "warmup", 2, seeds=2)
     executors = {"in-process": get_executor("local", 1), "pool-2": get_executor("local", 2),
@@ -100,6 +128,7 @@ def test_two_workers_against_one_on_a_cpu_bound_matrix(benchmark, tmp_path):
             for name in order if index % 2 == 0 else reversed(order):
                 times[name].append(timed_run(executors[name], cases))
         benchmark.pedantic(timed_run, args=(executors["pool-2"], cases), rounds=1, iterations=1)
+        controls.append(control_speedup())
     finally:
         for executor in executors.values():
             executor.close()
@@ -108,13 +137,15 @@ def test_two_workers_against_one_on_a_cpu_bound_matrix(benchmark, tmp_path):
     benchmark.extra_info.update({f"{name}_seconds": statistics.median(t) for name, t in times.items()})
     benchmark.extra_info.update({f"speedup_{name}": s for name, s in speedups.items()})
     benchmark.extra_info["load_average"] = _load()
+    benchmark.extra_info["control_speedup"] = control = statistics.median(controls)
     print(f"\n{CASES} cases x {MAX_STEPS} steps: " + ", ".join(
         f"{name} {statistics.median(t):.1f} s" for name, t in times.items()))
     print(f"speed-up over 1 worker: pool-2 x{speedups['pool-2']:.2f}, dask-2 x{speedups['dask-2']:.2f} "
-          f"(cores {os.cpu_count()}, load average {_load():.1f})")
-    if speedups["pool-2"] < 1.7 and load_before > 0.5 * (os.cpu_count() or 1) - 1:
-        pytest.xfail(f"not measurable here: load average {load_before:.1f} on {os.cpu_count()} cores before the "
-                     "run (other processes hold the cores a second worker needs)")
+          f"(cores {os.cpu_count()}, load average {_load():.1f}); the machine itself gives x{control:.2f} "
+          "to 2 processes of pure Python")
+    if speedups["pool-2"] < 1.7 and control < 1.7:
+        pytest.xfail(f"not measurable here: 2 processes of pure Python get only x{control:.2f} on this machine now "
+                     "(other processes hold the cores a second worker needs)")
     assert speedups["pool-2"] >= 1.7, "2 workers should be at least 1.7x faster than 1 on 2 idle cores"
 
 
