@@ -131,6 +131,12 @@ def test_pool_yields_every_case_once_and_matches_in_process():
         assert record["value"] == expected[record["case_id"]]["value"]
 
 
+def test_nothing_to_run_starts_no_worker():
+    pool = ProcessPoolExecutor(2, runner=fake_run)
+    assert list(pool.run([])) == [] and pool.pids == []
+    pool.close()
+
+
 def test_a_raising_case_is_an_error_record_and_the_others_go_on():
     pool = ProcessPoolExecutor(2, runner=fake_run_raising_on_seed_2)
     try:

@@ -104,6 +104,8 @@ class ProcessPoolExecutor:
                 worker = self._spawn()
             job = queue.popleft()
             try:
+                if not worker.process.is_alive():
+                    raise BrokenPipeError
                 worker.conn.send(job[0])
             except OSError:  # died before taking the case: not the case's fault, give it to another worker
                 queue.appendleft(job)
