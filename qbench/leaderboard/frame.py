@@ -235,7 +235,7 @@ def _dataset_info(
         primary = candidates[0] if candidates else ""
     if primary and primary not in present:
         present = [primary, *present]
-    licences = sorted({x for x in rows["licence"] if x})
+    licences = sorted(x for x in rows["licence"].unique() if x)
     return DatasetInfo(
         label=label,
         primary_metric=primary,

@@ -115,10 +115,8 @@ def paired(frame: RunsFrame, baseline: str = BASELINE_QUANTIZER) -> pd.DataFrame
         part["diff_ci95"] = ci95_half_width(part["diff_std"].to_numpy(), part["n"].to_numpy())
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
-    table["verdict"] = [
-        verdict(m, c, int(n), d)
-        for m, c, n, d in zip(table["diff_mean"], table["diff_ci95"], table["n"], table["direction"], strict=True)
-    ]
+    columns_as_lists = [table[c].to_numpy(dtype=object).tolist() for c in ("diff_mean", "diff_ci95", "n", "direction")]
+    table["verdict"] = [verdict(m, c, int(n), d) for m, c, n, d in zip(*columns_as_lists, strict=True)]
     table["sentence"] = [_sentence(row) for row in table.itertuples(index=False)]
     table = table.sort_values(["dataset_label", "metric", "cell_label", "quantizer_label"], kind="stable")
     return table[columns].reset_index(drop=True)

@@ -64,8 +64,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _as_json_list(values: Any) -> list[Any]:
-    """A column as Python values, NaN / NA as None (in numpy passes, not per cell)."""
+def _as_json_list(values: Any, text: bool = False) -> list[Any]:
+    """A column as Python values, NaN / NA as None (in numpy passes, not per cell).
+
+    ``text``: the column holds strings (or NA) only, so no numpy scalar needs converting.
+    """
     array = np.asarray(values)
     if array.dtype.kind in "iub":
         return array.tolist()
@@ -75,6 +78,8 @@ def _as_json_list(values: Any) -> list[Any]:
         return boxed.tolist()
     boxed = array.astype(object)
     boxed[pd.isna(boxed)] = None
+    if text:
+        return boxed.tolist()
     return [_clean(v) if isinstance(v, (np.generic, float)) else v for v in boxed.tolist()]
 
 
@@ -129,7 +134,8 @@ def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 
     options: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
     runs = frame.runs
     columns = [*RUN_COLUMNS, *frame.value_columns]
-    lists = [_as_json_list(runs[c].to_numpy(dtype=object)) if c in RUN_COLUMNS else _as_json_list(runs[c].to_numpy())
+    lists = [_as_json_list(runs[c].to_numpy(dtype=object), text=c != "seed") if c in RUN_COLUMNS
+             else _as_json_list(runs[c].to_numpy())
              for c in columns]  # fmt: skip
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(head, **options)[:-1])
