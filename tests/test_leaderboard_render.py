@@ -138,6 +138,17 @@ def test_markdown_escapes_plugin_strings(published):
     assert len(unescaped.findall(row)) == len(unescaped.findall(header))
 
 
+def test_a_hardware_column_with_markup_in_its_name_cannot_break_the_table():
+    records = make_records(seeds=2)
+    for record in records:
+        record["a|<b>"] = 1.0
+        record["directions"] = {**record["directions"], "a|<b>": "min"}
+    frame = load_runs(records)
+    text = render_markdown(frame, aggregate(frame), paired(frame), "t")
+    header = next(line for line in text.splitlines() if line.startswith("| rank"))
+    assert "a\\|&lt;b&gt;" in header and "<b>" not in text
+
+
 def test_only_failures_and_an_empty_store_still_render(tmp_path):
     failed = [make_record("float", seed=s, status="error") for s in range(2)]
     paths = write_leaderboards(failed, tmp_path / "failed", "all failed")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from qbench.leaderboard.formatting import fmt_ci, fmt_stat, fmt_value
+from qbench.leaderboard.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
 from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame
 
 ARROW = {"min": "↓", "max": "↑"}
@@ -137,10 +137,16 @@ def paired_table(pairs: pd.DataFrame) -> DisplayTable:
 
 
 def pipe_table(display: DisplayTable, escape) -> str:
-    """A Markdown pipe table (tabulate's ``pipe`` layout), plugin text escaped with ``escape``."""
-    cells = [[escape(c) for c in col.cells] if col.plugin_text else col.cells for col in display.columns]
-    widths = [max([len(col.title), 3, *map(len, texts)]) for col, texts in zip(display.columns, cells, strict=True)]
-    lines = ["| " + " | ".join(col.title.ljust(w) for col, w in zip(display.columns, widths, strict=True)) + " |",
+    """A Markdown pipe table (tabulate's ``pipe`` layout), plugin text escaped with ``escape``.
+
+    Titles and other text columns (metric names come from plugins too) get :func:`escape_cell`;
+    number columns are qbench's own formatting and are left alone.
+    """
+    cells = [[escape(c) for c in col.cells] if col.plugin_text else col.cells if col.numeric
+             else [escape_cell(c) for c in col.cells] for col in display.columns]  # fmt: skip
+    titles = [escape_cell(col.title) for col in display.columns]
+    widths = [max([len(title), 3, *map(len, texts)]) for title, texts in zip(titles, cells, strict=True)]
+    lines = ["| " + " | ".join(title.ljust(w) for title, w in zip(titles, widths, strict=True)) + " |",
              "|" + "|".join(":" + "-" * (w + 1) for w in widths) + "|"]  # fmt: skip
     for row in zip(*cells, strict=True):
         lines.append("| " + " | ".join(text.ljust(w) for text, w in zip(row, widths, strict=True)) + " |")

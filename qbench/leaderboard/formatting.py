@@ -36,6 +36,16 @@ def fmt_stat(mean: float, ci: float, n: int | None = None) -> str:
     return text
 
 
+def escape_cell(text: object) -> str:
+    """A name that may come from a plugin but reads better unescaped (a metric column, ``test_bpc``):
+    only what would break a table or open a tag is escaped."""
+    value = str(text)
+    if any(c in value for c in "&<>|\n\r"):
+        value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+        value = value.replace("\r", " ").replace("\n", " ")
+    return value
+
+
 def escape_markdown(text: object) -> str:
     """A plugin- or matrix-provided string as literal Markdown text (no markup, no table breaks)."""
     value = str(text).replace("\r", " ").replace("\n", " ")

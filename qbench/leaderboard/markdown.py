@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from qbench.leaderboard.display import Column, Displays, DisplayTable, pipe_table, without_timing
-from qbench.leaderboard.formatting import escape_markdown
+from qbench.leaderboard.formatting import escape_cell, escape_markdown
 from qbench.leaderboard.frame import RunsFrame
 
 #: Provenance keys shown in the header of the page and of the Markdown.
@@ -40,7 +40,8 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
     for label, info in frame.datasets.items():
         lines.append(f"## {escape_markdown(label)}")
         lines.append("")
-        sentence = f"Ranked by {info.primary_metric} ({'lower' if info.direction == 'min' else 'higher'} is better)."
+        better = "lower" if info.direction == "min" else "higher"
+        sentence = f"Ranked by {escape_cell(info.primary_metric)} ({better} is better)."
         if info.licence:
             sentence += f" Dataset licence: {escape_markdown(info.licence)}."
         lines += [sentence, ""]
