@@ -80,7 +80,10 @@ class Displays:
         ranked = {label: ranked_table(table, frame, label) for label in frame.datasets}
         paired = {}
         if len(pairs):
-            for label, rows in pairs.groupby("dataset_label", sort=False):
+            # The pages show the primary metric; leaderboard.json has every quality metric.
+            primary = pairs["dataset_label"].map({k: v.primary_metric for k, v in frame.datasets.items()})
+            shown = pairs[pairs["metric"] == primary]
+            for label, rows in shown.groupby("dataset_label", sort=False):
                 paired[str(label)] = paired_table(rows)
         return cls(ranked, paired)
 
@@ -116,8 +119,11 @@ def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str) -> DisplayTa
 
 
 def paired_difference(mean: float, ci: float) -> str:
-    text = fmt_value(mean, signed=True)
-    return f"{text} ± {fmt_ci(ci)}" if ci == ci else text
+    """``+0.045 ± 0.0068``: the difference rounded to the digits its interval supports."""
+    if ci == ci and ci > 0 and mean == mean:
+        decimals = max(0, 1 - math.floor(math.log10(ci)))
+        return f"{mean:+.{decimals}f} ± {fmt_ci(ci)}"
+    return fmt_value(mean, signed=True)
 
 
 def paired_table(pairs: pd.DataFrame) -> DisplayTable:

@@ -47,7 +47,9 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         lines += [sentence, ""]
         lines += [pipe_table(without_timing(displays.ranked[label]), escape_markdown), ""]
         if label in displays.paired:
-            lines += ["### Against the float baseline (paired by cell and seed)", ""]
+            lines += ["### Against the float baseline (paired by cell and seed)", "",
+                      "Difference to float of the same cell and seed, mean ± 95% interval; other metrics are in "
+                      "leaderboard.json.", ""]  # fmt: skip
             lines += [pipe_table(displays.paired[label], escape_markdown), ""]
     failures = runs[runs["status"] != "ok"]
     if len(failures):
