@@ -33,7 +33,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,1000",
          "--remote-debugging-pipe")  # fmt: skip
 
-PLUGIN = f'''
+PLUGIN = f"""
 import qbench
 from qbench_builtins.quantizers.connect import FloatQuantizer
 
@@ -46,7 +46,7 @@ class MarkupFloat(FloatQuantizer):
 @qbench.hookimpl
 def qbench_register_quantizers():
     return [MarkupFloat]
-'''
+"""
 
 MATRIX = """
 name = "browser"
@@ -223,8 +223,10 @@ def test_page_from_a_real_run_sorts_shows_markup_as_text_and_renders(real_run, t
         assert evaluate("document.querySelectorAll('b, main img, #components img, #components script').length") == 0
         assert evaluate("window.__owned === undefined")  # ... and none of it ran
         plots = len(list((real_run / "plots").glob("*.svg")))  # metric vs bits, curves (+ energy if measured)
-        assert plots >= 2 and evaluate("document.images.length") == plots and evaluate(
-            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+        assert (
+            plots >= 2
+            and evaluate("document.images.length") == plots
+            and evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
         )  # the plots, from data: URIs
 
         shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)

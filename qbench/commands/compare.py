@@ -18,8 +18,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", type=Path, metavar="A", help="reference: a run directory, a qbench.sqlite or a "
                         "leaderboard.json")  # fmt: skip
     parser.add_argument("b", type=Path, metavar="B", help="candidate, same forms as A")
-    parser.add_argument("--metric", action="append", metavar="COLUMN",
-                        help="metric column to compare (repeatable; default: each dataset's primary metric)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        metavar="COLUMN",
+        help="metric column to compare (repeatable; default: each dataset's primary metric)",
+    )
     parser.add_argument("--threshold", default="1%", metavar="T",
                         help="how much worse B may be: absolute in the metric's unit (0.05) or relative to "
                         "A's mean (2%%); default 1%%")  # fmt: skip

@@ -11,8 +11,12 @@ HELP = "check a published leaderboard: schema, file hashes, statistics, every ro
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR", help="folder holding leaderboard.json")
-    parser.add_argument("--store", type=Path, metavar="PATH",
-                        help="the qbench.sqlite the leaderboard was built from (default: DIR/qbench.sqlite)")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        metavar="PATH",
+        help="the qbench.sqlite the leaderboard was built from (default: DIR/qbench.sqlite)",
+    )
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -50,5 +50,6 @@ def escape_markdown(text: object) -> str:
     """A plugin- or matrix-provided string as literal Markdown text (no markup, no table breaks)."""
     value = str(text).replace("\r", " ").replace("\n", " ")
     value = value.replace("&", "&amp;")
-    return _MARKDOWN_SPECIAL.sub(lambda m: "&lt;" if m.group(1) == "<" else "&gt;" if m.group(1) == ">"
-                                 else "\\" + m.group(1), value)
+    return _MARKDOWN_SPECIAL.sub(
+        lambda m: "&lt;" if m.group(1) == "<" else "&gt;" if m.group(1) == ">" else "\\" + m.group(1), value
+    )

@@ -24,8 +24,10 @@ def read_leaderboard_json(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{path}: not a readable leaderboard.json ({exc})") from None
     runs = document.get("runs") if isinstance(document, dict) else None
-    if not isinstance(runs, dict) or not isinstance(runs.get("columns"), list) or not isinstance(
-        runs.get("rows"), list
+    if (
+        not isinstance(runs, dict)
+        or not isinstance(runs.get("columns"), list)
+        or not isinstance(runs.get("rows"), list)
     ):
         raise UsageError(f"{path}: not a qbench leaderboard.json (no 'runs' table with columns and rows)")
     return document

@@ -79,8 +79,7 @@ def make_record(
             "energy_pj_per_token": "min",
         },
         "curve": [
-            {"epoch": e + 1, "train_loss": 3.0 / (e + 1) + offset, other: metric + 0.3 / (e + 1)}
-            for e in range(epochs)
+            {"epoch": e + 1, "train_loss": 3.0 / (e + 1) + offset, other: metric + 0.3 / (e + 1)} for e in range(epochs)
         ],
         "train_seconds": 10.0 + rng.random(),
         "tokens_per_second": 5000.0 + 100 * rng.random(),

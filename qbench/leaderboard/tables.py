@@ -127,10 +127,16 @@ def _sentence(row: Any) -> str:
 
     size = fmt_value(abs(row.diff_mean))
     if row.verdict in ("better", "worse"):
-        return f"{row.quantizer_label} is {size} ± {fmt_ci(row.diff_ci95)} {row.metric} {row.verdict} than " \
+        return (
+            f"{row.quantizer_label} is {size} ± {fmt_ci(row.diff_ci95)} {row.metric} {row.verdict} than "
             f"{row.baseline_label} (n={row.n})"
+        )
     if row.verdict == "no significant difference":
-        return f"{row.quantizer_label}: no significant difference from {row.baseline_label} in {row.metric} " \
+        return (
+            f"{row.quantizer_label}: no significant difference from {row.baseline_label} in {row.metric} "
             f"({fmt_value(row.diff_mean, signed=True)} ± {fmt_ci(row.diff_ci95)}, n={row.n})"
-    return f"{row.quantizer_label}: {fmt_value(row.diff_mean, signed=True)} {row.metric} against " \
+        )
+    return (
+        f"{row.quantizer_label}: {fmt_value(row.diff_mean, signed=True)} {row.metric} against "
         f"{row.baseline_label} from one seed, no interval"
+    )

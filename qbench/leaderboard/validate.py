@@ -144,8 +144,10 @@ def _check_schema(document: dict[str, Any], report: Report) -> bool:
             report.problems.append(f"{where}: case {run.get('case_id')!r} appears twice")
         seen.add(str(run.get("case_id")))
     for i, row in enumerate(document["aggregates"]):
-        if not isinstance(row, dict) or not isinstance(row.get("stats"), dict) or not isinstance(
-            row.get("case_ids"), list
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("stats"), dict)
+            or not isinstance(row.get("case_ids"), list)
         ):
             report.problems.append(f"aggregates[{i}]: needs 'stats' (object) and 'case_ids' (list)")
     report.runs, report.aggregates = len(document["runs"]), len(document["aggregates"])
@@ -205,9 +207,7 @@ def _check_arithmetic(document: dict[str, Any], report: Report) -> None:
                     value = 0
                 scale = 0.0 if math.isnan(reference["mean"]) else reference["mean"]
                 if not _close(value, reference[name], scale):
-                    report.problems.append(
-                        f"{where}: {column} {name} is {value}, the runs give {reference[name]}"
-                    )
+                    report.problems.append(f"{where}: {column} {name} is {value}, the runs give {reference[name]}")
     for case_id in runs:
         if case_id not in owner:
             report.problems.append(f"run {case_id!r} belongs to no aggregate")

@@ -113,8 +113,12 @@ def json_head(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title
         "provenance": frame.provenance,
         "directions": frame.directions,
         "datasets": {
-            label: {"primary_metric": info.primary_metric, "direction": info.direction,
-                    "licence": info.licence, "value_columns": info.value_columns}
+            label: {
+                "primary_metric": info.primary_metric,
+                "direction": info.direction,
+                "licence": info.licence,
+                "value_columns": info.value_columns,
+            }
             for label, info in frame.datasets.items()
         },  # fmt: skip
         "descriptions": frame.descriptions,
