@@ -54,11 +54,6 @@ def plan(cases: Sequence[Case], done: dict[str, str], resume: bool = True) -> Pl
     return Plan(list(cases), pending, done)
 
 
-def stored_statuses(store: Store) -> dict[str, str]:
-    rows = store._db.execute("SELECT case_id, status FROM records")
-    return {case_id: status for case_id, status in rows}
-
-
 def auto_workers(pending: int) -> int:
     """One worker per core this process may use, but no more than there are cases to run."""
     import os
@@ -104,14 +99,12 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def write_outputs(store: Store, out: Path, title: str, case_ids: set[str] | None) -> list[Path]:
     """Leaderboards from the store (only the matrix's current cases when ``case_ids`` is given)."""
-    from qbench.leaderboard import write_leaderboards
+    from qbench.leaderboard import rebuild_from_store
 
-    records = store.records()
-    if case_ids is not None:
-        records = [r for r in records if r["case_id"] in case_ids]
-    if not records:
+    present = store.done_ids()
+    if not (present & case_ids if case_ids is not None else present):
         return []
-    return list(write_leaderboards(records, out, title))
+    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids))
 
 
 def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None) -> ExitCode:
@@ -134,7 +127,7 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         stored: dict[str, str] = {}
         if store_path.is_file():
             with Store(store_path) as store:
-                stored = stored_statuses(store)
+                stored = store.statuses()
         print(case_table(cases, stored), file=sys.stdout)
         pending = plan(cases, stored, options.resume).pending
         echo(f"{len(cases)} cases, {len(pending)} to run, {len(cases) - len(pending)} stored ({out})")
@@ -147,7 +140,7 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
     store = Store.in_dir(out)
     executor = None
     try:
-        the_plan = plan(cases, stored_statuses(store), options.resume)
+        the_plan = plan(cases, store.statuses(), options.resume)
         options.workers = options.workers or auto_workers(len(the_plan.pending))
         executor = get_executor(options.executor, options.workers, options.device, options.scheduler)
         _write_json(out / "run.json", {
@@ -164,7 +157,7 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
             echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
         if code is not ExitCode.OK:
             return code
-        statuses = stored_statuses(store)
+        statuses = store.statuses()
         failed = [c for c in cases if statuses.get(c.case_id) in FAILED_STATUSES]
         return ExitCode.CASES_FAILED if failed else ExitCode.OK
     finally:

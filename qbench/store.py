@@ -87,8 +87,23 @@ class Store:
             rows = self._db.execute("SELECT record FROM records WHERE matrix = ? ORDER BY stored, case_id", (matrix,))
         return [json.loads(row[0]) for row in rows]
 
+    def count(self, matrix: str | None = None) -> int:
+        """How many records are stored (optionally of one matrix)."""
+        if matrix is None:
+            return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+        return int(self._db.execute("SELECT COUNT(*) FROM records WHERE matrix = ?", (matrix,)).fetchone()[0])
+
+    def matrices(self) -> list[str]:
+        """Names of the matrices that have records here, most records first."""
+        rows = self._db.execute("SELECT matrix FROM records GROUP BY matrix ORDER BY COUNT(*) DESC, matrix")
+        return [row[0] for row in rows]
+
+    def statuses(self) -> dict[str, str]:
+        """Stored status of every case id."""
+        return dict(self._db.execute("SELECT case_id, status FROM records"))
+
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+        return self.count()
 
     def close(self) -> None:
         self._db.close()

@@ -8,7 +8,7 @@ import pytest
 
 from qbench import UsageError
 from qbench.matrix import Case, Spec
-from qbench.session import plan, stored_statuses
+from qbench.session import plan
 from qbench.store import Store
 
 
@@ -67,6 +67,7 @@ def test_plan_skips_done_and_reruns_errors(tmp_path):
         store.put(record("a"))
         store.put(record("b", "diverged"))
         store.put(record("c", "error"))
-        done = stored_statuses(store)
+        done = store.statuses()
+        assert store.count() == 3 and store.count("m") == 3 and store.matrices() == ["m"]
     assert [c.case_id for c in plan(cases, done).pending] == ["c", "d"]
     assert [c.case_id for c in plan(cases, done, resume=False).pending] == ["a", "b", "c", "d"]

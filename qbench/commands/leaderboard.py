@@ -26,13 +26,14 @@ def execute(args: argparse.Namespace) -> int:
         store_path = store_path / STORE_FILENAME
     out = args.out or store_path.parent
     with Store(store_path, create=False) as store:
-        records = store.records(args.matrix)
-    if not records:
+        count = store.count(args.matrix)
+        matrices = store.matrices()
+    if not count:
         which = f" of matrix {args.matrix!r}" if args.matrix else ""
         raise UsageError(f"{store_path}: the store holds no records{which}")
-    from qbench.leaderboard import write_leaderboards
+    from qbench.leaderboard import rebuild_from_store
 
-    title = args.matrix or records[0].get("matrix", "qbench")
-    written = write_leaderboards(records, out, title)
-    print(f"{len(records)} records -> " + ", ".join(str(p) for p in written if p.parent == out))
+    title = args.matrix or (matrices[0] if len(matrices) == 1 else "qbench")
+    written = rebuild_from_store(store_path, out, title, matrix=args.matrix)
+    print(f"{count} records -> " + ", ".join(str(p) for p in written if p.parent == out))
     return ExitCode.OK
