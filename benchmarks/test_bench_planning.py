@@ -20,7 +20,7 @@ import tracemalloc
 import pytest
 
 from qbench.matrix import expand, load_matrix
-from qbench.session import plan, stored_statuses
+from qbench.session import plan
 from qbench.store import Store
 
 HIDDEN = list(range(8, 108))
@@ -59,7 +59,7 @@ def setup(tmp_path_factory):
 
 def plan_matrix(path, store):
     cases = expand(load_matrix(path))
-    return plan(cases, stored_statuses(store))
+    return plan(cases, store.statuses())
 
 
 def test_expand_and_plan_10000_cases(benchmark, setup):
