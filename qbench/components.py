@@ -189,6 +189,9 @@ class HardwareBackend(Component):
 
     kind: ClassVar[str] = "hardware"
     columns: ClassVar[dict[str, str]] = {}
+    #: the columns the Markdown leaderboard shows (None: all of them); the CSV, JSON and HTML
+    #: always have every column
+    headline: ClassVar[tuple[str, ...] | None] = None
 
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
         """Return ``{column: value}`` (JSON-able scalars) for the exported model on ``sample``."""

@@ -63,9 +63,29 @@ def status_cells(rows: pd.DataFrame) -> list[str]:
     return out
 
 
-def without_timing(display: DisplayTable) -> DisplayTable:
-    """The Markdown's view: seconds and throughput measure the machine, not the method."""
-    return DisplayTable([c for c in display.columns if c.key not in TIMING_COLUMNS], display.row_classes)
+def detail_columns() -> frozenset[str]:
+    """Columns of the registered hardware backends that their ``headline`` leaves out of the Markdown."""
+    from qbench.errors import UsageError
+    from qbench.host import default_host
+
+    try:
+        registry = default_host().registry("hardware")
+    except UsageError:  # a broken plugin must not stop a rebuild: then every column is shown
+        return frozenset()
+    hidden: set[str] = set()
+    for _, entry in registry.items():
+        headline = getattr(entry.cls, "headline", None)
+        if headline is not None:
+            hidden |= set(entry.cls.columns) - set(headline)
+    return frozenset(hidden)
+
+
+def headline_view(display: DisplayTable) -> DisplayTable:
+    """The Markdown's view: without timing columns (seconds and throughput measure the machine,
+    not the method) and without the hardware backends' detail columns, so that it fits a page."""
+    hidden = set(TIMING_COLUMNS) | detail_columns()
+    keep = [c for c in display.columns if c.key not in hidden]
+    return DisplayTable(keep, display.row_classes)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qbench.leaderboard.display import Column, Displays, DisplayTable, pipe_table, without_timing
+from qbench.leaderboard.display import Column, Displays, DisplayTable, headline_view, pipe_table
 from qbench.leaderboard.formatting import escape_cell, escape_markdown
 from qbench.leaderboard.frame import RunsFrame
 
@@ -29,7 +29,8 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         f"{counts.get('error', 0)} error. Each row aggregates the ok seeds of one quantizer, cell and "
         "dataset: mean ± half-width of the 95% confidence interval (Student t); a column without ± "
         "has no interval (one seed, or the same value on every seed). ↓: lower is better, ↑: higher "
-        "is better. *full precision*: parts of the model kept in float."
+        "is better. *full precision*: parts of the model kept in float. This page shows the quality "
+        "metrics and the headline costs; leaderboard.csv and leaderboard.html have every column."
     )
     lines.append("")
     for key in HEADLINE_PROVENANCE:
@@ -45,7 +46,7 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         if info.licence:
             sentence += f" Dataset licence: {escape_markdown(info.licence)}."
         lines += [sentence, ""]
-        lines += [pipe_table(without_timing(displays.ranked[label]), escape_markdown), ""]
+        lines += [pipe_table(headline_view(displays.ranked[label]), escape_markdown), ""]
         if label in displays.paired:
             lines += ["### Against the float baseline (paired by cell and seed)", "",
                       "Difference to float of the same cell and seed, mean ± 95% interval; other metrics are in "

@@ -84,6 +84,9 @@ class ShiftAddSimulator(qbench.HardwareBackend):
         ),
         "reference": Param(bool, True, "also run the float64 reference (sim_exact); off saves time"),
     }
+    headline: ClassVar[tuple[str, ...] | None] = (
+        "sim_bpc", "sim_accuracy", "sim_agreement", "sim_max_abs_error", "adds", "shifts", "mults",
+    )
     columns: ClassVar[dict[str, str]] = {
         "sim_exact": "",
         "sim_metric": "",
