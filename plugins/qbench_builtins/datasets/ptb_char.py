@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from qbench import DatasetError, Param
 from qbench.datacache import dataset_dir, download, prepared_path, resolve_cache, verify_bytes
 
-from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, CharLMDataset
+from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, ObtainedCharLMDataset
 
 URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 ARCHIVE = "simple-examples.tgz"
@@ -89,7 +89,7 @@ def parse(data: bytes, what: str) -> str:
     return "".join(out)
 
 
-class PtbChar(CharLMDataset):
+class PtbChar(ObtainedCharLMDataset):
     """Penn Treebank characters (Mikolov's split: ~5.0M / 0.39M / 0.44M symbols), the paper's task."""
 
     name: ClassVar[str] = "ptb-char"
@@ -139,20 +139,9 @@ class PtbChar(CharLMDataset):
             verify_bytes(files[name], EXPECTED[name], f"ptb-char: {name} in {origin}", fix)
         return files
 
-    def prepare(self, cache_dir: str):  # type: ignore[no-untyped-def]
-        from .charlm import prepare_char_lm, to_language_model_data
-
-        key = self._key()
-        path = prepared_path(cache_dir, self.name, key)
-        files = self.obtain(cache_dir) if self.path or not path.is_file() else None
-
-        def read_texts() -> tuple[str, str, str]:
-            source = files if files is not None else self.obtain(cache_dir)
-            train, valid, test = (parse(source[FILES[s]], FILES[s]) for s in ("train", "valid", "test"))
-            return train, valid, test
-
-        arrays, meta, digest = prepare_char_lm(path, self.name, read_texts, dict(key))
-        return to_language_model_data(arrays, meta, digest, self.max_chars)
+    def split_texts(self, source: dict[str, bytes]) -> tuple[str, str, str]:
+        train, valid, test = (parse(source[FILES[s]], FILES[s]) for s in ("train", "valid", "test"))
+        return train, valid, test
 
     def availability(self, cache_dir: str) -> str:
         cache = resolve_cache(cache_dir)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from qbench import DatasetError, Param
 from qbench.datacache import dataset_dir, download, prepared_path, resolve_cache, verify_bytes, verify_file
 
-from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, CharLMDataset
+from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, ObtainedCharLMDataset
 
 URL = "http://mattmahoney.net/dc/text8.zip"
 ZIP_NAME, TEXT_NAME = "text8.zip", "text8"
@@ -49,7 +49,7 @@ def split(data: bytes) -> tuple[bytes, bytes, bytes]:
     return data[:n_train], data[n_train:n_train + n_valid], data[n_train + n_valid:]
 
 
-class Text8(CharLMDataset):
+class Text8(ObtainedCharLMDataset):
     """text8 characters (27 symbols), 90M / 5M / 5M; your copy, verified by sha1."""
 
     name: ClassVar[str] = "text8"
@@ -88,18 +88,8 @@ class Text8(CharLMDataset):
             fix = f"Remove {source} and try again. {fix}"
         return read_text8(source, fix)
 
-    def prepare(self, cache_dir: str):  # type: ignore[no-untyped-def]
-        from .charlm import prepare_char_lm, to_language_model_data
-
-        key = self._key()
-        path = prepared_path(cache_dir, self.name, key)
-        data = self.obtain(cache_dir) if self.path or not path.is_file() else None
-
-        def read_texts() -> tuple[bytes, bytes, bytes]:
-            return split(data if data is not None else self.obtain(cache_dir))
-
-        arrays, meta, digest = prepare_char_lm(path, self.name, read_texts, dict(key))
-        return to_language_model_data(arrays, meta, digest, self.max_chars)
+    def split_texts(self, source: bytes) -> tuple[bytes, bytes, bytes]:
+        return split(source)
 
     def availability(self, cache_dir: str) -> str:
         cache = resolve_cache(cache_dir)
