@@ -24,7 +24,9 @@ class TernaryWeightNetworks(qbench.Quantizer):
     def quantize(self, w, ctx):
         import torch
 
-        magnitude = w.abs()
+        # contiguous first: the mean's summation order (and so its last bit) must not depend on
+        # how the caller laid the tensor out in memory
+        magnitude = w.contiguous().abs()
         delta = self.threshold * magnitude.mean()
         keep = magnitude > delta
         count = keep.sum().clamp(min=1)

@@ -60,7 +60,7 @@ class EnergyModel(qbench.HardwareBackend):
         "lanes": Param(int, 256, "parallel adder / MAC lanes for the latency estimate", min=1),
         "clock_mhz": Param(float, 200.0, "clock for the latency estimate", min=1e-3),
     }
-    headline: ClassVar[tuple[str, ...] | None] = ("energy_pj_per_token", "weight_bytes_packed")
+    headline: ClassVar[tuple[str, ...] | None] = ("energy_pj_per_token", "weight_bytes_dense", "weight_bytes_packed")
     columns: ClassVar[dict[str, str]] = {
         "energy_pj_per_token": "min",
         "energy_pj_per_sequence": "min",
