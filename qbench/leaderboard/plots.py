@@ -16,7 +16,7 @@ import pandas as pd
 
 from qbench.leaderboard.frame import RunsFrame
 
-MAX_POINTS = 500
+MAX_POINTS = 200
 MAX_ANNOTATED = 25
 MAX_CURVES = 30
 MARGINS = {"left": 0.11, "right": 0.97, "bottom": 0.11, "top": 0.92}
