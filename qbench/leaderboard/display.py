@@ -76,7 +76,7 @@ def detail_columns() -> frozenset[str]:
     for _, entry in registry.items():
         headline = getattr(entry.cls, "headline", None)
         if headline is not None:
-            hidden |= set(entry.cls.columns) - set(headline)
+            hidden |= set(getattr(entry.cls, "columns", {})) - set(headline)
     return frozenset(hidden)
 
 
