@@ -121,3 +121,28 @@ def test_help_of_every_command(capsys):
         assert code == 0 and "usage: qbench " + command in out
     code, out, _ = run_cli(capsys)
     assert code == 4 and "COMMAND" in out
+
+
+def test_plugins_check_passes_builtins_and_flags_a_broken_quantizer(capsys, fake_distribution):
+    code, out, _ = run_cli(capsys, "plugins", "--check")
+    assert code == 0 and "all ok" in out
+    source = textwrap.dedent(
+        """
+        import qbench
+        class Leaky(qbench.Quantizer):
+            name = "leaky"
+            def quantize(self, w, ctx):
+                return w * 0.3  # not in the declared set
+            def bits_per_weight(self):
+                return 1
+            def value_set(self, ctx):
+                return (-1.0, 1.0)
+        @qbench.hookimpl
+        def qbench_register_quantizers():
+            return [Leaky]
+        """
+    )
+    fake_distribution("leaky-dist", {"leaky": "leaky_plugin"}, {"leaky_plugin": source})
+    code, out, _ = run_cli(capsys, "plugins", "--check")
+    assert code == 1
+    assert "FAIL quantizer leaky (leaky): quantize returned values outside value_set" in out
