@@ -24,6 +24,8 @@ import pytest
 
 from qbench.cli import main
 
+from .matrices import matrix_toml
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -48,32 +50,10 @@ def qbench_register_quantizers():
     return [MarkupFloat]
 """
 
-MATRIX = """
-name = "browser"
-seeds = [0, 1]
-
-[[quantizer]]
-name = "float"
-[[quantizer]]
-name = "ternary"
-[[quantizer]]
-name = "binary"
-[[quantizer]]
-name = "markup-float"
-
-[[cell]]
-name = "gru"
-hidden = 16
-
-[[dataset]]
-name = "pydoc-char"
-max_chars = 20000
-
-[train]
-epochs = 1
-batch = 16
-bptt = 20
-"""
+MATRIX = matrix_toml(
+    "browser", quantizers=("float", "ternary", "binary", "markup-float"), cells=(("gru", {"hidden": 16}),),
+    seeds=(0, 1), epochs=1, batch=16, bptt=20,
+)
 
 
 class DevTools:

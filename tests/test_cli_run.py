@@ -8,53 +8,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
 from qbench.cli import main
 
+from .matrices import write_matrix_file
+
 pytestmark = pytest.mark.slow
 
-TINY = """
-name = "tiny"
-seeds = [0]
-
-[[quantizer]]
-name = "float"
-
-[[quantizer]]
-name = "ternary"
-
-[[cell]]
-name = "rnn"
-hidden = 16
-
-[[dataset]]
-name = "pydoc-char"
-max_chars = 20000
-
-[[hardware]]
-name = "shift-add"
-
-[[hardware]]
-name = "energy"
-
-[train]
-epochs = 1
-batch = 16
-bptt = 20
-max_steps = 15
-eval_tokens = 2000
-hardware_tokens = 200
-"""
-
-
-def write(tmp_path, text, name="tiny.toml"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
+TINY = dict(
+    quantizers=("float", "ternary"), hardware=("shift-add", "energy"),
+    epochs=1, batch=16, bptt=20, max_steps=15, eval_tokens=2000, hardware_tokens=200,
+)
 
 
 def stored(out):
@@ -68,7 +35,7 @@ def stored(out):
 
 
 def test_run_writes_leaderboards_and_resumes(tmp_path, capsys, fresh_host):
-    matrix = write(tmp_path, TINY)
+    matrix = write_matrix_file(tmp_path, "tiny", **TINY)
     out = tmp_path / "out"
     assert main(["run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html", "run.json"):
@@ -106,8 +73,7 @@ def test_run_writes_leaderboards_and_resumes(tmp_path, capsys, fresh_host):
 
 
 def test_sigkill_loses_no_finished_case(tmp_path):
-    text = TINY.replace("seeds = [0]", "seeds = [0, 1, 2]").replace("max_steps = 15", "max_steps = 40")
-    matrix = write(tmp_path, text)
+    matrix = write_matrix_file(tmp_path, "tiny", **{**TINY, "seeds": (0, 1, 2), "max_steps": 40})
     out = tmp_path / "out"
     command = [sys.executable, "-m", "qbench", "run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -18,38 +18,14 @@ from qbench.executors.inprocess import InProcessExecutor
 from qbench.executors.pool import ProcessPoolExecutor
 from qbench.matrix import Case, Spec
 
+from .matrices import write_matrix_file
+
 pytestmark = pytest.mark.slow
 
-#: A real but cheap matrix: one small RNN, a few training steps, on the embedded Python docs.
-TINY_MATRIX = """\
-name = "{name}"
-seeds = {seeds}
-
-[[quantizer]]
-name = "float"
-
-[[cell]]
-name = "rnn"
-hidden = 16
-
-[[dataset]]
-name = "pydoc-char"
-max_chars = 20000
-
-[train]
-epochs = {epochs}
-batch = 16
-bptt = 20
-max_steps = {max_steps}
-eval_tokens = 400
-hardware_tokens = 100
-"""
-
-
 def write_matrix(directory: Path, name: str = "tiny", seeds: int = 3, epochs: int = 1, max_steps: int = 4) -> Path:
-    path = directory / f"{name}.toml"
-    path.write_text(TINY_MATRIX.format(name=name, seeds=list(range(seeds)), epochs=epochs, max_steps=max_steps))
-    return path
+    """A real but cheap matrix: one small RNN, a few training steps, on the embedded Python docs."""
+    return write_matrix_file(directory, name, seeds=range(seeds), epochs=epochs, batch=16, bptt=20,
+                             max_steps=max_steps, eval_tokens=400, hardware_tokens=100)
 
 
 def real_cases(directory: Path, **kwargs: int) -> list[Case]:

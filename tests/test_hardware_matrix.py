@@ -3,54 +3,25 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
 from qbench.cli import main
 
+from .matrices import matrix_toml
+
 pytestmark = pytest.mark.slow
 
-MATRIX = """
-name = "hardware-check"
-seeds = [0]
-
-[[quantizer]]
-name = "float"
-
-[[quantizer]]
-name = "ternary"
-
-[[quantizer]]
-name = "exponential"
-
-[[cell]]
-name = "gru"
-hidden = 16
-
-[[dataset]]
-name = "pydoc-char"
-max_chars = 20000
-
-[[hardware]]
-name = "shift-add"
-
-[[hardware]]
-name = "energy"
-
-[train]
-epochs = 1
-batch = 16
-bptt = 20
-max_steps = 10
-eval_tokens = 1000
-hardware_tokens = 300
-"""
+MATRIX = matrix_toml(
+    "hardware-check", quantizers=("float", "ternary", "exponential"), cells=(("gru", {"hidden": 16}),),
+    hardware=("shift-add", "energy"),
+    epochs=1, batch=16, bptt=20, max_steps=10, eval_tokens=1000, hardware_tokens=300,
+)
 
 
 def test_leaderboard_shows_memory_and_energy_of_ternary_and_exponential(tmp_path) -> None:
     path = tmp_path / "hardware.toml"
-    path.write_text(textwrap.dedent(MATRIX))
+    path.write_text(MATRIX)
     out = tmp_path / "out"
     assert main(["run", "--matrix", str(path), "--out", str(out)]) == 0
     board = json.loads((out / "leaderboard.json").read_text())
