@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+pytest.importorskip("qbench_twn", reason="install the plugin first: pip install ./examples/qbench-twn")
+
 import qbench
 from qbench.testing.quantizers import QuantizerContract
 
