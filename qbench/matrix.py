@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from qbench.errors import MatrixError, UsageError
-from qbench.trainconfig import resolve_train
+from qbench.protocol import DEFAULT_BASELINE, TUNE_AXES, Protocol, SeedRule
+from qbench.trainconfig import TRAIN_PARAMS, resolve_train
 
 AXES = ("quantizer", "cell", "dataset", "hardware")
-TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "exclude", *AXES}
+TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "exclude", "tune", "baseline", *AXES}
+SEED_RULE_KEYS = ("min", "max", "precision", "first")
+TUNE_KEYS = (*TUNE_AXES, "seeds", "metric")
+#: Seeds are hashed into case ids and fed to torch and numpy generators: keep them in int64.
+MAX_SEED = 2**63 - 1
 REQUIRED_AXES = ("quantizer", "cell", "dataset")
 EXCLUDE_KEYS = ("quantizer", "cell", "dataset", "seed")
 
@@ -64,12 +70,19 @@ class Case:
     hardware: tuple[Spec, ...]
     seed: int
     train: Mapping[str, Any]
+    #: the grid point of the protocol this case trains ({} without a grid); not part of the id
+    tuned: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> tuple[str, str, str]:
+        """What a leaderboard row aggregates: (dataset, cell, quantizer) labels, tuned values left out."""
+        return (self.dataset.label, self.cell.label, self.quantizer.label)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             Case,
             (self.case_id, self.matrix, self.quantizer, self.cell, self.dataset, self.hardware, self.seed,
-             dict(self.train)),
+             dict(self.train), dict(self.tuned)),
         )
 
 
@@ -88,6 +101,16 @@ class Matrix:
     seeds: tuple[int, ...]
     train: Mapping[str, Any]
     excludes: tuple[Mapping[str, Any], ...] = ()
+    protocol: Protocol | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol is None:  # a matrix built by hand: the plain contract-1 protocol
+            object.__setattr__(self, "protocol", Protocol(seeds=tuple(self.seeds)))
+
+    @property
+    def fair(self) -> Protocol:
+        assert self.protocol is not None
+        return self.protocol
 
 
 def case_id_for(quantizer: Spec, cell: Spec, dataset: Spec, hardware: tuple[Spec, ...], seed: int,
@@ -190,20 +213,19 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise MatrixError(f"{where}: 'description' must be a string")
-    seeds = raw.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = [seeds]
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise MatrixError(f"{where}: 'seeds' must be a non-empty list of non-negative integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise MatrixError(f"{where}: 'seeds' lists a seed twice: {seeds!r}")
+    seeds, rule = _parse_seeds(where, raw.get("seeds", [0]))
     for axis in REQUIRED_AXES:
         if axis not in raw:
             raise MatrixError(f'{where}: missing axis [[{axis}]]; add at least one, e.g. [[{axis}]] name = "..."')
     train_table = raw.get("train", {})
     if not isinstance(train_table, dict):
         raise MatrixError(f"{where}: [train] must be a table")
+    for key, value in train_table.items():
+        if isinstance(value, list):
+            raise MatrixError(
+                f"{where}: [train] {key} is a list; a [train] value is one value. To tune it per method, "
+                f"write it under [tune] instead:\n  [tune]\n  train.{key} = {json.dumps(value)}"
+            )
     try:
         train = resolve_train(train_table)
     except UsageError as exc:
@@ -211,11 +233,115 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     axes = {axis: _resolve_axis(where, axis, raw[axis], host) for axis in REQUIRED_AXES}
     hardware = _resolve_axis(where, "hardware", raw["hardware"], host) if "hardware" in raw else ()
     excludes = _check_excludes(where, raw.get("exclude", []), axes)
+    baseline = raw.get("baseline", DEFAULT_BASELINE)
+    if not isinstance(baseline, str) or not baseline:
+        raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
+    grid, tuning_seeds, metric = _parse_tune(where, raw.get("tune", {}), axes, train, host)
+    if tuning_seeds > (rule.min if rule else len(seeds)):
+        raise MatrixError(f"{where}: [tune] seeds = {tuning_seeds} is more than the {rule.min if rule else len(seeds)} "
+                          "evaluation seeds every method gets; tune on fewer seeds")  # fmt: skip
+    protocol = Protocol(seeds=tuple(seeds), rule=rule, grid=grid, tuning_seeds=tuning_seeds, select=metric,
+                        baseline=baseline)  # fmt: skip
     return Matrix(
         name=name, path=where, digest=digest, description=description,
         quantizers=axes["quantizer"], cells=axes["cell"], datasets=axes["dataset"], hardware=hardware,
-        seeds=tuple(seeds), train=train, excludes=excludes,
+        seeds=tuple(seeds), train=train, excludes=excludes, protocol=protocol,
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_seeds(where: str, seeds: Any) -> tuple[list[int], SeedRule | None]:
+    """``seeds`` is a list of seeds, one seed, or a rule ``{min, max, precision[, first]}``."""
+    if isinstance(seeds, dict):
+        unknown = sorted(set(seeds) - set(SEED_RULE_KEYS))
+        if unknown:
+            raise MatrixError(f"{where}: [seeds] has unknown key(s) {', '.join(map(repr, unknown))}; a seed rule "
+                              f"takes {', '.join(SEED_RULE_KEYS)}")  # fmt: skip
+        low, high, first = seeds.get("min"), seeds.get("max"), seeds.get("first", 0)
+        precision = seeds.get("precision")
+        if not (_is_int(low) and _is_int(high) and 1 <= low <= high <= 1000):
+            raise MatrixError(f"{where}: [seeds] needs integers 1 <= min <= max <= 1000, got min={low!r}, max={high!r}")
+        if not (isinstance(precision, (int, float)) and not isinstance(precision, bool)
+                and math.isfinite(precision) and precision > 0):  # fmt: skip
+            raise MatrixError(f"{where}: [seeds] precision must be a positive number (the target half-width of "
+                              f"the paired difference's 95% interval, in the primary metric's unit), "
+                              f"got {precision!r}")  # fmt: skip
+        if not (_is_int(first) and 0 <= first <= MAX_SEED - high):
+            raise MatrixError(f"{where}: [seeds] first must be an integer from 0 to 2^63-1-max, got {first!r}")
+        return list(range(first, first + high)), SeedRule(low, high, float(precision))
+    if _is_int(seeds):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and 0 <= s <= MAX_SEED for s in seeds):
+        raise MatrixError(f"{where}: 'seeds' must be a non-empty list of integers from 0 to 2^63-1, or a seed rule "
+                          f"table {{min, max, precision}}, got {seeds!r}")  # fmt: skip
+    if len(set(seeds)) != len(seeds):
+        raise MatrixError(f"{where}: 'seeds' lists a seed twice: {seeds!r}")
+    return list(seeds), None
+
+
+def _parse_tune(where: str, tune: Any, axes: Mapping[str, tuple[Spec, ...]], train: Mapping[str, Any],
+                host: Any) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], int, str]:  # fmt: skip
+    """``[tune]``: ``train.KEY = [...]``, ``quantizer.PARAM = [...]``, ``cell.PARAM = [...]``,
+    ``seeds = N`` (tune on the first N seeds, default 1), ``metric = "valid_..."``."""
+    if not isinstance(tune, dict):
+        raise MatrixError(f"{where}: [tune] must be a table such as\n  [tune]\n  train.lr = [0.001, 0.003, 0.01]")
+    unknown = sorted(set(tune) - set(TUNE_KEYS))
+    if unknown:
+        raise MatrixError(f"{where}: [tune] has unknown key(s) {', '.join(map(repr, unknown))}; tune "
+                          f"train.KEY, quantizer.PARAM or cell.PARAM, and set seeds or metric")  # fmt: skip
+    grid: list[tuple[str, tuple[Any, ...]]] = []
+    for axis in TUNE_AXES:
+        table = tune.get(axis, {})
+        if not isinstance(table, dict):
+            raise MatrixError(f"{where}: [tune] {axis} must hold keys such as {axis}.NAME = [values]")
+        for name, values in table.items():
+            key = f"{axis}.{name}"
+            if not isinstance(values, list) or not values:
+                raise MatrixError(f"{where}: [tune] {key} must be a non-empty list of values, got {values!r}")
+            if len({_canonical(v) for v in values}) != len(values):
+                raise MatrixError(f"{where}: [tune] {key} lists a value twice: {values!r}")
+            checked = [_check_tuned_value(where, axis, name, value, axes, train, host) for value in values]
+            grid.append((key, tuple(checked)))
+    seeds = tune.get("seeds", 1)
+    if not _is_int(seeds) or seeds < 1:
+        raise MatrixError(f"{where}: [tune] seeds must be a positive integer (tune on the first N seeds), "
+                          f"got {seeds!r}")  # fmt: skip
+    metric = tune.get("metric", "")
+    if not isinstance(metric, str) or (metric and not metric.startswith("valid_")):
+        raise MatrixError(f"{where}: [tune] metric must name a validation metric (valid_...), got {metric!r}: "
+                          "the test split never chooses a configuration")  # fmt: skip
+    if not grid and ("seeds" in tune or "metric" in tune):
+        raise MatrixError(f"{where}: [tune] sets seeds or metric but tunes nothing; add e.g. train.lr = [...]")
+    return tuple(grid), seeds, metric
+
+
+def _check_tuned_value(where: str, axis: str, name: str, value: Any, axes: Mapping[str, tuple[Spec, ...]],
+                       train: Mapping[str, Any], host: Any) -> Any:  # fmt: skip
+    at = f"{where}: [tune] {axis}.{name}"
+    if axis == "train":
+        if name not in TRAIN_PARAMS:
+            raise MatrixError(f"{at}: unknown [train] key; known: {', '.join(sorted(TRAIN_PARAMS))}")
+        try:
+            return resolve_train({**train, name: value})[name]
+        except UsageError as exc:
+            raise MatrixError(f"{at}: {exc}") from None
+    registry = host.registry(axis)
+    converted = value
+    for spec in axes[axis]:
+        if name in spec.given:
+            raise MatrixError(f"{at} is tuned, and [[{axis}]] {spec.label} sets it too; remove one of the two")
+        cls = registry.get(spec.name).cls
+        if name not in getattr(cls, "params", {}):
+            raise MatrixError(f"{at}: {axis} {spec.name!r} has no parameter {name!r}; a tuned parameter must "
+                              f"be one every [[{axis}]] of the matrix declares")  # fmt: skip
+        try:
+            converted = cls(**{**{k: spec.params[k] for k in spec.given}, name: value}).config[name]
+        except UsageError as exc:
+            raise MatrixError(f"{at}: {exc}") from None
+    return converted
 
 
 def _check_excludes(where: str, excludes: Any, axes: Mapping[str, tuple[Spec, ...]]) -> tuple[Mapping[str, Any], ...]:
@@ -257,15 +383,54 @@ def _matches(rule: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
     return True
 
 
-def expand(matrix: Matrix) -> list[Case]:
-    """All cases of a matrix, in a stable order (dataset, cell, quantizer, seed), excludes removed."""
-    cases: list[Case] = []
-    for dataset, cell, quantizer, seed in itertools.product(
-        matrix.datasets, matrix.cells, matrix.quantizers, matrix.seeds
-    ):
-        values = {"quantizer": quantizer, "cell": cell, "dataset": dataset, "seed": seed}
-        if any(_matches(rule, values) for rule in matrix.excludes):
+Method = tuple[Spec, Spec, Spec]  # (dataset, cell, quantizer) of a matrix
+
+
+def methods(matrix: Matrix) -> list[Method]:
+    """Every (dataset, cell, quantizer) of the matrix that some seed keeps, in expansion order."""
+    found = []
+    for dataset, cell, quantizer in itertools.product(matrix.datasets, matrix.cells, matrix.quantizers):
+        values = {"quantizer": quantizer, "cell": cell, "dataset": dataset}
+        if all(any(_matches(rule, {**values, "seed": seed}) for rule in matrix.excludes) for seed in matrix.seeds):
             continue
-        case_id = case_id_for(quantizer, cell, dataset, matrix.hardware, seed, matrix.train)
-        cases.append(Case(case_id, matrix.name, quantizer, cell, dataset, matrix.hardware, seed, matrix.train))
+        found.append((dataset, cell, quantizer))
+    return found
+
+
+def case_for(matrix: Matrix, method: Method, point: Mapping[str, Any], seed: int) -> Case | None:
+    """The case of one method at one grid point and seed (None when an exclude removes it)."""
+    dataset, cell, quantizer = method
+    if any(_matches(rule, {"quantizer": quantizer, "cell": cell, "dataset": dataset, "seed": seed})
+           for rule in matrix.excludes):  # fmt: skip
+        return None
+    train, params = dict(matrix.train), {"quantizer": dict(quantizer.params), "cell": dict(cell.params)}
+    for key, value in point.items():
+        axis, name = key.split(".", 1)
+        (train if axis == "train" else params[axis])[name] = value
+    tuned_quantizer = Spec(quantizer.name, params["quantizer"], quantizer.given) if point else quantizer
+    tuned_cell = Spec(cell.name, params["cell"], cell.given) if point else cell
+    case_id = case_id_for(tuned_quantizer, tuned_cell, dataset, matrix.hardware, seed, train)
+    return Case(case_id, matrix.name, tuned_quantizer, tuned_cell, dataset, matrix.hardware, seed, train, dict(point))
+
+
+def expand(matrix: Matrix) -> list[Case]:
+    """The cases known before any result, in a stable order (dataset, cell, quantizer, point, seed).
+
+    With a plain list of seeds and no grid that is every case of the matrix. With a ``[tune]``
+    grid it is the grid on the tuning seeds (which configuration each method evaluates is chosen
+    from their results); with a seed rule and no grid, the minimum seeds. :mod:`qbench.planning`
+    decides the rest as results arrive.
+    """
+    protocol = matrix.fair
+    if protocol.grid:
+        points, seeds = protocol.points(), protocol.tuning_seed_list
+    else:
+        points, seeds = [{}], protocol.seeds[: protocol.min_seeds]
+    cases = []
+    for method in methods(matrix):
+        for point in points:
+            for seed in seeds:
+                case = case_for(matrix, method, point, seed)
+                if case is not None:
+                    cases.append(case)
     return cases

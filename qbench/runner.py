@@ -140,6 +140,7 @@ def _run(case: Case, device: str, threads: int | None, record: dict[str, Any], p
     record["directions"] = dict(result.directions)
     record["curve"] = list(result.curve)
     record["train_seconds"] = result.train_seconds
+    record["train_steps"] = int(result.steps)
     record["tokens_per_second"] = result.tokens_per_second
     record["weight_count"] = int(result.weight_count)
     record["weight_bytes"] = result.weight_count * record["weight_bits"] / 8.0

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from qbench.errors import ExitCode, UsageError
 from qbench.matrix import Case, Matrix, expand, load_matrix
+from qbench.protocol import Protocol
 from qbench.store import Store
 
 #: Stored statuses that count as done; an ``error`` is re-run by the next run (it may be transient).
@@ -70,11 +71,15 @@ def case_table(cases: Sequence[Case], stored: dict[str, str]) -> str:
     """The ``--dry-run`` table: one row per case with its stored status or ``pending``."""
     from tabulate import tabulate
 
+    tuned = any(c.tuned for c in cases)
     rows = [
-        (c.case_id, c.dataset.label, c.cell.label, c.quantizer.label, c.seed, stored.get(c.case_id, "pending"))
+        (c.case_id, c.dataset.label, c.cell.label, c.quantizer.label,
+         *([", ".join(f"{k}={json.dumps(v)}" for k, v in c.tuned.items())] if tuned else []),
+         c.seed, stored.get(c.case_id, "pending"))
         for c in cases
-    ]
-    return tabulate(rows, headers=("case", "dataset", "cell", "quantizer", "seed", "status"))
+    ]  # fmt: skip
+    headers = ("case", "dataset", "cell", "quantizer", *(["configuration"] if tuned else []), "seed", "status")
+    return tabulate(rows, headers=headers)
 
 
 def check_datasets(matrix: Matrix, echo: Callable[[str], None]) -> dict[str, str]:
@@ -97,18 +102,29 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def write_outputs(store: Store, out: Path, title: str, case_ids: set[str] | None) -> list[Path]:
+def write_outputs(store: Store, out: Path, title: str, case_ids: set[str] | None,
+                  protocol: Protocol | None = None) -> list[Path]:  # fmt: skip
     """Leaderboards from the store (only the matrix's current cases when ``case_ids`` is given)."""
     from qbench.leaderboard import rebuild_from_store
 
     present = store.done_ids()
     if not (present & case_ids if case_ids is not None else present):
         return []
-    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids))
+    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids, protocol=protocol))
+
+
+PROTOCOL_META = "protocol:"  # store meta key prefix: the protocol of each matrix, for `qbench leaderboard`
 
 
 def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None) -> ExitCode:
-    """Run a matrix end to end and return the exit code (usage errors raise :class:`UsageError`)."""
+    """Run a matrix end to end and return the exit code (usage errors raise :class:`UsageError`).
+
+    The cases run in rounds (:func:`qbench.planning.next_cases`): the tuning grid, then the chosen
+    configurations' seeds, then the seeds the seed rule still asks for; each round is decided from
+    the store, so an interrupted run resumes in whichever phase it stopped.
+    """
+    from qbench.planning import candidate_cases, max_cases
+
     stream = stream or sys.stderr
 
     def echo(message: str) -> None:
@@ -123,15 +139,7 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         raise UsageError(f"--workers must be at least 1, got {options.workers}")
 
     if options.dry_run:
-        store_path = out / "qbench.sqlite"
-        stored: dict[str, str] = {}
-        if store_path.is_file():
-            with Store(store_path) as store:
-                stored = store.statuses()
-        print(case_table(cases, stored), file=sys.stdout)
-        pending = plan(cases, stored, options.resume).pending
-        echo(f"{len(cases)} cases, {len(pending)} to run, {len(cases) - len(pending)} stored ({out})")
-        return ExitCode.OK
+        return _dry_run(matrix, out, options, echo)
 
     from qbench.executors import get_executor
 
@@ -139,31 +147,91 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
     out.mkdir(parents=True, exist_ok=True)
     store = Store.in_dir(out)
     executor = None
+    protocol = matrix.fair
     try:
-        the_plan = plan(cases, store.statuses(), options.resume)
-        options.workers = options.workers or auto_workers(len(the_plan.pending))
+        store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
+        statuses = store.statuses()
+        first = _rounds(matrix, store, options, set())
+        options.workers = options.workers or auto_workers(max(len(first.cases), 1))
         executor = get_executor(options.executor, options.workers, options.device, options.scheduler)
         _write_json(out / "run.json", {
             "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
             "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],
+            "protocol": protocol.as_dict(), "max_cases": max_cases(matrix),
             "dataset_fingerprints": fingerprints, "executor": options.executor, "workers": options.workers,
             "device": options.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         })
-        skipped = len(cases) - len(the_plan.pending)
-        echo(f"{matrix.name}: {len(cases)} cases, {skipped} already stored, {len(the_plan.pending)} to run -> {out}")
-        code = _execute(the_plan, executor, store, matrix, options, echo)
-        written = write_outputs(store, out, matrix.name, {c.case_id for c in cases})
+        stored_before = sum(1 for c in cases if statuses.get(c.case_id) in DONE_STATUSES)
+        bound = "" if protocol.trivial else f" (the protocol may add more, at most {max_cases(matrix)} in all)"
+        echo(f"{matrix.name}: {len(cases)} cases, {stored_before} already stored, {len(first.cases)} to run{bound} "
+             f"-> {out}")  # fmt: skip
+        code, attempted, the_round = ExitCode.OK, set(), first
+        while the_round.cases:
+            if not protocol.trivial:
+                echo(f"{the_round.phase}: {len(the_round.cases)} cases to run")
+            plan_now = Plan(list(the_round.cases), list(the_round.cases), store.statuses())
+            code = _execute(plan_now, executor, store, matrix, options, echo)
+            attempted |= {c.case_id for c in the_round.cases}
+            if code is not ExitCode.OK or (options.exitfirst and _any_failed(store, the_round.cases)):
+                break
+            the_round = _rounds(matrix, store, options, attempted)
+        matrix_ids = {c.case_id for c in candidate_cases(matrix)}
+        written = write_outputs(store, out, matrix.name, matrix_ids, protocol)
         if written:
             echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
         if code is not ExitCode.OK:
             return code
         statuses = store.statuses()
-        failed = [c for c in cases if statuses.get(c.case_id) in FAILED_STATUSES]
+        failed = [cid for cid in matrix_ids if statuses.get(cid) in FAILED_STATUSES]
         return ExitCode.CASES_FAILED if failed else ExitCode.OK
     finally:
         store.close()
         if executor is not None:
             executor.close()
+
+
+def _rounds(matrix: Matrix, store: Store, options: RunOptions, attempted: set[str]) -> Any:
+    """The next round of cases: a stored record counts if this run made it, or (resuming) if it is
+    ``ok`` or ``diverged``; an ``error`` from an earlier run is run again."""
+    from qbench.planning import next_cases
+
+    def done(case_id: str, record: Any) -> bool:
+        return case_id in attempted or (options.resume and record.get("status") in DONE_STATUSES)
+
+    return next_cases(matrix, lambda cases: store.records_for([c.case_id for c in cases]), done)
+
+
+def _any_failed(store: Store, cases: Sequence[Case]) -> bool:
+    statuses = store.statuses()
+    return any(statuses.get(c.case_id) in FAILED_STATUSES for c in cases)
+
+
+def _dry_run(matrix: Matrix, out: Path, options: RunOptions, echo: Callable[[str], None]) -> ExitCode:
+    """The case table of what is known now, with stored statuses, and the most the matrix may cost."""
+    from qbench.planning import max_cases
+
+    store_path = out / "qbench.sqlite"
+    stored: dict[str, str] = {}
+    shown = expand(matrix)
+    if store_path.is_file():
+        with Store(store_path) as store:
+            stored = store.statuses()
+            if not matrix.fair.trivial:
+                from qbench.planning import candidate_cases
+
+                known = {c.case_id: c for c in shown}
+                the_round = _rounds(matrix, store, options, set())
+                for case in [*(c for c in candidate_cases(matrix) if c.case_id in stored), *the_round.cases]:
+                    known.setdefault(case.case_id, case)
+                shown = list(known.values())
+    print(case_table(shown, stored), file=sys.stdout)
+    pending = plan(shown, stored, options.resume).pending
+    echo(f"{len(shown)} cases known now, {len(pending)} to run, {len(shown) - len(pending)} stored ({out}); "
+         f"at most {max_cases(matrix)} cases with the protocol")  # fmt: skip
+    if not matrix.fair.trivial:
+        for line in matrix.fair.describe()[:2]:
+            echo(line)
+    return ExitCode.OK
 
 
 def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, options: RunOptions,

@@ -87,6 +87,31 @@ class Store:
             rows = self._db.execute("SELECT record FROM records WHERE matrix = ? ORDER BY stored, case_id", (matrix,))
         return [json.loads(row[0]) for row in rows]
 
+    def records_for(self, case_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored records of ``case_ids`` (absent ones are left out; so is a record that is not
+        a readable JSON object, which the next run then computes again)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(case_ids), 500):
+            chunk = case_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for case_id, text in self._db.execute(f"SELECT case_id, record FROM records WHERE case_id IN ({marks})",
+                                                  chunk):  # fmt: skip
+                try:
+                    record = json.loads(text)
+                except (TypeError, ValueError):
+                    continue
+                if isinstance(record, dict):
+                    found[case_id] = record
+        return found
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store one metadata value (the protocol of a matrix, say), replacing the old one."""
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
     def count(self, matrix: str | None = None) -> int:
         """How many records are stored (optionally of one matrix)."""
         if matrix is None:

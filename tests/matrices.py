@@ -23,15 +23,26 @@ def matrix_toml(
     cells: Iterable[Component] = (("rnn", {"hidden": 16}),),
     datasets: Iterable[Component] = (("pydoc-char", {"max_chars": 20000}),),
     hardware: Iterable[Component] = (),
-    seeds: Iterable[int] = (0,),
+    seeds: Iterable[int] | Mapping[str, Any] = (0,),
+    tune: Mapping[str, Any] | None = None,
     **train: Any,
 ) -> str:
-    """A matrix over real components; ``train`` becomes the ``[train]`` table."""
-    parts = [f"name = {json.dumps(name)}", f"seeds = {json.dumps(list(seeds))}"]
+    """A matrix over real components; ``train`` becomes the ``[train]`` table.
+
+    ``seeds`` may be a seed rule ({"min": 3, "max": 6, "precision": 0.05}); ``tune`` becomes the
+    ``[tune]`` table ({"train.lr": [0.01, 0.03], "seeds": 1}).
+    """
+    if isinstance(seeds, Mapping):
+        rule = ", ".join(f"{key} = {json.dumps(value)}" for key, value in seeds.items())
+        parts = [f"name = {json.dumps(name)}", f"seeds = {{ {rule} }}"]
+    else:
+        parts = [f"name = {json.dumps(name)}", f"seeds = {json.dumps(list(seeds))}"]
     for axis, components in (("quantizer", quantizers), ("cell", cells), ("dataset", datasets),
                              ("hardware", hardware)):  # fmt: skip
         parts += [_table(axis, component) for component in components]
     parts.append("[train]\n" + "\n".join(f"{key} = {json.dumps(value)}" for key, value in train.items()))
+    if tune:
+        parts.append("[tune]\n" + "\n".join(f"{key} = {json.dumps(value)}" for key, value in tune.items()))
     return "\n\n".join(parts) + "\n"
 
 

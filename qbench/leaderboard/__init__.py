@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qbench.leaderboard.fairness import FairView, apply_protocol
 from qbench.leaderboard.frame import GROUP_KEY, RunsFrame, load_runs, record_sha256
 from qbench.leaderboard.tables import aggregate, paired
+from qbench.protocol import Protocol
 
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html")
 
@@ -19,50 +21,69 @@ __all__ = ["FILES", "GROUP_KEY", "RunsFrame", "aggregate", "load_runs", "paired"
            "record_sha256", "write_frame", "write_leaderboards"]  # fmt: skip
 
 
-def write_leaderboards(records: list[dict[str, Any]], out_dir: Path, title: str, plots: bool = True) -> list[Path]:
+def write_leaderboards(records: list[dict[str, Any]], out_dir: Path, title: str, plots: bool = True,
+                       protocol: Protocol | None = None) -> list[Path]:  # fmt: skip
     """Write ``leaderboard.{md,csv,json,html}`` and ``plots/*.{png,svg}`` into ``out_dir``.
 
     Returns the written paths (the JSON last: it holds the sha256 of every other file).
-    ``plots=False`` skips the pictures (the tables are complete either way).
+    ``plots=False`` skips the pictures (the tables are complete either way). ``protocol``: how
+    the cases were chosen (:mod:`qbench.protocol`); without one, every seed of every method counts.
     """
-    return write_frame(load_runs(records), Path(out_dir), title, plots)
+    return write_frame(load_runs(records), Path(out_dir), title, plots, protocol)
 
 
 def rebuild_from_store(store_path: Path, out_dir: Path, title: str, matrix: str | None = None,
-                       case_ids: set[str] | None = None, plots: bool = True) -> list[Path]:  # fmt: skip
+                       case_ids: set[str] | None = None, plots: bool = True,
+                       protocol: Protocol | None = None) -> list[Path]:  # fmt: skip
     """:func:`write_leaderboards` for the records of a store, read without a dict per record.
 
     Same files as ``write_leaderboards(Store(store_path).records(matrix), ...)`` (restricted to
-    ``case_ids`` when given), several times faster on a large store.
+    ``case_ids`` when given), several times faster on a large store. Without ``protocol``, the
+    protocol the store recorded for ``matrix`` (or for its only matrix) is used.
     """
-    from qbench.leaderboard.storeread import read_store
+    from qbench.leaderboard.storeread import read_store, stored_protocol
 
-    return write_frame(read_store(Path(store_path), matrix, case_ids), Path(out_dir), title, plots)
+    if protocol is None:
+        protocol = stored_protocol(Path(store_path), matrix)
+    return write_frame(read_store(Path(store_path), matrix, case_ids), Path(out_dir), title, plots, protocol)
 
 
-def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True) -> list[Path]:
+def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
+                protocol: Protocol | None = None) -> list[Path]:  # fmt: skip
     from qbench.leaderboard.display import Displays
     from qbench.leaderboard.html import render_html
     from qbench.leaderboard.markdown import render_markdown
     from qbench.leaderboard.plots import write_plots
-    from qbench.leaderboard.writers import file_sha256, json_head, write_csv, write_json
+    from qbench.leaderboard.writers import fairness_head, file_sha256, json_head, write_csv, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = aggregate(frame)
-    pairs = paired(frame)
-    notes: list[str] = []
+    fair = apply_protocol(frame, protocol)
+    table = tuned_rows(fair)
+    pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha)
+    notes: list[str] = list(fair.notes)
     plot_paths: list[Path] = []
     if plots and len(table):
-        plot_paths, notes = write_plots(frame, table, out_dir / "plots")
-    displays = Displays.build(frame, table, pairs)
+        plot_paths, plot_notes = write_plots(fair.used, table, out_dir / "plots")
+        notes += plot_notes
+    displays = Displays.build(fair.used, table, pairs, fair)
     md = out_dir / "leaderboard.md"
-    md.write_text(render_markdown(frame, table, pairs, title, displays), encoding="utf-8")
+    md.write_text(render_markdown(fair.used, table, pairs, title, displays, fair), encoding="utf-8")
     csv = out_dir / "leaderboard.csv"
-    write_csv(frame, table, csv)
+    write_csv(fair.used, table, csv)
     page = out_dir / "leaderboard.html"
-    page.write_text(render_html(frame, table, pairs, title, plot_paths, notes, displays), encoding="utf-8")
+    page.write_text(render_html(fair.used, table, pairs, title, plot_paths, notes, displays, fair), encoding="utf-8")
     written = [md, csv, page, *plot_paths]
     files = {path.relative_to(out_dir).as_posix(): file_sha256(path) for path in written}
     json_path = out_dir / "leaderboard.json"
-    write_json(json_head(frame, table, pairs, title, files, notes), frame, json_path)
+    head = json_head(fair.used, table, pairs, title, files, notes)
+    head.update(fairness_head(fair))
+    write_json(head, fair.all_runs, json_path)
     return [*written, json_path]
+
+
+def tuned_rows(fair: FairView) -> Any:
+    """One row per method: the aggregates of its chosen configuration, with that configuration."""
+    table = aggregate(fair.used)
+    keys = zip(*(table[k].tolist() for k in GROUP_KEY), strict=True)
+    table.insert(4, "configuration", [fair.configuration.get(tuple(k), "") for k in keys])  # type: ignore[arg-type]
+    return table

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -94,21 +95,90 @@ class Displays:
 
     ranked: dict[str, DisplayTable]
     paired: dict[str, DisplayTable]
+    selection: dict[str, DisplayTable] = field(default_factory=dict)
+    seeds: dict[str, DisplayTable] = field(default_factory=dict)
+    budget: dict[str, DisplayTable] = field(default_factory=dict)
+    protocol: list[str] = field(default_factory=list)
+    baseline: str = "float"
 
     @classmethod
-    def build(cls, frame: RunsFrame, table: pd.DataFrame, pairs: pd.DataFrame) -> Displays:
-        ranked = {label: ranked_table(table, frame, label) for label in frame.datasets}
+    def build(cls, frame: RunsFrame, table: pd.DataFrame, pairs: pd.DataFrame, fair: Any = None) -> Displays:
+        show_configuration = fair is not None and bool(fair.protocol.grid)
+        ranked = {label: ranked_table(table, frame, label, show_configuration) for label in frame.datasets}
+        baseline = fair.protocol.baseline if fair is not None else "float"
         paired = {}
         if len(pairs):
             # The pages show the primary metric; leaderboard.json has every quality metric.
             primary = pairs["dataset_label"].map({k: v.primary_metric for k, v in frame.datasets.items()})
             shown = pairs[pairs["metric"] == primary]
             for label, rows in shown.groupby("dataset_label", sort=False):
-                paired[str(label)] = paired_table(rows)
-        return cls(ranked, paired)
+                paired[str(label)] = paired_table(rows, baseline)
+        displays = cls(ranked, paired, baseline=baseline)
+        if fair is not None:
+            displays.protocol = fair.protocol.describe()
+            displays.selection = _per_dataset(fair.selection, selection_table)
+            displays.seeds = _per_dataset(fair.seeds, seed_table)
+            displays.budget = _per_dataset(fair.budget, budget_table)
+        return displays
 
 
-def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str) -> DisplayTable:
+def _per_dataset(table: pd.DataFrame, build: Any) -> dict[str, DisplayTable]:
+    if table is None or not len(table):
+        return {}
+    return {str(label): build(rows) for label, rows in table.groupby("dataset_label", sort=True)}
+
+
+def selection_table(rows: pd.DataFrame) -> DisplayTable:
+    """Every grid point of every method: its mean validation metric on the tuning seeds."""
+    means = rows["mean"].astype(float).tolist()
+    metric = str(rows["metric"].iloc[0]) if len(rows) else ""
+    direction = str(rows["direction"].iloc[0]) if len(rows) else "min"
+    chosen = rows["chosen"].tolist()
+    columns = [
+        Column("quantizer", texts(rows["quantizer_label"]), plugin_text=True),
+        Column("cell", texts(rows["cell_label"]), plugin_text=True),
+        Column("configuration", texts(rows["configuration"]), plugin_text=True),
+        Column(column_title(metric, direction) + " (tuning seeds)", [fmt_value(m) for m in means], numeric=True,
+               sort_values=_number_key(means)),
+        Column("ok / stored", [f"{a} / {b}" for a, b in zip(rows["n_ok"].tolist(), rows["n_stored"].tolist(),
+                                                             strict=True)], numeric=True),
+        Column("chosen", ["chosen" if c else "" for c in chosen]),
+    ]  # fmt: skip
+    return DisplayTable(columns, ["better" if c else "" for c in chosen])
+
+
+def seed_table(rows: pd.DataFrame) -> DisplayTable:
+    """The seed rule's decision for every comparison."""
+    halves = rows["half_width"].astype(float).tolist()
+    columns = [
+        Column("quantizer", texts(rows["quantizer_label"]), plugin_text=True),
+        Column("cell", texts(rows["cell_label"]), plugin_text=True),
+        Column("seeds", [str(n) for n in rows["seeds"].tolist()], numeric=True),
+        Column("paired n", [str(n) for n in rows["paired_n"].tolist()], numeric=True),
+        Column("half-width", [fmt_ci(h) if h == h else "" for h in halves], numeric=True,
+               sort_values=_number_key(halves)),
+        Column("decision", texts(rows["reason"]), titles=texts(rows["history"])),
+    ]  # fmt: skip
+    return DisplayTable(columns)
+
+
+def budget_table(rows: pd.DataFrame) -> DisplayTable:
+    """What each method cost, tuning included: equal budgets are part of a fair comparison."""
+    steps, seconds = rows["train_steps"].astype(float).tolist(), rows["train_seconds"].astype(float).tolist()
+    columns = [
+        Column("quantizer", texts(rows["quantizer_label"]), plugin_text=True),
+        Column("cell", texts(rows["cell_label"]), plugin_text=True),
+        Column("cases", [str(n) for n in rows["cases"].tolist()], numeric=True),
+        Column("tuning runs", [str(n) for n in rows["tuning_cases"].tolist()], numeric=True),
+        Column("evaluation runs", [str(n) for n in rows["evaluation_cases"].tolist()], numeric=True),
+        Column("training steps", ["" if s != s else f"{s:.0f}" for s in steps], numeric=True,
+               sort_values=_number_key(steps)),
+        Column("train seconds", [fmt_value(s) for s in seconds], numeric=True, sort_values=_number_key(seconds)),
+    ]  # fmt: skip
+    return DisplayTable(columns)
+
+
+def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str, configuration: bool = False) -> DisplayTable:
     """One dataset's rows, ranked, every value column (the Markdown drops the timing ones)."""
     info = frame.datasets[label]
     rows = table[table["dataset_label"] == label]
@@ -120,6 +190,8 @@ def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str) -> DisplayTa
         Column("quantizer", texts(rows["quantizer_label"]), plugin_text=True),
         Column("cell", texts(rows["cell_label"]), plugin_text=True),
     ]  # fmt: skip
+    if configuration:
+        columns.append(Column("chosen configuration", texts(rows["configuration"]), plugin_text=True))
     for name in value_columns:
         means, cis = rows[f"{name}_mean"].tolist(), rows[f"{name}_ci95"].tolist()
         stds, ns = rows[f"{name}_std"].tolist(), rows[f"{name}_n"].tolist()
@@ -146,16 +218,26 @@ def paired_difference(mean: float, ci: float) -> str:
     return fmt_value(mean, signed=True)
 
 
-def paired_table(pairs: pd.DataFrame) -> DisplayTable:
+def _p_text(p: float) -> str:
+    if p != p:
+        return ""
+    return "<0.0001" if p < 1e-4 else f"{p:.2g}"
+
+
+def paired_table(pairs: pd.DataFrame, baseline: str = "float") -> DisplayTable:
     means, cis = pairs["diff_mean"].tolist(), pairs["diff_ci95"].tolist()
+    effects, p_holm = pairs["effect_size"].astype(float).tolist(), pairs["p_holm"].astype(float).tolist()
     verdicts = texts(pairs["verdict"])
     columns = [
         Column("quantizer", texts(pairs["quantizer_label"]), plugin_text=True),
         Column("cell", texts(pairs["cell_label"]), plugin_text=True),
         Column("metric", texts(pairs["metric"])),
-        Column("difference to float", [paired_difference(m, c) for m, c in zip(means, cis, strict=True)],
+        Column(f"difference to {baseline}", [paired_difference(m, c) for m, c in zip(means, cis, strict=True)],
                numeric=True, sort_values=_number_key(means)),
         Column("n", [str(n) for n in pairs["n"].tolist()], numeric=True),
+        Column("effect size d_z", [fmt_value(e, signed=True) if e == e else "" for e in effects], numeric=True,
+               sort_values=_number_key(effects)),
+        Column("p (Holm)", [_p_text(p) for p in p_holm], numeric=True, sort_values=_number_key(p_holm)),
         Column("verdict", verdicts, titles=texts(pairs["sentence"])),
     ]  # fmt: skip
     classes = [{"better": "better", "worse": "worse"}.get(v, "muted") for v in verdicts]

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from qbench.protocol import PRIMARY_PREFERENCE
 
 #: A leaderboard row aggregates the seeds of one (dataset, cell, quantizer) triple.
 GROUP_KEY = ("dataset_label", "cell_label", "quantizer_label")
@@ -31,8 +34,6 @@ COST_DIRECTIONS = {
 }
 #: Value columns whose names start like this measure quality (the rest are costs).
 QUALITY_PREFIXES = ("test_", "valid_", "train_")
-#: Preferred primary metric of a dataset, in order, when the records do not name one.
-PRIMARY_PREFERENCE = ("test_bpc", "test_accuracy", "test_perplexity", "test_loss")
 
 
 @dataclass
@@ -132,8 +133,13 @@ def merge_directions(direction_maps: Iterable[dict[str, Any] | None]) -> dict[st
     return directions
 
 
+#: What a run was configured with (read by the protocol: grid points and superseded configurations).
+CONFIG_COLUMNS = ("train", "quantizer_params", "cell_params", "dataset_params", "hardware")
+
+
 def wanted_columns(directions: dict[str, str]) -> list[str]:
-    identity = ["case_id", "matrix", "status", "error", "seed", "full_precision", "dataset_licence", "primary_metric"]
+    identity = ["case_id", "matrix", "status", "error", "seed", "full_precision", "dataset_licence", "primary_metric",
+                "train_steps", *CONFIG_COLUMNS]  # fmt: skip
     axes = [name for axis in ("dataset", "cell", "quantizer") for name in (axis, f"{axis}_label")]
     return list(dict.fromkeys([*identity, *axes, *directions, *COST_DIRECTIONS]))
 
@@ -161,6 +167,27 @@ def _parts(value: Any) -> str:
     if isinstance(value, str):  # a store gives the list as JSON text
         value = json.loads(value) if value.startswith("[") else [value]
     return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else ""
+
+
+def _canonical_texts(values: list[Any]) -> list[str]:
+    """Objects (or their JSON text, as a store gives them) as canonical JSON, each distinct value once."""
+    cache: dict[Any, str] = {}
+    out = []
+    for value in values:
+        key = value if isinstance(value, str) else repr(value)
+        text = cache.get(key)
+        if text is None:
+            parsed = value
+            if isinstance(value, str):
+                try:
+                    parsed = json.loads(value)
+                except ValueError:
+                    parsed = value
+            if isinstance(parsed, float) and math.isnan(parsed):
+                parsed = None
+            text = cache[key] = json.dumps(parsed, sort_keys=True, separators=(",", ":"), default=str)
+        out.append(text)
+    return out
 
 
 def build_runs(source: RawRuns) -> RunsFrame:
@@ -193,6 +220,9 @@ def build_runs(source: RawRuns) -> RunsFrame:
     columns["full_precision"] = full_precision
     licence = raw["dataset_licence"]
     columns["licence"] = licence.where(licence.notna(), "").astype(str)
+    for name in CONFIG_COLUMNS:
+        columns[name] = _canonical_texts(raw[name].tolist())
+    columns["train_steps"] = pd.to_numeric(raw["train_steps"], errors="coerce").astype(float)
     for column in value_columns:
         values = raw[column]
         if values.dtype == object:

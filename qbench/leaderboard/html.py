@@ -11,12 +11,13 @@ from __future__ import annotations
 import base64
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from qbench.leaderboard.display import Column, Displays, DisplayTable
 from qbench.leaderboard.frame import RunsFrame
-from qbench.leaderboard.markdown import MAX_FAILURES_LISTED
+from qbench.leaderboard.markdown import MAX_FAILURES_LISTED, SECTIONS
 from qbench.leaderboard.plots import slug
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
@@ -111,8 +112,9 @@ def _figure(path: Path) -> str:
 
 
 def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
-                plots: list[Path], notes: list[str], displays: Displays | None = None) -> str:  # fmt: skip
-    displays = displays or Displays.build(frame, table, paired)
+                plots: list[Path], notes: list[str], displays: Displays | None = None,
+                fair: Any = None) -> str:  # fmt: skip
+    displays = displays or Displays.build(frame, table, paired, fair)
     runs = frame.runs
     counts = runs["status"].value_counts()
     parts = [
@@ -128,6 +130,9 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
         "mean ± half-width of the 95% confidence interval (Student t). ↓ lower is better, ↑ higher is better. "
         "Click a column header to sort.</p>",
     ]
+    if displays.protocol:
+        parts.append('<section id="protocol"><h2>Protocol</h2>' + "".join(f"<p>{escape(line)}</p>"
+                                                                         for line in displays.protocol) + "</section>")
     svgs = [p for p in plots if p.suffix == ".svg"]
     for label, info in frame.datasets.items():
         parts.append(f'<section id="dataset-{slug(label)}"><h2>{escape(label)}</h2>')
@@ -137,8 +142,12 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
         parts.append(f"<p>{escape(text)}</p>")
         parts.append(html_table(displays.ranked[label], f"table-{slug(label)}"))
         if label in displays.paired:
-            parts.append("<h3>Against the float baseline (paired by cell and seed)</h3>")
+            parts.append(f"<h3>Against the {escape(displays.baseline)} baseline (paired by cell and seed)</h3>")
             parts.append(html_table(displays.paired[label], css="sortable paired"))
+        for heading, tables, text in SECTIONS:
+            if label in getattr(displays, tables):
+                parts.append(f"<h3>{escape(heading)}</h3><p>{escape(text)}</p>")
+                parts.append(html_table(getattr(displays, tables)[label], css=f"sortable {tables}"))
         for path in svgs:
             if path.stem.startswith(slug(label) + "-"):
                 parts.append(_figure(path))

@@ -6,6 +6,8 @@ through :func:`escape_markdown`, so it reads as text wherever the Markdown is re
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from qbench.leaderboard.display import Column, Displays, DisplayTable, headline_view, pipe_table
@@ -16,11 +18,20 @@ from qbench.leaderboard.frame import RunsFrame
 HEADLINE_PROVENANCE = ("qbench_version", "torch_version", "python", "device", "matrix_hash", "git_commit")
 #: Failed runs listed in full; the rest are counted (all of them are in leaderboard.json).
 MAX_FAILURES_LISTED = 200
+#: The protocol's tables, after the paired comparison: (heading, Displays attribute, sentence).
+SECTIONS = (
+    ("Selection (validation metric of every configuration)", "selection",
+     "Mean validation metric on the tuning seeds; the chosen configuration is the tuned row above."),
+    ("Seed rule", "seeds", "Seeds each comparison used, its paired n, the half-width of its 95% interval and why "
+                           "seeds stopped."),
+    ("Budget", "budget", "Cases, training steps and train seconds spent per method, tuning included (the chosen "
+                         "configuration's tuning run is also its evaluation run on that seed)."),
+)  # fmt: skip
 
 
 def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
-                    displays: Displays | None = None) -> str:  # fmt: skip
-    displays = displays or Displays.build(frame, table, paired)
+                    displays: Displays | None = None, fair: Any = None) -> str:  # fmt: skip
+    displays = displays or Displays.build(frame, table, paired, fair)
     runs = frame.runs
     counts = runs["status"].value_counts()
     lines = [f"# {escape_markdown(title)}", ""]
@@ -33,6 +44,8 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         "metrics and the headline costs; leaderboard.csv and leaderboard.html have every column."
     )
     lines.append("")
+    if displays.protocol:
+        lines += ["**Protocol.** " + " ".join(escape_markdown(line) for line in displays.protocol), ""]
     for key in HEADLINE_PROVENANCE:
         if key in frame.provenance:
             values = ", ".join(escape_markdown(v) for v in frame.provenance[key])
@@ -47,11 +60,17 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
             sentence += f" Dataset licence: {escape_markdown(info.licence)}."
         lines += [sentence, ""]
         lines += [pipe_table(headline_view(displays.ranked[label]), escape_markdown), ""]
+        base = escape_markdown(displays.baseline)
         if label in displays.paired:
-            lines += ["### Against the float baseline (paired by cell and seed)", "",
-                      "Difference to float of the same cell and seed, mean ± 95% interval; other metrics are in "
-                      "leaderboard.json.", ""]  # fmt: skip
+            lines += [f"### Against the {base} baseline (paired by cell and seed)", "",
+                      f"Difference to {base} of the same cell and seed, mean ± 95% interval; effect size d_z; "
+                      "p-value of the paired t test, Holm-adjusted across the methods of the cell; the verdict "
+                      "is taken from the adjusted p-value. Other metrics are in leaderboard.json.", ""]  # fmt: skip
             lines += [pipe_table(displays.paired[label], escape_markdown), ""]
+        for heading, tables, text in SECTIONS:
+            if label in getattr(displays, tables):
+                lines += [f"### {heading}", "", text, ""]
+                lines += [pipe_table(getattr(displays, tables)[label], escape_markdown), ""]
     failures = runs[runs["status"] != "ok"]
     if len(failures):
         lines += ["## Failed and diverged runs", ""]

@@ -133,7 +133,7 @@ def _curves(plt, frame: RunsFrame, label: str, metric: str, rows: pd.DataFrame, 
         return None
     runs = frame.runs
     selected = np.flatnonzero(((runs["dataset_label"] == label) & (runs["status"] == "ok")).to_numpy())
-    curves = [frame.curves[int(i)] for i in selected]
+    curves = [frame.curves[int(runs.index[i])] for i in selected]  # the index is the run's source position
     key = _curve_key(curves, metric)
     if key is None:
         return None

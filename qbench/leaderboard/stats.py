@@ -7,8 +7,10 @@ baseline applies the same formula to the per-seed differences (a paired t interv
 what makes "ternary is 0.05 +- 0.02 BPC better than float" a statement about the method rather
 than about the seeds.
 
-No scipy: the quantile is a table for ``df <= 30`` and the Cornish-Fisher expansion (Abramowitz
-& Stegun 26.7.5) above, which agrees with the exact value to better than 1e-6 there.
+The scalar functions (the t quantile, :func:`summarize`, p-values and Holm's adjustment) live in
+:mod:`qbench.stats`, shared with the run driver; this module holds their numpy forms and the
+verdicts. :func:`verdict` is the unadjusted interval verdict (kept as the reference its tests pin);
+the leaderboards publish :func:`adjusted_verdict`, taken from Holm-adjusted p-values.
 """
 
 from __future__ import annotations
@@ -17,31 +19,9 @@ import math
 
 import numpy as np
 
-# t(0.975, df) for df = 1 .. 30 (exact to 9 decimals).
-_T975 = (
-    12.706204736, 4.302652730, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252,
-    2.306004135, 2.262157163, 2.228138852, 2.200985160, 2.178812830, 2.160368656, 2.144786688,
-    2.131449546, 2.119905299, 2.109815578, 2.100922040, 2.093024054, 2.085963447, 2.079613845,
-    2.073873068, 2.068657610, 2.063898562, 2.059538553, 2.055529439, 2.051830516, 2.048407142,
-    2.045229642, 2.042272456,
-)  # fmt: skip
-_Z975 = 1.959963984540054
+from qbench.stats import summarize, t975
 
-
-def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (NaN for ``df < 1``)."""
-    if df < 1:
-        return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z, v = _Z975, float(df)
-    return (
-        z
-        + (z**3 + z) / (4 * v)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
-    )
+__all__ = ["adjusted_verdict", "ci95_half_width", "summarize", "t975", "t975_array", "verdict"]
 
 
 def t975_array(df: np.ndarray) -> np.ndarray:
@@ -62,18 +42,6 @@ def ci95_half_width(std: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(n >= 2, half, np.nan)
 
 
-def summarize(values: list[float]) -> dict[str, float | int]:
-    """Mean, std, ci95 and n of one list of values (NaNs dropped); a reference for the tables."""
-    clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    n = len(clean)
-    if n == 0:
-        return {"mean": math.nan, "std": math.nan, "ci95": math.nan, "n": 0}
-    mean = sum(clean) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in clean) / (n - 1)) if n > 1 else math.nan
-    ci = t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-    return {"mean": mean, "std": std, "ci95": ci, "n": n}
-
-
 def verdict(diff_mean: float, diff_ci: float, n: int, direction: str) -> str:
     """``better``, ``worse``, ``no significant difference`` or ``single seed`` for a paired difference.
 
@@ -86,4 +54,17 @@ def verdict(diff_mean: float, diff_ci: float, n: int, direction: str) -> str:
         return "better"
     if gain + diff_ci < 0:
         return "worse"
+    return "no significant difference"
+
+
+def adjusted_verdict(diff_mean: float, p_adjusted: float, n: int, direction: str, alpha: float = 0.05) -> str:
+    """The published verdict: ``better`` / ``worse`` when the Holm-adjusted p-value is below ``alpha``.
+
+    ``diff`` is method minus baseline; for a ``min`` metric a negative difference is better.
+    """
+    if n < 2 or math.isnan(p_adjusted):
+        return "single seed" if n == 1 else "no paired seeds"
+    if p_adjusted < alpha and diff_mean != 0:
+        gain = -diff_mean if direction == "min" else diff_mean
+        return "better" if gain > 0 else "worse"
     return "no significant difference"

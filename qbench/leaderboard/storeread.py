@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,6 +30,9 @@ from qbench.leaderboard.frame import (
     merge_directions,
     wanted_columns,
 )
+
+if TYPE_CHECKING:
+    from qbench.protocol import Protocol
 
 # Store.records()'s order is (stored, case_id). It is applied here in Python: an ORDER BY would
 # make SQLite sort the extracted values of every row (and spill them to disk) before the first.
@@ -156,3 +159,22 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
         provenance=collect_provenance(decoded["provenance"]),
         curves=_StoreCurves(query, len(rows)),
     ))  # fmt: skip
+
+
+def stored_protocol(path: Path, matrix: str | None = None) -> Protocol | None:
+    """The protocol ``qbench run`` recorded for ``matrix`` (or for the store's only matrix)."""
+    from qbench.protocol import Protocol
+
+    try:
+        with closing(_Query(Path(path), None, None).connect()) as db:
+            rows = db.execute("SELECT key, value FROM meta WHERE key LIKE 'protocol:%' ORDER BY key").fetchall()
+    except sqlite3.Error:
+        return None
+    found = {key[len("protocol:"):]: value for key, value in rows}
+    text = found.get(matrix) if matrix is not None else (next(iter(found.values())) if len(found) == 1 else None)
+    if text is None:
+        return None
+    try:
+        return Protocol.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError):
+        return None

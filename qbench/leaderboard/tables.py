@@ -7,8 +7,11 @@ Aggregates: one row per (dataset, cell label, quantizer label); for every value 
 primary metric in its direction; groups without an ok seed come last, unranked.
 
 Paired: for every method and quality metric, the per-seed difference method - baseline, where
-the baseline is the float quantizer of the same dataset, cell and seed; mean, std, ci95, n and
-a verdict (see :func:`qbench.leaderboard.stats.verdict`).
+the baseline is the protocol's baseline quantizer (``float`` unless the matrix names another) of
+the same dataset, cell and seed; mean, std, ci95, n, the paired t test's p-value, its
+Holm-Bonferroni adjustment across the methods of one dataset, cell and metric, the effect size
+(Cohen's d_z) and the verdict taken from the adjusted p-value
+(:func:`qbench.leaderboard.stats.adjusted_verdict`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import numpy as np
 import pandas as pd
 
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
-from qbench.leaderboard.stats import ci95_half_width, verdict
+from qbench.leaderboard.stats import adjusted_verdict, ci95_half_width
+from qbench.protocol import DEFAULT_BASELINE
+from qbench.stats import effect_size, holm, paired_p_value
 
-BASELINE_QUANTIZER = "float"
+BASELINE_QUANTIZER = DEFAULT_BASELINE
 
 
 def aggregate(frame: RunsFrame) -> pd.DataFrame:
@@ -81,12 +86,16 @@ def _rank(table: pd.DataFrame, frame: RunsFrame) -> pd.DataFrame:
     return table.drop(columns=["_unranked", "_sort"])
 
 
-def paired(frame: RunsFrame, baseline: str = BASELINE_QUANTIZER) -> pd.DataFrame:
-    """Per-seed differences of each method against the float baseline of its dataset and cell."""
+PAIRED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "metric", "direction",
+                  "diff_mean", "diff_std", "diff_ci95", "n", "effect_size", "p_value", "p_holm", "verdict",
+                  "sentence"]  # fmt: skip
+
+
+def paired(frame: RunsFrame, baseline: str = BASELINE_QUANTIZER, alpha: float = 0.05) -> pd.DataFrame:
+    """Per-seed differences of each method against the baseline of its dataset and cell."""
     runs = frame.runs
     quality = frame.quality_columns
-    columns = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "metric", "direction",
-               "diff_mean", "diff_std", "diff_ci95", "n", "verdict", "sentence"]  # fmt: skip
+    columns = PAIRED_COLUMNS
     ok = runs[runs["status"] == "ok"]
     base = ok[ok["quantizer"] == baseline]
     if base.empty or not quality:
@@ -115,11 +124,20 @@ def paired(frame: RunsFrame, baseline: str = BASELINE_QUANTIZER) -> pd.DataFrame
         part["diff_ci95"] = ci95_half_width(part["diff_std"].to_numpy(), part["n"].to_numpy())
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
-    columns_as_lists = [table[c].to_numpy(dtype=object).tolist() for c in ("diff_mean", "diff_ci95", "n", "direction")]
-    table["verdict"] = [verdict(m, c, int(n), d) for m, c, n, d in zip(*columns_as_lists, strict=True)]
-    table["sentence"] = [_sentence(row) for row in table.itertuples(index=False)]
     table = table.sort_values(["dataset_label", "metric", "cell_label", "quantizer_label"], kind="stable")
-    return table[columns].reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    means, stds = table["diff_mean"].astype(float).tolist(), table["diff_std"].astype(float).tolist()
+    ns = [int(n) for n in table["n"].tolist()]
+    table["p_value"] = [paired_p_value(m, s, n) for m, s, n in zip(means, stds, ns, strict=True)]
+    table["effect_size"] = [effect_size(m, s) for m, s in zip(means, stds, strict=True)]
+    adjusted = np.full(len(table), np.nan)
+    for _, family in table.groupby(["dataset_label", "cell_label", "metric"], sort=False):
+        adjusted[family.index.to_numpy()] = holm(family["p_value"].tolist())
+    table["p_holm"] = adjusted
+    table["verdict"] = [adjusted_verdict(m, p, n, str(d), alpha) for m, p, n, d in
+                        zip(means, adjusted.tolist(), ns, table["direction"].tolist(), strict=True)]  # fmt: skip
+    table["sentence"] = [_sentence(row) for row in table.itertuples(index=False)]
+    return table[columns]
 
 
 def _sentence(row: Any) -> str:
@@ -129,12 +147,13 @@ def _sentence(row: Any) -> str:
     if row.verdict in ("better", "worse"):
         return (
             f"{row.quantizer_label} is {size} ± {fmt_ci(row.diff_ci95)} {row.metric} {row.verdict} than "
-            f"{row.baseline_label} (n={row.n})"
+            f"{row.baseline_label} (n={row.n}, Holm-adjusted p={row.p_holm:.2g})"
         )
     if row.verdict == "no significant difference":
         return (
             f"{row.quantizer_label}: no significant difference from {row.baseline_label} in {row.metric} "
-            f"({fmt_value(row.diff_mean, signed=True)} ± {fmt_ci(row.diff_ci95)}, n={row.n})"
+            f"({fmt_value(row.diff_mean, signed=True)} ± {fmt_ci(row.diff_ci95)}, n={row.n}, "
+            f"Holm-adjusted p={row.p_holm:.2g})"
         )
     return (
         f"{row.quantizer_label}: {fmt_value(row.diff_mean, signed=True)} {row.metric} against "

@@ -24,8 +24,9 @@ from typing import Any
 
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES, record_sha256
 from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
-from qbench.leaderboard.stats import summarize, verdict
+from qbench.leaderboard.stats import adjusted_verdict, summarize
 from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, file_sha256, table_rows
+from qbench.stats import holm, paired_p_value
 
 REQUIRED = {"schema": str, "title": str, "provenance": dict, "directions": dict, "datasets": dict,
             "aggregates": dict, "paired": dict, "runs": dict, "files": dict}  # fmt: skip
@@ -208,19 +209,23 @@ def _check_arithmetic(document: dict[str, Any], report: Report) -> None:
                 scale = 0.0 if math.isnan(reference["mean"]) else reference["mean"]
                 if not _close(value, reference[name], scale):
                     report.problems.append(f"{where}: {column} {name} is {value}, the runs give {reference[name]}")
-    for case_id in runs:
-        if case_id not in owner:
+    for case_id, run in runs.items():
+        # Tuning runs of other configurations and superseded runs are published but aggregated nowhere.
+        if case_id not in owner and run.get("role", "evaluation") == "evaluation":
             report.problems.append(f"run {case_id!r} belongs to no aggregate")
 
 
 def _check_paired(document: dict[str, Any], report: Report) -> None:
     """Every paired difference recomputed from the single-seed rows it pairs."""
     by_method: dict[tuple[Any, ...], dict[int, dict[str, float]]] = {}
+    alpha = float((document.get("protocol") or {}).get("alpha", 0.05))
     for run in document["runs"]:
-        if run["status"] == "ok":
+        if run["status"] == "ok" and run.get("role", "evaluation") == "evaluation":
             key = (run["dataset_label"], run["cell_label"], run["quantizer_label"])
             by_method.setdefault(key, {})[run["seed"]] = run["values"]
-    for row in table_rows(document["paired"]):
+    rows = table_rows(document["paired"])
+    p_values = []
+    for row in rows:
         where = f"paired {row.get('quantizer_label')} / {row.get('cell_label')} / {row.get('metric')}"
         method = by_method.get((row.get("dataset_label"), row.get("cell_label"), row.get("quantizer_label")), {})
         base = by_method.get((row.get("dataset_label"), row.get("cell_label"), row.get("baseline_label")), {})
@@ -228,13 +233,28 @@ def _check_paired(document: dict[str, Any], report: Report) -> None:
         diffs = [values[metric] - base[seed][metric] for seed, values in method.items()
                  if metric in values and seed in base and metric in base[seed]]  # fmt: skip
         reference = summarize(diffs)
+        p_values.append(paired_p_value(reference["mean"], reference["std"], int(reference["n"])))
         for name, stated in (("mean", row.get("diff_mean")), ("std", row.get("diff_std")),
                              ("ci95", row.get("diff_ci95")), ("n", row.get("n"))):  # fmt: skip
             stated = math.nan if stated is None else stated
             scale = 0.0 if math.isnan(reference["mean"]) else reference["mean"]
             if not _close(stated, reference[name], scale):
                 report.problems.append(f"{where}: difference {name} is {stated}, the runs give {reference[name]}")
-        expected = verdict(reference["mean"], reference["ci95"], int(reference["n"]), row.get("direction", "min"))
+        row["_reference"] = reference
+    families: dict[tuple[Any, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        families.setdefault((row.get("dataset_label"), row.get("cell_label"), row.get("metric")), []).append(i)
+    adjusted = [math.nan] * len(rows)
+    for members in families.values():
+        for i, value in zip(members, holm([p_values[i] for i in members]), strict=True):
+            adjusted[i] = value
+    for row, p_holm in zip(rows, adjusted, strict=True):
+        where = f"paired {row.get('quantizer_label')} / {row.get('cell_label')} / {row.get('metric')}"
+        reference = row["_reference"]
+        stated = row.get("p_holm")
+        if "p_holm" in row and not _close(math.nan if stated is None else stated, p_holm):
+            report.problems.append(f"{where}: Holm-adjusted p is {stated}, the runs give {p_holm}")
+        expected = adjusted_verdict(reference["mean"], p_holm, int(reference["n"]), row.get("direction", "min"), alpha)
         if row.get("verdict") != expected:
             report.problems.append(f"{where}: verdict {row.get('verdict')!r}, the runs give {expected!r}")
 

@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qbench.leaderboard.fairness import BUDGET_COLUMNS, SEED_COLUMNS, SELECTION_COLUMNS, FairView
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
+from qbench.leaderboard.tables import PAIRED_COLUMNS
 
 SCHEMA = "qbench-leaderboard/1"
-DESCRIPTIVE_COLUMNS = ["rank", *GROUP_KEY, "quantizer", "cell", "dataset",
+DESCRIPTIVE_COLUMNS = ["rank", *GROUP_KEY, "configuration", "quantizer", "cell", "dataset",
                        *[f"n_{s}" for s in STATUSES], "full_precision", "licence"]  # fmt: skip
 STAT_SUFFIXES = ("mean", "std", "ci95", "n")
 
@@ -90,9 +92,7 @@ def table_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 RUN_COLUMNS = ["case_id", "matrix", "status", "error", *GROUP_KEY, "quantizer", "cell", "dataset", "seed",
-               "record_sha256"]  # fmt: skip
-PAIRED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "metric", "direction",
-                  "diff_mean", "diff_std", "diff_ci95", "n", "verdict", "sentence"]  # fmt: skip
+               "record_sha256", "point", "role", "train_steps"]  # fmt: skip
 
 
 def _split(table: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
@@ -129,6 +129,17 @@ def json_head(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title
     }
 
 
+def fairness_head(fair: FairView) -> dict[str, Any]:
+    """The protocol, the selection table, the seed rule's decisions and the budget, for the JSON."""
+    return {
+        "protocol": fair.protocol.as_dict(),
+        "protocol_text": fair.protocol.describe(),
+        "selection": _split(fair.selection, SELECTION_COLUMNS),
+        "seed_rule": _split(fair.seeds, SEED_COLUMNS),
+        "budget": _split(fair.budget, BUDGET_COLUMNS),
+    }
+
+
 def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 10000) -> None:
     """``head`` plus the ``runs`` table, its rows written in chunks.
 
@@ -138,7 +149,8 @@ def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 
     options: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
     runs = frame.runs
     columns = [*RUN_COLUMNS, *frame.value_columns]
-    lists = [_as_json_list(runs[c].to_numpy(dtype=object), text=c != "seed") if c in RUN_COLUMNS
+    lists = [_as_json_list(runs[c].to_numpy(dtype=object), text=c not in ("seed", "train_steps"))
+             if c in RUN_COLUMNS
              else _as_json_list(runs[c].to_numpy())
              for c in columns]  # fmt: skip
     with open(path, "w", encoding="utf-8") as handle:

@@ -64,6 +64,7 @@ class TrainResult:
     sample: EvalSample | None = None
     weight_count: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0  # optimizer steps taken (the budget a fair comparison reports)
 
 
 class DivergenceGuard:
@@ -231,7 +232,7 @@ def train_and_evaluate(
             status, message = "diverged", "no epoch finished"
         return TrainResult(
             status, metrics, dict(task.directions), curve, train_seconds, tokens_per_second,
-            message=message, weight_count=weight_count,
+            message=message, weight_count=weight_count, steps=guard.steps,
         )
 
     model.load_state_dict(best_state)
@@ -249,4 +250,5 @@ def train_and_evaluate(
         exported=exported,
         sample=sample,
         weight_count=weight_count,
+        steps=guard.steps,
     )

@@ -1,0 +1,237 @@
+"""The protocol applied to a frame of runs: tuned rows, selection, seed decisions, budget.
+
+:func:`apply_protocol` marks every run with its role and keeps, per method, the runs of its
+chosen configuration on its evaluation seeds (the *tuned row*); the other runs stay in the JSON
+(every configuration is published). A method's runs made with another base configuration (an
+earlier ``[train]`` recipe, say) are *superseded*: the newest base configuration of each method
+is used, the others are counted on the page, so one record per configuration and seed is ever
+aggregated. The decisions themselves come from :func:`qbench.protocol.decide`, which the run
+driver used to choose the cases: the page shows the same choices the driver made.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from qbench.leaderboard.frame import GROUP_KEY, RunsFrame
+from qbench.protocol import Decisions, Observation, Protocol, canonical, decide, selection_metric, trivial_protocol
+
+#: The run's role in the leaderboard (the JSON's ``runs`` table has it).
+ROLES = ("evaluation", "tuning", "unselected", "superseded")
+SELECTION_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "configuration", "metric", "direction",
+                     "mean", "n_ok", "n_stored", "eligible", "chosen"]  # fmt: skip
+SEED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "seeds", "reason", "paired_n",
+                "half_width", "precision", "history"]  # fmt: skip
+BUDGET_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "cases", "tuning_cases", "evaluation_cases",
+                  "train_steps", "train_seconds"]  # fmt: skip
+
+
+@dataclass
+class FairView:
+    """What the protocol adds to a leaderboard."""
+
+    protocol: Protocol
+    all_runs: RunsFrame  # every run, in canonical order, with its ``point``, ``base`` and ``role``
+    used: RunsFrame  # the runs the tuned rows aggregate
+    configuration: dict[tuple[str, str, str], str]  # method -> chosen configuration, as text
+    selection: pd.DataFrame
+    seeds: pd.DataFrame
+    budget: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def point_text(point: str) -> str:
+    """``{"train.lr":0.003}`` -> ``lr=0.003`` (a [train] key without its prefix)."""
+    values = json.loads(point) if point else {}
+    parts = []
+    for key, value in values.items():
+        name = key[len("train."):] if key.startswith("train.") else key
+        parts.append(f"{name}={json.dumps(value)}")
+    return ", ".join(parts)
+
+
+def canonical_order(frame: RunsFrame) -> RunsFrame:
+    """Runs sorted by what they are, not by when they finished: the same records give the same
+    leaderboard bytes whatever the executor, worker count or completion order. The index keeps
+    each run's position in the source (the curves are read by it)."""
+    runs = frame.runs.copy()
+    runs["position"] = np.arange(len(runs), dtype=np.int64) if "position" not in runs else runs["position"]
+    keys = [*GROUP_KEY, "seed", "case_id"]
+    order = runs[keys].astype({k: str for k in GROUP_KEY}).sort_values(keys, kind="stable").index
+    return _with_runs(frame, runs.loc[order])
+
+
+def _with_runs(frame: RunsFrame, runs: pd.DataFrame) -> RunsFrame:
+    return RunsFrame(runs=runs, curves=frame.curves, directions=frame.directions, value_columns=frame.value_columns,
+                     datasets=frame.datasets, descriptions=frame.descriptions, provenance=frame.provenance)  # fmt: skip
+
+
+def _configs(runs: pd.DataFrame, protocol: Protocol) -> tuple[list[str], list[str]]:
+    """Grid point and base configuration (everything but the tuned keys) of every run, as JSON."""
+    cache: dict[tuple[str, ...], tuple[str, str]] = {}
+    points, bases = [], []
+    columns = [runs[c].tolist() for c in ("train", "quantizer_params", "cell_params", "dataset_params", "hardware")]
+    tuned: dict[str, list[str]] = {}
+    for key in protocol.keys:
+        axis, name = key.split(".", 1)
+        tuned.setdefault(axis, []).append(name)
+    for row in zip(*columns, strict=True):
+        found = cache.get(row)
+        if found is None:
+            train, qp, cp, dp, hw = (json.loads(text) if text else None for text in row)
+            train, qp, cp = (v if isinstance(v, dict) else {} for v in (train, qp, cp))
+            point = protocol.point_of(train, {"quantizer": qp, "cell": cp})
+            strip = {axis: {k: v for k, v in values.items() if k not in tuned.get(axis, [])}
+                     for axis, values in (("train", train), ("quantizer", qp), ("cell", cp))}  # fmt: skip
+            found = cache[row] = (canonical(point), canonical({**strip, "dataset": dp, "hardware": hw}))
+        points.append(found[0])
+        bases.append(found[1])
+    return points, bases
+
+
+def apply_protocol(frame: RunsFrame, protocol: Protocol | None) -> FairView:
+    """Decide from the runs as the driver did, mark roles, keep the tuned rows' runs."""
+    frame = canonical_order(frame)
+    runs = frame.runs.copy()
+    if protocol is None:
+        seeds = sorted({int(s) for s in runs["seed"].tolist() if s >= 0})
+        protocol = trivial_protocol(seeds)
+    points, bases = _configs(runs, protocol)
+    runs["point"] = points
+    runs["base"] = bases
+    methods = list(zip(*(runs[k].astype(str).tolist() for k in GROUP_KEY), strict=True))
+    # The newest base configuration of each method (the source order is the store's: oldest first).
+    newest: dict[tuple[str, str, str], tuple[int, str]] = {}
+    for method, base, position in zip(methods, bases, runs["position"].tolist(), strict=True):
+        if method not in newest or position > newest[method][0]:
+            newest[method] = (position, base)
+    current = np.array([newest[m][1] == b for m, b in zip(methods, bases, strict=True)], dtype=bool)
+    notes = []
+    superseded = int((~current).sum())
+    if superseded:
+        notes.append(f"{superseded} runs of earlier configurations of the same methods (another [train] recipe or "
+                     "component parameters) are superseded by the newest configuration and not aggregated; they "
+                     "are listed in leaderboard.json with role 'superseded'.")  # fmt: skip
+    observations, select_directions = _observations(runs, methods, frame, protocol, current)
+    grid = [canonical(p) for p in protocol.points()]
+    decisions = decide(observations, protocol, select_directions, grid if protocol.grid else None)
+    roles, used = _roles(runs, methods, current, decisions, protocol)
+    runs["role"] = roles
+    used_frame = _with_runs(frame, runs[used])
+    configuration = {m: point_text(s.chosen) if s.chosen is not None else "none eligible"
+                     for m, s in decisions.selections.items()}  # fmt: skip
+    return FairView(
+        protocol=protocol,
+        all_runs=_with_runs(frame, runs),
+        used=used_frame,
+        configuration=configuration,
+        selection=_selection_table(decisions, frame, protocol),
+        seeds=_seed_table(decisions, protocol),
+        budget=_budget_table(runs[current], GROUP_KEY, runs["role"][current], protocol.tuning_seed_list),
+        notes=notes,
+    )
+
+
+def _observations(runs: pd.DataFrame, methods: list[tuple[str, str, str]], frame: RunsFrame, protocol: Protocol,
+                  current: np.ndarray) -> tuple[list[Observation], dict[str, str]]:  # fmt: skip
+    metric_of: dict[str, tuple[str, str]] = {}
+    for label, info in frame.datasets.items():
+        metric_of[label] = (info.primary_metric, selection_metric(info.primary_metric, frame.directions, protocol))
+    directions = {label: frame.directions.get(chosen_by, "min") for label, (_, chosen_by) in metric_of.items()}
+    values: dict[str, list[float]] = {}
+    for name in {m for pair in metric_of.values() for m in pair if m}:
+        values[name] = runs[name].to_numpy(dtype=float).tolist() if name in runs else [math.nan] * len(runs)
+    nan_list = [math.nan] * len(runs)
+    observations = []
+    columns = zip(methods, runs["quantizer"].astype(str).tolist(), runs["point"].tolist(), runs["seed"].tolist(),
+                  runs["status"].astype(str).tolist(), runs["case_id"].tolist(), current.tolist(),
+                  range(len(runs)), strict=True)  # fmt: skip
+    for method, quantizer, point, seed, status, case_id, is_current, i in columns:
+        if not is_current:
+            continue
+        primary, chosen_by = metric_of.get(method[0], ("", ""))
+        observations.append(Observation(
+            method=method, quantizer=quantizer, point=point, seed=int(seed), status=status,
+            valid=values.get(chosen_by, nan_list)[i], primary=values.get(primary, nan_list)[i], case_id=case_id,
+        ))  # fmt: skip
+    return observations, directions
+
+
+def _roles(runs: pd.DataFrame, methods: list[tuple[str, str, str]], current: np.ndarray, decisions: Decisions,
+           protocol: Protocol) -> tuple[list[str], np.ndarray]:  # fmt: skip
+    tuning = set(protocol.tuning_seed_list)
+    roles, used = [], np.zeros(len(runs), dtype=bool)
+    for i, (method, point, seed, is_current) in enumerate(
+        zip(methods, runs["point"].tolist(), runs["seed"].tolist(), current.tolist(), strict=True)
+    ):
+        if not is_current:
+            roles.append("superseded")
+            continue
+        selection = decisions.selections.get(method)
+        chosen = selection.chosen if selection is not None else None
+        if chosen is None and protocol.grid:
+            # No configuration trained on every tuning seed: the row shows the failed tuning runs.
+            roles.append("tuning")
+            used[i] = True
+        elif point == chosen and int(seed) in decisions.evaluation_seeds(method):
+            roles.append("evaluation")
+            used[i] = True
+        elif protocol.grid and int(seed) in tuning:
+            roles.append("tuning")
+        else:
+            roles.append("unselected")
+    return roles, used
+
+
+def _selection_table(decisions: Decisions, frame: RunsFrame, protocol: Protocol) -> pd.DataFrame:
+    rows = []
+    if protocol.grid:
+        for method, selection in sorted(decisions.selections.items()):
+            primary = frame.datasets[method[0]].primary_metric if method[0] in frame.datasets else ""
+            metric = selection_metric(primary, frame.directions, protocol)
+            for summary in selection.points:
+                rows.append([*method, point_text(summary.point), metric, frame.directions.get(metric, "min"),
+                             summary.mean, summary.n_ok, summary.n_stored, summary.eligible,
+                             summary.point == selection.chosen])  # fmt: skip
+    return pd.DataFrame(rows, columns=SELECTION_COLUMNS)
+
+
+def _seed_table(decisions: Decisions, protocol: Protocol) -> pd.DataFrame:
+    rows = []
+    precision = protocol.rule.precision if protocol.rule else math.nan
+    for method, comparison in sorted(decisions.comparisons.items()):
+        last = comparison.history[-1] if comparison.history else (comparison.seeds, 0, math.nan)
+        history = "; ".join(f"{k} seeds: n={n}, ±{h:.4g}" for k, n, h in comparison.history)
+        rows.append([*method, comparison.baseline[2], comparison.seeds, comparison.reason, last[1], last[2],
+                     precision, history])  # fmt: skip
+    return pd.DataFrame(rows, columns=SEED_COLUMNS)
+
+
+def _budget_table(runs: pd.DataFrame, methods_of: tuple[str, ...], roles: pd.Series,
+                  tuning_seeds: tuple[int, ...]) -> pd.DataFrame:  # fmt: skip
+    """Per method: every run of its current configuration, the tuning runs (the grid on the tuning
+    seeds, the chosen one included) and the evaluation runs (the chosen one on each seed)."""
+    if runs.empty:
+        return pd.DataFrame(columns=BUDGET_COLUMNS)
+    on_tuning_seed = runs["seed"].isin(list(tuning_seeds)).to_numpy()
+    frame = pd.DataFrame({
+        **{k: runs[k].astype(str) for k in methods_of},
+        "tuning": ((roles == "tuning").to_numpy() | ((roles == "evaluation").to_numpy() & on_tuning_seed)),
+        "evaluation": (roles == "evaluation").to_numpy(),
+        "train_steps": runs["train_steps"].to_numpy(dtype=float),
+        "train_seconds": runs["train_seconds"].to_numpy(dtype=float) if "train_seconds" in runs else np.nan,
+    })  # fmt: skip
+    grouped = frame.groupby(list(methods_of), sort=True)
+    table = pd.DataFrame({
+        "cases": grouped.size(),
+        "tuning_cases": grouped["tuning"].sum(),
+        "evaluation_cases": grouped["evaluation"].sum(),
+        "train_steps": grouped["train_steps"].sum(min_count=1),
+        "train_seconds": grouped["train_seconds"].sum(min_count=1),
+    }).reset_index()  # fmt: skip
+    return table[BUDGET_COLUMNS]

@@ -1,0 +1,126 @@
+"""Which cases of a matrix run next, given what is stored: the protocol applied to the store.
+
+The driver calls :func:`next_cases` in rounds: first the tuning grid of every method, then the
+chosen configuration's first seeds, then one more seed at a time for the comparisons the seed
+rule still finds imprecise. Every decision is a pure function of the stored records
+(:func:`qbench.protocol.decide`), so a run that was killed in any phase resumes exactly where
+it stopped, and ``qbench validate`` can recompute the same decisions from the records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qbench.matrix import Case, Matrix, case_for, expand, methods
+from qbench.protocol import Decisions, Observation, canonical, decide, primary_metric, selection_metric
+
+
+@dataclass
+class Round:
+    """The cases to run now and the decisions that chose them."""
+
+    cases: list[Case]
+    decisions: Decisions | None
+    phase: str  # "tuning" | "evaluation" | "done"
+
+
+def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[Observation, str, str]:
+    """The protocol's view of one stored record, with the dataset's selection metric direction."""
+    directions = record.get("directions") or {}
+    primary = primary_metric(directions)
+    chosen_by = selection_metric(primary, directions, matrix.fair)
+
+    def value(key: str) -> float:
+        raw = record.get(key) if key else None
+        return float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else math.nan
+
+    obs = Observation(
+        method=case.method, quantizer=case.quantizer.name, point=canonical(dict(case.tuned)), seed=case.seed,
+        status=str(record.get("status", "error")), valid=value(chosen_by), primary=value(primary),
+        case_id=case.case_id,
+    )  # fmt: skip
+    return obs, case.dataset.label, str(directions.get(chosen_by, "min"))
+
+
+def candidate_cases(matrix: Matrix) -> list[Case]:
+    """Every case the protocol could ever ask for: each method, grid point and seed (up to the maximum)."""
+    protocol = matrix.fair
+    cases = []
+    for method in methods(matrix):
+        for point in protocol.points():
+            for seed in protocol.seeds[: protocol.max_seeds]:
+                case = case_for(matrix, method, point, seed)
+                if case is not None:
+                    cases.append(case)
+    return cases
+
+
+def max_cases(matrix: Matrix) -> int:
+    """The most cases the matrix may cost (the grid on the tuning seeds, then up to ``max`` seeds)."""
+    return len(methods(matrix)) * matrix.fair.max_cases_per_method()
+
+
+def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], dict[str, Mapping[str, Any]]],
+               done: Callable[[str, Mapping[str, Any]], bool]) -> Round:  # fmt: skip
+    """The cases to run now.
+
+    ``lookup(cases)`` returns the stored records of those cases (by case id); ``done(case_id,
+    record)`` says whether a stored record counts (an ``error`` stored by an earlier run does
+    not: it is re-run; one stored by this run does).
+    """
+    protocol = matrix.fair
+    if protocol.trivial:
+        cases = expand(matrix)
+        stored = lookup(cases)
+        return Round([c for c in cases if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))], None,
+                     "evaluation")  # fmt: skip
+    tuning = expand(matrix) if protocol.grid else []
+    stored = lookup(tuning)
+    pending = [c for c in tuning if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))]
+    if pending:
+        return Round(pending, None, "tuning")
+    grid_points = {canonical(p): p for p in protocol.points()}
+    all_methods = methods(matrix)
+    known = {c.case_id: c for c in tuning}
+    for _ in range(protocol.max_seeds + 1):  # each pass can only add seeds; bounded by the maximum
+        decisions = _decisions(matrix, known, stored, done)
+        wanted = []
+        for method in all_methods:
+            labels = (method[0].label, method[1].label, method[2].label)
+            selection = decisions.selections.get(labels)
+            chosen = selection.chosen if selection is not None else canonical({})
+            if chosen is None:
+                continue  # no configuration of this method trained on every tuning seed
+            count = decisions.seeds.get(labels, protocol.min_seeds)
+            for seed in protocol.seeds[:count]:
+                case = case_for(matrix, method, grid_points.get(chosen, {}), seed)
+                if case is not None:
+                    wanted.append(case)
+        fresh = [c for c in wanted if c.case_id not in known]
+        for case in fresh:
+            known[case.case_id] = case
+        if fresh:
+            stored.update(lookup(fresh))
+        pending = [c for c in wanted if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))]
+        if pending:
+            return Round(pending, decisions, "evaluation")
+        if not fresh:
+            return Round([], decisions, "done")
+    return Round([], decisions, "done")
+
+
+def _decisions(matrix: Matrix, known: dict[str, Case], stored: Mapping[str, Mapping[str, Any]],
+               done: Callable[[str, Mapping[str, Any]], bool]) -> Decisions:  # fmt: skip
+    observations, directions = [], {}
+    for case_id, case in known.items():
+        record = stored.get(case_id)
+        if record is None or not done(case_id, record):
+            continue
+        obs, dataset, direction = observation(case, record, matrix)
+        observations.append(obs)
+        directions.setdefault(dataset, direction)
+    points = [canonical(p) for p in matrix.fair.points()]
+    return decide(observations, matrix.fair, directions, points)

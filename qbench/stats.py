@@ -1,0 +1,94 @@
+"""Scalar statistics shared by the run driver and the leaderboards (no numpy, no pandas).
+
+- :func:`t975`: the 0.975 quantile of Student's t, a table for ``df <= 30`` and the
+  Cornish-Fisher expansion (Abramowitz & Stegun 26.7.5) above, exact to better than 1e-6;
+- :func:`summarize`: mean, sample standard deviation, 95% half-width and n of one list;
+- :func:`paired_p_value`: the two-sided p-value of a paired t test (scipy.stats, imported when
+  first needed: the driver plans seeds without it);
+- :func:`holm`: Holm-Bonferroni adjusted p-values of one family of tests.
+
+The interval is Student's t: ``ci95 = t(0.975, n - 1) * std / sqrt(n)`` with ``ddof = 1``,
+reported as the half-width; it is undefined (NaN) for ``n < 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+# t(0.975, df) for df = 1 .. 30 (exact to 9 decimals).
+_T975 = (
+    12.706204736, 4.302652730, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252,
+    2.306004135, 2.262157163, 2.228138852, 2.200985160, 2.178812830, 2.160368656, 2.144786688,
+    2.131449546, 2.119905299, 2.109815578, 2.100922040, 2.093024054, 2.085963447, 2.079613845,
+    2.073873068, 2.068657610, 2.063898562, 2.059538553, 2.055529439, 2.051830516, 2.048407142,
+    2.045229642, 2.042272456,
+)  # fmt: skip
+_Z975 = 1.959963984540054
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (NaN for ``df < 1``)."""
+    if df < 1:
+        return math.nan
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z, v = _Z975, float(df)
+    return (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
+    )
+
+
+def summarize(values: list[float]) -> dict[str, float | int]:
+    """Mean, std, ci95 and n of one list of values (NaNs dropped); a reference for the tables."""
+    clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    n = len(clean)
+    if n == 0:
+        return {"mean": math.nan, "std": math.nan, "ci95": math.nan, "n": 0}
+    mean = sum(clean) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in clean) / (n - 1)) if n > 1 else math.nan
+    ci = t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    return {"mean": mean, "std": std, "ci95": ci, "n": n}
+
+
+
+def paired_p_value(mean: float, std: float, n: int) -> float:
+    """Two-sided p-value of the paired t test of ``mean == 0`` (NaN for ``n < 2``).
+
+    A zero standard deviation gives 0 when the mean differs from zero and 1 when it is zero.
+    """
+    if n < 2 or math.isnan(mean) or math.isnan(std):
+        return math.nan
+    if std == 0:
+        return 0.0 if mean != 0 else 1.0
+    from scipy import stats
+
+    t = abs(mean) / (std / math.sqrt(n))
+    return float(min(1.0, 2.0 * stats.t.sf(t, n - 1)))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given; NaNs stay NaN and do not count.
+
+    With m valid values sorted ascending, ``adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``:
+    the step-down procedure as adjusted values, so ``adj < alpha`` is Holm's rejection at alpha.
+    """
+    valid = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m = len(valid)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(valid):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+def effect_size(mean: float, std: float) -> float:
+    """Cohen's d_z of paired differences: mean / std (NaN when undefined)."""
+    if math.isnan(mean) or math.isnan(std) or std == 0:
+        return math.nan
+    return mean / std
