@@ -88,3 +88,78 @@ def test_expand_and_plan_10000_cases(benchmark, setup):
     print(f"\n10,000 cases: load + expand {expand_seconds:.2f} s, load + expand + plan against a store of "
           f"5,000 {median:.2f} s (median of {ROUNDS}); peak Python memory {peak / 2**20:.1f} MiB")
     assert median < 2.0
+
+
+# -- the same scale with the fair protocol: a grid and a seed rule ----------------------------------
+
+PROTOCOL_MATRIX = f"""\
+name = "scale-fair"
+seeds = {{ min = 3, max = 97, precision = 0.01 }}
+
+[[quantizer]]
+name = "float"
+
+[[quantizer]]
+name = "ternary"
+
+[[cell]]
+name = "rnn"
+hidden = {HIDDEN[:50]}
+
+[[dataset]]
+name = "pydoc-char"
+
+[tune]
+train.lr = [0.001, 0.003, 0.01, 0.03]
+"""
+
+
+@pytest.fixture(scope="module")
+def protocol_setup(tmp_path_factory):
+    """100 methods (float and ternary x 50 sizes) x (4 grid points on seed 0 + 96 more seeds) = 10,000
+    cases at most; the store
+    holds every tuning case and the first three seeds of each chosen configuration."""
+    from qbench.planning import max_cases, next_cases
+
+    directory = tmp_path_factory.mktemp("planning-fair")
+    path = directory / "scale-fair.toml"
+    path.write_text(PROTOCOL_MATRIX)
+    matrix = load_matrix(path)
+    assert max_cases(matrix) == 10_000
+    store = Store(directory / "qbench.sqlite")
+    directions = {"test_bpc": "min", "valid_bpc": "min"}
+    for case in expand(matrix):  # the grid: lr 0.003 is best for every method
+        store.put({"case_id": case.case_id, "matrix": case.matrix, "status": "ok", "seed": case.seed,
+                   "directions": directions, "valid_bpc": abs(case.train["lr"] - 0.003) + 1.0, "test_bpc": 1.0})
+    done = lambda case_id, record: record.get("status") == "ok"  # noqa: E731
+    lookup = lambda cases: store.records_for([c.case_id for c in cases])  # noqa: E731
+    first = next_cases(matrix, lookup, done)
+    for case in first.cases:  # seeds 0-2 of the chosen configurations, noisy: the rule asks for more
+        store.put({"case_id": case.case_id, "matrix": case.matrix, "status": "ok", "seed": case.seed,
+                   "directions": directions, "valid_bpc": 1.0,
+                   "test_bpc": 1.0 + 0.1 * (case.seed % 2) * (case.quantizer.name == "ternary")})
+    yield path, store, lookup, done
+    store.close()
+
+
+def plan_protocol(path, lookup, done):
+    from qbench.planning import next_cases
+
+    return next_cases(load_matrix(path), lookup, done)
+
+
+def test_plan_10000_cases_with_a_grid_and_a_seed_rule(benchmark, protocol_setup):
+    path, store, lookup, done = protocol_setup
+    plan_protocol(path, lookup, done)  # warm-up
+    times = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        the_round = plan_protocol(path, lookup, done)
+        times.append(time.perf_counter() - start)
+    benchmark.pedantic(plan_protocol, args=(path, lookup, done), rounds=1, iterations=1)
+    assert the_round.phase == "evaluation" and len(the_round.cases) == 100  # the 4th seed of every method
+    median = statistics.median(times)
+    benchmark.extra_info.update(plan_seconds=median)
+    print(f"\n10,000-case matrix with a 4-point grid and a seed rule (3-97 seeds): load + decide + plan the next "
+          f"round against a store of 700 records {median:.2f} s (median of {ROUNDS})")
+    assert median < 2.0

@@ -260,7 +260,9 @@ def _parse_seeds(where: str, seeds: Any) -> tuple[list[int], SeedRule | None]:
         if unknown:
             raise MatrixError(f"{where}: [seeds] has unknown key(s) {', '.join(map(repr, unknown))}; a seed rule "
                               f"takes {', '.join(SEED_RULE_KEYS)}")  # fmt: skip
-        low, high, first = seeds.get("min"), seeds.get("max"), seeds.get("first", 0)
+        low: Any = seeds.get("min")
+        high: Any = seeds.get("max")
+        first: Any = seeds.get("first", 0)
         precision = seeds.get("precision")
         if not (_is_int(low) and _is_int(high) and 1 <= low <= high <= 1000):
             raise MatrixError(f"{where}: [seeds] needs integers 1 <= min <= max <= 1000, got min={low!r}, max={high!r}")

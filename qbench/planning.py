@@ -63,7 +63,7 @@ def max_cases(matrix: Matrix) -> int:
     return len(methods(matrix)) * matrix.fair.max_cases_per_method()
 
 
-def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], dict[str, Mapping[str, Any]]],
+def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], Mapping[str, Mapping[str, Any]]],
                done: Callable[[str, Mapping[str, Any]], bool]) -> Round:  # fmt: skip
     """The cases to run now.
 
@@ -78,7 +78,7 @@ def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], dict[str, Mapping[
         return Round([c for c in cases if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))], None,
                      "evaluation")  # fmt: skip
     tuning = expand(matrix) if protocol.grid else []
-    stored = lookup(tuning)
+    stored = dict(lookup(tuning))
     pending = [c for c in tuning if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))]
     if pending:
         return Round(pending, None, "tuning")
@@ -114,7 +114,8 @@ def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], dict[str, Mapping[
 
 def _decisions(matrix: Matrix, known: dict[str, Case], stored: Mapping[str, Mapping[str, Any]],
                done: Callable[[str, Mapping[str, Any]], bool]) -> Decisions:  # fmt: skip
-    observations, directions = [], {}
+    observations: list[Observation] = []
+    directions: dict[str, str] = {}
     for case_id, case in known.items():
         record = stored.get(case_id)
         if record is None or not done(case_id, record):

@@ -341,7 +341,8 @@ def _comparison(method: Method, base: Method, rows: dict[Method, dict[int, Obser
     if rule is None:
         n, half = _paired_half_width(mine, theirs, protocol.seeds)
         return Comparison(method, base, len(protocol.seeds), "fixed seeds", [(len(protocol.seeds), n, half)])
-    count, history = rule.min, []
+    count = rule.min
+    history: list[tuple[int, int, float]] = []
     while True:
         used = protocol.seeds[:count]
         if not all(seed in mine and seed in theirs for seed in used):

@@ -32,14 +32,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from qbench.errors import ExitCode, UsageError
     from qbench.leaderboard.compare import Threshold, compare_records, render_comparison
-    from qbench.leaderboard.sources import load_records
+    from qbench.leaderboard.sources import load_source
 
     threshold = Threshold.parse(args.threshold)
-    records_a, _ = load_records(args.a)
-    records_b, _ = load_records(args.b)
+    records_a, _, protocol_a = load_source(args.a)
+    records_b, _, protocol_b = load_source(args.b)
     for path, records in ((args.a, records_a), (args.b, records_b)):
         if not records:
             raise UsageError(f"{path}: holds no records to compare")
-    comparison = compare_records(records_a, records_b, args.metric, threshold)
+    comparison = compare_records(records_a, records_b, args.metric, threshold, (protocol_a, protocol_b))
     print(render_comparison(comparison, str(args.a), str(args.b), threshold))
     return ExitCode.CASES_FAILED if len(comparison.regressions) else ExitCode.OK

@@ -1,9 +1,11 @@
 """``qbench compare A B``: two runs side by side; a regression past a threshold fails.
 
 For every (dataset, cell, quantizer) row present in A and every compared metric (by default
-each dataset's primary metric), ``change = mean_B - mean_A``. The change counts as *worse* in
-the metric's direction (higher for a ``min`` metric). A row **regresses** when it got worse by
-more than the threshold, or when A had ok seeds and B has none (all diverged or failed).
+each dataset's primary metric), ``change = mean_B - mean_A``. Rows are the tuned rows of the
+leaderboards: each method's chosen configuration on its evaluation seeds (:mod:`qbench.protocol`).
+The change counts as *worse* in the metric's direction (higher for a ``min`` metric). A row
+**regresses** when it got worse by more than the threshold, or when A had ok seeds and B has
+none (all diverged or failed).
 Threshold forms: ``0.05`` (absolute, in the metric's unit) or ``2%`` (relative to ``|mean_A|``).
 Rows only in A or only in B are listed and do not fail the comparison.
 """
@@ -19,6 +21,7 @@ import pandas as pd
 from qbench.errors import UsageError
 from qbench.leaderboard.frame import GROUP_KEY, load_runs
 from qbench.leaderboard.tables import aggregate
+from qbench.protocol import Protocol
 
 DEFAULT_THRESHOLD = "1%"
 
@@ -58,8 +61,12 @@ class Comparison:
 
 
 def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]],
-                    metrics: list[str] | None, threshold: Threshold) -> Comparison:  # fmt: skip
-    frame_a, frame_b = load_runs(records_a), load_runs(records_b)
+                    metrics: list[str] | None, threshold: Threshold,
+                    protocols: tuple[Protocol | None, Protocol | None] = (None, None)) -> Comparison:  # fmt: skip
+    from qbench.leaderboard.fairness import apply_protocol
+
+    fair_a, fair_b = (apply_protocol(load_runs(r), p) for r, p in zip((records_a, records_b), protocols, strict=True))
+    frame_a, frame_b = fair_a.used, fair_b.used
     table_a, table_b = aggregate(frame_a), aggregate(frame_b)
     directions = {**frame_b.directions, **frame_a.directions}
     if metrics:

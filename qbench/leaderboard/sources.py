@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qbench.errors import UsageError
+from qbench.protocol import Protocol
 from qbench.store import STORE_FILENAME
 
 LEADERBOARD_JSON = "leaderboard.json"
@@ -39,6 +40,8 @@ def records_from_leaderboard(document: dict[str, Any]) -> list[dict[str, Any]]:
     directions = document.get("directions") or {}
     records = []
     for run in table_rows(document["runs"]):
+        if run.get("role", "evaluation") != "evaluation":
+            continue  # tuning runs of other configurations and superseded runs make no tuned row
         record = {k: v for k, v in run.items() if v is not None and k != "record_sha256"}
         record["directions"] = directions
         records.append(record)
@@ -47,6 +50,15 @@ def records_from_leaderboard(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 def load_records(path: Path) -> tuple[list[dict[str, Any]], str]:
     """Records of a source and a word saying what was read (``store`` or ``leaderboard``)."""
+    records, kind, _ = load_source(path)
+    return records, kind
+
+
+def load_source(path: Path) -> tuple[list[dict[str, Any]], str, Protocol | None]:
+    """Records of a source, what was read, and the protocol that chose them.
+
+    From a store: every record and the protocol ``qbench run`` recorded. From a leaderboard.json:
+    the runs its tuned rows aggregate (already chosen, so no protocol is needed)."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such run directory, store or leaderboard.json")
@@ -58,8 +70,10 @@ def load_records(path: Path) -> tuple[list[dict[str, Any]], str]:
         else:
             raise UsageError(f"{path}: neither a {STORE_FILENAME} nor a {LEADERBOARD_JSON} in this directory")
     if path.suffix == ".json":
-        return records_from_leaderboard(read_leaderboard_json(path)), "leaderboard"
+        return records_from_leaderboard(read_leaderboard_json(path)), "leaderboard", None
+    from qbench.leaderboard.storeread import stored_protocol
     from qbench.store import Store
 
     with Store(path, create=False) as store:
-        return store.records(), "store"
+        records = store.records()
+    return records, "store", stored_protocol(path)
