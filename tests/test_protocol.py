@@ -153,3 +153,17 @@ def test_a_tuned_component_parameter_must_not_be_set_on_the_axis_too(tmp_path):
         _matrix(tmp_path, quantizers=(("ternary", {"stochastic": True}),), tune={"quantizer.stochastic": [True]})
     matrix = _matrix(tmp_path, quantizers=("ternary", "binary"), tune={"quantizer.stochastic": [False, True]})
     assert {c.quantizer.params["stochastic"] for c in expand(matrix)} == {False, True}
+
+
+def test_every_ready_matrix_loads_and_the_paper_profiles_use_the_fair_protocol():
+    from pathlib import Path
+
+    ready = sorted((Path(__file__).parent.parent / "matrices").glob("*.toml"))
+    assert ready
+    for path in ready:
+        matrix = load_matrix(path)
+        assert expand(matrix), path
+        if path.stem.startswith("ott2016-") or path.stem == "quickstart":
+            protocol = matrix.fair
+            assert protocol.min_seeds >= 3 and [key for key, _ in protocol.grid] == ["train.lr"], path
+            assert len(protocol.grid[0][1]) >= 3 and protocol.baseline == "float", path
