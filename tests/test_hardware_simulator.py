@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from qbench_builtins.hardware import counters, engine, float_model, fused
 from qbench_builtins.hardware.formats import QFormat
-from qbench_builtins.hardware.interpreter import Interpreter
+from tests.hardware_interpreter import Interpreter
 from qbench_builtins.hardware.program import SimConfig, build_program
 from qbench_builtins.hardware.reference import exact_in_float64, run_reference
 from qbench_builtins.hardware.simulate import sample_inputs

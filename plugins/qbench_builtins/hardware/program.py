@@ -2,7 +2,8 @@
 
 Built once from a :class:`qbench.export.ExportedModel` and a :class:`SimConfig`; executed by the
 vectorised integer engine (:mod:`.engine`), the float64 reference (:mod:`.reference`) and the
-scalar interpreter (:mod:`.interpreter`), which therefore run the *same* program.
+tests' scalar interpreter (``tests/hardware_interpreter.py``), which therefore run the *same*
+program.
 
 Per layer and time step (``A`` activations/hidden state, ``P`` gate pre-activations, ``S`` gate
 outputs, ``C`` LSTM cell state; torch's gate order):

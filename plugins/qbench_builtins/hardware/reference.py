@@ -5,13 +5,18 @@ Where the engine keeps integer codes and shifts them, this module keeps the dequ
 ``floor`` / ``rint`` on ``value * 2**frac``. Both agree bit for bit whenever every quantity fits
 in float64's 53-bit significand, which :func:`exact_in_float64` checks from the program's
 bounds; any mismatch then is a bug in one of them (hardware.md, check 1).
+
+The referee shares nothing with the engine but the program it runs (formats, encoded weights,
+table entries, the random key): its input conversion, nonlinearities, run facts and final-step
+selection are written here again, in float64, so that a bug in the engine's cannot hide.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from qbench_builtins.hardware.engine import RunStats
 from qbench_builtins.hardware.formats import QFormat, RandomKey, counter_bits
 from qbench_builtins.hardware.program import (
     SITE_BATCHNORM,
@@ -24,8 +29,34 @@ from qbench_builtins.hardware.program import (
     LayerProgram,
     ModelProgram,
 )
+from qbench_builtins.hardware.tables import DOMAINS, FUNCTIONS, Nonlinearity, hard_rounding
 
 FLOAT64_EXACT_BITS = 52
+
+
+@dataclass
+class ReferenceStats:
+    """What the referee counts: saturations per site, accumulator overflows and range."""
+
+    saturations: dict[str, int] = field(default_factory=dict)
+    overflows: int = 0
+    acc_abs_max: int = 0
+    input_saturations: int = 0
+
+    def saturated(self, site: str, count: int) -> None:
+        if count:
+            self.saturations[site] = self.saturations.get(site, 0) + count
+
+    @property
+    def total_saturations(self) -> int:
+        return sum(self.saturations.values()) + self.input_saturations
+
+
+@dataclass
+class ReferenceResult:
+    hidden: list[np.ndarray]  # per layer, codes [T, B, h] recovered from the float64 values
+    logits: np.ndarray  # integer codes [N, C] at program.output.acc_frac
+    stats: ReferenceStats
 
 
 def round_float(
@@ -89,8 +120,38 @@ def exact_in_float64(program: ModelProgram) -> bool:
     return program.output.matmul_dtype is not object
 
 
+def round_half_away(values: np.ndarray) -> np.ndarray:
+    """Round half away from zero (the input converter's and the tables' rounding)."""
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
+def nonlinearity_float(nl: Nonlinearity, values: np.ndarray, mode: str) -> np.ndarray:
+    """``nl`` on float64 values (multiples of ``2**-in_frac``); returns float64 values.
+
+    Reads the program's table entries (the program is shared); the index, the hard slopes and
+    the exact functions are computed here in float64.
+    """
+    scale = 2.0**nl.out.frac_bits
+    if nl.kind == "table":
+        assert nl.codes is not None
+        lo, hi = DOMAINS[nl.function]
+        step = (hi - lo) / nl.size
+        index = np.clip(np.floor((values - lo) / step + 0.5), 0, nl.size - 1).astype(np.int64)
+        return nl.codes[index] / scale
+    if nl.kind == "hard":
+        rounding = hard_rounding(mode)
+        if nl.function == "sigmoid":
+            drop = nl.in_frac + 2 - nl.out.frac_bits
+            y = round_float(values / 4.0, nl.out.frac_bits, rounding, drop) + 0.5
+            return np.clip(y, 0.0, min(1.0, nl.out.hi / scale))
+        y = round_float(values, nl.out.frac_bits, rounding, nl.in_frac - nl.out.frac_bits)
+        return np.clip(y, max(-1.0, nl.out.lo / scale), min(1.0, nl.out.hi / scale))
+    codes = round_half_away(FUNCTIONS[nl.function](values) * scale)
+    return np.clip(codes, nl.out.lo, nl.out.hi) / scale
+
+
 class _AccumulatorFloat:
-    def __init__(self, frac: int, width: int, stats: RunStats) -> None:
+    def __init__(self, frac: int, width: int, stats: ReferenceStats) -> None:
         self.frac, self.width, self.stats = frac, width, stats
 
     def __call__(self, acc: np.ndarray) -> np.ndarray:
@@ -103,7 +164,7 @@ class _AccumulatorFloat:
         return acc
 
 
-def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats: RunStats) -> np.ndarray:
+def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats: ReferenceStats) -> np.ndarray:
     cfg = program.config
     act, pre_fmt, gate, cell_fmt = cfg.activation, cfg.preact, cfg.gate, cfg.cell
     mode, policy = cfg.rounding, cfg.overflow
@@ -128,7 +189,7 @@ def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats:
             xn, hn = acc_check(xf[t, :, 2 * hs :]), acc_check(hf[:, 2 * hs :])
             pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
             stats.saturated("preact", sat)
-            rz = layer.sigmoid.float_reference(pre, mode)
+            rz = nonlinearity_float(layer.sigmoid, pre, mode)
             r, z = rz[:, :hs], rz[:, hs:]
             xn_q, sat1 = requantize_float(xn, F, pre_fmt, mode, policy, key(SITE_GRU_XN, t))
             hn_q, sat2 = requantize_float(hn, F, pre_fmt, mode, policy, key(SITE_GRU_HN, t))
@@ -136,7 +197,7 @@ def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats:
                 xn_q + r * hn_q, pf + sf, pre_fmt, mode, policy, key(SITE_GRU_N, t)
             )
             stats.saturated("preact", sat1 + sat2 + sat3)
-            n = layer.tanh.float_reference(n_pre, mode)
+            n = nonlinearity_float(layer.tanh, n_pre, mode)
             h, sat = requantize_float(
                 n + z * (h - n), sf + max(sf, af), act, mode, policy, key(SITE_HIDDEN, t)
             )
@@ -145,32 +206,58 @@ def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats:
             pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
             stats.saturated("preact", sat)
             if layer.cell == "rnn":
-                y = layer.tanh.float_reference(pre, mode)
+                y = nonlinearity_float(layer.tanh, pre, mode)
                 h, sat = requantize_float(y, sf, act, mode, policy, key(SITE_HIDDEN, t))
             else:
-                sg = layer.sigmoid.float_reference(pre, mode)
-                g = layer.tanh.float_reference(pre[:, 2 * hs : 3 * hs], mode)
+                sg = nonlinearity_float(layer.sigmoid, pre, mode)
+                g = nonlinearity_float(layer.tanh, pre[:, 2 * hs : 3 * hs], mode)
                 i, f, o = sg[:, :hs], sg[:, hs : 2 * hs], sg[:, 3 * hs :]
                 wide = max(sf + cf, 2 * sf)
                 c, sat_c = requantize_float(f * c + i * g, wide, cell_fmt, mode, policy, key(SITE_CELL, t))
                 stats.saturated("cell", sat_c)
                 assert layer.tanh_cell is not None
-                tc = layer.tanh_cell.float_reference(c, mode)
+                tc = nonlinearity_float(layer.tanh_cell, c, mode)
                 h, sat = requantize_float(o * tc, 2 * sf, act, mode, policy, key(SITE_HIDDEN, t))
         stats.saturated("hidden", sat)
         outputs[t] = h
     return outputs
 
 
-def run_reference(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = None):  # noqa: ANN201
-    """Same contract as :func:`.engine.run`, with codes recovered from the float64 values."""
-    from qbench_builtins.hardware.engine import RunResult, select_final
+def _input_values(program: ModelProgram, inputs: np.ndarray, stats: ReferenceStats) -> np.ndarray:
+    """Layer 0's input: ids for one-hot selection, else float64 values in the activation format."""
+    fmt = program.config.activation
+    scale = 2.0**-fmt.frac_bits
+    if program.layers[0].one_hot:
+        return np.asarray(inputs, dtype=np.int64)
+    if program.input_table is not None:  # the program's converter table (already in A)
+        ids = np.asarray(inputs, dtype=np.int64)
+        if program.input_table_saturations is not None:
+            stats.input_saturations = int(np.sum(program.input_table_saturations[ids]))
+        return program.input_table[ids] * scale
+    x = np.asarray(inputs, dtype=np.float64)
+    if program.input_scale is not None:
+        x = x * program.input_scale + program.input_shift
+    codes = round_half_away(x / scale)
+    stats.input_saturations = int(np.count_nonzero((codes < fmt.lo) | (codes > fmt.hi)))
+    return np.clip(codes, fmt.lo, fmt.hi) * scale
 
+
+def _last_steps(hidden: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """[N, h]: every step of the one stream (language model), or each sequence's last valid step."""
+    if lengths is None:
+        return hidden[:, 0, :]
+    rows = [hidden[int(n) - 1, b] for b, n in enumerate(lengths)]
+    return np.array(rows, dtype=hidden.dtype).reshape(len(rows), hidden.shape[2])
+
+
+def run_reference(
+    program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = None
+) -> ReferenceResult:
+    """Same contract as :func:`.engine.run`, with codes recovered from the float64 values."""
     cfg = program.config
     af = cfg.activation.frac_bits
-    stats = RunStats()
-    codes, stats.input_saturations = program.input_codes(inputs)
-    x = codes if program.layers[0].one_hot else codes * 2.0**-af
+    stats = ReferenceStats()
+    x = _input_values(program, inputs, stats)
     hidden = []
     for layer in program.layers:
         bn = layer.batchnorm
@@ -184,8 +271,8 @@ def run_reference(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray
         x = _run_layer(program, layer, x, stats)
         hidden.append(x)
     out = program.output
-    final = select_final(hidden[-1], lengths)
+    final = _last_steps(hidden[-1], lengths)
     logits = final @ out.w.effective_values.T + out.bias * 2.0**-out.acc_frac
     hidden_codes = [np.rint(h * 2.0**af).astype(np.int64) for h in hidden]
     logit_codes = np.rint(logits * 2.0**out.acc_frac).astype(np.int64)
-    return RunResult(hidden_codes, logit_codes, stats)
+    return ReferenceResult(hidden_codes, logit_codes, stats)

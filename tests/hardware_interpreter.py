@@ -1,4 +1,4 @@
-"""The slow scalar interpreter: walks every weight (skip / add / subtract / shift / multiply).
+"""The slow scalar interpreter (test code): walks every weight (skip / add / subtract / shift / multiply).
 
 Python ints only, one element at a time, counting each operation as it does it. It re-implements
 the rounding modes on scalars, so that for small models it checks the vectorised engine's
@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from qbench_builtins.hardware.formats import QFormat, counter_bits
 from qbench_builtins.hardware.program import (
     SITE_BATCHNORM,
