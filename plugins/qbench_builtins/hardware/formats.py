@@ -33,6 +33,8 @@ ROUNDING_MODES = ("floor", "half-up", "half-away", "half-even", "stochastic")
 OVERFLOW_POLICIES = ("saturate", "wrap")
 _FORMAT = re.compile(r"^[Qq](\d+)\.(\d+)$")
 _MASK64 = (1 << 64) - 1
+#: the most fractional bits one stochastic rounding can drop (one 64-bit draw, sign-safe in int64)
+STOCHASTIC_MAX_BITS = 62
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,8 @@ def counter_bits(seed: int, layer: int, site: int, step: int, elements: np.ndarr
     of evaluation: the vectorised engine, the float64 reference and the scalar interpreter draw
     identical values.
     """
-    if not 1 <= bits <= 62:
-        raise ValueError(f"stochastic rounding can drop 1..62 bits at once, not {bits}")
+    if not 1 <= bits <= STOCHASTIC_MAX_BITS:
+        raise ValueError(f"stochastic rounding can drop 1..{STOCHASTIC_MAX_BITS} bits at once, not {bits}")
     header = 0
     for value, mult in zip((seed, layer, site, step), _KEY_MULTIPLIERS, strict=True):
         header = ((header ^ (value & _MASK64)) * mult + 0x632BE59BD9B4E019) & _MASK64

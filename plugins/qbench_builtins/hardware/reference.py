@@ -107,17 +107,50 @@ def requantize_float(values, from_frac, fmt, mode, policy, key=None):  # noqa: A
     return saturate_float(rounded, fmt, policy)
 
 
+def referee_limit(program: ModelProgram) -> str | None:
+    """Why float64 cannot referee ``program`` bit for bit (None when it can).
+
+    The reference still runs on such a program (its constants converted to the nearest float64),
+    but a disagreement then proves nothing, so it must be reported, with this reason, not scored.
+    """
+    cfg = program.config
+    formats = {"activation": cfg.activation, "preact": cfg.preact, "gate": cfg.gate, "cell": cfg.cell}
+    widest = max(formats, key=lambda name: formats[name].width)
+    element_bits = 2 * formats[widest].width + 2
+    if element_bits > FLOAT64_EXACT_BITS:
+        return (
+            f"element-wise products of the {widest} format {formats[widest]} need {element_bits} bits; "
+            f"float64 holds {FLOAT64_EXACT_BITS}"
+        )
+    if cfg.acc_bits > FLOAT64_EXACT_BITS:
+        return f"acc_bits = {cfg.acc_bits} exceeds float64's {FLOAT64_EXACT_BITS} bits"
+    for layer in program.layers:
+        if layer.acc_bound_bits > FLOAT64_EXACT_BITS:
+            return (
+                f"layer {layer.index}'s accumulator may need {layer.acc_bound_bits} bits; "
+                f"float64 holds {FLOAT64_EXACT_BITS}"
+            )
+    if program.output.matmul_dtype is object:
+        return "the output layer's sums exceed 62 bits; float64 holds 52"
+    return None
+
+
 def exact_in_float64(program: ModelProgram) -> bool:
     """True when no intermediate of the program needs more than float64's significand."""
-    cfg = program.config
-    formats = [cfg.activation, cfg.preact, cfg.gate, cfg.cell]
-    element_bits = 2 * max(f.width for f in formats) + 2
-    if element_bits > FLOAT64_EXACT_BITS:
-        return False
-    for layer in program.layers:
-        if layer.acc_bound_bits > FLOAT64_EXACT_BITS or cfg.acc_bits > FLOAT64_EXACT_BITS:
-            return False
-    return program.output.matmul_dtype is not object
+    return referee_limit(program) is None
+
+
+def _values(codes: np.ndarray, frac: int) -> np.ndarray:
+    """float64 values ``code * 2**-frac`` of program constants (Python-int codes of wide formats too)."""
+    return np.asarray(codes, dtype=np.float64) * 2.0**-frac
+
+
+def _codes(values: np.ndarray, frac: int) -> np.ndarray:
+    """Integer codes of float64 values: int64, or Python ints where they do not fit 62 bits."""
+    scaled = np.rint(values * 2.0**frac)
+    if np.max(np.abs(scaled), initial=0.0) < 2.0**62:
+        return scaled.astype(np.int64)
+    return np.array([int(v) for v in scaled.reshape(-1)], dtype=object).reshape(scaled.shape)
 
 
 def round_half_away(values: np.ndarray) -> np.ndarray:
@@ -171,7 +204,7 @@ def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats:
     sf, af, pf, cf = gate.frac_bits, act.frac_bits, pre_fmt.frac_bits, cell_fmt.frac_bits
     F, hs = layer.acc_frac, layer.hidden
     wx, wh = layer.wx.effective_values, layer.wh.effective_values
-    bias_x, bias_h = layer.bias_x * 2.0**-F, layer.bias_h * 2.0**-F
+    bias_x, bias_h = _values(layer.bias_x, F), _values(layer.bias_h, F)
     xf = (wx.T[x] if layer.one_hot else x @ wx.T) + bias_x
     steps, batch = xf.shape[0], xf.shape[1]
     acc_check = _AccumulatorFloat(F, cfg.acc_bits, stats)
@@ -262,7 +295,7 @@ def run_reference(
     for layer in program.layers:
         bn = layer.batchnorm
         if bn is not None:
-            value = x * (bn.scale * 2.0**-bn.scale_frac) + bn.shift * 2.0 ** -(af + bn.scale_frac)
+            value = x * _values(bn.scale, bn.scale_frac) + _values(bn.shift, af + bn.scale_frac)
             key = RandomKey(cfg.seed, layer.index, SITE_BATCHNORM, 0)
             x, sat = requantize_float(
                 value, af + bn.scale_frac, cfg.activation, cfg.rounding, cfg.overflow, key
@@ -272,7 +305,7 @@ def run_reference(
         hidden.append(x)
     out = program.output
     final = _last_steps(hidden[-1], lengths)
-    logits = final @ out.w.effective_values.T + out.bias * 2.0**-out.acc_frac
-    hidden_codes = [np.rint(h * 2.0**af).astype(np.int64) for h in hidden]
-    logit_codes = np.rint(logits * 2.0**out.acc_frac).astype(np.int64)
+    logits = final @ out.w.effective_values.T + _values(out.bias, out.acc_frac)
+    hidden_codes = [_codes(h, af) for h in hidden]
+    logit_codes = _codes(logits, out.acc_frac)
     return ReferenceResult(hidden_codes, logit_codes, stats)

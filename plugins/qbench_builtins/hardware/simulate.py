@@ -10,7 +10,7 @@ import numpy as np
 import qbench
 from qbench_builtins.hardware import counters, engine, evaluation, float_model
 from qbench_builtins.hardware.program import ModelProgram, SimConfig, build_program
-from qbench_builtins.hardware.reference import exact_in_float64, run_reference
+from qbench_builtins.hardware.reference import referee_limit, run_reference
 
 if TYPE_CHECKING:
     from qbench.data import EvalSample
@@ -81,6 +81,13 @@ def _widths_label(program: ModelProgram, adder_bits: int) -> str:
     )
 
 
+def _referee_note(limit: str | None, reference: bool) -> str:
+    """Why ``sim_exact`` cannot be trusted or was not measured ("" when float64 referees exactly)."""
+    if not reference:
+        return "not run (reference = false)"
+    return "" if limit is None else f"float64 cannot referee bit for bit: {limit}"
+
+
 def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
@@ -91,6 +98,7 @@ def simulate(
     program = build_program(model, config)
     inputs, lengths, targets, float_predictions = sample_inputs(sample, max_items)
     result = engine.run(program, inputs, lengths)
+    limit = referee_limit(program)
     exact = None
     if reference:
         ref = run_reference(program, inputs, lengths)
@@ -100,7 +108,7 @@ def simulate(
             and result.stats.saturations == ref.stats.saturations
             and result.stats.overflows == ref.stats.overflows
         )
-        if not exact and not exact_in_float64(program):
+        if not exact and limit is not None:
             exact = None  # the program needs more than 53 bits somewhere: float64 cannot referee it
     sim_logits = dequantize(result.logits, program.output.acc_frac)
     float_logits = float_model.forward(model, inputs, lengths)
@@ -149,6 +157,7 @@ def simulate(
         "op_widths": _widths_label(program, int(adder_max).bit_length() + 1),
         "sim_requantized": bool(program.requantized),
         "sim_output_requantized": bool(program.output.w.requantized),
-        "sim_reference_exact": bool(exact_in_float64(program)),
+        "sim_reference_exact": limit is None,
+        "sim_reference_limit": _referee_note(limit, reference),
         "sim_tokens": int(len(targets) if lengths is None else int(np.sum(lengths))),
     }
