@@ -26,15 +26,9 @@ from qbench_builtins.hardware.intops import (
     shl,
 )
 from qbench_builtins.hardware.program import (
-    SITE_BATCHNORM,
-    SITE_CELL,
-    SITE_GRU_HN,
-    SITE_GRU_N,
-    SITE_GRU_XN,
-    SITE_HIDDEN,
-    SITE_PREACT,
     LayerProgram,
     ModelProgram,
+    Site,
 )
 
 __all__ = ["RunResult", "RunStats", "adder_abs_max", "run", "run_layer", "select_final"]
@@ -101,7 +95,7 @@ def batchnorm_stage(program: ModelProgram, layer: LayerProgram, x: np.ndarray, s
     cfg = program.config
     wide = x.astype(object) if layer.arith_dtype is object else x
     value = wide * bn.scale + bn.shift
-    key = RandomKey(cfg.seed, layer.index, SITE_BATCHNORM, 0)
+    key = RandomKey(cfg.seed, layer.index, Site.BATCHNORM, 0)
     codes, sat = requantize(
         value, cfg.activation.frac_bits + bn.scale_frac, cfg.activation, cfg.rounding, cfg.overflow, key
     )
@@ -133,12 +127,12 @@ class _CellUpdate:
         return requantize(x, from_frac, fmt, self.mode, self.policy, key)
 
     def preact(self, acc: np.ndarray, step: int) -> np.ndarray:
-        pre, sat = self.requantize(acc, self.layer.acc_frac, self.cfg.preact, SITE_PREACT, step)
+        pre, sat = self.requantize(acc, self.layer.acc_frac, self.cfg.preact, Site.PREACT, step)
         self.sat_pre += sat
         return pre
 
     def hidden(self, total: np.ndarray, from_frac: int, step: int) -> np.ndarray:
-        h, sat = self.requantize(total, from_frac, self.cfg.activation, SITE_HIDDEN, step)
+        h, sat = self.requantize(total, from_frac, self.cfg.activation, Site.HIDDEN, step)
         self.sat_hidden += sat
         return h
 
@@ -150,10 +144,10 @@ class _CellUpdate:
         sf, af, F = cfg.gate.frac_bits, cfg.activation.frac_bits, layer.acc_frac
         rz = layer.sigmoid(pre, self.mode)
         r, z = rz[:, :hs], rz[:, hs:]
-        xn_q, sat1 = self.requantize(xn, F, cfg.preact, SITE_GRU_XN, step)
-        hn_q, sat2 = self.requantize(hn, F, cfg.preact, SITE_GRU_HN, step)
+        xn_q, sat1 = self.requantize(xn, F, cfg.preact, Site.GRU_XN, step)
+        hn_q, sat2 = self.requantize(hn, F, cfg.preact, Site.GRU_HN, step)
         n_pre, sat3 = self.requantize(
-            (xn_q << sf) + r * hn_q, cfg.preact.frac_bits + sf, cfg.preact, SITE_GRU_N, step
+            (xn_q << sf) + r * hn_q, cfg.preact.frac_bits + sf, cfg.preact, Site.GRU_N, step
         )
         self.sat_pre += sat1 + sat2 + sat3
         n_c = shl(layer.tanh(n_pre, self.mode), self.common - sf)
@@ -166,7 +160,7 @@ class _CellUpdate:
         sg = layer.sigmoid(pre, self.mode)
         g = layer.tanh(pre[:, 2 * hs : 3 * hs], self.mode)
         total = shl(sg[:, hs : 2 * hs] * c, self.wide - sf - cf) + shl(sg[:, :hs] * g, self.wide - 2 * sf)
-        c, sat_c = self.requantize(total, self.wide, cfg.cell, SITE_CELL, step)
+        c, sat_c = self.requantize(total, self.wide, cfg.cell, Site.CELL, step)
         self.sat_cell += sat_c
         assert layer.tanh_cell is not None
         tc = layer.tanh_cell(c, self.mode)

@@ -31,6 +31,7 @@ to ``output_bits`` fixed point, as labelled in the record) yields exact integer 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,8 +45,19 @@ if TYPE_CHECKING:
     from qbench.export import ExportedLayer, ExportedModel
 
 GATE_BLOCKS = {"rnn": 1, "gru": 3, "lstm": 4}
-#: stochastic-rounding site ids (part of the random key)
-SITE_PREACT, SITE_GRU_XN, SITE_GRU_HN, SITE_GRU_N, SITE_HIDDEN, SITE_CELL, SITE_BATCHNORM = range(7)
+
+
+class Site(IntEnum):
+    """Where a stochastic rounding happens: part of its random key, so the numbers never change."""
+
+    PREACT = 0
+    GRU_XN = 1
+    GRU_HN = 2
+    GRU_N = 3
+    HIDDEN = 4
+    CELL = 5
+    BATCHNORM = 6
+
 INT64_SAFE_BITS = 62
 
 

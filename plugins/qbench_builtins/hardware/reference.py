@@ -13,21 +13,16 @@ selection are written here again, in float64, so that a bug in the engine's cann
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from qbench_builtins.hardware.formats import QFormat, RandomKey, counter_bits
 from qbench_builtins.hardware.program import (
-    SITE_BATCHNORM,
-    SITE_CELL,
-    SITE_GRU_HN,
-    SITE_GRU_N,
-    SITE_GRU_XN,
-    SITE_HIDDEN,
-    SITE_PREACT,
     LayerProgram,
     ModelProgram,
+    Site,
 )
 from qbench_builtins.hardware.tables import DOMAINS, FUNCTIONS, Nonlinearity, hard_rounding
 
@@ -38,18 +33,19 @@ FLOAT64_EXACT_BITS = 52
 class ReferenceStats:
     """What the referee counts: saturations per site, accumulator overflows and range."""
 
-    saturations: dict[str, int] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)  # saturations per site, zeros included
     overflows: int = 0
     acc_abs_max: int = 0
     input_saturations: int = 0
 
-    def saturated(self, site: str, count: int) -> None:
-        if count:
-            self.saturations[site] = self.saturations.get(site, 0) + count
+    @property
+    def saturations(self) -> dict[str, int]:
+        """The sites that saturated (the engine's form of the same facts)."""
+        return {site: count for site, count in self.counts.items() if count}
 
     @property
     def total_saturations(self) -> int:
-        return sum(self.saturations.values()) + self.input_saturations
+        return self.counts.total() + self.input_saturations
 
 
 @dataclass
@@ -220,38 +216,38 @@ def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats:
         if layer.cell == "gru":
             acc = acc_check(xf[t, :, : 2 * hs] + hf[:, : 2 * hs])
             xn, hn = acc_check(xf[t, :, 2 * hs :]), acc_check(hf[:, 2 * hs :])
-            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
-            stats.saturated("preact", sat)
+            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(Site.PREACT, t))
+            stats.counts["preact"] += sat
             rz = nonlinearity_float(layer.sigmoid, pre, mode)
             r, z = rz[:, :hs], rz[:, hs:]
-            xn_q, sat1 = requantize_float(xn, F, pre_fmt, mode, policy, key(SITE_GRU_XN, t))
-            hn_q, sat2 = requantize_float(hn, F, pre_fmt, mode, policy, key(SITE_GRU_HN, t))
+            xn_q, sat1 = requantize_float(xn, F, pre_fmt, mode, policy, key(Site.GRU_XN, t))
+            hn_q, sat2 = requantize_float(hn, F, pre_fmt, mode, policy, key(Site.GRU_HN, t))
             n_pre, sat3 = requantize_float(
-                xn_q + r * hn_q, pf + sf, pre_fmt, mode, policy, key(SITE_GRU_N, t)
+                xn_q + r * hn_q, pf + sf, pre_fmt, mode, policy, key(Site.GRU_N, t)
             )
-            stats.saturated("preact", sat1 + sat2 + sat3)
+            stats.counts["preact"] += sat1 + sat2 + sat3
             n = nonlinearity_float(layer.tanh, n_pre, mode)
             h, sat = requantize_float(
-                n + z * (h - n), sf + max(sf, af), act, mode, policy, key(SITE_HIDDEN, t)
+                n + z * (h - n), sf + max(sf, af), act, mode, policy, key(Site.HIDDEN, t)
             )
         else:
             acc = acc_check(xf[t] + hf)
-            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
-            stats.saturated("preact", sat)
+            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(Site.PREACT, t))
+            stats.counts["preact"] += sat
             if layer.cell == "rnn":
                 y = nonlinearity_float(layer.tanh, pre, mode)
-                h, sat = requantize_float(y, sf, act, mode, policy, key(SITE_HIDDEN, t))
+                h, sat = requantize_float(y, sf, act, mode, policy, key(Site.HIDDEN, t))
             else:
                 sg = nonlinearity_float(layer.sigmoid, pre, mode)
                 g = nonlinearity_float(layer.tanh, pre[:, 2 * hs : 3 * hs], mode)
                 i, f, o = sg[:, :hs], sg[:, hs : 2 * hs], sg[:, 3 * hs :]
                 wide = max(sf + cf, 2 * sf)
-                c, sat_c = requantize_float(f * c + i * g, wide, cell_fmt, mode, policy, key(SITE_CELL, t))
-                stats.saturated("cell", sat_c)
+                c, sat_c = requantize_float(f * c + i * g, wide, cell_fmt, mode, policy, key(Site.CELL, t))
+                stats.counts["cell"] += sat_c
                 assert layer.tanh_cell is not None
                 tc = nonlinearity_float(layer.tanh_cell, c, mode)
-                h, sat = requantize_float(o * tc, 2 * sf, act, mode, policy, key(SITE_HIDDEN, t))
-        stats.saturated("hidden", sat)
+                h, sat = requantize_float(o * tc, 2 * sf, act, mode, policy, key(Site.HIDDEN, t))
+        stats.counts["hidden"] += sat
         outputs[t] = h
     return outputs
 
@@ -296,11 +292,11 @@ def run_reference(
         bn = layer.batchnorm
         if bn is not None:
             value = x * _values(bn.scale, bn.scale_frac) + _values(bn.shift, af + bn.scale_frac)
-            key = RandomKey(cfg.seed, layer.index, SITE_BATCHNORM, 0)
+            key = RandomKey(cfg.seed, layer.index, Site.BATCHNORM, 0)
             x, sat = requantize_float(
                 value, af + bn.scale_frac, cfg.activation, cfg.rounding, cfg.overflow, key
             )
-            stats.saturated("batchnorm", sat)
+            stats.counts["batchnorm"] += sat
         x = _run_layer(program, layer, x, stats)
         hidden.append(x)
     out = program.output
