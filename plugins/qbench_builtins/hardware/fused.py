@@ -61,6 +61,19 @@ def _record_range(stats: RunStats, logs: list[tuple[np.ndarray, int]]) -> None:
     stats.acc_abs_max = max(stats.acc_abs_max, top)
 
 
+def _exact_in_blas(fmt: QFormat, matmul_dtype: type | str) -> bool:
+    """Codes of ``fmt`` are exact in the BLAS dtype: the state can stay there between steps."""
+    return matmul_dtype in (np.float32, np.float64) and fmt.width <= (24 if matmul_dtype is np.float32 else 53)
+
+
+def _drop_bits(y: np.ndarray, drop: int, out: np.ndarray) -> np.ndarray:
+    """``y >> drop`` (half an LSB already added when rounding half up) written into ``out``."""
+    if drop >= 0:
+        return np.right_shift(y, drop, out=out)
+    out[...] = y << -drop
+    return out
+
+
 def _outside(codes: np.ndarray, fmt: QFormat) -> int:
     return int(np.count_nonzero((codes < fmt.lo) | (codes > fmt.hi)))
 
@@ -124,13 +137,7 @@ def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, s
     tanh = layer.tanh
     lstm = _LstmCell(program, layer) if layer.cell == "lstm" else None
     sat_hidden = 0
-    # the hidden state goes straight into the BLAS dtype when it is exact there (|h| <= 2**f)
-    float_state = (
-        not check_hidden
-        and h_drop >= 0
-        and matmul_dtype in (np.float32, np.float64)
-        and act.width <= (24 if matmul_dtype is np.float32 else 53)
-    )
+    float_state = not check_hidden and h_drop >= 0 and _exact_in_blas(act, matmul_dtype)
     h_blas = np.zeros((batch, hs), dtype=matmul_dtype if float_state else np.int64)
     h_log = np.empty((steps, batch, hs), dtype=h_blas.dtype) if float_state else outputs
     for t in range(steps):
@@ -148,11 +155,7 @@ def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, s
         if float_state:
             h_blas = np.right_shift(y, h_drop, out=h_log[t], casting="unsafe")
             continue
-        if h_drop >= 0:
-            h = np.right_shift(y, h_drop, out=outputs[t])
-        else:
-            h = outputs[t]
-            h[...] = y << -h_drop
+        h = _drop_bits(y, h_drop, outputs[t])
         if check_hidden:
             sat_hidden += _clip_in_place(h, act)
     if float_state:

@@ -364,18 +364,23 @@ def _check_stochastic_drops(config: SimConfig, layers: list[LayerProgram]) -> No
                 )
 
 
-def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
-    """Encode every tensor of ``model``; raise :class:`qbench.Unsupported` where that is not exact."""
-    if not model.layers:
-        raise qbench.Unsupported("the exported model has no recurrent layer")
+@dataclass
+class _InputConverter:
+    """How layer 0 reads its input: one-hot selection, a table of codes, or rounded features."""
+
+    one_hot: bool
+    table: np.ndarray | None = None  # [V, n] codes in A
+    table_saturations: np.ndarray | None = None  # saturated entries of each row: counted per token read
+    scale: np.ndarray | None = None  # folded batch norm of features
+    shift: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _input_converter(model: ExportedModel, config: SimConfig) -> _InputConverter:
     act = config.activation
     first = model.layers[0]
-    notes: list[str] = []
-    one_hot = model.input_kind == "one-hot" and first.input_scale is None
-    input_table = None
-    input_table_saturations = None  # saturated entries of each row: counted per token read
-    input_scale = input_shift = None
-    if model.input_kind in ("one-hot", "embedding") and not one_hot:
+    converter = _InputConverter(one_hot=model.input_kind == "one-hot" and first.input_scale is None)
+    if model.input_kind in ("one-hot", "embedding") and not converter.one_hot:
         if model.input_kind == "one-hot":
             table = np.eye(first.input_size)
         else:
@@ -388,28 +393,26 @@ def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
         codes = round_half_away_float(table * 2.0**act.frac_bits)
         outside = np.count_nonzero((codes < act.lo) | (codes > act.hi), axis=1)
         if np.any(outside):
-            notes.append("input table saturated into the activation format")
-            input_table_saturations = outside.astype(np.int64)
-        input_table = np.clip(codes, act.lo, act.hi).astype(np.int64)
+            converter.notes.append("input table saturated into the activation format")
+            converter.table_saturations = outside.astype(np.int64)
+        converter.table = np.clip(codes, act.lo, act.hi).astype(np.int64)
     elif model.input_kind == "features":
         if first.input_scale is not None:
-            input_scale = np.asarray(first.input_scale, dtype=np.float64)
-            input_shift = np.zeros_like(input_scale) if first.input_shift is None else first.input_shift
+            converter.scale = np.asarray(first.input_scale, dtype=np.float64)
+            converter.shift = np.zeros_like(converter.scale) if first.input_shift is None else first.input_shift
     elif model.input_kind != "one-hot":
         raise qbench.Unsupported(f"input_kind {model.input_kind!r} is not one-hot, embedding or features")
-    layers = [build_layer(layer, i, config, one_hot and i == 0) for i, layer in enumerate(model.layers)]
-    _check_stochastic_drops(config, layers)
-    for prev, layer in zip(layers, layers[1:], strict=False):
-        if layer.input_size != prev.hidden:
-            raise qbench.Unsupported(
-                f"layer {layer.index} expects {layer.input_size} inputs, gets {prev.hidden}"
-            )
+    return converter
+
+
+def _output_program(model: ExportedModel, config: SimConfig) -> OutputProgram:
+    """The output layer: its own encoding (a float one rounded to ``output_bits``), exact integer logits."""
+    act = config.activation
     w_out = np.asarray(model.output_weight, dtype=np.float64)
-    out_bits = config.output_bits
     try:
         wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, 0, "output layer")
     except qbench.Unsupported:
-        wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, out_bits, "output layer")
+        wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, config.output_bits, "output layer")
     out_frac = wo.frac + wo.scale_frac + act.frac_bits
     out_bias, out_exact = fixed_point_constant(
         np.asarray(model.output_bias, np.float64).reshape(-1), out_frac
@@ -421,15 +424,32 @@ def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
     output = OutputProgram(wo, out_frac, out_bias, out_exact, _dtype_for(_bits(bound)))
     if _bits(bound_total) > INT64_SAFE_BITS:
         output.matmul_dtype = object
+    return output
+
+
+def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
+    """Encode every tensor of ``model``; raise :class:`qbench.Unsupported` where that is not exact."""
+    if not model.layers:
+        raise qbench.Unsupported("the exported model has no recurrent layer")
+    converter = _input_converter(model, config)
+    layers = [
+        build_layer(layer, i, config, converter.one_hot and i == 0) for i, layer in enumerate(model.layers)
+    ]
+    _check_stochastic_drops(config, layers)
+    for prev, layer in zip(layers, layers[1:], strict=False):
+        if layer.input_size != prev.hidden:
+            raise qbench.Unsupported(
+                f"layer {layer.index} expects {layer.input_size} inputs, gets {prev.hidden}"
+            )
     return ModelProgram(
         config,
         model.task,
         model.input_kind,
-        input_table,
-        input_scale,
-        input_shift,
+        converter.table,
+        converter.scale,
+        converter.shift,
         layers,
-        output,
-        notes,
-        input_table_saturations,
+        _output_program(model, config),
+        converter.notes,
+        converter.table_saturations,
     )
