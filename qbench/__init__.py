@@ -6,8 +6,6 @@ component base classes and :func:`create`.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from qbench.components import Cell, Component, Dataset, HardwareBackend, QuantContext, Quantizer
 from qbench.errors import (
     DatasetError,
@@ -22,6 +20,7 @@ from qbench.errors import (
 from qbench.host import create, get_host
 from qbench.markers import hookimpl, hookspec
 from qbench.params import REQUIRED, Param
+from qbench.version import __version__
 
 __all__ = [
     "REQUIRED",

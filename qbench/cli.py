@@ -26,6 +26,14 @@ COMMAND_MODULES = (
 )
 
 
+class CommandImportError(Exception):
+    """A command module of qbench itself failed to import: a qbench bug, never skipped silently."""
+
+    def __init__(self, module_name: str, cause: BaseException) -> None:
+        super().__init__(f"command module {module_name} cannot be imported: {type(cause).__name__}: {cause}")
+        self.module_name = module_name
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits with 2 on bad usage; the contract says 4, with one clear line."""
 
@@ -40,10 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # a command not built yet in this checkout
-                continue
-            raise
+        except Exception as exc:  # every listed command ships with qbench: a missing one is a bug
+            raise CommandImportError(module_name, exc) from exc
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.configure(command)
         command.set_defaults(_execute=module.execute)
@@ -65,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qbench: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except CommandImportError as exc:
+        traceback.print_exc()
+        print(f"qbench: internal error: {exc} (a bug in qbench; please report it with the traceback above)",
+              file=sys.stderr)
+        return int(ExitCode.INTERNAL_ERROR)
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0) if isinstance(exc.code, int) else 0
     except Exception:

@@ -18,6 +18,7 @@ from qbench.components import COMPONENT_KINDS
 from qbench.errors import PluginError
 from qbench.markers import PROJECT_NAME
 from qbench.registry import Registry
+from qbench.version import __version__
 
 #: Built-in plugins, registered first, in this order (each module implements some hooks).
 BUILTIN_PLUGINS = (
@@ -62,8 +63,6 @@ def _qbench_version() -> str:
     try:
         return metadata.version(BUILTIN_DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        from qbench import __version__
-
         return __version__
 
 

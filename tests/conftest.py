@@ -1,4 +1,6 @@
-"""Shared fixtures: an isolated plugin host, fake installed distributions, a data cache."""
+"""Shared fixtures (an isolated plugin host, fake installed distributions, a data cache) and the
+``cuda`` marker's selection: CUDA variants are deselected, not skipped, where there is no GPU,
+so that a skip in a CPU run always means something."""
 
 from __future__ import annotations
 
@@ -10,6 +12,32 @@ from pathlib import Path
 import pytest
 
 from qbench import host as qbench_host
+
+_CUDA_DESELECTED = pytest.StashKey[int]()
+
+
+def _cuda_available() -> bool:
+    import torch  # only when a CUDA test was collected: collecting qbench's light tests stays light
+
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cuda = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if not cuda or _cuda_available():
+        return
+    chosen = set(map(id, cuda))
+    items[:] = [item for item in items if id(item) not in chosen]
+    config.hook.pytest_deselected(items=cuda)
+    config.stash[_CUDA_DESELECTED] = len(cuda)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    count = config.stash.get(_CUDA_DESELECTED, 0)
+    if count:
+        terminalreporter.write_line(
+            f"cuda: {count} CUDA variants deselected (torch sees no GPU here; they run where one is)"
+        )
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from qbench_builtins.hardware.formats import (
     shift_round,
     wrap,
 )
-from qbench_builtins.hardware.reference import requantize_float, round_float
+from qbench_builtins.hardware.reference import nonlinearity_float, requantize_float, round_float
 from qbench_builtins.hardware.tables import Nonlinearity
 from qbench_builtins.hardware.weights import encode_matrix
 
@@ -98,7 +98,7 @@ def test_tables_are_integer_and_indexed_by_shifts() -> None:
     yt = tanh(np.array([-2, -1, 0, 2, 5]), "floor")
     expected = np.round(np.tanh(np.array([-2, 0, 0, 2, 6]) * 2.0**-8) * 2**15)
     assert yt.tolist() == expected.astype(int).tolist() and yt[0] == -yt[3] != 0
-    assert np.array_equal(sig.float_reference(x * 2.0**-12, "half-away") * 2**15, y)
+    assert np.array_equal(nonlinearity_float(sig, x * 2.0**-12, "half-away") * 2**15, y)
     with pytest.raises(ValueError):
         Nonlinearity.build("tanh", "table", 12, QFormat(1, 15), 1000)
 

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from qbench_builtins.hardware import counters, engine, float_model, fused
 from qbench_builtins.hardware.formats import QFormat
-from qbench_builtins.hardware.interpreter import Interpreter
 from qbench_builtins.hardware.program import SimConfig, build_program
 from qbench_builtins.hardware.reference import exact_in_float64, run_reference
 from qbench_builtins.hardware.simulate import sample_inputs
@@ -19,6 +18,7 @@ import qbench
 from qbench.data import CLASSIFICATION, LANGUAGE_MODEL, EvalSample, SequenceSplit
 from qbench.export import ExportedLayer, ExportedModel, ExportedTensor
 from qbench.testing.hardware import random_exported_model, random_sample
+from tests.hardware_interpreter import Interpreter
 
 CELLS = ("rnn", "gru", "lstm")
 SCHEMES = ("binary", "ternary", "pow2-ternary", "exponential", "fixed")
@@ -460,3 +460,48 @@ def test_bit_exact_for_random_formats(
     program = build_program(model, config)
     inputs, lengths = _inputs(model, random_sample(model, length=length, seed=seed))
     _same_run(engine.run(program, inputs, lengths), run_reference(program, inputs, lengths))
+
+
+# ---- what float64 cannot referee is reported, never a crash (issue 15, item 12) ---------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"activation_format": "Q8.36", "scale_bits": 40},  # batch-norm shift codes beyond 62 bits
+        {"activation_format": "Q8.36", "scale_bits": 40, "nonlinearity": "exact"},
+        {"activation_format": "Q8.50", "rounding": "half-even"},  # logits beyond int64
+    ],
+    ids=["bn-wide", "bn-wide-exact", "wide-logits"],
+)
+def test_wide_formats_report_what_float64_cannot_referee(cell: str, params: dict) -> None:
+    backend = qbench.create("hardware", "shift-add", **params)
+    for kind, task in (("one-hot", LANGUAGE_MODEL), ("features", CLASSIFICATION)):
+        model = random_exported_model(
+            cell, "ternary", hidden=4, input_size=3, layers=2, batch_norm=True, input_kind=kind, task=task
+        )
+        result = backend.measure(model, random_sample(model, length=5))
+        assert result["sim_reference_exact"] is False
+        assert result["sim_reference_limit"].startswith("float64 cannot referee bit for bit: ")
+        assert "bits" in result["sim_reference_limit"]
+        assert result["sim_exact"] in (True, None)  # agreement observed, or not provable: never False
+
+
+def test_exact_programs_have_no_referee_limit() -> None:
+    model = random_exported_model("gru", "ternary", hidden=4, input_size=3, layers=2, batch_norm=True)
+    sample = random_sample(model, length=5)
+    result = qbench.create("hardware", "shift-add", nonlinearity="exact").measure(model, sample)
+    assert result["sim_exact"] is True and result["sim_reference_limit"] == ""
+    off = qbench.create("hardware", "shift-add", reference=False).measure(model, sample)
+    assert off["sim_exact"] is None and off["sim_reference_limit"] == "not run (reference = false)"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stochastic_rounding_beyond_the_generator_is_unsupported_with_the_reason(cell: str) -> None:
+    backend = qbench.create(
+        "hardware", "shift-add", activation_format="Q8.36", scale_bits=40, rounding="stochastic"
+    )
+    model = random_exported_model(cell, "ternary", hidden=4, input_size=3, layers=2, batch_norm=True)
+    with pytest.raises(qbench.Unsupported, match=r"stochastic rounding at layer \d's .* drops \d+ fractional bits"):
+        backend.measure(model, random_sample(model, length=5))

@@ -20,7 +20,7 @@ from qbench.testing.quantizers import make_context
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")),
+    pytest.param("cuda", marks=pytest.mark.cuda),
 ]
 
 
@@ -410,15 +410,37 @@ def test_quantizer_modules_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_docstrings_hold_formula_and_reference():
+def test_docstrings_state_the_true_storage_cost_and_cite_real_identifiers():
+    """The docstring is the quantizer's documentation (``qbench list``): it must not drift from the code.
+
+    Where it states the default storage cost ("N bits per weight", or "(N by default)" after a
+    formula), that is what ``bits_per_weight()`` returns; every reference is a well-formed arXiv
+    id or DOI, and the quantizers of the paper cite it (arXiv 1608.06902).
+    """
+    import re
+
     from qbench_builtins.quantizers import BUILTIN_QUANTIZERS
 
+    stated = 0
     for cls in BUILTIN_QUANTIZERS:
-        doc = cls.__doc__ or ""
-        assert "W" in doc and ("arXiv" in doc or "doi" in doc), cls.__name__
+        doc = " ".join((cls.__doc__ or "").split())
+        cost = re.search(r"bits per weight \((\d+) by default\)|(?<!\+ )\b(\d+) bits? per weight", doc)
+        if cost is not None:
+            stated += 1
+            bits = float(cost.group(1) or cost.group(2))
+            assert qbench.create("quantizer", cls.name).bits_per_weight() == bits, cls.name
+        cited = re.findall(r"arXiv (\S+?)[);,]|doi:(\S+?)[);,]", doc)
+        assert cited, f"{cls.name}: no arXiv id or DOI"
+        for arxiv, doi in cited:
+            assert re.fullmatch(r"\d{4}\.\d{4,5}", arxiv) if arxiv else re.fullmatch(r"10\.\d{4,}/\S+", doi), (
+                f"{cls.name}: malformed reference {arxiv or doi!r}"
+            )
+        if cls.name != "fixed":  # the fixed-point baseline is not one of the paper's quantizers
+            assert "arXiv 1608.06902" in doc, f"{cls.name}: does not cite the paper"
+    assert stated >= 4, "most built-in docstrings state their storage cost"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.cuda
 def test_cuda_gives_the_cpu_values_at_evaluation():
     from qbench.testing.quantizers import variants
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 import qbench
 from qbench.testing.quantizers import QuantizerContract, variants
@@ -34,6 +33,6 @@ class TestEveryRegisteredQuantizer(QuantizerContract):
         return qbench.create("quantizer", name, **params)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.cuda
 class TestEveryRegisteredQuantizerOnCuda(TestEveryRegisteredQuantizer):
     device = "cuda"

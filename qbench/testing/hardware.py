@@ -12,10 +12,15 @@ A plugin author checks a backend with::
 The contract runs :meth:`qbench.HardwareBackend.measure` on small random exported models (every
 cell, several weight schemes, language-model and classification samples) and checks that it
 
-* returns every declared column and only declared columns (or raises :class:`qbench.Unsupported`),
+* returns every declared column and only declared columns (or raises :class:`qbench.Unsupported`
+  with a reason),
+* measures at least one of the contract's models (a backend that raises Unsupported for
+  everything measures nothing, and would otherwise pass every other check),
 * returns JSON scalars (bool, int, float, str or None; no numpy types, no NaN),
 * declares a direction ``"min"``, ``"max"`` or ``""`` for every column,
 * gives the same answer twice (determinism).
+
+``tests/test_hardware_kit.py`` shows each check failing on a deliberately broken backend.
 
 :func:`random_exported_model` builds the models with numpy only (no torch, no training).
 """
@@ -195,16 +200,37 @@ class HardwareBackendContract:
     def test_measure_returns_declared_json_columns(
         self, backend: qbench.HardwareBackend, cell: str, scheme: str, input_kind: str, task: str
     ) -> None:
-        model = random_exported_model(cell, scheme, hidden=6, input_size=5, input_kind=input_kind, task=task)
-        sample = random_sample(model, length=8)
+        model, sample = contract_case(cell, scheme, input_kind, task)
         try:
             result = backend.measure(model, sample)
         except qbench.Unsupported as exc:
-            assert str(exc), "Unsupported must say why"
+            assert str(exc).strip(), "Unsupported must say why"
             return
-        missing = set(backend.columns) - set(result)
-        extra = set(result) - set(backend.columns)
-        assert not missing, f"declared columns not returned: {sorted(missing)}"
-        assert not extra, f"undeclared columns returned: {sorted(extra)}"
+        check_declared_columns(backend, result)
         check_json_scalars(result)
         assert backend.measure(model, sample) == result, "measure must be deterministic"
+
+    def test_measures_at_least_one_contract_model(self, backend: qbench.HardwareBackend) -> None:
+        reasons = []
+        for case in CONTRACT_CASES:
+            try:
+                backend.measure(*contract_case(*case))
+            except qbench.Unsupported as exc:
+                reasons.append(f"{'/'.join(case)}: {exc}")
+            else:
+                return
+        pytest.fail("the backend measured none of the contract's models: " + "; ".join(reasons))
+
+
+def contract_case(cell: str, scheme: str, input_kind: str, task: str) -> tuple[ExportedModel, EvalSample]:
+    """The small random model and sample of one :data:`CONTRACT_CASES` entry."""
+    model = random_exported_model(cell, scheme, hidden=6, input_size=5, input_kind=input_kind, task=task)
+    return model, random_sample(model, length=8)
+
+
+def check_declared_columns(backend: qbench.HardwareBackend, result: dict[str, Any]) -> None:
+    """``result`` has every column ``backend`` declares, and no other."""
+    missing = set(backend.columns) - set(result)
+    extra = set(result) - set(backend.columns)
+    assert not missing, f"declared columns not returned: {sorted(missing)}"
+    assert not extra, f"undeclared columns returned: {sorted(extra)}"

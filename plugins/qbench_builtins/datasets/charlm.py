@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from qbench.data import LanguageModelData
-from qbench.datacache import load_or_prepare
+from qbench.datacache.prepared import load_or_prepare
 
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")

@@ -8,7 +8,7 @@ import importlib.util
 from typing import Any, ClassVar
 
 from qbench import DatasetError, Param
-from qbench.datacache import prepared_path
+from qbench.datacache.prepared import prepared_path
 
 from .base import CLASSIFICATION_PARAMS, PREP_VERSION, SequenceClassificationDataset
 

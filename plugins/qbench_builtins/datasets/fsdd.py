@@ -12,15 +12,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qbench import DatasetError, Param
-from qbench.datacache import (
-    atomic_copy,
-    dataset_dir,
-    prepared_path,
-    resolve_cache,
-    run_tool,
-    say,
-    verify_bytes,
-)
+from qbench.datacache.atomic import atomic_copy
+from qbench.datacache.hashing import verify_bytes
+from qbench.datacache.location import dataset_dir, resolve_cache
+from qbench.datacache.messages import say
+from qbench.datacache.obtaining import run_tool
+from qbench.datacache.prepared import prepared_path
 
 from .base import CLASSIFICATION_PARAMS, PATH_PARAM, PREP_VERSION, SequenceClassificationDataset
 

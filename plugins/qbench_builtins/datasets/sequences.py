@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from qbench.data import ClassificationData, SequenceSplit
-from qbench.datacache import load_or_prepare
+from qbench.datacache.prepared import load_or_prepare
 
 SPLITS = ("train", "valid", "test")
 

@@ -1,7 +1,7 @@
 """Built-in hardware backends: the integer ``shift-add`` simulator and the ``energy`` model.
 
 Only the two light class modules are imported here; the numpy modules of the simulator
-(formats, tables, weights, program, engine, reference, interpreter, counters, energy tables) are
+(formats, tables, weights, program, intops, engine, fused, reference, counters, energy tables) are
 imported when a backend measures.
 """
 

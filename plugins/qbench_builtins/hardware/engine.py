@@ -15,41 +15,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qbench_builtins.hardware.formats import RandomKey, requantize, wrap
+from qbench_builtins.hardware import fused
+from qbench_builtins.hardware.formats import QFormat, RandomKey, requantize, wrap
+from qbench_builtins.hardware.intops import (
+    RunStats,
+    abs_max,
+    as_int,
+    recurrent_multiplier,
+    row_scale,
+    shl,
+)
 from qbench_builtins.hardware.program import (
-    SITE_BATCHNORM,
-    SITE_CELL,
-    SITE_GRU_HN,
-    SITE_GRU_N,
-    SITE_GRU_XN,
-    SITE_HIDDEN,
-    SITE_PREACT,
     LayerProgram,
     ModelProgram,
+    Site,
 )
 
-
-@dataclass
-class RunStats:
-    """Data-dependent facts of one run."""
-
-    saturations: dict[str, int] = field(default_factory=dict)
-    overflows: int = 0
-    acc_abs_max: int = 0
-    input_saturations: int = 0
-
-    def saturated(self, site: str, count: int) -> None:
-        if count:
-            self.saturations[site] = self.saturations.get(site, 0) + count
-
-    @property
-    def total_saturations(self) -> int:
-        return sum(self.saturations.values()) + self.input_saturations
-
-    @property
-    def acc_bits_max(self) -> int:
-        """Two's complement bits that hold every accumulator value seen."""
-        return int(self.acc_abs_max).bit_length() + 1
+__all__ = ["RunResult", "RunStats", "adder_abs_max", "run", "run_layer", "select_final"]
 
 
 @dataclass
@@ -60,22 +42,15 @@ class RunResult:
     layer_inputs: list[np.ndarray] = field(default_factory=list)  # what each layer's input part read
 
 
-def _as_int(values: np.ndarray, dtype: type | str) -> np.ndarray:
-    """Integer array in the arithmetic dtype (object arrays hold Python ints, never floats)."""
-    if values.dtype != object:
-        values = values.astype(np.int64)
-    return values.astype(object) if dtype is object else values
-
-
 def _product(x: np.ndarray, codes_t: np.ndarray, dtype: type | str, out_dtype: type | str) -> np.ndarray:
     """Exact ``x @ codes_t`` (integers) computed in ``dtype``, returned as ``out_dtype`` ints."""
-    return _as_int(x.astype(dtype) @ codes_t.astype(dtype), out_dtype)
+    return as_int(x.astype(dtype) @ codes_t.astype(dtype), out_dtype)
 
 
-def _scale_align(sums: np.ndarray, row_scale: np.ndarray | None, shift: int, bias: np.ndarray) -> np.ndarray:
-    """``(sums * row_scale) << shift + bias``; ``row_scale`` None when every mantissa is 1."""
-    if row_scale is not None:
-        sums = sums * row_scale
+def _scale_align(sums: np.ndarray, scale: np.ndarray | None, shift: int, bias: np.ndarray) -> np.ndarray:
+    """``(sums * scale) << shift + bias``; ``scale`` None when every mantissa is 1."""
+    if scale is not None:
+        sums = sums * scale
     if shift:
         sums = sums << shift
     return sums + bias
@@ -91,7 +66,7 @@ class _Accumulator:
     def __call__(self, acc: np.ndarray) -> np.ndarray:
         if acc.size == 0:
             return acc
-        top = max(int(acc.max()), -int(acc.min()))
+        top = abs_max(acc)
         if top > self.stats.acc_abs_max:
             self.stats.acc_abs_max = top
         if self.width and top > (1 << (self.width - 1)) - 1:
@@ -101,20 +76,16 @@ class _Accumulator:
         return acc
 
 
-def _row_scale(scale: np.ndarray, dtype: type | str) -> np.ndarray | None:
-    return _as_int(scale, dtype) if np.any(scale != 1) else None
-
-
 def input_part(layer: LayerProgram, x: np.ndarray) -> np.ndarray:
     """Accumulator contribution of the inputs for every step: [T, B, G*h] at acc_frac."""
     dtype = layer.arith_dtype
     codes_t = layer.wx.codes.T
     if layer.one_hot:
-        sums = _as_int(codes_t[x], dtype)
+        sums = as_int(codes_t[x], dtype)
     else:
         sums = _product(x, codes_t, layer.matmul_x_dtype, dtype)
     return _scale_align(
-        sums, _row_scale(layer.wx.row_scale, dtype), layer.shift_x, _as_int(layer.bias_x, dtype)
+        sums, row_scale(layer.wx.row_scale, dtype), layer.shift_x, as_int(layer.bias_x, dtype)
     )
 
 
@@ -124,7 +95,7 @@ def batchnorm_stage(program: ModelProgram, layer: LayerProgram, x: np.ndarray, s
     cfg = program.config
     wide = x.astype(object) if layer.arith_dtype is object else x
     value = wide * bn.scale + bn.shift
-    key = RandomKey(cfg.seed, layer.index, SITE_BATCHNORM, 0)
+    key = RandomKey(cfg.seed, layer.index, Site.BATCHNORM, 0)
     codes, sat = requantize(
         value, cfg.activation.frac_bits + bn.scale_frac, cfg.activation, cfg.rounding, cfg.overflow, key
     )
@@ -132,11 +103,73 @@ def batchnorm_stage(program: ModelProgram, layer: LayerProgram, x: np.ndarray, s
     return codes
 
 
-_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+class _CellUpdate:
+    """One layer's cell equations after the accumulators: any rounding, overflow policy and dtype.
 
+    Each method takes one step's rounded pre-activations (and the state) and returns the new
+    state; saturations are summed per site and reported once by :meth:`report`.
+    """
 
-def _shl(x: np.ndarray, bits: int) -> np.ndarray:
-    return x << bits if bits else x
+    def __init__(self, program: ModelProgram, layer: LayerProgram) -> None:
+        cfg = program.config
+        self.cfg, self.layer = cfg, layer
+        self.mode, self.policy = cfg.rounding, cfg.overflow
+        self.stochastic = cfg.rounding == "stochastic"
+        self.sat_pre = self.sat_cell = self.sat_hidden = 0
+        sf, af, cf = cfg.gate.frac_bits, cfg.activation.frac_bits, cfg.cell.frac_bits
+        self.common = max(sf, af)  # the GRU mixes n (gate format) and h (activation format) here
+        self.wide = max(sf + cf, 2 * sf)  # the LSTM's f c and i g products, aligned
+
+    def requantize(
+        self, x: np.ndarray, from_frac: int, fmt: QFormat, site: int, step: int
+    ) -> tuple[np.ndarray, int]:
+        key = RandomKey(self.cfg.seed, self.layer.index, site, step) if self.stochastic else None
+        return requantize(x, from_frac, fmt, self.mode, self.policy, key)
+
+    def preact(self, acc: np.ndarray, step: int) -> np.ndarray:
+        pre, sat = self.requantize(acc, self.layer.acc_frac, self.cfg.preact, Site.PREACT, step)
+        self.sat_pre += sat
+        return pre
+
+    def hidden(self, total: np.ndarray, from_frac: int, step: int) -> np.ndarray:
+        h, sat = self.requantize(total, from_frac, self.cfg.activation, Site.HIDDEN, step)
+        self.sat_hidden += sat
+        return h
+
+    def rnn(self, pre: np.ndarray, step: int) -> np.ndarray:
+        return self.hidden(self.layer.tanh(pre, self.mode), self.cfg.gate.frac_bits, step)
+
+    def gru(self, pre: np.ndarray, xn: np.ndarray, hn: np.ndarray, h: np.ndarray, step: int) -> np.ndarray:
+        layer, cfg, hs = self.layer, self.cfg, self.layer.hidden
+        sf, af, F = cfg.gate.frac_bits, cfg.activation.frac_bits, layer.acc_frac
+        rz = layer.sigmoid(pre, self.mode)
+        r, z = rz[:, :hs], rz[:, hs:]
+        xn_q, sat1 = self.requantize(xn, F, cfg.preact, Site.GRU_XN, step)
+        hn_q, sat2 = self.requantize(hn, F, cfg.preact, Site.GRU_HN, step)
+        n_pre, sat3 = self.requantize(
+            (xn_q << sf) + r * hn_q, cfg.preact.frac_bits + sf, cfg.preact, Site.GRU_N, step
+        )
+        self.sat_pre += sat1 + sat2 + sat3
+        n_c = shl(layer.tanh(n_pre, self.mode), self.common - sf)
+        total = (n_c << sf) + z * (shl(h, self.common - af) - n_c)
+        return self.hidden(total, sf + self.common, step)
+
+    def lstm(self, pre: np.ndarray, c: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        layer, cfg, hs = self.layer, self.cfg, self.layer.hidden
+        sf, cf = cfg.gate.frac_bits, cfg.cell.frac_bits
+        sg = layer.sigmoid(pre, self.mode)
+        g = layer.tanh(pre[:, 2 * hs : 3 * hs], self.mode)
+        total = shl(sg[:, hs : 2 * hs] * c, self.wide - sf - cf) + shl(sg[:, :hs] * g, self.wide - 2 * sf)
+        c, sat_c = self.requantize(total, self.wide, cfg.cell, Site.CELL, step)
+        self.sat_cell += sat_c
+        assert layer.tanh_cell is not None
+        tc = layer.tanh_cell(c, self.mode)
+        return self.hidden(sg[:, 3 * hs :] * tc, 2 * sf, step), c
+
+    def report(self, stats: RunStats) -> None:
+        stats.saturated("preact", self.sat_pre)
+        stats.saturated("cell", self.sat_cell)
+        stats.saturated("hidden", self.sat_hidden)
 
 
 def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats: RunStats) -> np.ndarray:
@@ -147,24 +180,18 @@ def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats:
     integers as the step-by-step formula in the module docstring, with fewer array passes.
     """
     cfg = program.config
-    act, pre_fmt, gate, cell_fmt = cfg.activation, cfg.preact, cfg.gate, cfg.cell
-    mode, policy = cfg.rounding, cfg.overflow
     steps, batch, rows = xf.shape
     hs, dtype = layer.hidden, layer.arith_dtype
     int_dtype = object if dtype is object else np.int64
     wh_t = layer.wh.codes.T.astype(layer.matmul_h_dtype)
-    scale = _row_scale(layer.wh.row_scale, dtype)
-    multiplier = None
-    if scale is not None or layer.shift_h:
-        multiplier = (
-            scale if scale is not None else _as_int(np.ones(rows, np.int64), dtype)
-        ) << layer.shift_h
-    bias_h = _as_int(layer.bias_h, dtype)
+    multiplier = recurrent_multiplier(layer, dtype)
+    bias_h = as_int(layer.bias_h, dtype)
     gru = layer.cell == "gru"
     split = 2 * hs if gru else rows  # rows whose recurrent bias joins the input part
     xf = xf.copy()
     xf[:, :, :split] += bias_h[:split]
     b_hn = bias_h[split:]
+    # exact accumulators are range-checked once at the end, from these logs
     track_steps = cfg.acc_bits > 0
     acc_check = _Accumulator(cfg.acc_bits, stats)
     acc_log = None if track_steps else np.empty((steps, batch, split), dtype=int_dtype)
@@ -172,27 +199,17 @@ def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats:
     zero = np.zeros((batch, hs), dtype=int_dtype)
     h, c = zero, zero
     outputs = np.empty((steps, batch, hs), dtype=int_dtype)
-    sf, af, pf, cf = gate.frac_bits, act.frac_bits, pre_fmt.frac_bits, cell_fmt.frac_bits
-    F = layer.acc_frac
-    stochastic = mode == "stochastic"
-    sat_pre = sat_cell = sat_hidden = 0
-    common = max(sf, af)
-    wide = max(sf + cf, 2 * sf)
-
-    def key(site: int, step: int) -> RandomKey | None:
-        return RandomKey(cfg.seed, layer.index, site, step) if stochastic else None
-
+    update = _CellUpdate(program, layer)
     for t in range(steps):
         sums = h.astype(layer.matmul_h_dtype) @ wh_t
-        hf = _as_int(sums, dtype) if dtype is object else sums.astype(np.int64)
+        hf = as_int(sums, dtype) if dtype is object else sums.astype(np.int64)
         if multiplier is not None:
             hf = hf * multiplier
         if acc_log is not None:
             acc = np.add(xf[t, :, :split], hf[:, :split], out=acc_log[t])
         else:
             acc = acc_check(xf[t, :, :split] + hf[:, :split])
-        pre, sat = requantize(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
-        sat_pre += sat
+        pre = update.preact(acc, t)
         if gru:
             if hn_log is not None:
                 hn = np.add(hf[:, split:], b_hn, out=hn_log[t])
@@ -200,36 +217,16 @@ def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats:
             else:
                 hn = acc_check(hf[:, split:] + b_hn)
                 xn = acc_check(xf[t, :, split:])
-            rz = layer.sigmoid(pre, mode)
-            r, z = rz[:, :hs], rz[:, hs:]
-            xn_q, sat1 = requantize(xn, F, pre_fmt, mode, policy, key(SITE_GRU_XN, t))
-            hn_q, sat2 = requantize(hn, F, pre_fmt, mode, policy, key(SITE_GRU_HN, t))
-            n_pre, sat3 = requantize(
-                (xn_q << sf) + r * hn_q, pf + sf, pre_fmt, mode, policy, key(SITE_GRU_N, t)
-            )
-            sat_pre += sat1 + sat2 + sat3
-            n_c = _shl(layer.tanh(n_pre, mode), common - sf)
-            total = (n_c << sf) + z * (_shl(h, common - af) - n_c)
-            h, sat = requantize(total, sf + common, act, mode, policy, key(SITE_HIDDEN, t))
+            h = update.gru(pre, xn, hn, h, t)
         elif layer.cell == "rnn":
-            h, sat = requantize(layer.tanh(pre, mode), sf, act, mode, policy, key(SITE_HIDDEN, t))
+            h = update.rnn(pre, t)
         else:
-            sg = layer.sigmoid(pre, mode)
-            g = layer.tanh(pre[:, 2 * hs : 3 * hs], mode)
-            total = _shl(sg[:, hs : 2 * hs] * c, wide - sf - cf) + _shl(sg[:, :hs] * g, wide - 2 * sf)
-            c, sat_c = requantize(total, wide, cell_fmt, mode, policy, key(SITE_CELL, t))
-            sat_cell += sat_c
-            assert layer.tanh_cell is not None
-            tc = layer.tanh_cell(c, mode)
-            h, sat = requantize(sg[:, 3 * hs :] * tc, 2 * sf, act, mode, policy, key(SITE_HIDDEN, t))
-        sat_hidden += sat
+            h, c = update.lstm(pre, c, t)
         outputs[t] = h
     for log in (acc_log, hn_log, xf[:, :, split:] if gru and acc_log is not None else None):
         if log is not None:
             acc_check(log)
-    stats.saturated("preact", sat_pre)
-    stats.saturated("cell", sat_cell)
-    stats.saturated("hidden", sat_hidden)
+    update.report(stats)
     return outputs
 
 
@@ -245,10 +242,7 @@ def adder_abs_max(layer: LayerProgram, x: np.ndarray, hidden: np.ndarray) -> int
     else:
         sums_x = _product(x, layer.wx.codes.T, layer.matmul_x_dtype, dtype)
     sums_h = _product(previous, layer.wh.codes.T, layer.matmul_h_dtype, dtype)
-    return max(
-        (max(int(_MAX(s, axis=None)), -int(_MIN(s, axis=None))) for s in (sums_x, sums_h) if s.size),
-        default=0,
-    )
+    return max((abs_max(s) for s in (sums_x, sums_h) if s.size), default=0)
 
 
 def select_final(hidden: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
@@ -263,13 +257,11 @@ def output_layer(program: ModelProgram, h: np.ndarray) -> np.ndarray:
     out = program.output
     dtype = object if out.matmul_dtype is object else np.int64
     sums = _product(h, out.w.codes.T, out.matmul_dtype, dtype)
-    return _scale_align(sums, _row_scale(out.w.row_scale, dtype), 0, _as_int(out.bias, dtype))
+    return _scale_align(sums, row_scale(out.w.row_scale, dtype), 0, as_int(out.bias, dtype))
 
 
 def run(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = None) -> RunResult:
     """Run the program on ``inputs`` (ids [T, B] or features [T, B, n], time-major)."""
-    from qbench_builtins.hardware import fused
-
     stats = RunStats()
     x, stats.input_saturations = program.input_codes(inputs)
     hidden: list[np.ndarray] = []

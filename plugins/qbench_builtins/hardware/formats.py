@@ -27,11 +27,14 @@ from functools import cached_property
 
 import numpy as np
 
+from qbench_builtins.hardware.intops import reduce_max, reduce_min
+
 ROUNDING_MODES = ("floor", "half-up", "half-away", "half-even", "stochastic")
 OVERFLOW_POLICIES = ("saturate", "wrap")
 _FORMAT = re.compile(r"^[Qq](\d+)\.(\d+)$")
 _MASK64 = (1 << 64) - 1
-_MIN, _MAX = np.minimum.reduce, np.maximum.reduce  # without ndarray.min's Python wrapper
+#: the most fractional bits one stochastic rounding can drop (one 64-bit draw, sign-safe in int64)
+STOCHASTIC_MAX_BITS = 62
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,8 @@ def counter_bits(seed: int, layer: int, site: int, step: int, elements: np.ndarr
     of evaluation: the vectorised engine, the float64 reference and the scalar interpreter draw
     identical values.
     """
-    if not 1 <= bits <= 62:
-        raise ValueError(f"stochastic rounding can drop 1..62 bits at once, not {bits}")
+    if not 1 <= bits <= STOCHASTIC_MAX_BITS:
+        raise ValueError(f"stochastic rounding can drop 1..{STOCHASTIC_MAX_BITS} bits at once, not {bits}")
     header = 0
     for value, mult in zip((seed, layer, site, step), _KEY_MULTIPLIERS, strict=True):
         header = ((header ^ (value & _MASK64)) * mult + 0x632BE59BD9B4E019) & _MASK64
@@ -146,7 +149,7 @@ def shift_round(x: np.ndarray, shift: int, mode: str, key: RandomKey | None = No
 
 def saturate(x: np.ndarray, fmt: QFormat, policy: str) -> tuple[np.ndarray, int]:
     """Fit codes into ``fmt``: clip (``saturate``) or wrap; returns (codes, number out of range)."""
-    if x.size == 0 or (_MIN(x, axis=None) >= fmt.lo and _MAX(x, axis=None) <= fmt.hi):
+    if x.size == 0 or (reduce_min(x, axis=None) >= fmt.lo and reduce_max(x, axis=None) <= fmt.hi):
         return x, 0
     count = int(np.count_nonzero((x < fmt.lo) | (x > fmt.hi)))
     if policy == "saturate":
@@ -170,7 +173,7 @@ def requantize(
         y = ((x + (1 << (shift - 1))) - (x < 0)) >> shift
     else:
         y = shift_round(x, shift, mode, key)
-    if y.size and _MIN(y, axis=None) >= fmt.lo and _MAX(y, axis=None) <= fmt.hi:
+    if y.size and reduce_min(y, axis=None) >= fmt.lo and reduce_max(y, axis=None) <= fmt.hi:
         return y, 0
     return saturate(y, fmt, policy)
 

@@ -2,7 +2,8 @@
 
 Built once from a :class:`qbench.export.ExportedModel` and a :class:`SimConfig`; executed by the
 vectorised integer engine (:mod:`.engine`), the float64 reference (:mod:`.reference`) and the
-scalar interpreter (:mod:`.interpreter`), which therefore run the *same* program.
+tests' scalar interpreter (``tests/hardware_interpreter.py``), which therefore run the *same*
+program.
 
 Per layer and time step (``A`` activations/hidden state, ``P`` gate pre-activations, ``S`` gate
 outputs, ``C`` LSTM cell state; torch's gate order):
@@ -30,12 +31,13 @@ to ``output_bits`` fixed point, as labelled in the record) yields exact integer 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 import qbench
-from qbench_builtins.hardware.formats import QFormat, round_half_away_float
+from qbench_builtins.hardware.formats import STOCHASTIC_MAX_BITS, QFormat, round_half_away_float
 from qbench_builtins.hardware.tables import Nonlinearity
 from qbench_builtins.hardware.weights import EncodedMatrix, encode_matrix, fixed_point_constant
 
@@ -43,8 +45,19 @@ if TYPE_CHECKING:
     from qbench.export import ExportedLayer, ExportedModel
 
 GATE_BLOCKS = {"rnn": 1, "gru": 3, "lstm": 4}
-#: stochastic-rounding site ids (part of the random key)
-SITE_PREACT, SITE_GRU_XN, SITE_GRU_HN, SITE_GRU_N, SITE_HIDDEN, SITE_CELL, SITE_BATCHNORM = range(7)
+
+
+class Site(IntEnum):
+    """Where a stochastic rounding happens: part of its random key, so the numbers never change."""
+
+    PREACT = 0
+    GRU_XN = 1
+    GRU_HN = 2
+    GRU_N = 3
+    HIDDEN = 4
+    CELL = 5
+    BATCHNORM = 6
+
 INT64_SAFE_BITS = 62
 
 
@@ -186,7 +199,22 @@ def _layer_batchnorm(layer: ExportedLayer, config: SimConfig) -> BatchNormStage 
     return BatchNormStage(m, scale_frac, shift_codes, exact_m and exact_t)
 
 
-def build_layer(layer: ExportedLayer, index: int, config: SimConfig, one_hot: bool) -> LayerProgram:
+@dataclass
+class _Sums:
+    """Where one layer's sums live: the accumulator's fractional bits, shifts and bounds."""
+
+    acc_frac: int
+    shift_x: int
+    shift_h: int
+    bound_x: int  # largest |Wx_codes @ x| (before scale and bias)
+    bound_h: int  # largest |Wh_codes @ h|
+    acc_bound: int  # largest |accumulator| (scaled, aligned, biases included)
+
+
+def _encode_layer_weights(
+    layer: ExportedLayer, index: int, config: SimConfig
+) -> tuple[EncodedMatrix, EncodedMatrix]:
+    """The input and recurrent matrices' integer encodings (Unsupported when not exact)."""
     cell = layer.cell
     if cell not in GATE_BLOCKS:
         raise qbench.Unsupported(f"cell {cell!r} is not one of {', '.join(GATE_BLOCKS)}")
@@ -200,19 +228,31 @@ def build_layer(layer: ExportedLayer, index: int, config: SimConfig, one_hot: bo
     wh = encode_matrix(
         layer.w_recurrent.values, h, config.scale_bits, config.float_weight_bits, f"{what} recurrent matrix"
     )
-    act, pre = config.activation, config.preact
-    in_frac = 0 if one_hot else act.frac_bits
-    x_frac = wx.frac + wx.scale_frac + in_frac
-    h_frac = wh.frac + wh.scale_frac + act.frac_bits
-    acc_frac = max(x_frac, h_frac, pre.frac_bits)
-    zeros = np.zeros(gates * h)
+    return wx, wh
+
+
+def _layer_biases(layer: ExportedLayer, rows: int, acc_frac: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``b_ih`` and ``b_hh`` as codes at the accumulator's fractional bits, and whether exact."""
+    zeros = np.zeros(rows)
     b_in = zeros if layer.b_input is None else np.asarray(layer.b_input.values, np.float64).reshape(-1)
     b_rec = (
         zeros if layer.b_recurrent is None else np.asarray(layer.b_recurrent.values, np.float64).reshape(-1)
     )
     bias_x, exact_x = fixed_point_constant(b_in, acc_frac)
     bias_h, exact_h = fixed_point_constant(b_rec, acc_frac)
+    return bias_x, bias_h, exact_x and exact_h
 
+
+def _layer_sums(
+    layer: ExportedLayer, index: int, config: SimConfig, one_hot: bool, wx: EncodedMatrix, wh: EncodedMatrix
+) -> tuple[_Sums, np.ndarray, np.ndarray, bool]:
+    """The accumulator's format and bounds from the weights and formats; and the biases in it."""
+    act, pre = config.activation, config.preact
+    in_frac = 0 if one_hot else act.frac_bits
+    x_frac = wx.frac + wx.scale_frac + in_frac
+    h_frac = wh.frac + wh.scale_frac + act.frac_bits
+    acc_frac = max(x_frac, h_frac, pre.frac_bits)
+    bias_x, bias_h, bias_exact = _layer_biases(layer, GATE_BLOCKS[layer.cell] * layer.hidden_size, acc_frac)
     act_max = 1 << (act.width - 1)
     # a hidden state is a rounded tanh, convex mix or product of gate values in [-1, 1]
     hidden_max = min(act_max, 1 << act.frac_bits)
@@ -232,10 +272,21 @@ def build_layer(layer: ExportedLayer, index: int, config: SimConfig, one_hot: bo
         + int(np.max(np.abs(bias_x), initial=0))
         + int(np.max(np.abs(bias_h), initial=0))
     )
+    return _Sums(acc_frac, shift_x, shift_h, bound_x, bound_h, acc_bound), bias_x, bias_h, bias_exact
+
+
+def _arith_dtype(config: SimConfig, acc_bound: int) -> type | str:
+    """int64 when every accumulator and element-wise product provably fits 62 bits, else Python ints."""
     widths = [config.activation, config.preact, config.gate, config.cell]
     fracs = [f.frac_bits for f in widths]
     elementwise_bits = 2 * max(f.width for f in widths) + max(fracs) - min(fracs) + 4
     arith_bits = max(_bits(acc_bound) + 2, elementwise_bits, config.acc_bits + 2)
+    return np.int64 if arith_bits <= INT64_SAFE_BITS else object
+
+
+def _layer_nonlinearities(cell: str, config: SimConfig) -> tuple[Nonlinearity, Nonlinearity, Nonlinearity | None]:
+    """sigmoid and tanh of the pre-activations, and the LSTM's tanh of the cell state."""
+    pre = config.preact
     sig = Nonlinearity.build(
         "sigmoid", config.nonlinearity, pre.frac_bits, config.gate, config.sigmoid_entries
     )
@@ -248,45 +299,88 @@ def build_layer(layer: ExportedLayer, index: int, config: SimConfig, one_hot: bo
             "tanh", config.nonlinearity, config.cell.frac_bits, config.gate, config.tanh_entries
         )
         tanh_cell.cover(config.cell)
+    return sig, tanh, tanh_cell
+
+
+def build_layer(layer: ExportedLayer, index: int, config: SimConfig, one_hot: bool) -> LayerProgram:
+    wx, wh = _encode_layer_weights(layer, index, config)
+    sums, bias_x, bias_h, bias_exact = _layer_sums(layer, index, config, one_hot, wx, wh)
+    sig, tanh, tanh_cell = _layer_nonlinearities(layer.cell, config)
     return LayerProgram(
         index=index,
-        cell=cell,
-        input_size=n,
-        hidden=h,
-        gates=gates,
+        cell=layer.cell,
+        input_size=layer.input_size,
+        hidden=layer.hidden_size,
+        gates=GATE_BLOCKS[layer.cell],
         one_hot=one_hot,
-        in_frac=in_frac,
+        in_frac=0 if one_hot else config.activation.frac_bits,
         wx=wx,
         wh=wh,
-        acc_frac=acc_frac,
-        shift_x=shift_x,
-        shift_h=shift_h,
+        acc_frac=sums.acc_frac,
+        shift_x=sums.shift_x,
+        shift_h=sums.shift_h,
         bias_x=bias_x,
         bias_h=bias_h,
-        bias_exact=exact_x and exact_h,
+        bias_exact=bias_exact,
         sigmoid=sig,
         tanh=tanh,
         tanh_cell=tanh_cell,
-        matmul_x_dtype=np.int64 if one_hot else _dtype_for(_bits(bound_x)),
-        matmul_h_dtype=_dtype_for(_bits(bound_h)),
-        arith_dtype=np.int64 if arith_bits <= INT64_SAFE_BITS else object,
-        acc_bound_bits=_bits(acc_bound) + 1,
+        matmul_x_dtype=np.int64 if one_hot else _dtype_for(_bits(sums.bound_x)),
+        matmul_h_dtype=_dtype_for(_bits(sums.bound_h)),
+        arith_dtype=_arith_dtype(config, sums.acc_bound),
+        acc_bound_bits=_bits(sums.acc_bound) + 1,
         batchnorm=_layer_batchnorm(layer, config) if index > 0 else None,
     )
 
 
-def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
-    """Encode every tensor of ``model``; raise :class:`qbench.Unsupported` where that is not exact."""
-    if not model.layers:
-        raise qbench.Unsupported("the exported model has no recurrent layer")
+def stochastic_drops(config: SimConfig, layer: LayerProgram) -> dict[str, int]:
+    """Fractional bits each stochastic rounding site of ``layer`` drops at once (hardware.md)."""
+    sf, af, cf = config.gate.frac_bits, config.activation.frac_bits, config.cell.frac_bits
+    drops = {"pre-activation": layer.acc_frac - config.preact.frac_bits}
+    if layer.cell == "gru":
+        drops["gru candidate"] = sf
+        drops["hidden state"] = sf + max(sf, af) - af
+    elif layer.cell == "lstm":
+        drops["cell state"] = max(sf + cf, 2 * sf) - cf
+        drops["hidden state"] = 2 * sf - af
+    else:
+        drops["hidden state"] = sf - af
+    if layer.batchnorm is not None:
+        drops["batch norm"] = layer.batchnorm.scale_frac
+    return drops
+
+
+def _check_stochastic_drops(config: SimConfig, layers: list[LayerProgram]) -> None:
+    """Stochastic rounding draws one 62-bit number per rounding: wider drops cannot be simulated."""
+    if config.rounding != "stochastic":
+        return
+    for layer in layers:
+        for site, drop in stochastic_drops(config, layer).items():
+            if drop > STOCHASTIC_MAX_BITS:
+                raise qbench.Unsupported(
+                    f"stochastic rounding at layer {layer.index}'s {site} drops {drop} fractional bits "
+                    f"at once; the counter-based generator draws at most {STOCHASTIC_MAX_BITS}: use "
+                    "formats with fewer fractional bits (or a smaller scale_bits) or a deterministic rounding"
+                )
+
+
+@dataclass
+class _InputConverter:
+    """How layer 0 reads its input: one-hot selection, a table of codes, or rounded features."""
+
+    one_hot: bool
+    table: np.ndarray | None = None  # [V, n] codes in A
+    table_saturations: np.ndarray | None = None  # saturated entries of each row: counted per token read
+    scale: np.ndarray | None = None  # folded batch norm of features
+    shift: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _input_converter(model: ExportedModel, config: SimConfig) -> _InputConverter:
     act = config.activation
     first = model.layers[0]
-    notes: list[str] = []
-    one_hot = model.input_kind == "one-hot" and first.input_scale is None
-    input_table = None
-    input_table_saturations = None  # saturated entries of each row: counted per token read
-    input_scale = input_shift = None
-    if model.input_kind in ("one-hot", "embedding") and not one_hot:
+    converter = _InputConverter(one_hot=model.input_kind == "one-hot" and first.input_scale is None)
+    if model.input_kind in ("one-hot", "embedding") and not converter.one_hot:
         if model.input_kind == "one-hot":
             table = np.eye(first.input_size)
         else:
@@ -299,27 +393,26 @@ def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
         codes = round_half_away_float(table * 2.0**act.frac_bits)
         outside = np.count_nonzero((codes < act.lo) | (codes > act.hi), axis=1)
         if np.any(outside):
-            notes.append("input table saturated into the activation format")
-            input_table_saturations = outside.astype(np.int64)
-        input_table = np.clip(codes, act.lo, act.hi).astype(np.int64)
+            converter.notes.append("input table saturated into the activation format")
+            converter.table_saturations = outside.astype(np.int64)
+        converter.table = np.clip(codes, act.lo, act.hi).astype(np.int64)
     elif model.input_kind == "features":
         if first.input_scale is not None:
-            input_scale = np.asarray(first.input_scale, dtype=np.float64)
-            input_shift = np.zeros_like(input_scale) if first.input_shift is None else first.input_shift
+            converter.scale = np.asarray(first.input_scale, dtype=np.float64)
+            converter.shift = np.zeros_like(converter.scale) if first.input_shift is None else first.input_shift
     elif model.input_kind != "one-hot":
         raise qbench.Unsupported(f"input_kind {model.input_kind!r} is not one-hot, embedding or features")
-    layers = [build_layer(layer, i, config, one_hot and i == 0) for i, layer in enumerate(model.layers)]
-    for prev, layer in zip(layers, layers[1:], strict=False):
-        if layer.input_size != prev.hidden:
-            raise qbench.Unsupported(
-                f"layer {layer.index} expects {layer.input_size} inputs, gets {prev.hidden}"
-            )
+    return converter
+
+
+def _output_program(model: ExportedModel, config: SimConfig) -> OutputProgram:
+    """The output layer: its own encoding (a float one rounded to ``output_bits``), exact integer logits."""
+    act = config.activation
     w_out = np.asarray(model.output_weight, dtype=np.float64)
-    out_bits = config.output_bits
     try:
         wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, 0, "output layer")
     except qbench.Unsupported:
-        wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, out_bits, "output layer")
+        wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, config.output_bits, "output layer")
     out_frac = wo.frac + wo.scale_frac + act.frac_bits
     out_bias, out_exact = fixed_point_constant(
         np.asarray(model.output_bias, np.float64).reshape(-1), out_frac
@@ -331,15 +424,32 @@ def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
     output = OutputProgram(wo, out_frac, out_bias, out_exact, _dtype_for(_bits(bound)))
     if _bits(bound_total) > INT64_SAFE_BITS:
         output.matmul_dtype = object
+    return output
+
+
+def build_program(model: ExportedModel, config: SimConfig) -> ModelProgram:
+    """Encode every tensor of ``model``; raise :class:`qbench.Unsupported` where that is not exact."""
+    if not model.layers:
+        raise qbench.Unsupported("the exported model has no recurrent layer")
+    converter = _input_converter(model, config)
+    layers = [
+        build_layer(layer, i, config, converter.one_hot and i == 0) for i, layer in enumerate(model.layers)
+    ]
+    _check_stochastic_drops(config, layers)
+    for prev, layer in zip(layers, layers[1:], strict=False):
+        if layer.input_size != prev.hidden:
+            raise qbench.Unsupported(
+                f"layer {layer.index} expects {layer.input_size} inputs, gets {prev.hidden}"
+            )
     return ModelProgram(
         config,
         model.task,
         model.input_kind,
-        input_table,
-        input_scale,
-        input_shift,
+        converter.table,
+        converter.scale,
+        converter.shift,
         layers,
-        output,
-        notes,
-        input_table_saturations,
+        _output_program(model, config),
+        converter.notes,
+        converter.table_saturations,
     )

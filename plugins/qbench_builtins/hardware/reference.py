@@ -5,27 +5,54 @@ Where the engine keeps integer codes and shifts them, this module keeps the dequ
 ``floor`` / ``rint`` on ``value * 2**frac``. Both agree bit for bit whenever every quantity fits
 in float64's 53-bit significand, which :func:`exact_in_float64` checks from the program's
 bounds; any mismatch then is a bug in one of them (hardware.md, check 1).
+
+The referee shares nothing with the engine but the program it runs (formats, encoded weights,
+table entries, the random key): its input conversion, nonlinearities, run facts and final-step
+selection are written here again, in float64, so that a bug in the engine's cannot hide.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from qbench_builtins.hardware.engine import RunStats
 from qbench_builtins.hardware.formats import QFormat, RandomKey, counter_bits
 from qbench_builtins.hardware.program import (
-    SITE_BATCHNORM,
-    SITE_CELL,
-    SITE_GRU_HN,
-    SITE_GRU_N,
-    SITE_GRU_XN,
-    SITE_HIDDEN,
-    SITE_PREACT,
     LayerProgram,
     ModelProgram,
+    Site,
 )
+from qbench_builtins.hardware.tables import DOMAINS, FUNCTIONS, Nonlinearity, hard_rounding
 
 FLOAT64_EXACT_BITS = 52
+
+
+@dataclass
+class ReferenceStats:
+    """What the referee counts: saturations per site, accumulator overflows and range."""
+
+    counts: Counter[str] = field(default_factory=Counter)  # saturations per site, zeros included
+    overflows: int = 0
+    acc_abs_max: int = 0
+    input_saturations: int = 0
+
+    @property
+    def saturations(self) -> dict[str, int]:
+        """The sites that saturated (the engine's form of the same facts)."""
+        return {site: count for site, count in self.counts.items() if count}
+
+    @property
+    def total_saturations(self) -> int:
+        return self.counts.total() + self.input_saturations
+
+
+@dataclass
+class ReferenceResult:
+    hidden: list[np.ndarray]  # per layer, codes [T, B, h] recovered from the float64 values
+    logits: np.ndarray  # integer codes [N, C] at program.output.acc_frac
+    stats: ReferenceStats
 
 
 def round_float(
@@ -76,21 +103,84 @@ def requantize_float(values, from_frac, fmt, mode, policy, key=None):  # noqa: A
     return saturate_float(rounded, fmt, policy)
 
 
+def referee_limit(program: ModelProgram) -> str | None:
+    """Why float64 cannot referee ``program`` bit for bit (None when it can).
+
+    The reference still runs on such a program (its constants converted to the nearest float64),
+    but a disagreement then proves nothing, so it must be reported, with this reason, not scored.
+    """
+    cfg = program.config
+    formats = {"activation": cfg.activation, "preact": cfg.preact, "gate": cfg.gate, "cell": cfg.cell}
+    widest = max(formats, key=lambda name: formats[name].width)
+    element_bits = 2 * formats[widest].width + 2
+    if element_bits > FLOAT64_EXACT_BITS:
+        return (
+            f"element-wise products of the {widest} format {formats[widest]} need {element_bits} bits; "
+            f"float64 holds {FLOAT64_EXACT_BITS}"
+        )
+    if cfg.acc_bits > FLOAT64_EXACT_BITS:
+        return f"acc_bits = {cfg.acc_bits} exceeds float64's {FLOAT64_EXACT_BITS} bits"
+    for layer in program.layers:
+        if layer.acc_bound_bits > FLOAT64_EXACT_BITS:
+            return (
+                f"layer {layer.index}'s accumulator may need {layer.acc_bound_bits} bits; "
+                f"float64 holds {FLOAT64_EXACT_BITS}"
+            )
+    if program.output.matmul_dtype is object:
+        return "the output layer's sums exceed 62 bits; float64 holds 52"
+    return None
+
+
 def exact_in_float64(program: ModelProgram) -> bool:
     """True when no intermediate of the program needs more than float64's significand."""
-    cfg = program.config
-    formats = [cfg.activation, cfg.preact, cfg.gate, cfg.cell]
-    element_bits = 2 * max(f.width for f in formats) + 2
-    if element_bits > FLOAT64_EXACT_BITS:
-        return False
-    for layer in program.layers:
-        if layer.acc_bound_bits > FLOAT64_EXACT_BITS or cfg.acc_bits > FLOAT64_EXACT_BITS:
-            return False
-    return program.output.matmul_dtype is not object
+    return referee_limit(program) is None
+
+
+def _values(codes: np.ndarray, frac: int) -> np.ndarray:
+    """float64 values ``code * 2**-frac`` of program constants (Python-int codes of wide formats too)."""
+    return np.asarray(codes, dtype=np.float64) * 2.0**-frac
+
+
+def _codes(values: np.ndarray, frac: int) -> np.ndarray:
+    """Integer codes of float64 values: int64, or Python ints where they do not fit 62 bits."""
+    scaled = np.rint(values * 2.0**frac)
+    if np.max(np.abs(scaled), initial=0.0) < 2.0**62:
+        return scaled.astype(np.int64)
+    return np.array([int(v) for v in scaled.reshape(-1)], dtype=object).reshape(scaled.shape)
+
+
+def round_half_away(values: np.ndarray) -> np.ndarray:
+    """Round half away from zero (the input converter's and the tables' rounding)."""
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
+def nonlinearity_float(nl: Nonlinearity, values: np.ndarray, mode: str) -> np.ndarray:
+    """``nl`` on float64 values (multiples of ``2**-in_frac``); returns float64 values.
+
+    Reads the program's table entries (the program is shared); the index, the hard slopes and
+    the exact functions are computed here in float64.
+    """
+    scale = 2.0**nl.out.frac_bits
+    if nl.kind == "table":
+        assert nl.codes is not None
+        lo, hi = DOMAINS[nl.function]
+        step = (hi - lo) / nl.size
+        index = np.clip(np.floor((values - lo) / step + 0.5), 0, nl.size - 1).astype(np.int64)
+        return nl.codes[index] / scale
+    if nl.kind == "hard":
+        rounding = hard_rounding(mode)
+        if nl.function == "sigmoid":
+            drop = nl.in_frac + 2 - nl.out.frac_bits
+            y = round_float(values / 4.0, nl.out.frac_bits, rounding, drop) + 0.5
+            return np.clip(y, 0.0, min(1.0, nl.out.hi / scale))
+        y = round_float(values, nl.out.frac_bits, rounding, nl.in_frac - nl.out.frac_bits)
+        return np.clip(y, max(-1.0, nl.out.lo / scale), min(1.0, nl.out.hi / scale))
+    codes = round_half_away(FUNCTIONS[nl.function](values) * scale)
+    return np.clip(codes, nl.out.lo, nl.out.hi) / scale
 
 
 class _AccumulatorFloat:
-    def __init__(self, frac: int, width: int, stats: RunStats) -> None:
+    def __init__(self, frac: int, width: int, stats: ReferenceStats) -> None:
         self.frac, self.width, self.stats = frac, width, stats
 
     def __call__(self, acc: np.ndarray) -> np.ndarray:
@@ -103,14 +193,14 @@ class _AccumulatorFloat:
         return acc
 
 
-def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats: RunStats) -> np.ndarray:
+def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats: ReferenceStats) -> np.ndarray:
     cfg = program.config
     act, pre_fmt, gate, cell_fmt = cfg.activation, cfg.preact, cfg.gate, cfg.cell
     mode, policy = cfg.rounding, cfg.overflow
     sf, af, pf, cf = gate.frac_bits, act.frac_bits, pre_fmt.frac_bits, cell_fmt.frac_bits
     F, hs = layer.acc_frac, layer.hidden
     wx, wh = layer.wx.effective_values, layer.wh.effective_values
-    bias_x, bias_h = layer.bias_x * 2.0**-F, layer.bias_h * 2.0**-F
+    bias_x, bias_h = _values(layer.bias_x, F), _values(layer.bias_h, F)
     xf = (wx.T[x] if layer.one_hot else x @ wx.T) + bias_x
     steps, batch = xf.shape[0], xf.shape[1]
     acc_check = _AccumulatorFloat(F, cfg.acc_bits, stats)
@@ -126,66 +216,92 @@ def _run_layer(program: ModelProgram, layer: LayerProgram, x: np.ndarray, stats:
         if layer.cell == "gru":
             acc = acc_check(xf[t, :, : 2 * hs] + hf[:, : 2 * hs])
             xn, hn = acc_check(xf[t, :, 2 * hs :]), acc_check(hf[:, 2 * hs :])
-            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
-            stats.saturated("preact", sat)
-            rz = layer.sigmoid.float_reference(pre, mode)
+            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(Site.PREACT, t))
+            stats.counts["preact"] += sat
+            rz = nonlinearity_float(layer.sigmoid, pre, mode)
             r, z = rz[:, :hs], rz[:, hs:]
-            xn_q, sat1 = requantize_float(xn, F, pre_fmt, mode, policy, key(SITE_GRU_XN, t))
-            hn_q, sat2 = requantize_float(hn, F, pre_fmt, mode, policy, key(SITE_GRU_HN, t))
+            xn_q, sat1 = requantize_float(xn, F, pre_fmt, mode, policy, key(Site.GRU_XN, t))
+            hn_q, sat2 = requantize_float(hn, F, pre_fmt, mode, policy, key(Site.GRU_HN, t))
             n_pre, sat3 = requantize_float(
-                xn_q + r * hn_q, pf + sf, pre_fmt, mode, policy, key(SITE_GRU_N, t)
+                xn_q + r * hn_q, pf + sf, pre_fmt, mode, policy, key(Site.GRU_N, t)
             )
-            stats.saturated("preact", sat1 + sat2 + sat3)
-            n = layer.tanh.float_reference(n_pre, mode)
+            stats.counts["preact"] += sat1 + sat2 + sat3
+            n = nonlinearity_float(layer.tanh, n_pre, mode)
             h, sat = requantize_float(
-                n + z * (h - n), sf + max(sf, af), act, mode, policy, key(SITE_HIDDEN, t)
+                n + z * (h - n), sf + max(sf, af), act, mode, policy, key(Site.HIDDEN, t)
             )
         else:
             acc = acc_check(xf[t] + hf)
-            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(SITE_PREACT, t))
-            stats.saturated("preact", sat)
+            pre, sat = requantize_float(acc, F, pre_fmt, mode, policy, key(Site.PREACT, t))
+            stats.counts["preact"] += sat
             if layer.cell == "rnn":
-                y = layer.tanh.float_reference(pre, mode)
-                h, sat = requantize_float(y, sf, act, mode, policy, key(SITE_HIDDEN, t))
+                y = nonlinearity_float(layer.tanh, pre, mode)
+                h, sat = requantize_float(y, sf, act, mode, policy, key(Site.HIDDEN, t))
             else:
-                sg = layer.sigmoid.float_reference(pre, mode)
-                g = layer.tanh.float_reference(pre[:, 2 * hs : 3 * hs], mode)
+                sg = nonlinearity_float(layer.sigmoid, pre, mode)
+                g = nonlinearity_float(layer.tanh, pre[:, 2 * hs : 3 * hs], mode)
                 i, f, o = sg[:, :hs], sg[:, hs : 2 * hs], sg[:, 3 * hs :]
                 wide = max(sf + cf, 2 * sf)
-                c, sat_c = requantize_float(f * c + i * g, wide, cell_fmt, mode, policy, key(SITE_CELL, t))
-                stats.saturated("cell", sat_c)
+                c, sat_c = requantize_float(f * c + i * g, wide, cell_fmt, mode, policy, key(Site.CELL, t))
+                stats.counts["cell"] += sat_c
                 assert layer.tanh_cell is not None
-                tc = layer.tanh_cell.float_reference(c, mode)
-                h, sat = requantize_float(o * tc, 2 * sf, act, mode, policy, key(SITE_HIDDEN, t))
-        stats.saturated("hidden", sat)
+                tc = nonlinearity_float(layer.tanh_cell, c, mode)
+                h, sat = requantize_float(o * tc, 2 * sf, act, mode, policy, key(Site.HIDDEN, t))
+        stats.counts["hidden"] += sat
         outputs[t] = h
     return outputs
 
 
-def run_reference(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = None):  # noqa: ANN201
-    """Same contract as :func:`.engine.run`, with codes recovered from the float64 values."""
-    from qbench_builtins.hardware.engine import RunResult, select_final
+def _input_values(program: ModelProgram, inputs: np.ndarray, stats: ReferenceStats) -> np.ndarray:
+    """Layer 0's input: ids for one-hot selection, else float64 values in the activation format."""
+    fmt = program.config.activation
+    scale = 2.0**-fmt.frac_bits
+    if program.layers[0].one_hot:
+        return np.asarray(inputs, dtype=np.int64)
+    if program.input_table is not None:  # the program's converter table (already in A)
+        ids = np.asarray(inputs, dtype=np.int64)
+        if program.input_table_saturations is not None:
+            stats.input_saturations = int(np.sum(program.input_table_saturations[ids]))
+        return program.input_table[ids] * scale
+    x = np.asarray(inputs, dtype=np.float64)
+    if program.input_scale is not None:
+        x = x * program.input_scale + program.input_shift
+    codes = round_half_away(x / scale)
+    stats.input_saturations = int(np.count_nonzero((codes < fmt.lo) | (codes > fmt.hi)))
+    return np.clip(codes, fmt.lo, fmt.hi) * scale
 
+
+def _last_steps(hidden: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """[N, h]: every step of the one stream (language model), or each sequence's last valid step."""
+    if lengths is None:
+        return hidden[:, 0, :]
+    rows = [hidden[int(n) - 1, b] for b, n in enumerate(lengths)]
+    return np.array(rows, dtype=hidden.dtype).reshape(len(rows), hidden.shape[2])
+
+
+def run_reference(
+    program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None = None
+) -> ReferenceResult:
+    """Same contract as :func:`.engine.run`, with codes recovered from the float64 values."""
     cfg = program.config
     af = cfg.activation.frac_bits
-    stats = RunStats()
-    codes, stats.input_saturations = program.input_codes(inputs)
-    x = codes if program.layers[0].one_hot else codes * 2.0**-af
+    stats = ReferenceStats()
+    x = _input_values(program, inputs, stats)
     hidden = []
     for layer in program.layers:
         bn = layer.batchnorm
         if bn is not None:
-            value = x * (bn.scale * 2.0**-bn.scale_frac) + bn.shift * 2.0 ** -(af + bn.scale_frac)
-            key = RandomKey(cfg.seed, layer.index, SITE_BATCHNORM, 0)
+            value = x * _values(bn.scale, bn.scale_frac) + _values(bn.shift, af + bn.scale_frac)
+            key = RandomKey(cfg.seed, layer.index, Site.BATCHNORM, 0)
             x, sat = requantize_float(
                 value, af + bn.scale_frac, cfg.activation, cfg.rounding, cfg.overflow, key
             )
-            stats.saturated("batchnorm", sat)
+            stats.counts["batchnorm"] += sat
         x = _run_layer(program, layer, x, stats)
         hidden.append(x)
     out = program.output
-    final = select_final(hidden[-1], lengths)
-    logits = final @ out.w.effective_values.T + out.bias * 2.0**-out.acc_frac
-    hidden_codes = [np.rint(h * 2.0**af).astype(np.int64) for h in hidden]
-    logit_codes = np.rint(logits * 2.0**out.acc_frac).astype(np.int64)
-    return RunResult(hidden_codes, logit_codes, stats)
+    final = _last_steps(hidden[-1], lengths)
+    logits = final @ out.w.effective_values.T + _values(out.bias, out.acc_frac)
+    hidden_codes = [_codes(h, af) for h in hidden]
+    logit_codes = _codes(logits, out.acc_frac)
+    return ReferenceResult(hidden_codes, logit_codes, stats)

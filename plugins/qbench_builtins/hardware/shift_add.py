@@ -33,7 +33,8 @@ class ShiftAddSimulator(qbench.HardwareBackend):
     Reports the integer model's task metric beside the float model's, their agreement, the
     vectorised engine's bit-exact agreement with a float64 execution of the same program
     (``sim_exact``; None when some quantity of the program needs more than float64's 53 bits,
-    as ``sim_reference_exact`` false says, or when ``reference`` is off), operation counts per
+    as ``sim_reference_exact`` false and ``sim_reference_limit`` say, or when ``reference`` is off),
+    operation counts per
     token (recurrent layers; the output layer apart, per output evaluation), the accumulator
     range and overflow / saturation counts.
 
@@ -116,6 +117,7 @@ class ShiftAddSimulator(qbench.HardwareBackend):
         "sim_requantized": "",
         "sim_output_requantized": "",
         "sim_reference_exact": "",
+        "sim_reference_limit": "",
         "sim_tokens": "",
     }
 

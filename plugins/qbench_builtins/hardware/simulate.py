@@ -10,7 +10,7 @@ import numpy as np
 import qbench
 from qbench_builtins.hardware import counters, engine, evaluation, float_model
 from qbench_builtins.hardware.program import ModelProgram, SimConfig, build_program
-from qbench_builtins.hardware.reference import exact_in_float64, run_reference
+from qbench_builtins.hardware.reference import referee_limit, run_reference
 
 if TYPE_CHECKING:
     from qbench.data import EvalSample
@@ -81,8 +81,46 @@ def _widths_label(program: ModelProgram, adder_bits: int) -> str:
     )
 
 
+def _referee_note(limit: str | None, reference: bool) -> str:
+    """Why ``sim_exact`` cannot be trusted or was not measured ("" when float64 referees exactly)."""
+    if not reference:
+        return "not run (reference = false)"
+    return "" if limit is None else f"float64 cannot referee bit for bit: {limit}"
+
+
 def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
+
+
+def _refereed(program: ModelProgram, result: engine.RunResult, inputs: np.ndarray,
+              lengths: np.ndarray | None, limit: str | None) -> bool | None:
+    """``sim_exact``: the engine equals the float64 referee bit for bit (None: not provable)."""
+    ref = run_reference(program, inputs, lengths)
+    exact = bool(
+        np.array_equal(np.asarray(result.logits, dtype=object), np.asarray(ref.logits, dtype=object))
+        and all(np.array_equal(a, b) for a, b in zip(result.hidden, ref.hidden, strict=True))
+        and result.stats.saturations == ref.stats.saturations
+        and result.stats.overflows == ref.stats.overflows
+    )
+    if not exact and limit is not None:
+        return None  # the program needs more than 53 bits somewhere: float64 cannot referee it
+    return exact
+
+
+def _operation_columns(program: ModelProgram, inputs: np.ndarray, lengths: np.ndarray | None) -> dict[str, Any]:
+    """Operations per token of the recurrent layers, and of one output-layer evaluation."""
+    counts = per_token_counts(program, inputs, lengths)
+    out_counts = counters.output_counts(program)
+    per_token = ("adds", "shifts", "mults", "skips", "scale_mults", "table_lookups")
+    return {
+        **{name: _number(counts[name]) for name in per_token},
+        **{f"output_{name}": int(out_counts[name]) for name in ("mults", "adds", "shifts")},
+    }
+
+
+def _weight_kinds(program: ModelProgram) -> str:
+    kinds = [f"L{layer.index}:x={layer.wx.kind_label},h={layer.wh.kind_label}" for layer in program.layers]
+    return " ".join([*kinds, f"out={program.output.w.kind_label}"])
 
 
 def simulate(
@@ -91,17 +129,8 @@ def simulate(
     program = build_program(model, config)
     inputs, lengths, targets, float_predictions = sample_inputs(sample, max_items)
     result = engine.run(program, inputs, lengths)
-    exact = None
-    if reference:
-        ref = run_reference(program, inputs, lengths)
-        exact = bool(
-            np.array_equal(np.asarray(result.logits, dtype=object), np.asarray(ref.logits, dtype=object))
-            and all(np.array_equal(a, b) for a, b in zip(result.hidden, ref.hidden, strict=True))
-            and result.stats.saturations == ref.stats.saturations
-            and result.stats.overflows == ref.stats.overflows
-        )
-        if not exact and not exact_in_float64(program):
-            exact = None  # the program needs more than 53 bits somewhere: float64 cannot referee it
+    limit = referee_limit(program)
+    exact = _refereed(program, result, inputs, lengths, limit) if reference else None
     sim_logits = dequantize(result.logits, program.output.acc_frac)
     float_logits = float_model.forward(model, inputs, lengths)
     sim_metric = evaluation.task_metric(model.task, sim_logits, targets)
@@ -114,12 +143,6 @@ def simulate(
         engine.adder_abs_max(layer, x, h)
         for layer, x, h in zip(program.layers, result.layer_inputs, result.hidden, strict=True)
     )
-    counts = per_token_counts(program, inputs, lengths)
-    out_counts = counters.output_counts(program)
-    kinds = []
-    for layer in program.layers:
-        kinds.append(f"L{layer.index}:x={layer.wx.kind_label},h={layer.wh.kind_label}")
-    kinds.append(f"out={program.output.w.kind_label}")
     is_lm = model.task == "language-model"
     return {
         "sim_exact": exact,
@@ -130,25 +153,18 @@ def simulate(
         "sim_accuracy": None if is_lm else sim_metric,
         "sim_max_abs_error": float(np.max(np.abs(sim_logits - float_logits), initial=0.0)),
         "sim_agreement": evaluation.agreement(predictions, float_predictions),
-        "adds": _number(counts["adds"]),
-        "shifts": _number(counts["shifts"]),
-        "mults": _number(counts["mults"]),
-        "skips": _number(counts["skips"]),
-        "scale_mults": _number(counts["scale_mults"]),
-        "table_lookups": _number(counts["table_lookups"]),
-        "output_mults": int(out_counts["mults"]),
-        "output_adds": int(out_counts["adds"]),
-        "output_shifts": int(out_counts["shifts"]),
+        **_operation_columns(program, inputs, lengths),
         "acc_bits_max": int(result.stats.acc_bits_max),
         "adder_bits_max": int(adder_max).bit_length() + 1,
         "acc_bits_bound": int(max(layer.acc_bound_bits for layer in program.layers)),
         "overflows": int(result.stats.overflows),
         "saturations": int(result.stats.total_saturations),
-        "sim_weight_kinds": " ".join(kinds),
+        "sim_weight_kinds": _weight_kinds(program),
         "sim_formats": _formats_label(config),
         "op_widths": _widths_label(program, int(adder_max).bit_length() + 1),
         "sim_requantized": bool(program.requantized),
         "sim_output_requantized": bool(program.output.w.requantized),
-        "sim_reference_exact": bool(exact_in_float64(program)),
+        "sim_reference_exact": limit is None,
+        "sim_reference_limit": _referee_note(limit, reference),
         "sim_tokens": int(len(targets) if lengths is None else int(np.sum(lengths))),
     }

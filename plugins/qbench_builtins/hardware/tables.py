@@ -133,35 +133,12 @@ class Nonlinearity:
         one = 1 << self.out.frac_bits
         if self.function == "sigmoid":
             # x / 4 + 1/2: drop two more bits than the format change, add one half
-            y = shift_round(x, self.in_frac + 2 - self.out.frac_bits, _deterministic(mode)) + (one >> 1)
+            y = shift_round(x, self.in_frac + 2 - self.out.frac_bits, hard_rounding(mode)) + (one >> 1)
             return np.clip(y, 0, min(one, self.out.hi))
-        y = shift_round(x, self.in_frac - self.out.frac_bits, _deterministic(mode))
+        y = shift_round(x, self.in_frac - self.out.frac_bits, hard_rounding(mode))
         return np.clip(y, max(-one, self.out.lo), min(one, self.out.hi))
 
-    def float_reference(self, values: np.ndarray, mode: str) -> np.ndarray:
-        """The same function on float64 values (multiples of 2**-in_frac); returns float64 values."""
-        scale = 2.0**self.out.frac_bits
-        if self.kind == "table":
-            assert self.codes is not None
-            lo, _hi = DOMAINS[self.function]
-            step = (_hi - lo) / self.size
-            index = np.clip(np.floor((values - lo) / step + 0.5), 0, self.size - 1).astype(np.int64)
-            return self.codes[index] / scale
-        if self.kind == "hard":
-            from qbench_builtins.hardware.reference import round_float
 
-            if self.function == "sigmoid":
-                drop = self.in_frac + 2 - self.out.frac_bits
-                y = round_float(values / 4.0, self.out.frac_bits, _deterministic(mode), drop) + 0.5
-                return np.clip(y, 0.0, min(1.0, self.out.hi / scale))
-            y = round_float(
-                values, self.out.frac_bits, _deterministic(mode), self.in_frac - self.out.frac_bits
-            )
-            return np.clip(y, max(-1.0, self.out.lo / scale), min(1.0, self.out.hi / scale))
-        codes = round_half_away_float(FUNCTIONS[self.function](values) * scale)
-        return np.clip(codes, self.out.lo, self.out.hi) / scale
-
-
-def _deterministic(mode: str) -> str:
-    # hard nonlinearities round deterministically (no random key at that site)
+def hard_rounding(mode: str) -> str:
+    """The rounding of the hard nonlinearities: deterministic (no random key at that site)."""
     return "half-away" if mode == "stochastic" else mode

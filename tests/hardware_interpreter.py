@@ -1,4 +1,4 @@
-"""The slow scalar interpreter: walks every weight (skip / add / subtract / shift / multiply).
+"""The slow scalar interpreter (test code): walks every weight (skip / add / subtract / shift / multiply).
 
 Python ints only, one element at a time, counting each operation as it does it. It re-implements
 the rounding modes on scalars, so that for small models it checks the vectorised engine's
@@ -12,18 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from qbench_builtins.hardware.formats import QFormat, counter_bits
 from qbench_builtins.hardware.program import (
-    SITE_BATCHNORM,
-    SITE_CELL,
-    SITE_GRU_HN,
-    SITE_GRU_N,
-    SITE_GRU_XN,
-    SITE_HIDDEN,
-    SITE_PREACT,
     LayerProgram,
     ModelProgram,
+    Site,
 )
 from qbench_builtins.hardware.tables import Nonlinearity
 from qbench_builtins.hardware.weights import EncodedMatrix
@@ -153,7 +146,7 @@ class Interpreter:
 
         def pre(value: int, row: int) -> int:
             return self.requant(
-                self.accumulate(value), F, cfg.preact, (lid, SITE_PREACT, t), b * n_pre + row, "preact"
+                self.accumulate(value), F, cfg.preact, (lid, Site.PREACT, t), b * n_pre + row, "preact"
             )
 
         new_h, new_c = [0] * hs, list(c)
@@ -161,27 +154,15 @@ class Interpreter:
             n_pre = 2 * hs
             rz = [self.nonlinear(layer.sigmoid, pre(xs[r] + hsums[r], r)) for r in range(2 * hs)]
             for u in range(hs):
-                xn = self.requant(
-                    self.accumulate(xs[2 * hs + u]),
-                    F,
-                    cfg.preact,
-                    (lid, SITE_GRU_XN, t),
-                    b * hs + u,
-                    "preact",
-                )
-                hn = self.requant(
-                    self.accumulate(hsums[2 * hs + u]),
-                    F,
-                    cfg.preact,
-                    (lid, SITE_GRU_HN, t),
-                    b * hs + u,
-                    "preact",
+                xn, hn = (  # in this order: the input part is accumulated and rounded first
+                    self.requant(self.accumulate(sums[2 * hs + u]), F, cfg.preact, (lid, site, t), b * hs + u, "preact")
+                    for sums, site in ((xs, Site.GRU_XN), (hsums, Site.GRU_HN))
                 )
                 r, z = rz[u], rz[hs + u]
                 self.counts["mults"] += 1
                 self.counts["adds"] += 1
                 npre = self.requant(
-                    (xn << sf) + r * hn, pf + sf, cfg.preact, (lid, SITE_GRU_N, t), b * hs + u, "preact"
+                    (xn << sf) + r * hn, pf + sf, cfg.preact, (lid, Site.GRU_N, t), b * hs + u, "preact"
                 )
                 n = self.nonlinear(layer.tanh, npre)
                 common = max(sf, af)
@@ -190,7 +171,7 @@ class Interpreter:
                 self.counts["mults"] += 1
                 total = (n_c << sf) + z * ((h[u] << (common - af)) - n_c)
                 new_h[u] = self.requant(
-                    total, sf + common, cfg.activation, (lid, SITE_HIDDEN, t), b * hs + u, "hidden"
+                    total, sf + common, cfg.activation, (lid, Site.HIDDEN, t), b * hs + u, "hidden"
                 )
             return new_h, new_c
         n_pre = layer.gates * hs
@@ -198,7 +179,7 @@ class Interpreter:
         for u in range(hs):
             if layer.cell == "rnn":
                 y = self.nonlinear(layer.tanh, pres[u])
-                new_h[u] = self.requant(y, sf, cfg.activation, (lid, SITE_HIDDEN, t), b * hs + u, "hidden")
+                new_h[u] = self.requant(y, sf, cfg.activation, (lid, Site.HIDDEN, t), b * hs + u, "hidden")
                 continue
             i, f = self.nonlinear(layer.sigmoid, pres[u]), self.nonlinear(layer.sigmoid, pres[hs + u])
             g, o = (
@@ -209,11 +190,11 @@ class Interpreter:
             self.counts["mults"] += 3
             self.counts["adds"] += 1
             total = ((f * c[u]) << (wide - sf - cf)) + ((i * g) << (wide - 2 * sf))
-            new_c[u] = self.requant(total, wide, cfg.cell, (lid, SITE_CELL, t), b * hs + u, "cell")
+            new_c[u] = self.requant(total, wide, cfg.cell, (lid, Site.CELL, t), b * hs + u, "cell")
             assert layer.tanh_cell is not None
             tc = self.nonlinear(layer.tanh_cell, new_c[u])
             new_h[u] = self.requant(
-                o * tc, 2 * sf, cfg.activation, (lid, SITE_HIDDEN, t), b * hs + u, "hidden"
+                o * tc, 2 * sf, cfg.activation, (lid, Site.HIDDEN, t), b * hs + u, "hidden"
             )
         return new_h, new_c
 
@@ -230,7 +211,7 @@ class Interpreter:
                     value,
                     self.cfg.activation.frac_bits + bn.scale_frac,
                     self.cfg.activation,
-                    (layer.index, SITE_BATCHNORM, 0),
+                    (layer.index, Site.BATCHNORM, 0),
                     flat_offset + j,
                     "batchnorm",
                 )
