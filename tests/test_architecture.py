@@ -33,6 +33,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         "planning / executors / store / leaderboard",
         (
             "qbench.matrix",
+            "qbench.planning",
             "qbench.executors",
             "qbench.runner",
             "qbench.store",
@@ -56,7 +57,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench_builtins.quantizers",
         ),
     ),
-    ("shared services", ("qbench.training", "qbench.trainconfig", "qbench.datacache", "qbench.ste")),
+    ("shared services", ("qbench.training", "qbench.trainconfig", "qbench.datacache", "qbench.ste",
+                         "qbench.protocol", "qbench.stats")),
     (
         "component contracts",
         (
