@@ -59,12 +59,17 @@ def summarize(values: list[float]) -> dict[str, float | int]:
 def paired_p_value(mean: float, std: float, n: int) -> float:
     """Two-sided p-value of the paired t test of ``mean == 0`` (NaN for ``n < 2``).
 
-    A zero standard deviation gives 0 when the mean differs from zero and 1 when it is zero.
+    A zero standard deviation (every seed differs by exactly the same amount, which a discrete
+    metric such as the accuracy on a few hundred test items produces easily) makes the t
+    statistic infinite and its p-value 0, a certainty three seeds cannot give. The exact
+    sign-flip (paired permutation) test is used instead: with n equal, non-zero differences only
+    the all-positive and all-negative assignments are as extreme, so ``p = 2 / 2^n`` (0.25 for 3
+    seeds); equal zero differences give 1.
     """
     if n < 2 or math.isnan(mean) or math.isnan(std):
         return math.nan
     if std == 0:
-        return 0.0 if mean != 0 else 1.0
+        return min(1.0, 2.0 ** (1 - n)) if mean != 0 else 1.0
     from scipy import stats
 
     t = abs(mean) / (std / math.sqrt(n))

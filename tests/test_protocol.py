@@ -99,7 +99,14 @@ def test_paired_p_value_is_scipys_paired_t_test():
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     s = summarize(diffs)
     assert paired_p_value(s["mean"], s["std"], 4) == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
-    assert paired_p_value(0.1, 0.0, 3) == 0.0 and math.isnan(paired_p_value(0.1, 0.2, 1))
+    assert math.isnan(paired_p_value(0.1, 0.2, 1))
+
+
+def test_identical_differences_use_the_exact_sign_flip_test_not_an_infinite_t():
+    # three seeds each one test item better: the t statistic is infinite, the evidence is not
+    assert paired_p_value(1 / 600, 0.0, 3) == 0.25
+    assert paired_p_value(-0.5, 0.0, 8) == 2 / 2**8
+    assert paired_p_value(0.0, 0.0, 5) == 1.0
 
 
 # -- the matrix syntax ---------------------------------------------------------------------------
