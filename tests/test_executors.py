@@ -158,7 +158,7 @@ def test_dask_runs_on_an_existing_scheduler_and_leaves_it_running(tmp_path, data
     monkeypatch.setenv("QBENCH_DATA", str(data_cache))
     cases = real_cases(tmp_path, seeds=2)
     _fork_workers_from_server()
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         executor = get_executor("dask", 1, scheduler=cluster.scheduler_address)
         assert executor.cluster is None, "no cluster of its own when given a scheduler"
         try:
@@ -176,3 +176,27 @@ def test_unreachable_scheduler_is_a_usage_error():
 
     with pytest.raises(UsageError, match="--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler"):
         DaskExecutor(1, scheduler="tcp://127.0.0.1:9", connect_timeout=1)
+
+
+def test_a_local_dask_cluster_starts_while_port_8787_is_taken(tmp_path, data_cache, monkeypatch):
+    """Two qbench runs (or a notebook's cluster) on one machine must not collide on the scheduler's
+    default HTTP port: it failed with 'Port 8787 is already in use'."""
+    import socket
+
+    monkeypatch.setenv("QBENCH_DATA", str(data_cache))
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    except OSError:
+        pass  # already taken by something else: the situation under test
+    try:
+        executor = get_executor("dask", 1)
+        try:
+            records = list(executor.run(real_cases(tmp_path, seeds=1)))
+        finally:
+            executor.close()
+        assert [r["status"] for r in records] == ["ok"]
+    finally:
+        holder.close()

@@ -75,8 +75,11 @@ class DaskExecutor:
             _fork_workers_from_server()
             # saturation 1.0: a worker holds only the case it runs, so its death charges no other case
             with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                # The scheduler's HTTP server (/metrics, /health) starts even without a dashboard, on
+                # :8787 unless told otherwise: a second cluster on this machine would then fail to
+                # start. Port 0 takes any free port.
                 self.cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                     silence_logs=logging.CRITICAL, scheduler_kwargs={"allowed_failures": 0},
                 )
             self.client = Client(self.cluster)
