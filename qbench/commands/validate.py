@@ -32,8 +32,9 @@ def execute(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"invalid: {problem}")
     if report.ok:
+        checked = ", every published value recomputed from them" if report.recomputed else ""
         print(f"{args.directory}: valid ({report.aggregates} rows, {report.runs} runs, "
-              f"{report.traced} traced to stored records)")  # fmt: skip
+              f"{report.traced} traced to stored records{checked})")  # fmt: skip
         return ExitCode.OK
     print(f"{args.directory}: {len(report.problems)} problem(s)")
     return ExitCode.CASES_FAILED

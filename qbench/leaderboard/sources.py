@@ -61,5 +61,5 @@ def load_records(path: Path) -> tuple[list[dict[str, Any]], str]:
         return records_from_leaderboard(read_leaderboard_json(path)), "leaderboard"
     from qbench.store import Store
 
-    with Store(path, create=False) as store:
+    with Store.read_only(path) as store:
         return store.records(), "store"

@@ -10,12 +10,19 @@ Checks, each reported as one line naming what is wrong:
    reference :func:`qbench.leaderboard.stats.summarize` (mean, std, ci95, n, status counts),
    every run belongs to exactly one aggregate, and the CSV rows are the aggregates;
 4. traceability: when the store (``qbench.sqlite``) is beside the leaderboard or given, every
-   run's ``record_sha256`` is the hash of the stored record with that case id.
+   run's ``record_sha256`` is the hash of the stored record with that case id;
+5. recomputation: with the store, the whole leaderboard is built again from the stored records
+   (the matrix's cases when ``run.json`` lists them) and every published cell of every format is
+   compared with the rebuild (:mod:`qbench.leaderboard.recompute`); the first difference of each
+   file is reported with its location and both values.
+
+The store is only ever opened read-only.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -40,6 +47,7 @@ class Report:
     runs: int = 0
     aggregates: int = 0
     traced: int = 0
+    recomputed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -79,9 +87,50 @@ def validate_directory(directory: Path, store_path: Path | None = None) -> Repor
     store_path = store_path or directory / "qbench.sqlite"
     if store_path.is_file():
         _check_store(document, store_path, report)
+        _check_recomputed(document, directory, store_path, report)
     else:
-        report.notes.append(f"no store at {store_path}: record hashes not traced to records")
+        report.notes.append(f"no store at {store_path}: record hashes not traced to records, "
+                            "the tables checked for consistency only")
     return report
+
+
+def _selection(document: dict[str, Any], directory: Path, stored: set[str], report: Report) -> set[str]:
+    """The case ids the leaderboard was built from: the run's matrix when ``run.json`` says, else the published runs."""
+    published = {run["case_id"] for run in document["runs"]}
+    run_json = directory / "run.json"
+    if run_json.is_file():
+        try:
+            planned = json.loads(run_json.read_text(encoding="utf-8")).get("case_ids")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            planned = None
+        if isinstance(planned, list):
+            return {str(c) for c in planned} & stored
+        report.notes.append("run.json names no case_ids: the published runs are taken as the selection")
+    extra = len(stored - published)
+    if extra:
+        report.notes.append(f"{extra} stored record(s) are not in this leaderboard (another matrix, or left out)")
+    return published
+
+
+def _check_recomputed(document: dict[str, Any], directory: Path, store_path: Path, report: Report) -> None:
+    """Build the leaderboard again from the stored records and compare every published cell with it."""
+    import tempfile
+
+    from qbench.leaderboard import write_frame
+    from qbench.leaderboard.recompute import compare_folders
+    from qbench.leaderboard.storeread import read_store
+    from qbench.store import Store
+
+    with Store.read_only(store_path) as store:
+        stored = store.done_ids()
+    selection = _selection(document, directory, stored, report)
+    plots = any(name.startswith("plots/") for name in document["files"])
+    with tempfile.TemporaryDirectory(prefix="qbench-validate-") as scratch:
+        rebuilt = Path(scratch)
+        write_frame(read_store(store_path, None, selection), rebuilt, str(document["title"]), plots)
+        for mismatch in compare_folders(directory, rebuilt):
+            report.problems.append(f"recomputed: {mismatch}")
+    report.recomputed = not any(p.startswith("recomputed:") for p in report.problems)
 
 
 def _unsplit(document: dict[str, Any], report: Report) -> bool:
@@ -264,7 +313,7 @@ def _check_csv(document: dict[str, Any], directory: Path, report: Report) -> Non
 def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> None:
     from qbench.store import Store
 
-    with Store(store_path, create=False) as store:
+    with Store.read_only(store_path) as store:
         stored = {record["case_id"]: record for record in store.records()}
     for run in document["runs"]:
         record = stored.get(run["case_id"])
