@@ -225,3 +225,50 @@ def test_a_foreign_sqlite_database_gets_no_tables(tmp_path, capsys):
     assert main(["compare", str(path), str(path)]) == 4
     assert "not a qbench store (no 'records' table)" in capsys.readouterr().err
     assert path.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------ schema
+
+
+def test_the_shipped_schemas_accept_what_qbench_writes(run_a):
+    from qbench import schemas
+    from qbench.store import Store
+
+    document = json.loads((run_a / "leaderboard.json").read_text())
+    assert schemas.check(document, schemas.load("leaderboard", 1)) == []
+    with Store.read_only(run_a / "qbench.sqlite") as store:
+        assert all(schemas.check(r, schemas.load("record", 1)) == [] for r in store.records())
+
+
+@pytest.mark.parametrize("version, words", [(2, "2 is newer"), (0, "0 is older")])
+def test_a_leaderboard_of_another_schema_version_is_refused_naming_it(run_a, capsys, version, words):
+    path = run_a / "leaderboard.json"
+    document = json.loads(path.read_text())
+    document["schema"] = f"qbench-leaderboard/{version}"
+    path.write_text(json.dumps(document))
+    assert main(["validate", str(run_a)]) == 1
+    assert f"leaderboard schema version {words} than the version this qbench reads (1)" in capsys.readouterr().out
+
+
+def test_a_store_of_another_schema_version_is_refused_naming_it(run_a, capsys):
+    import sqlite3
+
+    with sqlite3.connect(run_a / "qbench.sqlite") as db:
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.close()
+    assert main(["compare", str(run_a), str(run_a)]) == 4
+    assert "store schema version 2, this qbench reads version 1" in capsys.readouterr().err
+
+
+def test_a_record_breaking_the_schema_is_named(run_a, capsys):
+    import sqlite3
+
+    with sqlite3.connect(run_a / "qbench.sqlite") as db:
+        case_id, text = db.execute("SELECT case_id, record FROM records LIMIT 1").fetchone()
+        record = json.loads(text)
+        record["status"] = "finished"
+        db.execute("UPDATE records SET record = ? WHERE case_id = ?", (json.dumps(record, sort_keys=True), case_id))
+    db.close()
+    assert main(["validate", str(run_a)]) == 1
+    assert f"record {case_id!r} breaks qbench/schemas/record-1.schema.json: status: must be one of" in \
+        capsys.readouterr().out

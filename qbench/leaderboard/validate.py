@@ -164,6 +164,19 @@ def _unsplit(document: dict[str, Any], report: Report) -> bool:
 
 
 def _check_schema(document: dict[str, Any], report: Report) -> bool:
+    from qbench import schemas
+
+    version = schemas.leaderboard_version(document.get("schema"))
+    if version is not None and version != schemas.LEADERBOARD_VERSION:
+        age = "newer" if version > schemas.LEADERBOARD_VERSION else "older"
+        report.problems.append(
+            f"schema: leaderboard schema version {version} is {age} than the version this qbench reads "
+            f"({schemas.LEADERBOARD_VERSION}); " + ("upgrade qbench to check it" if age == "newer" else
+            "rebuild it from its store with qbench leaderboard --store"))  # fmt: skip
+        return False
+    if version is not None:
+        found = schemas.check(document, schemas.load("leaderboard", version))
+        report.problems += [f"schema (qbench/schemas/leaderboard-{version}.schema.json): {p}" for p in found[:5]]
     for key, kind in REQUIRED.items():
         if not isinstance(document.get(key), kind):
             report.problems.append(f"schema: '{key}' missing or not a {kind.__name__}")
@@ -315,6 +328,15 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> 
 
     with Store.read_only(store_path) as store:
         stored = {record["case_id"]: record for record in store.records()}
+    from qbench import schemas
+
+    record_schema = schemas.load("record", schemas.RECORD_VERSION)
+    for case_id, record in stored.items():
+        found = schemas.check(record, record_schema)
+        if found:
+            report.problems.append(f"record {case_id!r} breaks qbench/schemas/record-{schemas.RECORD_VERSION}"
+                                   f".schema.json: {found[0]}")  # fmt: skip
+            break
     for run in document["runs"]:
         record = stored.get(run["case_id"])
         if record is None:
