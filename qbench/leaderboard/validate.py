@@ -331,8 +331,8 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> 
     from qbench import schemas
 
     record_schema = schemas.load("record", schemas.RECORD_VERSION)
-    for case_id, record in stored.items():
-        found = schemas.check(record, record_schema)
+    for case_id, stored_record in stored.items():
+        found = schemas.check(stored_record, record_schema)
         if found:
             report.problems.append(f"record {case_id!r} breaks qbench/schemas/record-{schemas.RECORD_VERSION}"
                                    f".schema.json: {found[0]}")  # fmt: skip
