@@ -229,3 +229,88 @@ def test_qbench_site_of_one_run_validates_and_an_edited_page_is_caught(published
 def test_site_usage_error(tmp_path, capsys):
     assert main(["site", str(tmp_path), "--out", str(tmp_path / "x")]) == 4
     assert "no leaderboard.json" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- browser
+
+
+@pytest.mark.browser
+def test_the_merged_site_in_headless_chromium(merged, tmp_path):
+    """Navigate index -> dataset -> configuration by clicking links; sort; images and script load under the CSP."""
+    import base64
+
+    from .test_browser_leaderboard import CHROMIUM, DevTools
+
+    if CHROMIUM is None:
+        pytest.skip("headless Chromium not installed (apt-get install -y chromium)")
+    browser = DevTools(CHROMIUM, tmp_path / "profile")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.send(f"{domain}.enable", session=session)
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, session)  # fmt: skip
+        seen: list[dict] = []
+
+        def evaluate(expression: str):
+            result = browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
+            assert "exceptionDetails" not in result, result
+            return result["result"].get("value")
+
+        def load(action) -> str:
+            seen.extend(browser.events)
+            browser.events.clear()
+            action()
+            browser.wait_for("Page.loadEventFired")
+            return evaluate("location.pathname")
+
+        def click(selector: str) -> None:
+            box = evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
+                           " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];"
+                           " })()")  # fmt: skip
+            for kind in ("mousePressed", "mouseReleased"):
+                browser.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
+                                                          "clickCount": 1}, session)  # fmt: skip
+
+        load(lambda: browser.send("Page.navigate", {"url": (merged / "index.html").as_uri()}, session))
+        assert evaluate("document.querySelector('h1').textContent") == "two contributors"
+        assert evaluate("document.body.innerText").count("carol") == 5  # her profile and her four records listed apart
+        path = load(lambda: click('a[href^="datasets/"]'))
+        assert path.endswith(".html") and "/datasets/" in path
+        # site.js ran (it makes headers focusable): the external script is allowed, nothing inline is needed
+        assert evaluate("document.querySelector('table.sortable th').tabIndex") == 0
+        table = "document.querySelector('table.sortable')"
+        column = evaluate(f"Array.from({table}.tHead.rows[0].cells).findIndex(c => c.textContent === 'test_bpc_mean')")
+        assert column >= 0
+        values = f"Array.from({table}.tBodies[0].rows).map(r => Number(r.cells[{column}].dataset.v))"
+        before = evaluate(values)
+        click(f"table.sortable th:nth-child({column + 1})")
+        assert evaluate(values) == sorted(before)
+        click(f"table.sortable th:nth-child({column + 1})")
+        assert evaluate(values) == sorted(before, reverse=True)
+        images = evaluate("document.images.length")
+        assert images >= 2 and evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        path = load(lambda: click('a[href*="configs/"][href*="ternary"]'))
+        assert "/configs/" in path
+        assert evaluate("document.querySelectorAll('svg.curve polyline').length") >= 5
+        assert evaluate("document.body.innerText").count("bob on cluster node 7") == 2
+
+        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("L")
+        low, high = image.getextrema()
+        assert high - low > 100 and len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 10  # not blank
+        try:
+            browser.wait_for("never", timeout=0.3)  # collect late console messages
+        except TimeoutError:
+            pass
+        seen.extend(browser.events)
+        errors = [e for e in seen if e.get("method") in ("Runtime.exceptionThrown",)
+                  or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
+                  or (e.get("method") == "Log.entryAdded"
+                      and e["params"]["entry"]["level"] in ("error", "warning"))]  # fmt: skip
+        assert errors == []
+    finally:
+        browser.close()
