@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qbench.leaderboard.frame import GROUP_KEY, STATUSES, record_sha256
+from qbench.leaderboard.frame import GROUP_KEY, STATUSES
 from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
 from qbench.leaderboard.stats import summarize, verdict
 from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, file_sha256, table_rows
@@ -154,8 +154,9 @@ def _unsplit(document: dict[str, Any], report: Report) -> bool:
     aggregates = []
     present = set(document["aggregates"]["columns"])
     stat_columns = [c for c in document["directions"] if f"{c}_mean" in present]
+    stat_names = {f"{c}_{s}" for c in stat_columns for s in STAT_SUFFIXES}
     for row in table_rows(document["aggregates"]):
-        aggregate = {k: v for k, v in row.items() if k not in {f"{c}_{s}" for c in stat_columns for s in STAT_SUFFIXES}}
+        aggregate = {k: v for k, v in row.items() if k not in stat_names}
         aggregate["stats"] = {c: {s: row.get(f"{c}_{s}") for s in STAT_SUFFIXES} for c in stat_columns
                               if row.get(f"{c}_n")}  # fmt: skip
         aggregates.append(aggregate)
@@ -324,10 +325,20 @@ def _check_csv(document: dict[str, Any], directory: Path, report: Report) -> Non
 
 
 def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> None:
-    from qbench.store import Store
+    import hashlib
 
-    with Store.read_only(store_path) as store:
-        stored = {record["case_id"]: record for record in store.records()}
+    from qbench.store import connect_read_only
+
+    # The hash of a stored record is the hash of its stored text (its canonical JSON, see
+    # qbench.leaderboard.frame.record_text): no re-encoding of every record.
+    db = connect_read_only(store_path)
+    try:
+        texts = {case_id: text for case_id, text in db.execute("SELECT case_id, record FROM records")}
+    finally:
+        db.close()
+    stored = {case_id: json.loads(text) for case_id, text in texts.items()}
+    digests = {case_id: hashlib.sha256(text.encode()).hexdigest() for case_id, text in texts.items()}
+    del texts
     from qbench import schemas
 
     record_schema = schemas.load("record", schemas.RECORD_VERSION)
@@ -341,7 +352,7 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> 
         record = stored.get(run["case_id"])
         if record is None:
             report.problems.append(f"run {run['case_id']!r}: no such record in {store_path}")
-        elif record_sha256(record) != run["record_sha256"]:
+        elif digests[run["case_id"]] != run["record_sha256"]:
             report.problems.append(f"run {run['case_id']!r}: record_sha256 does not match the stored record")
         else:
             report.traced += 1

@@ -22,6 +22,7 @@ sorted by case id with one fixed ``stored`` time, inputs and origins are sorted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import tempfile
@@ -31,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from qbench.errors import UsageError
-from qbench.leaderboard.frame import record_sha256, record_text
-from qbench.store import STORE_FILENAME, Store
+from qbench.store import STORE_FILENAME, Store, connect_read_only
 
 MERGE_JSON = "merge.json"
+#: The fields of a record that decide comparability and origin (the rest stays text).
+SUMMARY_KEYS = ("case_id", "matrix", "status", "dataset_label", "quantizer", "cell", "dataset", "train", "protocol")
 UNKNOWN = "unknown"
 
 
@@ -46,12 +48,13 @@ class Source:
     sha256: str
     by: str
     machine: str
-    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (record hash, record)
+    #: (record hash, stored text, the fields comparability needs): whole records are not kept as dicts
+    records: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
 class Merged:
-    kept: dict[str, dict[str, Any]]
+    kept: dict[str, tuple[str, dict[str, Any]]]  # case id -> (stored text, summary)
     origins: dict[str, list[dict[str, str]]]
     excluded: list[dict[str, Any]]
     sources: list[Source]
@@ -62,8 +65,6 @@ def _canonical(value: Any) -> str:
 
 
 def _folder_sha256(folder: Path) -> str:
-    import hashlib
-
     path = folder / "leaderboard.json"
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -99,10 +100,34 @@ def read_source(path: Path, scratch: Path) -> Source:
     digest = digest or _folder_sha256(folder)
     published = {row["case_id"] for row in table_rows(read_leaderboard_json(folder / LEADERBOARD_JSON)["runs"])}
     source = Source(path.name, digest, who.get("by") or UNKNOWN, who.get("machine") or UNKNOWN)
-    with Store.read_only(folder / STORE_FILENAME) as store:
-        records = store.records()
-    source.records = [(record_sha256(r), r) for r in records if r.get("case_id") in published]
+    db = connect_read_only(folder / STORE_FILENAME)
+    try:
+        rows = db.execute("SELECT case_id, record FROM records ORDER BY case_id").fetchall()
+    finally:
+        db.close()
+    for case_id, text in rows:
+        if case_id in published:
+            record = json.loads(text)
+            summary = {key: record.get(key) for key in SUMMARY_KEYS}
+            summary["provenance"] = {key: (record.get("provenance") or {}).get(key)
+                                     for key in ("dataset_fingerprint", "plugins")}  # fmt: skip
+            source.records.append((hashlib.sha256(text.encode()).hexdigest(), text, summary))
     return source
+
+
+def read_sources(inputs: list[Path], scratch: Path) -> list[Source]:
+    """:func:`read_source` of every input; several inputs are validated in parallel, one process per core."""
+    import os
+
+    workers = min(len(inputs), os.cpu_count() or 1)
+    if workers < 2 or len(inputs) < 4:
+        return [read_source(path, scratch / str(i)) for i, path in enumerate(inputs)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (forking a process that may hold threads is unsafe).
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(read_source, inputs, [scratch / str(i) for i in range(len(inputs))]))
 
 
 def _versions(record: dict[str, Any]) -> dict[str, str]:
@@ -142,19 +167,19 @@ def _most_common(counter: Counter[str]) -> str:
 
 def merge_sources(sources: list[Source]) -> Merged:
     sources = sorted(sources, key=lambda s: (s.by, s.machine, s.sha256, s.name))
-    candidates: dict[str, list[tuple[tuple[str, str, str], dict[str, Any], dict[str, str]]]] = {}
+    candidates: dict[str, list[tuple[tuple[str, str, str], tuple[str, dict[str, Any]], dict[str, str]]]] = {}
     for source in sources:
         origin = {"by": source.by, "machine": source.machine, "source": source.name, "source_sha256": source.sha256}
-        for digest, record in source.records:
-            candidates.setdefault(str(record["case_id"]), []).append(((source.by, source.machine, digest), record,
-                                                                     origin))  # fmt: skip
-    kept: dict[str, dict[str, Any]] = {}
+        for digest, text, summary in source.records:
+            candidates.setdefault(str(summary["case_id"]), []).append(((source.by, source.machine, digest),
+                                                                      (text, summary), origin))  # fmt: skip
+    chosen: dict[str, tuple[str, dict[str, Any]]] = {}
     origins: dict[str, list[dict[str, str]]] = {}
     excluded: list[dict[str, Any]] = []
     for case_id in sorted(candidates):
         entries = sorted(candidates[case_id], key=lambda e: (e[0], e[2]["source_sha256"]))
-        first_key, record, _ = entries[0]
-        kept[case_id] = record
+        first_key, first, _ = entries[0]
+        chosen[case_id] = first
         origins[case_id] = [dict(o) for key, _r, o in entries if key[2] == first_key[2]]
         for key, _r, origin in entries:
             if key[2] != first_key[2]:
@@ -163,14 +188,15 @@ def merge_sources(sources: list[Source]) -> Merged:
     # The reference setting of each dataset, and the reference version of each component.
     by_dataset: dict[str, Counter[str]] = {}
     versions: dict[str, Counter[str]] = {}
-    for record in kept.values():
-        by_dataset.setdefault(str(record.get("dataset_label")), Counter())[_canonical(_setting(record))] += 1
-        for component, version in _versions(record).items():
+    for _text, summary in chosen.values():
+        by_dataset.setdefault(str(summary.get("dataset_label")), Counter())[_canonical(_setting(summary))] += 1
+        for component, version in _versions(summary).items():
             versions.setdefault(component, Counter())[version] += 1
     reference = {label: json.loads(_most_common(counter)) for label, counter in by_dataset.items()}
     reference_versions = {component: _most_common(counter) for component, counter in versions.items()}
-    for case_id in sorted(kept):
-        record = kept[case_id]
+    kept: dict[str, tuple[str, dict[str, Any]]] = {}
+    for case_id in sorted(chosen):
+        text, record = chosen[case_id]
         reasons = []
         expected = reference[str(record.get("dataset_label"))]
         for what, value in _setting(record).items():
@@ -183,13 +209,17 @@ def merge_sources(sources: list[Source]) -> Merged:
         if reasons:
             for origin in origins.pop(case_id):
                 excluded.append({"case_id": case_id, **origin, "reason": "not comparable: " + "; ".join(reasons)})
-            del kept[case_id]
+        else:
+            kept[case_id] = (text, record)
     excluded.sort(key=lambda e: (e["case_id"], e["by"], e["machine"], e["source_sha256"]))
     return Merged(kept, origins, excluded, sources)
 
 
-def write_store(records: dict[str, dict[str, Any]], path: Path) -> None:
-    """A store of ``records`` sorted by case id, one fixed stored time, in one transaction, without a WAL."""
+def write_store(records: dict[str, Any], path: Path) -> None:
+    """A store of ``records`` sorted by case id, one fixed stored time, in one transaction, without a WAL.
+
+    ``records``: case id -> record, or -> (its stored text, a dict with its matrix and status).
+    """
     if path.exists():
         path.unlink()
     Store(path).close()  # the store's own tables
@@ -199,12 +229,22 @@ def write_store(records: dict[str, dict[str, Any]], path: Path) -> None:
         db.execute("BEGIN")
         db.executemany(
             "INSERT INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, 0.0, ?)",
-            ((case_id, r.get("matrix", ""), r.get("status", ""), record_text(r))
-             for case_id, r in sorted(records.items())),
+            _rows(records)
         )
         db.execute("COMMIT")
     finally:
         db.close()
+
+
+def _rows(records: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from qbench.leaderboard.frame import record_text
+
+    for case_id, record in sorted(records.items()):
+        if isinstance(record, tuple):  # already the stored text
+            text, summary = record
+            yield case_id, summary.get("matrix") or "", summary.get("status") or "", text
+        else:
+            yield case_id, record.get("matrix", ""), record.get("status", ""), record_text(record)
 
 
 def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merged:
@@ -222,7 +262,7 @@ def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merg
         raise UsageError(f"--out {out}: a folder with other files in it; give a new or empty folder (or an earlier "
                          "merge's, which is replaced)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="qbench-merge-") as scratch:
-        sources = [read_source(path, Path(scratch) / str(i)) for i, path in enumerate(inputs)]
+        sources = read_sources(inputs, Path(scratch))
     merged = merge_sources(sources)
     if not merged.kept:
         raise UsageError("no comparable records among the inputs; nothing to merge")

@@ -10,7 +10,8 @@ plots, its store (seeds, training curves, provenance) and, after a merge, ``merg
   a link per configuration;
 - ``configs/<slug>.html``: one (dataset, cell, quantizer): its seeds, training curves (drawn as
   SVG here, no script), the rows of any other table naming it (a selection grid, when the
-  leaderboard has one), provenance and origins; ``configs/<slug>.json`` is its records.
+  leaderboard has one), provenance and origins (of the first ``MAX_SEEDS_DETAILED`` seeds);
+  ``configs/<slug>.json`` is its records, as stored.
 
 Every text is escaped. The pages load nothing from the network and have no inline script or
 style: ``assets/site.js`` (sorting) and ``assets/site.css`` are files, and the policy is
@@ -21,9 +22,11 @@ only on the folder's content, so ``qbench validate`` can rebuild it and compare.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
+from collections.abc import Iterator
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -40,6 +43,8 @@ SITE_FILES = ("index.html",)
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 #: Columns of the runs table shown on a configuration page (the values follow).
 RUN_KEYS = ("case_id", "seed", "status", "error", "record_sha256")
+#: Seeds of a configuration whose curves and provenance are drawn on its page (all are listed).
+MAX_SEEDS_DETAILED = 20
 
 
 def page_slug(label: str) -> str:
@@ -163,13 +168,31 @@ def curve_svg(curve: list[dict[str, Any]], width: int = 420, height: int = 220) 
     return "".join(parts)
 
 
-def _records(folder: Path) -> dict[str, dict[str, Any]]:
-    from qbench.store import Store
+class _Records:
+    """Records of the store by case id, read a configuration at a time (a merge may hold 100,000)."""
 
-    if not (folder / STORE_FILENAME).is_file():
-        return {}
-    with Store.read_only(folder / STORE_FILENAME) as store:
-        return {str(r.get("case_id")): r for r in store.records()}
+    def __init__(self, folder: Path) -> None:
+        from qbench.store import connect_read_only
+
+        path = folder / STORE_FILENAME
+        self._db = connect_read_only(path) if path.is_file() else None
+
+    def texts(self, case_ids: list[str]) -> list[str]:
+        """The stored texts (the records' canonical JSON), in the order of ``case_ids``."""
+        if self._db is None:
+            return []
+        found: dict[str, str] = {}
+        for start in range(0, len(case_ids), 500):
+            chunk = case_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for case_id, text in self._db.execute(f"SELECT case_id, record FROM records WHERE case_id IN ({marks})",
+                                                  chunk):  # fmt: skip
+                found[case_id] = text
+        return [found[c] for c in case_ids if c in found]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -184,8 +207,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def site_pages(folder: Path) -> dict[str, bytes]:
-    """Every file of the site of ``folder`` (relative path -> bytes), computed, nothing written."""
+def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
+    """Every file of the site of ``folder`` (relative path, bytes), computed one at a time, nothing written."""
     from qbench.errors import UsageError
     from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
 
@@ -194,17 +217,25 @@ def site_pages(folder: Path) -> dict[str, bytes]:
         raise UsageError(f"{folder}: no {LEADERBOARD_JSON}; give a run folder or a merged folder")
     document = read_leaderboard_json(folder / LEADERBOARD_JSON)
     merge = _read_json(folder / "merge.json") if (folder / "merge.json").is_file() else {}
-    records = _records(folder)
     tables = _tables(document)
     title = str(document.get("title", "qbench"))
     datasets: dict[str, Any] = document.get("datasets") or {}
-    files: dict[str, bytes] = {}
     runs = _rows(tables["runs"]) if "runs" in tables else []
     value_columns = [c for c in tables.get("runs", {}).get("columns", []) if c not in RUN_KEYS and c not in GROUP_KEY
                      and c not in ("matrix", "quantizer", "cell", "dataset")]  # fmt: skip
     configs: dict[str, dict[str, Any]] = {}
+    seeds_of: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        configs.setdefault(config_label(run), {k: run.get(k) for k in GROUP_KEY})
+        label = config_label(run)
+        configs.setdefault(label, {k: run.get(k) for k in GROUP_KEY})
+        seeds_of.setdefault(label, []).append(run)
+    # Rows of the other tables that name a configuration (a selection grid, say), grouped once.
+    named_rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for name, section in tables.items():
+        if name in ("runs", "aggregates", "paired") or not all(k in section["columns"] for k in GROUP_KEY):
+            continue
+        for row in _rows(section):
+            named_rows.setdefault(config_label(row), {}).setdefault(name, []).append(row)
     origins: dict[str, list[dict[str, str]]] = merge.get("origins") or {}
 
     # ---- index
@@ -232,7 +263,7 @@ def site_pages(folder: Path) -> dict[str, bytes]:
     body.append('<h2>Downloads</h2><ul><li><a href="leaderboard.csv" download>leaderboard.csv</a></li>'
                 '<li><a href="leaderboard.json" download>leaderboard.json</a></li>'
                 '<li><a href="leaderboard.md">leaderboard.md</a></li></ul>')  # fmt: skip
-    files["index.html"] = _page(title, 0, body).encode()
+    yield "index.html", _page(title, 0, body).encode()
 
     # ---- one page per dataset
     plots = sorted(name for name in (document.get("files") or {})
@@ -256,24 +287,27 @@ def site_pages(folder: Path) -> dict[str, bytes]:
             body.append("<h2>Plots</h2>" + "".join(
                 f'<figure><img src="../{escape(p)}" alt="{escape(Path(p).stem)}"><figcaption>'
                 f"{escape(Path(p).stem)}</figcaption></figure>" for p in figures))  # fmt: skip
-        files[f"datasets/{page_slug(label)}.html"] = _page(f"{title}: {label}", 1, body).encode()
+        yield f"datasets/{page_slug(label)}.html", _page(f"{title}: {label}", 1, body).encode()
 
     # ---- one page per configuration
+    records = _Records(folder)
     for label, key in sorted(configs.items()):
-        seeds = [r for r in runs if config_label(r) == label]
+        seeds = seeds_of[label]
         body = [_dl({"dataset": key["dataset_label"], "cell": key["cell_label"], "quantizer": key["quantizer_label"]}),
                 f'<p><a href="../datasets/{page_slug(str(key["dataset_label"]))}.html">back to the dataset</a> · '
                 f'<a href="{page_slug(label)}.json" download>records (JSON)</a></p>', "<h2>Seeds</h2>"]  # fmt: skip
         present = [c for c in value_columns if any(r.get(c) is not None for r in seeds)]
         body.append(html_table(["seed", "status", *present, "case_id", "error"], seeds))
-        for name, section in tables.items():
-            if name in ("runs", "aggregates", "paired") or not all(k in section["columns"] for k in GROUP_KEY):
-                continue
-            rows = [r for r in _rows(section) if config_label(r) == label]
-            if rows:  # e.g. a selection grid: every grid point of this configuration
-                body.append(f"<h2>{escape(name)}</h2>" + html_table(list(section["columns"]), rows))
+        for name, rows in named_rows.get(label, {}).items():  # e.g. a selection grid: its every grid point
+            body.append(f"<h2>{escape(name)}</h2>" + html_table(list(tables[name]["columns"]), rows))
         body.append("<h2>Training curves</h2>")
-        mine = [records[r["case_id"]] for r in seeds if r.get("case_id") in records]
+        texts = records.texts([str(r.get("case_id")) for r in seeds])
+        # A merge may give a configuration hundreds of seeds: the first few are drawn and detailed,
+        # every one is in the seeds table above and in the JSON download.
+        mine = [json.loads(text) for text in texts[:MAX_SEEDS_DETAILED]]
+        if len(texts) > MAX_SEEDS_DETAILED:
+            body.append(f'<p class="muted">{len(texts)} seeds: the curves and provenance of the first '
+                        f"{MAX_SEEDS_DETAILED} are shown; every record is in the JSON download.</p>")  # fmt: skip
         for record in mine:
             body.append(f"<h3>seed {escape(str(record.get('seed')))}</h3>" + curve_svg(record.get("curve") or []))
         if not mine:
@@ -286,12 +320,12 @@ def site_pages(folder: Path) -> dict[str, bytes]:
                 facts[f"contributed by ({origin.get('source')})"] = f"{origin.get('by')} on {origin.get('machine')}"
             body.append(f"<h3>seed {escape(str(record.get('seed')))} ({escape(str(record.get('case_id')))})</h3>"
                         + _dl(facts))  # fmt: skip
-        files[f"configs/{page_slug(label)}.html"] = _page(f"{title}: {label}", 1, body).encode()
-        files[f"configs/{page_slug(label)}.json"] = (json.dumps(mine, indent=1, sort_keys=True, ensure_ascii=False,
-                                                                default=str) + "\n").encode()  # fmt: skip
+        yield f"configs/{page_slug(label)}.html", _page(f"{title}: {label}", 1, body).encode()
+        # the stored texts as they are: the download is byte for byte what the store holds
+        yield f"configs/{page_slug(label)}.json", ("[\n" + ",\n".join(texts) + "\n]\n").encode()
+    records.close()
     for asset in ASSETS:
-        files[f"assets/{asset}"] = resources.files("qbench.publish").joinpath("assets", asset).read_bytes()
-    return dict(sorted(files.items()))
+        yield f"assets/{asset}", resources.files("qbench.publish").joinpath("assets", asset).read_bytes()
 
 
 def write_site(folder: Path, out: Path) -> list[Path]:
@@ -300,6 +334,7 @@ def write_site(folder: Path, out: Path) -> list[Path]:
 
     folder, out = Path(folder), Path(out)
     pages = site_pages(folder)
+    first = next(pages)  # usage errors (no leaderboard here) before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if folder.resolve() != out.resolve():
         from qbench.leaderboard.sources import read_leaderboard_json
@@ -310,7 +345,7 @@ def write_site(folder: Path, out: Path) -> list[Path]:
                 (out / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / name, out / name)
     written = []
-    for name, data in pages.items():
+    for name, data in itertools.chain([first], pages):
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -322,7 +357,7 @@ def compare_site(folder: Path) -> str | None:
     """The first site file that is not what the folder's content gives (None: all agree or no site)."""
     if not (folder / "index.html").is_file() or not (folder / "assets" / "site.js").is_file():
         return None
-    for name, data in site_pages(folder).items():
+    for name, data in site_pages(folder):
         path = folder / name
         if not path.is_file():
             return f"site: {name} is missing"

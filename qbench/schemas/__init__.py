@@ -63,6 +63,12 @@ def check(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = N
         if "pattern" in schema and not re.search(schema["pattern"], instance):
             problems.append(f"{here}: {instance!r} does not match {schema['pattern']}")
     if isinstance(instance, dict):
+        extra_schema = schema.get("additionalProperties")
+        if isinstance(extra_schema, dict) and set(extra_schema) == {"enum"} and not schema.get("properties"):
+            # a map of enum values (directions): one set comparison instead of a call per value
+            allowed = extra_schema["enum"]
+            if all(v in allowed for v in instance.values()):
+                return [f"{here}: '{key}' is missing" for key in schema.get("required", []) if key not in instance]
         for key in schema.get("required", []):
             if key not in instance:
                 problems.append(f"{here}: '{key}' is missing")
@@ -76,6 +82,9 @@ def check(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = N
             elif isinstance(extra, dict):
                 problems += check(value, extra, root, f"{where}.{key}" if where else key)
     if isinstance(instance, list) and "items" in schema:
+        items = schema["items"]
+        if set(items) == {"type"} and isinstance(items["type"], str) and all(_is(v, items["type"]) for v in instance):
+            return problems  # a list of one plain type (the curve's points): no call per item
         for index, value in enumerate(instance):
             problems += check(value, schema["items"], root, f"{where}[{index}]")
     return problems
