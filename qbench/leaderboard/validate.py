@@ -127,7 +127,12 @@ def _check_recomputed(document: dict[str, Any], directory: Path, store_path: Pat
     plots = any(name.startswith("plots/") for name in document["files"])
     with tempfile.TemporaryDirectory(prefix="qbench-validate-") as scratch:
         rebuilt = Path(scratch)
-        write_frame(read_store(store_path, None, selection), rebuilt, str(document["title"]), plots)
+        try:
+            write_frame(read_store(store_path, None, selection), rebuilt, str(document["title"]), plots)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # records no leaderboard can come from
+            report.problems.append(f"recomputed: the stored records do not give a leaderboard "
+                                   f"({type(exc).__name__}: {exc}); the folder cannot be certified")  # fmt: skip
+            return
         for mismatch in compare_folders(directory, rebuilt):
             report.problems.append(f"recomputed: {mismatch}")
     report.recomputed = not any(p.startswith("recomputed:") for p in report.problems)
