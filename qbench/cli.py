@@ -23,6 +23,9 @@ COMMAND_MODULES = (
     "qbench.commands.leaderboard",
     "qbench.commands.compare",
     "qbench.commands.validate",
+    "qbench.commands.pack",
+    "qbench.commands.merge",
+    "qbench.commands.site",
 )
 
 

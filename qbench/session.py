@@ -176,6 +176,7 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
                 break
             the_round = _rounds(matrix, store, options, attempted)
         matrix_ids = {c.case_id for c in candidate_cases(matrix)}
+        _record_case_ids(out / "run.json", matrix_ids & store.done_ids())
         written = write_outputs(store, out, matrix.name, matrix_ids, protocol)
         if written:
             echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
@@ -188,6 +189,18 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         store.close()
         if executor is not None:
             executor.close()
+
+
+def _record_case_ids(run_json: Path, case_ids: set[str]) -> None:
+    """run.json names the cases the leaderboard is built from (tuning runs and the seeds the rule
+    added included), so that ``qbench validate`` rebuilds exactly those."""
+    try:
+        payload = json.loads(run_json.read_text())
+    except (OSError, ValueError):
+        return
+    payload["case_ids"] = sorted(case_ids)
+    payload["cases"] = len(case_ids)
+    _write_json(run_json, payload)
 
 
 def _rounds(matrix: Matrix, store: Store, options: RunOptions, attempted: set[str]) -> Any:

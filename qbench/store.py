@@ -8,6 +8,7 @@ corrupting it or storing a case twice.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -48,6 +49,17 @@ class Store:
             )
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{self.path}: not a readable qbench store ({exc}); give a {STORE_FILENAME}") from None
+
+    @classmethod
+    def read_only(cls, path: str | Path) -> Store:
+        """Open an existing store for reading only: nothing is created, migrated or written.
+
+        An empty or foreign file is refused (UsageError), never turned into a store.
+        """
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store._db = connect_read_only(store.path)
+        return store
 
     @classmethod
     def in_dir(cls, out_dir: str | Path) -> Store:
@@ -138,3 +150,44 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_only_uri(path: str | Path) -> str:
+    """SQLite URI that opens ``path`` read-only; ``immutable`` where the file or folder cannot be written.
+
+    A read-only open of a WAL database still creates ``-shm`` beside it and leaves it there;
+    ``immutable=1`` skips that (and all locking). It is used when the folder cannot be written,
+    or when no ``-wal`` file exists: then no connection has the store open for writing (the last
+    one to close removes it), so the file is complete. With a ``-wal`` present (a run is
+    writing), the plain read-only open shares the writer's locks and sees committed records only.
+    """
+    path = Path(path).resolve()
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    live = Path(f"{path}-wal").exists()
+    return f"{path.as_uri()}?mode=ro" + ("&immutable=1" if not writable or not live else "")
+
+
+def connect_read_only(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection to an existing qbench store (UsageError for anything else)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no qbench store here (expected a {STORE_FILENAME} written by qbench run)")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path}: an empty file, not a qbench store (give the {STORE_FILENAME} qbench run wrote)")
+    try:
+        db = sqlite3.connect(read_only_uri(path), uri=True, timeout=60.0, isolation_level=None)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = None
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = row[0] if row else None
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{path}: not a qbench store ({exc}); give the {STORE_FILENAME} qbench run wrote") from None
+    if "records" not in tables:
+        db.close()
+        raise UsageError(f"{path}: an SQLite database but not a qbench store (no 'records' table)")
+    if version is not None and version != str(SCHEMA_VERSION):
+        db.close()
+        raise UsageError(f"{path}: store schema version {version}, this qbench reads version {SCHEMA_VERSION}; "
+                         "use the qbench release that wrote it")
+    return db

@@ -79,3 +79,27 @@ def fake_distribution(tmp_path, monkeypatch, fresh_host):
 def data_cache(tmp_path_factory):
     """A data cache shared by the tests of one session (prepared datasets are reused)."""
     return tmp_path_factory.mktemp("qbench-data")
+
+
+@pytest.fixture(scope="session")
+def published_runs(tmp_path_factory):
+    """Three small real runs of one matrix as contributors would publish them (shared by the publishing tests).
+
+    ``a``: float and ternary, seeds 0-2; ``b``: the same matrix in another folder with seeds 3-4;
+    ``c``: seeds 0-1 with another training recipe (a different learning rate).
+    """
+    from qbench.cli import main
+
+    from .matrices import write_matrix_file
+
+    root = tmp_path_factory.mktemp("published")
+    recipe = {"epochs": 1, "batch": 16, "bptt": 20}
+    variants = {"a": ((0, 1, 2), {}), "b": ((3, 4), {}), "c": ((0, 1), {"lr": 0.05})}
+    runs = {}
+    for name, (seeds, extra) in variants.items():
+        folder = root / f"matrix-{name}"
+        folder.mkdir()
+        matrix = write_matrix_file(folder, "pub", quantizers=("float", "ternary"), seeds=seeds, **recipe, **extra)
+        assert main(["run", "--matrix", str(matrix), "--out", str(root / name), "--no-progress"]) == 0
+        runs[name] = root / name
+    return runs

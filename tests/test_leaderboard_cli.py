@@ -56,7 +56,7 @@ def shifted(delta_bpc: float = 0.0, delta_acc: float = 0.0) -> list[dict]:
 def test_validate_accepts_a_fresh_leaderboard_and_traces_every_row(run_a, capsys):
     assert main(["validate", str(run_a)]) == 0
     out = capsys.readouterr().out
-    assert "valid (20 rows, 60 runs, 60 traced to stored records)" in out
+    assert "valid (20 rows, 60 runs, 60 traced to stored records, every published value recomputed" in out
 
 
 def test_validate_without_a_store_checks_the_rest_and_says_so(tmp_path, capsys):

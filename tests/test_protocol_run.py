@@ -192,3 +192,24 @@ def test_sigkill_in_either_phase_resumes_without_rerunning_a_stored_case(tmp_pat
     after = stored(out)
     assert len(after) == 10
     assert all(after[case_id] == record for case_id, record in before.items())  # nothing re-run
+
+
+@pytest.mark.parametrize(("table", "column"), [
+    ("selection", "mean"), ("selection", "chosen"), ("seed_rule", "seeds"), ("seed_rule", "reason"),
+    ("budget", "train_steps"), ("paired", "p_holm"), ("paired", "verdict"), ("aggregates", "configuration"),
+])  # fmt: skip
+def test_validate_recomputes_the_protocol_tables(fair_run, tmp_path, table, column):
+    import shutil
+
+    _, out = fair_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    path = copy / "leaderboard.json"
+    document = json.loads(path.read_text())
+    index = document[table]["columns"].index(column)
+    value = document[table]["rows"][0][index]
+    document[table]["rows"][0][index] = (
+        not value if isinstance(value, bool) else value + 1 if isinstance(value, (int, float)) else "better"
+        if value != "better" else "worse")  # fmt: skip
+    path.write_text(json.dumps(document))
+    assert main(["validate", str(copy)]) == 1

@@ -25,7 +25,7 @@ def execute(args: argparse.Namespace) -> int:
     if store_path.is_dir():
         store_path = store_path / STORE_FILENAME
     out = args.out or store_path.parent
-    with Store(store_path, create=False) as store:
+    with Store.read_only(store_path) as store:
         count = store.count(args.matrix)
         matrices = store.matrices()
     if not count:

@@ -74,6 +74,6 @@ def load_source(path: Path) -> tuple[list[dict[str, Any]], str, Protocol | None]
     from qbench.leaderboard.storeread import stored_protocol
     from qbench.store import Store
 
-    with Store(path, create=False) as store:
+    with Store.read_only(path) as store:
         records = store.records()
     return records, "store", stored_protocol(path)

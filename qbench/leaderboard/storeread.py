@@ -49,7 +49,9 @@ class _Query:
         self.path, self.matrix, self.case_ids = path, matrix, case_ids
 
     def connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        from qbench.store import connect_read_only
+
+        return connect_read_only(self.path)
 
     def where(self) -> tuple[str, tuple[Any, ...]]:
         return ("WHERE matrix = ?", (self.matrix,)) if self.matrix is not None else ("", ())
@@ -107,7 +109,7 @@ def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None 
     except (sqlite3.OperationalError, ValueError):
         from qbench.store import Store
 
-        with Store(path, create=False) as store:
+        with Store.read_only(path) as store:
             records = store.records(matrix)
         if case_ids is not None:
             records = [r for r in records if r.get("case_id") in case_ids]

@@ -10,19 +10,26 @@ Checks, each reported as one line naming what is wrong:
    reference :func:`qbench.leaderboard.stats.summarize` (mean, std, ci95, n, status counts),
    every run belongs to exactly one aggregate, and the CSV rows are the aggregates;
 4. traceability: when the store (``qbench.sqlite``) is beside the leaderboard or given, every
-   run's ``record_sha256`` is the hash of the stored record with that case id.
+   run's ``record_sha256`` is the hash of the stored record with that case id;
+5. recomputation: with the store, the whole leaderboard is built again from the stored records
+   (the matrix's cases when ``run.json`` lists them) and every published cell of every format is
+   compared with the rebuild (:mod:`qbench.leaderboard.recompute`); the first difference of each
+   file is reported with its location and both values.
+
+The store is only ever opened read-only.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qbench.leaderboard.frame import GROUP_KEY, STATUSES, record_sha256
+from qbench.leaderboard.frame import GROUP_KEY, STATUSES
 from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
 from qbench.leaderboard.stats import adjusted_verdict, summarize
 from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, file_sha256, table_rows
@@ -41,6 +48,7 @@ class Report:
     runs: int = 0
     aggregates: int = 0
     traced: int = 0
+    recomputed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -80,9 +88,82 @@ def validate_directory(directory: Path, store_path: Path | None = None) -> Repor
     store_path = store_path or directory / "qbench.sqlite"
     if store_path.is_file():
         _check_store(document, store_path, report)
+        _check_recomputed(document, directory, store_path, report)
     else:
-        report.notes.append(f"no store at {store_path}: record hashes not traced to records")
+        report.notes.append(f"no store at {store_path}: record hashes not traced to records, "
+                            "the tables checked for consistency only")
     return report
+
+
+def _selection(document: dict[str, Any], directory: Path, stored: set[str], report: Report) -> set[str]:
+    """The case ids the leaderboard was built from: the run's matrix when ``run.json`` says, else the published runs."""
+    published = {run["case_id"] for run in document["runs"]}
+    run_json = directory / "run.json"
+    if run_json.is_file():
+        try:
+            planned = json.loads(run_json.read_text(encoding="utf-8")).get("case_ids")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            planned = None
+        if isinstance(planned, list):
+            return {str(c) for c in planned} & stored
+        report.notes.append("run.json names no case_ids: the published runs are taken as the selection")
+    extra = len(stored - published)
+    if extra:
+        report.notes.append(f"{extra} stored record(s) are not in this leaderboard (another matrix, or left out)")
+    return published
+
+
+def _protocol(document: dict[str, Any], directory: Path, store_path: Path, report: Report) -> Any:
+    """The protocol to recompute with: the one ``qbench run`` recorded in the store for the run's
+    matrix (a published protocol that differs from it is a problem), else the published one. The
+    selection, the seed rule's decisions and the Holm-adjusted verdicts are then recomputed from
+    the records with it and compared like every other published number."""
+    from qbench.leaderboard.storeread import stored_protocol
+    from qbench.protocol import Protocol
+
+    matrix = None
+    try:
+        matrix = json.loads((directory / "run.json").read_text(encoding="utf-8")).get("matrix")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        pass
+    recorded = stored_protocol(store_path, matrix if isinstance(matrix, str) else None)
+    published = document.get("protocol")
+    try:
+        claimed = Protocol.from_dict(published) if isinstance(published, dict) else None
+    except (KeyError, TypeError, ValueError) as exc:
+        report.problems.append(f"leaderboard.json: protocol is not readable ({exc})")
+        claimed = None
+    if recorded is not None and claimed is not None and recorded != claimed:
+        report.problems.append(f"leaderboard.json: protocol {claimed.as_dict()} is not the one the store recorded "
+                               f"for this run {recorded.as_dict()}")  # fmt: skip
+    return recorded or claimed
+
+
+def _check_recomputed(document: dict[str, Any], directory: Path, store_path: Path, report: Report) -> None:
+    """Build the leaderboard again from the stored records and compare every published cell with it."""
+    import tempfile
+
+    from qbench.leaderboard import write_frame
+    from qbench.leaderboard.recompute import compare_folders
+    from qbench.leaderboard.storeread import read_store
+    from qbench.store import Store
+
+    with Store.read_only(store_path) as store:
+        stored = store.done_ids()
+    selection = _selection(document, directory, stored, report)
+    protocol = _protocol(document, directory, store_path, report)
+    plots = any(name.startswith("plots/") for name in document["files"])
+    with tempfile.TemporaryDirectory(prefix="qbench-validate-") as scratch:
+        rebuilt = Path(scratch)
+        try:
+            write_frame(read_store(store_path, None, selection), rebuilt, str(document["title"]), plots, protocol)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # records no leaderboard can come from
+            report.problems.append(f"recomputed: the stored records do not give a leaderboard "
+                                   f"({type(exc).__name__}: {exc}); the folder cannot be certified")  # fmt: skip
+            return
+        for mismatch in compare_folders(directory, rebuilt):
+            report.problems.append(f"recomputed: {mismatch}")
+    report.recomputed = not any(p.startswith("recomputed:") for p in report.problems)
 
 
 def _unsplit(document: dict[str, Any], report: Report) -> bool:
@@ -106,8 +187,9 @@ def _unsplit(document: dict[str, Any], report: Report) -> bool:
     aggregates = []
     present = set(document["aggregates"]["columns"])
     stat_columns = [c for c in document["directions"] if f"{c}_mean" in present]
+    stat_names = {f"{c}_{s}" for c in stat_columns for s in STAT_SUFFIXES}
     for row in table_rows(document["aggregates"]):
-        aggregate = {k: v for k, v in row.items() if k not in {f"{c}_{s}" for c in stat_columns for s in STAT_SUFFIXES}}
+        aggregate = {k: v for k, v in row.items() if k not in stat_names}
         aggregate["stats"] = {c: {s: row.get(f"{c}_{s}") for s in STAT_SUFFIXES} for c in stat_columns
                               if row.get(f"{c}_n")}  # fmt: skip
         aggregates.append(aggregate)
@@ -116,6 +198,19 @@ def _unsplit(document: dict[str, Any], report: Report) -> bool:
 
 
 def _check_schema(document: dict[str, Any], report: Report) -> bool:
+    from qbench import schemas
+
+    version = schemas.leaderboard_version(document.get("schema"))
+    if version is not None and version != schemas.LEADERBOARD_VERSION:
+        age = "newer" if version > schemas.LEADERBOARD_VERSION else "older"
+        report.problems.append(
+            f"schema: leaderboard schema version {version} is {age} than the version this qbench reads "
+            f"({schemas.LEADERBOARD_VERSION}); " + ("upgrade qbench to check it" if age == "newer" else
+            "rebuild it from its store with qbench leaderboard --store"))  # fmt: skip
+        return False
+    if version is not None:
+        found = schemas.check(document, schemas.load("leaderboard", version))
+        report.problems += [f"schema (qbench/schemas/leaderboard-{version}.schema.json): {p}" for p in found[:5]]
     for key, kind in REQUIRED.items():
         if not isinstance(document.get(key), kind):
             report.problems.append(f"schema: '{key}' missing or not a {kind.__name__}")
@@ -282,15 +377,34 @@ def _check_csv(document: dict[str, Any], directory: Path, report: Report) -> Non
 
 
 def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> None:
-    from qbench.store import Store
+    import hashlib
 
-    with Store(store_path, create=False) as store:
-        stored = {record["case_id"]: record for record in store.records()}
+    from qbench.store import connect_read_only
+
+    # The hash of a stored record is the hash of its stored text (its canonical JSON, see
+    # qbench.leaderboard.frame.record_text): no re-encoding of every record.
+    db = connect_read_only(store_path)
+    try:
+        texts = {case_id: text for case_id, text in db.execute("SELECT case_id, record FROM records")}
+    finally:
+        db.close()
+    stored = {case_id: json.loads(text) for case_id, text in texts.items()}
+    digests = {case_id: hashlib.sha256(text.encode()).hexdigest() for case_id, text in texts.items()}
+    del texts
+    from qbench import schemas
+
+    record_schema = schemas.load("record", schemas.RECORD_VERSION)
+    for case_id, stored_record in stored.items():
+        found = schemas.check(stored_record, record_schema)
+        if found:
+            report.problems.append(f"record {case_id!r} breaks qbench/schemas/record-{schemas.RECORD_VERSION}"
+                                   f".schema.json: {found[0]}")  # fmt: skip
+            break
     for run in document["runs"]:
         record = stored.get(run["case_id"])
         if record is None:
             report.problems.append(f"run {run['case_id']!r}: no such record in {store_path}")
-        elif record_sha256(record) != run["record_sha256"]:
+        elif digests[run["case_id"]] != run["record_sha256"]:
             report.problems.append(f"run {run['case_id']!r}: record_sha256 does not match the stored record")
         else:
             report.traced += 1

@@ -1,0 +1,34 @@
+"""``qbench merge BUNDLE_OR_DIR... --out SITE``: one leaderboard and site over several contributors' runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "merge"
+HELP = ("merge bundles or run folders into one leaderboard and site: each input validated, origins kept, "
+        "only comparable records together")  # fmt: skip
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="BUNDLE_OR_DIR",
+                        help="bundles from qbench pack, or run folders")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, metavar="SITE", help="folder to write (new, empty, or "
+                        "an earlier merge's, which is replaced)")  # fmt: skip
+    parser.add_argument("--title", default="qbench merged leaderboard", help="title of the leaderboard and site")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the pictures")
+
+
+def execute(args: argparse.Namespace) -> int:
+    from qbench.errors import ExitCode
+    from qbench.publish.merge import merge
+
+    merged = merge(args.inputs, args.out, args.title, args.plots)
+    contributors = sorted({(s.by, s.machine) for s in merged.sources})
+    print(f"{len(args.inputs)} inputs from {len(contributors)} contributor(s): {len(merged.kept)} records merged, "
+          f"{len(merged.excluded)} listed apart -> {args.out}")  # fmt: skip
+    for entry in merged.excluded[:20]:
+        print(f"  apart: {entry['case_id']} ({entry['by']} on {entry['machine']}): {entry['reason']}")
+    if len(merged.excluded) > 20:
+        print(f"  ... {len(merged.excluded) - 20} more in {args.out / 'merge.json'}")
+    return ExitCode.OK

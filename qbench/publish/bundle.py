@@ -1,0 +1,284 @@
+"""Submission bundles: one deterministic archive of a run, with a manifest of sha256 hashes.
+
+``qbench pack RUN_DIR`` writes ``<run>.qbench.tar.gz`` (or ``.zip``) holding the store, ``run.json``,
+the leaderboards and plots, the matrix file, ``environment.json`` (python, torch, platform, cpu,
+qbench and every installed distribution that provides qbench plugins, with versions, and the
+plugin versions the records name), ``contributor.json`` (who, which machine) and
+``manifest.json``: ``{"format": "qbench-bundle/1", "files": {name: sha256}}`` for every other
+entry. Entries are sorted and carry fixed times, owners and modes, so packing the same folder
+twice gives the same bytes.
+
+Reading a bundle (:func:`extract`) accepts regular files with plain relative names only, checks
+every hash against the manifest and refuses unlisted entries; nothing outside the target folder
+is ever written.
+"""
+
+from __future__ import annotations
+
+import getpass
+import gzip
+import hashlib
+import io
+import json
+import os
+import platform
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from qbench.errors import UsageError
+from qbench.store import STORE_FILENAME
+
+FORMAT = "qbench-bundle/1"
+MANIFEST = "manifest.json"
+CONTRIBUTOR = "contributor.json"
+ENVIRONMENT = "environment.json"
+MATRIX = "matrix.toml"
+SUFFIXES = (".tar.gz", ".tgz", ".zip")
+#: 2000-01-01T00:00:00Z: a fixed entry time (zip cannot store dates before 1980).
+FIXED_MTIME = 946684800
+PUBLISHED = ("run.json", "leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html")
+MAX_BUNDLE_BYTES = 8 << 30
+
+
+def is_bundle(path: Path) -> bool:
+    return Path(path).is_file() and str(path).endswith(SUFFIXES)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(records_plugins: dict[str, str]) -> dict[str, Any]:
+    """The packing machine's software and hardware, and the plugin versions the records were made with."""
+    from importlib import metadata
+
+    from qbench import __version__
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    installed = {}
+    for dist in metadata.distributions():
+        if any(ep.group == "qbench" for ep in dist.entry_points):
+            installed[dist.metadata["Name"]] = dist.version
+    return {
+        "qbench": __version__,
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "platform": platform.platform(terse=True),
+        "machine": platform.machine(),
+        "cpu": _cpu(),
+        "cpu_count": os.cpu_count(),
+        "plugin_distributions_installed": dict(sorted(installed.items())),
+        "plugin_distributions_in_records": dict(sorted(records_plugins.items())),
+    }
+
+
+def _record_plugins(store_path: Path) -> dict[str, str]:
+    from qbench.store import Store
+
+    found: dict[str, set[str]] = {}
+    with Store.read_only(store_path) as store:
+        for record in store.records():
+            plugins = (record.get("provenance") or {}).get("plugins") or {}
+            for entry in plugins.values() if isinstance(plugins, dict) else ():
+                if isinstance(entry, dict) and entry.get("distribution"):
+                    found.setdefault(str(entry["distribution"]), set()).add(str(entry.get("version")))
+    return {name: ", ".join(sorted(versions)) for name, versions in found.items()}
+
+
+def contributor(by: str | None, machine: str | None) -> dict[str, str]:
+    """Who packs, and on which machine.
+
+    The options, else ``$QBENCH_CONTRIBUTOR`` / ``$QBENCH_MACHINE``, else the login name and host name.
+    """
+    if by is None:
+        by = os.environ.get("QBENCH_CONTRIBUTOR")
+        if not by:
+            try:
+                by = getpass.getuser()
+            except (KeyError, OSError):
+                by = "unknown"
+    if machine is None:
+        machine = os.environ.get("QBENCH_MACHINE") or platform.node() or "unknown"
+    if not by.strip() or not machine.strip():
+        raise UsageError("--by and --machine must not be empty")
+    return {"by": by, "machine": machine}
+
+
+def bundle_entries(run_dir: Path, by: str | None, machine: str | None) -> dict[str, bytes]:
+    """Every entry of the bundle of ``run_dir`` (name -> bytes), the manifest included."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: not a run directory (give the --out folder of a qbench run)")
+    store_path = run_dir / STORE_FILENAME
+    if not store_path.is_file():
+        raise UsageError(f"{run_dir}: no {STORE_FILENAME} here; pack the folder a qbench run wrote")
+    if not (run_dir / "leaderboard.json").is_file():
+        raise UsageError(f"{run_dir}: no leaderboard.json; write it first with qbench leaderboard --store {run_dir}")
+    entries: dict[str, bytes] = {}
+    for name in (STORE_FILENAME, *PUBLISHED):
+        if (run_dir / name).is_file():
+            entries[name] = (run_dir / name).read_bytes()
+    if (run_dir / "plots").is_dir():
+        for path in sorted((run_dir / "plots").iterdir()):
+            if path.is_file():
+                entries[f"plots/{path.name}"] = path.read_bytes()
+    matrix_path = None
+    if "run.json" in entries:
+        try:
+            matrix_path = json.loads(entries["run.json"]).get("matrix_path")
+        except (json.JSONDecodeError, AttributeError):
+            raise UsageError(f"{run_dir / 'run.json'}: not readable JSON") from None
+    if matrix_path and Path(matrix_path).is_file():
+        entries[MATRIX] = Path(matrix_path).read_bytes()
+    plugins = _record_plugins(store_path)
+    dump = {"indent": 2, "sort_keys": True, "ensure_ascii": False}
+    entries[ENVIRONMENT] = (json.dumps(environment(plugins), **dump) + "\n").encode()  # type: ignore[arg-type]
+    entries[CONTRIBUTOR] = (json.dumps(contributor(by, machine), **dump) + "\n").encode()  # type: ignore[arg-type]
+    manifest = {"format": FORMAT, "files": {name: _sha256(data) for name, data in sorted(entries.items())}}
+    entries[MANIFEST] = (json.dumps(manifest, **dump) + "\n").encode()  # type: ignore[arg-type]
+    return dict(sorted(entries.items()))
+
+
+def write_archive(entries: dict[str, bytes], out: Path) -> Path:
+    """A deterministic .tar.gz or .zip of ``entries`` (sorted, fixed times, owners and modes)."""
+    out = Path(out)
+    if not str(out).endswith(SUFFIXES):
+        raise UsageError(f"-o {out}: name the bundle .tar.gz, .tgz or .zip")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    if str(out).endswith(".zip"):
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data in sorted(entries.items()):
+                info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, data)
+    else:
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as compressed:
+            with tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+                for name, data in sorted(entries.items()):
+                    member = tarfile.TarInfo(name)
+                    member.size, member.mtime, member.mode = len(data), FIXED_MTIME, 0o644
+                    member.uid = member.gid = 0
+                    member.uname = member.gname = ""
+                    archive.addfile(member, io.BytesIO(data))
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(out)
+    return out
+
+
+def pack(run_dir: Path, out: Path | None = None, by: str | None = None, machine: str | None = None) -> Path:
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir.resolve().parent / f"{run_dir.resolve().name}.qbench.tar.gz"
+    return write_archive(bundle_entries(run_dir, by, machine), out)
+
+
+# ------------------------------------------------------------------------------------------ read
+
+
+@dataclass
+class Bundle:
+    """An extracted bundle: where its files are, who made it, and what is wrong with its manifest."""
+
+    source: Path
+    folder: Path
+    sha256: str
+    contributor: dict[str, str]
+    environment: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+
+
+def _safe_name(name: str, source: Path) -> str:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or not path.parts or "\\" in name or name.startswith("./"):
+        raise UsageError(f"{source}: entry {name!r} is not a plain relative path; not a qbench bundle")
+    return path.as_posix()
+
+
+def _read_entries(source: Path) -> dict[str, bytes]:
+    entries: dict[str, bytes] = {}
+    total = 0
+    try:
+        if str(source).endswith(".zip"):
+            with zipfile.ZipFile(source) as archive:
+                for info in archive.infolist():
+                    if info.is_dir():
+                        continue
+                    total += info.file_size
+                    if total > MAX_BUNDLE_BYTES:
+                        raise UsageError(f"{source}: unpacks to more than {MAX_BUNDLE_BYTES >> 30} GiB; not a bundle")
+                    entries[_safe_name(info.filename, source)] = archive.read(info)
+        else:
+            with tarfile.open(source, mode="r:*") as archive:
+                for member in archive:
+                    if member.isdir():
+                        continue
+                    if not member.isfile():
+                        raise UsageError(f"{source}: entry {member.name!r} is a link or device; not a qbench bundle")
+                    total += member.size
+                    if total > MAX_BUNDLE_BYTES:
+                        raise UsageError(f"{source}: unpacks to more than {MAX_BUNDLE_BYTES >> 30} GiB; not a bundle")
+                    handle = archive.extractfile(member)
+                    assert handle is not None  # a regular file always has contents
+                    entries[_safe_name(member.name, source)] = handle.read()
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{source}: not a readable bundle ({exc}); give a file written by qbench pack") from None
+    return entries
+
+
+def extract(source: Path, into: Path) -> Bundle:
+    """Unpack ``source`` into the empty folder ``into`` and check its manifest (problems listed, not raised)."""
+    source = Path(source)
+    entries = _read_entries(source)
+    if MANIFEST not in entries:
+        raise UsageError(f"{source}: no {MANIFEST}; not a bundle written by qbench pack")
+    try:
+        manifest = json.loads(entries[MANIFEST])
+        files = manifest["files"]
+        assert isinstance(files, dict)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError):
+        raise UsageError(f"{source}: {MANIFEST} is not a qbench bundle manifest") from None
+    if manifest.get("format") != FORMAT:
+        raise UsageError(f"{source}: bundle format {manifest.get('format')!r}, this qbench reads {FORMAT!r}")
+    problems = []
+    for name in sorted(set(entries) - {MANIFEST}):
+        if name not in files:
+            problems.append(f"bundle: {name} is not listed in {MANIFEST}")
+        elif _sha256(entries[name]) != files[name]:
+            problems.append(f"bundle: {name} does not match its sha256 in {MANIFEST} (changed after packing?)")
+    problems += [f"bundle: {name} is listed in {MANIFEST} but missing" for name in sorted(set(files) - set(entries))]
+    into = Path(into)
+    for name, data in entries.items():
+        target = into / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def load(name: str) -> dict[str, Any]:
+        try:
+            value = json.loads(entries.get(name, b"{}"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            problems.append(f"bundle: {name} is not JSON")
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    who = {k: str(v) for k, v in load(CONTRIBUTOR).items() if k in ("by", "machine")}
+    return Bundle(source, into, _sha256(source.read_bytes()), who, load(ENVIRONMENT), problems)

@@ -1,0 +1,288 @@
+"""``qbench merge``: the comparable records of several bundles or run folders, in one leaderboard.
+
+Each input is validated first (manifest, schema, hashes, every published value recomputed);
+an invalid input stops the merge before anything is written. Its records are the runs of its
+published leaderboard, each keeping its origin (contributor and machine from the bundle's
+``contributor.json``; a plain folder is "unknown").
+
+Comparable means, per dataset label: the same dataset fingerprint, the same training recipe
+(the record's ``train``), the same protocol (``protocol``, when records carry one) and the same
+version of every component (``provenance.plugins``). The reference of a dataset is the
+fingerprint/recipe/protocol shared by the most cases (ties: the first in sorted order), and for
+each component the version most cases used; a record that differs is listed apart, with the
+reason, and is not in the leaderboard.
+
+Duplicates: the same case id with the same record hash is one record (its origins are all
+kept); the same case id with different records (the same case run twice) keeps the record of
+the smallest (contributor, machine, record hash) and lists the others apart.
+
+Everything written depends only on the set of inputs, never on their order: records are stored
+sorted by case id with one fixed ``stored`` time, inputs and origins are sorted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qbench.errors import UsageError
+from qbench.store import STORE_FILENAME, Store, connect_read_only
+
+MERGE_JSON = "merge.json"
+#: The fields of a record that decide comparability and origin (the rest stays text).
+SUMMARY_KEYS = ("case_id", "matrix", "status", "dataset_label", "quantizer", "cell", "dataset", "train", "protocol")
+UNKNOWN = "unknown"
+
+
+@dataclass
+class Source:
+    """One input: its name, hash, who made it, and its records with their hashes."""
+
+    name: str
+    sha256: str
+    by: str
+    machine: str
+    #: (record hash, stored text, the fields comparability needs): whole records are not kept as dicts
+    records: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class Merged:
+    kept: dict[str, tuple[str, dict[str, Any]]]  # case id -> (stored text, summary)
+    origins: dict[str, list[dict[str, str]]]
+    excluded: list[dict[str, Any]]
+    sources: list[Source]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _folder_sha256(folder: Path) -> str:
+    path = folder / "leaderboard.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_source(path: Path, scratch: Path) -> Source:
+    """Validate one input and read its published records (UsageError when it is unreadable or invalid)."""
+    from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
+    from qbench.leaderboard.validate import validate_directory
+    from qbench.leaderboard.writers import table_rows
+    from qbench.publish.bundle import extract, is_bundle
+
+    path = Path(path)
+    if is_bundle(path):
+        bundle = extract(path, scratch)
+        folder, digest, who, problems = bundle.folder, bundle.sha256, bundle.contributor, list(bundle.problems)
+    elif path.is_dir():
+        folder, digest, who, problems = path, "", {}, []
+        contributor = path / "contributor.json"
+        if contributor.is_file():
+            try:
+                who = {k: str(v) for k, v in json.loads(contributor.read_text(encoding="utf-8")).items()}
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                problems.append("contributor.json is not readable JSON")
+    else:
+        raise UsageError(f"{path}: neither a bundle (.tar.gz, .tgz, .zip from qbench pack) nor a run folder")
+    if not (folder / STORE_FILENAME).is_file():
+        raise UsageError(f"{path}: no {STORE_FILENAME}; merge needs the stored records (pack the run folder)")
+    report = validate_directory(folder)
+    problems += report.problems
+    if problems:
+        listed = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+        raise UsageError(f"{path}: does not validate, not merged ({listed}); run qbench validate {path}")
+    digest = digest or _folder_sha256(folder)
+    published = {row["case_id"] for row in table_rows(read_leaderboard_json(folder / LEADERBOARD_JSON)["runs"])}
+    source = Source(path.name, digest, who.get("by") or UNKNOWN, who.get("machine") or UNKNOWN)
+    db = connect_read_only(folder / STORE_FILENAME)
+    try:
+        rows = db.execute("SELECT case_id, record FROM records ORDER BY case_id").fetchall()
+    finally:
+        db.close()
+    for case_id, text in rows:
+        if case_id in published:
+            record = json.loads(text)
+            summary = {key: record.get(key) for key in SUMMARY_KEYS}
+            summary["provenance"] = {key: (record.get("provenance") or {}).get(key)
+                                     for key in ("dataset_fingerprint", "plugins")}  # fmt: skip
+            source.records.append((hashlib.sha256(text.encode()).hexdigest(), text, summary))
+    return source
+
+
+def read_sources(inputs: list[Path], scratch: Path) -> list[Source]:
+    """:func:`read_source` of every input; several inputs are validated in parallel, one process per core."""
+    import os
+
+    workers = min(len(inputs), os.cpu_count() or 1)
+    if workers < 2 or len(inputs) < 4:
+        return [read_source(path, scratch / str(i)) for i, path in enumerate(inputs)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (forking a process that may hold threads is unsafe).
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(read_source, inputs, [scratch / str(i) for i in range(len(inputs))]))
+
+
+def _versions(record: dict[str, Any]) -> dict[str, str]:
+    plugins = (record.get("provenance") or {}).get("plugins") or {}
+    names = {"quantizer": record.get("quantizer"), "cell": record.get("cell"), "dataset": record.get("dataset")}
+    found = {}
+    for kind, entry in plugins.items() if isinstance(plugins, dict) else ():
+        if isinstance(entry, dict):
+            found[f"{kind} {names.get(kind, '?')}"] = f"{entry.get('distribution')} {entry.get('version')}"
+    return found
+
+
+def _setting(record: dict[str, Any]) -> dict[str, str]:
+    """What must be equal for two records of one dataset to be compared."""
+    return {
+        "dataset fingerprint": str((record.get("provenance") or {}).get("dataset_fingerprint")),
+        "training recipe": _canonical(record.get("train")),
+        "protocol": _canonical(record.get("protocol")),
+    }
+
+
+def _difference(value: str, reference: str) -> str:
+    """The keys that differ between two canonical JSON objects ('lr 0.05, not 0.002'), else both values."""
+    try:
+        mine, theirs = json.loads(value), json.loads(reference)
+    except json.JSONDecodeError:
+        mine = theirs = None
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        return ", ".join(f"{k} {_canonical(mine.get(k))}, not {_canonical(theirs.get(k))}" for k in keys)
+    return f"{value}, not {reference}"
+
+
+def _most_common(counter: Counter[str]) -> str:
+    return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[0][0]
+
+
+def merge_sources(sources: list[Source]) -> Merged:
+    sources = sorted(sources, key=lambda s: (s.by, s.machine, s.sha256, s.name))
+    candidates: dict[str, list[tuple[tuple[str, str, str], tuple[str, dict[str, Any]], dict[str, str]]]] = {}
+    for source in sources:
+        origin = {"by": source.by, "machine": source.machine, "source": source.name, "source_sha256": source.sha256}
+        for digest, text, summary in source.records:
+            candidates.setdefault(str(summary["case_id"]), []).append(((source.by, source.machine, digest),
+                                                                      (text, summary), origin))  # fmt: skip
+    chosen: dict[str, tuple[str, dict[str, Any]]] = {}
+    origins: dict[str, list[dict[str, str]]] = {}
+    excluded: list[dict[str, Any]] = []
+    for case_id in sorted(candidates):
+        entries = sorted(candidates[case_id], key=lambda e: (e[0], e[2]["source_sha256"]))
+        first_key, first, _ = entries[0]
+        chosen[case_id] = first
+        origins[case_id] = [dict(o) for key, _r, o in entries if key[2] == first_key[2]]
+        for key, _r, origin in entries:
+            if key[2] != first_key[2]:
+                excluded.append({"case_id": case_id, **origin, "reason": f"the same case with other results is kept "
+                                 f"from {first_key[0]} on {first_key[1]}"})  # fmt: skip
+    # The reference setting of each dataset, and the reference version of each component.
+    by_dataset: dict[str, Counter[str]] = {}
+    versions: dict[str, Counter[str]] = {}
+    for _text, summary in chosen.values():
+        by_dataset.setdefault(str(summary.get("dataset_label")), Counter())[_canonical(_setting(summary))] += 1
+        for component, version in _versions(summary).items():
+            versions.setdefault(component, Counter())[version] += 1
+    reference = {label: json.loads(_most_common(counter)) for label, counter in by_dataset.items()}
+    reference_versions = {component: _most_common(counter) for component, counter in versions.items()}
+    kept: dict[str, tuple[str, dict[str, Any]]] = {}
+    for case_id in sorted(chosen):
+        text, record = chosen[case_id]
+        reasons = []
+        expected = reference[str(record.get("dataset_label"))]
+        for what, value in _setting(record).items():
+            if value != expected[what]:
+                reasons.append(f"{what} differs from the one most cases of {record.get('dataset_label')} share: "
+                               + _difference(value, expected[what]))  # fmt: skip
+        for component, version in _versions(record).items():
+            if version != reference_versions[component]:
+                reasons.append(f"{component} is {version}, most cases used {reference_versions[component]}")
+        if reasons:
+            for origin in origins.pop(case_id):
+                excluded.append({"case_id": case_id, **origin, "reason": "not comparable: " + "; ".join(reasons)})
+        else:
+            kept[case_id] = (text, record)
+    excluded.sort(key=lambda e: (e["case_id"], e["by"], e["machine"], e["source_sha256"]))
+    return Merged(kept, origins, excluded, sources)
+
+
+def write_store(records: dict[str, Any], path: Path) -> None:
+    """A store of ``records`` sorted by case id, one fixed stored time, in one transaction, without a WAL.
+
+    ``records``: case id -> record, or -> (its stored text, a dict with its matrix and status).
+    """
+    if path.exists():
+        path.unlink()
+    Store(path).close()  # the store's own tables
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, 0.0, ?)",
+            _rows(records)
+        )
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+def _rows(records: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from qbench.leaderboard.frame import record_text
+
+    for case_id, record in sorted(records.items()):
+        if isinstance(record, tuple):  # already the stored text
+            text, summary = record
+            yield case_id, summary.get("matrix") or "", summary.get("status") or "", text
+        else:
+            yield case_id, record.get("matrix", ""), record.get("status", ""), record_text(record)
+
+
+def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merged:
+    """Validate and merge ``inputs`` into the folder ``out``: store, leaderboards, merge.json, site."""
+    from qbench.leaderboard import rebuild_from_store
+    from qbench.publish.site import write_site
+
+    if not inputs:
+        raise UsageError("give at least one bundle or run folder to merge")
+    names = [Path(p).resolve() for p in inputs]
+    if len(set(names)) != len(names):
+        raise UsageError("the same input is given twice")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MERGE_JSON).is_file():
+        raise UsageError(f"--out {out}: a folder with other files in it; give a new or empty folder (or an earlier "
+                         "merge's, which is replaced)")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="qbench-merge-") as scratch:
+        sources = read_sources(inputs, Path(scratch))
+    merged = merge_sources(sources)
+    if not merged.kept:
+        raise UsageError("no comparable records among the inputs; nothing to merge")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    write_store(merged.kept, out / STORE_FILENAME)
+    rebuild_from_store(out / STORE_FILENAME, out, title, plots=plots)
+    summary = {
+        "format": "qbench-merge/1",
+        "title": title,
+        "inputs": [{"source": s.name, "sha256": s.sha256, "by": s.by, "machine": s.machine,
+                    "records": len(s.records)} for s in merged.sources],  # fmt: skip
+        "records": len(merged.kept),
+        "origins": merged.origins,
+        "excluded": merged.excluded,
+    }
+    (out / MERGE_JSON).write_text(json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+                                  encoding="utf-8")  # fmt: skip
+    write_site(out, out)
+    return merged

@@ -1,0 +1,370 @@
+"""A browsable static site of a run or a merge: index, one page per dataset, one per configuration.
+
+Built from the folder's ``leaderboard.json`` (every table it holds, whatever their names), its
+plots, its store (seeds, training curves, provenance) and, after a merge, ``merge.json``
+(contributors, origins, records left apart). Pages:
+
+- ``index.html``: the datasets with their primary metric and configurations, the contributor
+  profiles (who, which machine, how many records), the provenance, the downloads;
+- ``datasets/<slug>.html``: every table of the leaderboard restricted to the dataset, its plots,
+  a link per configuration;
+- ``configs/<slug>.html``: one (dataset, cell, quantizer): its seeds, training curves (drawn as
+  SVG here, no script), the rows of any other table naming it (a selection grid, when the
+  leaderboard has one), provenance and origins (of the first ``MAX_SEEDS_DETAILED`` seeds);
+  ``configs/<slug>.json`` is its records, as stored.
+
+Every text is escaped. The pages load nothing from the network and have no inline script or
+style: ``assets/site.js`` (sorting) and ``assets/site.css`` are files, and the policy is
+``default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'``. The output depends
+only on the folder's content, so ``qbench validate`` can rebuild it and compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterator
+from html import escape
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from qbench.leaderboard.formatting import fmt_value
+from qbench.leaderboard.frame import GROUP_KEY
+from qbench.store import STORE_FILENAME
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+       "form-action 'none'")  # fmt: skip
+ASSETS = ("site.js", "site.css")
+SITE_FILES = ("index.html",)
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+#: Columns of the runs table shown on a configuration page (the values follow).
+RUN_KEYS = ("case_id", "seed", "status", "error", "record_sha256")
+#: Seeds of a configuration whose curves and provenance are drawn on its page (all are listed).
+MAX_SEEDS_DETAILED = 20
+
+
+def page_slug(label: str) -> str:
+    """A file name for a label: readable part plus a short hash, so that distinct labels never collide."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()[:60] or "x"
+    return f"{readable}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+
+
+def config_label(row: dict[str, Any]) -> str:
+    return " / ".join(str(row.get(k)) for k in GROUP_KEY)
+
+
+def _rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dict(zip(section["columns"], row, strict=True)) for row in section["rows"]]
+
+
+def _tables(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every split table of the leaderboard (columns + rows), by name, the runs last."""
+    found = {k: v for k, v in document.items()
+             if isinstance(v, dict) and isinstance(v.get("columns"), list)
+             and isinstance(v.get("rows"), list)}  # fmt: skip
+    return dict(sorted(found.items(), key=lambda item: (item[0] == "runs", item[0])))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        text = "" if value is None else str(value)
+        return f'<td class="text">{escape(text)}</td>'
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return f'<td data-v="">{escape(str(value))}</td>'
+        return f'<td data-v="{value!r}">{escape(fmt_value(value))}</td>'
+    return f'<td class="text">{escape(json.dumps(value, ensure_ascii=False))}</td>'
+
+
+def html_table(columns: list[str], rows: list[dict[str, Any]], links: dict[int, str] | None = None) -> str:
+    numeric = {c: all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                      for r in rows if r.get(c) is not None) and any(r.get(c) is not None for r in rows)
+               for c in columns}  # fmt: skip
+    head = "".join(
+        ('<th data-type="number" aria-sort="none" scope="col">' if numeric[c]
+         else '<th data-type="text" aria-sort="none" scope="col" class="text">') + f"{escape(c)}</th>"
+        for c in columns
+    )  # fmt: skip
+    body = []
+    for index, row in enumerate(rows):
+        cells = [_cell(row.get(c)) for c in columns]
+        if links and index in links:
+            cells.append(f'<td class="text"><a href="{escape(links[index])}">page</a></td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    if links:
+        head += '<th data-type="text" aria-sort="none" scope="col" class="text">details</th>'
+    return (f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")  # fmt: skip
+
+
+def _page(title: str, depth: int, body: list[str]) -> str:
+    up = "../" * depth
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f'<link rel="stylesheet" href="{up}assets/site.css">',
+        f"<title>{escape(title)}</title></head><body>",
+        f'<nav><a href="{up}index.html">index</a><a href="{up}leaderboard.csv" download>leaderboard.csv</a>'
+        f'<a href="{up}leaderboard.json" download>leaderboard.json</a></nav>',
+        f"<h1>{escape(title)}</h1>",
+        *body,
+        f'<script src="{up}assets/site.js"></script></body></html>',
+        "",
+    ])  # fmt: skip
+
+
+def _dl(mapping: dict[str, Any]) -> str:
+    items = []
+    for key, value in mapping.items():
+        text = value if isinstance(value, str) else ", ".join(map(str, value)) if isinstance(value, list) else \
+            json.dumps(value, sort_keys=True, ensure_ascii=False)
+        items.append(f"<dt>{escape(str(key))}</dt><dd>{escape(text)}</dd>")
+    return "<dl>" + "".join(items) + "</dl>"
+
+
+def curve_svg(curve: list[dict[str, Any]], width: int = 420, height: int = 220) -> str:
+    """The training curve as an inline SVG drawing (lines only: no script, no style)."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for index, point in enumerate(curve):
+        if not isinstance(point, dict):
+            continue
+        x = point.get("epoch", index + 1)
+        for key, value in sorted(point.items()):
+            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and math.isfinite(value) and isinstance(x, (int, float)):
+                series.setdefault(key, []).append((float(x), float(value)))
+    if not series:
+        return '<p class="muted">no training curve recorded</p>'
+    xs = [x for points in series.values() for x, _ in points]
+    ys = [y for points in series.values() for _, y in points]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    left, right, top, bottom = 50, 10, 10, 30
+
+    def sx(x: float) -> str:
+        return f"{left + (x - x0) / (x1 - x0) * (width - left - right):.1f}"
+
+    def sy(y: float) -> str:
+        return f"{height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom):.1f}"
+
+    parts = [f'<svg class="curve" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{height + 16 * len(series)}" role="img" aria-label="training curve">',
+             f'<text x="4" y="{top + 8}">{escape(fmt_value(y1))}</text>',
+             f'<text x="4" y="{height - bottom}">{escape(fmt_value(y0))}</text>',
+             f'<text x="{left}" y="{height - 10}">epoch {escape(fmt_value(x0))}</text>',
+             f'<text x="{width - right - 60}" y="{height - 10}">epoch {escape(fmt_value(x1))}</text>']  # fmt: skip
+    for i, (name, points) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        coordinates = " ".join(f"{sx(x)},{sy(y)}" for x, y in points)
+        parts.append(f'<polyline stroke="{colour}" points="{coordinates}"/>')
+        parts.append(f'<text x="{left}" y="{height + 12 + 16 * i}" fill="{colour}">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+class _Records:
+    """Records of the store by case id, read a configuration at a time (a merge may hold 100,000)."""
+
+    def __init__(self, folder: Path) -> None:
+        from qbench.store import connect_read_only
+
+        path = folder / STORE_FILENAME
+        self._db = connect_read_only(path) if path.is_file() else None
+
+    def texts(self, case_ids: list[str]) -> list[str]:
+        """The stored texts (the records' canonical JSON), in the order of ``case_ids``."""
+        if self._db is None:
+            return []
+        found: dict[str, str] = {}
+        for start in range(0, len(case_ids), 500):
+            chunk = case_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for case_id, text in self._db.execute(f"SELECT case_id, record FROM records WHERE case_id IN ({marks})",
+                                                  chunk):  # fmt: skip
+                found[case_id] = text
+        return [found[c] for c in case_ids if c in found]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    from qbench.errors import UsageError
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{path}: not a JSON object")
+    return value
+
+
+def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
+    """Every file of the site of ``folder`` (relative path, bytes), computed one at a time, nothing written."""
+    from qbench.errors import UsageError
+    from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
+
+    folder = Path(folder)
+    if not (folder / LEADERBOARD_JSON).is_file():
+        raise UsageError(f"{folder}: no {LEADERBOARD_JSON}; give a run folder or a merged folder")
+    document = read_leaderboard_json(folder / LEADERBOARD_JSON)
+    merge = _read_json(folder / "merge.json") if (folder / "merge.json").is_file() else {}
+    tables = _tables(document)
+    title = str(document.get("title", "qbench"))
+    datasets: dict[str, Any] = document.get("datasets") or {}
+    runs = _rows(tables["runs"]) if "runs" in tables else []
+    value_columns = [c for c in tables.get("runs", {}).get("columns", []) if c not in RUN_KEYS and c not in GROUP_KEY
+                     and c not in ("matrix", "quantizer", "cell", "dataset")]  # fmt: skip
+    configs: dict[str, dict[str, Any]] = {}
+    seeds_of: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        label = config_label(run)
+        configs.setdefault(label, {k: run.get(k) for k in GROUP_KEY})
+        seeds_of.setdefault(label, []).append(run)
+    # Rows of the other tables that name a configuration (a selection grid, say), grouped once.
+    named_rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for name, section in tables.items():
+        if name in ("runs", "aggregates", "paired") or not all(k in section["columns"] for k in GROUP_KEY):
+            continue
+        for row in _rows(section):
+            named_rows.setdefault(config_label(row), {}).setdefault(name, []).append(row)
+    origins: dict[str, list[dict[str, str]]] = merge.get("origins") or {}
+
+    # ---- index
+    body = ["<h2>Datasets</h2>"]
+    rows = []
+    for label, info in sorted(datasets.items()):
+        count = sum(1 for c in configs.values() if c["dataset_label"] == label)
+        rows.append({"dataset": label, "primary metric": info.get("primary_metric"),
+                     "direction": info.get("direction"), "configurations": count,
+                     "runs": sum(1 for r in runs if r.get("dataset_label") == label)})  # fmt: skip
+    links = {i: f"datasets/{page_slug(r['dataset'])}.html" for i, r in enumerate(rows)}
+    body.append(html_table(["dataset", "primary metric", "direction", "configurations", "runs"], rows, links))
+    body.append("<h2>Profiles</h2>")
+    inputs = merge.get("inputs") or []
+    if inputs:
+        body.append("<p>Contributors and machines of the merged results.</p>")
+        body.append(html_table(["by", "machine", "source", "records", "sha256"], inputs))
+    else:
+        body.append('<p class="muted">One run (not a merge): its machine is in the provenance below.</p>')
+    excluded = merge.get("excluded") or []
+    if excluded:
+        body.append("<h2>Not compared</h2><p>Records of the inputs left out of the leaderboard, with the reason.</p>")
+        body.append(html_table(["case_id", "by", "machine", "source", "reason"], excluded))
+    body.append("<h2>Provenance</h2>" + _dl(document.get("provenance") or {}))
+    body.append('<h2>Downloads</h2><ul><li><a href="leaderboard.csv" download>leaderboard.csv</a></li>'
+                '<li><a href="leaderboard.json" download>leaderboard.json</a></li>'
+                '<li><a href="leaderboard.md">leaderboard.md</a></li></ul>')  # fmt: skip
+    yield "index.html", _page(title, 0, body).encode()
+
+    # ---- one page per dataset
+    plots = sorted(name for name in (document.get("files") or {})
+                   if name.startswith("plots/") and name.endswith(".svg"))
+    for label, info in sorted(datasets.items()):
+        body = [f"<p>Ranked by {escape(str(info.get('primary_metric')))} "
+                f"({'lower' if info.get('direction') == 'min' else 'higher'} is better).</p>"]  # fmt: skip
+        for name, section in tables.items():
+            if name == "runs" or "dataset_label" not in section["columns"]:
+                continue
+            rows = [r for r in _rows(section) if r.get("dataset_label") == label]
+            if not rows:
+                continue
+            links = {i: f"../configs/{page_slug(config_label(r))}.html" for i, r in enumerate(rows)
+                     if all(k in r for k in GROUP_KEY)}  # fmt: skip
+            columns = [c for c in section["columns"] if c not in ("dataset_label", "case_ids")]
+            body.append(f"<h2>{escape(name)}</h2>" + html_table(columns, rows, links))
+        prefix = "plots/" + re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower() + "-"
+        figures = [p for p in plots if p.startswith(prefix)]
+        if figures:
+            body.append("<h2>Plots</h2>" + "".join(
+                f'<figure><img src="../{escape(p)}" alt="{escape(Path(p).stem)}"><figcaption>'
+                f"{escape(Path(p).stem)}</figcaption></figure>" for p in figures))  # fmt: skip
+        yield f"datasets/{page_slug(label)}.html", _page(f"{title}: {label}", 1, body).encode()
+
+    # ---- one page per configuration
+    records = _Records(folder)
+    for label, key in sorted(configs.items()):
+        seeds = seeds_of[label]
+        body = [_dl({"dataset": key["dataset_label"], "cell": key["cell_label"], "quantizer": key["quantizer_label"]}),
+                f'<p><a href="../datasets/{page_slug(str(key["dataset_label"]))}.html">back to the dataset</a> · '
+                f'<a href="{page_slug(label)}.json" download>records (JSON)</a></p>', "<h2>Seeds</h2>"]  # fmt: skip
+        present = [c for c in value_columns if any(r.get(c) is not None for r in seeds)]
+        body.append(html_table(["seed", "status", *present, "case_id", "error"], seeds))
+        for name, rows in named_rows.get(label, {}).items():  # e.g. a selection grid: its every grid point
+            body.append(f"<h2>{escape(name)}</h2>" + html_table(list(tables[name]["columns"]), rows))
+        body.append("<h2>Training curves</h2>")
+        texts = records.texts([str(r.get("case_id")) for r in seeds])
+        # A merge may give a configuration hundreds of seeds: the first few are drawn and detailed,
+        # every one is in the seeds table above and in the JSON download.
+        mine = [json.loads(text) for text in texts[:MAX_SEEDS_DETAILED]]
+        if len(texts) > MAX_SEEDS_DETAILED:
+            body.append(f'<p class="muted">{len(texts)} seeds: the curves and provenance of the first '
+                        f"{MAX_SEEDS_DETAILED} are shown; every record is in the JSON download.</p>")  # fmt: skip
+        for record in mine:
+            body.append(f"<h3>seed {escape(str(record.get('seed')))}</h3>" + curve_svg(record.get("curve") or []))
+        if not mine:
+            body.append('<p class="muted">no store beside the leaderboard: curves not available</p>')
+        body.append("<h2>Provenance</h2>")
+        for record in mine:
+            facts = dict(record.get("provenance") or {})
+            facts["train"] = record.get("train")
+            for origin in origins.get(str(record.get("case_id")), []):
+                facts[f"contributed by ({origin.get('source')})"] = f"{origin.get('by')} on {origin.get('machine')}"
+            body.append(f"<h3>seed {escape(str(record.get('seed')))} ({escape(str(record.get('case_id')))})</h3>"
+                        + _dl(facts))  # fmt: skip
+        yield f"configs/{page_slug(label)}.html", _page(f"{title}: {label}", 1, body).encode()
+        # the stored texts as they are: the download is byte for byte what the store holds
+        yield f"configs/{page_slug(label)}.json", ("[\n" + ",\n".join(texts) + "\n]\n").encode()
+    records.close()
+    for asset in ASSETS:
+        yield f"assets/{asset}", resources.files("qbench.publish").joinpath("assets", asset).read_bytes()
+
+
+def write_site(folder: Path, out: Path) -> list[Path]:
+    """Write the site of ``folder`` into ``out`` (the leaderboard files are copied when ``out`` is elsewhere)."""
+    import shutil
+
+    folder, out = Path(folder), Path(out)
+    pages = site_pages(folder)
+    first = next(pages)  # usage errors (no leaderboard here) before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    if folder.resolve() != out.resolve():
+        from qbench.leaderboard.sources import read_leaderboard_json
+
+        listed = list(read_leaderboard_json(folder / "leaderboard.json").get("files") or {})
+        for name in ["leaderboard.json", *listed, STORE_FILENAME, "run.json", "merge.json"]:
+            if (folder / name).is_file() and ".." not in Path(name).parts:
+                (out / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / name, out / name)
+    written = []
+    for name, data in itertools.chain([first], pages):
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written.append(path)
+    return written
+
+
+def compare_site(folder: Path) -> str | None:
+    """The first site file that is not what the folder's content gives (None: all agree or no site)."""
+    if not (folder / "index.html").is_file() or not (folder / "assets" / "site.js").is_file():
+        return None
+    for name, data in site_pages(folder):
+        path = folder / name
+        if not path.is_file():
+            return f"site: {name} is missing"
+        published = path.read_bytes()
+        if published != data:
+            lines_a, lines_b = published.decode("utf-8", "replace").splitlines(), data.decode().splitlines()
+            line = next((i for i, (a, b) in enumerate(zip(lines_a, lines_b, strict=False), 1) if a != b),
+                        min(len(lines_a), len(lines_b)) + 1)  # fmt: skip
+            return f"site: {name} line {line} is not what the records and leaderboard give (edited?)"
+    return None

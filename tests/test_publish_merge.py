@@ -1,0 +1,316 @@
+"""Bundles (``qbench pack``), merged leaderboards (``qbench merge``) and the site (``qbench site``), issue 16.
+
+Three contributors ran the same small matrix (see the ``published_runs`` fixture): ``a`` and
+``b`` with different seeds, ``c`` with another learning rate.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from qbench.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundles(published_runs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundles")
+    who = {"a": ("alice", "laptop <x>"), "b": ("bob", "cluster node 7"), "c": ("carol", "desktop")}
+    paths = {}
+    for name, (by, machine) in who.items():
+        out = root / (f"{name}.zip" if name == "b" else f"{name}.qbench.tar.gz")
+        assert main(["pack", str(published_runs[name]), "-o", str(out), "--by", by, "--machine", machine]) == 0
+        paths[name] = out
+    return paths
+
+
+def entries(path: Path) -> dict[str, bytes]:
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            return {n: archive.read(n) for n in archive.namelist()}
+    with tarfile.open(path) as archive:
+        return {m.name: archive.extractfile(m).read() for m in archive if m.isfile()}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------------ pack
+
+
+def test_a_bundle_holds_the_run_its_environment_and_a_manifest(bundles, published_runs):
+    files = entries(bundles["a"])
+    for name in ("qbench.sqlite", "run.json", "matrix.toml", "leaderboard.json", "leaderboard.md", "leaderboard.csv",
+                 "leaderboard.html", "environment.json", "contributor.json", "manifest.json"):  # fmt: skip
+        assert name in files, name
+    assert any(name.startswith("plots/") for name in files)
+    assert json.loads(files["contributor.json"]) == {"by": "alice", "machine": "laptop <x>"}
+    environment = json.loads(files["environment.json"])
+    assert {"python", "torch", "platform", "cpu", "qbench", "plugin_distributions_installed"} <= set(environment)
+    assert environment["plugin_distributions_in_records"] == {"qbench": environment["qbench"]}
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["format"] == "qbench-bundle/1" and set(manifest["files"]) == set(files) - {"manifest.json"}
+    assert files["qbench.sqlite"] == (published_runs["a"] / "qbench.sqlite").read_bytes()
+
+
+def test_packing_twice_gives_the_same_bytes(published_runs, bundles, tmp_path):
+    again = tmp_path / "again.qbench.tar.gz"
+    assert main(["pack", str(published_runs["a"]), "-o", str(again), "--by", "alice", "--machine", "laptop <x>"]) == 0
+    assert again.read_bytes() == bundles["a"].read_bytes()
+
+
+def test_pack_defaults_the_contributor_from_the_environment(published_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("QBENCH_CONTRIBUTOR", "erin")
+    monkeypatch.setenv("QBENCH_MACHINE", "ci runner")
+    out = tmp_path / "x.tgz"
+    assert main(["pack", str(published_runs["b"]), "-o", str(out)]) == 0
+    assert json.loads(entries(out)["contributor.json"]) == {"by": "erin", "machine": "ci runner"}
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_validate_accepts_a_bundle(bundles, capsys, name):
+    assert main(["validate", str(bundles[name])]) == 0
+    out = capsys.readouterr().out
+    assert "every published value recomputed" in out and "bundle by" in out
+
+
+def rewrite_tar(source: Path, target: Path, change) -> None:
+    files = change(entries(source))
+    with tarfile.open(target, "w:gz") as archive:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_validate_catches_a_bundle_edited_after_packing(bundles, tmp_path, capsys):
+    forged = tmp_path / "forged.tar.gz"
+    rewrite_tar(bundles["a"], forged, lambda f: {**f, "contributor.json": b'{"by": "mallory", "machine": "x"}'})
+    assert main(["validate", str(forged)]) == 1
+    assert "bundle: contributor.json does not match its sha256 in manifest.json" in capsys.readouterr().out
+
+
+def test_a_bundle_with_an_escaping_path_is_refused(bundles, tmp_path, capsys):
+    evil = tmp_path / "evil.tar.gz"
+    rewrite_tar(bundles["a"], evil, lambda f: {**f, "../outside.txt": b"x"})
+    assert main(["validate", str(evil)]) == 4
+    assert "is not a plain relative path" in capsys.readouterr().err
+    assert not (tmp_path.parent / "outside.txt").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"just text"])
+def test_an_unreadable_bundle_is_a_usage_error(tmp_path, capsys, content):
+    path = tmp_path / "broken.tar.gz"
+    path.write_bytes(content)
+    assert main(["validate", str(path)]) == 4
+    assert "not a readable bundle" in capsys.readouterr().err
+
+
+def test_pack_usage_errors(tmp_path, capsys):
+    assert main(["pack", str(tmp_path / "missing")]) == 4
+    assert "not a run directory" in capsys.readouterr().err
+    assert main(["pack", str(tmp_path)]) == 4
+    assert "no qbench.sqlite here" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- merge
+
+
+@pytest.fixture(scope="module")
+def merged(bundles, tmp_path_factory):
+    out = tmp_path_factory.mktemp("merged") / "site"
+    assert main(["merge", str(bundles["a"]), str(bundles["b"]), str(bundles["c"]), "--out", str(out),
+                 "--title", "two contributors"]) == 0  # fmt: skip
+    return out
+
+
+def test_two_contributors_merge_and_the_other_recipe_is_listed_apart(merged, published_runs):
+    document = json.loads((merged / "leaderboard.json").read_text())
+    columns = document["aggregates"]["columns"]
+    n_ok = {row[columns.index("quantizer_label")]: row[columns.index("n_ok")] for row in document["aggregates"]["rows"]}
+    assert n_ok == {"float": 5, "ternary": 5}  # seeds 0-2 from alice, 3-4 from bob
+    summary = json.loads((merged / "merge.json").read_text())
+    assert sorted((i["by"], i["machine"]) for i in summary["inputs"]) == [
+        ("alice", "laptop <x>"), ("bob", "cluster node 7"), ("carol", "desktop")]
+    assert len(summary["excluded"]) == 4
+    assert all(e["by"] == "carol" and "training recipe differs" in e["reason"] and "lr 0.05, not" in e["reason"]
+               for e in summary["excluded"])  # fmt: skip
+    assert {o[0]["by"] for o in summary["origins"].values()} == {"alice", "bob"}
+    assert len(summary["origins"]) == 10
+
+
+def test_the_merged_site_validates(merged, capsys):
+    assert main(["validate", str(merged)]) == 0
+    assert "10 traced to stored records, every published value recomputed" in capsys.readouterr().out
+
+
+def test_merging_in_any_order_gives_the_same_bytes(bundles, merged, tmp_path):
+    order = [bundles["a"], bundles["b"], bundles["c"]]
+    random.Random(16).shuffle(order)
+    if order == [bundles["a"], bundles["b"], bundles["c"]]:
+        order.reverse()
+    out = tmp_path / "again"
+    assert main(["merge", *map(str, order), "--out", str(out), "--title", "two contributors"]) == 0
+    assert snapshot(out) == snapshot(merged)
+
+
+def test_the_same_bundle_twice_under_two_names_is_one_set_of_records(bundles, tmp_path, capsys):
+    copy = tmp_path / "copy.qbench.tar.gz"
+    shutil.copyfile(bundles["a"], copy)
+    assert main(["merge", str(bundles["a"]), str(copy), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "merge.json").read_text())
+    assert summary["records"] == 6 and summary["excluded"] == []
+    assert all(len(origins) == 2 for origins in summary["origins"].values())
+
+
+def test_a_tampered_input_stops_the_merge(bundles, tmp_path, capsys):
+    forged = tmp_path / "forged.tar.gz"
+
+    def lower(files):
+        document = json.loads(files["leaderboard.json"])
+        columns = document["runs"]["columns"]
+        document["runs"]["rows"][0][columns.index("test_bpc")] -= 0.5
+        return {**files, "leaderboard.json": json.dumps(document).encode()}
+
+    rewrite_tar(bundles["a"], forged, lower)
+    assert main(["merge", str(forged), str(bundles["b"]), "--out", str(tmp_path / "out")]) == 4
+    assert "does not validate, not merged" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_refuses_a_folder_holding_other_files(bundles, tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["merge", str(bundles["a"]), "--out", str(tmp_path)]) == 4
+    assert "a folder with other files in it" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------------------ site
+
+
+def test_the_site_has_an_index_dataset_and_configuration_pages(merged):
+    index = (merged / "index.html").read_text()
+    assert "alice" in index and "laptop &lt;x&gt;" in index and "laptop <x>" not in index  # escaped
+    assert "Not compared" in index and "lr 0.05, not" in index
+    datasets = list((merged / "datasets").glob("*.html"))
+    configs = list((merged / "configs").glob("*.html"))
+    assert len(datasets) == 1 and len(configs) == 2
+    page = next(p for p in configs if "ternary" in p.name).read_text()
+    assert page.count("<h3>seed ") == 10  # five seeds: curves and provenance
+    assert "<polyline" in page and "contributed by" in page and "bob on cluster node 7" in page
+    json.loads(next(p for p in (merged / "configs").glob("*ternary*.json")).read_text())
+    for path in [merged / "index.html", *datasets, *configs]:
+        text = path.read_text()
+        assert "<script>" not in text and " on" + "click" not in text and "style=" not in text
+        assert "script-src 'self'" in text and "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_qbench_site_of_one_run_validates_and_an_edited_page_is_caught(published_runs, tmp_path, capsys):
+    out = tmp_path / "site"
+    assert main(["site", str(published_runs["a"]), "--out", str(out)]) == 0
+    assert main(["validate", str(out)]) == 0
+    page = next((out / "configs").glob("*ternary*.html"))
+    page.write_text(page.read_text().replace("<h2>Seeds</h2>", "<h2>Seeds (all good)</h2>"))
+    capsys.readouterr()
+    assert main(["validate", str(out)]) == 1
+    assert f"site: configs/{page.name} line" in capsys.readouterr().out
+
+
+def test_site_usage_error(tmp_path, capsys):
+    assert main(["site", str(tmp_path), "--out", str(tmp_path / "x")]) == 4
+    assert "no leaderboard.json" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- browser
+
+
+@pytest.mark.browser
+def test_the_merged_site_in_headless_chromium(merged, tmp_path):
+    """Navigate index -> dataset -> configuration by clicking links; sort; images and script load under the CSP."""
+    import base64
+
+    from .test_browser_leaderboard import CHROMIUM, DevTools
+
+    if CHROMIUM is None:
+        pytest.skip("headless Chromium not installed (apt-get install -y chromium)")
+    browser = DevTools(CHROMIUM, tmp_path / "profile")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.send(f"{domain}.enable", session=session)
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, session)  # fmt: skip
+        seen: list[dict] = []
+
+        def evaluate(expression: str):
+            result = browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
+            assert "exceptionDetails" not in result, result
+            return result["result"].get("value")
+
+        def load(action) -> str:
+            seen.extend(browser.events)
+            browser.events.clear()
+            action()
+            browser.wait_for("Page.loadEventFired")
+            return evaluate("location.pathname")
+
+        def click(selector: str) -> None:
+            box = evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
+                           " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];"
+                           " })()")  # fmt: skip
+            for kind in ("mousePressed", "mouseReleased"):
+                browser.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
+                                                          "clickCount": 1}, session)  # fmt: skip
+
+        load(lambda: browser.send("Page.navigate", {"url": (merged / "index.html").as_uri()}, session))
+        assert evaluate("document.querySelector('h1').textContent") == "two contributors"
+        assert evaluate("document.body.innerText").count("carol") == 5  # her profile and her four records listed apart
+        path = load(lambda: click('a[href^="datasets/"]'))
+        assert path.endswith(".html") and "/datasets/" in path
+        # site.js ran (it makes headers focusable): the external script is allowed, nothing inline is needed
+        assert evaluate("document.querySelector('table.sortable th').tabIndex") == 0
+        table = "document.querySelector('table.sortable')"
+        column = evaluate(f"Array.from({table}.tHead.rows[0].cells).findIndex(c => c.textContent === 'test_bpc_mean')")
+        assert column >= 0
+        values = f"Array.from({table}.tBodies[0].rows).map(r => Number(r.cells[{column}].dataset.v))"
+        before = evaluate(values)
+        click(f"table.sortable th:nth-child({column + 1})")
+        assert evaluate(values) == sorted(before)
+        click(f"table.sortable th:nth-child({column + 1})")
+        assert evaluate(values) == sorted(before, reverse=True)
+        images = evaluate("document.images.length")
+        assert images >= 2 and evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        path = load(lambda: click('a[href*="configs/"][href*="ternary"]'))
+        assert "/configs/" in path
+        assert evaluate("document.querySelectorAll('svg.curve polyline').length") >= 5
+        assert evaluate("document.body.innerText").count("bob on cluster node 7") == 2
+
+        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("L")
+        low, high = image.getextrema()
+        assert high - low > 100 and len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 10  # not blank
+        try:
+            browser.wait_for("never", timeout=0.3)  # collect late console messages
+        except TimeoutError:
+            pass
+        seen.extend(browser.events)
+        errors = [e for e in seen if e.get("method") in ("Runtime.exceptionThrown",)
+                  or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
+                  or (e.get("method") == "Log.entryAdded"
+                      and e["params"]["entry"]["level"] in ("error", "warning"))]  # fmt: skip
+        assert errors == []
+    finally:
+        browser.close()
