@@ -24,7 +24,7 @@ from qbench.errors import UsageError
 
 LOCK_FILENAME = "qbench.lock"
 #: How long a second driver waits for the first one by default (seconds).
-DEFAULT_WAIT = 60.0
+DEFAULT_WAIT = 600.0
 
 
 def holder_text(info: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ class RunOptions:
     resume: bool = True
     exitfirst: bool = False
     progress: bool = True
-    lock_wait: float = 60.0  # how long to wait for another driver on the same output folder (seconds)
+    lock_wait: float = 600.0  # how long to wait for another driver on the same output folder (seconds)
     case_timeout: float | None = None  # per-case time limit in seconds (None: the matrix's [limits], or none)
 
 

@@ -25,8 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case-timeout", type=_seconds, metavar="SECONDS", default=None,
                         help="stop a case after this long and store it as an error (timeout); "
                         "default: the matrix's [limits] case_timeout, else no limit")  # fmt: skip
-    parser.add_argument("--lock-wait", type=_seconds, metavar="SECONDS", default=60.0,
-                        help="how long to wait for another qbench run on the same --out (default 60)")
+    parser.add_argument("--lock-wait", type=_seconds, metavar="SECONDS", default=600.0,
+                        help="how long to wait for another qbench run on the same --out (default 600)")
 
 
 def _seconds(text: str) -> float:
