@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from qbench import __version__
 from qbench.errors import ExitCode, UsageError
+from qbench.interrupts import Terminated, sigterm_as_interrupt
 
 COMMAND_MODULES = (
     "qbench.commands.run",
@@ -67,12 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "_execute", None):
             parser.print_help()
             return int(ExitCode.USAGE_ERROR)
-        return int(args._execute(args))
+        with sigterm_as_interrupt():  # batch schedulers stop jobs with SIGTERM: treat it like Ctrl-C
+            return int(args._execute(args))
     except UsageError as exc:
         print(f"qbench: error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE_ERROR)
-    except KeyboardInterrupt:
-        print("qbench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("qbench: terminated (SIGTERM)" if isinstance(exc, Terminated) else "qbench: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except CommandImportError as exc:
         traceback.print_exc()
