@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from qbench.components import Cell, Component, Dataset, HardwareBackend, QuantContext, Quantizer
+from qbench.components import Cell, Component, Dataset, HardwareBackend, QuantContext, Quantizer, TensorSpec
 from qbench.errors import (
     DatasetError,
     ExitCode,
@@ -37,6 +37,7 @@ __all__ = [
     "PluginError",
     "QuantContext",
     "Quantizer",
+    "TensorSpec",
     "UnknownComponentError",
     "Unsupported",
     "UsageError",
