@@ -143,14 +143,14 @@ class LSQQuantizer(qbench.Quantizer):
         if ctx.state is None:
             return None
         qn, qp = self.code_range
-        step = max(float(ctx.state["step"]), EPS)
+        step = max(float(ctx.state["step"].detach()), EPS)
         return tuple(code * step for code in range(-qn, qp + 1))
 
     def encoding(self, ctx: qbench.QuantContext) -> dict[str, Any]:
         qn, qp = self.code_range
         facts: dict[str, Any] = {"code_min": -qn, "code_max": qp}
         if ctx.state is not None:
-            facts["step"] = max(float(ctx.state["step"]), EPS)
+            facts["step"] = max(float(ctx.state["step"].detach()), EPS)
         return facts
 
 
@@ -204,10 +204,10 @@ class TTQQuantizer(qbench.Quantizer):
     def value_set(self, ctx: qbench.QuantContext) -> tuple[float, ...] | None:
         if ctx.state is None:
             return None
-        return (-float(ctx.state["negative"]), 0.0, float(ctx.state["positive"]))
+        return (-float(ctx.state["negative"].detach()), 0.0, float(ctx.state["positive"].detach()))
 
     def encoding(self, ctx: qbench.QuantContext) -> dict[str, Any]:
         facts: dict[str, Any] = {"threshold": self.threshold}
         if ctx.state is not None:
-            facts.update(positive=float(ctx.state["positive"]), negative=float(ctx.state["negative"]))
+            facts.update(positive=float(ctx.state["positive"].detach()), negative=float(ctx.state["negative"].detach()))
         return facts
