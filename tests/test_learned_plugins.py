@@ -16,7 +16,7 @@ import qbench
 ROOT = Path(__file__).resolve().parents[1]
 installed = pytest.mark.skipif(
     importlib.util.find_spec("qbench_learned") is None,
-    reason="the example plugin is not installed: pip install ./examples/qbench-learned (the README's test command does)",
+    reason="the example plugin is not installed: pip install ./examples/qbench-learned (as the README says)",
 )
 
 
