@@ -327,7 +327,10 @@ class QuantizerContract:
         if self.device == "cuda" and not torch.cuda.is_available():
             pytest.skip("CUDA is not available")
 
-        @hypothesis.settings(max_examples=15, deadline=None, database=None, derandomize=True)
+        # no shrinking: the first failing example is reported at once (shrinking a torch check is slow)
+        phases = (hypothesis.Phase.explicit, hypothesis.Phase.generate)
+
+        @hypothesis.settings(max_examples=15, deadline=None, database=None, derandomize=True, phases=phases)
         @hypothesis.given(
             shape=st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple),
             role=st.sampled_from(ROLES),
