@@ -119,3 +119,28 @@ def test_energy_prices_a_diagonal_as_h_weights():
     assert result["energy_pj_per_token"] > 0
     with pytest.raises(qbench.Unsupported, match="cell 'indrnn' .*w_recurrent diagonal"):
         qbench.create("hardware", "shift-add").measure(model, None)
+
+
+def test_ttq_is_priced_as_two_scale_ternary_and_shift_add_says_why_not():
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from qbench.export import ExportedModel
+
+    stack = qbench.create("cell", "rnn", hidden=6).build(4, qbench.create("quantizer", "ttq"), 0)
+    with __import__("torch").no_grad():  # make the scales differ, as training does
+        stack.layers[0].quant_state["w_input"]["positive"].mul_(1.5)
+    layers = stack.export_layers()
+    model = ExportedModel("rnn", "classification", "features", 4, layers, np.ones((3, 6)), np.zeros(3))
+    result = qbench.create("hardware", "energy").measure(model, None)
+    assert result["datapath"] == "int16"  # not priced as a float model
+    float_model = ExportedModel(
+        "rnn", "classification", "features", 4,
+        qbench.create("cell", "rnn", hidden=6).build(4, qbench.create("quantizer", "float"), 0).export_layers(),
+        np.ones((3, 6)), np.zeros(3),
+    )
+    assert result["energy_pj_per_token"] < qbench.create("hardware", "energy").measure(float_model, None)[
+        "energy_pj_per_token"
+    ]
+    with pytest.raises(qbench.Unsupported, match="layer 0 w_input: asymmetric ternary values .* TTQ"):
+        qbench.create("hardware", "shift-add").measure(model, None)

@@ -107,6 +107,8 @@ class MatrixInfo:
     nonzero: np.ndarray
     bits: float
     exponent_span: int
+    #: scale multiplies per output row: 2 for ternary with separate positive and negative scales (TTQ)
+    scales_per_row: int = 1
 
     @property
     def floating(self) -> bool:
@@ -124,9 +126,21 @@ def matrix_info(tensor: ExportedTensor, block_rows: int, scale_bits: int) -> Mat
         code_bits = enc.code_bits
     except qbench.Unsupported:
         blocks = values.shape[0] // block_rows
+        if asymmetric_ternary(values) is not None:
+            # {-W_n, 0, W_p}: add / subtract / skip into two accumulators, one scale multiply each per row
+            bits = float(tensor.bits) if tensor.bits else 2.0
+            return MatrixInfo(tensor, ["ternary"] * blocks, [True] * blocks, block_rows, values != 0, bits, 0, 2)
         kinds, scaled, span, code_bits = ["float"] * blocks, [False] * blocks, 0, 32
     bits = float(tensor.bits) if tensor.bits else inferred_bits(values, kinds, code_bits)
     return MatrixInfo(tensor, kinds, scaled, block_rows, values != 0, bits, span)
+
+
+def asymmetric_ternary(values: np.ndarray) -> tuple[float, float] | None:
+    """(W_n, W_p) when the non-zero values are exactly -W_n < 0 < W_p with W_n != W_p (TTQ), else None."""
+    nonzero = np.unique(values[values != 0])
+    if len(nonzero) != 2 or not (nonzero[0] < 0 < nonzero[1]) or -nonzero[0] == nonzero[1]:
+        return None
+    return float(-nonzero[0]), float(nonzero[1])
 
 
 def inferred_bits(values: np.ndarray, kinds: list[str], code_bits: int) -> float:
@@ -252,6 +266,10 @@ def analyse(
             step_products += rows * cols
             counts = matrix_counts(info.kinds, info.scaled, info.block_rows, info.nonzero, column_ids)
             evaluations = 1 if column_ids is None else len(column_ids)
+            if info.scales_per_row > 1:
+                extra = rows * evaluations * (info.scales_per_row - 1)
+                counts["scale_mults"] += extra
+                counts["mults"] += extra
             acc = accumulator_bits(info, b_a, n + h)
             fl = info.floating
             scale_mults = counts["scale_mults"]

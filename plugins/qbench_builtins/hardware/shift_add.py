@@ -162,7 +162,7 @@ class ShiftAddSimulator(qbench.HardwareBackend):
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
         from qbench_builtins.hardware.simulate import simulate
 
-        unsupported_reason(model)
+        unsupported_reason(model, self.config["float_weight_bits"])
         return simulate(model, sample, self.sim_config(), self.config["max_tokens"], self.config["reference"])
 
 
@@ -170,8 +170,9 @@ class ShiftAddSimulator(qbench.HardwareBackend):
 SIMULATED_CELLS = ("rnn", "gru", "lstm")
 
 
-def unsupported_reason(model: ExportedModel) -> None:
+def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0) -> None:
     """Raise :class:`qbench.Unsupported` saying precisely what the simulator cannot run."""
+    import numpy as np
     for index, layer in enumerate(model.layers):
         if layer.cell not in SIMULATED_CELLS:
             declared = ", ".join(f"{name} {t.layout}" for name, t in layer.tensors.items()) or "not declared"
@@ -187,3 +188,14 @@ def unsupported_reason(model: ExportedModel) -> None:
                 f"({layer.hidden_quantizer['scheme']}, {layer.hidden_quantizer['bits']:g} bits), and the "
                 "simulator requantizes it to activation_format instead; it cannot reproduce that model"
             )
+        if float_weight_bits:
+            continue
+        tensors = layer.tensors or {"w_input": layer.w_input, "w_recurrent": layer.w_recurrent}
+        for name, tensor in tensors.items():
+            nonzero = np.unique(tensor.values[tensor.values != 0])
+            if len(nonzero) == 2 and nonzero[0] < 0 < nonzero[1] and -nonzero[0] != nonzero[1]:
+                raise qbench.Unsupported(
+                    f"layer {index} {name}: asymmetric ternary values {{{nonzero[0]:.6g}, 0, {nonzero[1]:.6g}}} "
+                    "(separate negative and positive scales, as TTQ learns) have no encoding in the simulator, "
+                    "whose ternary blocks share one scale; set float_weight_bits to simulate them in fixed point"
+                )
