@@ -144,3 +144,37 @@ def test_ttq_is_priced_as_two_scale_ternary_and_shift_add_says_why_not():
     ]
     with pytest.raises(qbench.Unsupported, match="layer 0 w_input: asymmetric ternary values .* TTQ"):
         qbench.create("hardware", "shift-add").measure(model, None)
+
+
+@pytest.mark.slow
+def test_lsq_and_ttq_on_a_leaderboard_beside_the_paper_methods(tmp_path, fresh_host, capsys):
+    """Done-when: the learned built-ins run through ``qbench run`` with a paper method, and the
+    leaderboard shows them with their energy figures and shift-add status."""
+    import json as _json
+
+    from qbench.cli import main
+    from tests.matrices import write_matrix_file
+
+    matrix = write_matrix_file(
+        tmp_path, "learned-board", quantizers=("ternary", "lsq", "ttq"), hardware=("energy", "shift-add"),
+        epochs=1, batch=16, bptt=20, max_steps=5, eval_tokens=800, hardware_tokens=100,
+    )
+    out = tmp_path / "out"
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    board = (out / "leaderboard.md").read_text()
+    for name in ("ternary", "lsq", "ttq"):
+        assert f"| {name}" in board or f" {name} " in board, name
+    rows = _json.loads((out / "leaderboard.json").read_text())
+    text = _json.dumps(rows)
+    assert "lsq" in text and "ttq" in text and "energy_pj_per_token" in text
+    import sqlite3
+
+    db = sqlite3.connect(out / "qbench.sqlite")
+    try:
+        records = [_json.loads(r) for (r,) in db.execute("SELECT record FROM records")]
+    finally:
+        db.close()
+    status = {r["quantizer"]: r["hardware_status"]["shift-add"] for r in records}
+    assert status["lsq"] == "ok" and status["ternary"] == "ok"
+    assert "asymmetric ternary" in status["ttq"] or status["ttq"] == "ok", status["ttq"]  # a precise reason
