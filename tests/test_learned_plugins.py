@@ -176,5 +176,6 @@ def test_lsq_and_ttq_on_a_leaderboard_beside_the_paper_methods(tmp_path, fresh_h
     finally:
         db.close()
     status = {r["quantizer"]: r["hardware_status"]["shift-add"] for r in records}
-    assert status["lsq"] == "ok" and status["ternary"] == "ok"
+    assert status["ternary"] == "ok"
+    assert status["lsq"] == "ok" or "the learned step" in status["lsq"], status["lsq"]  # a precise reason
     assert "asymmetric ternary" in status["ttq"] or status["ttq"] == "ok", status["ttq"]  # a precise reason

@@ -162,7 +162,7 @@ class ShiftAddSimulator(qbench.HardwareBackend):
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
         from qbench_builtins.hardware.simulate import simulate
 
-        unsupported_reason(model, self.config["float_weight_bits"])
+        unsupported_reason(model, self.config["float_weight_bits"], self.config["scale_bits"])
         return simulate(model, sample, self.sim_config(), self.config["max_tokens"], self.config["reference"])
 
 
@@ -170,7 +170,19 @@ class ShiftAddSimulator(qbench.HardwareBackend):
 SIMULATED_CELLS = ("rnn", "gru", "lstm")
 
 
-def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0) -> None:
+def significant_bits(value: float) -> int:
+    """Bits of the binary mantissa of ``value`` (0.75 -> 2, 0.1 in float32 -> 24)."""
+    import math
+
+    mantissa, _ = math.frexp(abs(value))
+    bits = 0
+    while mantissa != int(mantissa):
+        mantissa *= 2
+        bits += 1
+    return max(bits, 1)
+
+
+def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0, scale_bits: int = 16) -> None:
     """Raise :class:`qbench.Unsupported` saying precisely what the simulator cannot run."""
     import numpy as np
     for index, layer in enumerate(model.layers):
@@ -192,6 +204,13 @@ def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0) -> None
             continue
         tensors = layer.tensors or {"w_input": layer.w_input, "w_recurrent": layer.w_recurrent}
         for name, tensor in tensors.items():
+            step = tensor.encoding.get("step")
+            if isinstance(step, float) and significant_bits(step) > scale_bits:
+                raise qbench.Unsupported(
+                    f"layer {index} {name}: the learned step {step:.6g} has {significant_bits(step)} significant "
+                    f"bits, more than scale_bits={scale_bits}; set scale_bits >= {significant_bits(step)} "
+                    "to simulate it exactly"
+                )
             nonzero = np.unique(tensor.values[tensor.values != 0])
             if len(nonzero) == 2 and nonzero[0] < 0 < nonzero[1] and -nonzero[0] != nonzero[1]:
                 raise qbench.Unsupported(
