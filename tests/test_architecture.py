@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: registries and the component contracts), so a new package must be placed here explicitly.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("qbench.cli", "qbench.__main__", "qbench.commands")),
-    ("run driver", ("qbench.session",)),
+    ("run driver", ("qbench.session", "qbench.runlock", "qbench.outdir", "qbench.interrupts", "qbench.publish")),
     (
         "planning / executors / store / leaderboard",
         (
@@ -69,6 +69,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.export",
             "qbench.markers",
             "qbench.version",
+            "qbench.atomicio",
+            "qbench.schemas",
         ),
     ),
 ]

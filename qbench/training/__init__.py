@@ -10,5 +10,6 @@
 from __future__ import annotations
 
 from qbench.training.loop import TrainResult, train_and_evaluate
+from qbench.training.stack import build_stack
 
-__all__ = ["TrainResult", "train_and_evaluate"]
+__all__ = ["TrainResult", "build_stack", "train_and_evaluate"]

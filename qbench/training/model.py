@@ -22,6 +22,7 @@ from torch import nn
 from qbench.components import Cell, Quantizer
 from qbench.data import LANGUAGE_MODEL
 from qbench.export import ExportedModel
+from qbench.training.stack import build_stack
 
 
 class SequenceModel(nn.Module):
@@ -44,7 +45,7 @@ class SequenceModel(nn.Module):
             self.input_kind = "features"
             stack_input = input_size
         # the stack contract (forward, export_layers, clip_shadow_weights_, ...) is duck-typed
-        stack: Any = cell.build(stack_input, quantizer, seed)
+        stack: Any = build_stack(cell, stack_input, quantizer, seed)
         self.stack = stack
         self.output = nn.Linear(int(cell.config["hidden"]), n_outputs)
 

@@ -169,4 +169,59 @@ class ShiftAddSimulator(qbench.HardwareBackend):
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
         from qbench_builtins.hardware.simulate import simulate
 
+        unsupported_reason(model, self.config["float_weight_bits"], self.config["scale_bits"])
         return simulate(model, sample, self.sim_config(), self.config["max_tokens"], self.config["reference"])
+
+
+#: the cells the integer simulator has programs for
+SIMULATED_CELLS = ("rnn", "gru", "lstm")
+
+
+def significant_bits(value: float) -> int:
+    """Bits of the binary mantissa of ``value`` (0.75 -> 2, 0.1 in float32 -> 24)."""
+    import math
+
+    mantissa, _ = math.frexp(abs(value))
+    bits = 0
+    while mantissa != int(mantissa):
+        mantissa *= 2
+        bits += 1
+    return max(bits, 1)
+
+
+def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0, scale_bits: int = 16) -> None:
+    """Raise :class:`qbench.Unsupported` saying precisely what the simulator cannot run."""
+    import numpy as np
+    for index, layer in enumerate(model.layers):
+        if layer.cell not in SIMULATED_CELLS:
+            declared = ", ".join(f"{name} {t.layout}" for name, t in layer.tensors.items()) or "not declared"
+            ops = ", ".join(f"{k} {v}/unit" for k, v in sorted(layer.elementwise.items())) or "none declared"
+            raise qbench.Unsupported(
+                f"layer {index}: the integer simulator has programs for {', '.join(SIMULATED_CELLS)} only; "
+                f"cell {layer.cell!r} (tensors: {declared}; element-wise: {ops}) would need its step compiled "
+                "to integer operations (the energy backend prices it from its declaration)"
+            )
+        if layer.hidden_quantizer is not None:
+            raise qbench.Unsupported(
+                f"layer {index}: the hidden state is quantized by the model's quantizer "
+                f"({layer.hidden_quantizer['scheme']}, {layer.hidden_quantizer['bits']:g} bits), and the "
+                "simulator requantizes it to activation_format instead; it cannot reproduce that model"
+            )
+        if float_weight_bits:
+            continue
+        tensors = layer.tensors or {"w_input": layer.w_input, "w_recurrent": layer.w_recurrent}
+        for name, tensor in tensors.items():
+            step = tensor.encoding.get("step")
+            if isinstance(step, float) and significant_bits(step) > scale_bits:
+                raise qbench.Unsupported(
+                    f"layer {index} {name}: the learned step {step:.6g} has {significant_bits(step)} significant "
+                    f"bits, more than scale_bits={scale_bits}; set scale_bits >= {significant_bits(step)} "
+                    "to simulate it exactly"
+                )
+            nonzero = np.unique(tensor.values[tensor.values != 0])
+            if len(nonzero) == 2 and nonzero[0] < 0 < nonzero[1] and -nonzero[0] != nonzero[1]:
+                raise qbench.Unsupported(
+                    f"layer {index} {name}: asymmetric ternary values {{{nonzero[0]:.6g}, 0, {nonzero[1]:.6g}}} "
+                    "(separate negative and positive scales, as TTQ learns) have no encoding in the simulator, "
+                    "whose ternary blocks share one scale; set float_weight_bits to simulate them in fixed point"
+                )
