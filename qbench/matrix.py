@@ -279,8 +279,9 @@ def _parse_seeds(where: str, seeds: Any) -> tuple[list[int], SeedRule | None]:
     if _is_int(seeds):
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and 0 <= s <= MAX_SEED for s in seeds):
-        raise MatrixError(f"{where}: 'seeds' must be a non-empty list of integers from 0 to 2^63-1, or a seed rule "
-                          f"table {{min, max, precision}}, got {seeds!r}")  # fmt: skip
+        raise MatrixError(f"{where}: 'seeds' must be a non-empty list of integers from 0 to at most 2**63 - 1 "
+                          "(the largest seed torch takes), or a seed rule table {min, max, precision}, "
+                          f"got {seeds!r}")  # fmt: skip
     if len(set(seeds)) != len(seeds):
         raise MatrixError(f"{where}: 'seeds' lists a seed twice: {seeds!r}")
     return list(seeds), None

@@ -170,13 +170,14 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         executor = None
         protocol = matrix.fair
         try:
-            store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
             damaged = report_damaged(store, echo)
             statuses = store.statuses()
             first = _rounds(matrix, store, options, set(), damaged)
             options.workers = options.workers or auto_workers(max(len(first.cases), 1))
             executor = get_executor(options.executor, options.workers, options.device, options.scheduler,
                                     case_timeout=case_timeout)  # fmt: skip
+            # written once the run can start: a usage error above leaves the store as it was
+            store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
             _write_json(out / "run.json", {
                 "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
                 "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],

@@ -189,7 +189,7 @@ CASES: list[Case] = [
     ("dataset-path-a-file", lambda w: run(w, w.toml(datasets=[("text8", {"path": str(w.afile)})])), "text8", None),
     # ---- store files
     ("store-missing", lambda w: ["leaderboard", "--store", str(w.root / "nowhere.sqlite")], "no qbench store", None),
-    ("store-garbage-leaderboard", lambda w: ["leaderboard", "--store", str(w.res)], "not a readable qbench store",
+    ("store-garbage-leaderboard", lambda w: ["leaderboard", "--store", str(w.res)], "not a qbench store",
      _garbage_store),
     ("store-garbage-run", lambda w: run(w, w.good), "not a readable qbench store", _garbage_store),
     ("store-unknown-matrix", lambda w: ["leaderboard", "--store", str(w.res), "--matrix", "zzz"], "no records", None),

@@ -435,7 +435,7 @@ def test_docstrings_state_the_true_storage_cost_and_cite_real_identifiers():
             assert re.fullmatch(r"\d{4}\.\d{4,5}", arxiv) if arxiv else re.fullmatch(r"10\.\d{4,}/\S+", doi), (
                 f"{cls.name}: malformed reference {arxiv or doi!r}"
             )
-        if cls.name != "fixed":  # the fixed-point baseline is not one of the paper's quantizers
+        if cls.name not in ("fixed", "lsq", "ttq"):  # fixed point and the learned ones are not the paper's
             assert "arXiv 1608.06902" in doc, f"{cls.name}: does not cite the paper"
     assert stated >= 4, "most built-in docstrings state their storage cost"
 

@@ -87,6 +87,7 @@ def validate_directory(directory: Path, store_path: Path | None = None) -> Repor
     _check_csv(document, directory, report)
     store_path = store_path or directory / "qbench.sqlite"
     if store_path.is_file():
+        _refuse_damaged(store_path)
         _check_store(document, store_path, report)
         _check_recomputed(document, directory, store_path, report)
     else:
@@ -374,6 +375,16 @@ def _check_csv(document: dict[str, Any], directory: Path, report: Report) -> Non
             value = float(text) if text else None
             if not _close(value, stats.get("mean")):
                 report.problems.append(f"leaderboard.csv row {i + 2}: {column}_mean {text!r} != {stats.get('mean')}")
+
+
+def _refuse_damaged(store_path: Path) -> None:
+    """A store with unreadable records cannot certify anything: a usage error naming them (exit 4)."""
+    from qbench.store import DamagedRecords, Store
+
+    with Store.read_only(store_path) as store:
+        damage = store.damaged()
+    if damage:
+        raise DamagedRecords(store_path, damage)
 
 
 def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> None:

@@ -6,7 +6,8 @@ Provide two pytest fixtures in the subclass (or its module / conftest):
 * ``quantizer``: a configured :class:`qbench.Quantizer` (stochastic ones are welcome).
 
 The cell must declare a ``hidden`` parameter (and ``layers`` if it stacks layers, default 1).
-The suite builds ``qbench.training.build_stack(cell, input_size, quantizer, seed)`` (converted to float64) and checks the stack contract of
+The suite builds ``qbench.training.build_stack(cell, input_size, quantizer, seed)`` (converted to float64)
+and checks the stack contract of
 :mod:`qbench.training`: output and state shapes, state carry across calls, the export (every
 declared tensor exported with its declared shape and layout, deterministic quantized values,
 folded batch norm, and that the exported tensors run through the cell's ``step`` reproduce
