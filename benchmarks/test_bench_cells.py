@@ -13,6 +13,12 @@ wall-time ratio is reported too. With several threads, and on a GPU, the clock i
 
 * ``test_quantized_step_vs_float``: qbench's stack with each paper quantizer / torch's own fused
   module (``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``) in float. Must be <= :data:`STEP_LIMIT`.
+* ``test_learned_quantizer_step_vs_float``: the learned quantizers ``lsq`` and ``ttq`` (weight-only:
+  their own autograd functions, still the fused kernel) / torch's fused float module. Must be
+  <= :data:`STEP_LIMIT`.
+* ``test_per_step_path_vs_float``: what leaving the fused kernel costs, measured and reported (no
+  bound): ``lsq(hidden=true)`` quantizes the hidden state at every time step (the per-step loop),
+  and ``indrnn`` has no fused kernel; both / torch's fused float module of the same hidden size.
 * ``test_brevitas_quantlstm_vs_qbench``: Brevitas ``QuantLSTM`` with weight-only quantization
   (activation, gate and cell-state quantizers set to None) / qbench's lstm with the quantizer.
   Must be >= :data:`BREVITAS_MIN_SPEEDUP`.
@@ -238,6 +244,48 @@ def test_quantized_step_vs_float(benchmark, table, cell, case):
         f"float {result['reference_ms']:.1f} ms, qbench {result['candidate_ms']:.1f} ms)"
     )
     assert result["ratio"] <= STEP_LIMIT
+
+
+@pytest.mark.parametrize("case", [("lsq", {}), ("ttq", {})], ids=_label)
+@pytest.mark.parametrize("cell", sorted(TORCH_MODULES))
+def test_learned_quantizer_step_vs_float(benchmark, table, cell, case):
+    """Weight-only learned quantizers keep the fused kernel: within STEP_LIMIT of torch's float step."""
+    quantizer = _quantizer_or_skip(case)
+    candidate = qbench_step(cell, quantizer)
+    result = paired_ratio(float_step(cell), candidate)
+    benchmark.extra_info.update({"device": DEVICE, "reference": f"torch.nn.{TORCH_MODULES[cell]} float", **result})
+    benchmark.pedantic(candidate, setup=_sync, rounds=3, iterations=1)
+    table.append(
+        f"{cell:5} {_label(case):24} qbench/float-torch = {result['ratio']:.3f} (wall {result['wall_ratio']:.3f}; "
+        f"float {result['reference_ms']:.1f} ms, qbench {result['candidate_ms']:.1f} ms)"
+    )
+    assert result["ratio"] <= STEP_LIMIT
+
+
+PER_STEP_CASES = (
+    ("rnn", ("lsq", {"hidden": True}), "rnn"),
+    ("lstm", ("lsq", {"hidden": True}), "lstm"),
+    ("indrnn", ("ternary", {}), "rnn"),
+)
+
+
+@pytest.mark.parametrize(
+    ("cell", "case", "reference"), PER_STEP_CASES, ids=lambda v: v if isinstance(v, str) else _label(v)
+)
+def test_per_step_path_vs_float(benchmark, table, cell, case, reference):
+    """Measured and reported, not bounded: a Python loop over time steps (hidden-state quantizer, or a
+    cell without a fused kernel) against torch's fused float module."""
+    quantizer = _quantizer_or_skip(case)
+    candidate = qbench_step(cell, quantizer)
+    result = paired_ratio(float_step(reference), candidate, rounds=max(5, ROUNDS // 3))
+    benchmark.extra_info.update({"device": DEVICE, "reference": f"torch.nn.{TORCH_MODULES[reference]} float", **result})
+    benchmark.pedantic(candidate, setup=_sync, rounds=1, iterations=1)
+    label = f"{_label(case)}{'(hidden)' if case[1].get('hidden') else ''}"
+    table.append(
+        f"{cell:6} {label:23} per-step / float-torch {reference} = {result['ratio']:.3f} (wall "
+        f"{result['wall_ratio']:.3f}; float {result['reference_ms']:.1f} ms, qbench {result['candidate_ms']:.1f} ms)"
+    )
+    assert result["ratio"] > 0
 
 
 @pytest.mark.parametrize("threads", sorted({1, DEFAULT_THREADS}), ids=lambda t: f"threads={t}")

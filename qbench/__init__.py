@@ -6,7 +6,7 @@ component base classes and :func:`create`.
 
 from __future__ import annotations
 
-from qbench.components import Cell, Component, Dataset, HardwareBackend, QuantContext, Quantizer
+from qbench.components import Cell, Component, Dataset, HardwareBackend, QuantContext, Quantizer, TensorSpec
 from qbench.errors import (
     DatasetError,
     ExitCode,
@@ -36,6 +36,7 @@ __all__ = [
     "PluginError",
     "QuantContext",
     "Quantizer",
+    "TensorSpec",
     "UnknownComponentError",
     "Unsupported",
     "UsageError",

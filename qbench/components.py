@@ -17,7 +17,8 @@ Subclasses validate cross-parameter rules in :meth:`Component.validate` by raisi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from qbench.errors import ParamError
@@ -29,7 +30,13 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps torch out of `import 
     from qbench.data import ClassificationData, EvalSample, LanguageModelData
     from qbench.export import ExportedModel
 
+#: roles of the weight tensors every quantizer handles
 ROLES = ("input", "recurrent", "bias")
+#: the hidden state, quantized at every time step by quantizers that ask for it (:meth:`Quantizer.applies_to`)
+HIDDEN_ROLE = "hidden"
+ALL_ROLES = (*ROLES, HIDDEN_ROLE)
+#: how a declared cell tensor is stored and multiplied (:class:`TensorSpec`)
+LAYOUTS = ("matrix", "diagonal", "vector")
 #: attributes of a component that a parameter must not shadow
 RESERVED_PARAM_NAMES = frozenset({"name", "description", "params", "config", "kind", "label"})
 
@@ -38,12 +45,15 @@ RESERVED_PARAM_NAMES = frozenset({"name", "description", "params", "config", "ki
 class QuantContext:
     """What a quantizer knows about the tensor it quantizes (contract).
 
-    :param role: ``"input"``, ``"recurrent"`` or ``"bias"``.
+    :param role: ``"input"``, ``"recurrent"``, ``"bias"`` or ``"hidden"`` (the hidden state at
+        each time step, only for quantizers whose :meth:`Quantizer.applies_to` accepts it).
     :param fan_in: Glorot fan-in of the matrix (for a bias: that of its layer's input matrix).
     :param fan_out: Glorot fan-out of the matrix (for a bias: that of its input matrix).
     :param training: True while training; a stochastic quantizer is deterministic when False.
     :param generator: a seeded ``torch.Generator`` on the tensor's device, for stochastic draws.
     :param layer: index of the recurrent layer (0 for the first), for plugins that care.
+    :param state: the tensor's learned quantizer state (the trainable tensors that
+        :meth:`Quantizer.init_state` created, by name); None for a quantizer without state.
     """
 
     role: str
@@ -52,10 +62,12 @@ class QuantContext:
     training: bool
     generator: torch.Generator | None = None
     layer: int = 0
+    # not compared: a context is the same context whatever values its state holds right now
+    state: Mapping[str, torch.Tensor] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"QuantContext.role must be one of {ROLES}, got {self.role!r}")
+        if self.role not in ALL_ROLES:
+            raise ValueError(f"QuantContext.role must be one of {ALL_ROLES}, got {self.role!r}")
 
     @property
     def glorot_bound(self) -> float:
@@ -103,6 +115,15 @@ class Quantizer(Component):
     quantizers once per training step, calls the deterministic form at evaluation
     (``ctx.training`` False) and clips shadow weights to :meth:`shadow_bound` after each update.
 
+    Learned quantizers (contract 2): :meth:`init_state` declares per-tensor trainable state
+    (for example LSQ's step size), created from the tensor and its context when the model is
+    built; the host makes each entry an ``nn.Parameter`` trained by the same optimizer, saved
+    with the model, exported and restored with it, and hands it back as ``ctx.state``. A
+    quantizer with ``owns_gradient = True`` is called with autograd on and the shadow tensor
+    attached: its forward must be differentiable (a custom ``torch.autograd.Function`` for
+    LSQ's scaled gradient, TTQ's scale gradients, ...) and the host adds no straight-through
+    estimator. A quantizer with state must own its gradient (its state gets none otherwise).
+
     Class attributes:
 
     * ``scheme``: the hardware family of the values, one of ``"float"``, ``"binary"``,
@@ -114,10 +135,33 @@ class Quantizer(Component):
     kind: ClassVar[str] = "quantizer"
     scheme: ClassVar[str] = "custom"
     stochastic: bool = False
+    #: True: :meth:`quantize` is differentiable and defines the gradient (no host STE)
+    owns_gradient: ClassVar[bool] = False
 
     def quantize(self, w: torch.Tensor, ctx: QuantContext) -> torch.Tensor:
-        """Return the forward values of ``w``: same shape, dtype and device; no autograd tricks."""
+        """Return the forward values of ``w``: same shape, dtype and device.
+
+        Without ``owns_gradient`` no autograd tricks (the host's straight-through estimator
+        carries the gradient); with it, a differentiable function of ``w`` and ``ctx.state``.
+        """
         raise NotImplementedError
+
+    def init_state(self, w: torch.Tensor, ctx: QuantContext) -> dict[str, torch.Tensor]:
+        """Initial learned state for the tensor ``w`` (name -> tensor); empty: no learned state.
+
+        Called once per quantized tensor when the model is built, with the initial shadow values
+        (for the ``hidden`` role: a representative tensor, ``linspace(-1, 1, hidden)``). Must be
+        a deterministic function of ``w`` and ``ctx`` (no random draws): every worker rebuilds it.
+        """
+        return {}
+
+    def applies_to(self, role: str) -> bool:
+        """Whether the host quantizes tensors of ``role``; the weight roles by default.
+
+        Returning True for ``"hidden"`` quantizes each layer's hidden state at every time step
+        (training and evaluation): that leaves torch's fused kernel for the per-step loop.
+        """
+        return role in ROLES
 
     def bits_per_weight(self) -> float:
         """Storage bits of one quantized weight (memory columns of the leaderboard)."""
@@ -136,23 +180,122 @@ class Quantizer(Component):
         return {}
 
 
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of a declared cell layer (contract 2; ``torch.nn.RNNBase._flat_weights_names`` style).
+
+    :param name: attribute name, e.g. ``"w_input"``; unique within the cell.
+    :param role: ``"input"``, ``"recurrent"`` or ``"bias"`` (the quantizer context's role).
+    :param layout: ``"matrix"`` ``[blocks*h, cols]``, ``"diagonal"`` ``[blocks*h]`` (an
+        element-wise product with the hidden state: an IndRNN's recurrent weight) or ``"vector"``
+        ``[blocks*h]`` (added: a bias).
+    :param blocks: gate blocks G stacked along the rows (rows = G * hidden).
+    :param reads: for a matrix, what it multiplies: ``"input"`` (n columns) or ``"hidden"`` (h).
+    :param fans: the quantizer context's (fan_in, fan_out), hence W0 and the initialisation
+        bound; None: Glorot of the map (matrix reading input: (n, h); reading hidden: (h, h); a
+        vector: its layer's input-matrix fans, as a bias; a diagonal: (1, 1)).
+    :param init: ``"glorot"`` (uniform on [-W0, W0], drawn from the cell's seeded generator in
+        declaration order), ``"positive"`` (uniform on [0, W0], same generator) or ``"zeros"``.
+    """
+
+    name: str
+    role: str
+    layout: str = "matrix"
+    blocks: int = 1
+    reads: str = "input"
+    fans: tuple[int, int] | None = None
+    init: str = "glorot"
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"TensorSpec {self.name!r}: role must be one of {ROLES}, got {self.role!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"TensorSpec {self.name!r}: layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.reads not in ("input", "hidden"):
+            raise ValueError(f"TensorSpec {self.name!r}: reads must be 'input' or 'hidden', got {self.reads!r}")
+        if self.init not in ("glorot", "positive", "zeros"):
+            raise ValueError(
+                f"TensorSpec {self.name!r}: init must be 'glorot', 'positive' or 'zeros', got {self.init!r}"
+            )
+        if self.blocks < 1:
+            raise ValueError(f"TensorSpec {self.name!r}: blocks must be >= 1, got {self.blocks}")
+
+    def shape(self, input_size: int, hidden: int) -> tuple[int, ...]:
+        """The tensor's shape in a layer reading ``input_size`` features with ``hidden`` units."""
+        rows = self.blocks * hidden
+        if self.layout != "matrix":
+            return (rows,)
+        return (rows, input_size if self.reads == "input" else hidden)
+
+    def context_fans(self, input_size: int, hidden: int) -> tuple[int, int]:
+        """(fan_in, fan_out) of the quantizer context (see ``fans``)."""
+        if self.fans is not None:
+            return self.fans
+        if self.layout == "diagonal":
+            return (1, 1)
+        if self.layout == "matrix" and self.reads == "hidden":
+            return (hidden, hidden)
+        return (input_size, hidden)
+
+    def products(self, input_size: int, hidden: int) -> int:
+        """Weight products per time step (batch 1): a matrix rows x cols, a diagonal rows, a vector none."""
+        shape = self.shape(input_size, hidden)
+        if self.layout == "matrix":
+            return shape[0] * shape[1]
+        return shape[0] if self.layout == "diagonal" else 0
+
+
+#: element-wise operations a declared cell may list per hidden unit (``Cell.elementwise``)
+ELEMENTWISE_OPS = ("mults", "adds", "sigmoids", "tanhs", "relus")
+
+
 class Cell(Component):
-    """A recurrent cell family; :meth:`build` returns the trainable stack (contract).
+    """A recurrent cell family (contract).
+
+    Contract 2 (declared cells): set ``tensors`` (a tuple of :class:`TensorSpec`),
+    ``state_size`` (1 for h, 2 for an LSTM's h and c), ``elementwise`` (operations per hidden
+    unit and time step besides the weight products and bias adds, keys in ``ELEMENTWISE_OPS``)
+    and write :meth:`step`; optionally ``fused_kernel`` (``"rnn_tanh"``, ``"gru"`` or
+    ``"lstm"``: torch's fused kernel computes exactly this cell from tensors named
+    ``w_input``, ``w_recurrent``, ``b_input`` and optionally ``b_recurrent``). The host's
+    :meth:`build` then provides the seeded initialisation and draws, quantization (learned
+    state included), shadow clipping, the fused fast path, the per-step reference, the export
+    (diagonals and vectors exported as such) and operation counts. The cell declares ``hidden``
+    (and optionally ``layers``, ``batch_norm``) parameters.
+
+    Contract 1: override :meth:`build` and return a whole stack (see :mod:`qbench.training`).
 
     ``gate_blocks`` is G in the operation counts: rnn 1, gru 3, lstm 4.
     """
 
     kind: ClassVar[str] = "cell"
     gate_blocks: ClassVar[int] = 1
+    tensors: ClassVar[tuple[TensorSpec, ...]] = ()
+    state_size: ClassVar[int] = 1
+    elementwise: ClassVar[dict[str, int]] = {}
+    fused_kernel: ClassVar[str | None] = None
+
+    def step(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], w: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, ...]:
+        """One time step: input ``x [B, n]``, ``state`` (``state_size`` tensors ``[B, h]``, h
+        first), the layer's quantized tensors ``w`` by name -> the new state (h first)."""
+        raise NotImplementedError(f"cell {self.name!r} declares tensors but does not define step()")
 
     def build(self, input_size: int, quantizer: Quantizer, seed: int) -> torch.nn.Module:
         """Return a module mapping time-major inputs ``[T, B, input_size]`` to ``([T, B, hidden], state)``.
 
-        The module quantizes every input matrix, recurrent matrix and bias through ``quantizer``
-        (with the straight-through estimator of the host), and offers ``export_layers()`` and
-        ``clip_shadow_weights_()``; see :mod:`qbench.training`.
+        A declared cell (``tensors`` set) gets the host's
+        :class:`qbench.training.stack.QuantizedRecurrentStack`. A contract-1 cell overrides this
+        and returns a module that quantizes every input matrix, recurrent matrix and bias
+        through ``quantizer`` and offers ``export_layers()``, ``clip_shadow_weights_()`` and
+        ``quantized_parameter_count()``; see :mod:`qbench.training`.
         """
-        raise NotImplementedError
+        if not self.tensors:
+            raise NotImplementedError(f"cell {self.name!r} declares no tensors and does not override build()")
+        from qbench.training.stack import QuantizedRecurrentStack
+
+        return QuantizedRecurrentStack(self, input_size=input_size, quantizer=quantizer, seed=seed)
 
 
 class Dataset(Component):

@@ -3,6 +3,13 @@
 numpy arrays plus metadata. Gate blocks follow torch's order: rnn (one block), gru (r, z, n),
 lstm (i, f, g, o). The GRU keeps torch's two bias vectors; its candidate is
 ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` (reset applied after the recurrent product).
+
+A declared cell (contract 2) exports every declared tensor in ``ExportedLayer.tensors`` as what
+it is (a diagonal recurrent weight stays a ``[G*h]`` vector with ``layout = "diagonal"``), its
+element-wise operations per unit (``elementwise``) and the learned quantizer state of each
+tensor (``ExportedTensor.state``). ``w_input`` / ``w_recurrent`` / ``b_input`` /
+``b_recurrent`` name the tensors of those names (or the first of each role) for the backends
+written for the paper's three cells.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ class ExportedTensor:
     :param scheme: the quantizer's ``scheme`` (``"ternary"``, ``"exponential"``, ...).
     :param bits: storage bits per weight declared by the quantizer.
     :param encoding: the quantizer's ``encoding(ctx)`` facts (scale, exponent window, format).
+    :param layout: ``"matrix"``, ``"diagonal"`` (element-wise product with the state) or
+        ``"vector"`` (added), as the cell declared it.
+    :param state: the quantizer's learned state for this tensor (name -> float64 array), as
+        trained; empty for a quantizer without learned state.
     """
 
     values: np.ndarray
@@ -29,6 +40,8 @@ class ExportedTensor:
     scheme: str
     bits: float
     encoding: dict[str, Any] = field(default_factory=dict)
+    layout: str = "matrix"
+    state: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def nnz(self) -> int:
@@ -53,10 +66,32 @@ class ExportedLayer:
     b_recurrent: ExportedTensor | None
     input_scale: np.ndarray | None = None
     input_shift: np.ndarray | None = None
+    #: every declared tensor by name, in declaration order (empty for a contract-1 stack)
+    tensors: dict[str, ExportedTensor] = field(default_factory=dict)
+    #: declared element-wise operations per hidden unit and time step (see ``qbench.Cell.elementwise``)
+    elementwise: dict[str, int] = field(default_factory=dict)
+    #: tensors in the recurrent state (h; h and c for an LSTM)
+    state_size: int = 1
+    #: the hidden-state quantizer's facts (scheme, bits, encoding, state) when it quantizes h at every step
+    hidden_quantizer: dict[str, Any] | None = None
 
     @property
     def gate_blocks(self) -> int:
         return self.w_input.values.shape[0] // self.hidden_size
+
+    def products_per_step(self) -> int:
+        """Weight products of one time step (batch 1), from the declared layouts: dense input columns."""
+        tensors = self.tensors or {
+            name: t
+            for name, t in (("w_input", self.w_input), ("w_recurrent", self.w_recurrent))
+        }
+        total = 0
+        for tensor in tensors.values():
+            if tensor.layout == "matrix":
+                total += int(tensor.values.size)
+            elif tensor.layout == "diagonal":
+                total += int(tensor.values.shape[0])
+        return total
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from qbench_builtins.quantizers.connect import TernaryQuantizer
 
 import qbench
 from qbench.testing.cells import CellContract
@@ -29,66 +30,25 @@ PAPER_QUANTIZERS = (
 )
 
 
-class LocalIdentity(qbench.Quantizer):
-    """Full precision, used only while the built-in ``float`` quantizer is not registered."""
-
-    name = "local-identity"
-    scheme = "float"
-
-    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
-        return w.clone()
-
-    def bits_per_weight(self) -> float:
-        return 32.0
-
-
-class LocalTernary(qbench.Quantizer):
-    """TernaryConnect (paper.md), used only while the built-in ``ternary`` is not registered."""
-
-    name = "local-ternary"
-    scheme = "ternary"
-    params = {"stochastic": qbench.Param(bool, False)}
-
-    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
-        w0 = ctx.glorot_bound
-        if self.stochastic and ctx.training:
-            draw = torch.rand(w.shape, generator=ctx.generator, device=w.device, dtype=w.dtype)
-            keep = draw < (w.abs() / w0).clamp(max=1.0)
-            return torch.sign(w) * w0 * keep
-        return torch.where(w > w0 / 2, w0, torch.where(w <= -w0 / 2, -w0, 0.0)).to(w.dtype)
-
-    def bits_per_weight(self) -> float:
-        return 2.0
-
-    def shadow_bound(self, ctx: qbench.QuantContext) -> float:
-        return ctx.glorot_bound
-
-
 def registered(kind: str) -> list[str]:
     return sorted(qbench.get_host().registry(kind)._entries)
 
 
 def quantizer_cases() -> list[tuple[str, dict]]:
-    """The paper's quantizers that are registered; local stand-ins while the built-ins are missing."""
-    available = set(registered("quantizer"))
-    cases = [(name, params) for name, params in PAPER_QUANTIZERS if name in available]
-    if "float" not in available:
-        cases.append(("local-identity", {}))
-    if "ternary" not in available:
-        cases += [("local-ternary", {}), ("local-ternary", {"stochastic": True})]
-    return cases
+    """The paper's quantizers plus the learned ones (the built-ins are always registered)."""
+    return [*PAPER_QUANTIZERS, ("lsq", {}), ("ttq", {})]
 
 
 def make_quantizer(name: str, params: dict) -> qbench.Quantizer:
-    if name == "local-identity":
-        return LocalIdentity(**params)
-    if name == "local-ternary":
-        return LocalTernary(**params)
     return qbench.create("quantizer", name, **params)
 
 
 def float_quantizer() -> qbench.Quantizer:
-    return make_quantizer(*next(c for c in quantizer_cases() if c[0] in ("float", "local-identity")))
+    return make_quantizer("float", {})
+
+
+def ternary(**params: Any) -> qbench.Quantizer:
+    return make_quantizer("ternary", params)
 
 
 CELL_CONFIGS = [
@@ -135,7 +95,7 @@ def _torch_twin(stack: Any, cell: str, input_size: int, hidden: int, layers: int
             getattr(module, f"weight_ih_l{index}").copy_(layer.w_input)
             getattr(module, f"weight_hh_l{index}").copy_(layer.w_recurrent)
             getattr(module, f"bias_ih_l{index}").copy_(layer.b_input)
-            recurrent = layer.b_recurrent if layer.b_recurrent is not None else torch.zeros_like(layer.b_input)
+            recurrent = layer.b_recurrent if hasattr(layer, "b_recurrent") else torch.zeros_like(layer.b_input)
             getattr(module, f"bias_hh_l{index}").copy_(recurrent)
     return module
 
@@ -167,7 +127,7 @@ def test_float_stack_matches_torch_module(cell_type):
         assert_close(layer.w_input.grad, getattr(module, f"weight_ih_l{index}").grad)
         assert_close(layer.w_recurrent.grad, getattr(module, f"weight_hh_l{index}").grad)
         assert_close(layer.b_input.grad, getattr(module, f"bias_ih_l{index}").grad)
-        if layer.b_recurrent is not None:
+        if hasattr(layer, "b_recurrent"):
             assert_close(layer.b_recurrent.grad, getattr(module, f"bias_hh_l{index}").grad)
     ours = state_ours if isinstance(state_ours, tuple) else (state_ours,)
     theirs = state_theirs if isinstance(state_theirs, tuple) else (state_theirs,)
@@ -199,7 +159,7 @@ def test_glorot_initialisation_and_contexts():
     assert second.w_input.abs().max() <= (6 / (2 * h)) ** 0.5
     assert first.w_recurrent.abs().max() <= (3 / h) ** 0.5
     assert first.w_recurrent.abs().max() > 0.9 * (3 / h) ** 0.5
-    assert torch.count_nonzero(first.b_input) == 0 and first.b_recurrent is None
+    assert torch.count_nonzero(first.b_input) == 0 and not hasattr(first, "b_recurrent")
     assert torch.allclose(first.norm.weight, torch.full((n,), 0.1))
     ctx = stack.context(0, "w_input", True)
     assert (ctx.role, ctx.fan_in, ctx.fan_out, ctx.layer) == ("input", n, h, 0)
@@ -218,7 +178,7 @@ def test_gru_has_two_biases_rnn_one():
     assert rnn.quantized_parameter_count() == 3 * 2 + 3 * 3 + 3
 
 
-class CountingQuantizer(LocalTernary):
+class CountingQuantizer(TernaryQuantizer):
     name = "counting-ternary"
 
     def __init__(self, **params: Any) -> None:
@@ -249,7 +209,7 @@ def test_quantized_once_per_forward_and_deterministic_in_eval():
 
 def test_stochastic_draws_follow_the_seed():
     def outputs(seed: int) -> list[Any]:
-        stack = qbench.create("cell", "lstm", hidden=8).build(3, LocalTernary(stochastic=True), seed).train()
+        stack = qbench.create("cell", "lstm", hidden=8).build(3, ternary(stochastic=True), seed).train()
         x = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
         return [stack(x)[0].detach() for _ in range(2)]
 
@@ -264,7 +224,7 @@ def test_flat_weight_buffers_give_the_same_step(cell_type):
     """The GPU's dual-copy path (forced here on the CPU) gives the same outputs and gradients."""
     results = []
     for flat in (False, True):
-        stack = qbench.create("cell", cell_type, hidden=6, layers=2).build(3, LocalTernary(stochastic=True), 2)
+        stack = qbench.create("cell", cell_type, hidden=6, layers=2).build(3, ternary(stochastic=True), 2)
         stack.flat_weights = flat
         x = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
         outputs = []

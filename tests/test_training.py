@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from qbench_builtins.quantizers.connect import TernaryQuantizer
 
 import qbench
-from tests.test_cells import LocalTernary, float_quantizer, make_quantizer, quantizer_cases
+from tests.test_cells import float_quantizer, make_quantizer, quantizer_cases
 
 torch = pytest.importorskip("torch")
 
@@ -117,7 +118,7 @@ def test_quantized_model_learns(digits_data):
     assert result.exported.layers[0].input_scale is not None
 
 
-class PoisonAfter(LocalTernary):
+class PoisonAfter(TernaryQuantizer):
     """Gives NaN weights after ``steps`` training draws (what an unstable quantizer does)."""
 
     name = "poison"

@@ -7,13 +7,17 @@ Provide two pytest fixtures in the subclass (or its module / conftest):
 
 The cell must declare a ``hidden`` parameter (and ``layers`` if it stacks layers, default 1).
 The suite builds ``cell.build(input_size, quantizer, seed)`` (converted to float64) and checks the stack contract of
-:mod:`qbench.training`: output and state shapes, state carry across calls, the export (shapes
-consistent with ``gate_blocks``, deterministic quantized values, folded batch norm, and for the
-rnn / gru / lstm families that the exported layers reproduce ``eval()``), the count of
-quantized weights, shadow clipping, that gradients reach every shadow tensor, seeded
-initialisation, and -- for stacks that offer ``implementation = "loop"`` and ``seed_draws(seed)``
-as :class:`qbench.training.stack.QuantizedRecurrentStack` does -- that the fused kernel matches
-the per-time-step implementation on the same quantized draw (outputs and gradients).
+:mod:`qbench.training`: output and state shapes, state carry across calls, the export (every
+declared tensor exported with its declared shape and layout, deterministic quantized values,
+folded batch norm, and that the exported tensors run through the cell's ``step`` reproduce
+``eval()``), the count of quantized weights (the declared count: a diagonal holds h weights),
+shadow clipping, that gradients reach every shadow tensor, seeded initialisation, that the
+fused kernel (when the cell names one) matches the per-time-step reference on the same
+quantized draw (outputs and gradients), and that the operation counts follow the declaration
+(including the sigmoid / tanh / relu elements ``step`` really computes).
+
+Contract-1 cells (``build`` overridden, no ``tensors``) skip the checks that need a declaration,
+saying so; declare the cell to get them.
 
 Example::
 
@@ -138,12 +142,22 @@ class CellContract:
             assert bool((new.abs() <= old.abs()).all())
 
     def test_quantized_parameter_count(self, cell: Any, quantizer: Any) -> None:
+        """The quantized weight count is what the cell declares (a diagonal counts h, not h^2)."""
         stack = self.build(cell, quantizer)
-        expected = 0
-        for layer in stack.export_layers():
-            for tensor in (layer.w_input, layer.w_recurrent, layer.b_input, layer.b_recurrent):
-                expected += 0 if tensor is None else tensor.values.size
-        assert stack.quantized_parameter_count() == expected
+        layers = stack.export_layers()
+        exported = 0
+        for layer in layers:
+            tensors = list(layer.tensors.values()) or [
+                t for t in (layer.w_input, layer.w_recurrent, layer.b_input, layer.b_recurrent) if t is not None
+            ]
+            exported += sum(int(t.values.size) for t in tensors)
+        declared = declared_weight_count(cell, self.input_size)
+        count = stack.quantized_parameter_count()
+        if declared is not None:
+            assert count == declared, (
+                f"quantized_parameter_count() is {count} but the declared tensors hold {declared} weights"
+            )
+        assert count == exported, f"quantized_parameter_count() is {count} but the export holds {exported} weights"
 
     # -- export -------------------------------------------------------------------------------
 
@@ -151,24 +165,30 @@ class CellContract:
         stack = self.build(cell, quantizer)
         layers = stack.export_layers()
         assert len(layers) == getattr(cell, "layers", 1)
-        rows = cell.gate_blocks * cell.hidden
         for index, layer in enumerate(layers):
             n = self.input_size if index == 0 else cell.hidden
             assert layer.cell == cell.name
             assert (layer.input_size, layer.hidden_size) == (n, cell.hidden)
-            assert layer.gate_blocks == cell.gate_blocks
+            if layer.input_scale is not None:
+                assert layer.input_scale.shape == (n,) and layer.input_shift.shape == (n,)
+            if getattr(cell, "tensors", ()):
+                assert list(layer.tensors) == [spec.name for spec in cell.tensors], "export misses declared tensors"
+                for spec in cell.tensors:
+                    tensor = layer.tensors[spec.name]
+                    expected = spec.shape(n, cell.hidden)
+                    assert tensor.values.shape == expected, (
+                        f"{spec.name}: exported shape {tensor.values.shape}, declared {spec.layout} {expected}"
+                    )
+                    assert (tensor.role, tensor.layout) == (spec.role, spec.layout)
+                    assert tensor.values.dtype == np.float64 and tensor.scheme == quantizer.scheme
+                continue
+            # a contract-1 stack: torch's dense layout
+            rows = cell.gate_blocks * cell.hidden
             assert layer.w_input.values.shape == (rows, n)
             assert layer.w_recurrent.values.shape == (rows, cell.hidden)
             assert layer.b_input is not None and layer.b_input.values.shape == (rows,)
-            if layer.b_recurrent is not None:
-                assert layer.b_recurrent.values.shape == (rows,)
             roles = (layer.w_input.role, layer.w_recurrent.role, layer.b_input.role)
             assert roles == ("input", "recurrent", "bias")
-            for tensor in (layer.w_input, layer.w_recurrent, layer.b_input):
-                assert tensor.values.dtype == np.float64
-                assert tensor.scheme == quantizer.scheme
-            if layer.input_scale is not None:
-                assert layer.input_scale.shape == (n,) and layer.input_shift.shape == (n,)
 
     def test_export_is_deterministic(self, cell: Any, quantizer: Any) -> None:
         stack = self.build(cell, quantizer)
@@ -176,16 +196,14 @@ class CellContract:
         for a, b in zip(first, second, strict=True):
             np.testing.assert_array_equal(a.w_input.values, b.w_input.values)
             np.testing.assert_array_equal(a.w_recurrent.values, b.w_recurrent.values)
+            for name, tensor in a.tensors.items():
+                np.testing.assert_array_equal(tensor.values, b.tensors[name].values)
 
     def test_export_matches_eval_forward(self, cell: Any, quantizer: Any) -> None:
-        """Re-running the exported layers with the per-time-step cells reproduces ``eval()`` outputs."""
+        """Re-running the exported tensors through the cell's ``step`` reproduces ``eval()`` outputs."""
         import torch
 
-        from qbench.training.stack import GATE_BLOCKS
-
         stack = self.build(cell, quantizer)
-        if any(layer.cell not in GATE_BLOCKS for layer in stack.export_layers()):
-            pytest.skip("no per-time-step reference for this cell family (rnn, gru, lstm only)")
         stack.train()
         with torch.no_grad():
             stack(self.inputs())  # moves batch-norm running statistics away from their start
@@ -193,21 +211,7 @@ class CellContract:
         x = self.inputs()
         with torch.no_grad():
             expected, _ = stack(x)
-        from qbench.training.reference import run_layer
-
-        h = x
-        for layer in stack.export_layers():
-            if layer.input_scale is not None:
-                h = h * torch.from_numpy(layer.input_scale) + torch.from_numpy(layer.input_shift)
-            rows = layer.w_input.values.shape[0]
-            b_recurrent = layer.b_recurrent.values if layer.b_recurrent is not None else np.zeros(rows)
-            weights = [
-                torch.from_numpy(v)
-                for v in (layer.w_input.values, layer.w_recurrent.values, layer.b_input.values, b_recurrent)
-            ]
-            zeros = torch.zeros(1, self.batch, layer.hidden_size, dtype=torch.float64)
-            state = (zeros, zeros) if layer.cell == "lstm" else zeros
-            h, _ = run_layer(layer.cell, h, state, weights)
+        h = replay_export(cell, quantizer, stack.export_layers(), x)
         torch.testing.assert_close(h, expected, atol=TOLERANCE, rtol=TOLERANCE)
 
     # -- fused kernel == per-time-step cells ----------------------------------------------------
@@ -217,8 +221,10 @@ class CellContract:
         import torch
 
         stack = self.build(cell, quantizer).train()
+        if not getattr(cell, "fused_kernel", None) and getattr(cell, "tensors", None):
+            pytest.skip("the cell declares no fused kernel: the host runs its per-step reference only")
         if not (hasattr(stack, "implementation") and hasattr(stack, "seed_draws")):
-            pytest.skip("the stack offers no per-time-step implementation")
+            pytest.skip("a contract-1 stack without implementation / seed_draws: declare the cell (contract 2)")
         x = self.inputs()
         results = []
         for implementation in ("fused", "loop"):
@@ -237,6 +243,110 @@ class CellContract:
         torch.testing.assert_close(y_fused, y_loop, atol=TOLERANCE, rtol=TOLERANCE)
         for a, b in zip(s_fused + g_fused, s_loop + g_loop, strict=True):
             torch.testing.assert_close(a, b, atol=TOLERANCE, rtol=TOLERANCE)
+
+    # -- operation counts -----------------------------------------------------------------------
+
+    def test_counts_equal_the_declaration(self, cell: Any, quantizer: Any) -> None:
+        """The host's counts follow the declaration, and ``step`` does the non-linearities it declares."""
+        if not getattr(cell, "tensors", ()):
+            pytest.skip("a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)")
+        stack = self.build(cell, quantizer)
+        counts = stack.operations_per_step()
+        for index, layer in enumerate(stack.export_layers()):
+            products = sum(
+                {"matrix": int(t.values.size), "diagonal": int(t.values.shape[0])}.get(t.layout, 0)
+                for t in layer.tensors.values()
+            )
+            assert counts[index]["products"] == products == layer.products_per_step()
+            assert counts[index]["bias_adds"] == sum(
+                int(t.values.size) for t in layer.tensors.values() if t.layout == "vector"
+            )
+        observed = traced_nonlinearities(cell, stack)
+        declared = {op: int(cell.elementwise.get(op, 0)) * cell.hidden for op in ("sigmoids", "tanhs", "relus")}
+        assert observed == declared, f"step() computes {observed} non-linearities per step; declared: {declared}"
+
+
+def declared_weight_count(cell: Any, input_size: int) -> int | None:
+    """Weights the declared tensors hold over all layers; None for a contract-1 cell."""
+    specs = getattr(cell, "tensors", ())
+    if not specs:
+        return None
+    total = 0
+    for index in range(getattr(cell, "layers", 1)):
+        n = input_size if index == 0 else cell.hidden
+        for spec in specs:
+            size = 1
+            for dim in spec.shape(n, cell.hidden):
+                size *= dim
+            total += size
+    return total
+
+
+def replay_export(cell: Any, quantizer: Any, layers: list[Any], x: Any) -> Any:
+    """Run ``x [T, B, n]`` through exported layers with the cell's ``step`` (float64, per step)."""
+    import torch
+
+    import qbench
+    from qbench.training.reference import run_layer
+
+    stepper = cell
+    if not getattr(cell, "tensors", None):
+        if layers[0].cell not in ("rnn", "gru", "lstm"):
+            pytest.skip("a contract-1 cell without a declared step cannot be replayed: declare it (contract 2)")
+        stepper = qbench.create("cell", layers[0].cell, hidden=layers[0].hidden_size)
+    h = x
+    for index, layer in enumerate(layers):
+        if layer.input_scale is not None:
+            h = h * torch.from_numpy(layer.input_scale) + torch.from_numpy(layer.input_shift)
+        tensors = {name: torch.from_numpy(t.values) for name, t in layer.tensors.items()} or {
+            name: torch.from_numpy(t.values)
+            for name, t in (
+                ("w_input", layer.w_input), ("w_recurrent", layer.w_recurrent),
+                ("b_input", layer.b_input), ("b_recurrent", layer.b_recurrent),
+            )
+            if t is not None
+        }
+        if "b_recurrent" not in tensors and getattr(stepper, "name", "") == "gru":
+            tensors["b_recurrent"] = torch.zeros_like(tensors["b_input"])
+        hidden = None
+        if layer.hidden_quantizer is not None:
+            state = {k: torch.from_numpy(v) for k, v in layer.hidden_quantizer["state"].items()} or None
+            ctx = qbench.QuantContext("hidden", layer.hidden_size, layer.hidden_size, False, None, index, state)
+
+            def hidden(v: Any, ctx: Any = ctx) -> Any:
+                with torch.no_grad():
+                    return quantizer.quantize(v, ctx)
+
+        zeros = torch.zeros(1, x.shape[1], layer.hidden_size, dtype=torch.float64)
+        size = int(getattr(stepper, "state_size", 1))
+        h, _ = run_layer(stepper.step, h, (zeros,) * size, tensors, hidden)
+    return h
+
+
+def traced_nonlinearities(cell: Any, stack: Any) -> dict[str, int]:
+    """Elements that go through sigmoid / tanh / relu in one ``step`` of layer 0 with batch 1."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    names = {"sigmoid": "sigmoids", "tanh": "tanhs", "relu": "relus"}
+    seen = {value: 0 for value in names.values()}
+
+    class Counter(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            result = func(*args, **(kwargs or {}))
+            key = names.get(getattr(func, "__name__", "").rstrip("_"))
+            if key is not None and isinstance(result, torch.Tensor):
+                seen[key] += result.numel()
+            return result
+
+    layer = stack.recurrent_layers()[0]
+    with torch.no_grad():
+        tensors = {name: t.detach() for name, t in stack.quantized_tensors(0).items()}
+        x = torch.zeros(1, layer.input_size, dtype=torch.float64)
+        state = tuple(torch.zeros(1, cell.hidden, dtype=torch.float64) for _ in range(int(cell.state_size)))
+        with Counter():
+            cell.step(x, state, tensors)
+    return seen
 
 
 def torch_isfinite(tensor: Any) -> Any:

@@ -27,6 +27,11 @@ bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
 * through ``qbench.ste.quantize_ste`` the forward pass gives the quantized values and the
   gradient reaches the shadow weights unchanged;
 * ``encoding(ctx)`` is a JSON-able dict; the instance rebuilds from its ``config``;
+* learned quantizers (contract 2): a quantizer that owns its gradient returns a differentiable
+  tensor whose gradients reach the weights and the state; ``init_state`` is a deterministic
+  function of the tensor (no random draws); in a real stack the state's gradients are
+  non-zero, its values change under the optimizer, a pickled copy (what a worker gets)
+  evaluates identically and the export carries the trained state;
 * a hypothesis property test over random shapes, scales, fans and roles.
 
 Override a test (for example with ``pytest.skip``) when your method deliberately departs from
@@ -39,8 +44,10 @@ class: qbench runs the suite over every registered quantizer and each of its var
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import pickle
 from typing import Any
 
 import pytest
@@ -176,11 +183,14 @@ class QuantizerContract:
         ctx = self._context(role_case, False)
         w = self._weights(role_case, ctx)
         expected = quantizer.quantize(w, ctx)
-        transposed = quantizer.quantize(w.t().contiguous().t(), ctx) if w.dim() == 2 else expected
-        strided = quantizer.quantize(torch.stack([w, -w], dim=-1)[..., 0], ctx)
-        parameter = quantizer.quantize(torch.nn.Parameter(w.clone()), ctx)
-        for other in (transposed, strided, parameter):
-            torch.testing.assert_close(other.detach(), expected, rtol=0, atol=0)
+        others = [
+            quantizer.quantize(torch.stack([w, -w], dim=-1)[..., 0], ctx),  # strided view
+            quantizer.quantize(torch.nn.Parameter(w.clone()), ctx),
+        ]
+        if w.dim() == 2:  # a transposed layout exists only for a matrix
+            others.append(quantizer.quantize(w.t().contiguous().t(), ctx))
+        for other in others:
+            torch.testing.assert_close(other.detach(), expected.detach(), rtol=0, atol=0)
 
     @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
     def test_values_belong_to_the_value_set(self, quantizer, role_case, training):
@@ -259,6 +269,8 @@ class QuantizerContract:
 
     @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
     def test_straight_through_gradient_reaches_shadow_weights(self, quantizer, role_case, training):
+        if quantizer.owns_gradient:
+            pytest.skip("the quantizer owns its gradient: test_owned_gradient_is_finite_and_reaches_the_weights")
         ctx = self._context(role_case, training, seed=8)
         w = self._weights(role_case, ctx).requires_grad_(True)
         forward = quantize_ste(w, quantizer, ctx)
@@ -267,6 +279,45 @@ class QuantizerContract:
         upstream = torch.randn(w.shape, generator=torch.Generator().manual_seed(9)).to(self.device)
         (forward * upstream).sum().backward()
         torch.testing.assert_close(w.grad, upstream, rtol=0, atol=0)
+
+    # ------------------------------------------------------------------ learned quantizers
+
+    def test_owned_gradient_is_finite_and_reaches_the_weights(self, quantizer, role_case):
+        """A quantizer that owns its gradient: differentiable forward, finite non-zero gradients."""
+        if not quantizer.owns_gradient:
+            pytest.skip("the host's straight-through estimator carries the gradient (tested above)")
+        ctx = self._context(role_case, True, seed=8)
+        w = self._weights(role_case, ctx, spread=1.0).requires_grad_(True)
+        state = {k: v.detach().clone().requires_grad_(True) for k, v in quantizer.init_state(w.detach(), ctx).items()}
+        ctx = dataclasses.replace(ctx, state=state or None)
+        forward = quantizer.quantize(w, ctx)
+        assert forward.requires_grad, "quantize returned a tensor without a gradient path (owns_gradient is True)"
+        upstream = torch.randn(w.shape, generator=torch.Generator().manual_seed(9)).to(self.device)
+        (forward * upstream).sum().backward()
+        assert w.grad is not None and bool(torch.isfinite(w.grad).all())
+        assert bool((w.grad != 0).any()), "no gradient reaches the shadow weights"
+        for name, value in state.items():
+            assert value.grad is not None and bool(torch.isfinite(value.grad).all()), f"state {name!r}: no gradient"
+
+    def test_learned_state_is_a_function_of_the_tensor(self, quantizer, role_case):
+        """Every worker rebuilds the state: same tensor and context, same state; no random draws."""
+        ctx = self._context(role_case, False)
+        w = self._weights(role_case, ctx)
+        before = torch.get_rng_state()
+        first, second = quantizer.init_state(w, ctx), quantizer.init_state(w, ctx)
+        assert torch.equal(torch.get_rng_state(), before), "init_state drew from the global RNG"
+        assert isinstance(first, dict) and sorted(first) == sorted(second)
+        for name, value in first.items():
+            assert isinstance(value, torch.Tensor) and bool(torch.isfinite(value).all()), name
+            torch.testing.assert_close(value, second[name], rtol=0, atol=0)
+        if first and not quantizer.owns_gradient:
+            raise AssertionError("learned state needs owns_gradient = True: the host's STE gives it no gradient")
+
+    def test_learned_state_trains_and_survives_pickling(self, quantizer):
+        """In a real stack: the state gets non-zero gradients, changes under Adam, and pickles to a worker."""
+        if not quantizer.init_state(torch.ones(4, 4), make_context()):
+            pytest.skip("no learned state")
+        check_learned_state_trains(quantizer)
 
     # ------------------------------------------------------------------ property test
 
@@ -293,9 +344,11 @@ class QuantizerContract:
             assert q.shape == w.shape and q.dtype == w.dtype
             assert bool(torch.isfinite(q).all())
             assert_values_in_set(q, quantizer.value_set(ctx))
+            # evaluation ignores the generator: no generator and another seed give the same values
             evaluation = make_context(role, fan_in, fan_out, False, None, self.device)
+            seeded = make_context(role, fan_in, fan_out, False, seed + 1, self.device)
             torch.testing.assert_close(
-                quantizer.quantize(w, evaluation), quantizer.quantize(w, evaluation), rtol=0, atol=0
+                quantizer.quantize(w, evaluation), quantizer.quantize(w, seeded), rtol=0, atol=0
             )
 
         check()
@@ -322,3 +375,47 @@ def variants(cls: type[qbench.Quantizer]) -> list[dict[str, Any]]:
                 continue
             found.append({key: option})
     return found
+
+
+def check_learned_state_trains(quantizer: qbench.Quantizer, cell: str = "gru", steps: int = 3) -> None:
+    """Train a small stack of ``cell`` with ``quantizer`` a few Adam steps and check its learned state.
+
+    The state's gradients are non-zero, its values change, a pickled copy (what a worker
+    receives) gives the same evaluation forward and state, and the export carries the state.
+    """
+    stack = qbench.create("cell", cell, hidden=6).build(4, quantizer, 0)
+    learned = stack.learned_state()
+    assert learned, "init_state returned state, but the stack holds no learned parameters"
+    before = {name: p.detach().clone() for name, p in learned.items()}
+    optimizer = torch.optim.Adam(stack.parameters(), lr=0.05)
+    x = torch.randn(5, 3, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.randn(5, 3, 6, generator=torch.Generator().manual_seed(1))
+    stack.train()
+    # a tensor that starts at zero (a bias) may give its state a zero gradient at the first step
+    reached: set[str] = set()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        y, _ = stack(x)
+        ((y - target) ** 2).mean().backward()
+        for name, p in learned.items():
+            assert p.grad is not None, f"learned state {name}: no gradient (is quantize differentiable?)"
+            assert bool(torch.isfinite(p.grad).all()), f"learned state {name}: non-finite gradient"
+            if bool((p.grad != 0).any()):
+                reached.add(name)
+        optimizer.step()
+        stack.clip_shadow_weights_()
+    assert reached == set(learned), f"learned state with only zero gradients: {sorted(set(learned) - reached)}"
+    changed = [name for name, p in learned.items() if not torch.equal(p.detach(), before[name])]
+    assert changed == list(learned), f"learned state that did not change: {sorted(set(learned) - set(changed))}"
+    stack.eval()
+    copy = pickle.loads(pickle.dumps(stack))
+    with torch.no_grad():
+        torch.testing.assert_close(copy(x)[0], stack(x)[0], rtol=0, atol=0)
+    for name, p in copy.learned_state().items():
+        torch.testing.assert_close(p, learned[name], rtol=0, atol=0)
+    exported = stack.export_layers()[0]
+    for name, tensor in exported.tensors.items():
+        ctx = stack.context(0, name, False)
+        for key, value in (ctx.state or {}).items():
+            assert key in tensor.state, f"the export of {name} misses learned state {key!r}"
+            assert float(tensor.state[key]) == float(value.detach()), f"the export of {name}: stale {key!r}"

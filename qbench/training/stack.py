@@ -1,157 +1,256 @@
-"""The quantized recurrent stack: float shadow weights, quantized once per step, torch's fused kernel.
+"""The host's quantized recurrent stack for declared cells (contract 2): shadow weights, quantizers, fused kernel.
+
+A cell declares its tensors (:class:`qbench.TensorSpec`), its state size, its element-wise
+operations and its :meth:`qbench.Cell.step`; this module provides everything else, the same
+way for rnn, gru, lstm and a third party's cell.
 
 Fast path (performance.md, "The one design choice that decides training speed"): at each
-``forward`` in training mode every input matrix, recurrent matrix and bias of every layer is
-quantized ONCE (one stochastic draw from the stack's own seeded generator, shared by all time
-steps of that pass) through :func:`qbench.ste.quantize_ste`, and the quantized tensors are
-handed to torch's fused recurrent kernel (``torch._VF.rnn_tanh`` / ``gru`` / ``lstm``: the CPU
-fused kernel, cuDNN on a GPU). The straight-through estimator carries the gradient with respect
-to the quantized tensors to the float shadow weights unchanged. In ``eval()`` the quantizer is
-deterministic (``QuantContext.training`` False) and batch norm uses its running statistics.
+``forward`` in training mode every declared tensor of every layer is quantized ONCE (one
+stochastic draw from the stack's own seeded generator, shared by all time steps of that pass).
+A quantizer without ``owns_gradient`` sees a detached tensor under ``no_grad`` and the
+straight-through estimator of :mod:`qbench.ste` (the only one in qbench) carries the gradient
+to the float shadow tensor unchanged; a quantizer that owns its gradient is called with autograd
+on and its learned state (``ctx.state``). When the cell names a ``fused_kernel`` the quantized
+tensors are handed to torch's fused recurrent kernel (``torch._VF.rnn_tanh`` / ``gru`` /
+``lstm``: the CPU fused kernel, cuDNN on a GPU); otherwise, with ``implementation = "loop"``,
+or when the quantizer also quantizes the hidden state (``applies_to("hidden")``, at every time
+step), the per-step reference of :mod:`qbench.training.reference` runs the cell's ``step``.
+In ``eval()`` the quantizer is deterministic (``QuantContext.training`` False) and batch norm
+uses its running statistics.
 
-``implementation = "loop"`` runs the plain per-time-step cells of :mod:`qbench.training.reference`
-on the very same quantized tensors; the tests compare the two.
+Tensors of layer ``l`` (``n`` = its input features, ``h`` = hidden, ``G`` = a tensor's gate
+blocks): a matrix is ``[G*h, n]`` (reads the input) or ``[G*h, h]`` (reads the hidden state),
+a diagonal or a vector ``[G*h]``. The fused kernels take torch's gate order (gru r, z, n; lstm
+i, f, g, o) and tensors named ``w_input``, ``w_recurrent``, ``b_input`` and optionally
+``b_recurrent`` (the gru's ``b_hn`` sits inside ``r * (W_hn h + b_hn)``; rnn and lstm hand the
+kernel a constant zero vector instead).
 
-Parameters of layer ``l`` (``n`` = its input features, ``h`` = hidden, ``G`` = gate blocks):
+Scale of each tensor (paper.md, "Scale of each matrix"): a block of a matrix reading the input
+is an ``n -> h`` map, context ``fan_in = n, fan_out = h``, W0 = sqrt(6 / (n + h)); reading the
+hidden state ``h -> h``, W0 = sqrt(3 / h); a bias uses its layer's input-matrix context; a
+diagonal is ``1 -> 1`` unless the cell declares ``fans``. All blocks of one tensor share that
+context, so a stacked ``[G*h, ...]`` matrix is quantized in one call. Tensors declared
+``"glorot"`` start uniform in [-W0, W0] (``"positive"``: its absolute value, uniform in
+[0, W0]), drawn in declaration order, layer by layer, from one generator seeded with the case
+seed; ``"zeros"`` tensors start at zero. Batch norm (optional)
+normalises each layer's input over batch and time, gamma 0.1, beta 0.
 
-* ``w_input`` ``[G*h, n]`` and ``w_recurrent`` ``[G*h, h]``, torch's gate order (gru r, z, n;
-  lstm i, f, g, o);
-* ``b_input`` ``[G*h]``: the paper's single bias b (rnn, lstm); for the gru torch's ``b_ih``;
-* ``b_recurrent`` ``[G*h]``: the gru only (``b_hn`` sits inside ``r * (W_hn h + b_hn)``, which a
-  single bias cannot express); rnn and lstm hand the kernel a constant zero vector instead.
-
-Scale of each matrix (paper.md, "Scale of each matrix"): every gate block of the input matrix is
-an ``n -> h`` map, so its context is ``fan_in = n, fan_out = h`` and W0 = sqrt(6 / (n + h)); every
-block of the recurrent matrix is ``h -> h``, W0 = sqrt(6 / 2h) = sqrt(3 / h). All blocks of one
-matrix share that context, so the stacked ``[G*h, ...]`` matrix is quantized in one call. A bias
-uses its layer's input-matrix context. Weights start Glorot-uniform in [-W0, W0]; biases at zero.
-Batch norm (optional) normalises each layer's input over batch and time, gamma 0.1, beta 0.
+Learned quantizer state (``Quantizer.init_state``) is created from the initial shadow tensor
+when the stack is built and lives in ``layers[l].quant_state[name]`` as ``nn.Parameter``s: the
+optimizer trains it, ``state_dict`` saves it, the export carries it, and the stack pickles (the
+generator and caches are rebuilt on the other side), so a worker process gets the same model.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from qbench.components import QuantContext, Quantizer
+from qbench.components import HIDDEN_ROLE, Cell, QuantContext, Quantizer, TensorSpec
+from qbench.errors import PluginError
 from qbench.export import ExportedLayer, ExportedTensor
-from qbench.ste import clip_shadow_
+from qbench.ste import clip_shadow_, straight_through
 
-GATE_BLOCKS = {"rnn": 1, "gru": 3, "lstm": 4}
-#: shadow tensor name -> role in the quantizer contract
-TENSOR_ROLES = {"w_input": "input", "w_recurrent": "recurrent", "b_input": "bias", "b_recurrent": "bias"}
+#: the tensor names torch's fused kernels take, in their order
+FUSED_NAMES = ("w_input", "w_recurrent", "b_input", "b_recurrent")
+FUSED_KERNELS = ("rnn_tanh", "gru", "lstm")
 #: offset between the case seed and the seed of the stochastic draws (initialisation uses the seed)
 DRAW_SEED_OFFSET = 0x5EED
 BN_GAMMA_INIT = 0.1
 
 
+def check_declaration(cell: Cell) -> None:
+    """Raise :class:`qbench.PluginError` naming what is wrong with a cell's declaration."""
+    where = f"cell {cell.name!r}"
+    specs = cell.tensors
+    if not specs:
+        raise PluginError(f"{where}: declares no tensors (set `tensors` to a tuple of qbench.TensorSpec)")
+    if not all(isinstance(spec, TensorSpec) for spec in specs):
+        raise PluginError(f"{where}: every entry of `tensors` must be a qbench.TensorSpec")
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise PluginError(f"{where}: tensor names repeat: {names}")
+    if "hidden" not in cell.config:
+        raise PluginError(f"{where}: a declared cell needs a `hidden` parameter (units per layer)")
+    if int(cell.state_size) < 1:
+        raise PluginError(f"{where}: state_size must be >= 1, got {cell.state_size}")
+    from qbench.components import ELEMENTWISE_OPS
+
+    unknown = set(cell.elementwise) - set(ELEMENTWISE_OPS)
+    if unknown:
+        raise PluginError(f"{where}: elementwise has unknown operations {sorted(unknown)}; use {ELEMENTWISE_OPS}")
+    if cell.fused_kernel is not None:
+        if cell.fused_kernel not in FUSED_KERNELS:
+            raise PluginError(
+                f"{where}: fused_kernel must be one of {FUSED_KERNELS} or None, got {cell.fused_kernel!r}"
+            )
+        blocks = {"rnn_tanh": 1, "gru": 3, "lstm": 4}[cell.fused_kernel]
+        by_name = {spec.name: spec for spec in specs}
+        wanted = {
+            "w_input": ("matrix", "input"),
+            "w_recurrent": ("matrix", "hidden"),
+            "b_input": ("vector", None),
+        }
+        for name, (layout, reads) in wanted.items():
+            spec = by_name.get(name)
+            if spec is None or spec.layout != layout or (reads and spec.reads != reads) or spec.blocks != blocks:
+                raise PluginError(
+                    f"{where}: fused_kernel {cell.fused_kernel!r} needs a {layout} {name!r} of {blocks} gate "
+                    f"block(s){' reading the ' + reads if reads else ''}; declare it or set fused_kernel = None"
+                )
+        extra = set(names) - set(FUSED_NAMES)
+        if extra:
+            raise PluginError(f"{where}: fused_kernel {cell.fused_kernel!r} cannot use tensors {sorted(extra)}")
+        expected_state = 2 if cell.fused_kernel == "lstm" else 1
+        if cell.state_size != expected_state:
+            raise PluginError(f"{where}: fused_kernel {cell.fused_kernel!r} carries {expected_state} state tensor(s)")
+
+
+def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> torch.Tensor:
+    return (torch.rand(shape, generator=generator, dtype=torch.float32) * 2.0 - 1.0) * bound
+
+
 class RecurrentLayer(nn.Module):
-    """Shadow weights (and optional input batch norm) of one recurrent layer."""
+    """Shadow tensors (as attributes named as declared), optional input batch norm, learned quantizer state."""
 
     zero_bias: torch.Tensor
     input_size: int
     hidden: int
+    #: the fused kernels' input matrix (registered dynamically, like every declared tensor)
+    w_input: nn.Parameter
 
-    def __init__(
-        self, cell: str, input_size: int, hidden: int, batch_norm: bool, init: torch.Generator
-    ) -> None:
+    def __init__(self, specs: tuple[TensorSpec, ...], input_size: int, hidden: int, batch_norm: bool,
+                 init: torch.Generator, fused: bool) -> None:
         super().__init__()
-        rows = GATE_BLOCKS[cell] * hidden
         self.input_size = input_size
         self.hidden = hidden
-        input_bound = math.sqrt(6.0 / (input_size + hidden))
-        recurrent_bound = math.sqrt(3.0 / hidden)
-        self.w_input = nn.Parameter(_uniform((rows, input_size), input_bound, init))
-        self.w_recurrent = nn.Parameter(_uniform((rows, hidden), recurrent_bound, init))
-        self.b_input = nn.Parameter(torch.zeros(rows))
-        self.b_recurrent = nn.Parameter(torch.zeros(rows)) if cell == "gru" else None
+        self.specs = specs
+        for spec in specs:
+            shape = spec.shape(input_size, hidden)
+            if spec.init in ("glorot", "positive"):
+                fan_in, fan_out = spec.context_fans(input_size, hidden)
+                value = _uniform(shape, math.sqrt(6.0 / (fan_in + fan_out)), init)
+                if spec.init == "positive":
+                    value = value.abs()
+            else:
+                value = torch.zeros(shape)
+            self.register_parameter(spec.name, nn.Parameter(value))
         self.norm: nn.BatchNorm1d | None = None
         if batch_norm:
             self.norm = nn.BatchNorm1d(input_size)
             with torch.no_grad():
                 self.norm.weight.fill_(BN_GAMMA_INIT)
-        # the kernel wants a recurrent bias: a constant zero for rnn and lstm (not a parameter)
-        self.register_buffer("zero_bias", torch.zeros(rows), persistent=False)
+        if fused and "b_recurrent" not in {spec.name for spec in specs}:
+            # the kernel wants a recurrent bias: a constant zero for rnn and lstm (not a parameter)
+            rows = specs[0].blocks * hidden
+            self.register_buffer("zero_bias", torch.zeros(rows), persistent=False)
+        #: learned quantizer state: tensor name (or "hidden") -> its parameters
+        self.quant_state = nn.ModuleDict()
 
     def shadow_tensors(self) -> list[tuple[str, nn.Parameter]]:
-        names = ("w_input", "w_recurrent", "b_input", "b_recurrent")
-        return [(name, getattr(self, name)) for name in names if getattr(self, name) is not None]
-
-
-class StraightThrough(torch.autograd.Function):
-    """Forward: the quantized tensor; backward: the gradient goes to the shadow tensor unchanged.
-
-    The same estimator as :func:`qbench.ste.quantize_ste` (``shadow + (q - shadow).detach()``)
-    without its two elementwise passes: on a GPU every pass is a kernel launch per tensor.
-    """
-
-    @staticmethod
-    def forward(ctx: object, shadow: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
-        return quantized.view_as(quantized)
-
-    @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ARG004
-        return grad, None
-
-
-def _uniform(shape: tuple[int, int], bound: float, generator: torch.Generator) -> torch.Tensor:
-    return (torch.rand(shape, generator=generator, dtype=torch.float32) * 2.0 - 1.0) * bound
+        return [(spec.name, getattr(self, spec.name)) for spec in self.specs]
 
 
 class QuantizedRecurrentStack(nn.Module):
-    """Layers of one cell family whose weights and biases go through ``quantizer`` (module contract).
+    """Layers of one declared cell whose tensors go through ``quantizer`` (module contract).
 
     ``forward(x[T, B, n], state=None) -> (y[T, B, h], state)``; ``state`` is ``[layers, B, h]``
-    (rnn, gru) or a pair of those (lstm), as torch's modules.
+    for a cell with one state tensor, a tuple of those otherwise (an LSTM's ``(h, c)``), as
+    torch's modules.
     """
 
-    def __init__(
-        self,
-        cell: str,
-        *,
-        input_size: int,
-        hidden: int,
-        layers: int,
-        batch_norm: bool,
-        quantizer: Quantizer,
-        seed: int,
-    ) -> None:
+    def __init__(self, cell: Cell, *, input_size: int, quantizer: Quantizer, seed: int) -> None:
         super().__init__()
-        if cell not in GATE_BLOCKS:
-            raise ValueError(f"unknown cell family {cell!r}; one of {sorted(GATE_BLOCKS)}")
-        self.cell = cell
-        self.gate_blocks = GATE_BLOCKS[cell]
+        check_declaration(cell)
+        config = cell.config
+        self.cell_decl = cell
+        self.cell = cell.name
+        self.specs = tuple(cell.tensors)
         self.input_size = input_size
-        self.hidden = hidden
-        self.num_layers = layers
+        self.hidden = int(config["hidden"])
+        self.num_layers = int(config.get("layers", 1))
         self.quantizer = quantizer
         self.seed = int(seed)
-        self.implementation = "fused"
+        self.implementation = "fused" if cell.fused_kernel else "loop"
         #: write the quantized values into a flat kernel buffer (None: on CUDA only; see _flat_buffers)
         self.flat_weights: bool | None = None
         self._flat: dict[tuple[int, str, torch.dtype], list[torch.Tensor]] = {}
+        self.quantize_hidden = bool(quantizer.applies_to(HIDDEN_ROLE))
         init = torch.Generator().manual_seed(self.seed)
         self.layers = nn.ModuleList(
-            RecurrentLayer(cell, input_size if index == 0 else hidden, hidden, batch_norm, init)
-            for index in range(layers)
+            RecurrentLayer(
+                self.specs, input_size if index == 0 else self.hidden, self.hidden,
+                bool(config.get("batch_norm", False)), init, cell.fused_kernel is not None,
+            )
+            for index in range(self.num_layers)
         )
         self._draws: torch.Generator | None = None
         self._draw_seed = self.seed + DRAW_SEED_OFFSET
         self._contexts: dict[tuple[int, str, bool], QuantContext] = {}
+        self._init_quantizer_state()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a torch.Generator does not pickle; the draws restart from the seed on the other side
+        state = self.__dict__.copy()
+        state.update(_draws=None, _contexts={}, _flat={})
+        return state
 
     def recurrent_layers(self) -> list[RecurrentLayer]:
         """The layers, typed (``nn.ModuleList`` items are plain modules to a type checker)."""
         return list(self.layers)  # type: ignore[arg-type]
+
+    @property
+    def fused(self) -> bool:
+        """Whether this forward uses torch's fused kernel."""
+        return self.implementation == "fused" and self.cell_decl.fused_kernel is not None and not self.quantize_hidden
+
+    # -- learned quantizer state ----------------------------------------------------------------
+
+    def _init_quantizer_state(self) -> None:
+        for index, layer in enumerate(self.recurrent_layers()):
+            for spec in self.specs:
+                shadow = getattr(layer, spec.name)
+                ctx = self._bare_context(index, spec.name)
+                self._add_state(layer, spec.name, self.quantizer.init_state(shadow.detach(), ctx))
+            if self.quantize_hidden:
+                representative = torch.linspace(-1.0, 1.0, self.hidden)
+                ctx = self._bare_context(index, HIDDEN_ROLE)
+                self._add_state(layer, HIDDEN_ROLE, self.quantizer.init_state(representative, ctx))
+        if any(len(layer.quant_state) for layer in self.recurrent_layers()) and not self.quantizer.owns_gradient:
+            raise PluginError(
+                f"quantizer {self.quantizer.name!r}: init_state returns learned state but owns_gradient is False; "
+                "its state would never receive a gradient (set owns_gradient = True and make quantize differentiable)"
+            )
+
+    def _add_state(self, layer: RecurrentLayer, name: str, state: Mapping[str, torch.Tensor]) -> None:
+        if state:
+            layer.quant_state[name] = nn.ParameterDict(
+                {key: nn.Parameter(torch.as_tensor(value).detach().clone().float()) for key, value in state.items()}
+            )
+
+    def _bare_context(self, layer: int, name: str) -> QuantContext:
+        fan_in, fan_out, role = self._fans(layer, name)
+        return QuantContext(role, fan_in, fan_out, False, None, layer)
+
+    def _fans(self, layer: int, name: str) -> tuple[int, int, str]:
+        if name == HIDDEN_ROLE:
+            return self.hidden, self.hidden, HIDDEN_ROLE
+        spec = next(s for s in self.specs if s.name == name)
+        n = self.recurrent_layers()[layer].input_size
+        fan_in, fan_out = spec.context_fans(n, self.hidden)
+        return fan_in, fan_out, spec.role
 
     # -- stochastic draws -------------------------------------------------------------------
 
     @property
     def generator(self) -> torch.Generator:
         """The seeded generator of the stochastic draws, on the device of the weights."""
-        device = self.recurrent_layers()[0].w_input.device
+        device = getattr(self.recurrent_layers()[0], self.specs[0].name).device
         if self._draws is None or self._draws.device != device:
             self._draws = torch.Generator(device=device).manual_seed(self._draw_seed)
             self._contexts.clear()
@@ -163,37 +262,56 @@ class QuantizedRecurrentStack(nn.Module):
         self.generator.manual_seed(self._draw_seed)
 
     def context(self, layer: int, name: str, training: bool) -> QuantContext:
-        """The quantizer context of shadow tensor ``name`` of ``layer`` (see the module docstring)."""
+        """The quantizer context of tensor ``name`` (or ``"hidden"``) of ``layer`` (module docstring)."""
         key = (layer, name, training)
         ctx = self._contexts.get(key)
         if ctx is None:
             generator = self.generator
-            n = self.recurrent_layers()[layer].input_size
-            fan_in = self.hidden if name == "w_recurrent" else n
-            ctx = QuantContext(TENSOR_ROLES[name], fan_in, self.hidden, training, generator, layer)
+            fan_in, fan_out, role = self._fans(layer, name)
+            states = self.recurrent_layers()[layer].quant_state
+            state = states[name] if name in states else None
+            ctx = QuantContext(role, fan_in, fan_out, training, generator, layer, state)  # type: ignore[arg-type]
             self._contexts[key] = ctx
         return ctx
 
     # -- forward ----------------------------------------------------------------------------
 
-    def quantized_weights(self, index: int) -> list[torch.Tensor]:
-        """``[w_input, w_recurrent, b_input, b_recurrent]`` of a layer as the kernel sees them (STE)."""
+    def quantized_tensors(self, index: int) -> dict[str, torch.Tensor]:
+        """Every declared tensor of a layer as the cell sees it (through the STE or the quantizer's own gradient)."""
         layer = self.recurrent_layers()[index]
         training = self.training
         self.generator  # noqa: B018 - (re)creates the generator and contexts on the weights' device
         quantizer = self.quantizer
-        use_flat = layer.w_input.is_cuda if self.flat_weights is None else self.flat_weights
-        flat = self._flat_buffers(index) if use_flat else None
-        tensors = []
+        owns = quantizer.owns_gradient
+        flat = None
+        if self.fused and not owns:
+            first = getattr(layer, self.specs[0].name)
+            use_flat = first.is_cuda if self.flat_weights is None else self.flat_weights
+            flat = self._flat_buffers(index) if use_flat else None
+        tensors: dict[str, torch.Tensor] = {}
         for position, (name, shadow) in enumerate(layer.shadow_tensors()):
+            ctx = self.context(index, name, training)
+            if owns:
+                tensors[name] = quantizer.quantize(shadow, ctx)
+                continue
             with torch.no_grad():
-                quantized = quantizer.quantize(shadow.detach(), self.context(index, name, training))
+                quantized = quantizer.quantize(shadow.detach(), ctx)
                 if flat is not None:
                     quantized = flat[position].copy_(quantized)
-            tensors.append(StraightThrough.apply(shadow, quantized))
-        if layer.b_recurrent is None:
-            tensors.append(layer.zero_bias if flat is None else flat[3])
+            tensors[name] = straight_through(shadow, quantized)
         return tensors
+
+    def quantized_weights(self, index: int) -> list[torch.Tensor]:
+        """``[w_input, w_recurrent, b_input, b_recurrent]`` of a layer as torch's fused kernel takes them."""
+        tensors = self.quantized_tensors(index)
+        weights = [tensors[name] for name in FUSED_NAMES[:3]]
+        if "b_recurrent" in tensors:
+            weights.append(tensors["b_recurrent"])
+        else:
+            layer = self.recurrent_layers()[index]
+            use_flat = self._flat.get((index, str(layer.zero_bias.device), layer.w_input.dtype))
+            weights.append(layer.zero_bias if use_flat is None or self.quantizer.owns_gradient else use_flat[3])
+        return weights
 
     def _flat_buffers(self, index: int) -> list[torch.Tensor]:
         """The "dual copy" of performance.md: four tensors that are views of one cuDNN weight buffer.
@@ -214,7 +332,8 @@ class QuantizedRecurrentStack(nn.Module):
             if like.is_cuda and torch.backends.cudnn.is_acceptable(like) and torch._use_cudnn_rnn_flatten_weight():
                 from torch.backends.cudnn import rnn as cudnn_rnn
 
-                mode = cudnn_rnn.get_cudnn_mode({"rnn": "RNN_TANH", "gru": "GRU", "lstm": "LSTM"}[self.cell])
+                kernel = self.cell_decl.fused_kernel
+                mode = cudnn_rnn.get_cudnn_mode({"rnn_tanh": "RNN_TANH", "gru": "GRU", "lstm": "LSTM"}[str(kernel)])
                 with torch.no_grad():
                     torch._cudnn_rnn_flatten_weight(
                         buffers, 4, layer.input_size, mode, self.hidden, 0, 1, False, False
@@ -227,42 +346,52 @@ class QuantizedRecurrentStack(nn.Module):
 
     def forward(self, x: torch.Tensor, state: object = None) -> tuple[torch.Tensor, object]:
         steps, batch, _ = x.shape
+        size = int(self.cell_decl.state_size)
         if state is None:
             zeros = x.new_zeros(self.num_layers, batch, self.hidden)
-            state = (zeros, zeros) if self.cell == "lstm" else zeros
-        finals: list[object] = []
+            states: tuple[torch.Tensor, ...] = (zeros,) * size
+        else:
+            states = tuple(state) if size > 1 else (state,)  # type: ignore[arg-type,assignment]
+        finals: list[tuple[torch.Tensor, ...]] = []
         for index, layer in enumerate(self.recurrent_layers()):
             if layer.norm is not None:
                 x = layer.norm(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
-            weights = self.quantized_weights(index)
-            if self.cell == "lstm":
-                layer_state: object = (state[0][index : index + 1], state[1][index : index + 1])  # type: ignore[index]
-            else:
-                layer_state = state[index : index + 1]  # type: ignore[index]
-            if self.implementation == "fused":
-                x, final = self._fused(x, layer_state, weights)
+            layer_state = tuple(s[index : index + 1] for s in states)
+            if self.fused:
+                x, final = self._fused(x, layer_state, self.quantized_weights(index))
             else:
                 from qbench.training.reference import run_layer
 
-                x, final = run_layer(self.cell, x, layer_state, weights)
+                hidden = self._hidden_quantizer(index) if self.quantize_hidden else None
+                x, final = run_layer(self.cell_decl.step, x, layer_state, self.quantized_tensors(index), hidden)
             finals.append(final)
-        if self.cell == "lstm":
-            new_state: object = (
-                torch.cat([f[0] for f in finals]),  # type: ignore[index]
-                torch.cat([f[1] for f in finals]),  # type: ignore[index]
-            )
-        else:
-            new_state = torch.cat(finals)  # type: ignore[arg-type]
-        return x, new_state
+        new_states = tuple(torch.cat([f[k] for f in finals]) for k in range(size))
+        return x, (new_states if size > 1 else new_states[0])
 
-    def _fused(self, x: torch.Tensor, state: object, weights: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
+    def _hidden_quantizer(self, index: int) -> Any:
+        ctx = self.context(index, HIDDEN_ROLE, self.training)
+        quantizer = self.quantizer
+        if quantizer.owns_gradient:
+            return lambda h: quantizer.quantize(h, ctx)
+
+        def through(h: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                quantized = quantizer.quantize(h.detach(), ctx)
+            return straight_through(h, quantized)
+
+        return through
+
+    def _fused(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], weights: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         # arguments: input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
-        if self.cell == "lstm":
+        kernel = self.cell_decl.fused_kernel
+        if kernel == "lstm":
             y, h, c = torch._VF.lstm(x, state, weights, True, 1, 0.0, self.training, False, False)  # type: ignore[call-overload]
             return y, (h, c)
-        kernel = torch._VF.gru if self.cell == "gru" else torch._VF.rnn_tanh
-        y, h = kernel(x, state, weights, True, 1, 0.0, self.training, False, False)  # type: ignore[call-overload]
-        return y, h
+        function = torch._VF.gru if kernel == "gru" else torch._VF.rnn_tanh
+        y, h = function(x, state[0], weights, True, 1, 0.0, self.training, False, False)  # type: ignore[call-overload]
+        return y, (h,)
 
     # -- host duties ------------------------------------------------------------------------
 
@@ -274,8 +403,26 @@ class QuantizedRecurrentStack(nn.Module):
                 clip_shadow_(shadow, self.quantizer, self.context(index, name, True))
 
     def quantized_parameter_count(self) -> int:
-        """Weights and biases that go through the quantizer (batch norm excluded)."""
+        """Declared tensor elements that go through the quantizer (batch norm and learned state excluded)."""
         return sum(shadow.numel() for layer in self.recurrent_layers() for _, shadow in layer.shadow_tensors())
+
+    def learned_state(self) -> dict[str, torch.Tensor]:
+        """Every learned quantizer parameter by its ``state_dict`` name (empty without learned state)."""
+        return {name: p for name, p in self.named_parameters() if ".quant_state." in name}
+
+    def operations_per_step(self) -> list[dict[str, int]]:
+        """Per layer, from the declaration: weight products, bias adds, element-wise ops of one step (batch 1)."""
+        counts = []
+        for layer in self.recurrent_layers():
+            n, h = layer.input_size, self.hidden
+            row: dict[str, int] = {
+                "products": sum(spec.products(n, h) for spec in self.specs),
+                "bias_adds": sum(spec.shape(n, h)[0] for spec in self.specs if spec.layout == "vector"),
+            }
+            for op, per_unit in self.cell_decl.elementwise.items():
+                row[op] = int(per_unit) * h
+            counts.append(row)
+        return counts
 
     @torch.no_grad()
     def export_layers(self) -> list[ExportedLayer]:
@@ -284,15 +431,18 @@ class QuantizedRecurrentStack(nn.Module):
         exported: list[ExportedLayer] = []
         for index, layer in enumerate(self.recurrent_layers()):
             tensors: dict[str, ExportedTensor] = {}
-            for name, shadow in layer.shadow_tensors():
-                ctx = self.context(index, name, False)
+            for spec in self.specs:
+                shadow = getattr(layer, spec.name)
+                ctx = self.context(index, spec.name, False)
                 values = quantizer.quantize(shadow.detach(), ctx)
-                tensors[name] = ExportedTensor(
+                tensors[spec.name] = ExportedTensor(
                     values=values.cpu().double().numpy(),
                     role=ctx.role,
                     scheme=quantizer.scheme,
                     bits=float(quantizer.bits_per_weight()),
                     encoding=dict(quantizer.encoding(ctx)),
+                    layout=spec.layout,
+                    state=_state_arrays(ctx),
                 )
             scale = shift = None
             if layer.norm is not None:
@@ -302,20 +452,52 @@ class QuantizedRecurrentStack(nn.Module):
                 scale_t = norm.weight.double() / std
                 shift_t = norm.bias.double() - norm.running_mean.double() * scale_t
                 scale, shift = scale_t.cpu().numpy(), shift_t.cpu().numpy()
+            hidden_facts = None
+            if self.quantize_hidden:
+                ctx = self.context(index, HIDDEN_ROLE, False)
+                hidden_facts = {
+                    "scheme": quantizer.scheme,
+                    "bits": float(quantizer.bits_per_weight()),
+                    "encoding": dict(quantizer.encoding(ctx)),
+                    "state": _state_arrays(ctx),
+                }
             exported.append(
                 ExportedLayer(
                     cell=self.cell,
                     input_size=layer.input_size,
                     hidden_size=self.hidden,
-                    w_input=tensors["w_input"],
-                    w_recurrent=tensors["w_recurrent"],
-                    b_input=tensors["b_input"],
+                    w_input=_named_or_role(tensors, "w_input", "input", self.specs),
+                    w_recurrent=_named_or_role(tensors, "w_recurrent", "recurrent", self.specs),
+                    b_input=_named_or_role(tensors, "b_input", "bias", self.specs, optional=True),
                     b_recurrent=tensors.get("b_recurrent"),
                     input_scale=scale,
                     input_shift=shift,
+                    tensors=tensors,
+                    elementwise=dict(self.cell_decl.elementwise),
+                    state_size=int(self.cell_decl.state_size),
+                    hidden_quantizer=hidden_facts,
                 )
             )
         return exported
+
+
+def _state_arrays(ctx: QuantContext) -> dict[str, np.ndarray]:
+    if not ctx.state:
+        return {}
+    return {key: value.detach().cpu().double().numpy() for key, value in ctx.state.items()}
+
+
+def _named_or_role(
+    tensors: dict[str, ExportedTensor], name: str, role: str, specs: tuple[TensorSpec, ...], optional: bool = False
+) -> Any:
+    if name in tensors:
+        return tensors[name]
+    for spec in specs:
+        if spec.role == role:
+            return tensors[spec.name]
+    if optional:
+        return None
+    raise PluginError(f"a declared cell needs at least one tensor of role {role!r} (found {[s.name for s in specs]})")
 
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray:

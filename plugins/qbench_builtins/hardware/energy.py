@@ -103,12 +103,16 @@ class EnergyModel(qbench.HardwareBackend):
         )
 
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
-        from qbench_builtins.hardware.energy_model import analyse
-        from qbench_builtins.hardware.program import GATE_BLOCKS
+        from qbench_builtins.hardware.counters import ELEMENTWISE
 
         for layer in model.layers:
-            if layer.cell not in GATE_BLOCKS:
-                raise qbench.Unsupported(f"no operation counts for cell {layer.cell!r}")
+            if layer.cell not in ELEMENTWISE and not layer.tensors:
+                raise qbench.Unsupported(
+                    f"no operation counts for cell {layer.cell!r}: it is not declared (contract 2: declare its "
+                    "tensors, state_size and elementwise operations, and energy prices it)"
+                )
+        from qbench_builtins.hardware.energy_model import analyse
+
         result = analyse(model, sample, self.energy_config())
         return {
             key: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)

@@ -33,7 +33,7 @@ from qbench_builtins.hardware.weights import encode_matrix
 
 if TYPE_CHECKING:
     from qbench.data import EvalSample
-    from qbench.export import ExportedModel, ExportedTensor
+    from qbench.export import ExportedLayer, ExportedModel, ExportedTensor
 
 PLACEMENTS = ("sram", "dram", "registers", "hardwired")
 STORAGE = ("dense", "packed")
@@ -201,6 +201,14 @@ def sequence_length(sample: EvalSample | None) -> float:
     return 1.0
 
 
+def elementwise_ops(layer: ExportedLayer) -> tuple[int, int, int, int, int]:
+    """(multiplies, add/sub, sigmoids, tanhs, relus) per hidden unit: the paper's cells, else the declaration."""
+    if layer.elementwise:
+        e = layer.elementwise
+        return e.get("mults", 0), e.get("adds", 0), e.get("sigmoids", 0), e.get("tanhs", 0), e.get("relus", 0)
+    return (*ELEMENTWISE[layer.cell], 0)
+
+
 def analyse(
     model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig
 ) -> dict[str, float | str | bool]:
@@ -210,13 +218,17 @@ def analyse(
     layer_infos = []
     for layer in model.layers:
         h = layer.hidden_size
-        pair = [
-            matrix_info(layer.w_input, h, cfg.scale_bits),
-            matrix_info(layer.w_recurrent, h, cfg.scale_bits),
-        ]
-        biases = [
-            matrix_info(b, h, cfg.scale_bits) for b in (layer.b_input, layer.b_recurrent) if b is not None
-        ]
+        if layer.tensors:  # a declared cell: every matrix and diagonal multiplies, every vector adds
+            pair = [matrix_info(t, h, cfg.scale_bits) for t in layer.tensors.values() if t.layout != "vector"]
+            biases = [matrix_info(t, h, cfg.scale_bits) for t in layer.tensors.values() if t.layout == "vector"]
+        else:
+            pair = [
+                matrix_info(layer.w_input, h, cfg.scale_bits),
+                matrix_info(layer.w_recurrent, h, cfg.scale_bits),
+            ]
+            biases = [
+                matrix_info(b, h, cfg.scale_bits) for b in (layer.b_input, layer.b_recurrent) if b is not None
+            ]
         layer_infos.append((layer, pair, biases))
     floating = any(info.floating for _, pair, _ in layer_infos for info in pair)
     b_a = 32.0 if floating else float(cfg.activation_bits)
@@ -224,14 +236,20 @@ def analyse(
     per_step = Ledger()
     cycles = 0.0
     bops = 0.0
-    for index, (layer, (wx, wh), biases) in enumerate(layer_infos):
+    for index, (layer, products, biases) in enumerate(layer_infos):
         h, n = layer.hidden_size, layer.input_size
         one_hot = index == 0 and model.input_kind == "one-hot" and layer.input_scale is None
         ids = _column_ids(model, sample, n) if one_hot else None
         cols_x = 1 if one_hot else n
         k = cols_x + h
-        gates = layer.gate_blocks
-        for info, cols, column_ids in ((wx, cols_x, ids), (wh, h, None)):
+        step_products = 0
+        for info in products:
+            reads_input = info.tensor.role == "input"
+            column_ids = ids if reads_input else None
+            # weights read per step: rows x the columns used (one column of a one-hot input)
+            rows = info.nonzero.shape[0]
+            cols = (cols_x if reads_input else h) if info.tensor.layout == "matrix" else 1
+            step_products += rows * cols
             counts = matrix_counts(info.kinds, info.scaled, info.block_rows, info.nonzero, column_ids)
             evaluations = 1 if column_ids is None else len(column_ids)
             acc = accumulator_bits(info, b_a, n + h)
@@ -244,22 +262,23 @@ def analyse(
             per_step.add("mult", f"mult:{cfg.scale_bits}", acc, scale_mults / evaluations)
             if not hardwired:
                 per_step.add("shift", "shift", acc, counts["shifts"] / evaluations)
-                bits_read = gates * h * cols * stored_bits(info, cfg.storage)
+                bits_read = rows * cols * stored_bits(info, cfg.storage)
                 per_step.add("weights", "weight-bit", 0, bits_read)
             p = float(np.count_nonzero(info.nonzero)) / max(info.nonzero.size, 1)
-            bops += gates * h * cols * (p * b_a * info.bits + b_a + info.bits + math.log2(k))
+            bops += rows * cols * (p * b_a * info.bits + b_a + info.bits + math.log2(k))
         if not hardwired:
             for info in biases:
                 per_step.add("weights", "weight-bit", 0, info.nonzero.size * stored_bits(info, cfg.storage))
-        mults, adds, sigmoids, tanhs = ELEMENTWISE[layer.cell]
+        mults, adds, sigmoids, tanhs, relus = elementwise_ops(layer)
         bn = n if layer.input_scale is not None and index > 0 else 0
         per_step.add("mult", "mult", b_a, mults * h + bn, floating)
-        per_step.add("add", "add", b_a if floating else 2 * b_a, adds * h + bn, floating)
+        # a relu is a comparison with zero: priced as an add of the activation width
+        per_step.add("add", "add", b_a if floating else 2 * b_a, (adds + relus) * h + bn, floating)
         per_step.add("tables", "register-bit", 0, (sigmoids + tanhs) * h * b_a)
-        state_values = (2 if layer.cell == "lstm" else 1) * h
+        state_values = layer.state_size * h
         per_step.add("state", "register-bit", 0, 2 * state_values * b_a + cols_x * b_a)
-        cycles += math.ceil(gates * h * k / cfg.lanes) + math.ceil(
-            (mults + adds + sigmoids + tanhs) * h / cfg.lanes
+        cycles += math.ceil(step_products / cfg.lanes) + math.ceil(
+            (mults + adds + sigmoids + tanhs + relus) * h / cfg.lanes
         )
 
     # the output layer, with its own scheme; once per token (LM) or once per sequence
@@ -310,12 +329,11 @@ def analyse(
         output.scaled(outputs_per_token).price(table, logic, memory_factor, weight_pj_per_bit).values()
     )
     per_token = arith + mem
-    # one shared 1024-entry table per function used (tanh always, sigmoid for gru / lstm)
-    functions = 1 + any(layer.cell in ("gru", "lstm") for layer in model.layers)
+    # one shared 1024-entry table per function used (sigmoid, tanh; a relu needs none)
+    used = [elementwise_ops(layer) for layer in model.layers]
+    functions = int(any(ops[2] for ops in used)) + int(any(ops[3] for ops in used))
     table_bytes = functions * TABLE_ENTRIES * b_a / 8
-    state_bytes = sum(
-        (2 if layer.cell == "lstm" else 1) * layer.hidden_size * b_a / 8 for layer in model.layers
-    )
+    state_bytes = sum(layer.state_size * layer.hidden_size * b_a / 8 for layer in model.layers)
     return {
         "energy_pj_per_token": per_token,
         "energy_pj_per_sequence": per_token * length,

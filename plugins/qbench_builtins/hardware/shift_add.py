@@ -164,4 +164,28 @@ class ShiftAddSimulator(qbench.HardwareBackend):
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
         from qbench_builtins.hardware.simulate import simulate
 
+        unsupported_reason(model)
         return simulate(model, sample, self.sim_config(), self.config["max_tokens"], self.config["reference"])
+
+
+#: the cells the integer simulator has programs for
+SIMULATED_CELLS = ("rnn", "gru", "lstm")
+
+
+def unsupported_reason(model: ExportedModel) -> None:
+    """Raise :class:`qbench.Unsupported` saying precisely what the simulator cannot run."""
+    for index, layer in enumerate(model.layers):
+        if layer.cell not in SIMULATED_CELLS:
+            declared = ", ".join(f"{name} {t.layout}" for name, t in layer.tensors.items()) or "not declared"
+            ops = ", ".join(f"{k} {v}/unit" for k, v in sorted(layer.elementwise.items())) or "none declared"
+            raise qbench.Unsupported(
+                f"layer {index}: the integer simulator has programs for {', '.join(SIMULATED_CELLS)} only; "
+                f"cell {layer.cell!r} (tensors: {declared}; element-wise: {ops}) would need its step compiled "
+                "to integer operations (the energy backend prices it from its declaration)"
+            )
+        if layer.hidden_quantizer is not None:
+            raise qbench.Unsupported(
+                f"layer {index}: the hidden state is quantized by the model's quantizer "
+                f"({layer.hidden_quantizer['scheme']}, {layer.hidden_quantizer['bits']:g} bits), and the "
+                "simulator requantizes it to activation_format instead; it cannot reproduce that model"
+            )

@@ -1,6 +1,7 @@
 """Built-in quantizers: the methods of Ott et al. 2016 (arXiv 1608.06902) plus k-bit fixed point.
 
-float, binary, ternary, pow2-ternary, exponential and fixed. The classes live in light modules
+float, binary, ternary, pow2-ternary, exponential and fixed; beyond the paper the learned
+``lsq`` (Esser et al. 2019) and ``ttq`` (Zhu et al. 2016). The classes live in light modules
 (no torch at import); their arithmetic is in :mod:`qbench_builtins.quantizers.kernels`.
 """
 
@@ -10,6 +11,7 @@ import qbench
 from qbench_builtins.quantizers.connect import BinaryQuantizer, FloatQuantizer, TernaryQuantizer
 from qbench_builtins.quantizers.exponential import ExponentialQuantizer
 from qbench_builtins.quantizers.fixed_point import FixedPointQuantizer, Pow2TernaryQuantizer
+from qbench_builtins.quantizers.learned import LSQQuantizer, TTQQuantizer
 
 BUILTIN_QUANTIZERS = (
     FloatQuantizer,
@@ -18,6 +20,8 @@ BUILTIN_QUANTIZERS = (
     Pow2TernaryQuantizer,
     ExponentialQuantizer,
     FixedPointQuantizer,
+    LSQQuantizer,
+    TTQQuantizer,
 )
 
 

@@ -1,0 +1,121 @@
+"""Contract 2 from the outside: the example package (a learned quantizer and a vector-recurrent cell),
+the guide's code, and the learned / declared built-ins in one matrix on every executor."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import qbench
+
+ROOT = Path(__file__).resolve().parents[1]
+installed = pytest.mark.skipif(
+    importlib.util.find_spec("qbench_learned") is None,
+    reason="the example plugin is not installed: pip install ./examples/qbench-learned (as the README says)",
+)
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+
+
+def test_the_guide_shows_the_example_plugin_verbatim_and_it_runs(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from qbench.testing.quantizers import check_learned_state_trains
+
+    blocks = python_blocks((ROOT / "docs" / "plugins.md").read_text())
+    source = (ROOT / "examples" / "qbench-learned" / "qbench_learned" / "plugin.py").read_text()
+    assert blocks[0] == source, "docs/plugins.md no longer shows examples/qbench-learned's plugin.py"
+    module = types.ModuleType("guide_example")  # importable, so its classes pickle like a package's
+    monkeypatch.setitem(sys.modules, "guide_example", module)
+    exec(compile(blocks[0], "docs/plugins.md", "exec"), module.__dict__)  # noqa: S102 - the guide's own code
+    namespace = module.__dict__
+    quantizer = namespace["LearnedBinary"]()
+    check_learned_state_trains(quantizer)
+    cell = namespace["DiagonalRNN"](hidden=4)
+    stack = cell.build(3, quantizer, 0)
+    y, h = stack(torch.randn(5, 2, 3))
+    assert y.shape == (5, 2, 4) and h.shape == (1, 2, 4)
+    assert stack.quantized_parameter_count() == 4 * 3 + 4 + 4  # the diagonal holds h weights, not h^2
+
+
+def test_learned_quantizers_are_listed_with_their_papers(capsys):
+    from qbench.cli import main
+
+    assert main(["list", "quantizers"]) == 0
+    out = capsys.readouterr().out
+    assert "lsq" in out and "Esser et al. 2019" in out
+    assert "ttq" in out and "Zhu et al. 2016" in out
+
+
+@pytest.mark.slow
+@installed
+def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp_path, data_cache, monkeypatch):
+    """Done-when: lsq / ttq / the plugin's learned-binary beside ternary, on indrnn and the plugin's
+    diagonal-rnn: identical records with 1 and 2 workers and on Dask; energy prices the declared cells."""
+    from qbench.executors import get_executor
+    from qbench.matrix import expand, load_matrix
+    from tests.matrices import write_matrix_file
+    from tests.test_executors import comparable
+
+    monkeypatch.setenv("QBENCH_DATA", str(data_cache))
+    path = write_matrix_file(
+        tmp_path, "learned",
+        quantizers=("ternary", "lsq", "ttq", "learned-binary"),
+        cells=(("indrnn", {"hidden": 8}), ("diagonal-rnn", {"hidden": 8})),
+        datasets=(("pydoc-char", {"max_chars": 20000}),),
+        hardware=("energy", "shift-add"),
+        seeds=(0,), epochs=1, batch=8, bptt=20, max_steps=3, eval_tokens=300, hardware_tokens=60,
+    )
+    cases = expand(load_matrix(path))
+    runs = {}
+    for label, make in [
+        ("workers-1", lambda: get_executor("local", 1)),
+        ("workers-2", lambda: get_executor("local", 2)),
+        ("dask-2", lambda: get_executor("dask", 2)),
+    ]:
+        executor = make()
+        try:
+            runs[label] = {r["case_id"]: r for r in executor.run(cases)}
+        finally:
+            executor.close()
+    reference = runs["workers-1"]
+    assert len(reference) == 8
+    for record in reference.values():
+        assert record["status"] == "ok", record.get("error")
+        assert record["hardware_status"]["energy"] == "ok", record["hardware_status"]
+        assert record["energy_pj_per_token"] > 0
+        status = record["hardware_status"]["shift-add"]
+        assert status.startswith("unsupported: layer 0: the integer simulator has programs for rnn, gru, lstm only")
+        assert record["cell"] in status
+    for label, records in runs.items():
+        assert sorted(records) == sorted(reference), label
+        for case_id, record in records.items():
+            assert comparable(record) == comparable(reference[case_id]), f"{label} differs on {case_id}"
+
+
+def test_energy_prices_a_diagonal_as_h_weights():
+    """The export keeps the diagonal a vector: weight memory counts h recurrent weights, not h^2."""
+    pytest.importorskip("torch")
+    from qbench.data import EvalSample  # noqa: F401 - the backend's sample type
+    from qbench.export import ExportedModel
+
+    cell = qbench.create("cell", "indrnn", hidden=6)
+    stack = cell.build(4, qbench.create("quantizer", "ternary"), 0)
+    layers = stack.export_layers()
+    assert layers[0].tensors["w_recurrent"].values.shape == (6,)
+    assert layers[0].tensors["w_recurrent"].layout == "diagonal"
+    import numpy as np
+
+    model = ExportedModel("indrnn", "classification", "features", 4, layers, np.ones((3, 6)), np.zeros(3))
+    result = qbench.create("hardware", "energy").measure(model, None)
+    # w_input 6 x 4, u 6, b 6: ternary at 2 bits
+    assert result["weight_bytes_dense"] == (6 * 4 + 6 + 6) * 2 / 8
+    assert result["energy_pj_per_token"] > 0
+    with pytest.raises(qbench.Unsupported, match="cell 'indrnn' .*w_recurrent diagonal"):
+        qbench.create("hardware", "shift-add").measure(model, None)
