@@ -35,6 +35,8 @@ class RunOptions:
     resume: bool = True
     exitfirst: bool = False
     progress: bool = True
+    lock_wait: float = 60.0  # how long to wait for another driver on the same output folder (seconds)
+    case_timeout: float | None = None  # per-case time limit in seconds (None: the matrix's [limits], or none)
 
 
 @dataclass
@@ -92,19 +94,33 @@ def check_datasets(matrix: Matrix, echo: Callable[[str], None]) -> dict[str, str
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(path)
+    from qbench.atomicio import write_text
+
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def write_outputs(store: Store, out: Path, title: str, case_ids: set[str] | None) -> list[Path]:
-    """Leaderboards from the store (only the matrix's current cases when ``case_ids`` is given)."""
+    """Leaderboards from the store (only the matrix's current cases when ``case_ids`` is given).
+
+    Damaged records were reported when the run started; they are left out here.
+    """
     from qbench.leaderboard import rebuild_from_store
 
     present = store.done_ids()
     if not (present & case_ids if case_ids is not None else present):
         return []
-    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids))
+    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids, skip_damaged=True))
+
+
+def report_damaged(store: Store, stored: dict[str, str], echo: Callable[[str], None]) -> dict[str, str]:
+    """Name every damaged record and mark it ``damaged`` in ``stored``: the plan runs its case again,
+    and its new record replaces the damaged row."""
+    marked = dict(stored)
+    for item in store.damaged():
+        echo(f"store: the record of case {item.case_id} is damaged ({item.problem}); it is left out of the "
+             "leaderboards and its case is run again")  # fmt: skip
+        marked[item.case_id] = "damaged"
+    return marked
 
 
 def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None) -> ExitCode:
@@ -134,41 +150,56 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         return ExitCode.OK
 
     from qbench.executors import get_executor
+    from qbench.interrupts import sigterm_as_interrupt
+    from qbench.outdir import prepare_out_dir
+    from qbench.runlock import DriverLock
 
-    fingerprints = check_datasets(matrix, echo)
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store.in_dir(out)
-    executor = None
-    try:
-        the_plan = plan(cases, store.statuses(), options.resume)
-        options.workers = options.workers or auto_workers(len(the_plan.pending))
-        executor = get_executor(options.executor, options.workers, options.device, options.scheduler)
-        _write_json(out / "run.json", {
-            "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
-            "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],
-            "dataset_fingerprints": fingerprints, "executor": options.executor, "workers": options.workers,
-            "device": options.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        })
-        skipped = len(cases) - len(the_plan.pending)
-        echo(f"{matrix.name}: {len(cases)} cases, {skipped} already stored, {len(the_plan.pending)} to run -> {out}")
-        code = _execute(the_plan, executor, store, matrix, options, echo)
-        written = write_outputs(store, out, matrix.name, {c.case_id for c in cases})
-        if written:
-            echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
-        if code is not ExitCode.OK:
-            return code
-        statuses = store.statuses()
-        failed = [c for c in cases if statuses.get(c.case_id) in FAILED_STATUSES]
-        return ExitCode.CASES_FAILED if failed else ExitCode.OK
-    finally:
-        store.close()
-        if executor is not None:
-            executor.close()
+    case_timeout = options.case_timeout if options.case_timeout is not None else matrix.case_timeout
+    prepare_out_dir(out)  # before any dataset is prepared: a bad --out costs nothing
+    with sigterm_as_interrupt(), DriverLock(out, options.lock_wait, echo):
+        fingerprints = check_datasets(matrix, echo)
+        store = Store.in_dir(out)
+        executor = None
+        try:
+            the_plan = plan(cases, report_damaged(store, store.statuses(), echo), options.resume)
+            options.workers = options.workers or auto_workers(len(the_plan.pending))
+            executor = get_executor(options.executor, options.workers, options.device, options.scheduler,
+                                    case_timeout=case_timeout)  # fmt: skip
+            _write_json(out / "run.json", {
+                "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
+                "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],
+                "dataset_fingerprints": fingerprints, "executor": options.executor, "workers": options.workers,
+                "device": options.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "case_timeout": case_timeout,
+            })
+            skipped, todo = len(cases) - len(the_plan.pending), len(the_plan.pending)
+            echo(f"{matrix.name}: {len(cases)} cases, {skipped} already stored, {todo} to run -> {out}")
+            code = _execute(the_plan, executor, store, matrix, options, echo)
+            executor.close()  # workers stop before the leaderboards are written (a SIGTERM now finds none)
+            try:
+                written = write_outputs(store, out, matrix.name, {c.case_id for c in cases})
+            except KeyboardInterrupt:
+                echo("interrupted while writing the leaderboards: the previous set is left as it was; "
+                     f"`qbench leaderboard --out {out}` rebuilds them from the store")  # fmt: skip
+                return ExitCode.INTERRUPTED
+            if written:
+                echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
+            if code is not ExitCode.OK:
+                return code
+            statuses = store.statuses()
+            failed = [c for c in cases if statuses.get(c.case_id) in FAILED_STATUSES]
+            return ExitCode.CASES_FAILED if failed else ExitCode.OK
+        finally:
+            store.close()
+            if executor is not None:
+                executor.close()
 
 
 def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, options: RunOptions,
              echo: Callable[[str], None]) -> ExitCode:
     from tqdm import tqdm
+
+    from qbench.interrupts import Terminated
 
     counts: Counter[str] = Counter()
     bar = tqdm(total=len(the_plan.pending), unit="case", disable=not options.progress, file=sys.stderr,
@@ -190,9 +221,10 @@ def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, option
             if options.exitfirst and record["status"] in FAILED_STATUSES:
                 bar.write("stopping at the first failed case (-x)")
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         bar.close()
-        echo(f"interrupted: {sum(counts.values())} cases finished and stored; run again to resume")
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        echo(f"{how}: {sum(counts.values())} cases finished and stored; run again to resume")
         return ExitCode.INTERRUPTED
     bar.close()
     echo("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts
