@@ -19,16 +19,15 @@ from typing import Any
 
 from qbench.errors import MatrixError, UsageError
 from qbench.protocol import DEFAULT_BASELINE, TUNE_AXES, Protocol, SeedRule
-from qbench.trainconfig import TRAIN_PARAMS, resolve_train
+from qbench.trainconfig import TRAIN_PARAMS, resolve_limits, resolve_train
 
 AXES = ("quantizer", "cell", "dataset", "hardware")
-TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "exclude", "tune", "baseline", *AXES}
+TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "limits", "exclude", "tune", "baseline", *AXES}
 SEED_RULE_KEYS = ("min", "max", "precision", "first")
 TUNE_KEYS = (*TUNE_AXES, "seeds", "metric")
-#: Seeds are hashed into case ids and fed to torch and numpy generators: keep them in int64.
-MAX_SEED = 2**63 - 1
 REQUIRED_AXES = ("quantizer", "cell", "dataset")
 EXCLUDE_KEYS = ("quantizer", "cell", "dataset", "seed")
+MAX_SEED = 2**63 - 1
 
 
 def _canonical(value: Any) -> str:
@@ -101,6 +100,8 @@ class Matrix:
     seeds: tuple[int, ...]
     train: Mapping[str, Any]
     excludes: tuple[Mapping[str, Any], ...] = ()
+    #: ``[limits] case_timeout``: seconds a case may run (None: no limit). Not part of any case id.
+    case_timeout: float | None = None
     protocol: Protocol | None = None
 
     def __post_init__(self) -> None:
@@ -232,7 +233,8 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
         raise MatrixError(f"{where}: {exc}") from None
     axes = {axis: _resolve_axis(where, axis, raw[axis], host) for axis in REQUIRED_AXES}
     hardware = _resolve_axis(where, "hardware", raw["hardware"], host) if "hardware" in raw else ()
-    excludes = _check_excludes(where, raw.get("exclude", []), axes)
+    excludes = _check_excludes(where, raw.get("exclude", []), axes, seeds)
+    limits = resolve_limits(where, raw.get("limits", {}))
     baseline = raw.get("baseline", DEFAULT_BASELINE)
     if not isinstance(baseline, str) or not baseline:
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
@@ -245,7 +247,7 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     return Matrix(
         name=name, path=where, digest=digest, description=description,
         quantizers=axes["quantizer"], cells=axes["cell"], datasets=axes["dataset"], hardware=hardware,
-        seeds=tuple(seeds), train=train, excludes=excludes, protocol=protocol,
+        seeds=tuple(seeds), train=train, excludes=excludes, case_timeout=limits["case_timeout"], protocol=protocol,
     )
 
 
@@ -346,7 +348,13 @@ def _check_tuned_value(where: str, axis: str, name: str, value: Any, axes: Mappi
     return converted
 
 
-def _check_excludes(where: str, excludes: Any, axes: Mapping[str, tuple[Spec, ...]]) -> tuple[Mapping[str, Any], ...]:
+def _check_excludes(where: str, excludes: Any, axes: Mapping[str, tuple[Spec, ...]],
+                    seeds: Any = ()) -> tuple[Mapping[str, Any], ...]:  # fmt: skip
+    """Validate the ``[[exclude]]`` rules; a rule that can match no case is an error, not a silent no-op.
+
+    The cases are the full product of the axes, so a rule matches some case exactly when each of
+    its keys matches some value of its own axis: that is checked key by key.
+    """
     if not isinstance(excludes, list):
         raise MatrixError(f"{where}: [[exclude]] must be a list of tables")
     for index, rule in enumerate(excludes):
@@ -357,6 +365,11 @@ def _check_excludes(where: str, excludes: Any, axes: Mapping[str, tuple[Spec, ..
             if key not in EXCLUDE_KEYS:
                 raise MatrixError(f"{at}: unknown key {key!r}; use {', '.join(EXCLUDE_KEYS)}")
             if key == "seed":
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise MatrixError(f"{at}: seed must be an integer such as seed = 0, got {value!r}")
+                if value not in seeds:
+                    raise MatrixError(f"{at}: seed {value} is not one of the matrix's seeds {list(seeds)}; "
+                                      "this rule would exclude nothing")  # fmt: skip
                 continue
             names = {spec.name for spec in axes[key]}
             target = value.get("name") if isinstance(value, dict) else value
@@ -365,6 +378,11 @@ def _check_excludes(where: str, excludes: Any, axes: Mapping[str, tuple[Spec, ..
             if target not in names:
                 known = ", ".join(sorted(names))
                 raise MatrixError(f"{at}: {key} {target!r} is not in the matrix's [[{key}]] axis ({known})")
+            if not any(_matches({key: value}, {key: spec}) for spec in axes[key]):
+                labels = ", ".join(spec.label for spec in axes[key] if spec.name == target)
+                raise MatrixError(f"{at}: {key} {value!r} matches none of the matrix's {target!r} entries "
+                                  f"({labels}): a parameter name or value that no entry has; "
+                                  "this rule would exclude nothing")  # fmt: skip
     return tuple(excludes)
 
 

@@ -8,6 +8,7 @@ that a misspelled or ill-typed parameter is a usage error, not a failure in the 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,8 @@ class Param:
                 f"{owner}: parameter {key!r} must be one of "
                 f"{', '.join(repr(c) for c in self.choices)}; got {value!r}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamError(f"{owner}: parameter {key!r} must be a finite number, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if self.min is not None and value < self.min:
                 raise ParamError(f"{owner}: parameter {key!r} must be >= {self.min}, got {value!r}")

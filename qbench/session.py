@@ -36,6 +36,8 @@ class RunOptions:
     resume: bool = True
     exitfirst: bool = False
     progress: bool = True
+    lock_wait: float = 60.0  # how long to wait for another driver on the same output folder (seconds)
+    case_timeout: float | None = None  # per-case time limit in seconds (None: the matrix's [limits], or none)
 
 
 @dataclass
@@ -97,23 +99,38 @@ def check_datasets(matrix: Matrix, echo: Callable[[str], None]) -> dict[str, str
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(path)
+    from qbench.atomicio import write_text
+
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def write_outputs(store: Store, out: Path, title: str, case_ids: set[str] | None,
                   protocol: Protocol | None = None) -> list[Path]:  # fmt: skip
-    """Leaderboards from the store (only the matrix's current cases when ``case_ids`` is given)."""
+    """Leaderboards from the store (only the matrix's current cases when ``case_ids`` is given).
+
+    Damaged records were reported when the run started; they are left out here.
+    """
     from qbench.leaderboard import rebuild_from_store
 
     present = store.done_ids()
     if not (present & case_ids if case_ids is not None else present):
         return []
-    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids, protocol=protocol))
+    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids, protocol=protocol,
+                                   skip_damaged=True))  # fmt: skip
 
 
 PROTOCOL_META = "protocol:"  # store meta key prefix: the protocol of each matrix, for `qbench leaderboard`
+
+
+def report_damaged(store: Store, stored: dict[str, str], echo: Callable[[str], None]) -> dict[str, str]:
+    """Name every damaged record and mark it ``damaged`` in ``stored``: the plan runs its case again,
+    and its new record replaces the damaged row."""
+    marked = dict(stored)
+    for item in store.damaged():
+        echo(f"store: the record of case {item.case_id} is damaged ({item.problem}); it is left out of the "
+             "leaderboards and its case is run again")  # fmt: skip
+        marked[item.case_id] = "damaged"
+    return marked
 
 
 def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None) -> ExitCode:
@@ -142,61 +159,78 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         return _dry_run(matrix, out, options, echo)
 
     from qbench.executors import get_executor
+    from qbench.interrupts import sigterm_as_interrupt
+    from qbench.outdir import prepare_out_dir
+    from qbench.runlock import DriverLock
 
-    fingerprints = check_datasets(matrix, echo)
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store.in_dir(out)
-    executor = None
-    protocol = matrix.fair
-    try:
-        store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
-        statuses = store.statuses()
-        first = _rounds(matrix, store, options, set())
-        options.workers = options.workers or auto_workers(max(len(first.cases), 1))
-        executor = get_executor(options.executor, options.workers, options.device, options.scheduler)
-        _write_json(out / "run.json", {
-            "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
-            "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],
-            "protocol": protocol.as_dict(), "max_cases": max_cases(matrix),
-            "dataset_fingerprints": fingerprints, "executor": options.executor, "workers": options.workers,
-            "device": options.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        })
-        stored_before = sum(1 for c in cases if statuses.get(c.case_id) in DONE_STATUSES)
-        bound = "" if protocol.trivial else f" (the protocol may add more, at most {max_cases(matrix)} in all)"
-        echo(f"{matrix.name}: {len(cases)} cases, {stored_before} already stored, {len(first.cases)} to run{bound} "
-             f"-> {out}")  # fmt: skip
-        code, attempted, the_round = ExitCode.OK, set(), first
-        while the_round.cases:
-            if not protocol.trivial:
-                echo(f"{the_round.phase}: {len(the_round.cases)} cases to run")
-            plan_now = Plan(list(the_round.cases), list(the_round.cases), store.statuses())
-            code = _execute(plan_now, executor, store, matrix, options, echo)
-            attempted |= {c.case_id for c in the_round.cases}
-            if code is not ExitCode.OK or (options.exitfirst and _any_failed(store, the_round.cases)):
-                break
-            the_round = _rounds(matrix, store, options, attempted)
-        matrix_ids = {c.case_id for c in candidate_cases(matrix)}
-        written = write_outputs(store, out, matrix.name, matrix_ids, protocol)
-        if written:
-            echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
-        if code is not ExitCode.OK:
-            return code
-        statuses = store.statuses()
-        failed = [cid for cid in matrix_ids if statuses.get(cid) in FAILED_STATUSES]
-        return ExitCode.CASES_FAILED if failed else ExitCode.OK
-    finally:
-        store.close()
-        if executor is not None:
-            executor.close()
+    case_timeout = options.case_timeout if options.case_timeout is not None else matrix.case_timeout
+    prepare_out_dir(out)  # before any dataset is prepared: a bad --out costs nothing
+    with sigterm_as_interrupt(), DriverLock(out, options.lock_wait, echo):
+        fingerprints = check_datasets(matrix, echo)
+        store = Store.in_dir(out)
+        executor = None
+        protocol = matrix.fair
+        try:
+            store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
+            statuses = report_damaged(store, store.statuses(), echo)
+            damaged = {cid for cid, status in statuses.items() if status == "damaged"}
+            first = _rounds(matrix, store, options, set(), damaged)
+            options.workers = options.workers or auto_workers(max(len(first.cases), 1))
+            executor = get_executor(options.executor, options.workers, options.device, options.scheduler,
+                                    case_timeout=case_timeout)  # fmt: skip
+            _write_json(out / "run.json", {
+                "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
+                "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],
+                "protocol": protocol.as_dict(), "max_cases": max_cases(matrix),
+                "dataset_fingerprints": fingerprints, "executor": options.executor, "workers": options.workers,
+                "device": options.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "case_timeout": case_timeout,
+            })
+            stored_before = sum(1 for c in cases if statuses.get(c.case_id) in DONE_STATUSES)
+            bound = "" if protocol.trivial else f" (the protocol may add more, at most {max_cases(matrix)} in all)"
+            echo(f"{matrix.name}: {len(cases)} cases, {stored_before} already stored, {len(first.cases)} to run"
+                 f"{bound} -> {out}")  # fmt: skip
+            code, attempted, the_round = ExitCode.OK, set(), first
+            while the_round.cases:
+                if not protocol.trivial:
+                    echo(f"{the_round.phase}: {len(the_round.cases)} cases to run")
+                plan_now = Plan(list(the_round.cases), list(the_round.cases), store.statuses())
+                code = _execute(plan_now, executor, store, matrix, options, echo)
+                attempted |= {c.case_id for c in the_round.cases}
+                if code is not ExitCode.OK or (options.exitfirst and _any_failed(store, the_round.cases)):
+                    break
+                the_round = _rounds(matrix, store, options, attempted, damaged)
+            executor.close()  # workers stop before the leaderboards are written (a SIGTERM now finds none)
+            matrix_ids = {c.case_id for c in candidate_cases(matrix)}
+            try:
+                written = write_outputs(store, out, matrix.name, matrix_ids, protocol)
+            except KeyboardInterrupt:
+                echo("interrupted while writing the leaderboards: the previous set is left as it was; "
+                     f"`qbench leaderboard --out {out}` rebuilds them from the store")  # fmt: skip
+                return ExitCode.INTERRUPTED
+            if written:
+                echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
+            if code is not ExitCode.OK:
+                return code
+            statuses = store.statuses()
+            failed = [cid for cid in matrix_ids if statuses.get(cid) in FAILED_STATUSES]
+            return ExitCode.CASES_FAILED if failed else ExitCode.OK
+        finally:
+            store.close()
+            if executor is not None:
+                executor.close()
 
 
-def _rounds(matrix: Matrix, store: Store, options: RunOptions, attempted: set[str]) -> Any:
+def _rounds(matrix: Matrix, store: Store, options: RunOptions, attempted: set[str],
+            damaged: frozenset[str] | set[str] = frozenset()) -> Any:  # fmt: skip
     """The next round of cases: a stored record counts if this run made it, or (resuming) if it is
-    ``ok`` or ``diverged``; an ``error`` from an earlier run is run again."""
+    ``ok`` or ``diverged`` and not damaged; an ``error`` from an earlier run is run again."""
     from qbench.planning import next_cases
 
     def done(case_id: str, record: Any) -> bool:
-        return case_id in attempted or (options.resume and record.get("status") in DONE_STATUSES)
+        if case_id in attempted:
+            return True
+        return options.resume and case_id not in damaged and record.get("status") in DONE_STATUSES
 
     return next_cases(matrix, lambda cases: store.records_for([c.case_id for c in cases]), done)
 
@@ -238,6 +272,8 @@ def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, option
              echo: Callable[[str], None]) -> ExitCode:
     from tqdm import tqdm
 
+    from qbench.interrupts import Terminated
+
     counts: Counter[str] = Counter()
     bar = tqdm(total=len(the_plan.pending), unit="case", disable=not options.progress, file=sys.stderr,
                dynamic_ncols=True)
@@ -258,9 +294,10 @@ def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, option
             if options.exitfirst and record["status"] in FAILED_STATUSES:
                 bar.write("stopping at the first failed case (-x)")
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         bar.close()
-        echo(f"interrupted: {sum(counts.values())} cases finished and stored; run again to resume")
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        echo(f"{how}: {sum(counts.values())} cases finished and stored; run again to resume")
         return ExitCode.INTERRUPTED
     bar.close()
     echo("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts

@@ -11,12 +11,14 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from qbench.errors import UsageError
 
 STORE_FILENAME = "qbench.sqlite"
 SCHEMA_VERSION = 1
+#: How long any statement waits for another process's lock on the store (seconds).
+BUSY_TIMEOUT = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -33,21 +35,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 class Store:
     """SQLite store of records keyed by case id."""
 
-    def __init__(self, path: str | Path, create: bool = True) -> None:
+    def __init__(self, path: str | Path, create: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise UsageError(f"{self.path}: no qbench store here (expected a {STORE_FILENAME} written by qbench run)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{self.path}: not a readable qbench store ({exc}); give a {STORE_FILENAME}") from None
+        self._db = _open(self.path, busy_timeout)
+
+    def damaged(self, matrix: str | None = None) -> list[Damage]:
+        """Every stored record that cannot be read back as a record (see :func:`find_damaged`)."""
+        return find_damaged(self._db, matrix)
 
     @classmethod
     def in_dir(cls, out_dir: str | Path) -> Store:
@@ -79,13 +76,28 @@ class Store:
             rows = self._db.execute(f"SELECT case_id FROM records WHERE status IN ({marks})", statuses)
         return {row[0] for row in rows}
 
-    def records(self, matrix: str | None = None) -> list[dict[str, Any]]:
-        """Every stored record, oldest first (optionally of one matrix)."""
+    def records(self, matrix: str | None = None, skip_damaged: bool = False) -> list[dict[str, Any]]:
+        """Every stored record, oldest first (optionally of one matrix).
+
+        A damaged record raises :class:`DamagedRecords` naming every damaged one, or is left out
+        with ``skip_damaged``.
+        """
         if matrix is None:
-            rows = self._db.execute("SELECT record FROM records ORDER BY stored, case_id")
+            rows = self._db.execute("SELECT case_id, status, record FROM records ORDER BY stored, case_id")
         else:
-            rows = self._db.execute("SELECT record FROM records WHERE matrix = ? ORDER BY stored, case_id", (matrix,))
-        return [json.loads(row[0]) for row in rows]
+            rows = self._db.execute("SELECT case_id, status, record FROM records WHERE matrix = ? "
+                                    "ORDER BY stored, case_id", (matrix,))  # fmt: skip
+        records: list[dict[str, Any]] = []
+        damage: list[Damage] = []
+        for case_id, status, text in rows:
+            record, problem = parse_record(case_id, status, text)
+            if problem is not None:
+                damage.append(Damage(str(case_id), problem))
+            else:
+                records.append(record)
+        if damage and not skip_damaged:
+            raise DamagedRecords(self.path, damage)
+        return records
 
     def records_for(self, case_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored records of ``case_ids`` (absent ones are left out; so is a record that is not
@@ -138,3 +150,113 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---- opening, and records that cannot be read back -------------------------------------------------
+
+def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """Connect with a busy timeout that covers every statement, the switch to WAL included.
+
+    ``PRAGMA busy_timeout`` is set before anything touches the file; on a brand-new file two
+    processes switching it to WAL at once can still get "database is locked" without the busy
+    handler being called, so the opening statements are retried until ``busy_timeout`` is spent.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.01
+    while True:
+        db = None
+        try:
+            db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None)
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            return db
+        except sqlite3.OperationalError as exc:
+            if db is not None:
+                db.close()
+            if _is_busy(exc):
+                if time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                    continue
+                raise UsageError(
+                    f"{path}: the store stayed locked by another process for {busy_timeout:g} s ({exc}); "
+                    "wait for the other qbench process to finish and try again"
+                ) from None
+            raise UsageError(f"{path}: cannot open the store ({exc}); check the file and its folder") from None
+        except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
+            raise UsageError(f"{path}: not a readable qbench store ({exc}); give a {STORE_FILENAME}") from None
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class Damage(NamedTuple):
+    """A stored row that is not a readable record: its case id and what is wrong with it."""
+
+    case_id: str
+    problem: str
+
+
+class DamagedRecords(UsageError):
+    """Records in a store that cannot be read; a usage error naming each of them."""
+
+    def __init__(self, path: Path, damage: list[Damage]) -> None:
+        self.damage = damage
+        shown = "; ".join(f"case {d.case_id}: {d.problem}" for d in damage[:5])
+        more = f"; and {len(damage) - 5} more" if len(damage) > 5 else ""
+        super().__init__(
+            f"{path}: {len(damage)} damaged record(s) ({shown}{more}); `qbench run` on their matrix "
+            "re-runs them (or delete those rows)"
+        )
+
+
+def parse_record(case_id: Any, status: Any, text: Any) -> tuple[dict[str, Any], str | None]:
+    """``(record, None)`` for a readable stored row, ``({}, what is wrong)`` otherwise."""
+    if not isinstance(text, str):
+        return {}, f"the record is {type(text).__name__}, not JSON text"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, f"not valid JSON (truncated?): {exc.msg} at character {exc.pos} of {len(text)}"
+    if not isinstance(record, dict):
+        return {}, f"the JSON is a {type(record).__name__}, not an object"
+    for key in ("case_id", "status"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            return {}, f"no {key!r} string in the record"
+    if record["case_id"] != case_id:
+        return {}, f"the record says case_id {record['case_id']!r}, its row says {case_id!r}"
+    if record["status"] != status:
+        return {}, f"the record says status {record['status']!r}, its row says {status!r}"
+    return record, None
+
+
+def find_damaged(db: sqlite3.Connection, matrix: str | None = None) -> list[Damage]:
+    """Damaged rows of a store, found by SQLite's JSON functions; Python checks only the suspects.
+
+    SQLite (before 3.42) does not read NaN/Infinity, which records may hold: such rows are
+    suspects that :func:`parse_record` clears. Without the JSON functions every row is parsed.
+    """
+    where, args = ("WHERE matrix = ?", (matrix,)) if matrix is not None else ("", ())
+    suspect = ("CASE WHEN json_valid(record) THEN (json_type(record) != 'object' "
+               "OR json_extract(record, '$.case_id') IS NOT case_id OR json_extract(record, '$.status') IS NOT status "
+               "OR json_type(record, '$.status') IS NOT 'text') ELSE 1 END")  # fmt: skip
+    try:
+        rows = db.execute(f"SELECT case_id, status, record FROM records {where} "
+                          f"{'AND' if where else 'WHERE'} ({suspect}) ORDER BY case_id", args).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such function" not in str(exc):
+            raise
+        rows = db.execute(f"SELECT case_id, status, record FROM records {where} ORDER BY case_id", args).fetchall()
+    damage = []
+    for case_id, status, text in rows:
+        _, problem = parse_record(case_id, status, text)
+        if problem is not None:
+            damage.append(Damage(str(case_id), problem))
+    return damage

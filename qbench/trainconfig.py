@@ -25,3 +25,22 @@ TRAIN_PARAMS: dict[str, Param] = {
 def resolve_train(given: dict[str, Any]) -> dict[str, Any]:
     """Check a ``[train]`` table and fill in defaults (raises :class:`qbench.ParamError`)."""
     return resolve_params("[train]", TRAIN_PARAMS, given)
+
+
+#: The ``[limits]`` table: how a case is run, not what it computes, so never part of a case id.
+LIMIT_PARAMS: dict[str, Param] = {
+    "case_timeout": Param((float, type(None)), None, "seconds a case may run before it is stopped and stored "
+                          "as an error (timeout)", min=0.001, max=30 * 24 * 3600.0),  # fmt: skip
+}
+
+
+def resolve_limits(where: str, given: Any) -> dict[str, Any]:
+    """Check a ``[limits]`` table (raises :class:`qbench.errors.MatrixError`)."""
+    from qbench.errors import MatrixError, UsageError
+
+    if not isinstance(given, dict):
+        raise MatrixError(f"{where}: [limits] must be a table, e.g. [limits] case_timeout = 600")
+    try:
+        return resolve_params("[limits]", LIMIT_PARAMS, given)
+    except UsageError as exc:
+        raise MatrixError(f"{where}: {exc}") from None

@@ -22,6 +22,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-resume", action="store_true", help="re-run cases already in the store")
     parser.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failed case")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--case-timeout", type=_seconds, metavar="SECONDS", default=None,
+                        help="stop a case after this long and store it as an error (timeout); "
+                        "default: the matrix's [limits] case_timeout, else no limit")  # fmt: skip
+    parser.add_argument("--lock-wait", type=_seconds, metavar="SECONDS", default=60.0,
+                        help="how long to wait for another qbench run on the same --out (default 60)")
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite, non-negative number of seconds, got {text!r}")
+    return value
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -38,5 +55,6 @@ def execute(args: argparse.Namespace) -> int:
     options = RunOptions(
         out=args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler, device=args.device,
         dry_run=args.dry_run, resume=not args.no_resume, exitfirst=args.exitfirst, progress=not args.no_progress,
+        case_timeout=args.case_timeout, lock_wait=args.lock_wait,
     )
     return run(args.matrix, options)

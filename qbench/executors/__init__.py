@@ -48,27 +48,35 @@ def _check_device(device: str) -> None:
 
 
 def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: str | None = None,
-                 threads: int = 1) -> Executor:
+                 threads: int = 1, case_timeout: float | None = None) -> Executor:
     """The executor for ``--executor NAME --workers N --device D [--scheduler ADDR]``.
 
     ``threads`` is torch's intra-op thread count per worker (per case); keep 1 for results that do
-    not depend on the worker count.
+    not depend on the worker count. ``case_timeout``: seconds a case may run; then it is recorded
+    as an ``error`` (timeout): the process pool kills its worker and starts a fresh one, the
+    in-process executor interrupts the case with SIGALRM (the driver's process goes on), Dask
+    does not support it (a usage error).
     """
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if threads < 1:
         raise UsageError(f"threads per worker must be at least 1, got {threads}")
     _check_device(device)
+    if case_timeout is not None and not case_timeout > 0:
+        raise UsageError(f"--case-timeout must be a positive number of seconds, got {case_timeout}")
+    if case_timeout is not None and name == "dask":
+        raise UsageError("a case time limit (--case-timeout, [limits] case_timeout) is not supported with "
+                         "--executor dask yet; use --executor local")  # fmt: skip
     if scheduler is not None and name != "dask":
         raise UsageError("--scheduler ADDR is only meaningful with --executor dask")
     if name == "local":
         if workers == 1:
             from qbench.executors.inprocess import InProcessExecutor
 
-            return InProcessExecutor(device=device, threads=threads)
+            return InProcessExecutor(device=device, threads=threads, case_timeout=case_timeout)
         from qbench.executors.pool import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(workers, device=device, threads=threads)
+        return ProcessPoolExecutor(workers, device=device, threads=threads, case_timeout=case_timeout)
     if name == "dask":
         from qbench.executors.dask_cluster import DaskExecutor
 

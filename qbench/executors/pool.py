@@ -42,6 +42,7 @@ class _Worker:
     conn: Connection
     pid: int | None = None
     job: tuple[Case, int] | None = None  # the case in flight and how many attempts it had before
+    started: float = 0.0  # time.monotonic() when the job was sent
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -59,7 +60,7 @@ class ProcessPoolExecutor:
     """Runs cases on ``workers`` local processes and yields records as cases finish."""
 
     def __init__(self, workers: int, device: str = "cpu", threads: int = 1, runner: CaseRunner | None = None,
-                 max_attempts: int = 2) -> None:
+                 max_attempts: int = 2, case_timeout: float | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
@@ -67,6 +68,7 @@ class ProcessPoolExecutor:
         self.threads = threads
         self.runner = runner
         self.max_attempts = max_attempts
+        self.case_timeout = case_timeout
         self._ctx: Any
         if "forkserver" in mp.get_all_start_methods():
             self._ctx = mp.get_context("forkserver")
@@ -112,6 +114,20 @@ class ProcessPoolExecutor:
                 self._discard(worker)
                 continue
             worker.job = job
+            worker.started = time.monotonic()
+
+    def _wait_timeout(self) -> float | None:
+        """Seconds until the first busy worker passes the time limit (None: no limit)."""
+        if self.case_timeout is None:
+            return None
+        starts = [w.started for w in self._pool if w.job is not None]
+        return max(0.0, min(starts) + self.case_timeout - time.monotonic()) if starts else None
+
+    def _expired(self) -> list[_Worker]:
+        if self.case_timeout is None:
+            return []
+        now = time.monotonic()
+        return [w for w in self._pool if w.job is not None and now - w.started >= self.case_timeout]
 
     def _discard(self, worker: _Worker) -> None:
         self._pool.remove(worker)
@@ -134,7 +150,18 @@ class ProcessPoolExecutor:
                 for w in self._pool:
                     handles[w.conn] = w
                     handles[w.process.sentinel] = w
-                ready = wait(list(handles))
+                ready = wait(list(handles), timeout=self._wait_timeout())
+                for worker in self._expired():
+                    if worker.conn.poll() or not worker.process.is_alive():
+                        continue  # it finished (or died) just now: handled below like any other
+                    case, _ = worker.job  # type: ignore[misc]
+                    worker.process.kill()  # a hung case cannot be stopped politely; its worker is replaced
+                    worker.job = None
+                    self._discard(worker)
+                    yield error_record(case, f"timeout: the case ran longer than the {self.case_timeout:g} s "
+                                             f"limit (--case-timeout / [limits] case_timeout); its worker "
+                                             f"(pid {worker.pid}) was killed and replaced", device=self.device)
+                ready = [h for h in ready if handles[h] in self._pool]
                 for worker in dict.fromkeys(handles[h] for h in ready):  # each worker once, in order
                     died = False
                     while not died and worker.conn.poll():  # drain: a record may precede the worker's death

@@ -92,19 +92,23 @@ def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: C
     what happens (it stops the workers on ``close()``, so no case is half stored).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the fork server's handlers are not ours: die quietly
     _die_with_parent()
     configure_process(threads)
     run = runner or default_runner()
     device = worker_device(device, index)
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            case = conn.recv()
-        except (EOFError, OSError):
-            return
-        if case is None:
-            return
-        conn.send(("record", run_guarded(run, case, device, threads)))
+    try:
+        conn.send(("ready", os.getpid()))
+        while True:
+            try:
+                case = conn.recv()
+            except (EOFError, OSError):
+                return
+            if case is None:
+                return
+            conn.send(("record", run_guarded(run, case, device, threads)))
+    except OSError:  # BrokenPipeError: the driver is gone or stopping; nothing to report to anyone
+        return
 
 
 def run_guarded(run: CaseRunner, case: Any, device: str, threads: int) -> dict:

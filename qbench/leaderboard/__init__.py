@@ -34,22 +34,33 @@ def write_leaderboards(records: list[dict[str, Any]], out_dir: Path, title: str,
 
 def rebuild_from_store(store_path: Path, out_dir: Path, title: str, matrix: str | None = None,
                        case_ids: set[str] | None = None, plots: bool = True,
-                       protocol: Protocol | None = None) -> list[Path]:  # fmt: skip
+                       protocol: Protocol | None = None, skip_damaged: bool = False) -> list[Path]:  # fmt: skip
     """:func:`write_leaderboards` for the records of a store, read without a dict per record.
 
     Same files as ``write_leaderboards(Store(store_path).records(matrix), ...)`` (restricted to
     ``case_ids`` when given), several times faster on a large store. Without ``protocol``, the
-    protocol the store recorded for ``matrix`` (or for its only matrix) is used.
+    protocol the store recorded for ``matrix`` (or for its only matrix) is used. A damaged record
+    raises :class:`qbench.store.DamagedRecords` (a usage error naming it), or is left out with
+    ``skip_damaged``.
     """
     from qbench.leaderboard.storeread import read_store, stored_protocol
 
     if protocol is None:
         protocol = stored_protocol(Path(store_path), matrix)
-    return write_frame(read_store(Path(store_path), matrix, case_ids), Path(out_dir), title, plots, protocol)
+    frame = read_store(Path(store_path), matrix, case_ids, skip_damaged)
+    return write_frame(frame, Path(out_dir), title, plots, protocol)
 
 
 def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
                 protocol: Protocol | None = None) -> list[Path]:  # fmt: skip
+    """Write the leaderboard set of ``frame`` into ``out_dir`` as one consistent set.
+
+    Every file (plots included) is first written under a unique temporary name in its own folder,
+    then all are renamed into place together (the JSON, which holds the hash of every other file,
+    last), with SIGINT/SIGTERM held back during the renames: an interruption or a second writer
+    leaves either the previous set or the new one, never a mixture or a half-written file.
+    """
+    from qbench.atomicio import StagedFiles
     from qbench.leaderboard.display import Displays
     from qbench.leaderboard.html import render_html
     from qbench.leaderboard.markdown import render_markdown
@@ -60,24 +71,27 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     fair = apply_protocol(frame, protocol)
     table = tuned_rows(fair)
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha)
-    notes: list[str] = list(fair.notes)
-    plot_paths: list[Path] = []
-    if plots and len(table):
-        plot_paths, plot_notes = write_plots(fair.used, table, out_dir / "plots")
-        notes += plot_notes
-    displays = Displays.build(fair.used, table, pairs, fair)
-    md = out_dir / "leaderboard.md"
-    md.write_text(render_markdown(fair.used, table, pairs, title, displays, fair), encoding="utf-8")
-    csv = out_dir / "leaderboard.csv"
-    write_csv(fair.used, table, csv)
-    page = out_dir / "leaderboard.html"
-    page.write_text(render_html(fair.used, table, pairs, title, plot_paths, notes, displays, fair), encoding="utf-8")
-    written = [md, csv, page, *plot_paths]
-    files = {path.relative_to(out_dir).as_posix(): file_sha256(path) for path in written}
-    json_path = out_dir / "leaderboard.json"
-    head = json_head(fair.used, table, pairs, title, files, notes)
-    head.update(fairness_head(fair))
-    write_json(head, fair.all_runs, json_path)
+    with StagedFiles() as staged:
+        notes: list[str] = list(fair.notes)
+        plot_paths: list[Path] = []
+        if plots and len(table):
+            plot_paths, plot_notes = write_plots(fair.used, table, out_dir / "plots", staged)
+            notes += plot_notes
+        displays = Displays.build(fair.used, table, pairs, fair)
+        md = out_dir / "leaderboard.md"
+        staged.path(md).write_text(render_markdown(fair.used, table, pairs, title, displays, fair), encoding="utf-8")
+        csv = out_dir / "leaderboard.csv"
+        write_csv(fair.used, table, staged.path(csv))
+        page = out_dir / "leaderboard.html"
+        html = render_html(fair.used, table, pairs, title, plot_paths, notes, displays, fair, read=staged.source)
+        staged.path(page).write_text(html, encoding="utf-8")
+        written = [md, csv, page, *plot_paths]
+        files = {path.relative_to(out_dir).as_posix(): file_sha256(staged.source(path)) for path in written}
+        json_path = out_dir / "leaderboard.json"
+        head = json_head(fair.used, table, pairs, title, files, notes)
+        head.update(fairness_head(fair))
+        write_json(head, fair.all_runs, staged.path(json_path))
+        staged.commit()
     return [*written, json_path]
 
 

@@ -225,7 +225,8 @@ def build_runs(source: RawRuns) -> RunsFrame:
     columns["train_steps"] = pd.to_numeric(raw["train_steps"], errors="coerce").astype(float)
     for column in value_columns:
         values = raw[column]
-        if values.dtype == object:
+        if not pd.api.types.is_numeric_dtype(values.dtype):  # object, or pandas 3's str dtype
+            values = values.astype(object)
             values = pd.to_numeric(values.where(values.map(lambda v: not isinstance(v, str)), None),
                                    errors="coerce")  # fmt: skip
         columns[column] = values.astype(float)  # bools become 0/1: sim_exact aggregates to a fraction

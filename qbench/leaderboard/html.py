@@ -9,6 +9,7 @@ comes from a record (labels, descriptions, errors, provenance) is escaped with
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,8 @@ def html_table(display: DisplayTable, table_id: str = "", css: str = "sortable")
             f"<tbody>{body}</tbody></table></div>")  # fmt: skip
 
 
-def _figure(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+def _figure(path: Path, read: Callable[[Path], Path]) -> str:
+    data = base64.b64encode(read(path).read_bytes()).decode("ascii")
     caption = path.stem.replace("-", " ")
     return (f'<figure><img src="data:image/svg+xml;base64,{data}" alt="{escape(caption)}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>")  # fmt: skip
@@ -113,7 +114,8 @@ def _figure(path: Path) -> str:
 
 def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
                 plots: list[Path], notes: list[str], displays: Displays | None = None,
-                fair: Any = None) -> str:  # fmt: skip
+                fair: Any = None, read: Callable[[Path], Path] = Path) -> str:  # fmt: skip
+    """The page; ``read`` maps a plot's final path to where its content is now (a staged temporary file)."""
     displays = displays or Displays.build(frame, table, paired, fair)
     runs = frame.runs
     counts = runs["status"].value_counts()
@@ -150,7 +152,7 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
                 parts.append(html_table(getattr(displays, tables)[label], css=f"sortable {tables}"))
         for path in svgs:
             if path.stem.startswith(slug(label) + "-"):
-                parts.append(_figure(path))
+                parts.append(_figure(path, read))
         parts.append("</section>")
     failures = runs[runs["status"] != "ok"].head(MAX_FAILURES_LISTED)
     if len(failures):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qbench.atomicio import StagedFiles
 from qbench.leaderboard.frame import RunsFrame
 
 MAX_POINTS = 200
@@ -45,7 +46,9 @@ def pareto_mask(cost: np.ndarray, quality: np.ndarray, direction: str) -> np.nda
     return mask
 
 
-def write_plots(frame: RunsFrame, table: pd.DataFrame, plot_dir: Path) -> tuple[list[Path], list[str]]:
+def write_plots(frame: RunsFrame, table: pd.DataFrame, plot_dir: Path,
+                staged: StagedFiles | None = None) -> tuple[list[Path], list[str]]:  # fmt: skip
+    """Plots of every dataset into ``plot_dir``; with ``staged``, under temporary names it renames later."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,19 +68,20 @@ def write_plots(frame: RunsFrame, table: pd.DataFrame, plot_dir: Path) -> tuple[
                 if points.empty:
                     continue
                 fig = _scatter(plt, points, column, axis_title, info.primary_metric, info.direction, label, notes)
-                written += _save(fig, plot_dir / f"{slug(label)}-{slug(info.primary_metric)}-vs-{name}")
+                written += _save(fig, plot_dir / f"{slug(label)}-{slug(info.primary_metric)}-vs-{name}", staged)
                 plt.close(fig)
             fig = _curves(plt, frame, label, info.primary_metric, rows, notes)
             if fig is not None:
-                written += _save(fig, plot_dir / f"{slug(label)}-curves")
+                written += _save(fig, plot_dir / f"{slug(label)}-curves", staged)
                 plt.close(fig)
     return written, notes
 
 
-def _save(fig, stem: Path) -> list[Path]:
+def _save(fig, stem: Path, staged: StagedFiles | None = None) -> list[Path]:
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=110, metadata={"Software": None})
-    fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
+    write = staged.path if staged is not None else (lambda path: path)
+    fig.savefig(write(paths[0]), format="png", dpi=110, metadata={"Software": None})
+    fig.savefig(write(paths[1]), format="svg", metadata={"Date": None, "Creator": None})
     return paths
 
 

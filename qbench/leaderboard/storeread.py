@@ -47,6 +47,10 @@ def _path(key: str) -> str:
 class _Query:
     def __init__(self, path: Path, matrix: str | None, case_ids: set[str] | None) -> None:
         self.path, self.matrix, self.case_ids = path, matrix, case_ids
+        self.skip: set[str] = set()  # damaged rows, left out
+
+    def wanted(self, case_id: str) -> bool:
+        return (self.case_ids is None or case_id in self.case_ids) and case_id not in self.skip
 
     def connect(self) -> sqlite3.Connection:
         return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
@@ -68,7 +72,7 @@ class _Query:
         """``(case_id, *expressions)`` of every selected record, in Store.records()'s order."""
         where, args = self.where()
         cursor = db.execute(f"SELECT stored, case_id, {expressions} FROM records {where}", (*params, *args))
-        rows = [row for row in cursor if self.case_ids is None or row[1] in self.case_ids]
+        rows = [row for row in cursor if self.wanted(row[1])]
         rows.sort(key=lambda row: (row[0], row[1]))
         return [row[1:] for row in rows]
 
@@ -97,20 +101,33 @@ class _StoreCurves(Sequence):
         return self._curves[index]
 
 
-def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None = None) -> RunsFrame:
-    """The runs frame of a store (optionally one matrix's records, or only ``case_ids``)."""
+def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None = None,
+               skip_damaged: bool = False) -> RunsFrame:  # fmt: skip
+    """The runs frame of a store (optionally one matrix's records, or only ``case_ids``).
+
+    A damaged record (see :func:`qbench.store.find_damaged`) raises
+    :class:`qbench.store.DamagedRecords`, or is left out with ``skip_damaged``.
+    """
+    from qbench.store import DamagedRecords, Store, find_damaged
+
     path = Path(path)
     query = _Query(path, matrix, case_ids)
     try:
         with closing(query.connect()) as db:
+            damage = [d for d in find_damaged(db, matrix) if case_ids is None or d.case_id in case_ids]
+            if damage and not skip_damaged:
+                raise DamagedRecords(path, damage)
+            query.skip = {d.case_id for d in damage}
             return _read(db, query)
     except (sqlite3.OperationalError, ValueError):
-        from qbench.store import Store
-
         with Store(path, create=False) as store:
-            records = store.records(matrix)
+            records = store.records(matrix, skip_damaged=True)
+            damage = store.damaged(matrix)
         if case_ids is not None:
             records = [r for r in records if r.get("case_id") in case_ids]
+            damage = [d for d in damage if d.case_id in case_ids]
+        if damage and not skip_damaged:
+            raise DamagedRecords(path, damage) from None
         return load_runs(records)
 
 
@@ -127,7 +144,7 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
                         (*[_path(c) for c in (*columns, *nested)], *args))  # fmt: skip
     found = []
     for stored, case_id, text, values, *objects in cursor:
-        if query.case_ids is None or case_id in query.case_ids:
+        if query.wanted(case_id):
             found.append((stored, case_id, hashlib.sha256(text.encode()).hexdigest(), values, objects))
     found.sort(key=lambda row: (row[0], row[1]))
     decode = json.JSONDecoder().decode

@@ -29,10 +29,13 @@ if TYPE_CHECKING:  # pragma: no cover
     State = tuple[torch.Tensor, ...]
 
 COMMON_PARAMS: dict[str, Param] = {
-    "hidden": Param(int, 128, "units per recurrent layer", min=1),
-    "layers": Param(int, 1, "stacked recurrent layers", min=1),
+    # upper bounds: beyond them the weights alone need tens of GB (refused before allocating)
+    "hidden": Param(int, 128, "units per recurrent layer", min=1, max=16384),
+    "layers": Param(int, 1, "stacked recurrent layers", min=1, max=64),
     "batch_norm": Param(bool, False, "batch norm over batch and time on each layer's input (gamma 0.1)"),
-    "embedding": Param(int, 0, "token inputs: 0 = one-hot, >0 = full-precision embedding of that size", min=0),
+    "embedding": Param(
+        int, 0, "token inputs: 0 = one-hot, >0 = full-precision embedding of that size", min=0, max=16384
+    ),
 }
 
 

@@ -10,6 +10,8 @@ from qbench import Param
 #: Bump when a preparation changes, so that old cached arrays are not served for the new recipe.
 PREP_VERSION = 1
 
+#: The smallest training split ``max_chars`` may cut to (fewer cannot fill one batch of sequences).
+MIN_TRAIN_CHARS = 100
 LM_PARAMS: dict[str, Param] = {
     "max_chars": Param(int, 0, "cap on training characters after the split (0: all); valid/test unchanged",
                        min=0),
@@ -29,6 +31,11 @@ class CharLMDataset(qbench.Dataset):
 
     task: ClassVar[str] = "language-model"
     max_chars: int
+
+    def validate(self) -> None:
+        if 0 < self.max_chars < MIN_TRAIN_CHARS:
+            self._reject(f"max_chars must be 0 (all) or at least {MIN_TRAIN_CHARS} (a training split needs "
+                         f"several batches of characters), got {self.max_chars}")  # fmt: skip
 
 
 class ObtainedCharLMDataset(CharLMDataset):

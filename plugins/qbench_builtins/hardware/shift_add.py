@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from qbench.data import EvalSample
     from qbench.export import ExportedModel
 
+#: Widest format simulated: wider ones would make every accumulator a huge Python integer for nothing.
+MAX_FORMAT_BITS = 64
 _FORMAT_HELP = "fixed-point format 'Qi.f' (i integer bits including the sign, f fractional bits)"
 
 
@@ -126,9 +128,12 @@ class ShiftAddSimulator(qbench.HardwareBackend):
 
         for key in ("activation_format", "preact_format", "gate_format", "cell_format"):
             try:
-                QFormat.parse(self.config[key])
+                fmt = QFormat.parse(self.config[key])
             except ValueError as exc:
                 self._reject(f"{key}: {exc}")
+            if fmt.width > MAX_FORMAT_BITS:
+                self._reject(f"{key}: format {self.config[key]!r} is {fmt.width} bits wide; at most "
+                             f"{MAX_FORMAT_BITS} bits are simulated (e.g. 'Q8.36')")
         for key in ("sigmoid_entries", "tanh_entries"):
             entries = self.config[key]
             if entries & (entries - 1):
