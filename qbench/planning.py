@@ -30,8 +30,9 @@ class Round:
 def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[Observation, str, str]:
     """The protocol's view of one stored record, with the dataset's selection metric direction."""
     directions = record.get("directions") or {}
-    primary = primary_metric(directions)
-    chosen_by = selection_metric(primary, directions, matrix.fair)
+    declaration = record.get("metrics")
+    primary = primary_metric(directions, declaration)
+    chosen_by = selection_metric(primary, directions, matrix.fair, declaration)
 
     def value(key: str) -> float:
         raw = record.get(key) if key else None

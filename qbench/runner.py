@@ -14,7 +14,9 @@ from collections import Counter
 from typing import Any, cast
 
 from qbench.components import Cell, Dataset, Quantizer
+from qbench.errors import DatasetError
 from qbench.matrix import Case
+from qbench.metrics import MetricSet
 from qbench.provenance import base_provenance
 
 #: Fields that legitimately differ between two runs of the same case (timing and placement).
@@ -127,11 +129,18 @@ def _run(case: Case, device: str, threads: int | None, record: dict[str, Any], p
         case.dataset.label: dataset.description,
     }
     record["dataset_licence"] = getattr(dataset, "licence", "")
+    declared = MetricSet.of(dataset)
+    record["metrics"] = declared.as_record()
+    record["primary_metric"] = declared.primary_column
+    record["selection_metric"] = declared.selection_column
     record["weight_bits"] = float(quantizer.bits_per_weight())
 
     data = dataset.prepare(str(cache_dir()))
     provenance["dataset_fingerprint"] = data.fingerprint
-    result = train_and_evaluate(cell, quantizer, data, dict(case.train), case.seed, device)
+    if data.task != declared.task:
+        raise DatasetError(f"dataset {case.dataset.name!r} declares task {declared.task!r} but prepared "
+                           f"{type(data).__name__} (task {data.task!r})")  # fmt: skip
+    result = train_and_evaluate(cell, quantizer, data, dict(case.train), case.seed, device, declaration=declared)
 
     record["status"] = result.status
     if result.status != "ok":

@@ -173,12 +173,17 @@ class ShiftAddSimulator(qbench.HardwareBackend):
         return simulate(model, sample, self.sim_config(), self.config["max_tokens"], self.config["reference"])
 
 
+#: the tasks whose outputs the integer simulator reads (a token stream, or one label per sequence)
+SIMULATED_TASKS = ("language-model", "classification")
 #: the cells the integer simulator has programs for
 SIMULATED_CELLS = ("rnn", "gru", "lstm")
 
 
 def unsupported_reason(model: ExportedModel) -> None:
     """Raise :class:`qbench.Unsupported` saying precisely what the simulator cannot run."""
+    if model.task not in SIMULATED_TASKS:
+        raise qbench.Unsupported(f"the integer simulator runs the {' and '.join(SIMULATED_TASKS)} tasks, "
+                                 f"not {model.task!r} (its programs read one output per token or sequence)")
     for index, layer in enumerate(model.layers):
         if layer.cell not in SIMULATED_CELLS:
             declared = ", ".join(f"{name} {t.layout}" for name, t in layer.tensors.items()) or "not declared"
