@@ -17,7 +17,7 @@ from qbench.components import Cell, Dataset, Quantizer
 from qbench.errors import DatasetError
 from qbench.matrix import Case
 from qbench.metrics import MetricSet
-from qbench.provenance import base_provenance
+from qbench.provenance import base_provenance, component_versions
 
 #: Fields that legitimately differ between two runs of the same case (timing and placement).
 VOLATILE_FIELDS = ("started", "finished", "train_seconds", "tokens_per_second", "provenance", "curve_seconds")
@@ -120,9 +120,7 @@ def _run(case: Case, device: str, threads: int | None, record: dict[str, Any], p
     quantizer = cast(Quantizer, entries["quantizer"].cls(**case.quantizer.params))
     cell = cast(Cell, entries["cell"].cls(**case.cell.params))
     dataset = cast(Dataset, entries["dataset"].cls(**case.dataset.params))
-    provenance["plugins"] = {
-        kind: {"plugin": e.plugin, "distribution": e.distribution, "version": e.version} for kind, e in entries.items()
-    }
+    provenance["plugins"] = component_versions(case, host)
     record["descriptions"] = {
         case.quantizer.label: quantizer.description,
         case.cell.label: cell.description,

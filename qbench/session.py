@@ -133,6 +133,27 @@ def report_damaged(store: Store, stored: dict[str, str], echo: Callable[[str], N
     return marked
 
 
+def stale_statuses(matrix: Matrix, store: Store, stored: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``stored`` with every record made with another version of one of its components marked
+    ``stale``, and ``{case id: what changed}``."""
+    from qbench.host import default_host
+    from qbench.planning import candidate_cases, stale_cases
+
+    cases = [c for c in candidate_cases(matrix) if stored.get(c.case_id) in DONE_STATUSES]
+    stale = stale_cases(cases, store.records_for([c.case_id for c in cases]), default_host()) if cases else {}
+    return {**stored, **dict.fromkeys(stale, "stale")}, stale
+
+
+def report_stale(matrix: Matrix, store: Store, stored: dict[str, str], echo: Callable[[str], None]) -> dict[str, str]:
+    """Say which stored records are stale and mark them so: the run computes them again."""
+    marked, stale = stale_statuses(matrix, store, stored)
+    if stale:
+        shown = sorted(set(stale.values()))
+        echo(f"store: {len(stale)} stored record(s) were made with another version of a component "
+             f"({'; '.join(shown[:3])}{'; ...' if len(shown) > 3 else ''}); they are run again and replaced")
+    return marked
+
+
 def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None) -> ExitCode:
     """Run a matrix end to end and return the exit code (usage errors raise :class:`UsageError`).
 
@@ -172,8 +193,8 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         protocol = matrix.fair
         try:
             store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
-            statuses = report_damaged(store, store.statuses(), echo)
-            damaged = {cid for cid, status in statuses.items() if status == "damaged"}
+            statuses = report_stale(matrix, store, report_damaged(store, store.statuses(), echo), echo)
+            damaged = {cid for cid, status in statuses.items() if status in ("damaged", "stale")}
             first = _rounds(matrix, store, options, set(), damaged)
             options.workers = options.workers or auto_workers(max(len(first.cases), 1))
             executor = get_executor(options.executor, options.workers, options.device, options.scheduler,
@@ -249,12 +270,15 @@ def _dry_run(matrix: Matrix, out: Path, options: RunOptions, echo: Callable[[str
     shown = expand(matrix)
     if store_path.is_file():
         with Store(store_path) as store:
-            stored = store.statuses()
+            stored, stale = stale_statuses(matrix, store, store.statuses())
+            if stale:
+                echo(f"{len(stale)} stored record(s) are stale (made with another version of a component); "
+                     "`qbench run` runs them again")  # fmt: skip
             if not matrix.fair.trivial:
                 from qbench.planning import candidate_cases
 
                 known = {c.case_id: c for c in shown}
-                the_round = _rounds(matrix, store, options, set())
+                the_round = _rounds(matrix, store, options, set(), set(stale))
                 for case in [*(c for c in candidate_cases(matrix) if c.case_id in stored), *the_round.cases]:
                     known.setdefault(case.case_id, case)
                 shown = list(known.values())
