@@ -163,9 +163,11 @@ def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) ->
     for spec, suffix in zip(case.hardware, hardware_column_suffixes(case), strict=True):
         backend = host.create("hardware", spec.name, **spec.params)
         record["descriptions"][spec.label] = backend.description
+        # every declared column, "" (neither direction) included, so that each reaches the leaderboards
         for column, direction in backend.columns.items():
-            if direction:
-                record["directions"][column + suffix] = direction
+            record["directions"][column + suffix] = direction
+        record.setdefault("cost_axes", [])
+        record["cost_axes"] += [axis + suffix for axis in getattr(backend, "cost_axes", ())]
         try:
             columns = backend.measure(result.exported, result.sample)
         except Unsupported as exc:

@@ -182,7 +182,9 @@ def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str, configuratio
     """One dataset's rows, ranked, every value column (the Markdown drops the timing ones)."""
     info = frame.datasets[label]
     rows = table[table["dataset_label"] == label]
-    value_columns = [info.primary_metric, *[c for c in info.value_columns if c != info.primary_metric]]
+    # no primary metric when every case failed before reporting one: the table lists the failures
+    value_columns = [c for c in [info.primary_metric, *info.value_columns] if c]
+    value_columns = list(dict.fromkeys(value_columns))
     ranks = [None if r != r else int(r) for r in rows["rank"].to_numpy(dtype=float, na_value=float("nan")).tolist()]
     columns = [
         Column("rank", ["" if r is None else str(r) for r in ranks], numeric=True,

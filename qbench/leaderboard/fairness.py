@@ -68,7 +68,8 @@ def canonical_order(frame: RunsFrame) -> RunsFrame:
 
 def _with_runs(frame: RunsFrame, runs: pd.DataFrame) -> RunsFrame:
     return RunsFrame(runs=runs, curves=frame.curves, directions=frame.directions, value_columns=frame.value_columns,
-                     datasets=frame.datasets, descriptions=frame.descriptions, provenance=frame.provenance)  # fmt: skip
+                     datasets=frame.datasets, descriptions=frame.descriptions, provenance=frame.provenance,
+                     cost_axes=frame.cost_axes)  # fmt: skip
 
 
 def _configs(runs: pd.DataFrame, protocol: Protocol) -> tuple[list[str], list[str]]:

@@ -65,6 +65,7 @@ class RunsFrame:
     datasets: dict[str, DatasetInfo]
     descriptions: dict[str, str]
     provenance: dict[str, list[str]]
+    cost_axes: list[str] = field(default_factory=list)
 
     @property
     def quality_columns(self) -> list[str]:
@@ -129,14 +130,28 @@ class RawRuns:
     descriptions: dict[str, str]
     provenance: dict[str, list[str]]
     curves: Sequence[list[dict[str, Any]]]
+    cost_axes: list[str] = field(default_factory=list)
 
 
 def merge_directions(direction_maps: Iterable[dict[str, Any] | None]) -> dict[str, str]:
+    """Every declared column's direction; ``""`` (a backend column that is neither better low nor
+    high, e.g. whether the simulation was exact) stays ``""``: shown and aggregated, never ranked."""
     directions: dict[str, str] = {}
     for mapping in direction_maps:
         for column, direction in (mapping or {}).items():
-            directions.setdefault(str(column), "max" if direction == "max" else "min")
+            directions.setdefault(str(column), direction if direction in ("max", "") else "min")
     return directions
+
+
+def merge_cost_axes(axis_lists: Iterable[Any]) -> list[str]:
+    """The columns the backends declared as cost axes for the plots, in first-seen order."""
+    axes: dict[str, None] = {}
+    for listed in axis_lists:
+        if isinstance(listed, str):  # a store gives the list as JSON text
+            listed = json.loads(listed) if listed.startswith("[") else [listed]
+        for axis in listed if isinstance(listed, list) else ():
+            axes.setdefault(str(axis), None)
+    return list(axes)
 
 
 #: What a run was configured with (read by the protocol: grid points and superseded configurations).
@@ -166,6 +181,7 @@ def load_runs(records: list[dict[str, Any]]) -> RunsFrame:
         descriptions=descriptions,
         provenance=collect_provenance(record.get("provenance") for record in records),
         curves=[curve if isinstance(curve := record.get("curve"), list) else [] for record in records],
+        cost_axes=merge_cost_axes(record.get("cost_axes") for record in records),
     ))  # fmt: skip
 
 
@@ -236,6 +252,13 @@ def build_runs(source: RawRuns) -> RunsFrame:
             values = pd.to_numeric(values.where(values.map(lambda v: not isinstance(v, str)), None),
                                    errors="coerce")  # fmt: skip
         columns[column] = values.astype(float)  # bools become 0/1: sim_exact aggregates to a fraction
+    # a "" column of text (a label such as the number formats used) has no number to aggregate
+    text_only = [c for c in value_columns if directions.get(c) == "" and not np.isfinite(columns[c]).any()
+                 and raw[c].notna().any()]  # fmt: skip
+    value_columns = [c for c in value_columns if c not in text_only]
+    for column in text_only:
+        del columns[column]
+        del directions[column]
     columns["record_sha256"] = source.hashes
     runs = pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
     for name in (*GROUP_KEY, "quantizer", "cell", "dataset", "status", "matrix"):
@@ -255,6 +278,7 @@ def build_runs(source: RawRuns) -> RunsFrame:
         datasets=datasets,
         descriptions=dict(sorted(source.descriptions.items())),
         provenance=source.provenance,
+        cost_axes=[c for c in source.cost_axes if c in directions],
     )
 
 
