@@ -240,7 +240,8 @@ def check_column_ownership(backend: qbench.HardwareBackend) -> None:
     from qbench.host import get_host
 
     host = get_host(keep_broken=True)
-    others = [(ColumnOwner("hardware", name, entry.plugin, entry.distribution), tuple(entry.cls.columns))
+    others = [(ColumnOwner("hardware", name, entry.plugin, entry.distribution),
+               tuple(getattr(entry.cls, "columns", {})))
               for name, entry in host.registry("hardware").items() if entry.cls is not type(backend)]  # fmt: skip
     mine = (ColumnOwner("hardware", backend.name, "the plugin under test"), tuple(backend.columns))
     try:
