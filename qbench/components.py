@@ -138,6 +138,9 @@ class Quantizer(Component):
     stochastic: bool = False
     #: True: :meth:`quantize` is differentiable and defines the gradient (no host STE)
     owns_gradient: ClassVar[bool] = False
+    #: True: the full-precision reference every method is compared with when a matrix names no
+    #: ``baseline`` (at most one installed quantizer should say so; the first by name wins)
+    baseline: ClassVar[bool] = False
 
     def quantize(self, w: torch.Tensor, ctx: QuantContext) -> torch.Tensor:
         """Return the forward values of ``w``: same shape, dtype and device.

@@ -137,3 +137,24 @@ def test_primary_and_selection_come_from_the_declaration_not_from_names():
     assert selection_metric("test_zz", directions, trivial_protocol([0]), record) == "valid_aa"
     # a record made before datasets declared metrics: its first test_ column
     assert primary_metric({"valid_x": "min", "test_b": "min", "test_a": "max"}) == "test_a"
+
+
+class Reference(qbench.Quantizer):
+    name = "reference"
+    description = "a plugin's own full-precision reference"
+    baseline = True
+
+    def quantize(self, w, ctx):  # pragma: no cover - never trained
+        return w
+
+
+def test_the_default_baseline_is_the_quantizer_that_declares_itself_the_baseline():
+    from qbench.matrix import parse_matrix
+
+    host = get_host((plugin("reference", quantizers=[Reference]),), load_entry_points=False)
+    raw = {"name": "m", "quantizer": [{"name": "ternary"}, {"name": "reference"}], "cell": [{"name": "rnn"}],
+           "dataset": [{"name": "pydoc-char"}]}
+    assert parse_matrix(raw, "m.toml", "0", host).fair.baseline == "reference"
+    raw["quantizer"].append({"name": "float"})  # two declare it: the first by name
+    assert parse_matrix(raw, "m.toml", "0", host).fair.baseline == "float"
+    assert parse_matrix({**raw, "baseline": "ternary"}, "m.toml", "0", host).fair.baseline == "ternary"
