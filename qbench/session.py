@@ -330,6 +330,9 @@ def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, option
 
 
 def _summary(record: dict[str, Any]) -> str:
-    metric = next((k for k in ("test_bpc", "test_accuracy") if record.get(k) is not None), None)
+    from qbench.protocol import primary_metric
+
+    metric = primary_metric(record.get("directions") or {}, record.get("metrics")) or None
+    metric = metric if metric and isinstance(record.get(metric), (int, float)) else None
     value = f" {metric}={record[metric]:.3f}" if metric else ""
     return f"{record['quantizer_label']} seed {record['seed']}: {record['status']}{value}"
