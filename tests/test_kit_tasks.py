@@ -64,3 +64,29 @@ def test_the_backend_kit_names_the_owner_of_a_claimed_column():
     fine = type("Fine", (Claimer,), {"columns": {"claimer_ops": ""}})
     with pytest.raises(AssertionError, match="cost axis 'claimer_ops'"):
         check_column_ownership(fine())
+
+
+def test_the_guide_shows_both_examples_verbatim_and_they_pass_the_kits(tmp_path, monkeypatch):
+    import re
+    import sys
+    import types
+    from pathlib import Path
+
+    from qbench.testing.hardware import contract_case
+
+    root = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```python\n(.*?)```", (root / "docs" / "plugins.md").read_text(), flags=re.S)
+    for package, module_name, cls_name in [("qbench-steps/qbench_steps", "guide_steps", "DelayedCopy"),
+                                           ("qbench-opcount/qbench_opcount", "guide_opcount", "OpCount")]:
+        source = (root / "examples" / package / "plugin.py").read_text()
+        assert source in blocks, f"docs/plugins.md no longer shows examples/{package}/plugin.py"
+        module = types.ModuleType(module_name)
+        monkeypatch.setitem(sys.modules, module_name, module)
+        exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)  # noqa: S102 - the guide's own code
+        component = module.__dict__[cls_name]()
+        if cls_name == "DelayedCopy":
+            check_dataset(type(component)(sequences=40, length=8), tmp_path)
+        else:
+            check_column_ownership(component)
+            assert set(component.measure(*contract_case("gru", "ternary", "one-hot", "language-model"))) == set(
+                component.columns)
