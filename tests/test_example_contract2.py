@@ -31,7 +31,8 @@ def test_example_dataset_and_backend_on_every_executor_and_every_format(tmp_path
     )
     cases = expand(load_matrix(path))
     runs = {}
-    for label, make in [("workers-1", lambda: get_executor("local", 1)), ("workers-2", lambda: get_executor("local", 2)),
+    for label, make in [("workers-1", lambda: get_executor("local", 1)),
+                        ("workers-2", lambda: get_executor("local", 2)),
                         ("dask-2", lambda: get_executor("dask", 2))]:  # fmt: skip
         executor = make()
         try:
