@@ -209,6 +209,14 @@ def default_host() -> Host:
     return _default_host
 
 
+def in_process_plugins() -> list[str]:
+    """Plugins of the process-wide host that no installed distribution provides (registered in this
+    process, e.g. by :func:`qbench.testing.registered_plugins`): worker processes cannot load them."""
+    if _default_host is None:
+        return []
+    return [info.name for info in _default_host.plugins if not info.builtin and not info.distribution]
+
+
 def create(kind: str, name: str, **params: Any) -> Any:
     """Return a configured component: ``qbench.create("quantizer", "ternary", stochastic=True)``."""
     return default_host().create(kind, name, **params)

@@ -158,3 +158,15 @@ def test_the_default_baseline_is_the_quantizer_that_declares_itself_the_baseline
     raw["quantizer"].append({"name": "float"})  # two declare it: the first by name
     assert parse_matrix(raw, "m.toml", "0", host).fair.baseline == "float"
     assert parse_matrix({**raw, "baseline": "ternary"}, "m.toml", "0", host).fair.baseline == "ternary"
+
+
+def test_in_process_plugins_are_refused_by_executors_whose_workers_cannot_load_them():
+    from qbench.errors import UsageError
+    from qbench.executors import get_executor
+    from qbench.testing import registered_plugins
+
+    with registered_plugins(plugin("notebook", quantizers=[Reference]), load_entry_points=False):
+        get_executor("local", 1).close()  # the driver's own process has it
+        for name, workers in (("local", 2), ("dask", 1)):
+            with pytest.raises(UsageError, match=r"plugin\(s\) notebook are registered in this process only"):
+                get_executor(name, workers)
