@@ -170,3 +170,13 @@ def test_in_process_plugins_are_refused_by_executors_whose_workers_cannot_load_t
         for name, workers in (("local", 2), ("dask", 1)):
             with pytest.raises(UsageError, match=r"plugin\(s\) notebook are registered in this process only"):
                 get_executor(name, workers)
+
+
+def test_a_store_of_another_schema_version_is_refused_with_one_message(tmp_path):
+    from qbench.errors import UsageError
+    from qbench.store import Store
+
+    with Store(tmp_path / "qbench.sqlite") as store:
+        store.set_meta("schema_version", "99")
+    with pytest.raises(UsageError, match="store schema version '99', this qbench reads version 1; upgrade qbench"):
+        Store(tmp_path / "qbench.sqlite")
