@@ -19,6 +19,7 @@ from qbench.errors import (
 )
 from qbench.host import create, get_host
 from qbench.markers import hookimpl, hookspec
+from qbench.metrics import Metric
 from qbench.params import REQUIRED, Param
 from qbench.version import __version__
 
@@ -30,6 +31,7 @@ __all__ = [
     "DatasetError",
     "ExitCode",
     "HardwareBackend",
+    "Metric",
     "MatrixError",
     "Param",
     "ParamError",

@@ -27,8 +27,9 @@ from qbench.params import Param, resolve_params
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps torch out of `import qbench`
     import torch
 
-    from qbench.data import ClassificationData, EvalSample, LanguageModelData
+    from qbench.data import ClassificationData, EvalSample, LanguageModelData, SequenceLabellingData
     from qbench.export import ExportedModel
+    from qbench.metrics import Metric
 
 #: roles of the weight tensors every quantizer handles
 ROLES = ("input", "recurrent", "bias")
@@ -137,6 +138,9 @@ class Quantizer(Component):
     stochastic: bool = False
     #: True: :meth:`quantize` is differentiable and defines the gradient (no host STE)
     owns_gradient: ClassVar[bool] = False
+    #: True: the full-precision reference every method is compared with when a matrix names no
+    #: ``baseline`` (at most one installed quantizer should say so; the first by name wins)
+    baseline: ClassVar[bool] = False
 
     def quantize(self, w: torch.Tensor, ctx: QuantContext) -> torch.Tensor:
         """Return the forward values of ``w``: same shape, dtype and device.
@@ -300,15 +304,19 @@ class Cell(Component):
 class Dataset(Component):
     """A real dataset: finds, obtains, verifies and prepares it, then serves prepared arrays.
 
-    ``task`` is ``"language-model"`` (metric bits per character, lower is better) or
-    ``"classification"`` (accuracy, higher is better). ``licence`` is shown on the leaderboard.
+    ``task`` is ``"language-model"`` (next symbol), ``"classification"`` (one label per sequence)
+    or ``"sequence-labelling"`` (one label per time step). ``metrics`` declares what is reported
+    (:class:`qbench.Metric`: name, measure, direction, primary, selects, splits); None keeps the
+    contract-1 metrics of the task (:data:`qbench.metrics.CONTRACT1_METRICS`). Both are checked
+    when the plugin registers. ``licence`` is shown on the leaderboard.
     """
 
     kind: ClassVar[str] = "dataset"
     task: ClassVar[str] = "language-model"
+    metrics: ClassVar[tuple[Metric, ...] | None] = None
     licence: ClassVar[str] = ""
 
-    def prepare(self, cache_dir: str) -> LanguageModelData | ClassificationData:
+    def prepare(self, cache_dir: str) -> LanguageModelData | ClassificationData | SequenceLabellingData:
         """Return the prepared splits, preparing and caching them under ``cache_dir`` if needed.
 
         Raises :class:`qbench.DatasetError` (a usage error) when the data is missing, altered,
@@ -325,8 +333,10 @@ class HardwareBackend(Component):
     """Prices or simulates an exported model; its columns join the record (contract).
 
     ``columns`` maps each column the backend reports to its direction (``"min"``, ``"max"`` or
-    ``""`` for neither). :meth:`measure` may raise :class:`qbench.Unsupported`, which the host
-    records as status ``unsupported`` instead of failing the case.
+    ``""`` for neither); the backend owns them: a name the host, a dataset's metrics
+    (``test_``/``valid_``/``train_``) or another backend uses is refused at registration. Every
+    column reaches the CSV, JSON and HTML leaderboards. :meth:`measure` may raise
+    :class:`qbench.Unsupported`, which the host records as status ``unsupported`` instead of failing the case.
     """
 
     kind: ClassVar[str] = "hardware"
@@ -334,6 +344,8 @@ class HardwareBackend(Component):
     #: the columns the Markdown leaderboard shows (None: all of them); the CSV, JSON and HTML
     #: always have every column
     headline: ClassVar[tuple[str, ...] | None] = None
+    #: the columns the leaderboard plots the primary metric against (each needs a direction)
+    cost_axes: ClassVar[tuple[str, ...]] = ()
 
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
         """Return ``{column: value}`` (JSON-able scalars) for the exported model on ``sample``."""

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LANGUAGE_MODEL = "language-model"
-CLASSIFICATION = "classification"
+from qbench.metrics import CLASSIFICATION, LANGUAGE_MODEL, SEQUENCE_LABELLING
+
+__all__ = ["CLASSIFICATION", "LANGUAGE_MODEL", "SEQUENCE_LABELLING", "ClassificationData", "EvalSample",
+           "LanguageModelData", "SequenceLabellingData", "SequenceSplit"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class LanguageModelData:
 
 @dataclass(frozen=True)
 class SequenceSplit:
-    """Padded sequences ``x`` ``[N, T, F]`` float32, ``lengths`` ``[N]`` and labels ``y`` ``[N]``."""
+    """Padded sequences ``x`` ``[N, T, F]`` float32, ``lengths`` ``[N]`` and labels ``y``: ``[N]`` (one
+    per sequence) or ``[N, T]`` (one per time step; the steps beyond a sequence's length are ignored)."""
 
     x: np.ndarray
     lengths: np.ndarray
@@ -75,12 +78,33 @@ class ClassificationData:
 
 
 @dataclass(frozen=True)
+class SequenceLabellingData:
+    """Per-step labelling: sequences whose ``y`` is ``[N, T]``, one class per time step."""
+
+    train: SequenceSplit
+    valid: SequenceSplit
+    test: SequenceSplit
+    class_names: tuple[str, ...]
+    fingerprint: str
+    task: str = field(default=SEQUENCE_LABELLING, init=False)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.train.x.shape[2])
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
 class EvalSample:
     """The test data a hardware backend evaluates on (a bounded slice of the test split).
 
     ``tokens`` for a language model (predict tokens[1:] from tokens[:-1]), ``sequences`` for
-    classification. ``float_metrics`` holds the float model's metrics on this same sample, so
-    that a backend can report agreement.
+    classification and per-step labelling. ``float_metrics`` holds the float model's metrics on
+    this same sample, so that a backend can report agreement: the dataset's primary column
+    (``test_<name>``) and every measure the task computes (``bits``, ``nats``, ``accuracy``...).
     """
 
     task: str

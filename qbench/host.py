@@ -14,6 +14,7 @@ from typing import Any
 import pluggy
 
 from qbench import hookspecs
+from qbench.columns import ColumnOwner, check_ownership
 from qbench.components import COMPONENT_KINDS
 from qbench.errors import PluginError
 from qbench.markers import PROJECT_NAME
@@ -39,6 +40,7 @@ class PluginInfo:
     version: str
     builtin: bool
     components: dict[str, list[str]] = field(default_factory=dict)
+    broken: str = ""  # why the plugin was left out (only with ``get_host(keep_broken=True)``)
 
 
 @dataclass
@@ -75,73 +77,125 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str, origin: str) -> 
         raise PluginError(f"{origin}: {exc}") from exc
 
 
-def get_host(extra_plugins: tuple[Any, ...] = (), load_entry_points: bool = True) -> Host:
+def get_host(extra_plugins: tuple[Any, ...] = (), load_entry_points: bool = True,
+             keep_broken: bool = False) -> Host:  # fmt: skip
     """Create the plugin manager, register built-ins, entry points and ``extra_plugins``, fill registries.
 
-    Raises :class:`qbench.PluginError` (a usage error) naming the plugin at fault.
+    Raises :class:`qbench.PluginError` (a usage error) naming the plugin at fault; with
+    ``keep_broken`` (``qbench plugins``) a plugin that fails is left out and listed with its
+    error (:attr:`PluginInfo.broken`) while the others still work.
     """
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     version = _qbench_version()
     infos: list[PluginInfo] = []
-    origins: dict[str, tuple[str, str]] = {}
+    candidates: list[tuple[str, Any, PluginInfo, str]] = []  # (name, object or loader, info, origin)
 
     for module_name in BUILTIN_PLUGINS:
-        module = importlib.import_module(module_name)
-        _register(pm, module, module_name, f"built-in plugin {module_name!r}")
-        infos.append(PluginInfo(module_name, BUILTIN_DISTRIBUTION, version, True))
-        origins[module_name] = (BUILTIN_DISTRIBUTION, version)
+        info = PluginInfo(module_name, BUILTIN_DISTRIBUTION, version, True)
+        candidates.append((module_name, lambda m=module_name: importlib.import_module(m), info,
+                           f"built-in plugin {module_name!r}"))  # fmt: skip
 
     if load_entry_points:
         for ep in sorted(metadata.entry_points(group=PROJECT_NAME), key=lambda e: e.name):
             dist = ep.dist.name if ep.dist is not None else "unknown distribution"
             dist_version = ep.dist.version if ep.dist is not None else "?"
             origin = f"plugin {ep.name!r} (distribution {dist} {dist_version}, entry point {ep.value!r})"
-            if pm.get_plugin(ep.name) is not None or ep.name in origins:
-                raise PluginError(f"{origin}: a plugin named {ep.name!r} is already registered")
-            try:
-                plugin = ep.load()
-            except Exception as exc:
-                raise PluginError(
-                    f"error importing {origin}: {type(exc).__name__}: {exc}. "
-                    f"Fix or uninstall it (pip uninstall {dist})"
-                ) from exc
-            _register(pm, plugin, ep.name, origin)
-            infos.append(PluginInfo(ep.name, dist, dist_version, False))
-            origins[ep.name] = (dist, dist_version)
+            candidates.append((ep.name, _entry_point_loader(ep, origin, dist), PluginInfo(ep.name, dist, dist_version,
+                                                                                        False), origin))  # fmt: skip
 
     for index, plugin in enumerate(extra_plugins):
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"
-        _register(pm, plugin, name, f"plugin {name!r}")
-        infos.append(PluginInfo(name, "", "", False))
-        origins[name] = ("", "")
-
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        plugin = pm.get_name(exc.plugin) if getattr(exc, "plugin", None) is not None else "?"
-        raise PluginError(f"plugin {plugin!r}: {exc} (misspelled hook name?)") from exc
+        candidates.append((name, lambda p=plugin: p, PluginInfo(name, "", "", False), f"plugin {name!r}"))
 
     registries = {kind: Registry(kind) for kind in COMPONENT_KINDS}
-    by_name = {info.name: info for info in infos}
-    for kind, registry in registries.items():
+    owners: list[tuple[ColumnOwner, tuple[str, ...]]] = []
+    for name, load, info, origin in candidates:
+        registered = False
+        try:
+            if name in {i.name for i in infos}:
+                raise PluginError(f"{origin}: a plugin named {name!r} is already registered")
+            infos.append(info)
+            plugin = load()
+            warn_unmarked_hooks(plugin, origin)
+            _register(pm, plugin, name, origin)
+            registered = True
+            try:
+                pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(f"plugin {name!r}: {exc} (misspelled hook name?)") from exc
+            added = _components_of(pm, plugin, name, info)
+            staged = {kind: registry.copy() for kind, registry in registries.items()}
+            for kind, cls in added:
+                staged[kind].add(cls, name, info.distribution, info.version)
+            mine = [(ColumnOwner("hardware", cls.name, name, info.distribution), tuple(cls.columns))
+                    for kind, cls in added if kind == "hardware"]  # fmt: skip
+            check_ownership([*owners, *mine])
+        except PluginError as exc:
+            if registered:
+                pm.unregister(name=name)
+            if not keep_broken:
+                raise
+            if info not in infos:  # a second plugin of one name: listed too, as broken
+                infos.append(info)
+            info.broken = str(exc)
+            info.components.clear()
+            continue
+        registries = staged
+        owners += mine
+        for kind, cls in added:
+            info.components.setdefault(kind, []).append(cls.name)
+    for registry in registries.values():
+        registry.freeze()
+    return Host(pm, registries, infos)
+
+
+def _entry_point_loader(ep: Any, origin: str, dist: str) -> Any:
+    def load() -> Any:
+        try:
+            return ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"error importing {origin}: {type(exc).__name__}: {exc}. Fix or uninstall it (pip uninstall {dist})"
+            ) from exc
+
+    return load
+
+
+def _components_of(pm: pluggy.PluginManager, plugin: Any, name: str, info: PluginInfo) -> list[tuple[str, Any]]:
+    """The classes one plugin's registration hooks return, in kind order."""
+    added: list[tuple[str, Any]] = []
+    for kind in COMPONENT_KINDS:
         hook = getattr(pm.hook, f"qbench_register_{kind}s" if kind != "hardware" else "qbench_register_hardware")
         for impl in hook.get_hookimpls():
-            origin = f"plugin {impl.plugin_name!r}"
+            if impl.plugin is not plugin:
+                continue
+            origin = f"plugin {name!r}"
             try:
                 result = impl.function()
             except Exception as exc:
                 raise PluginError(f"{origin}: {hook.name} raised {type(exc).__name__}: {exc}") from exc
             if not isinstance(result, (list, tuple)):
                 raise PluginError(f"{origin}: {hook.name} must return a list of classes, got {result!r}")
-            dist, dist_version = origins.get(impl.plugin_name, ("", ""))
-            for cls in result:
-                registry.add(cls, impl.plugin_name, dist, dist_version)
-                info = by_name.get(impl.plugin_name)
-                if info is not None:
-                    info.components.setdefault(kind, []).append(cls.name)
-        registry.freeze()
-    return Host(pm, registries, infos)
+            added += [(kind, cls) for cls in result]
+    return added
+
+
+class UnmarkedHookWarning(UserWarning):
+    """A plugin defines a function named like a qbench hook without ``@qbench.hookimpl``: qbench ignores it."""
+
+
+def warn_unmarked_hooks(plugin: Any, origin: str) -> None:
+    """Warn about hook-named functions that lack the ``@qbench.hookimpl`` marker (silently ignored otherwise)."""
+    import warnings
+
+    names = [n for n in dir(hookspecs) if n.startswith(f"{PROJECT_NAME}_")]
+    for name in names:
+        function = getattr(plugin, name, None)
+        if callable(function) and not hasattr(function, f"{PROJECT_NAME}_impl"):
+            warnings.warn(UnmarkedHookWarning(
+                f"{origin}: {name} has no @qbench.hookimpl marker, so qbench ignores it; decorate it with "
+                "@qbench.hookimpl"), stacklevel=2)  # fmt: skip
 
 
 _default_host: Host | None = None
@@ -153,6 +207,14 @@ def default_host() -> Host:
     if _default_host is None:
         _default_host = get_host()
     return _default_host
+
+
+def in_process_plugins() -> list[str]:
+    """Plugins of the process-wide host that no installed distribution provides (registered in this
+    process, e.g. by :func:`qbench.testing.registered_plugins`): worker processes cannot load them."""
+    if _default_host is None:
+        return []
+    return [info.name for info in _default_host.plugins if not info.builtin and not info.distribution]
 
 
 def create(kind: str, name: str, **params: Any) -> Any:

@@ -235,7 +235,7 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     hardware = _resolve_axis(where, "hardware", raw["hardware"], host) if "hardware" in raw else ()
     excludes = _check_excludes(where, raw.get("exclude", []), axes, seeds)
     limits = resolve_limits(where, raw.get("limits", {}))
-    baseline = raw.get("baseline", DEFAULT_BASELINE)
+    baseline = raw.get("baseline", declared_baseline(host, axes["quantizer"]))
     if not isinstance(baseline, str) or not baseline:
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
     grid, tuning_seeds, metric = _parse_tune(where, raw.get("tune", {}), axes, train, host)
@@ -249,6 +249,15 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
         quantizers=axes["quantizer"], cells=axes["cell"], datasets=axes["dataset"], hardware=hardware,
         seeds=tuple(seeds), train=train, excludes=excludes, case_timeout=limits["case_timeout"], protocol=protocol,
     )
+
+
+def declared_baseline(host: Any, quantizers: tuple[Spec, ...]) -> str:
+    """The quantizer that declares itself the full-precision baseline (``baseline = True``): one of
+    the matrix's if any, else any installed one (first by name), else :data:`DEFAULT_BASELINE`."""
+    registry = host.registry("quantizer")
+    declared = [name for name, entry in registry.items() if getattr(entry.cls, "baseline", False) is True]
+    in_matrix = [name for name in declared if name in {spec.name for spec in quantizers}]
+    return (in_matrix or declared or [DEFAULT_BASELINE])[0]
 
 
 def _is_int(value: Any) -> bool:

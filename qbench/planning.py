@@ -30,8 +30,9 @@ class Round:
 def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[Observation, str, str]:
     """The protocol's view of one stored record, with the dataset's selection metric direction."""
     directions = record.get("directions") or {}
-    primary = primary_metric(directions)
-    chosen_by = selection_metric(primary, directions, matrix.fair)
+    declaration = record.get("metrics")
+    primary = primary_metric(directions, declaration)
+    chosen_by = selection_metric(primary, directions, matrix.fair, declaration)
 
     def value(key: str) -> float:
         raw = record.get(key) if key else None
@@ -43,6 +44,40 @@ def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[
         case_id=case.case_id,
     )  # fmt: skip
     return obs, case.dataset.label, str(directions.get(chosen_by, "min"))
+
+
+def stale_cases(cases: list[Case], records: Mapping[str, Mapping[str, Any]], host: Any) -> dict[str, str]:
+    """``{case id: why}`` for the stored records made with another distribution or version of one of
+    their case's components than the one installed now (hardware backends included).
+
+    Case ids leave versions out (stores of long reproductions stay valid while their plugins do
+    not change); this comparison is what keeps a re-versioned plugin's old results from being
+    resumed. A record without versions (an executor's error record) is never stale: it re-runs anyway.
+    """
+    from qbench.provenance import component_versions
+
+    stale: dict[str, str] = {}
+    for case in cases:
+        record = records.get(case.case_id)
+        provenance = record.get("provenance") if record else None
+        recorded = provenance.get("plugins") if isinstance(provenance, Mapping) else None
+        if not isinstance(recorded, Mapping) or not recorded:
+            continue
+        try:
+            now = component_versions(case, host)
+        except Exception:  # noqa: BLE001 - an uninstalled component: the run itself reports it
+            continue
+        changes = []
+        for key, current in now.items():
+            old = recorded.get(key)
+            if not isinstance(old, Mapping):  # recorded before hardware versions were: nothing to compare
+                continue
+            if (old.get("distribution"), old.get("version")) != (current["distribution"], current["version"]):
+                changes.append(f"{key.split(':')[0]} {current['plugin']!r}: {old.get('distribution') or '?'} "
+                               f"{old.get('version') or '?'} -> {current['distribution']} {current['version']}")
+        if changes:
+            stale[case.case_id] = "; ".join(changes)
+    return stale
 
 
 def candidate_cases(matrix: Matrix) -> list[Case]:

@@ -23,12 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qbench.metrics import declared_primary, declared_selection, first_test_column
 from qbench.stats import summarize
 
 #: Where a tuned key lives: ``train.lr`` is a ``[train]`` key, ``quantizer.x`` / ``cell.x`` parameters.
 TUNE_AXES = ("train", "quantizer", "cell")
-#: Preferred primary metric of a dataset, in order, when the records do not name one.
-PRIMARY_PREFERENCE = ("test_bpc", "test_accuracy", "test_perplexity", "test_loss")
 DEFAULT_BASELINE = "float"
 
 Method = tuple[str, str, str]  # (dataset label, cell label, quantizer label)
@@ -167,19 +166,25 @@ def trivial_protocol(seeds: Iterable[int], baseline: str = DEFAULT_BASELINE) -> 
 # -- metrics -----------------------------------------------------------------------------------
 
 
-def primary_metric(directions: Mapping[str, str]) -> str:
-    """The primary (test) metric among a record's declared columns ("" when there is none)."""
-    for name in PRIMARY_PREFERENCE:
-        if name in directions:
-            return name
-    tests = sorted(c for c in directions if c.startswith("test_"))
-    return tests[0] if tests else ""
+def primary_metric(directions: Mapping[str, str], declaration: Any = None) -> str:
+    """The primary (test) metric of a record: the one its dataset declared (``record["metrics"]``),
+    or, for a record made before datasets declared metrics, its first ``test_`` column
+    alphabetically ("" when there is none)."""
+    declared = declared_primary(declaration)
+    if declared:
+        return declared
+    return first_test_column(list(directions))
 
 
-def selection_metric(primary: str, directions: Mapping[str, str], protocol: Protocol) -> str:
-    """The validation metric that chooses a configuration ("" when the records have none)."""
+def selection_metric(primary: str, directions: Mapping[str, str], protocol: Protocol,
+                     declaration: Any = None) -> str:  # fmt: skip
+    """The validation metric that chooses a configuration: the matrix's ``[tune] metric``, else the
+    one the dataset declared, else ``valid_`` + the primary's suffix ("" when the records have none)."""
     if protocol.select:
         return protocol.select if protocol.select in directions else ""
+    declared = declared_selection(declaration)
+    if declared:
+        return declared if declared in directions else ""
     if primary.startswith("test_"):
         candidate = "valid_" + primary[len("test_"):]
         if candidate in directions:

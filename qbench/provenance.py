@@ -7,6 +7,7 @@ import platform
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from qbench import __version__
 
@@ -44,3 +45,16 @@ def base_provenance(device: str) -> dict[str, object]:
     except ImportError:  # pragma: no cover - torch is a dependency
         facts["torch_version"] = None
     return facts
+
+
+def component_versions(case: Any, host: Any) -> dict[str, dict[str, str]]:
+    """``{kind or hardware:LABEL: {plugin, distribution, version}}`` of every component of ``case``
+    (what the planner compares to find records made with another version of a plugin)."""
+    named = [("quantizer", "quantizer", case.quantizer.name), ("cell", "cell", case.cell.name),
+             ("dataset", "dataset", case.dataset.name),
+             *((f"hardware:{spec.label}", "hardware", spec.name) for spec in case.hardware)]  # fmt: skip
+    versions = {}
+    for key, kind, name in named:
+        entry = host.registry(kind).get(name)
+        versions[key] = {"plugin": entry.plugin, "distribution": entry.distribution, "version": entry.version}
+    return versions

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbench.components import COMPONENT_KINDS, RESERVED_PARAM_NAMES, Component
-from qbench.errors import PluginError, UnknownComponentError
+from qbench.errors import ParamError, PluginError, UnknownComponentError
 from qbench.params import Param
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -55,6 +55,23 @@ class Registry:
         clash = RESERVED_PARAM_NAMES & set(params)
         if clash:
             raise PluginError(f"{origin}: {self.kind} {name!r} declares reserved parameter names {sorted(clash)}")
+        for key, spec in params.items():
+            if spec.required:
+                continue
+            try:
+                spec.check(f"{self.kind} {name!r}", key, spec.default)
+            except ParamError as exc:
+                raise PluginError(f"{origin}: {self.kind} {name!r}: the default of parameter {key!r} is invalid: "
+                                  f"{exc}; fix the default in its qbench.Param") from None  # fmt: skip
+        if self.kind == "hardware":
+            self._check_backend(origin, name, cls)
+        if self.kind == "dataset":
+            from qbench.metrics import MetricError, MetricSet
+
+            try:
+                MetricSet.of(cls)
+            except MetricError as exc:
+                raise PluginError(f"{origin}: dataset {name!r}: {exc}") from None
         if name in self._entries:
             first = self._entries[name]
             first_origin = f"plugin {first.plugin!r}" + (
@@ -65,6 +82,30 @@ class Registry:
                 "uninstall one of them or rename its component"
             )
         self._entries[name] = Entry(cls, plugin, distribution, version)
+
+    @staticmethod
+    def _check_backend(origin: str, name: str, cls: Any) -> None:
+        columns = getattr(cls, "columns", {})
+        if not isinstance(columns, dict) or not all(isinstance(c, str) and d in ("min", "max", "")
+                                                    for c, d in columns.items()):  # fmt: skip
+            raise PluginError(f"{origin}: hardware {name!r}: columns must map each column name to 'min', 'max' "
+                              f"or '', got {columns!r}")  # fmt: skip
+        for attribute in ("headline", "cost_axes"):
+            chosen = getattr(cls, attribute, None) or ()
+            unknown = [c for c in chosen if c not in columns]
+            if unknown:
+                raise PluginError(f"{origin}: hardware {name!r}: {attribute} names {unknown}, which it does not "
+                                  "declare in columns")  # fmt: skip
+        undirected = [c for c in getattr(cls, "cost_axes", ()) if not columns[c]]
+        if undirected:
+            raise PluginError(f"{origin}: hardware {name!r}: cost axes {undirected} need a direction ('min' or "
+                              "'max') in columns")  # fmt: skip
+
+    def copy(self) -> Registry:
+        """An unfrozen copy (the host stages one plugin's components in it before accepting them)."""
+        other = Registry(self.kind)
+        other._entries = dict(self._entries)
+        return other
 
     def freeze(self) -> None:
         self._frozen = True

@@ -14,8 +14,10 @@ from collections import Counter
 from typing import Any, cast
 
 from qbench.components import Cell, Dataset, Quantizer
+from qbench.errors import DatasetError
 from qbench.matrix import Case
-from qbench.provenance import base_provenance
+from qbench.metrics import MetricSet
+from qbench.provenance import base_provenance, component_versions
 
 #: Fields that legitimately differ between two runs of the same case (timing and placement).
 VOLATILE_FIELDS = ("started", "finished", "train_seconds", "tokens_per_second", "provenance", "curve_seconds")
@@ -118,20 +120,25 @@ def _run(case: Case, device: str, threads: int | None, record: dict[str, Any], p
     quantizer = cast(Quantizer, entries["quantizer"].cls(**case.quantizer.params))
     cell = cast(Cell, entries["cell"].cls(**case.cell.params))
     dataset = cast(Dataset, entries["dataset"].cls(**case.dataset.params))
-    provenance["plugins"] = {
-        kind: {"plugin": e.plugin, "distribution": e.distribution, "version": e.version} for kind, e in entries.items()
-    }
+    provenance["plugins"] = component_versions(case, host)
     record["descriptions"] = {
         case.quantizer.label: quantizer.description,
         case.cell.label: cell.description,
         case.dataset.label: dataset.description,
     }
     record["dataset_licence"] = getattr(dataset, "licence", "")
+    declared = MetricSet.of(dataset)
+    record["metrics"] = declared.as_record()
+    record["primary_metric"] = declared.primary_column
+    record["selection_metric"] = declared.selection_column
     record["weight_bits"] = float(quantizer.bits_per_weight())
 
     data = dataset.prepare(str(cache_dir()))
     provenance["dataset_fingerprint"] = data.fingerprint
-    result = train_and_evaluate(cell, quantizer, data, dict(case.train), case.seed, device)
+    if data.task != declared.task:
+        raise DatasetError(f"dataset {case.dataset.name!r} declares task {declared.task!r} but prepared "
+                           f"{type(data).__name__} (task {data.task!r})")  # fmt: skip
+    result = train_and_evaluate(cell, quantizer, data, dict(case.train), case.seed, device, declaration=declared)
 
     record["status"] = result.status
     if result.status != "ok":
@@ -156,9 +163,11 @@ def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) ->
     for spec, suffix in zip(case.hardware, hardware_column_suffixes(case), strict=True):
         backend = host.create("hardware", spec.name, **spec.params)
         record["descriptions"][spec.label] = backend.description
+        # every declared column, "" (neither direction) included, so that each reaches the leaderboards
         for column, direction in backend.columns.items():
-            if direction:
-                record["directions"][column + suffix] = direction
+            record["directions"][column + suffix] = direction
+        record.setdefault("cost_axes", [])
+        record["cost_axes"] += [axis + suffix for axis in getattr(backend, "cost_axes", ())]
         try:
             columns = backend.measure(result.exported, result.sample)
         except Unsupported as exc:

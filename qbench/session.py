@@ -115,7 +115,8 @@ def write_outputs(store: Store, out: Path, title: str, case_ids: set[str] | None
     present = store.done_ids()
     if not (present & case_ids if case_ids is not None else present):
         return []
-    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids, protocol=protocol, skip_damaged=True))
+    return list(rebuild_from_store(store.path, out, title, case_ids=case_ids, protocol=protocol,
+                                   skip_damaged=True))  # fmt: skip
 
 
 PROTOCOL_META = "protocol:"  # store meta key prefix: the protocol of each matrix, for `qbench leaderboard`
@@ -130,6 +131,27 @@ def report_damaged(store: Store, echo: Callable[[str], None]) -> set[str]:
              "leaderboards and its case is run again")  # fmt: skip
         damaged.add(item.case_id)
     return damaged
+
+
+def stale_statuses(matrix: Matrix, store: Store, stored: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``stored`` with every record made with another version of one of its components marked
+    ``stale``, and ``{case id: what changed}``."""
+    from qbench.host import default_host
+    from qbench.planning import candidate_cases, stale_cases
+
+    cases = [c for c in candidate_cases(matrix) if stored.get(c.case_id) in DONE_STATUSES]
+    stale = stale_cases(cases, store.records_for([c.case_id for c in cases]), default_host()) if cases else {}
+    return {**stored, **dict.fromkeys(stale, "stale")}, stale
+
+
+def report_stale(matrix: Matrix, store: Store, stored: dict[str, str], echo: Callable[[str], None]) -> dict[str, str]:
+    """Say which stored records are stale and mark them so: the run computes them again."""
+    marked, stale = stale_statuses(matrix, store, stored)
+    if stale:
+        shown = sorted(set(stale.values()))
+        echo(f"store: {len(stale)} stored record(s) were made with another version of a component "
+             f"({'; '.join(shown[:3])}{'; ...' if len(shown) > 3 else ''}); they are run again and replaced")
+    return marked
 
 
 def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None) -> ExitCode:
@@ -171,7 +193,8 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
         protocol = matrix.fair
         try:
             damaged = report_damaged(store, echo)
-            statuses = store.statuses()
+            statuses = report_stale(matrix, store, store.statuses(), echo)
+            damaged |= {cid for cid, status in statuses.items() if status == "stale"}
             first = _rounds(matrix, store, options, set(), damaged)
             options.workers = options.workers or auto_workers(max(len(first.cases), 1))
             executor = get_executor(options.executor, options.workers, options.device, options.scheduler,
@@ -189,8 +212,8 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
             stored_before = sum(1 for c in cases
                                 if statuses.get(c.case_id) in DONE_STATUSES and c.case_id not in damaged)
             bound = "" if protocol.trivial else f" (the protocol may add more, at most {max_cases(matrix)} in all)"
-            echo(f"{matrix.name}: {len(cases)} cases, {stored_before} already stored, {len(first.cases)} to run{bound} "
-                 f"-> {out}")  # fmt: skip
+            echo(f"{matrix.name}: {len(cases)} cases, {stored_before} already stored, {len(first.cases)} to run"
+                 f"{bound} -> {out}")  # fmt: skip
             code, attempted, the_round = ExitCode.OK, set(), first
             while the_round.cases:
                 if not protocol.trivial:
@@ -263,12 +286,15 @@ def _dry_run(matrix: Matrix, out: Path, options: RunOptions, echo: Callable[[str
     shown = expand(matrix)
     if store_path.is_file():
         with Store.read_only(store_path) as store:
-            stored = store.statuses()
+            stored, stale = stale_statuses(matrix, store, store.statuses())
+            if stale:
+                echo(f"{len(stale)} stored record(s) are stale (made with another version of a component); "
+                     "`qbench run` runs them again")  # fmt: skip
             if not matrix.fair.trivial:
                 from qbench.planning import candidate_cases
 
                 known = {c.case_id: c for c in shown}
-                the_round = _rounds(matrix, store, options, set())
+                the_round = _rounds(matrix, store, options, set(), set(stale))
                 for case in [*(c for c in candidate_cases(matrix) if c.case_id in stored), *the_round.cases]:
                     known.setdefault(case.case_id, case)
                 shown = list(known.values())
@@ -320,6 +346,9 @@ def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, option
 
 
 def _summary(record: dict[str, Any]) -> str:
-    metric = next((k for k in ("test_bpc", "test_accuracy") if record.get(k) is not None), None)
+    from qbench.protocol import primary_metric
+
+    metric = primary_metric(record.get("directions") or {}, record.get("metrics")) or None
+    metric = metric if metric and isinstance(record.get(metric), (int, float)) else None
     value = f" {metric}={record[metric]:.3f}" if metric else ""
     return f"{record['quantizer_label']} seed {record['seed']}: {record['status']}{value}"

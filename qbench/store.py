@@ -42,6 +42,21 @@ class Store:
             raise UsageError(f"{self.path}: no qbench store here (expected a {STORE_FILENAME} written by qbench run)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = _open(self.path, busy_timeout)
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        """The schema version written with the store is one this qbench reads (written, and now read)."""
+        found = self.get_meta("schema_version")
+        try:
+            version = int(found) if found is not None else SCHEMA_VERSION
+        except ValueError:
+            version = -1
+        if version != SCHEMA_VERSION:
+            self._db.close()
+            newer = version > SCHEMA_VERSION
+            raise UsageError(f"{self.path}: store schema version {found!r}, this qbench reads version "
+                             f"{SCHEMA_VERSION}; " + ("upgrade qbench to read it" if newer else
+                             "it was not written by qbench (or is damaged); use another --out"))  # fmt: skip
 
     def damaged(self, matrix: str | None = None) -> list[Damage]:
         """Every stored record that cannot be read back as a record (see :func:`find_damaged`)."""

@@ -63,6 +63,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         "component contracts",
         (
             "qbench.components",
+            "qbench.metrics",
+            "qbench.columns",
             "qbench.params",
             "qbench.errors",
             "qbench.data",

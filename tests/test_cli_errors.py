@@ -72,10 +72,20 @@ def test_missing_matrix_and_bad_flags(tmp_path, capsys):
 
 def test_broken_plugin_exits_4_naming_it(tmp_path, capsys, fake_distribution):
     fake_distribution("shiny-quant", {"shiny": "shiny_plugin"}, {"shiny_plugin": "raise RuntimeError('boom')\n"})
-    code, _, err = run_cli(capsys, "plugins")
+    code, _, err = run_cli(capsys, "list", "quantizers")
     assert code == 4
     assert "error importing plugin 'shiny'" in err and "shiny-quant 1.0" in err and "boom" in err
     assert "Traceback" not in err
+
+
+def test_plugins_lists_a_broken_plugin_as_broken_and_the_others_as_working(capsys, fake_distribution):
+    fake_distribution("shiny-quant", {"shiny": "shiny_plugin"}, {"shiny_plugin": "raise RuntimeError('boom')\n"})
+    code, out, err = run_cli(capsys, "plugins")
+    assert code == 4 and "Traceback" not in out + err
+    shiny = next(line for line in out.splitlines() if line.startswith("shiny "))
+    assert "BROKEN: error importing plugin 'shiny'" in shiny and "boom" in shiny
+    assert "quantizer: " in next(line for line in out.splitlines() if line.startswith("qbench_builtins.quantizers"))
+    assert "1 broken plugin(s): shiny" in out
 
 
 def test_plugin_with_wrong_hook_signature_exits_4(tmp_path, capsys, fake_distribution):
@@ -101,7 +111,9 @@ def test_duplicate_name_exits_4_naming_both(tmp_path, capsys, fake_distribution)
         """
     )
     fake_distribution("float-clone", {"clone": "clone_plugin"}, {"clone_plugin": source})
-    code, _, err = run_cli(capsys, "plugins")
+    code, out, _ = run_cli(capsys, "plugins")
+    assert code == 4 and "BROKEN: quantizer name 'float' is registered twice" in out
+    code, _, err = run_cli(capsys, "list", "quantizers")
     assert code == 4
     assert "'float' is registered twice" in err and "qbench_builtins.quantizers" in err and "float-clone" in err
 

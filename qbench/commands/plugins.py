@@ -16,15 +16,22 @@ def execute(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from qbench.errors import ExitCode
-    from qbench.host import default_host
+    from qbench.host import get_host
 
-    host = default_host()
+    # the tool that diagnoses a broken plugin must not be stopped by it: the others are listed
+    host = get_host(keep_broken=True)
     rows = []
     for info in host.plugins:
         parts = [f"{kind}: {', '.join(names)}" for kind, names in sorted(info.components.items())]
         origin = "built-in" if info.builtin else "external"
-        rows.append((info.name, info.distribution or "-", info.version or "-", origin, "; ".join(parts) or "-"))
+        shown = f"BROKEN: {info.broken}" if info.broken else "; ".join(parts) or "-"
+        rows.append((info.name, info.distribution or "-", info.version or "-", origin, shown))
     print(tabulate(rows, headers=("plugin", "distribution", "version", "origin", "components")))
+    broken = [info.name for info in host.plugins if info.broken]
+    if broken:
+        print(f"{len(broken)} broken plugin(s): {', '.join(broken)}; every other command refuses to run until "
+              "each is fixed or uninstalled")  # fmt: skip
+        return ExitCode.USAGE_ERROR
     if not args.check:
         return ExitCode.OK
     from qbench.plugincheck import check_components

@@ -47,6 +47,18 @@ def _check_device(device: str) -> None:
     raise UsageError(f"--device {device!r} is not supported; use 'cpu' or 'cuda' (or 'cuda:N')")
 
 
+def _refuse_in_process_plugins(name: str, workers: int) -> None:
+    """Worker processes build their plugin host from the installed distributions: a plugin registered
+    only in this process would be missing there, and every case using it would fail one by one."""
+    from qbench.host import in_process_plugins
+
+    local = in_process_plugins()
+    if local:
+        raise UsageError(f"plugin(s) {', '.join(local)} are registered in this process only, so the worker "
+                         f"processes of --executor {name} --workers {workers} cannot load them; install them as a "
+                         "package with a 'qbench' entry point, or run with --executor local --workers 1")  # fmt: skip
+
+
 def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: str | None = None,
                  threads: int = 1, case_timeout: float | None = None) -> Executor:
     """The executor for ``--executor NAME --workers N --device D [--scheduler ADDR]``.
@@ -69,6 +81,8 @@ def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: st
                          "--executor dask yet; use --executor local")  # fmt: skip
     if scheduler is not None and name != "dask":
         raise UsageError("--scheduler ADDR is only meaningful with --executor dask")
+    if not (name == "local" and workers == 1):
+        _refuse_in_process_plugins(name, workers)
     if name == "local":
         if workers == 1:
             from qbench.executors.inprocess import InProcessExecutor

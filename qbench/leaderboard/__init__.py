@@ -98,7 +98,7 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
 
 def tuned_rows(fair: FairView) -> Any:
     """One row per method: the aggregates of its chosen configuration, with that configuration."""
-    table = aggregate(fair.used)
+    table = aggregate(fair.used).copy()  # one block per dtype: inserting into a wide, fragmented frame warns
     keys = zip(*(table[k].tolist() for k in GROUP_KEY), strict=True)
     table.insert(4, "configuration", [fair.configuration.get(tuple(k), "") for k in keys])  # type: ignore[arg-type]
     return table

@@ -14,6 +14,7 @@ import pandas as pd
 
 from qbench.leaderboard.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
 from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame
+from qbench.protocol import DEFAULT_BASELINE
 
 ARROW = {"min": "↓", "max": "↑"}
 
@@ -99,13 +100,13 @@ class Displays:
     seeds: dict[str, DisplayTable] = field(default_factory=dict)
     budget: dict[str, DisplayTable] = field(default_factory=dict)
     protocol: list[str] = field(default_factory=list)
-    baseline: str = "float"
+    baseline: str = DEFAULT_BASELINE
 
     @classmethod
     def build(cls, frame: RunsFrame, table: pd.DataFrame, pairs: pd.DataFrame, fair: Any = None) -> Displays:
         show_configuration = fair is not None and bool(fair.protocol.grid)
         ranked = {label: ranked_table(table, frame, label, show_configuration) for label in frame.datasets}
-        baseline = fair.protocol.baseline if fair is not None else "float"
+        baseline = fair.protocol.baseline if fair is not None else DEFAULT_BASELINE
         paired = {}
         if len(pairs):
             # The pages show the primary metric; leaderboard.json has every quality metric.
@@ -182,7 +183,9 @@ def ranked_table(table: pd.DataFrame, frame: RunsFrame, label: str, configuratio
     """One dataset's rows, ranked, every value column (the Markdown drops the timing ones)."""
     info = frame.datasets[label]
     rows = table[table["dataset_label"] == label]
-    value_columns = [info.primary_metric, *[c for c in info.value_columns if c != info.primary_metric]]
+    # no primary metric when every case failed before reporting one: the table lists the failures
+    value_columns = [c for c in [info.primary_metric, *info.value_columns] if c]
+    value_columns = list(dict.fromkeys(value_columns))
     ranks = [None if r != r else int(r) for r in rows["rank"].to_numpy(dtype=float, na_value=float("nan")).tolist()]
     columns = [
         Column("rank", ["" if r is None else str(r) for r in ranks], numeric=True,
@@ -224,7 +227,7 @@ def _p_text(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
-def paired_table(pairs: pd.DataFrame, baseline: str = "float") -> DisplayTable:
+def paired_table(pairs: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -> DisplayTable:
     means, cis = pairs["diff_mean"].tolist(), pairs["diff_ci95"].tolist()
     effects, p_holm = pairs["effect_size"].astype(float).tolist(), pairs["p_holm"].astype(float).tolist()
     verdicts = texts(pairs["verdict"])

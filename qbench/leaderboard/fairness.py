@@ -68,7 +68,8 @@ def canonical_order(frame: RunsFrame) -> RunsFrame:
 
 def _with_runs(frame: RunsFrame, runs: pd.DataFrame) -> RunsFrame:
     return RunsFrame(runs=runs, curves=frame.curves, directions=frame.directions, value_columns=frame.value_columns,
-                     datasets=frame.datasets, descriptions=frame.descriptions, provenance=frame.provenance)  # fmt: skip
+                     datasets=frame.datasets, descriptions=frame.descriptions, provenance=frame.provenance,
+                     cost_axes=frame.cost_axes)  # fmt: skip
 
 
 def _configs(runs: pd.DataFrame, protocol: Protocol) -> tuple[list[str], list[str]]:
@@ -141,7 +142,8 @@ def _observations(runs: pd.DataFrame, methods: list[tuple[str, str, str]], frame
                   current: np.ndarray) -> tuple[list[Observation], dict[str, str]]:  # fmt: skip
     metric_of: dict[str, tuple[str, str]] = {}
     for label, info in frame.datasets.items():
-        metric_of[label] = (info.primary_metric, selection_metric(info.primary_metric, frame.directions, protocol))
+        chosen_by = selection_metric(info.primary_metric, frame.directions, protocol, info.declaration)
+        metric_of[label] = (info.primary_metric, chosen_by)
     directions = {label: frame.directions.get(chosen_by, "min") for label, (_, chosen_by) in metric_of.items()}
     values: dict[str, list[float]] = {}
     for name in {m for pair in metric_of.values() for m in pair if m}:
@@ -192,8 +194,9 @@ def _selection_table(decisions: Decisions, frame: RunsFrame, protocol: Protocol)
     rows = []
     if protocol.grid:
         for method, selection in sorted(decisions.selections.items()):
-            primary = frame.datasets[method[0]].primary_metric if method[0] in frame.datasets else ""
-            metric = selection_metric(primary, frame.directions, protocol)
+            info = frame.datasets.get(method[0])
+            primary, declaration = (info.primary_metric, info.declaration) if info else ("", None)
+            metric = selection_metric(primary, frame.directions, protocol, declaration)
             for summary in selection.points:
                 rows.append([*method, point_text(summary.point), metric, frame.directions.get(metric, "min"),
                              summary.mean, summary.n_ok, summary.n_stored, summary.eligible,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.protocol import PRIMARY_PREFERENCE
+from qbench.metrics import first_test_column
 
 #: A leaderboard row aggregates the seeds of one (dataset, cell, quantizer) triple.
 GROUP_KEY = ("dataset_label", "cell_label", "quantizer_label")
@@ -44,8 +44,14 @@ class DatasetInfo:
     primary_metric: str
     direction: str
     licence: str | None = None
+    selection_metric: str = ""  # the validation column the dataset declared to choose with ("" undeclared)
     quality_columns: list[str] = field(default_factory=list)
     value_columns: list[str] = field(default_factory=list)
+
+    @property
+    def declaration(self) -> dict[str, str]:
+        """What :func:`qbench.protocol.selection_metric` reads of a record's ``metrics``."""
+        return {"primary": self.primary_metric, "selection": self.selection_metric} if self.selection_metric else {}
 
 
 @dataclass
@@ -59,6 +65,7 @@ class RunsFrame:
     datasets: dict[str, DatasetInfo]
     descriptions: dict[str, str]
     provenance: dict[str, list[str]]
+    cost_axes: list[str] = field(default_factory=list)
 
     @property
     def quality_columns(self) -> list[str]:
@@ -123,14 +130,28 @@ class RawRuns:
     descriptions: dict[str, str]
     provenance: dict[str, list[str]]
     curves: Sequence[list[dict[str, Any]]]
+    cost_axes: list[str] = field(default_factory=list)
 
 
 def merge_directions(direction_maps: Iterable[dict[str, Any] | None]) -> dict[str, str]:
+    """Every declared column's direction; ``""`` (a backend column that is neither better low nor
+    high, e.g. whether the simulation was exact) stays ``""``: shown and aggregated, never ranked."""
     directions: dict[str, str] = {}
     for mapping in direction_maps:
         for column, direction in (mapping or {}).items():
-            directions.setdefault(str(column), "max" if direction == "max" else "min")
+            directions.setdefault(str(column), direction if direction in ("max", "") else "min")
     return directions
+
+
+def merge_cost_axes(axis_lists: Iterable[Any]) -> list[str]:
+    """The columns the backends declared as cost axes for the plots, in first-seen order."""
+    axes: dict[str, None] = {}
+    for listed in axis_lists:
+        if isinstance(listed, str):  # a store gives the list as JSON text
+            listed = json.loads(listed) if listed.startswith("[") else [listed]
+        for axis in listed if isinstance(listed, list) else ():
+            axes.setdefault(str(axis), None)
+    return list(axes)
 
 
 #: What a run was configured with (read by the protocol: grid points and superseded configurations).
@@ -139,7 +160,7 @@ CONFIG_COLUMNS = ("train", "quantizer_params", "cell_params", "dataset_params", 
 
 def wanted_columns(directions: dict[str, str]) -> list[str]:
     identity = ["case_id", "matrix", "status", "error", "seed", "full_precision", "dataset_licence", "primary_metric",
-                "train_steps", *CONFIG_COLUMNS]  # fmt: skip
+                "selection_metric", "train_steps", *CONFIG_COLUMNS]  # fmt: skip
     axes = [name for axis in ("dataset", "cell", "quantizer") for name in (axis, f"{axis}_label")]
     return list(dict.fromkeys([*identity, *axes, *directions, *COST_DIRECTIONS]))
 
@@ -160,6 +181,7 @@ def load_runs(records: list[dict[str, Any]]) -> RunsFrame:
         descriptions=descriptions,
         provenance=collect_provenance(record.get("provenance") for record in records),
         curves=[curve if isinstance(curve := record.get("curve"), list) else [] for record in records],
+        cost_axes=merge_cost_axes(record.get("cost_axes") for record in records),
     ))  # fmt: skip
 
 
@@ -230,17 +252,22 @@ def build_runs(source: RawRuns) -> RunsFrame:
             values = pd.to_numeric(values.where(values.map(lambda v: not isinstance(v, str)), None),
                                    errors="coerce")  # fmt: skip
         columns[column] = values.astype(float)  # bools become 0/1: sim_exact aggregates to a fraction
+    # a "" column of text (a label such as the number formats used) has no number to aggregate
+    text_only = [c for c in value_columns if directions.get(c) == "" and not np.isfinite(columns[c]).any()
+                 and raw[c].notna().any()]  # fmt: skip
+    value_columns = [c for c in value_columns if c not in text_only]
+    for column in text_only:
+        del columns[column]
+        del directions[column]
     columns["record_sha256"] = source.hashes
     runs = pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
     for name in (*GROUP_KEY, "quantizer", "cell", "dataset", "status", "matrix"):
         runs[name] = runs[name].astype("category")
-    primary_named = {
-        str(label): str(metric)
-        for label, metric in zip(runs["dataset_label"], raw["primary_metric"], strict=True)
-        if isinstance(metric, str) and metric
-    }
+    primary_named = _named(runs["dataset_label"], raw["primary_metric"])
+    selection_named = _named(runs["dataset_label"], raw["selection_metric"])
     datasets = {
-        label: _dataset_info(label, runs[runs["dataset_label"] == label], value_columns, directions, primary_named)
+        label: _dataset_info(label, runs[runs["dataset_label"] == label], value_columns, directions, primary_named,
+                             selection_named.get(label, ""))  # fmt: skip
         for label in sorted(runs["dataset_label"].unique())
     }
     return RunsFrame(
@@ -251,18 +278,29 @@ def build_runs(source: RawRuns) -> RunsFrame:
         datasets=datasets,
         descriptions=dict(sorted(source.descriptions.items())),
         provenance=source.provenance,
+        cost_axes=[c for c in source.cost_axes if c in directions],
     )
 
 
+def _named(labels: pd.Series, metrics: pd.Series) -> dict[str, str]:
+    """{dataset label: the metric its records declare} (the first declaration of each label)."""
+    named: dict[str, str] = {}
+    for label, metric in zip(labels, metrics, strict=True):
+        if isinstance(metric, str) and metric:
+            named.setdefault(str(label), metric)
+    return named
+
+
 def _dataset_info(
-    label: str, rows: pd.DataFrame, value_columns: list[str], directions: dict[str, str], named: dict[str, str]
+    label: str, rows: pd.DataFrame, value_columns: list[str], directions: dict[str, str], named: dict[str, str],
+    selection: str = "",
 ) -> DatasetInfo:
     present = [c for c in value_columns if rows[c].notna().any()]
     quality = [c for c in present if is_quality(c)]
     primary = named.get(label)
-    if primary not in directions:
-        candidates = [c for c in PRIMARY_PREFERENCE if c in quality]
-        candidates += [c for c in quality if c.startswith("test_")] + quality + present + value_columns
+    if primary not in directions:  # a record made before datasets declared their metrics
+        candidates = [first_test_column(quality)] if first_test_column(quality) else []
+        candidates += quality + present + value_columns
         primary = candidates[0] if candidates else ""
     if primary and primary not in present:
         present = [primary, *present]
@@ -272,6 +310,7 @@ def _dataset_info(
         primary_metric=primary,
         direction=directions.get(primary, "min"),
         licence="; ".join(licences) or None,
+        selection_metric=selection if selection in directions else "",
         quality_columns=[c for c in present if is_quality(c)],
         value_columns=present,
     )

@@ -138,7 +138,8 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
     svgs = [p for p in plots if p.suffix == ".svg"]
     for label, info in frame.datasets.items():
         parts.append(f'<section id="dataset-{slug(label)}"><h2>{escape(label)}</h2>')
-        text = f"Ranked by {info.primary_metric} ({'lower' if info.direction == 'min' else 'higher'} is better)."
+        text = (f"Ranked by {info.primary_metric} ({'lower' if info.direction == 'min' else 'higher'} is better)."
+                if info.primary_metric else "Unranked: no case reported a metric (see the failures).")
         if info.licence:
             text += f" Dataset licence: {info.licence}."
         parts.append(f"<p>{escape(text)}</p>")

@@ -55,7 +55,8 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         lines.append(f"## {escape_markdown(label)}")
         lines.append("")
         better = "lower" if info.direction == "min" else "higher"
-        sentence = f"Ranked by {escape_cell(info.primary_metric)} ({better} is better)."
+        sentence = (f"Ranked by {escape_cell(info.primary_metric)} ({better} is better)." if info.primary_metric
+                    else "Unranked: no case reported a metric (see the failures).")  # fmt: skip
         if info.licence:
             sentence += f" Dataset licence: {escape_markdown(info.licence)}."
         lines += [sentence, ""]

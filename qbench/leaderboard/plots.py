@@ -21,7 +21,14 @@ MAX_POINTS = 200
 MAX_ANNOTATED = 25
 MAX_CURVES = 30
 MARGINS = {"left": 0.11, "right": 0.97, "bottom": 0.11, "top": 0.92}
-COST_AXES = (("energy_pj_per_token", "energy per token (pJ)", "energy"), ("weight_bits", "bits per weight", "bits"))
+#: the host's own cost axis; the backends declare theirs (``HardwareBackend.cost_axes``)
+HOST_COST_AXES = (("weight_bits", "bits per weight", "bits"),)
+
+
+def cost_axes(frame: RunsFrame) -> list[tuple[str, str, str]]:
+    """(column, axis title, file name part) of every cost axis: the declared ones first."""
+    declared = [(column, column, slug(column.split("_")[0])) for column in frame.cost_axes]
+    return [*declared, *HOST_COST_AXES]
 
 
 def slug(text: str) -> str:
@@ -61,7 +68,7 @@ def write_plots(frame: RunsFrame, table: pd.DataFrame, plot_dir: Path,
         for label, info in frame.datasets.items():
             rows = table[(table["dataset_label"] == label) & (table["n_ok"] > 0)]
             y_col = f"{info.primary_metric}_mean"
-            for column, axis_title, name in COST_AXES:
+            for column, axis_title, name in cost_axes(frame):
                 if f"{column}_mean" not in rows or y_col not in rows:
                     continue
                 points = rows[np.isfinite(rows[f"{column}_mean"]) & np.isfinite(rows[y_col])]
@@ -109,7 +116,8 @@ def _scatter(plt, points: pd.DataFrame, column: str, axis_title: str, metric: st
         names = (points["quantizer_label"] + " / " + points["cell_label"]).to_numpy()
         for xi, yi, name in zip(x[front], y[front], names[front], strict=True):
             ax.annotate(plain(name), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=6)
-    if column == "energy_pj_per_token" and np.all(x > 0) and x.max() / x.min() > 20:
+    # a declared cost (energy, operations) may span decades; bits per weight stay linear
+    if column not in dict((c, t) for c, t, _ in HOST_COST_AXES) and np.all(x > 0) and x.max() / x.min() > 20:
         ax.set_xscale("log")
     ax.set_xlabel(axis_title)
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")

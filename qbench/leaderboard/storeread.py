@@ -27,6 +27,7 @@ from qbench.leaderboard.frame import (
     build_runs,
     collect_provenance,
     load_runs,
+    merge_cost_axes,
     merge_directions,
     wanted_columns,
 )
@@ -137,7 +138,7 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
     # The value columns are the keys of every record's directions; a sample of the records
     # names them all in practice, and a second, narrow pass fetches any the sample missed.
     columns = wanted_columns(merge_directions(query.sample_directions(db)))
-    nested = ("directions", "descriptions", "provenance")
+    nested = ("directions", "descriptions", "provenance", "cost_axes")
     # One json_extract with every path parses each record once and returns a JSON array.
     marks = ", ".join("?" for _ in columns)
     extract = f"json_extract(record, {marks}), " + ", ".join("json_extract(record, ?)" for _ in nested)
@@ -177,6 +178,7 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
         descriptions=descriptions,
         provenance=collect_provenance(decoded["provenance"]),
         curves=_StoreCurves(query, len(rows)),
+        cost_axes=merge_cost_axes(decoded["cost_axes"]),
     ))  # fmt: skip
 
 

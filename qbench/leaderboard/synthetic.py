@@ -68,6 +68,7 @@ def make_record(
         "dataset_licence": licence,
         "seed": seed,
         "train": {"epochs": epochs, "batch": 32, "bptt": 100, "lr": 0.002},
+        "cost_axes": ["energy_pj_per_token"],  # what the energy backend declares
         "directions": {
             primary: direction,
             other: direction,

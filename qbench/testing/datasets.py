@@ -10,8 +10,11 @@ Two ways to use it:
 
 The rules (what the host relies on):
 
+0. The task and the declared metrics are ones the host accepts (:class:`qbench.Metric`).
 1. ``prepare(cache)`` returns :class:`~qbench.data.LanguageModelData` for ``task ==
-   "language-model"`` and :class:`~qbench.data.ClassificationData` for ``"classification"``.
+   "language-model"``, :class:`~qbench.data.ClassificationData` for ``"classification"`` and
+   :class:`~qbench.data.SequenceLabellingData` for ``"sequence-labelling"`` (``y`` is
+   ``[N, T]``: one label per step, those past a sequence's length ignored).
 2. Language models: three non-empty 1-D integer arrays with every id in ``range(len(vocab))``,
    vocabulary symbols unique non-empty strings. Classification: ``x`` float32 ``[N, T, F]`` with
    the same ``F`` in every split, ``1 <= lengths <= T``, zero padding past each length, labels in
@@ -31,9 +34,28 @@ from pathlib import Path
 from typing import Any
 
 from qbench.components import Dataset
-from qbench.data import CLASSIFICATION, LANGUAGE_MODEL, ClassificationData, LanguageModelData, SequenceSplit
+from qbench.data import (
+    CLASSIFICATION,
+    LANGUAGE_MODEL,
+    SEQUENCE_LABELLING,
+    ClassificationData,
+    LanguageModelData,
+    SequenceLabellingData,
+    SequenceSplit,
+)
 
-TASK_TYPES: dict[str, type] = {LANGUAGE_MODEL: LanguageModelData, CLASSIFICATION: ClassificationData}
+TASK_TYPES: dict[str, type] = {LANGUAGE_MODEL: LanguageModelData, CLASSIFICATION: ClassificationData,
+                               SEQUENCE_LABELLING: SequenceLabellingData}
+
+
+def check_declared_metrics(dataset: Dataset) -> None:
+    """The task and metrics declaration is one the host accepts (what registration checks)."""
+    from qbench.metrics import MetricError, MetricSet
+
+    try:
+        MetricSet.of(dataset)
+    except MetricError as exc:
+        raise AssertionError(f"{dataset.name}: {exc}") from None
 
 
 def snapshot(folder: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
@@ -76,15 +98,23 @@ def check_language_model(data: LanguageModelData, name: str = "dataset") -> None
             f"{name}: {split} ids span [{low}, {high}], outside range({len(vocab)})")
 
 
-def _check_split(split: SequenceSplit, n_classes: int, features: int, where: str) -> None:
+def _check_split(split: SequenceSplit, n_classes: int, features: int, where: str, per_step: bool = False) -> None:
     import numpy as np
 
     x, lengths, y = split.x, split.lengths, split.y
+    if per_step:
+        assert isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == x.shape[1], (
+            f"{where}: per-step labels y must be [N, T] like x's first two axes, got {getattr(y, 'shape', '?')}")
+        true_steps = np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]
+        y = y[true_steps]  # labels past a sequence's length are padding: never read
+    else:
+        assert isinstance(y, np.ndarray) and y.ndim == 1, (
+            f"{where}: one label per sequence: y must be [N], got {getattr(y, 'shape', '?')}")
     assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 3, (
         f"{where}: x must be float32 [N, T, F], got {getattr(x, 'dtype', type(x))} {getattr(x, 'shape', '')}")
     assert x.shape[2] == features, f"{where}: {x.shape[2]} features, the training split has {features}"
     assert len(split) >= 1, f"{where}: empty split"
-    assert x.shape[0] == lengths.shape[0] == y.shape[0], f"{where}: x, lengths and y disagree on N"
+    assert x.shape[0] == lengths.shape[0] == split.y.shape[0], f"{where}: x, lengths and y disagree on N"
     assert np.issubdtype(lengths.dtype, np.integer) and np.issubdtype(y.dtype, np.integer), (
         f"{where}: lengths and y must be integer arrays")
     assert int(lengths.min()) >= 1 and int(lengths.max()) <= x.shape[1], (
@@ -95,11 +125,12 @@ def _check_split(split: SequenceSplit, n_classes: int, features: int, where: str
     assert not np.any(x[padding]), f"{where}: padding past each sequence's length must be zero"
 
 
-def check_classification(data: ClassificationData, name: str = "dataset") -> None:
+def check_classification(data: ClassificationData | SequenceLabellingData, name: str = "dataset") -> None:
     assert len(data.class_names) >= 2, f"{name}: needs at least two classes"
     features = int(data.train.x.shape[2])
+    per_step = data.task == SEQUENCE_LABELLING
     for split in ("train", "valid", "test"):
-        _check_split(getattr(data, split), len(data.class_names), features, f"{name}: {split}")
+        _check_split(getattr(data, split), len(data.class_names), features, f"{name}: {split}", per_step)
 
 
 def check_contents(dataset: Dataset, data: Any) -> None:
@@ -141,6 +172,7 @@ def check_ready(dataset: Dataset, cache_dir: str | os.PathLike[str]) -> None:
 
 def check_dataset(dataset: Dataset, cache_dir: str | os.PathLike[str]) -> Any:
     """Run every rule on ``dataset`` with data cached in ``cache_dir``; return the prepared data."""
+    check_declared_metrics(dataset)
     data = dataset.prepare(str(cache_dir))
     check_task_type(dataset, data)
     check_fingerprint_format(dataset, data)
@@ -152,6 +184,9 @@ def check_dataset(dataset: Dataset, cache_dir: str | os.PathLike[str]) -> Any:
 
 class DatasetContract:
     """Subclass in a pytest module and provide the fixtures ``dataset`` and ``dataset_cache``."""
+
+    def test_declared_task_and_metrics(self, dataset: Dataset) -> None:
+        check_declared_metrics(dataset)
 
     def test_prepare_returns_declared_task(self, dataset: Dataset, dataset_cache: Path) -> None:
         check_task_type(dataset, dataset.prepare(str(dataset_cache)))

@@ -196,6 +196,9 @@ class HardwareBackendContract:
         for column, direction in backend.columns.items():
             assert direction in ("min", "max", ""), f"{column}: direction {direction!r}"
 
+    def test_owns_its_columns(self, backend: qbench.HardwareBackend) -> None:
+        check_column_ownership(backend)
+
     @pytest.mark.parametrize(("cell", "scheme", "input_kind", "task"), CONTRACT_CASES)
     def test_measure_returns_declared_json_columns(
         self, backend: qbench.HardwareBackend, cell: str, scheme: str, input_kind: str, task: str
@@ -226,6 +229,29 @@ def contract_case(cell: str, scheme: str, input_kind: str, task: str) -> tuple[E
     """The small random model and sample of one :data:`CONTRACT_CASES` entry."""
     model = random_exported_model(cell, scheme, hidden=6, input_size=5, input_kind=input_kind, task=task)
     return model, random_sample(model, length=8)
+
+
+def check_column_ownership(backend: qbench.HardwareBackend) -> None:
+    """No column of ``backend`` belongs to the host, to a dataset's metrics or to another installed
+    backend (registration would refuse it, naming both owners); its cost axes are its own
+    columns with a direction."""
+    from qbench.columns import ColumnOwner, check_ownership
+    from qbench.errors import PluginError
+    from qbench.host import get_host
+
+    host = get_host(keep_broken=True)
+    others = [(ColumnOwner("hardware", name, entry.plugin, entry.distribution),
+               tuple(getattr(entry.cls, "columns", {})))
+              for name, entry in host.registry("hardware").items()
+              if name != backend.name]  # the backend under test may be installed too  # fmt: skip
+    mine = (ColumnOwner("hardware", backend.name, "the plugin under test"), tuple(backend.columns))
+    try:
+        check_ownership([*others, mine])
+    except PluginError as exc:
+        raise AssertionError(str(exc)) from None
+    for axis in getattr(backend, "cost_axes", ()):
+        assert backend.columns.get(axis) in ("min", "max"), (
+            f"cost axis {axis!r} must be one of the backend's columns with direction 'min' or 'max'")
 
 
 def check_declared_columns(backend: qbench.HardwareBackend, result: dict[str, Any]) -> None:

@@ -9,10 +9,10 @@ improve the learning rate is multiplied by ``lr_decay`` and after ``patience`` s
 training stops. The best-validation checkpoint is restored for the test metric, the export and
 the hardware sample.
 
-Metrics: language modelling ``test_bpc`` (test split, at most ``eval_tokens`` characters),
-``valid_bpc`` (best epoch) and ``train_bpc`` (mean training loss of the best epoch, measured
-while training, i.e. with the training-mode quantizer); classification ``test_accuracy``,
-``valid_accuracy`` and ``test_loss`` (nats). ``train_seconds`` is the wall time of the epochs
+Metrics: the dataset's declared metrics (:class:`qbench.metrics.MetricSet`), each on its
+splits: ``test_`` (test split; language modelling: at most ``eval_tokens`` characters),
+``valid_`` (best epoch) and ``train_`` (mean training loss of the best epoch, measured while
+training, i.e. with the training-mode quantizer). ``train_seconds`` is the wall time of the epochs
 including validation; ``tokens_per_second`` counts training tokens (characters predicted, or
 sequence time steps) over the time spent in training steps only.
 
@@ -38,12 +38,20 @@ import numpy as np
 import torch
 
 from qbench.components import Cell, Quantizer
-from qbench.data import LANGUAGE_MODEL, ClassificationData, EvalSample, LanguageModelData
+from qbench.data import (
+    LANGUAGE_MODEL,
+    SEQUENCE_LABELLING,
+    ClassificationData,
+    EvalSample,
+    LanguageModelData,
+    SequenceLabellingData,
+)
 from qbench.errors import Diverged
 from qbench.export import ExportedModel
+from qbench.metrics import CONTRACT1_METRICS, MetricSet
 from qbench.trainconfig import resolve_train
 from qbench.training.model import SequenceModel
-from qbench.training.tasks import ClassificationTask, LanguageModelTask
+from qbench.training.tasks import ClassificationTask, LanguageModelTask, SequenceLabellingTask
 
 #: steps between two read-backs of the loss for the divergence check
 CHECK_EVERY = 25
@@ -153,24 +161,29 @@ class Stepper:
 def train_and_evaluate(
     cell: Cell,
     quantizer: Quantizer,
-    data: LanguageModelData | ClassificationData,
+    data: LanguageModelData | ClassificationData | SequenceLabellingData,
     train: dict[str, Any],
     seed: int,
     device: str = "cpu",
     progress: Callable[[dict[str, Any]], None] | None = None,
+    declaration: MetricSet | None = None,
 ) -> TrainResult:
     """Train ``cell`` with ``quantizer`` on ``data``, evaluate the best checkpoint, export it.
 
     Never raises for divergence: returns status ``"diverged"`` with the metrics that exist.
+    ``declaration``: the dataset's declared metrics (default: the contract-1 metrics of ``data.task``).
     """
     train = resolve_train(dict(train))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    declared = declaration or MetricSet(data.task, CONTRACT1_METRICS[data.task])
     task: LanguageModelTask | ClassificationTask
     if data.task == LANGUAGE_MODEL:
-        task = LanguageModelTask(data, train, device)  # type: ignore[arg-type]
+        task = LanguageModelTask(data, train, device, declared)  # type: ignore[arg-type]
+    elif data.task == SEQUENCE_LABELLING:
+        task = SequenceLabellingTask(data, train, device, declared)  # type: ignore[arg-type]
     else:
-        task = ClassificationTask(data, train, device)  # type: ignore[arg-type]
+        task = ClassificationTask(data, train, device, declared)  # type: ignore[arg-type]
     model = SequenceModel(cell, quantizer, data.task, data.input_size, data.n_outputs, seed).to(device)
     guard = DivergenceGuard(float(train["diverge_factor"]))
     lr = float(train["lr"])
@@ -178,7 +191,7 @@ def train_and_evaluate(
     weight_count = int(model.stack.quantized_parameter_count())
 
     curve: list[dict[str, Any]] = []
-    best_valid: tuple[float, float] | None = None
+    best_valid: dict[str, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_train_loss = math.nan
     schedule = PlateauSchedule(lr, float(train["lr_decay"]), int(train["patience"]))
@@ -199,12 +212,12 @@ def train_and_evaluate(
                 raise Diverged(f"mean training loss {train_loss} in epoch {epoch}")
             model.eval()
             valid = task.validate(model)
-            if not all(math.isfinite(v) for v in valid):
-                raise Diverged(f"validation loss {valid[1]} after epoch {epoch}")
+            if not math.isfinite(valid["nats"]) or not math.isfinite(task.validation_value(valid)):
+                raise Diverged(f"validation loss {valid['nats']} after epoch {epoch}")
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,
-                task.valid_key: valid[0],
+                task.valid_key: task.validation_value(valid),
                 "lr": lr,
                 "seconds": time.perf_counter() - epoch_start,
             }
@@ -227,7 +240,7 @@ def train_and_evaluate(
     metrics: dict[str, float] = {}
     if status != "ok" or best_state is None:
         if best_valid is not None:
-            metrics[task.valid_key] = best_valid[0]
+            metrics[task.valid_key] = task.validation_value(best_valid)
         if status == "ok":  # no epoch finished: cannot happen with epochs >= 1, kept for safety
             status, message = "diverged", "no epoch finished"
         return TrainResult(

@@ -5,7 +5,8 @@ Inputs (kept in full precision, as the paper and the leaderboard say):
 * characters with ``cell.embedding == 0``: one-hot vectors (the input matrix's columns are
   selected), ``input_kind = "one-hot"``;
 * characters with ``cell.embedding = E > 0``: a float embedding ``[V, E]`` (``"embedding"``);
-* classification sequences: their float features (``"features"``); ``embedding`` is ignored.
+* classification and per-step labelling sequences: their float features (``"features"``);
+  ``embedding`` is ignored.
 
 The output layer ``Linear(h, C)`` stays float. A classifier reads the last layer's output at each
 sequence's last true step.
@@ -20,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from qbench.components import Cell, Quantizer
-from qbench.data import LANGUAGE_MODEL
 from qbench.export import ExportedModel
+from qbench.metrics import LANGUAGE_MODEL
 from qbench.training.stack import build_stack
 
 
@@ -64,6 +65,12 @@ class SequenceModel(nn.Module):
         y, _ = self.stack(x.transpose(0, 1).contiguous(), None)
         last = y[lengths - 1, torch.arange(y.shape[1], device=y.device)]
         return self.output(last)
+
+    def forward_steps(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, F]`` -> logits ``[B, T', C]`` of every step up to the longest true length ``T'``."""
+        steps = int(lengths.max().item()) if len(lengths) else 0
+        y, _ = self.stack(x[:, :steps].transpose(0, 1).contiguous(), None)
+        return self.output(y).transpose(0, 1)
 
     @torch.no_grad()
     def export(self, task: str) -> ExportedModel:

@@ -1,12 +1,21 @@
-"""Batches, training epochs and evaluation of the two tasks: language modelling and classification.
+"""Batches, training epochs and evaluation of the three tasks: language modelling, classification
+and per-step labelling.
+
+Every task computes *measures* (:data:`qbench.metrics.MEASURES`: bits, nats, perplexity,
+accuracy) on a split; the dataset's declared metrics (:class:`qbench.metrics.MetricSet`) name
+them: ``<split>_<metric name>`` = that metric's measure on that split. The selecting metric's
+validation value chooses the best epoch (ties: the lower validation loss).
 
 Language modelling: each split is cut into ``B`` contiguous columns (``[L, B]``, time-major);
 truncated BPTT walks the columns in segments of ``bptt`` characters and carries the hidden state
 across segments (detached). Evaluation does the same with wider batches under ``no_grad``;
-the metric is bits per character = mean cross-entropy (nats) / ln 2.
+bits = mean cross-entropy (nats) / ln 2.
 
 Classification: sequences ``[N, T, F]`` in shuffled minibatches (seeded order); the class is read
-from the last true step; the metric is accuracy.
+from the last true step.
+
+Per-step labelling: the same sequences with one label per time step (``y [N, T]``); the loss and
+the accuracy are over the true steps of every sequence (padding never counts).
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qbench.data import ClassificationData, EvalSample, LanguageModelData, SequenceSplit
+from qbench.data import ClassificationData, EvalSample, LanguageModelData, SequenceLabellingData, SequenceSplit
+from qbench.metrics import MetricSet
 from qbench.training.model import SequenceModel
 
 #: columns of the evaluation batch (more is faster; each column starts from a zero state)
@@ -30,6 +40,43 @@ EVAL_SEGMENT = 256
 EVAL_SEQUENCES = 2048
 
 StepFn = Callable[[torch.Tensor], None]
+Measures = dict[str, float]  # measure name -> value, on one split
+
+
+def loss_measures(nats: float) -> Measures:
+    """Every measure of a mean cross-entropy (nats)."""
+    return {"nats": nats, "bits": nats / math.log(2), "perplexity": math.exp(min(nats, 700.0))}
+
+
+class DeclaredMetrics:
+    """The dataset's declaration applied: which measure is which column, and how epochs compare."""
+
+    def __init__(self, declared: MetricSet):
+        self.declared = declared
+        self.selecting = declared.selecting
+        self.valid_key = declared.selection_column
+        self.directions = declared.columns()
+
+    def validation_value(self, measures: Measures) -> float:
+        return measures[self.selecting.measure]
+
+    def better(self, new: Measures, best: Measures | None) -> bool:
+        """The selecting metric improves (in its direction); at an equal value, the lower loss."""
+        if best is None:
+            return True
+        value, old = self.validation_value(new), self.validation_value(best)
+        if value != old:
+            return value < old if self.selecting.sense == "min" else value > old
+        return new["nats"] < best["nats"]
+
+    def columns(self, test: Measures, valid: Measures, train_nats: float) -> dict[str, float]:
+        by_split = {"test": test, "valid": valid, "train": loss_measures(train_nats)}
+        return {f"{split}_{m.name}": by_split[split][m.measure] for m in self.declared.metrics for split in m.splits}
+
+    def sample_metrics(self, measures: Measures) -> dict[str, float]:
+        """The float model's metrics on the hardware sample: the primary column and every measure."""
+        primary = self.declared.primary
+        return {f"test_{primary.name}": measures[primary.measure], **measures}
 
 
 def detach_state(state: Any) -> Any:
@@ -45,14 +92,12 @@ def columns(tokens: np.ndarray, count: int, device: str | torch.device) -> torch
     return torch.from_numpy(np.ascontiguousarray(cut)).to(device)
 
 
-class LanguageModelTask:
-    """Truncated BPTT over contiguous character streams; metric bits per character."""
+class LanguageModelTask(DeclaredMetrics):
+    """Truncated BPTT over contiguous character streams; measures of the next-symbol loss."""
 
-    metric = "bpc"
-    valid_key = "valid_bpc"
-    directions = {"test_bpc": "min", "valid_bpc": "min", "train_bpc": "min"}
-
-    def __init__(self, data: LanguageModelData, train: dict[str, Any], device: str | torch.device):
+    def __init__(self, data: LanguageModelData, train: dict[str, Any], device: str | torch.device,
+                 declared: MetricSet) -> None:  # fmt: skip
+        super().__init__(declared)
         self.data = data
         self.device = device
         self.bptt = int(train["bptt"])
@@ -112,21 +157,12 @@ class LanguageModelTask:
     def _limit(self, tokens: np.ndarray) -> np.ndarray:
         return tokens[: self.eval_tokens + 1] if self.eval_tokens else tokens
 
-    def validate(self, model: SequenceModel) -> tuple[float, float]:
-        """(valid metric, valid loss in nats)."""
-        loss = self.stream_loss(model, self._limit(self.data.valid))
-        return loss / math.log(2), loss
+    def validate(self, model: SequenceModel) -> Measures:
+        return loss_measures(self.stream_loss(model, self._limit(self.data.valid)))
 
-    def better(self, new: tuple[float, float], best: tuple[float, float] | None) -> bool:
-        return best is None or new[0] < best[0]
-
-    def final_metrics(self, model: SequenceModel, best_valid: tuple[float, float], train_loss: float) -> dict:
-        test = self.stream_loss(model, self._limit(self.data.test))
-        return {
-            "test_bpc": test / math.log(2),
-            "valid_bpc": best_valid[0],
-            "train_bpc": train_loss / math.log(2),
-        }
+    def final_metrics(self, model: SequenceModel, best_valid: Measures, train_loss: float) -> dict[str, float]:
+        return self.columns(loss_measures(self.stream_loss(model, self._limit(self.data.test))), best_valid,
+                            train_loss)  # fmt: skip
 
     @torch.no_grad()
     def sample(self, model: SequenceModel) -> EvalSample:
@@ -142,23 +178,20 @@ class LanguageModelTask:
             flat = logits.reshape(-1, model.vocab)
             total += float(F.cross_entropy(flat, targets, reduction="sum").item())
             predictions.append(flat.argmax(dim=1))
-        bpc = total / (len(tokens) - 1) / math.log(2)
         return EvalSample(
             task=self.data.task,
             tokens=tokens,
-            float_metrics={"test_bpc": bpc},
+            float_metrics=self.sample_metrics(loss_measures(total / (len(tokens) - 1))),
             float_predictions=torch.cat(predictions).cpu().numpy(),
         )
 
 
-class ClassificationTask:
-    """Seeded minibatches of whole sequences; metric accuracy."""
+class ClassificationTask(DeclaredMetrics):
+    """Seeded minibatches of whole sequences; one label per sequence, read at its last true step."""
 
-    metric = "accuracy"
-    valid_key = "valid_accuracy"
-    directions = {"test_accuracy": "max", "valid_accuracy": "max", "test_loss": "min"}
-
-    def __init__(self, data: ClassificationData, train: dict[str, Any], device: str | torch.device):
+    def __init__(self, data: ClassificationData | SequenceLabellingData, train: dict[str, Any],
+                 device: str | torch.device, declared: MetricSet) -> None:  # fmt: skip
+        super().__init__(declared)
         self.data = data
         self.device = device
         self.batch = int(train["batch"])
@@ -206,26 +239,75 @@ class ClassificationTask:
         accuracy = float((predicted == y).double().mean().item())
         return accuracy, loss / max(len(y), 1), predicted.cpu().numpy()
 
-    def validate(self, model: SequenceModel) -> tuple[float, float]:
-        accuracy, loss, _ = self.evaluate(model, self.data.valid)
-        return accuracy, loss
+    def measures(self, model: SequenceModel, split: SequenceSplit) -> tuple[Measures, np.ndarray]:
+        accuracy, loss, predicted = self.evaluate(model, split)
+        return {"accuracy": accuracy, **loss_measures(loss)}, predicted
 
-    def better(self, new: tuple[float, float], best: tuple[float, float] | None) -> bool:
-        # higher accuracy; at equal accuracy the lower validation loss
-        return best is None or new[0] > best[0] or (new[0] == best[0] and new[1] < best[1])
+    def validate(self, model: SequenceModel) -> Measures:
+        return self.measures(model, self.data.valid)[0]
 
-    def final_metrics(self, model: SequenceModel, best_valid: tuple[float, float], train_loss: float) -> dict:
-        accuracy, loss, _ = self.evaluate(model, self.data.test)
-        return {"test_accuracy": accuracy, "valid_accuracy": best_valid[0], "test_loss": loss}
+    def final_metrics(self, model: SequenceModel, best_valid: Measures, train_loss: float) -> dict[str, float]:
+        return self.columns(self.measures(model, self.data.test)[0], best_valid, train_loss)
 
     def sample(self, model: SequenceModel) -> EvalSample:
         """The first max(20, hardware_tokens / 10) test sequences and the model's own predictions."""
         count = min(len(self.data.test), max(20, self.hardware_tokens // 10))
         sequences = self.data.test.subset(slice(0, count))
-        accuracy, _, predicted = self.evaluate(model, sequences)
+        measures, predicted = self.measures(model, sequences)
         return EvalSample(
             task=self.data.task,
             sequences=sequences,
-            float_metrics={"test_accuracy": accuracy},
+            float_metrics=self.sample_metrics(measures),
             float_predictions=predicted,
         )
+
+
+class SequenceLabellingTask(ClassificationTask):
+    """One label per time step: the loss and the accuracy over every true step of every sequence."""
+
+    def __init__(self, data: SequenceLabellingData, train: dict[str, Any], device: str | torch.device,
+                 declared: MetricSet) -> None:  # fmt: skip
+        super().__init__(data, train, device, declared)
+
+    @staticmethod
+    def _mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+        return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+
+    def train_epoch(
+        self, model: SequenceModel, step: StepFn, rng: np.random.Generator, max_steps: int
+    ) -> tuple[torch.Tensor, int, int]:
+        """One shuffled pass (or ``max_steps`` batches): (sum of per-step losses, true steps, true steps)."""
+        x, lengths, y = self.train_split
+        order = rng.permutation(len(y))
+        batches = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
+        if max_steps:
+            batches = batches[:max_steps]
+        loss_sum = torch.zeros((), device=x.device)
+        count = 0
+        for chosen in batches:
+            index = torch.from_numpy(chosen).to(self.device)
+            logits = model.forward_steps(x[index], lengths[index])
+            mask = self._mask(lengths[index], logits.shape[1])
+            loss = F.cross_entropy(logits[mask], y[index][:, : logits.shape[1]][mask])
+            step(loss)
+            steps = int(self.train_lengths[chosen].sum())
+            loss_sum += loss.detach() * steps
+            count += steps
+        return loss_sum, count, count
+
+    @torch.no_grad()
+    def evaluate(self, model: SequenceModel, split: SequenceSplit) -> tuple[float, float, np.ndarray]:
+        """(step accuracy, mean step loss in nats, argmax predictions of the true steps, concatenated)."""
+        x, lengths, y = self._tensors(split)
+        loss, right, steps, predictions = 0.0, 0, 0, []
+        for i in range(0, len(y), EVAL_SEQUENCES):
+            chunk = lengths[i : i + EVAL_SEQUENCES]
+            logits = model.forward_steps(x[i : i + EVAL_SEQUENCES], chunk)
+            mask = self._mask(chunk, logits.shape[1])
+            picked, labels = logits[mask], y[i : i + EVAL_SEQUENCES][:, : logits.shape[1]][mask]
+            loss += float(F.cross_entropy(picked, labels, reduction="sum").item())
+            predicted = picked.argmax(dim=1)
+            right += int((predicted == labels).sum().item())
+            steps += int(labels.numel())
+            predictions.append(predicted)
+        return right / max(steps, 1), loss / max(steps, 1), torch.cat(predictions).cpu().numpy()

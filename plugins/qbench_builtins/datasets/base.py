@@ -30,6 +30,10 @@ class CharLMDataset(qbench.Dataset):
     """Base of the character-level language-modelling datasets (metric: bits per character)."""
 
     task: ClassVar[str] = "language-model"
+    metrics: ClassVar[tuple[qbench.Metric, ...]] = (
+        qbench.Metric("bpc", "bits", "min", primary=True, splits=("test", "valid", "train"),
+                      description="bits per character"),  # fmt: skip
+    )
     max_chars: int
 
     def validate(self) -> None:
@@ -78,6 +82,10 @@ class SequenceClassificationDataset(qbench.Dataset):
     """Base of the sequence-classification datasets (metric: accuracy)."""
 
     task: ClassVar[str] = "classification"
+    metrics: ClassVar[tuple[qbench.Metric, ...]] = (
+        qbench.Metric("accuracy", "accuracy", "max", primary=True, description="fraction of sequences right"),
+        qbench.Metric("loss", "nats", "min", splits=("test",), description="cross-entropy (nats)"),
+    )
     split_seed: int
     valid_fraction: float
     test_fraction: float

@@ -61,6 +61,7 @@ class EnergyModel(qbench.HardwareBackend):
         "clock_mhz": Param(float, 200.0, "clock for the latency estimate", min=1e-3),
     }
     headline: ClassVar[tuple[str, ...] | None] = ("energy_pj_per_token", "weight_bytes_dense", "weight_bytes_packed")
+    cost_axes: ClassVar[tuple[str, ...]] = ("energy_pj_per_token",)
     columns: ClassVar[dict[str, str]] = {
         "energy_pj_per_token": "min",
         "energy_pj_per_sequence": "min",

@@ -328,7 +328,8 @@ def analyse(
     out_cycles = math.ceil(n_out * hidden / cfg.lanes)
 
     length = sequence_length(sample)
-    outputs_per_token = 1.0 if model.task == "language-model" else 1.0 / length
+    # one output per token (next symbol, or one label per step); a classifier reads one per sequence
+    outputs_per_token = 1.0 / length if model.task == "classification" else 1.0
     ledger = per_step.merged(output.scaled(outputs_per_token))
     recurrent_infos = [info for _, pair, biases in layer_infos for info in (*pair, *biases)]
     sizes = weight_bytes(recurrent_infos)

@@ -30,7 +30,11 @@ def agreement(predictions: np.ndarray, reference: np.ndarray) -> float:
 
 
 def reported_float_metric(task: str, float_metrics: dict[str, float]) -> float | None:
-    """The float model's metric on the sample, whichever key the trainer used (``test_bpc``, ``bpc``...)."""
+    """The float model's metric on the sample: the host's measure (``bits`` or ``accuracy``), else
+    whichever key an older host used (``test_bpc``, ``bpc``...)."""
+    measure = "bits" if task == "language-model" else "accuracy"
+    if measure in float_metrics:
+        return float(float_metrics[measure])
     wanted = "bpc" if task == "language-model" else "accuracy"
     for key, value in float_metrics.items():
         if wanted in key:

@@ -173,6 +173,8 @@ class ShiftAddSimulator(qbench.HardwareBackend):
         return simulate(model, sample, self.sim_config(), self.config["max_tokens"], self.config["reference"])
 
 
+#: the tasks whose outputs the integer simulator reads (a token stream, or one label per sequence)
+SIMULATED_TASKS = ("language-model", "classification")
 #: the cells the integer simulator has programs for
 SIMULATED_CELLS = ("rnn", "gru", "lstm")
 
@@ -191,6 +193,9 @@ def significant_bits(value: float) -> int:
 
 def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0, scale_bits: int = 16) -> None:
     """Raise :class:`qbench.Unsupported` saying precisely what the simulator cannot run."""
+    if model.task not in SIMULATED_TASKS:
+        raise qbench.Unsupported(f"the integer simulator runs the {' and '.join(SIMULATED_TASKS)} tasks, "
+                                 f"not {model.task!r} (its programs read one output per token or sequence)")
     import numpy as np
     for index, layer in enumerate(model.layers):
         if layer.cell not in SIMULATED_CELLS:

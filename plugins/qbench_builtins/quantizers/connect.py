@@ -19,6 +19,7 @@ class FloatQuantizer(BuiltinQuantizer):
     name = "float"
     description = "full precision (identity): the float32 baseline, same training recipe"
     scheme = "float"
+    baseline = True  # the paired comparisons' reference unless a matrix names another
     params = {"stochastic": stochastic_param(available=False)}
     no_stochastic_form = "float is the full-precision baseline; it has no stochastic form (remove 'stochastic')"
 

@@ -1,0 +1,1 @@
+"""qbench-opcount: an example hardware backend with its own columns (see plugin.py)."""

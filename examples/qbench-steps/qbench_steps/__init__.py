@@ -1,0 +1,1 @@
+"""qbench-steps: an example per-step labelling dataset (see plugin.py)."""
