@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from qbench.leaderboard import rebuild_from_store, write_leaderboards
-from qbench.leaderboard.synthetic import make_many
 from qbench.store import Store
+from tests.synthetic import make_many
 
 RECORDS = int(os.environ.get("QBENCH_BENCH_RECORDS", "100000"))
 SECONDS_LIMIT = 10.0

@@ -54,9 +54,9 @@ print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.pr
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     from qbench.leaderboard import rebuild_from_store
-    from qbench.leaderboard.synthetic import make_many
     from qbench.publish.bundle import pack
     from qbench.publish.merge import write_store
+    from tests.synthetic import make_many
 
     root = tmp_path_factory.mktemp("bundles")
     started = time.perf_counter()

@@ -7,9 +7,9 @@ import csv
 import json
 
 from qbench.leaderboard import write_leaderboards
-from qbench.leaderboard.synthetic import make_record
 from qbench.matrix import Case, Spec
 from qbench.runner import error_record
+from tests.synthetic import make_record
 
 
 def records_with_undirected_columns() -> list[dict]:

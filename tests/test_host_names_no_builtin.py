@@ -28,7 +28,7 @@ ALLOWED = {
     ("qbench/training/stack.py", "lstm", "torch's fused kernel names (a declared cell picks one)"),
 }
 #: the kits and the synthetic fixtures name built-ins on purpose (they exercise them)
-EXEMPT = ("qbench/testing/", "qbench/leaderboard/synthetic.py")
+EXEMPT = ("qbench/testing/",)
 
 
 def literals(tree: ast.AST) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 
 from qbench.cli import main
 from qbench.leaderboard import write_leaderboards
-from qbench.leaderboard.synthetic import make_records
 from qbench.store import Store
+from tests.synthetic import make_records
 
 TERNARY = "ternary(stochastic=false)"
 

@@ -17,9 +17,9 @@ import pytest
 
 from qbench.leaderboard import load_runs, write_leaderboards
 from qbench.leaderboard.markdown import render_markdown
-from qbench.leaderboard.synthetic import make_record, make_records
 from qbench.leaderboard.tables import aggregate, paired
 from qbench.leaderboard.writers import table_rows
+from tests.synthetic import make_record, make_records
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 MARKUP = '<img src=x onerror="alert(1)"><b>bold</b> & <script>document.title="owned"</script>'

@@ -8,7 +8,7 @@ import pytest
 
 from qbench.leaderboard import aggregate, load_runs, paired
 from qbench.leaderboard.stats import summarize, t975, verdict
-from qbench.leaderboard.synthetic import make_record
+from tests.synthetic import make_record
 
 GRU = "gru(hidden=128)"
 TERNARY = "ternary(stochastic=false)"

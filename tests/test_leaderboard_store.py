@@ -12,9 +12,9 @@ import pytest
 from qbench.leaderboard import rebuild_from_store, write_leaderboards
 from qbench.leaderboard.frame import load_runs, record_sha256
 from qbench.leaderboard.storeread import read_store
-from qbench.leaderboard.synthetic import make_many, make_records
 from qbench.leaderboard.tables import aggregate
 from qbench.store import Store
+from tests.synthetic import make_many, make_records
 
 
 @pytest.fixture

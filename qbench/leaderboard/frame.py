@@ -278,8 +278,21 @@ def build_runs(source: RawRuns) -> RunsFrame:
         datasets=datasets,
         descriptions=dict(sorted(source.descriptions.items())),
         provenance=source.provenance,
-        cost_axes=[c for c in source.cost_axes if c in directions],
+        cost_axes=[c for c in (source.cost_axes or registered_cost_axes()) if c in directions],
     )
+
+
+def registered_cost_axes() -> list[str]:
+    """Cost axes the installed backends declare: for records stored before backends declared them
+    in each record (contract 1), so that their leaderboards keep their cost plots."""
+    from qbench.errors import UsageError
+    from qbench.host import default_host
+
+    try:
+        registry = default_host().registry("hardware")
+    except UsageError:  # a broken plugin must not stop a rebuild: then no cost plot
+        return []
+    return list(dict.fromkeys(axis for _, entry in registry.items() for axis in getattr(entry.cls, "cost_axes", ())))
 
 
 def _named(labels: pd.Series, metrics: pd.Series) -> dict[str, str]:
