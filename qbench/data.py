@@ -78,23 +78,11 @@ class ClassificationData:
 
 
 @dataclass(frozen=True)
-class SequenceLabellingData:
-    """Per-step labelling: sequences whose ``y`` is ``[N, T]``, one class per time step."""
+class SequenceLabellingData(ClassificationData):
+    """Per-step labelling: sequences whose ``y`` is ``[N, T]``, one class per time step (the same
+    splits and class names as classification; the host dispatches on ``task``)."""
 
-    train: SequenceSplit
-    valid: SequenceSplit
-    test: SequenceSplit
-    class_names: tuple[str, ...]
-    fingerprint: str
     task: str = field(default=SEQUENCE_LABELLING, init=False)
-
-    @property
-    def input_size(self) -> int:
-        return int(self.train.x.shape[2])
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.class_names)
 
 
 @dataclass(frozen=True)

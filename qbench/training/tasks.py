@@ -205,15 +205,18 @@ class ClassificationTask(DeclaredMetrics):
         y = torch.from_numpy(np.asarray(split.y, dtype=np.int64)).to(self.device)
         return x, lengths, y
 
+    def shuffled_batches(self, count: int, rng: np.random.Generator, max_steps: int) -> list[np.ndarray]:
+        """Indices of one shuffled pass in batches (the first ``max_steps`` when it is set)."""
+        order = rng.permutation(count)
+        batches = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
+        return batches[:max_steps] if max_steps else batches
+
     def train_epoch(
         self, model: SequenceModel, step: StepFn, rng: np.random.Generator, max_steps: int
     ) -> tuple[torch.Tensor, int, int]:
         """One shuffled pass (or ``max_steps`` batches): (sum of losses, sequences, time steps)."""
         x, lengths, y = self.train_split
-        order = rng.permutation(len(y))
-        batches = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
-        if max_steps:
-            batches = batches[:max_steps]
+        batches = self.shuffled_batches(len(y), rng, max_steps)
         loss_sum = torch.zeros((), device=x.device)
         tokens = count = 0
         for chosen in batches:
@@ -278,10 +281,7 @@ class SequenceLabellingTask(ClassificationTask):
     ) -> tuple[torch.Tensor, int, int]:
         """One shuffled pass (or ``max_steps`` batches): (sum of per-step losses, true steps, true steps)."""
         x, lengths, y = self.train_split
-        order = rng.permutation(len(y))
-        batches = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
-        if max_steps:
-            batches = batches[:max_steps]
+        batches = self.shuffled_batches(len(y), rng, max_steps)
         loss_sum = torch.zeros((), device=x.device)
         count = 0
         for chosen in batches:
