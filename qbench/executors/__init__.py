@@ -71,7 +71,8 @@ def executor_for(config: RunConfig, host: Any = None, prepared: Mapping[str, Any
     if config.in_process:
         from qbench.executors.inprocess import InProcessExecutor
 
-        runner = functools.partial(run_case, host=host if host is not None else config.host, prepared=prepared)
+        # built here, once per executor: a host cached for the process would miss plugins installed since
+        runner = functools.partial(run_case, host=host if host is not None else config.host.build(), prepared=prepared)
         return InProcessExecutor(device=config.device, threads=config.threads, runner=runner,
                                  case_timeout=config.case_timeout)  # fmt: skip
     runner = functools.partial(run_case, host=config.host)
