@@ -1,6 +1,7 @@
 """Executors move cases out and records back; the driver alone writes the store.
 
-One switch, :func:`get_executor`:
+One switch, :func:`executor_for`, over a :class:`RunConfig` that :func:`resolve_run_config` checked
+once (:func:`get_executor` does both, for callers with loose settings):
 
 =========================  =================================================================
 ``local``, workers == 1    in the driver's own process (:mod:`qbench.executors.inprocess`)
