@@ -19,8 +19,8 @@ import tracemalloc
 
 import pytest
 
+from qbench.driver import plan
 from qbench.matrix import expand, load_matrix
-from qbench.session import plan
 from qbench.store import Store
 
 HIDDEN = list(range(8, 108))

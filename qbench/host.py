@@ -6,8 +6,10 @@ Loading is one plugin at a time so that a failure names the plugin and its distr
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata as metadata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,12 @@ class Host:
     pm: pluggy.PluginManager
     registries: dict[str, Registry]
     plugins: list[PluginInfo]
+    recipe: HostRecipe = field(default_factory=lambda: HostRecipe())
+
+    def in_process_plugins(self) -> list[str]:
+        """Plugins no installed distribution provides (registered in this process, e.g. by
+        :func:`qbench.testing.registered_plugins`): worker processes cannot load them."""
+        return [info.name for info in self.plugins if not info.builtin and not info.distribution]
 
     def registry(self, kind: str) -> Registry:
         try:
@@ -77,6 +85,26 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str, origin: str) -> 
         raise PluginError(f"{origin}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class HostRecipe:
+    """What builds a host: the driver ships it to worker processes, which build their own host from it.
+
+    ``extra_plugins`` are plugin objects registered in-process (a notebook, a test): a worker
+    process imports only installed distributions, so executors with worker processes refuse a
+    recipe that has any (see :func:`qbench.runconfig.resolve_run_config`).
+    """
+
+    extra_plugins: tuple[Any, ...] = ()
+    load_entry_points: bool = True
+
+    def build(self) -> Host:
+        return get_host(self.extra_plugins, load_entry_points=self.load_entry_points)
+
+
+#: One candidate plugin: (name, object or loader, info, origin named in errors).
+Candidate = tuple[str, Any, PluginInfo, str]
+
+
 def get_host(extra_plugins: tuple[Any, ...] = (), load_entry_points: bool = True,
              keep_broken: bool = False) -> Host:  # fmt: skip
     """Create the plugin manager, register built-ins, entry points and ``extra_plugins``, fill registries.
@@ -87,67 +115,87 @@ def get_host(extra_plugins: tuple[Any, ...] = (), load_entry_points: bool = True
     """
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    version = _qbench_version()
+    candidates = [*_builtin_candidates(), *(_entry_point_candidates() if load_entry_points else []),
+                  *_extra_candidates(extra_plugins)]  # fmt: skip
     infos: list[PluginInfo] = []
-    candidates: list[tuple[str, Any, PluginInfo, str]] = []  # (name, object or loader, info, origin)
+    registries = {kind: Registry(kind) for kind in COMPONENT_KINDS}
+    owners: list[tuple[ColumnOwner, tuple[str, ...]]] = []
+    for candidate in candidates:
+        try:
+            registries, mine = _admit(pm, candidate, infos, registries, owners)
+        except PluginError as exc:
+            if not keep_broken:
+                raise
+            _list_as_broken(candidate[2], infos, exc)
+            continue
+        owners += mine
+    for registry in registries.values():
+        registry.freeze()
+    return Host(pm, registries, infos, HostRecipe(tuple(extra_plugins), load_entry_points))
 
-    for module_name in BUILTIN_PLUGINS:
-        info = PluginInfo(module_name, BUILTIN_DISTRIBUTION, version, True)
-        candidates.append((module_name, lambda m=module_name: importlib.import_module(m), info,
-                           f"built-in plugin {module_name!r}"))  # fmt: skip
 
-    if load_entry_points:
-        for ep in sorted(metadata.entry_points(group=PROJECT_NAME), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-            dist_version = ep.dist.version if ep.dist is not None else "?"
-            origin = f"plugin {ep.name!r} (distribution {dist} {dist_version}, entry point {ep.value!r})"
-            candidates.append((ep.name, _entry_point_loader(ep, origin, dist), PluginInfo(ep.name, dist, dist_version,
-                                                                                        False), origin))  # fmt: skip
+def _builtin_candidates() -> list[Candidate]:
+    version = _qbench_version()
+    return [(module_name, lambda m=module_name: importlib.import_module(m),
+             PluginInfo(module_name, BUILTIN_DISTRIBUTION, version, True), f"built-in plugin {module_name!r}")
+            for module_name in BUILTIN_PLUGINS]  # fmt: skip
 
+
+def _entry_point_candidates() -> list[Candidate]:
+    candidates: list[Candidate] = []
+    for ep in sorted(metadata.entry_points(group=PROJECT_NAME), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+        dist_version = ep.dist.version if ep.dist is not None else "?"
+        origin = f"plugin {ep.name!r} (distribution {dist} {dist_version}, entry point {ep.value!r})"
+        candidates.append((ep.name, _entry_point_loader(ep, origin, dist), PluginInfo(ep.name, dist, dist_version,
+                                                                                    False), origin))  # fmt: skip
+    return candidates
+
+
+def _extra_candidates(extra_plugins: tuple[Any, ...]) -> list[Candidate]:
+    candidates: list[Candidate] = []
     for index, plugin in enumerate(extra_plugins):
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"
         candidates.append((name, lambda p=plugin: p, PluginInfo(name, "", "", False), f"plugin {name!r}"))
+    return candidates
 
-    registries = {kind: Registry(kind) for kind in COMPONENT_KINDS}
-    owners: list[tuple[ColumnOwner, tuple[str, ...]]] = []
-    for name, load, info, origin in candidates:
-        registered = False
+
+def _admit(pm: pluggy.PluginManager, candidate: Candidate, infos: list[PluginInfo], registries: dict[str, Registry],
+           owners: list[tuple[ColumnOwner, tuple[str, ...]]]) -> tuple[dict[str, Registry], list[Any]]:  # fmt: skip
+    """Register one plugin: the registries with its components added and its column claims, or
+    :class:`PluginError` with the plugin unregistered again (nothing of it stays)."""
+    name, load, info, origin = candidate
+    if name in {i.name for i in infos}:
+        raise PluginError(f"{origin}: a plugin named {name!r} is already registered")
+    infos.append(info)
+    plugin = load()
+    warn_unmarked_hooks(plugin, origin)
+    _register(pm, plugin, name, origin)
+    try:
         try:
-            if name in {i.name for i in infos}:
-                raise PluginError(f"{origin}: a plugin named {name!r} is already registered")
-            infos.append(info)
-            plugin = load()
-            warn_unmarked_hooks(plugin, origin)
-            _register(pm, plugin, name, origin)
-            registered = True
-            try:
-                pm.check_pending()
-            except pluggy.PluginValidationError as exc:
-                raise PluginError(f"plugin {name!r}: {exc} (misspelled hook name?)") from exc
-            added = _components_of(pm, plugin, name, info)
-            staged = {kind: registry.copy() for kind, registry in registries.items()}
-            for kind, cls in added:
-                staged[kind].add(cls, name, info.distribution, info.version)
-            mine = [(ColumnOwner("hardware", cls.name, name, info.distribution), tuple(cls.columns))
-                    for kind, cls in added if kind == "hardware"]  # fmt: skip
-            check_ownership([*owners, *mine])
-        except PluginError as exc:
-            if registered:
-                pm.unregister(name=name)
-            if not keep_broken:
-                raise
-            if info not in infos:  # a second plugin of one name: listed too, as broken
-                infos.append(info)
-            info.broken = str(exc)
-            info.components.clear()
-            continue
-        registries = staged
-        owners += mine
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r}: {exc} (misspelled hook name?)") from exc
+        added = _components_of(pm, plugin, name, info)
+        staged = {kind: registry.copy() for kind, registry in registries.items()}
         for kind, cls in added:
-            info.components.setdefault(kind, []).append(cls.name)
-    for registry in registries.values():
-        registry.freeze()
-    return Host(pm, registries, infos)
+            staged[kind].add(cls, name, info.distribution, info.version)
+        mine = [(ColumnOwner("hardware", cls.name, name, info.distribution), tuple(cls.columns))
+                for kind, cls in added if kind == "hardware"]  # fmt: skip
+        check_ownership([*owners, *mine])
+    except PluginError:
+        pm.unregister(name=name)
+        raise
+    for kind, cls in added:
+        info.components.setdefault(kind, []).append(cls.name)
+    return staged, mine
+
+
+def _list_as_broken(info: PluginInfo, infos: list[PluginInfo], exc: PluginError) -> None:
+    if info not in infos:  # a second plugin of one name: listed too, as broken
+        infos.append(info)
+    info.broken = str(exc)
+    info.components.clear()
 
 
 def _entry_point_loader(ep: Any, origin: str, dist: str) -> Any:
@@ -198,25 +246,32 @@ def warn_unmarked_hooks(plugin: Any, origin: str) -> None:
                 "@qbench.hookimpl"), stacklevel=2)  # fmt: skip
 
 
-_default_host: Host | None = None
+_facade: Host | None = None
 
 
-def default_host() -> Host:
-    """The process-wide host used by :func:`qbench.create` and the runner (built on first use)."""
-    global _default_host
-    if _default_host is None:
-        _default_host = get_host()
-    return _default_host
+def facade_host() -> Host:
+    """The host behind :func:`create` (notebooks, plugin tests), built on first use.
+
+    Only the public facade uses it: the run driver, the commands and the workers are handed
+    their host (or the :class:`HostRecipe` that rebuilds it) explicitly.
+    """
+    global _facade
+    if _facade is None:
+        _facade = get_host()
+    return _facade
 
 
-def in_process_plugins() -> list[str]:
-    """Plugins of the process-wide host that no installed distribution provides (registered in this
-    process, e.g. by :func:`qbench.testing.registered_plugins`): worker processes cannot load them."""
-    if _default_host is None:
-        return []
-    return [info.name for info in _default_host.plugins if not info.builtin and not info.distribution]
+@contextlib.contextmanager
+def facade_using(host: Host | None) -> Iterator[Host | None]:
+    """Make :func:`create` use ``host`` inside the block (``None``: a fresh one, built on first use)."""
+    global _facade
+    previous, _facade = _facade, host
+    try:
+        yield host
+    finally:
+        _facade = previous
 
 
 def create(kind: str, name: str, **params: Any) -> Any:
     """Return a configured component: ``qbench.create("quantizer", "ternary", stochastic=True)``."""
-    return default_host().create(kind, name, **params)
+    return facade_host().create(kind, name, **params)

@@ -177,10 +177,11 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any) -> tuple[Spec,
 
 
 def load_matrix(path: str | Path, host: Any = None) -> Matrix:
-    """Read, validate and resolve a matrix file (raises :class:`MatrixError`, a usage error)."""
-    from qbench.host import default_host
+    """Read, validate and resolve a matrix file (raises :class:`MatrixError`, a usage error) with
+    ``host``'s registries (default: a host of the installed plugins)."""
+    from qbench.host import get_host
 
-    host = host or default_host()
+    host = host if host is not None else get_host()
     path = Path(path)
     try:
         raw_bytes = path.read_bytes()

@@ -94,7 +94,7 @@ class Store:
             (record["case_id"], record.get("matrix", ""), record.get("status", ""), time.time(), payload),
         )
 
-    def done_ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:
+    def stored_ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:
         """Ids of stored cases (optionally only those with one of ``statuses``)."""
         if statuses is None:
             rows = self._db.execute("SELECT case_id FROM records")

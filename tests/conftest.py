@@ -41,11 +41,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 @pytest.fixture
-def fresh_host(monkeypatch):
-    """Forget the process-wide host before and after the test (plugins change between tests)."""
-    monkeypatch.setattr(qbench_host, "_default_host", None)
-    yield
-    qbench_host._default_host = None
+def fresh_host():
+    """``qbench.create`` builds a fresh host in the test (plugins change between tests); the driver
+    and the commands build their own host every time anyway."""
+    with qbench_host.facade_using(None):
+        yield
 
 
 @pytest.fixture

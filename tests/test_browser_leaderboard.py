@@ -134,7 +134,6 @@ def real_run(tmp_path_factory):
     import importlib
     import sys
 
-    from qbench import host as qbench_host
 
     root = tmp_path_factory.mktemp("browser")
     site = root / "site"
@@ -146,11 +145,9 @@ def real_run(tmp_path_factory):
     (root / "browser.toml").write_text(MATRIX)
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
-    saved_host, qbench_host._default_host = qbench_host._default_host, None
     try:
         code = main(["run", "--matrix", str(root / "browser.toml"), "--out", str(root / "out"), "--no-progress"])
     finally:
-        qbench_host._default_host = saved_host
         sys.path.remove(str(site))
         sys.modules.pop("markup_plugin", None)
     assert code == 0

@@ -8,7 +8,6 @@ import textwrap
 
 import pytest
 
-from qbench import host as qbench_host
 from qbench.cli import main
 
 MATRIX = """
@@ -156,7 +155,6 @@ def test_plugins_check_passes_builtins_and_flags_a_broken_quantizer(capsys, fake
         """
     )
     fake_distribution("leaky-dist", {"leaky": "leaky_plugin"}, {"leaky_plugin": source})
-    qbench_host._default_host = None  # the plugin was installed after the first command
     code, out, _ = run_cli(capsys, "plugins", "--check")
     assert code == 1
     assert "FAIL quantizer leaky (leaky): quantize returned values outside value_set" in out

@@ -60,8 +60,8 @@ def test_cost_axes_must_be_declared_columns_with_a_direction():
 
 
 def test_host_columns_include_every_base_record_key():
+    from qbench.case_runner import base_record
     from qbench.matrix import Case, Spec
-    from qbench.runner import base_record
 
     spec = Spec("x")
     case = Case("id", "m", spec, spec, spec, (), 0, {})
@@ -165,11 +165,11 @@ def test_in_process_plugins_are_refused_by_executors_whose_workers_cannot_load_t
     from qbench.executors import get_executor
     from qbench.testing import registered_plugins
 
-    with registered_plugins(plugin("notebook", quantizers=[Reference]), load_entry_points=False):
-        get_executor("local", 1).close()  # the driver's own process has it
+    with registered_plugins(plugin("notebook", quantizers=[Reference]), load_entry_points=False) as host:
+        get_executor("local", 1, host=host).close()  # the driver's own process has it
         for name, workers in (("local", 2), ("dask", 1)):
             with pytest.raises(UsageError, match=r"plugin\(s\) notebook are registered in this process only"):
-                get_executor(name, workers)
+                get_executor(name, workers, host=host)
 
 
 def test_a_store_of_another_schema_version_is_refused_with_one_message(tmp_path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import json
 
+from qbench.case_runner import error_record
 from qbench.leaderboard import write_leaderboards
 from qbench.matrix import Case, Spec
-from qbench.runner import error_record
 from tests.synthetic import make_record
 
 

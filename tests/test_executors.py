@@ -43,7 +43,7 @@ def fake_run(case: Case, device: str, threads: int) -> dict:
     """A deterministic, torch-using stand-in for the runner (a record per case, seeded by the case)."""
     import torch
 
-    from qbench.runner import base_record
+    from qbench.case_runner import base_record
 
     torch.set_num_threads(threads)
     generator = torch.Generator().manual_seed(case.seed)

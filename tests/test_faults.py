@@ -44,7 +44,7 @@ def staged_runner(marker_dir: str, plan: dict[int, str], case: Case, device: str
     ``"raise"``: it raises (the worker survives); ``"hang-once"``: on its first attempt it waits to be
     killed from outside (the test kills the pid written in the marker file).
     """
-    from qbench.runner import run_case
+    from qbench.case_runner import run_case
 
     what = plan.get(case.seed)
     first = _first_attempt(marker_dir, case)

@@ -236,7 +236,7 @@ def test_limits_table_sets_the_case_timeout_without_changing_case_ids(tmp_path):
 
 def hang_on_seed_1(case, device: str, threads: int) -> dict:
     """Seed 1 hangs (sleeps far past any limit); the others finish at once."""
-    from qbench.runner import base_record
+    from qbench.case_runner import base_record
 
     if case.seed == 1:
         time.sleep(600)

@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from qbench import UsageError
+from qbench.driver import plan
 from qbench.matrix import Case, Spec
-from qbench.session import plan
 from qbench.store import Store
 
 
@@ -27,7 +27,7 @@ def test_put_is_committed_and_idempotent(tmp_path):
     other.close()
     store.replace(record("a", "error"))
     assert store.records()[0]["status"] == "error"
-    assert store.done_ids() == {"a"} and store.done_ids(("ok",)) == set()
+    assert store.stored_ids() == {"a"} and store.stored_ids(("ok",)) == set()
     store.close()
 
 

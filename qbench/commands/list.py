@@ -25,10 +25,10 @@ def execute(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from qbench.errors import ExitCode
-    from qbench.host import default_host
+    from qbench.host import get_host
 
     kind = KINDS[args.kind]
-    registry = default_host().registry(kind)
+    registry = get_host().registry(kind)
     headers = ["name", "description", "parameters", "plugin"]
     cache = None
     if kind == "dataset":

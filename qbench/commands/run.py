@@ -42,19 +42,12 @@ def _seconds(text: str) -> float:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from qbench.errors import UsageError
-    from qbench.session import RunOptions, run
+    from qbench.driver import RunOptions, run_matrix
 
-    if args.scheduler and args.executor != "dask":
-        raise UsageError("--scheduler needs --executor dask")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available to torch here; use --device cpu")
+    # the driver checks the executor, workers, scheduler and device once, with the matrix's limits
     options = RunOptions(
         out=args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler, device=args.device,
         dry_run=args.dry_run, resume=not args.no_resume, exitfirst=args.exitfirst, progress=not args.no_progress,
         case_timeout=args.case_timeout, lock_wait=args.lock_wait,
     )
-    return run(args.matrix, options)
+    return run_matrix(args.matrix, options)

@@ -1,6 +1,7 @@
 """Executors move cases out and records back; the driver alone writes the store.
 
-One switch, :func:`get_executor`:
+One switch, :func:`executor_for`, over a :class:`RunConfig` that :func:`resolve_run_config` checked
+once (:func:`get_executor` does both, for callers with loose settings):
 
 =========================  =================================================================
 ``local``, workers == 1    in the driver's own process (:mod:`qbench.executors.inprocess`)
@@ -22,13 +23,13 @@ the workers are spread round-robin): the paper's models are far too small to fil
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from qbench.errors import UsageError
+from qbench.executors.config import EXECUTORS, RunConfig, resolve_run_config
 from qbench.matrix import Case
 
-EXECUTORS = ("local", "dask")
+__all__ = ["EXECUTORS", "Executor", "RunConfig", "executor_for", "get_executor", "resolve_run_config"]
 
 
 class Executor(Protocol):
@@ -41,58 +42,47 @@ class Executor(Protocol):
         ...
 
 
-def _check_device(device: str) -> None:
-    if device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        return
-    raise UsageError(f"--device {device!r} is not supported; use 'cpu' or 'cuda' (or 'cuda:N')")
-
-
-def _refuse_in_process_plugins(name: str, workers: int) -> None:
-    """Worker processes build their plugin host from the installed distributions: a plugin registered
-    only in this process would be missing there, and every case using it would fail one by one."""
-    from qbench.host import in_process_plugins
-
-    local = in_process_plugins()
-    if local:
-        raise UsageError(f"plugin(s) {', '.join(local)} are registered in this process only, so the worker "
-                         f"processes of --executor {name} --workers {workers} cannot load them; install them as a "
-                         "package with a 'qbench' entry point, or run with --executor local --workers 1")  # fmt: skip
-
-
 def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: str | None = None,
-                 threads: int = 1, case_timeout: float | None = None) -> Executor:
+                 threads: int = 1, case_timeout: float | None = None, host: Any = None) -> Executor:
     """The executor for ``--executor NAME --workers N --device D [--scheduler ADDR]``.
 
     ``threads`` is torch's intra-op thread count per worker (per case); keep 1 for results that do
     not depend on the worker count. ``case_timeout``: seconds a case may run; then it is recorded
     as an ``error`` (timeout): the process pool kills its worker and starts a fresh one, the
     in-process executor interrupts the case with SIGALRM (the driver's process goes on), Dask
-    does not support it (a usage error).
+    does not support it (a usage error). ``host``: the plugin host cases are built from (default:
+    the installed plugins).
     """
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
-    if threads < 1:
-        raise UsageError(f"threads per worker must be at least 1, got {threads}")
-    _check_device(device)
-    if case_timeout is not None and not case_timeout > 0:
-        raise UsageError(f"--case-timeout must be a positive number of seconds, got {case_timeout}")
-    if case_timeout is not None and name == "dask":
-        raise UsageError("a case time limit (--case-timeout, [limits] case_timeout) is not supported with "
-                         "--executor dask yet; use --executor local")  # fmt: skip
-    if scheduler is not None and name != "dask":
-        raise UsageError("--scheduler ADDR is only meaningful with --executor dask")
-    if not (name == "local" and workers == 1):
-        _refuse_in_process_plugins(name, workers)
-    if name == "local":
-        if workers == 1:
-            from qbench.executors.inprocess import InProcessExecutor
+    config = resolve_run_config(name, workers, device, scheduler, threads, case_timeout, host)
+    return executor_for(config.sized_for(workers), host)
 
-            return InProcessExecutor(device=device, threads=threads, case_timeout=case_timeout)
+
+def executor_for(config: RunConfig, host: Any = None, prepared: Mapping[str, Any] | None = None) -> Executor:
+    """Start the executor of an already checked :class:`RunConfig` (nothing is checked again).
+
+    In process, cases use ``host`` itself and the datasets the driver already ``prepared``
+    (``{dataset label: data}``); worker processes rebuild the host from ``config.host``.
+    """
+    import functools
+
+    from qbench.case_runner import run_case
+
+    if config.workers is None:
+        raise ValueError("the worker count is not fixed yet: start the executor of config.sized_for(pending)")
+    if config.in_process:
+        from qbench.executors.inprocess import InProcessExecutor
+
+        # built here, once per executor: a host cached for the process would miss plugins installed since
+        runner = functools.partial(run_case, host=host if host is not None else config.host.build(), prepared=prepared)
+        return InProcessExecutor(device=config.device, threads=config.threads, runner=runner,
+                                 case_timeout=config.case_timeout)  # fmt: skip
+    runner = functools.partial(run_case, host=config.host)
+    if config.executor == "local":
         from qbench.executors.pool import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(workers, device=device, threads=threads, case_timeout=case_timeout)
-    if name == "dask":
-        from qbench.executors.dask_cluster import DaskExecutor
+        return ProcessPoolExecutor(config.workers, device=config.device, threads=config.threads, runner=runner,
+                                   case_timeout=config.case_timeout)  # fmt: skip
+    from qbench.executors.dask_cluster import DaskExecutor
 
-        return DaskExecutor(workers, device=device, scheduler=scheduler, threads=threads)
-    raise UsageError(f"unknown executor {name!r}; use one of: {', '.join(EXECUTORS)}")
+    return DaskExecutor(config.workers, device=config.device, scheduler=config.scheduler, threads=config.threads,
+                        runner=runner)  # fmt: skip

@@ -117,7 +117,7 @@ class DaskExecutor:
         from dask.distributed import as_completed
         from distributed.scheduler import KilledWorker
 
-        from qbench.runner import error_record
+        from qbench.case_runner import error_record
 
         jobs: dict[Any, tuple[Case, int]] = {}
         for case in cases:

@@ -54,7 +54,7 @@ class InProcessExecutor:
         self.case_timeout = case_timeout
 
     def run(self, cases: Sequence[Case]) -> Iterator[dict]:
-        from qbench.runner import error_record
+        from qbench.case_runner import error_record
 
         run = self.runner or default_runner()
         for case in cases:

@@ -29,7 +29,7 @@ from qbench.matrix import Case
 #: Imported once by the fork server, so that a worker (first or replacement) starts in milliseconds
 #: instead of importing torch itself (seconds; its optimizers import torch._dynamo on first use).
 #: None of these starts a thread or touches CUDA at import, which is what makes forking them safe.
-PRELOAD = ("qbench.executors.worker", "torch", "torch._dynamo", "qbench.runner", "qbench.training")
+PRELOAD = ("qbench.executors.worker", "torch", "torch._dynamo", "qbench.case_runner", "qbench.training")
 
 #: A worker that dies this many times in a row before it ever reports ready means a broken environment.
 MAX_START_FAILURES = 3
@@ -135,7 +135,7 @@ class ProcessPoolExecutor:
         worker.conn.close()
 
     def run(self, cases: Sequence[Case]) -> Iterator[dict]:
-        from qbench.runner import error_record
+        from qbench.case_runner import error_record
 
         queue: deque[tuple[Case, int]] = deque((case, 0) for case in cases)
         start_failures = 0

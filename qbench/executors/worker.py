@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: ``runner(case, device, threads) -> record``; the default is :func:`qbench.runner.run_case`.
+#: ``runner(case, device, threads) -> record``; the default is :func:`qbench.case_runner.run_case`.
 CaseRunner = Callable[..., dict]
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -22,9 +22,14 @@ _configured: int | None = None
 
 
 def default_runner() -> CaseRunner:
-    from qbench.runner import run_case
+    """:func:`qbench.case_runner.run_case` with the installed plugins (executors started by the
+    driver are given a runner with the driver's host recipe instead)."""
+    import functools
 
-    return run_case
+    from qbench.case_runner import run_case
+    from qbench.host import HostRecipe
+
+    return functools.partial(run_case, host=HostRecipe())
 
 
 def worker_device(device: str, index: int) -> str:
@@ -116,7 +121,7 @@ def run_guarded(run: CaseRunner, case: Any, device: str, threads: int) -> dict:
     try:
         return run(case, device, threads)
     except Exception as exc:
-        from qbench.runner import error_record
+        from qbench.case_runner import error_record
 
         return error_record(case, f"{type(exc).__name__} outside the runner: {exc}", device=device)
 

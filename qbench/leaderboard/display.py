@@ -65,13 +65,13 @@ def status_cells(rows: pd.DataFrame) -> list[str]:
     return out
 
 
-def detail_columns() -> frozenset[str]:
+def detail_columns(hardware: Any = None) -> frozenset[str]:
     """Columns of the registered hardware backends that their ``headline`` leaves out of the Markdown."""
     from qbench.errors import UsageError
-    from qbench.host import default_host
+    from qbench.host import get_host
 
     try:
-        registry = default_host().registry("hardware")
+        registry = hardware if hardware is not None else get_host().registry("hardware")
     except UsageError:  # a broken plugin must not stop a rebuild: then every column is shown
         return frozenset()
     hidden: set[str] = set()

@@ -282,14 +282,14 @@ def build_runs(source: RawRuns) -> RunsFrame:
     )
 
 
-def registered_cost_axes() -> list[str]:
+def registered_cost_axes(hardware: Any = None) -> list[str]:
     """Cost axes the installed backends declare: for records stored before backends declared them
     in each record (contract 1), so that their leaderboards keep their cost plots."""
     from qbench.errors import UsageError
-    from qbench.host import default_host
+    from qbench.host import get_host
 
     try:
-        registry = default_host().registry("hardware")
+        registry = hardware if hardware is not None else get_host().registry("hardware")
     except UsageError:  # a broken plugin must not stop a rebuild: then no cost plot
         return []
     return list(dict.fromkeys(axis for _, entry in registry.items() for axis in getattr(entry.cls, "cost_axes", ())))

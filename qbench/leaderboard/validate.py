@@ -150,7 +150,7 @@ def _check_recomputed(document: dict[str, Any], directory: Path, store_path: Pat
     from qbench.store import Store
 
     with Store.read_only(store_path) as store:
-        stored = store.done_ids()
+        stored = store.stored_ids()
     selection = _selection(document, directory, stored, report)
     protocol = _protocol(document, directory, store_path, report)
     plots = any(name.startswith("plots/") for name in document["files"])

@@ -11,15 +11,17 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from qbench import host as _host
+from qbench.host import Host, facade_using, get_host
 
 
 @contextlib.contextmanager
-def registered_plugins(*plugins: Any, load_entry_points: bool = True) -> Iterator[_host.Host]:
-    """Make ``qbench.create`` and the runner see ``plugins`` (objects with hookimpls) inside the block."""
-    previous = _host._default_host
-    _host._default_host = _host.get_host(tuple(plugins), load_entry_points=load_entry_points)
-    try:
-        yield _host._default_host
-    finally:
-        _host._default_host = previous
+def registered_plugins(*plugins: Any, load_entry_points: bool = True) -> Iterator[Host]:
+    """A host with ``plugins`` (objects with hookimpls) registered: ``qbench.create`` uses it inside the
+    block, and ``qbench.driver.run_matrix(..., host=host)`` runs a matrix with it.
+
+    Such plugins live in this process only: run them with ``--executor local --workers 1`` (the
+    process pool and Dask workers import installed distributions, and refuse these with a message).
+    """
+    host = get_host(tuple(plugins), load_entry_points=load_entry_points)
+    with facade_using(host):
+        yield host

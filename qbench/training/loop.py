@@ -71,7 +71,6 @@ class TrainResult:
     exported: ExportedModel | None = None
     sample: EvalSample | None = None
     weight_count: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
     steps: int = 0  # optimizer steps taken (the budget a fair comparison reports)
 
 
@@ -176,35 +175,85 @@ def train_and_evaluate(
     train = resolve_train(dict(train))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    declared = declaration or MetricSet(data.task, CONTRACT1_METRICS[data.task])
-    task: LanguageModelTask | ClassificationTask
-    if data.task == LANGUAGE_MODEL:
-        task = LanguageModelTask(data, train, device, declared)  # type: ignore[arg-type]
-    elif data.task == SEQUENCE_LABELLING:
-        task = SequenceLabellingTask(data, train, device, declared)  # type: ignore[arg-type]
-    else:
-        task = ClassificationTask(data, train, device, declared)  # type: ignore[arg-type]
+    task = task_for(data, train, device, declaration or MetricSet(data.task, CONTRACT1_METRICS[data.task]))
     model = SequenceModel(cell, quantizer, data.task, data.input_size, data.n_outputs, seed).to(device)
     guard = DivergenceGuard(float(train["diverge_factor"]))
-    lr = float(train["lr"])
-    stepper = Stepper(model, lr, float(train["grad_clip"]), guard)
+    stepper = Stepper(model, float(train["lr"]), float(train["grad_clip"]), guard)
     weight_count = int(model.stack.quantized_parameter_count())
+    fit = fit_epochs(model, task, stepper, rng, train, progress)
+    best = fit.best
+    if fit.status != "ok" or best is None:  # diverged (a finished epoch always sets the best, so only then)
+        metrics = {task.valid_key: task.validation_value(best.valid)} if best is not None else {}
+        return TrainResult(
+            fit.status, metrics, dict(task.directions), fit.curve, fit.train_seconds, fit.tokens_per_second,
+            message=fit.message, weight_count=weight_count, steps=guard.steps,
+        )
+    model.load_state_dict(best.state)
+    model.eval()
+    return TrainResult(
+        status="ok",
+        metrics=task.final_metrics(model, best.valid, best.train_loss),
+        directions=dict(task.directions),
+        curve=fit.curve,
+        train_seconds=fit.train_seconds,
+        tokens_per_second=fit.tokens_per_second,
+        exported=model.export(data.task),
+        sample=task.sample(model),
+        weight_count=weight_count,
+        steps=guard.steps,
+    )
 
-    curve: list[dict[str, Any]] = []
-    best_valid: dict[str, float] | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    best_train_loss = math.nan
+
+Task = LanguageModelTask | ClassificationTask
+
+
+def task_for(data: LanguageModelData | ClassificationData | SequenceLabellingData, train: dict[str, Any],
+             device: str, declared: MetricSet) -> Task:  # fmt: skip
+    """The task that trains and measures ``data`` (by its declared task)."""
+    if data.task == LANGUAGE_MODEL:
+        return LanguageModelTask(data, train, device, declared)  # type: ignore[arg-type]
+    if data.task == SEQUENCE_LABELLING:
+        return SequenceLabellingTask(data, train, device, declared)  # type: ignore[arg-type]
+    return ClassificationTask(data, train, device, declared)  # type: ignore[arg-type]
+
+
+@dataclass
+class Best:
+    """The best-validation epoch: its validation measures, its weights and its mean training loss."""
+
+    valid: dict[str, float]
+    state: dict[str, torch.Tensor]
+    train_loss: float
+
+
+@dataclass
+class Fit:
+    """What the epochs produced: the curve, the best-validation checkpoint and the timings."""
+
+    status: str = "ok"
+    message: str = ""
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    best: Best | None = None
+    train_seconds: float = 0.0
+    tokens_per_second: float = 0.0
+
+
+def fit_epochs(model: SequenceModel, task: Task, stepper: Stepper, rng: np.random.Generator, train: dict[str, Any],
+               progress: Callable[[dict[str, Any]], None] | None) -> Fit:  # fmt: skip
+    """Train epoch by epoch, keep the best validation checkpoint, decay the learning rate on a plateau
+    and stop after ``patience`` epochs without improvement; a divergence ends it with status ``diverged``."""
+    fit = Fit()
+    lr = float(train["lr"])
     schedule = PlateauSchedule(lr, float(train["lr_decay"]), int(train["patience"]))
     train_tokens = 0
     step_seconds = 0.0
     started = time.perf_counter()
-    status, message = "ok", ""
     try:
         for epoch in range(1, int(train["epochs"]) + 1):
             epoch_start = time.perf_counter()
             model.train()
             loss_sum, count, tokens = task.train_epoch(model, stepper, rng, int(train["max_steps"]))
-            guard.check()
+            stepper.guard.check()
             train_loss = float(loss_sum.item()) / max(count, 1)
             step_seconds += time.perf_counter() - epoch_start
             train_tokens += tokens
@@ -221,47 +270,18 @@ def train_and_evaluate(
                 "lr": lr,
                 "seconds": time.perf_counter() - epoch_start,
             }
-            curve.append(row)
+            fit.curve.append(row)
             if progress is not None:
                 progress(dict(row))
-            improved = task.better(valid, best_valid)
+            improved = task.better(valid, fit.best.valid if fit.best is not None else None)
             if improved:
-                best_valid, best_train_loss = valid, train_loss
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                fit.best = Best(valid, {k: v.detach().clone() for k, v in model.state_dict().items()}, train_loss)
             if schedule.update(improved):
                 break
             lr = schedule.lr
             stepper.set_lr(lr)
     except Diverged as exc:
-        status, message = "diverged", str(exc)
-    train_seconds = time.perf_counter() - started
-    tokens_per_second = train_tokens / step_seconds if step_seconds > 0 else 0.0
-
-    metrics: dict[str, float] = {}
-    if status != "ok" or best_state is None:
-        if best_valid is not None:
-            metrics[task.valid_key] = task.validation_value(best_valid)
-        if status == "ok":  # no epoch finished: cannot happen with epochs >= 1, kept for safety
-            status, message = "diverged", "no epoch finished"
-        return TrainResult(
-            status, metrics, dict(task.directions), curve, train_seconds, tokens_per_second,
-            message=message, weight_count=weight_count, steps=guard.steps,
-        )
-
-    model.load_state_dict(best_state)
-    model.eval()
-    metrics = task.final_metrics(model, best_valid, best_train_loss)  # type: ignore[arg-type]
-    exported = model.export(data.task)
-    sample = task.sample(model)
-    return TrainResult(
-        status="ok",
-        metrics=metrics,
-        directions=dict(task.directions),
-        curve=curve,
-        train_seconds=train_seconds,
-        tokens_per_second=tokens_per_second,
-        exported=exported,
-        sample=sample,
-        weight_count=weight_count,
-        steps=guard.steps,
-    )
+        fit.status, fit.message = "diverged", str(exc)
+    fit.train_seconds = time.perf_counter() - started
+    fit.tokens_per_second = train_tokens / step_seconds if step_seconds > 0 else 0.0
+    return fit

@@ -201,7 +201,9 @@ class ClassificationTask(DeclaredMetrics):
 
     def _tensors(self, split: SequenceSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(np.asarray(split.x, dtype=np.float32)).to(self.device)
-        lengths = torch.from_numpy(np.asarray(split.lengths, dtype=np.int64)).clamp_(min=1).to(self.device)
+        # not in place: the tensor shares memory with the dataset's arrays, which the driver prepares
+        # once and every in-process case reads
+        lengths = torch.from_numpy(np.asarray(split.lengths, dtype=np.int64)).clamp(min=1).to(self.device)
         y = torch.from_numpy(np.asarray(split.y, dtype=np.int64)).to(self.device)
         return x, lengths, y
 

@@ -8,13 +8,16 @@ cases out and records back.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import traceback
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, cast
 
 from qbench.components import Cell, Dataset, Quantizer
 from qbench.errors import DatasetError
+from qbench.host import Host, HostRecipe
 from qbench.matrix import Case
 from qbench.metrics import MetricSet
 from qbench.provenance import base_provenance, component_versions
@@ -80,18 +83,22 @@ def hardware_column_suffixes(case: Case) -> list[str]:
     return ["" if counts[spec.name] == 1 else f"@{spec.label}" for spec in case.hardware]
 
 
-def run_case(case: Case, device: str = "cpu", threads: int | None = 1) -> dict[str, Any]:
+def run_case(case: Case, device: str = "cpu", threads: int | None = 1, *, host: Host | HostRecipe | None = None,
+             prepared: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run one case and return its record; never raises for a failure inside the case.
 
     ``threads`` fixes torch's intra-op threads (1 by default: the same case gives the same numbers
     whatever the executor and worker count, and workers share cores instead of fighting).
+    ``host``: the driver's plugin host, or the recipe a worker process rebuilds it from (default:
+    the installed plugins). ``prepared``: ``{dataset label: data}`` the driver already prepared
+    (in process only); any other dataset is prepared here, once.
     """
     record = base_record(case)
     record["started"] = _now()
     provenance = base_provenance(device)
     record["provenance"] = provenance
     try:
-        _run(case, device, threads, record, provenance)
+        _train_and_measure(case, device, threads, record, provenance, host_from(host), prepared or {})
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a failing case is a result, not a crash of the matrix
@@ -102,16 +109,31 @@ def run_case(case: Case, device: str = "cpu", threads: int | None = 1) -> dict[s
     return _json_safe(record)
 
 
-def _run(case: Case, device: str, threads: int | None, record: dict[str, Any], provenance: dict[str, Any]) -> None:
+def host_from(host: Host | HostRecipe | None) -> Host:
+    """The host itself, or the one its recipe builds (built once per recipe and worker process: a
+    worker runs many cases; a recipe with in-process plugins never reaches another process)."""
+    if isinstance(host, Host):
+        return host
+    recipe = host if host is not None else HostRecipe()
+    if recipe.extra_plugins:
+        return recipe.build()
+    return _installed_host(recipe.load_entry_points)
+
+
+@functools.lru_cache(maxsize=2)
+def _installed_host(load_entry_points: bool) -> Host:
+    return HostRecipe(load_entry_points=load_entry_points).build()
+
+
+def _train_and_measure(case: Case, device: str, threads: int | None, record: dict[str, Any],
+                       provenance: dict[str, Any], host: Host, prepared: Mapping[str, Any]) -> None:  # fmt: skip
     import torch
 
     from qbench.datacache import cache_dir
-    from qbench.host import default_host
     from qbench.training import train_and_evaluate
 
     if threads:
         torch.set_num_threads(threads)
-    host = default_host()
     entries = {
         "quantizer": host.registry("quantizer").get(case.quantizer.name),
         "cell": host.registry("cell").get(case.cell.name),
@@ -133,7 +155,7 @@ def _run(case: Case, device: str, threads: int | None, record: dict[str, Any], p
     record["selection_metric"] = declared.selection_column
     record["weight_bits"] = float(quantizer.bits_per_weight())
 
-    data = dataset.prepare(str(cache_dir()))
+    data = prepared[case.dataset.label] if case.dataset.label in prepared else dataset.prepare(str(cache_dir()))
     provenance["dataset_fingerprint"] = data.fingerprint
     if data.task != declared.task:
         raise DatasetError(f"dataset {case.dataset.name!r} declares task {declared.task!r} but prepared "

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from qbench.errors import ExitCode, UsageError
+from qbench.executors.config import RunConfig, resolve_run_config
+from qbench.host import Host, get_host
 from qbench.matrix import Case, Matrix, expand, load_matrix
 from qbench.protocol import Protocol
 from qbench.store import Store
@@ -57,14 +59,6 @@ def plan(cases: Sequence[Case], done: dict[str, str], resume: bool = True) -> Pl
     return Plan(list(cases), pending, done)
 
 
-def auto_workers(pending: int) -> int:
-    """One worker per core this process may use, but no more than there are cases to run."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, pending))
-
-
 def default_out_dir(matrix: Matrix) -> Path:
     return Path("results") / matrix.name
 
@@ -84,18 +78,17 @@ def case_table(cases: Sequence[Case], stored: dict[str, str]) -> str:
     return tabulate(rows, headers=headers)
 
 
-def check_datasets(matrix: Matrix, echo: Callable[[str], None]) -> dict[str, str]:
-    """Prepare every dataset of the matrix in the driver, before any training (usage errors surface now)."""
+def ensure_datasets_ready(matrix: Matrix, host: Host, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Prepare every dataset of the matrix in the driver, before any training (usage errors and
+    downloads happen now, once): ``{dataset label: prepared data}``."""
     from qbench.datacache import cache_dir
-    from qbench.host import default_host
 
-    fingerprints: dict[str, str] = {}
+    prepared: dict[str, Any] = {}
     for spec in matrix.datasets:
-        dataset = default_host().create("dataset", spec.name, **spec.params)
+        dataset = host.create("dataset", spec.name, **spec.params)
         echo(f"dataset {spec.label}: preparing / verifying")
-        data = dataset.prepare(str(cache_dir()))
-        fingerprints[spec.label] = data.fingerprint
-    return fingerprints
+        prepared[spec.label] = dataset.prepare(str(cache_dir()))
+    return prepared
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -112,7 +105,7 @@ def write_outputs(store: Store, out: Path, title: str, case_ids: set[str] | None
     """
     from qbench.leaderboard import rebuild_from_store
 
-    present = store.done_ids()
+    present = store.stored_ids()
     if not (present & case_ids if case_ids is not None else present):
         return []
     return list(rebuild_from_store(store.path, out, title, case_ids=case_ids, protocol=protocol,
@@ -133,20 +126,21 @@ def report_damaged(store: Store, echo: Callable[[str], None]) -> set[str]:
     return damaged
 
 
-def stale_statuses(matrix: Matrix, store: Store, stored: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+def stale_statuses(matrix: Matrix, store: Store, stored: dict[str, str],
+                   host: Host) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
     """``stored`` with every record made with another version of one of its components marked
     ``stale``, and ``{case id: what changed}``."""
-    from qbench.host import default_host
     from qbench.planning import candidate_cases, stale_cases
 
     cases = [c for c in candidate_cases(matrix) if stored.get(c.case_id) in DONE_STATUSES]
-    stale = stale_cases(cases, store.records_for([c.case_id for c in cases]), default_host()) if cases else {}
+    stale = stale_cases(cases, store.records_for([c.case_id for c in cases]), host) if cases else {}
     return {**stored, **dict.fromkeys(stale, "stale")}, stale
 
 
-def report_stale(matrix: Matrix, store: Store, stored: dict[str, str], echo: Callable[[str], None]) -> dict[str, str]:
+def report_stale(matrix: Matrix, store: Store, stored: dict[str, str], host: Host,
+                 echo: Callable[[str], None]) -> dict[str, str]:  # fmt: skip
     """Say which stored records are stale and mark them so: the run computes them again."""
-    marked, stale = stale_statuses(matrix, store, stored)
+    marked, stale = stale_statuses(matrix, store, stored, host)
     if stale:
         shown = sorted(set(stale.values()))
         echo(f"store: {len(stale)} stored record(s) were made with another version of a component "
@@ -154,8 +148,12 @@ def report_stale(matrix: Matrix, store: Store, stored: dict[str, str], echo: Cal
     return marked
 
 
-def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None) -> ExitCode:
+def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None,
+               host: Host | None = None) -> ExitCode:  # fmt: skip
     """Run a matrix end to end and return the exit code (usage errors raise :class:`UsageError`).
+
+    ``host``: the plugin host every component is resolved from (default: the installed plugins,
+    built once here); :func:`qbench.testing.registered_plugins` yields one with in-process plugins.
 
     The cases run in rounds (:func:`qbench.planning.next_cases`): the tuning grid, then the chosen
     configurations' seeds, then the seeds the seed rule still asks for; each round is decided from
@@ -168,45 +166,49 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
     def echo(message: str) -> None:
         print(message, file=stream, flush=True)
 
-    matrix = load_matrix(matrix_path)
+    host = host if host is not None else get_host()
+    matrix = load_matrix(matrix_path, host)
     cases = expand(matrix)
     if not cases:
         raise UsageError(f"{matrix.path}: the excludes remove every case; nothing to run")
     out = options.out or default_out_dir(matrix)
-    if options.workers is not None and options.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {options.workers}")
+    case_timeout = options.case_timeout if options.case_timeout is not None else matrix.case_timeout
+    # every executor setting is checked here, once, before anything is prepared or stored
+    config = resolve_run_config(options.executor, options.workers, options.device, options.scheduler,
+                                case_timeout=case_timeout, host=host)  # fmt: skip
 
     if options.dry_run:
-        return _dry_run(matrix, out, options, echo)
+        return _dry_run(matrix, out, options, host, echo)
 
-    from qbench.executors import get_executor
+    from qbench.executors import executor_for
     from qbench.interrupts import sigterm_as_interrupt
     from qbench.outdir import prepare_out_dir
     from qbench.runlock import DriverLock
 
-    case_timeout = options.case_timeout if options.case_timeout is not None else matrix.case_timeout
     prepare_out_dir(out)  # before any dataset is prepared: a bad --out costs nothing
     with sigterm_as_interrupt(), DriverLock(out, options.lock_wait, echo):
-        fingerprints = check_datasets(matrix, echo)
+        prepared = ensure_datasets_ready(matrix, host, echo)  # before the store: a dataset error leaves none
+        fingerprints = {label: data.fingerprint for label, data in prepared.items()}
         store = Store.in_dir(out)
         executor = None
         protocol = matrix.fair
         try:
             damaged = report_damaged(store, echo)
-            statuses = report_stale(matrix, store, store.statuses(), echo)
+            statuses = report_stale(matrix, store, store.statuses(), host, echo)
             damaged |= {cid for cid, status in statuses.items() if status == "stale"}
             first = _rounds(matrix, store, options, set(), damaged)
-            options.workers = options.workers or auto_workers(max(len(first.cases), 1))
-            executor = get_executor(options.executor, options.workers, options.device, options.scheduler,
-                                    case_timeout=case_timeout)  # fmt: skip
+            config = config.sized_for(max(len(first.cases), 1))
+            # only the driver's own process can use the prepared data; worker processes prepare their own
+            executor = executor_for(config, host, prepared if config.in_process else None)
+            del prepared
             # written once the run can start: a usage error above leaves the store as it was
             store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
             _write_json(out / "run.json", {
                 "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
                 "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],
                 "protocol": protocol.as_dict(), "max_cases": max_cases(matrix),
-                "dataset_fingerprints": fingerprints, "executor": options.executor, "workers": options.workers,
-                "device": options.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "dataset_fingerprints": fingerprints, "executor": config.executor, "workers": config.workers,
+                "device": config.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "case_timeout": case_timeout,
             })
             stored_before = sum(1 for c in cases
@@ -219,7 +221,7 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
                 if not protocol.trivial:
                     echo(f"{the_round.phase}: {len(the_round.cases)} cases to run")
                 plan_now = Plan(list(the_round.cases), list(the_round.cases), store.statuses())
-                code = _execute(plan_now, executor, store, matrix, options, echo)
+                code = _execute(plan_now, executor, store, matrix, options, config, echo)
                 attempted |= {c.case_id for c in the_round.cases}
                 if code is not ExitCode.OK or (options.exitfirst and _any_failed(store, the_round.cases)):
                     break
@@ -227,7 +229,7 @@ def run(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = No
             executor.close()  # workers stop before the leaderboards are written (a SIGTERM now finds none)
             matrix_ids = {c.case_id for c in candidate_cases(matrix)}
             try:
-                _record_case_ids(out / "run.json", matrix_ids & store.done_ids())
+                _record_case_ids(out / "run.json", matrix_ids & store.stored_ids())
                 written = write_outputs(store, out, matrix.name, matrix_ids, protocol)
             except KeyboardInterrupt:
                 echo("interrupted while writing the leaderboards: the previous set is left as it was; "
@@ -277,7 +279,7 @@ def _any_failed(store: Store, cases: Sequence[Case]) -> bool:
     return any(statuses.get(c.case_id) in FAILED_STATUSES for c in cases)
 
 
-def _dry_run(matrix: Matrix, out: Path, options: RunOptions, echo: Callable[[str], None]) -> ExitCode:
+def _dry_run(matrix: Matrix, out: Path, options: RunOptions, host: Host, echo: Callable[[str], None]) -> ExitCode:
     """The case table of what is known now, with stored statuses, and the most the matrix may cost."""
     from qbench.planning import max_cases
 
@@ -286,7 +288,7 @@ def _dry_run(matrix: Matrix, out: Path, options: RunOptions, echo: Callable[[str
     shown = expand(matrix)
     if store_path.is_file():
         with Store.read_only(store_path) as store:
-            stored, stale = stale_statuses(matrix, store, store.statuses())
+            stored, stale = stale_statuses(matrix, store, store.statuses(), host)
             if stale:
                 echo(f"{len(stale)} stored record(s) are stale (made with another version of a component); "
                      "`qbench run` runs them again")  # fmt: skip
@@ -308,7 +310,7 @@ def _dry_run(matrix: Matrix, out: Path, options: RunOptions, echo: Callable[[str
     return ExitCode.OK
 
 
-def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, options: RunOptions,
+def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, options: RunOptions, config: RunConfig,
              echo: Callable[[str], None]) -> ExitCode:
     from tqdm import tqdm
 
@@ -320,7 +322,7 @@ def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, option
     try:
         for record in executor.run(the_plan.pending):
             record.setdefault("provenance", {})
-            record["provenance"].update(matrix_hash=matrix.digest, executor=options.executor, workers=options.workers)
+            record["provenance"].update(matrix_hash=matrix.digest, executor=config.executor, workers=config.workers)
             if the_plan.stored.get(record["case_id"]) is not None:
                 store.replace(record)
             else:

@@ -1,0 +1,100 @@
+"""Where and how a run's cases execute, checked once: :func:`resolve_run_config` is the only place
+that checks the executor, the worker count, the scheduler, the device and the case time limit.
+
+The driver resolves it once per run; :func:`qbench.executors.executor_for` builds the executor from
+it without checking anything again, and every case shipped to a worker carries the
+:class:`qbench.host.HostRecipe` that rebuilds the driver's plugin host there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from qbench.errors import UsageError
+from qbench.host import HostRecipe
+
+EXECUTORS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The checked executor settings of one run (see :func:`resolve_run_config`)."""
+
+    executor: str
+    workers: int | None  # None: one per core, at most one per pending case (see :meth:`sized_for`)
+    device: str = "cpu"
+    scheduler: str | None = None
+    threads: int = 1  # torch intra-op threads per worker: 1 gives the same numbers whatever the worker count
+    case_timeout: float | None = None
+    host: HostRecipe = field(default_factory=HostRecipe)
+
+    @property
+    def in_process(self) -> bool:
+        """Cases run in the driver's own process (``local`` with one worker)."""
+        return self.executor == "local" and self.workers == 1
+
+    def sized_for(self, pending: int) -> RunConfig:
+        """The worker count fixed: as given, else one per core this process may use but no more than
+        there are ``pending`` cases (one, in this process, when the host has in-process plugins)."""
+        if self.workers is not None:
+            return self
+        if self.host.extra_plugins and self.executor == "local":
+            return replace(self, workers=1)
+        return replace(self, workers=auto_workers(pending))
+
+
+def auto_workers(pending: int) -> int:
+    """One worker per core this process may use, but no more than there are cases to run."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, pending))
+
+
+def resolve_run_config(executor: str, workers: int | None, device: str = "cpu", scheduler: str | None = None,
+                       threads: int = 1, case_timeout: float | None = None, host: Any = None) -> RunConfig:  # fmt: skip
+    """Check every executor setting once and return them frozen (raises :class:`UsageError`).
+
+    ``host``: the driver's :class:`qbench.host.Host` (default: the installed plugins); executors
+    whose workers are other processes refuse a host with plugins registered in this process only.
+    """
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {executor!r}; use one of: {', '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if threads < 1:
+        raise UsageError(f"threads per worker must be at least 1, got {threads}")
+    _check_device(device)
+    if case_timeout is not None and not case_timeout > 0:
+        raise UsageError(f"--case-timeout must be a positive number of seconds, got {case_timeout}")
+    if case_timeout is not None and executor == "dask":
+        raise UsageError("a case time limit (--case-timeout, [limits] case_timeout) is not supported with "
+                         "--executor dask yet; use --executor local")  # fmt: skip
+    if scheduler is not None and executor != "dask":
+        raise UsageError("--scheduler ADDR is only meaningful with --executor dask")
+    config = RunConfig(executor, workers, device, scheduler, threads, case_timeout,
+                       host.recipe if host is not None else HostRecipe())  # fmt: skip
+    if (executor == "dask" or (workers or 1) > 1) and host is not None:
+        _refuse_in_process_plugins(host.in_process_plugins(), executor, workers)
+    return config
+
+
+def _check_device(device: str) -> None:
+    if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise UsageError(f"--device {device!r} is not supported; use 'cpu' or 'cuda' (or 'cuda:N')")
+    if device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA device is available to torch here; use --device cpu")
+
+
+def _refuse_in_process_plugins(local: list[str], name: str, workers: int | None) -> None:
+    """Worker processes build their plugin host from the installed distributions: a plugin registered
+    only in this process would be missing there, and every case using it would fail one by one."""
+    if local:
+        how = f"--executor {name}" + (f" --workers {workers}" if workers else "")
+        raise UsageError(f"plugin(s) {', '.join(local)} are registered in this process only, so the worker "
+                         f"processes of {how} cannot load them; install them as a package with a 'qbench' "
+                         "entry point, or run with --executor local --workers 1")  # fmt: skip
