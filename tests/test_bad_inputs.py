@@ -162,8 +162,6 @@ CASES: list[Case] = [
     ("case-timeout-negative", lambda w: run(w, w.good, "--case-timeout", "-5"), "--case-timeout", None),
     ("case-timeout-text", lambda w: run(w, w.good, "--case-timeout", "soon"), "not a number of seconds", None),
     ("case-timeout-zero", lambda w: run(w, w.good, "--case-timeout", "0"), "must be a positive number", None),
-    ("case-timeout-dask", lambda w: run(w, w.good, "--case-timeout", "5", "--executor", "dask"),
-     "not supported with --executor dask", None),
     ("lock-wait-nan", lambda w: run(w, w.good, "--lock-wait", "nan"), "finite", None),
     ("unknown-option", lambda w: run(w, w.good, "--frobnicate"), "unrecognized arguments", None),
     ("unknown-executor", lambda w: run(w, w.good, "--executor", "slurm"), "invalid choice", None),

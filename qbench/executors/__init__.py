@@ -67,7 +67,7 @@ def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: st
     not depend on the worker count. ``case_timeout``: seconds a case may run; then it is recorded
     as an ``error`` (timeout): the process pool kills its worker and starts a fresh one, the
     in-process executor interrupts the case with SIGALRM (the driver's process goes on), Dask
-    does not support it (a usage error).
+    cancels the task and restarts its worker.
     """
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
@@ -76,9 +76,6 @@ def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: st
     _check_device(device)
     if case_timeout is not None and not case_timeout > 0:
         raise UsageError(f"--case-timeout must be a positive number of seconds, got {case_timeout}")
-    if case_timeout is not None and name == "dask":
-        raise UsageError("a case time limit (--case-timeout, [limits] case_timeout) is not supported with "
-                         "--executor dask yet; use --executor local")  # fmt: skip
     if scheduler is not None and name != "dask":
         raise UsageError("--scheduler ADDR is only meaningful with --executor dask")
     if not (name == "local" and workers == 1):
@@ -94,5 +91,5 @@ def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: st
     if name == "dask":
         from qbench.executors.dask_cluster import DaskExecutor
 
-        return DaskExecutor(workers, device=device, scheduler=scheduler, threads=threads)
+        return DaskExecutor(workers, device=device, scheduler=scheduler, threads=threads, case_timeout=case_timeout)
     raise UsageError(f"unknown executor {name!r}; use one of: {', '.join(EXECUTORS)}")
