@@ -137,7 +137,9 @@ def read_sources(inputs: list[Path], scratch: Path) -> list[Source]:
     """:func:`read_source` of every input; several inputs are validated in parallel, one process per core."""
     import os
 
-    workers = min(len(inputs), os.cpu_count() or 1)
+    # the cores this process may use (taskset, a container's cpuset), not the machine's count
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(len(inputs), cores)
     if workers < 2 or len(inputs) < 4:
         return [read_source(path, scratch / str(i)) for i, path in enumerate(inputs)]
     import multiprocessing
