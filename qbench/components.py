@@ -328,6 +328,11 @@ class Dataset(Component):
         """One word or short phrase for ``qbench list datasets``: ``ready``, ``obtainable``, ``missing``."""
         return "unknown"
 
+    def check_train(self, train: Mapping[str, Any]) -> None:
+        """Rules between this dataset's parameters and a matrix's training recipe (``[train]``, and
+        each tuned value of it), checked when the matrix is read, before anything runs; raise
+        :class:`qbench.ParamError` naming what to change. None by default."""
+
 
 class HardwareBackend(Component):
     """Prices or simulates an exported model; its columns join the record (contract).

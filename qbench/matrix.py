@@ -240,6 +240,7 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     if not isinstance(baseline, str) or not baseline:
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
     grid, tuning_seeds, metric = _parse_tune(where, raw.get("tune", {}), axes, train, host)
+    _check_training_needs(where, axes["dataset"], train, grid, host)
     if tuning_seeds > (rule.min if rule else len(seeds)):
         raise MatrixError(f"{where}: [tune] seeds = {tuning_seeds} is more than the {rule.min if rule else len(seeds)} "
                           "evaluation seeds every method gets; tune on fewer seeds")  # fmt: skip
@@ -250,6 +251,24 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
         quantizers=axes["quantizer"], cells=axes["cell"], datasets=axes["dataset"], hardware=hardware,
         seeds=tuple(seeds), train=train, excludes=excludes, case_timeout=limits["case_timeout"], protocol=protocol,
     )
+
+
+def _check_training_needs(where: str, datasets: tuple[Spec, ...], train: Mapping[str, Any],
+                          grid: tuple[tuple[str, tuple[Any, ...]], ...], host: Any) -> None:  # fmt: skip
+    """Each dataset against the training recipe, with every combination of tuned [train] values
+    (:meth:`qbench.Dataset.check_train`): a dataset too small for one batch is refused now, not
+    after the cases that precede it have run."""
+    tuned = [(key.removeprefix("train."), values) for key, values in grid if key.startswith("train.")]
+    recipes = [{**train, **dict(zip([k for k, _ in tuned], combo, strict=True))}
+               for combo in itertools.product(*[values for _, values in tuned])]  # fmt: skip
+    registry = host.registry("dataset")
+    for spec in datasets:
+        dataset = registry.get(spec.name).cls(**spec.params)
+        for recipe in recipes:
+            try:
+                dataset.check_train(recipe)
+            except UsageError as exc:
+                raise MatrixError(f"{where}: [[dataset]] {spec.label}: {exc}") from None
 
 
 def declared_baseline(host: Any, quantizers: tuple[Spec, ...]) -> str:

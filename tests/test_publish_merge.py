@@ -314,3 +314,19 @@ def test_the_merged_site_in_headless_chromium(merged, tmp_path):
         assert errors == []
     finally:
         browser.close()
+
+
+def test_inputs_are_validated_by_as_many_workers_as_cores_this_process_may_use(monkeypatch, tmp_path):
+    """It counted the machine's cores: pinned to one core (taskset, a container's cpuset) on a
+    16-core machine, it started 16 validating processes on that core."""
+    import os
+
+    from qbench.publish import merge as merging
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    seen = []
+    monkeypatch.setattr(merging, "read_source", lambda path, scratch: seen.append(os.getpid()) or path)
+    inputs = [tmp_path / f"in{i}" for i in range(5)]
+    assert merging.read_sources(inputs, tmp_path) == inputs
+    assert seen == [os.getpid()] * 5, "one core: validated here, one input after the other"

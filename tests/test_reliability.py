@@ -275,6 +275,35 @@ def test_pool_time_limit_kills_the_worker_and_replaces_it():
     assert all(by_seed[s]["status"] == "ok" for s in (0, 2, 3))
 
 
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie is dead, waiting to be reaped
+
+
+@pytest.mark.slow
+def test_dask_time_limit_cancels_the_case_and_restarts_its_worker():
+    """It was a usage error ('not supported with --executor dask'): a hung case held its worker forever."""
+    from qbench.executors.dask_cluster import DaskExecutor
+
+    executor = DaskExecutor(2, runner=hang_on_seed_1, case_timeout=3.0)
+    try:
+        before = executor.pids
+        records = list(executor.run(_fake_cases(4)))
+        after = executor.pids
+    finally:
+        executor.close()
+    by_seed = {r["seed"]: r for r in records}
+    assert sorted(by_seed) == [0, 1, 2, 3]
+    assert by_seed[1]["status"] == "error" and by_seed[1]["error"].startswith("timeout:")
+    assert "3 s limit" in by_seed[1]["error"] and "was restarted" in by_seed[1]["error"]
+    assert all(by_seed[s]["status"] == "ok" for s in (0, 2, 3))
+    assert len(set(before) - set(after)) == 1, "the worker that ran the hung case is replaced, the other kept"
+    assert not any(_alive(pid) for pid in {*before, *after}), "no worker process is left behind"
+
 # ---- 5. SIGTERM like Ctrl-C -----------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: st
     not depend on the worker count. ``case_timeout``: seconds a case may run; then it is recorded
     as an ``error`` (timeout): the process pool kills its worker and starts a fresh one, the
     in-process executor interrupts the case with SIGALRM (the driver's process goes on), Dask
-    does not support it (a usage error). ``host``: the plugin host cases are built from (default:
+    cancels the task and restarts its worker. ``host``: the plugin host cases are built from (default:
     the installed plugins).
     """
     config = resolve_run_config(name, workers, device, scheduler, threads, case_timeout, host)
@@ -85,4 +85,4 @@ def executor_for(config: RunConfig, host: Any = None, prepared: Mapping[str, Any
     from qbench.executors.dask_cluster import DaskExecutor
 
     return DaskExecutor(config.workers, device=config.device, scheduler=config.scheduler, threads=config.threads,
-                        runner=runner)  # fmt: skip
+                        runner=runner, case_timeout=config.case_timeout)  # fmt: skip

@@ -68,9 +68,6 @@ def resolve_run_config(executor: str, workers: int | None, device: str = "cpu", 
     _check_device(device)
     if case_timeout is not None and not case_timeout > 0:
         raise UsageError(f"--case-timeout must be a positive number of seconds, got {case_timeout}")
-    if case_timeout is not None and executor == "dask":
-        raise UsageError("a case time limit (--case-timeout, [limits] case_timeout) is not supported with "
-                         "--executor dask yet; use --executor local")  # fmt: skip
     if scheduler is not None and executor != "dask":
         raise UsageError("--scheduler ADDR is only meaningful with --executor dask")
     config = RunConfig(executor, workers, device, scheduler, threads, case_timeout,

@@ -12,6 +12,12 @@ would charge them too). The case is then resubmitted once under a new key and, i
 dies again, recorded as an error. Scheduler log lines about the death are silenced: the error
 record says it.
 
+A time limit per case (``case_timeout``): the driver asks the workers which tasks they are
+executing (:func:`_executing`, at most every second) and counts a case's time from when it is
+first seen executing; past the limit the task is cancelled, its worker restarted by its nanny
+(``Client.restart_workers``: the process is killed and a fresh one joins) and the case recorded
+as an ``error`` (timeout), never resubmitted.
+
 Worker processes of a local cluster are forked from a server that imported torch once (see
 :func:`_fork_workers_from_server`), so starting and restarting them is cheap.
 """
@@ -53,7 +59,8 @@ class DaskExecutor:
     """Submits cases to a Dask cluster and yields records in completion order."""
 
     def __init__(self, workers: int, device: str = "cpu", scheduler: str | None = None, threads: int = 1,
-                 runner: CaseRunner | None = None, max_attempts: int = 2, connect_timeout: float = 30.0) -> None:
+                 runner: CaseRunner | None = None, max_attempts: int = 2, connect_timeout: float = 30.0,
+                 case_timeout: float | None = None) -> None:
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError:
@@ -62,6 +69,8 @@ class DaskExecutor:
         self.threads = threads
         self.runner = runner
         self.max_attempts = max_attempts
+        self.case_timeout = case_timeout
+        self._started: dict[str, float] = {}  # task key -> when it was first seen executing
         self.cluster: Any = None
         self.client: Any
         if scheduler:
@@ -114,41 +123,97 @@ class DaskExecutor:
         return None, None
 
     def run(self, cases: Sequence[Case]) -> Iterator[dict]:
-        from dask.distributed import as_completed
-        from distributed.scheduler import KilledWorker
-
-        from qbench.case_runner import error_record
-
         jobs: dict[Any, tuple[Case, int]] = {}
         for case in cases:
             jobs[self._submit(case, 0)] = (case, 0)
-        pending = as_completed(list(jobs))
         try:
-            for future in pending:
-                case, attempts = jobs.pop(future)
-                record, exc = self._outcome(future)
-                future.release()
-                if record is not None:
-                    yield record
-                    continue
-                if exc is None or isinstance(exc, KilledWorker):
-                    # the worker died running it, or died holding its result (Dask then reports the
-                    # task lost/cancelled): either way a death, retried once like in the process pool
-                    attempts += 1
-                    if attempts < self.max_attempts:
-                        retry = self._submit(case, attempts)
-                        jobs[retry] = (case, attempts)
-                        pending.add(retry)
-                        continue
-                    last = getattr(getattr(exc, "last_worker", None), "address", "?")
-                    yield error_record(case, f"worker died twice: the Dask worker running this case died "
-                                             f"(last one: {last})", device=self.device)
-                else:
-                    yield error_record(case, f"Dask task failed: {type(exc).__name__}: {exc}", device=self.device)
+            yield from self._collect(jobs)
         finally:
             if jobs:  # interrupted or broken out of: stop the cases still queued or running
                 self.client.cancel(list(jobs), force=True)
                 jobs.clear()
+
+    def _collect(self, jobs: dict[Any, tuple[Case, int]]) -> Iterator[dict]:
+        """Records of the futures in ``jobs`` as they finish (each popped from it), retrying deaths once."""
+        from dask.distributed import as_completed
+
+        pending = as_completed(list(jobs))
+        while not pending.is_empty():
+            if self.case_timeout is None:
+                finished = [next(pending)]
+            else:
+                finished = pending.next_batch(block=False) if pending.has_ready() else []
+                yield from self._expire(jobs, pending)
+                if not finished:
+                    finished = self._wait_one(jobs, pending)
+            for future in finished:
+                if future not in jobs:  # cancelled for its time limit just now
+                    continue
+                case, attempts = jobs.pop(future)
+                record, retry = self._settle(future, case, attempts)
+                if retry is not None:
+                    jobs[retry] = (case, attempts + 1)
+                    pending.add(retry)
+                if record is not None:
+                    yield record
+
+    def _settle(self, future: Any, case: Case, attempts: int) -> tuple[dict | None, Any]:
+        """(record, None) for a finished or failed task; (None, the resubmitted future) after a first death."""
+        from distributed.scheduler import KilledWorker
+
+        from qbench.case_runner import error_record
+
+        record, exc = self._outcome(future)
+        future.release()
+        if record is not None:
+            return record, None
+        if exc is None or isinstance(exc, KilledWorker):
+            # the worker died running it, or died holding its result (Dask then reports the task
+            # lost/cancelled): either way a death, retried once like in the process pool
+            if attempts + 1 < self.max_attempts:
+                return None, self._submit(case, attempts + 1)
+            last = getattr(getattr(exc, "last_worker", None), "address", "?")
+            return error_record(case, f"worker died twice: the Dask worker running this case died "
+                                      f"(last one: {last})", device=self.device), None  # fmt: skip
+        return error_record(case, f"Dask task failed: {type(exc).__name__}: {exc}", device=self.device), None
+
+    def _wait_one(self, jobs: dict[Any, tuple[Case, int]], pending: Any) -> list[Any]:
+        """The futures finished within the next poll of the workers (a second at most; none when it passes)."""
+        from dask.distributed import TimeoutError as DaskTimeout
+        from dask.distributed import wait
+
+        assert self.case_timeout is not None
+        try:
+            done = wait(list(jobs), timeout=min(1.0, self.case_timeout / 4), return_when="FIRST_COMPLETED")
+        except DaskTimeout:
+            return []
+        return pending.next_batch(block=False) if done.done else []
+
+    def _expire(self, jobs: dict[Any, tuple[Case, int]], pending: Any) -> Iterator[dict]:
+        """Cases executing for longer than the limit: cancelled, their workers restarted, recorded as timeouts."""
+        import time
+
+        from qbench.case_runner import error_record
+
+        assert self.case_timeout is not None
+        now = time.monotonic()
+        running = self.client.run(_executing)
+        executing = {key for keys in running.values() for key in keys}
+        started = self._started = {key: since for key, since in self._started.items() if key in executing}
+        by_key = {future.key: future for future in jobs}
+        for worker, keys in sorted(running.items()):
+            for key in keys:
+                since = started.setdefault(key, now)
+                future = by_key.get(key)
+                if future is None or now - since < self.case_timeout:
+                    continue
+                case, _ = jobs.pop(future)
+                self.client.cancel([future], force=True)
+                outcome = self.client.restart_workers([worker], raise_for_error=False).get(worker, "?")
+                replaced = "was restarted" if outcome == "OK" else f"could not be restarted ({outcome})"
+                yield error_record(case, f"timeout: the case ran longer than the {self.case_timeout:g} s limit "
+                                         f"(--case-timeout / [limits] case_timeout); its Dask worker ({worker}) "
+                                         f"{replaced}", device=self.device)  # fmt: skip
 
     def close(self) -> None:
         """Disconnect; a cluster qbench started is shut down with its worker processes."""
@@ -158,3 +223,8 @@ class DaskExecutor:
         cluster, self.cluster = self.cluster, None
         if cluster is not None:
             cluster.close(timeout=10)
+
+
+def _executing(dask_worker: Any) -> list[str]:
+    """The keys a worker is executing now (run by ``Client.run`` in the worker's event loop)."""
+    return sorted(str(task.key) for task in dask_worker.state.executing)

@@ -86,7 +86,7 @@ def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, A
             b = _stat(row, metric, "b")
             out.append({**{k: row[k] for k in key}, "metric": metric, "direction": direction,
                         **{f"a_{k}": v for k, v in a.items()}, **{f"b_{k}": v for k, v in b.items()},
-                        **_judge(row["_merge"], a, b, direction, threshold, row)})  # fmt: skip
+                        **_judge(row["_merge"], a, b, direction, threshold)})  # fmt: skip
     columns = [*key, "metric", "direction", "a_mean", "a_ci95", "a_n", "b_mean", "b_ci95", "b_n", "change",
                "verdict"]  # fmt: skip
     rows = pd.DataFrame(out, columns=columns)
@@ -102,7 +102,7 @@ def _stat(row: dict[str, Any], metric: str, side: str) -> dict[str, float]:
     return {"mean": get("mean"), "ci95": get("ci95"), "n": 0 if math.isnan(n) else int(n)}
 
 
-def _judge(presence: str, a: dict, b: dict, direction: str, threshold: Threshold, row: dict) -> dict:
+def _judge(presence: str, a: dict, b: dict, direction: str, threshold: Threshold) -> dict:
     if presence == "left_only":
         return {"change": math.nan, "verdict": "only in A"}
     if presence == "right_only":

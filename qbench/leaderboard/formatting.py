@@ -28,7 +28,7 @@ def fmt_ci(value: float | None) -> str:
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:g}"
 
 
-def fmt_stat(mean: float, ci: float, n: int | None = None) -> str:
+def fmt_stat(mean: float, ci: float) -> str:
     """``mean ± ci`` when there is an interval, the mean alone otherwise (deterministic columns)."""
     text = fmt_value(mean)
     if text and ci is not None and not math.isnan(ci) and ci > 0:

@@ -35,8 +35,11 @@ from qbench.errors import UsageError
 from qbench.store import STORE_FILENAME, Store, connect_read_only
 
 MERGE_JSON = "merge.json"
-#: The fields of a record that decide comparability and origin (the rest stays text).
-SUMMARY_KEYS = ("case_id", "matrix", "status", "dataset_label", "quantizer", "cell", "dataset", "train", "protocol")
+#: The fields of a record kept beside its text; comparability is kept as two strings (``setting``:
+#: the canonical JSON of :func:`_setting`, ``versions``: the JSON of :func:`_versions`' pairs).
+SUMMARY_KEYS = ("case_id", "matrix", "status", "dataset_label")
+#: What must be equal for two records of one dataset to be compared, in the order reasons name them.
+SETTING_KEYS = ("dataset fingerprint", "training recipe", "protocol")
 UNKNOWN = "unknown"
 
 
@@ -51,6 +54,17 @@ class Source:
     #: (record hash, stored text, the fields comparability needs): whole records are not kept as dicts
     records: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
+    def summary(self, record: dict[str, Any], shared: dict[str, str]) -> dict[str, Any]:
+        """What merging needs of ``record``; its comparability strings are ``shared`` between the
+        records that have the same (one object each: they cross the process boundary once and a
+        merge of 100,000 records holds a few hundred of them, not 100,000)."""
+        summary = {key: record.get(key) for key in SUMMARY_KEYS}
+        setting = _canonical(_setting(record))
+        versions = json.dumps(list(_versions(record).items()))
+        summary["setting"] = shared.setdefault(setting, setting)
+        summary["versions"] = shared.setdefault(versions, versions)
+        return summary
+
 
 @dataclass
 class Merged:
@@ -58,6 +72,12 @@ class Merged:
     origins: dict[str, list[dict[str, str]]]
     excluded: list[dict[str, Any]]
     sources: list[Source]
+
+    def drop_texts(self) -> None:
+        """Forget the stored texts (once written): what is left says which records, not what they hold."""
+        self.kept = {case_id: ("", summary) for case_id, (_text, summary) in self.kept.items()}
+        for source in self.sources:
+            source.records = [(digest, "", summary) for digest, _text, summary in source.records]
 
 
 def _canonical(value: Any) -> str:
@@ -105,12 +125,10 @@ def read_source(path: Path, scratch: Path) -> Source:
         rows = db.execute("SELECT case_id, record FROM records ORDER BY case_id").fetchall()
     finally:
         db.close()
+    shared: dict[str, str] = {}
     for case_id, text in rows:
         if case_id in published:
-            record = json.loads(text)
-            summary = {key: record.get(key) for key in SUMMARY_KEYS}
-            summary["provenance"] = {key: (record.get("provenance") or {}).get(key)
-                                     for key in ("dataset_fingerprint", "plugins")}  # fmt: skip
+            summary = source.summary(json.loads(text), shared)
             source.records.append((hashlib.sha256(text.encode()).hexdigest(), text, summary))
     return source
 
@@ -119,7 +137,9 @@ def read_sources(inputs: list[Path], scratch: Path) -> list[Source]:
     """:func:`read_source` of every input; several inputs are validated in parallel, one process per core."""
     import os
 
-    workers = min(len(inputs), os.cpu_count() or 1)
+    # the cores this process may use (taskset, a container's cpuset), not the machine's count
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(len(inputs), cores)
     if workers < 2 or len(inputs) < 4:
         return [read_source(path, scratch / str(i)) for i, path in enumerate(inputs)]
     import multiprocessing
@@ -185,25 +205,38 @@ def merge_sources(sources: list[Source]) -> Merged:
             if key[2] != first_key[2]:
                 excluded.append({"case_id": case_id, **origin, "reason": f"the same case with other results is kept "
                                  f"from {first_key[0]} on {first_key[1]}"})  # fmt: skip
-    # The reference setting of each dataset, and the reference version of each component.
+    # The reference setting of each dataset, and the reference version of each component (the
+    # records' comparability strings are counted as they are: a few hundred distinct ones).
     by_dataset: dict[str, Counter[str]] = {}
-    versions: dict[str, Counter[str]] = {}
+    version_lists: Counter[str] = Counter()
     for _text, summary in chosen.values():
-        by_dataset.setdefault(str(summary.get("dataset_label")), Counter())[_canonical(_setting(summary))] += 1
-        for component, version in _versions(summary).items():
-            versions.setdefault(component, Counter())[version] += 1
+        by_dataset.setdefault(str(summary.get("dataset_label")), Counter())[summary["setting"]] += 1
+        version_lists[summary["versions"]] += 1
+    versions: dict[str, Counter[str]] = {}
+    for pairs, count in version_lists.items():
+        for component, version in json.loads(pairs):
+            versions.setdefault(component, Counter())[version] += count
     reference = {label: json.loads(_most_common(counter)) for label, counter in by_dataset.items()}
     reference_versions = {component: _most_common(counter) for component, counter in versions.items()}
+    decoded: dict[str, Any] = {}
+
+    def decode(text: str) -> Any:
+        if text not in decoded:
+            decoded[text] = json.loads(text)
+        return decoded[text]
+
     kept: dict[str, tuple[str, dict[str, Any]]] = {}
     for case_id in sorted(chosen):
         text, record = chosen[case_id]
         reasons = []
         expected = reference[str(record.get("dataset_label"))]
-        for what, value in _setting(record).items():
+        setting = decode(record["setting"])
+        for what in SETTING_KEYS:
+            value = setting[what]
             if value != expected[what]:
                 reasons.append(f"{what} differs from the one most cases of {record.get('dataset_label')} share: "
                                + _difference(value, expected[what]))  # fmt: skip
-        for component, version in _versions(record).items():
+        for component, version in decode(record["versions"]):
             if version != reference_versions[component]:
                 reasons.append(f"{component} is {version}, most cases used {reference_versions[component]}")
         if reasons:
@@ -272,12 +305,14 @@ def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merg
         shutil.rmtree(out)
     out.mkdir(parents=True)
     write_store(merged.kept, out / STORE_FILENAME)
+    read = [{"source": s.name, "sha256": s.sha256, "by": s.by, "machine": s.machine, "records": len(s.records)}
+            for s in merged.sources]  # fmt: skip
+    merged.drop_texts()  # they are in the store now; the leaderboard and the site need the memory
     rebuild_from_store(out / STORE_FILENAME, out, title, plots=plots)
     summary = {
         "format": "qbench-merge/1",
         "title": title,
-        "inputs": [{"source": s.name, "sha256": s.sha256, "by": s.by, "machine": s.machine,
-                    "records": len(s.records)} for s in merged.sources],  # fmt: skip
+        "inputs": read,
         "records": len(merged.kept),
         "origins": merged.origins,
         "excluded": merged.excluded,

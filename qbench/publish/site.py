@@ -21,6 +21,7 @@ only on the folder's content, so ``qbench validate`` can rebuild it and compare.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -69,7 +70,20 @@ def _tables(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(sorted(found.items(), key=lambda item: (item[0] == "runs", item[0])))
 
 
+@functools.lru_cache(maxsize=65536)
+def _text_cell(text: str) -> str:
+    return f'<td class="text">{escape(text)}</td>'
+
+
 def _cell(value: Any) -> str:
+    # A merged site writes millions of cells: the exact JSON types first, without escaping what
+    # cannot need it (a finite float's repr and fmt_value use only digits, '.', '-', '+' and 'e');
+    # labels repeat, so their escaped cells are remembered.
+    kind = type(value)
+    if kind is float and math.isfinite(value) or kind is int:
+        return f'<td data-v="{value!r}">{fmt_value(value)}</td>'
+    if kind is str:
+        return _text_cell(value)
     if isinstance(value, bool) or value is None or isinstance(value, str):
         text = "" if value is None else str(value)
         return f'<td class="text">{escape(text)}</td>'
@@ -81,9 +95,10 @@ def _cell(value: Any) -> str:
 
 
 def html_table(columns: list[str], rows: list[dict[str, Any]], links: dict[int, str] | None = None) -> str:
-    numeric = {c: all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
-                      for r in rows if r.get(c) is not None) and any(r.get(c) is not None for r in rows)
-               for c in columns}  # fmt: skip
+    numeric = {}
+    for c in columns:
+        present = [v for r in rows if (v := r.get(c)) is not None]
+        numeric[c] = bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
     head = "".join(
         ('<th data-type="number" aria-sort="none" scope="col">' if numeric[c]
          else '<th data-type="text" aria-sort="none" scope="col" class="text">') + f"{escape(c)}</th>"

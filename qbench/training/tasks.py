@@ -216,20 +216,31 @@ class ClassificationTask(DeclaredMetrics):
     def train_epoch(
         self, model: SequenceModel, step: StepFn, rng: np.random.Generator, max_steps: int
     ) -> tuple[torch.Tensor, int, int]:
-        """One shuffled pass (or ``max_steps`` batches): (sum of losses, sequences, time steps)."""
+        """One shuffled pass (or ``max_steps`` batches): (sum of losses, each times what it averages
+        over, the count of those, true time steps)."""
         x, lengths, y = self.train_split
         batches = self.shuffled_batches(len(y), rng, max_steps)
         loss_sum = torch.zeros((), device=x.device)
         tokens = count = 0
         for chosen in batches:
             index = torch.from_numpy(chosen).to(self.device)
-            logits = model.forward_sequences(x[index], lengths[index])
-            loss = F.cross_entropy(logits, y[index])
+            loss = self.batch_loss(model, x[index], lengths[index], y[index])
             step(loss)
-            loss_sum += loss.detach() * len(chosen)
-            tokens += int(self.train_lengths[chosen].sum())
-            count += len(chosen)
+            steps = int(self.train_lengths[chosen].sum())
+            weight = self.loss_weight(len(chosen), steps)
+            loss_sum += loss.detach() * weight
+            tokens += steps
+            count += weight
         return loss_sum, count, tokens
+
+    def batch_loss(self, model: SequenceModel, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean loss of one batch: one label per sequence."""
+        return F.cross_entropy(model.forward_sequences(x, lengths), y)
+
+    @staticmethod
+    def loss_weight(sequences: int, steps: int) -> int:
+        """What :meth:`batch_loss` averages over: the sequences."""
+        return sequences
 
     @torch.no_grad()
     def evaluate(self, model: SequenceModel, split: SequenceSplit) -> tuple[float, float, np.ndarray]:
@@ -278,24 +289,16 @@ class SequenceLabellingTask(ClassificationTask):
     def _mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
         return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
 
-    def train_epoch(
-        self, model: SequenceModel, step: StepFn, rng: np.random.Generator, max_steps: int
-    ) -> tuple[torch.Tensor, int, int]:
-        """One shuffled pass (or ``max_steps`` batches): (sum of per-step losses, true steps, true steps)."""
-        x, lengths, y = self.train_split
-        batches = self.shuffled_batches(len(y), rng, max_steps)
-        loss_sum = torch.zeros((), device=x.device)
-        count = 0
-        for chosen in batches:
-            index = torch.from_numpy(chosen).to(self.device)
-            logits = model.forward_steps(x[index], lengths[index])
-            mask = self._mask(lengths[index], logits.shape[1])
-            loss = F.cross_entropy(logits[mask], y[index][:, : logits.shape[1]][mask])
-            step(loss)
-            steps = int(self.train_lengths[chosen].sum())
-            loss_sum += loss.detach() * steps
-            count += steps
-        return loss_sum, count, count
+    def batch_loss(self, model: SequenceModel, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean loss over every true step of the batch's sequences."""
+        logits = model.forward_steps(x, lengths)
+        mask = self._mask(lengths, logits.shape[1])
+        return F.cross_entropy(logits[mask], y[:, : logits.shape[1]][mask])
+
+    @staticmethod
+    def loss_weight(sequences: int, steps: int) -> int:
+        """What :meth:`batch_loss` averages over: the true steps."""
+        return steps
 
     @torch.no_grad()
     def evaluate(self, model: SequenceModel, split: SequenceSplit) -> tuple[float, float, np.ndarray]:

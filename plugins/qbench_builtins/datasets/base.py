@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import qbench
@@ -39,7 +40,18 @@ class CharLMDataset(qbench.Dataset):
     def validate(self) -> None:
         if 0 < self.max_chars < MIN_TRAIN_CHARS:
             self._reject(f"max_chars must be 0 (all) or at least {MIN_TRAIN_CHARS} (a training split needs "
-                         f"several batches of characters), got {self.max_chars}")  # fmt: skip
+                         f"several batches of characters; in a matrix, at least [train] batch x bptt + 1), "
+                         f"got {self.max_chars}")  # fmt: skip
+
+    def check_train(self, train: Mapping[str, Any]) -> None:
+        # One batch of ``batch`` columns, each one ``bptt`` segment plus its next-character target:
+        # fewer characters silently shrink the batch and the segments the matrix asked for.
+        batch, bptt = int(train["batch"]), int(train["bptt"])
+        needed = batch * bptt + 1
+        if 0 < self.max_chars < needed:
+            self._reject(f"max_chars = {self.max_chars} is less than one training batch needs with [train] "
+                         f"batch = {batch} and bptt = {bptt}: give max_chars = 0 (all) or at least "
+                         f"batch x bptt + 1 = {needed}")  # fmt: skip
 
 
 class ObtainedCharLMDataset(CharLMDataset):

@@ -74,9 +74,7 @@ class Ledger:
             result.add(category, op, bits, count, floating)
         return result
 
-    def price(
-        self, table: TechTable, logic: float, memory: float, weight_pj_per_bit: float
-    ) -> dict[str, float]:
+    def price(self, table: TechTable, logic: float, memory: float, weight_pj_per_bit: float) -> dict[str, float]:
         """pJ by category: a linear function of the counts."""
         energy: dict[str, float] = {}
         for (category, op, bits, floating), count in self.counts.items():
@@ -199,7 +197,7 @@ def weight_bytes(infos: list[MatrixInfo]) -> dict[str, float]:
     return {"dense": dense, "packed": packed, "entropy": entropy, "sparse": sparse}
 
 
-def _column_ids(model: ExportedModel, sample: EvalSample | None, n: int) -> np.ndarray:
+def _column_ids(sample: EvalSample | None, n: int) -> np.ndarray:
     if sample is not None and sample.tokens is not None and len(sample.tokens) > 1:
         return np.asarray(sample.tokens[:-1], dtype=np.int64)
     return np.arange(n)
@@ -223,13 +221,12 @@ def elementwise_ops(layer: ExportedLayer) -> tuple[int, int, int, int, int]:
     return (*ELEMENTWISE[layer.cell], 0)
 
 
-def analyse(
-    model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig
-) -> dict[str, float | str | bool]:
-    """All energy / memory / latency columns for ``model`` (see :class:`EnergyConfig`)."""
-    table = TABLES[cfg.table]
-    logic, memory_factor = node_factors(cfg.table, cfg.node, cfg.memory_scaling)
-    layer_infos = []
+Layers = list[tuple["ExportedLayer", list[MatrixInfo], list[MatrixInfo]]]
+
+
+def layer_matrices(model: ExportedModel, cfg: EnergyConfig) -> Layers:
+    """Each recurrent layer with what it multiplies (matrices, diagonals) and what it adds (bias vectors)."""
+    layers = []
     for layer in model.layers:
         h = layer.hidden_size
         if layer.tensors:  # a declared cell: every matrix and diagonal multiplies, every vector adds
@@ -240,51 +237,74 @@ def analyse(
                 matrix_info(layer.w_input, h, cfg.scale_bits),
                 matrix_info(layer.w_recurrent, h, cfg.scale_bits),
             ]
-            biases = [
-                matrix_info(b, h, cfg.scale_bits) for b in (layer.b_input, layer.b_recurrent) if b is not None
-            ]
-        layer_infos.append((layer, pair, biases))
-    floating = any(info.floating for _, pair, _ in layer_infos for info in pair)
-    b_a = 32.0 if floating else float(cfg.activation_bits)
-    hardwired = cfg.memory == "hardwired"
-    per_step = Ledger()
-    cycles = 0.0
-    bops = 0.0
-    for index, (layer, products, biases) in enumerate(layer_infos):
+            biases = [matrix_info(b, h, cfg.scale_bits) for b in (layer.b_input, layer.b_recurrent) if b is not None]
+        layers.append((layer, pair, biases))
+    return layers
+
+
+@dataclass
+class StepCost:
+    """What one time step of the recurrent layers costs: its ledger, cycles and bit operations."""
+
+    ledger: Ledger = field(default_factory=Ledger)
+    cycles: float = 0.0
+    bops: float = 0.0
+
+
+def _price_products(
+    step: StepCost,
+    products: list[MatrixInfo],
+    ids: np.ndarray | None,
+    cols_x: int,
+    h: int,
+    fan_in: int,
+    b_a: float,
+    cfg: EnergyConfig,
+) -> int:
+    """Adds one layer's matrix products to ``step``; returns the weights read per step (rows x columns used)."""
+    k = cols_x + h
+    step_products = 0
+    for info in products:
+        reads_input = info.tensor.role == "input"
+        column_ids = ids if reads_input else None
+        # weights read per step: rows x the columns used (one column of a one-hot input)
+        rows = info.nonzero.shape[0]
+        cols = (cols_x if reads_input else h) if info.tensor.layout == "matrix" else 1
+        step_products += rows * cols
+        counts = matrix_counts(info.kinds, info.scaled, info.block_rows, info.nonzero, column_ids)
+        evaluations = 1 if column_ids is None else len(column_ids)
+        if info.scales_per_row > 1:
+            extra = rows * evaluations * (info.scales_per_row - 1)
+            counts["scale_mults"] += extra
+            counts["mults"] += extra
+        acc = accumulator_bits(info, b_a, fan_in)
+        fl = info.floating
+        scale_mults = counts["scale_mults"]
+        step.ledger.add("add", "add", acc, counts["adds"] / evaluations, fl)
+        step.ledger.add("mult", f"mult:{info.bits:g}", b_a, (counts["mults"] - scale_mults) / evaluations, fl)
+        step.ledger.add("mult", f"mult:{cfg.scale_bits}", acc, scale_mults / evaluations)
+        if cfg.memory != "hardwired":
+            step.ledger.add("shift", "shift", acc, counts["shifts"] / evaluations)
+            bits_read = rows * cols * stored_bits(info, cfg.storage)
+            step.ledger.add("weights", "weight-bit", 0, bits_read)
+        p = float(np.count_nonzero(info.nonzero)) / max(info.nonzero.size, 1)
+        step.bops += rows * cols * (p * b_a * info.bits + b_a + info.bits + math.log2(k))
+    return step_products
+
+
+def recurrent_step(
+    model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig, layers: Layers, b_a: float, floating: bool
+) -> StepCost:
+    """One time step of every recurrent layer: products, biases, element-wise operations and state."""
+    step = StepCost()
+    for index, (layer, products, biases) in enumerate(layers):
         h, n = layer.hidden_size, layer.input_size
         one_hot = index == 0 and model.input_kind == "one-hot" and layer.input_scale is None
-        ids = _column_ids(model, sample, n) if one_hot else None
+        ids = _column_ids(sample, n) if one_hot else None
         cols_x = 1 if one_hot else n
-        k = cols_x + h
-        step_products = 0
-        for info in products:
-            reads_input = info.tensor.role == "input"
-            column_ids = ids if reads_input else None
-            # weights read per step: rows x the columns used (one column of a one-hot input)
-            rows = info.nonzero.shape[0]
-            cols = (cols_x if reads_input else h) if info.tensor.layout == "matrix" else 1
-            step_products += rows * cols
-            counts = matrix_counts(info.kinds, info.scaled, info.block_rows, info.nonzero, column_ids)
-            evaluations = 1 if column_ids is None else len(column_ids)
-            if info.scales_per_row > 1:
-                extra = rows * evaluations * (info.scales_per_row - 1)
-                counts["scale_mults"] += extra
-                counts["mults"] += extra
-            acc = accumulator_bits(info, b_a, n + h)
-            fl = info.floating
-            scale_mults = counts["scale_mults"]
-            per_step.add("add", "add", acc, counts["adds"] / evaluations, fl)
-            per_step.add(
-                "mult", f"mult:{info.bits:g}", b_a, (counts["mults"] - scale_mults) / evaluations, fl
-            )
-            per_step.add("mult", f"mult:{cfg.scale_bits}", acc, scale_mults / evaluations)
-            if not hardwired:
-                per_step.add("shift", "shift", acc, counts["shifts"] / evaluations)
-                bits_read = rows * cols * stored_bits(info, cfg.storage)
-                per_step.add("weights", "weight-bit", 0, bits_read)
-            p = float(np.count_nonzero(info.nonzero)) / max(info.nonzero.size, 1)
-            bops += rows * cols * (p * b_a * info.bits + b_a + info.bits + math.log2(k))
-        if not hardwired:
+        step_products = _price_products(step, products, ids, cols_x, h, n + h, b_a, cfg)
+        per_step = step.ledger
+        if cfg.memory != "hardwired":
             for info in biases:
                 per_step.add("weights", "weight-bit", 0, info.nonzero.size * stored_bits(info, cfg.storage))
         mults, adds, sigmoids, tanhs, relus = elementwise_ops(layer)
@@ -295,15 +315,28 @@ def analyse(
         per_step.add("tables", "register-bit", 0, (sigmoids + tanhs) * h * b_a)
         state_values = layer.state_size * h
         per_step.add("state", "register-bit", 0, 2 * state_values * b_a + cols_x * b_a)
-        cycles += math.ceil(step_products / cfg.lanes) + math.ceil(
+        step.cycles += math.ceil(step_products / cfg.lanes) + math.ceil(
             (mults + adds + sigmoids + tanhs + relus) * h / cfg.lanes
         )
+    return step
 
-    # the output layer, with its own scheme; once per token (LM) or once per sequence
-    w_out = np.asarray(model.output_weight, dtype=np.float64)
-    n_out, hidden = w_out.shape
+
+@dataclass
+class OutputCost:
+    """The output layer, with its own scheme, evaluated once: ledger, weights, bit operations, cycles."""
+
+    ledger: Ledger
+    info: MatrixInfo
+    weights: np.ndarray
+    bops: float
+    cycles: int
+
+
+def output_layer(model: ExportedModel, cfg: EnergyConfig, b_a: float, floating: bool) -> OutputCost:
     from qbench.export import ExportedTensor
 
+    w_out = np.asarray(model.output_weight, dtype=np.float64)
+    n_out, hidden = w_out.shape
     out_scheme = model.output_scheme or "float"
     out_tensor = ExportedTensor(w_out, "output", out_scheme, 0.0)
     out_info = matrix_info(out_tensor, n_out, cfg.scale_bits)
@@ -314,40 +347,48 @@ def analyse(
     output = Ledger()
     out_acc = accumulator_bits(out_info, b_a, hidden)
     output.add("add", "add", out_acc, out_counts["adds"], floating)
-    output.add(
-        "mult", f"mult:{out_info.bits:g}", b_a, out_counts["mults"] - out_counts["scale_mults"], floating
-    )
+    output.add("mult", f"mult:{out_info.bits:g}", b_a, out_counts["mults"] - out_counts["scale_mults"], floating)
     output.add("mult", f"mult:{cfg.scale_bits}", out_acc, out_counts["scale_mults"])
-    if not hardwired:
+    if cfg.memory != "hardwired":
         output.add("shift", "shift", out_acc, out_counts["shifts"])
         output.add("weights", "weight-bit", 0, w_out.size * out_info.bits + n_out * out_info.bits)
     p_out = float(np.count_nonzero(w_out)) / max(w_out.size, 1)
-    out_bops = (
-        n_out * hidden * (p_out * b_a * out_info.bits + b_a + out_info.bits + math.log2(max(hidden, 2)))
-    )
-    out_cycles = math.ceil(n_out * hidden / cfg.lanes)
+    out_bops = n_out * hidden * (p_out * b_a * out_info.bits + b_a + out_info.bits + math.log2(max(hidden, 2)))
+    return OutputCost(output, out_info, w_out, out_bops, math.ceil(n_out * hidden / cfg.lanes))
+
+
+def weight_pj_per_bit(cfg: EnergyConfig, table: TechTable, layers: Layers, output: OutputCost) -> float:
+    """The read energy of one weight bit where the weights live (an SRAM is sized to all stored bits)."""
+    if cfg.memory == "sram":
+        infos = [info for _, pair, biases in layers for info in (*pair, *biases)]
+        stored = sum(info.nonzero.size * stored_bits(info, cfg.storage) for info in infos)
+        stored += output.weights.size * output.info.bits
+        return sram_pj_per_bit(stored)
+    return {"dram": table.dram_pj_per_bit, "registers": table.register_pj_per_bit, "hardwired": 0.0}[cfg.memory]
+
+
+def analyse(model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig) -> dict[str, float | str | bool]:
+    """All energy / memory / latency columns for ``model`` (see :class:`EnergyConfig`)."""
+    table = TABLES[cfg.table]
+    logic, memory_factor = node_factors(cfg.table, cfg.node, cfg.memory_scaling)
+    layers = layer_matrices(model, cfg)
+    floating = any(info.floating for _, pair, _ in layers for info in pair)
+    b_a = 32.0 if floating else float(cfg.activation_bits)
+    step = recurrent_step(model, sample, cfg, layers, b_a, floating)
+    out = output_layer(model, cfg, b_a, floating)
 
     length = sequence_length(sample)
     # one output per token (next symbol, or one label per step); a classifier reads one per sequence
     outputs_per_token = 1.0 / length if model.task == "classification" else 1.0
-    ledger = per_step.merged(output.scaled(outputs_per_token))
-    recurrent_infos = [info for _, pair, biases in layer_infos for info in (*pair, *biases)]
-    sizes = weight_bytes(recurrent_infos)
-    stored = sum(info.nonzero.size * stored_bits(info, cfg.storage) for info in recurrent_infos)
-    stored += w_out.size * out_info.bits
-    weight_pj_per_bit = {
-        "sram": sram_pj_per_bit(stored),
-        "dram": table.dram_pj_per_bit,
-        "registers": table.register_pj_per_bit,
-        "hardwired": 0.0,
-    }[cfg.memory]
-    energy = ledger.price(table, logic, memory_factor, weight_pj_per_bit)
+    output_per_token = out.ledger.scaled(outputs_per_token)
+    ledger = step.ledger.merged(output_per_token)
+    pj_per_bit = weight_pj_per_bit(cfg, table, layers, out)
+    energy = ledger.price(table, logic, memory_factor, pj_per_bit)
     arith = sum(energy.get(key, 0.0) for key in ("add", "mult", "shift"))
     mem = sum(energy.get(key, 0.0) for key in ("weights", "state", "tables"))
-    output_pj = sum(
-        output.scaled(outputs_per_token).price(table, logic, memory_factor, weight_pj_per_bit).values()
-    )
+    output_pj = sum(output_per_token.price(table, logic, memory_factor, pj_per_bit).values())
     per_token = arith + mem
+    sizes = weight_bytes([info for _, pair, biases in layers for info in (*pair, *biases)])
     # one shared 1024-entry table per function used (sigmoid, tanh; a relu needs none)
     used = [elementwise_ops(layer) for layer in model.layers]
     functions = int(any(ops[2] for ops in used)) + int(any(ops[3] for ops in used))
@@ -368,11 +409,11 @@ def analyse(
         "weight_bytes_packed": sizes["packed"],
         "weight_bytes_sparse": sizes["sparse"],
         "weight_bytes_entropy": sizes["entropy"],
-        "output_weight_bytes": w_out.size * out_info.bits / 8,
+        "output_weight_bytes": out.weights.size * out.info.bits / 8,
         "state_bytes": float(state_bytes),
         "table_bytes": float(table_bytes),
-        "bops_per_token": bops + out_bops * outputs_per_token,
-        "latency_us_per_token": (cycles + out_cycles * outputs_per_token) / cfg.clock_mhz,
+        "bops_per_token": step.bops + out.bops * outputs_per_token,
+        "latency_us_per_token": (step.cycles + out.cycles * outputs_per_token) / cfg.clock_mhz,
         "energy_table": table_label(cfg.table, cfg.node),
         "memory_placement": cfg.memory,
         "datapath": "fp32" if floating else f"int{cfg.activation_bits}",
