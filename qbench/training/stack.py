@@ -500,11 +500,6 @@ def _named_or_role(
     raise PluginError(f"a declared cell needs at least one tensor of role {role!r} (found {[s.name for s in specs]})")
 
 
-def as_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """float64 copy of a tensor (export helper)."""
-    return tensor.detach().cpu().double().numpy()
-
-
 def build_stack(cell: Any, input_size: int, quantizer: Any, seed: int) -> Any:
     """The recurrent stack of ``cell``: the host's :class:`QuantizedRecurrentStack` for a declared
     cell, the cell's own ``build()`` for a contract-1 cell that overrides it."""
