@@ -14,8 +14,9 @@ folded batch norm, and that the exported tensors run through the cell's ``step``
 ``eval()``), the count of quantized weights (the declared count: a diagonal holds h weights),
 shadow clipping, that gradients reach every shadow tensor, seeded initialisation, that the
 fused kernel (when the cell names one) matches the per-time-step reference on the same
-quantized draw (outputs and gradients), and that the operation counts follow the declaration
-(including the sigmoid / tanh / relu elements ``step`` really computes).
+quantized draw (outputs and gradients), and that the operation counts follow the declaration:
+one traced ``step`` computes exactly the declared weight products, bias adds, element-wise
+multiplies and adds and sigmoid / tanh / relu elements (:func:`traced_operations`).
 
 Contract-1 cells (``build`` overridden, no ``tensors``) skip the checks that need a declaration,
 saying so; declare the cell to get them.
@@ -250,7 +251,8 @@ class CellContract:
     # -- operation counts -----------------------------------------------------------------------
 
     def test_counts_equal_the_declaration(self, cell: Any, quantizer: Any) -> None:
-        """The host's counts follow the declaration, and ``step`` does the non-linearities it declares."""
+        """The host's counts follow the declaration, and one traced ``step`` does exactly the declared
+        work: weight products, bias adds, element-wise multiplies and adds, sigmoid / tanh / relu."""
         if not getattr(cell, "tensors", ()):
             pytest.skip("a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)")
         stack = self.build(cell, quantizer)
@@ -264,9 +266,13 @@ class CellContract:
             assert counts[index]["bias_adds"] == sum(
                 int(t.values.size) for t in layer.tensors.values() if t.layout == "vector"
             )
-        observed = traced_nonlinearities(cell, stack)
-        declared = {op: int(cell.elementwise.get(op, 0)) * cell.hidden for op in ("sigmoids", "tanhs", "relus")}
-        assert observed == declared, f"step() computes {observed} non-linearities per step; declared: {declared}"
+        observed = traced_operations(cell, stack)
+        declared = {op: int(counts[0].get(op, 0)) for op in COUNTED}
+        assert observed == declared, (
+            f"one step() of layer 0 (batch 1) computes {observed}; the declaration gives {declared}: "
+            "fix the cell's tensors / elementwise declaration or its step (products are weight "
+            "products, non-linearities are sigmoid / tanh / relu elements)"
+        )
 
 
 def declared_weight_count(cell: Any, input_size: int) -> int | None:
@@ -326,30 +332,100 @@ def replay_export(cell: Any, quantizer: Any, layers: list[Any], x: Any) -> Any:
     return h
 
 
-def traced_nonlinearities(cell: Any, stack: Any) -> dict[str, int]:
-    """Elements that go through sigmoid / tanh / relu in one ``step`` of layer 0 with batch 1."""
+#: what :func:`traced_operations` counts: the keys of the host's ``operations_per_step()``
+COUNTED = ("products", "bias_adds", "mults", "adds", "sigmoids", "tanhs", "relus")
+
+_NONLINEAR = {"sigmoid": "sigmoids", "tanh": "tanhs", "relu": "relus"}
+_PRODUCTS = {"matmul", "rmatmul", "mm", "bmm", "linear", "addmm"}
+_ADDS = {"add", "radd", "iadd", "sub", "rsub", "isub"}
+_MULTS = {"mul", "rmul", "imul"}
+#: ops whose results are views of their first argument (a chunk of a gate block keeps its kind)
+_VIEWS = {"t", "chunk", "split", "getitem", "view", "reshape", "contiguous", "unsqueeze", "squeeze",
+          "narrow", "select", "expand", "transpose", "unbind", "T", "to", "clone"}
+
+
+def traced_operations(cell: Any, stack: Any) -> dict[str, int]:
+    """The operations one ``step`` of layer 0 really computes for one token (batch 1), by kind.
+
+    A ``__torch_function__`` mode follows the values: a product with a declared matrix (``@``,
+    ``linear``) or diagonal (``*``) counts its weight products and yields a pre-activation sum;
+    adding a declared bias vector to it is a bias add; summing two pre-activation sums is the
+    accumulation the products already count; every other ``+`` / ``-`` is an element-wise add
+    and every other ``*`` an element-wise multiply; sigmoid / tanh / relu count their elements.
+    The keys are those of the host's ``operations_per_step()`` (:data:`COUNTED`).
+    """
     import torch
     from torch.overrides import TorchFunctionMode
 
-    names = {"sigmoid": "sigmoids", "tanh": "tanhs", "relu": "relus"}
-    seen = {value: 0 for value in names.values()}
+    seen = dict.fromkeys(COUNTED, 0)
+    kinds: dict[int, str] = {}  # id(tensor) -> "matrix" | "diagonal" | "vector" | "sum"
+    alive: list[Any] = []  # keeps every tagged tensor alive, so that an id is never reused
+
+    def kind(value: Any) -> str | None:
+        return kinds.get(id(value)) if isinstance(value, torch.Tensor) else None
+
+    def tag(value: Any, label: str | None) -> None:
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if label is not None and isinstance(item, torch.Tensor):
+                kinds[id(item)] = label
+                alive.append(item)
+
+    def count(name: str, args: tuple[Any, ...], result: Any) -> str | None:
+        """Counts one call; returns the kind of its result."""
+        size = result.numel() if isinstance(result, torch.Tensor) else 0
+        operands = [kind(a) for a in args[:2]]
+        if name in _NONLINEAR:
+            seen[_NONLINEAR[name]] += size
+            return None
+        if name in _PRODUCTS:
+            # the summed dimension: the columns of the left operand (b @ a for a.__rmatmul__(b))
+            left = {"rmatmul": args[1], "addmm": args[1]}.get(name, args[0])
+            seen["products"] += size * int(left.shape[-1])
+            if name == "addmm" or (name == "linear" and len(args) > 2 and args[2] is not None):
+                seen["bias_adds"] += size
+            return "sum"
+        if name in _MULTS:
+            if "diagonal" in operands:
+                seen["products"] += size
+                return "sum"
+            seen["mults"] += size
+            return None
+        if name in _ADDS:
+            if "vector" in operands and name in ("add", "radd", "iadd"):
+                seen["bias_adds"] += size
+                return "sum"
+            if operands == ["sum", "sum"] and name in ("add", "radd", "iadd"):
+                return "sum"  # accumulating products into one pre-activation: counted with the products
+            seen["adds"] += size
+            return None
+        if name in _VIEWS:
+            return operands[0]
+        return None
 
     class Counter(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             result = func(*args, **(kwargs or {}))
-            key = names.get(getattr(func, "__name__", "").rstrip("_"))
-            if key is not None and isinstance(result, torch.Tensor):
-                seen[key] += result.numel()
+            name = getattr(func, "__name__", "").strip("_")
+            tag(result, count(name, tuple(args), result))
             return result
 
     layer = stack.recurrent_layers()[0]
+    layouts = {spec.name: spec.layout for spec in cell.tensors}
     with torch.no_grad():
         tensors = {name: t.detach() for name, t in stack.quantized_tensors(0).items()}
+        for name, tensor in tensors.items():
+            tag(tensor, layouts.get(name))
         x = torch.zeros(1, layer.input_size, dtype=torch.float64)
         state = tuple(torch.zeros(1, cell.hidden, dtype=torch.float64) for _ in range(int(cell.state_size)))
         with Counter():
             cell.step(x, state, tensors)
     return seen
+
+
+def traced_nonlinearities(cell: Any, stack: Any) -> dict[str, int]:
+    """Elements that go through sigmoid / tanh / relu in one ``step`` of layer 0 with batch 1."""
+    counts = traced_operations(cell, stack)
+    return {key: counts[key] for key in ("sigmoids", "tanhs", "relus")}
 
 
 def torch_isfinite(tensor: Any) -> Any:
