@@ -40,9 +40,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from qbench.testing.checks import TOLERANCE, check_counts, check_fused_matches_reference, traced_operations
 from qbench.training.stack import build_stack
 
-TOLERANCE = 1e-5
+__all__ = ["CellContract", "declared_weight_count", "replay_export", "traced_nonlinearities", "traced_operations"]
 
 
 def _states(state: Any) -> list[Any]:
@@ -222,31 +223,13 @@ class CellContract:
 
     def test_fused_matches_reference(self, cell: Any, quantizer: Any) -> None:
         """Same draw, same inputs: outputs, final state and every gradient agree to 1e-5."""
-        import torch
 
         stack = self.build(cell, quantizer).train()
         if not getattr(cell, "fused_kernel", None) and getattr(cell, "tensors", None):
             pytest.skip("the cell declares no fused kernel: the host runs its per-step reference only")
         if not (hasattr(stack, "implementation") and hasattr(stack, "seed_draws")):
             pytest.skip("a contract-1 stack without implementation / seed_draws: declare the cell (contract 2)")
-        x = self.inputs()
-        results = []
-        for implementation in ("fused", "loop"):
-            stack.implementation = implementation
-            stack.seed_draws(99)
-            stack.zero_grad(set_to_none=True)
-            y, state = stack(x)
-            loss = (y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum() + sum(
-                s.square().sum() for s in _states(state)
-            )
-            loss.backward()
-            grads = [p.grad.detach().clone() for p in stack.parameters()]
-            results.append((y.detach(), [s.detach() for s in _states(state)], grads))
-        stack.implementation = "fused"
-        (y_fused, s_fused, g_fused), (y_loop, s_loop, g_loop) = results
-        torch.testing.assert_close(y_fused, y_loop, atol=TOLERANCE, rtol=TOLERANCE)
-        for a, b in zip(s_fused + g_fused, s_loop + g_loop, strict=True):
-            torch.testing.assert_close(a, b, atol=TOLERANCE, rtol=TOLERANCE)
+        check_fused_matches_reference(stack, self.inputs())
 
     # -- operation counts -----------------------------------------------------------------------
 
@@ -255,24 +238,7 @@ class CellContract:
         work: weight products, bias adds, element-wise multiplies and adds, sigmoid / tanh / relu."""
         if not getattr(cell, "tensors", ()):
             pytest.skip("a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)")
-        stack = self.build(cell, quantizer)
-        counts = stack.operations_per_step()
-        for index, layer in enumerate(stack.export_layers()):
-            products = sum(
-                {"matrix": int(t.values.size), "diagonal": int(t.values.shape[0])}.get(t.layout, 0)
-                for t in layer.tensors.values()
-            )
-            assert counts[index]["products"] == products == layer.products_per_step()
-            assert counts[index]["bias_adds"] == sum(
-                int(t.values.size) for t in layer.tensors.values() if t.layout == "vector"
-            )
-        observed = traced_operations(cell, stack)
-        declared = {op: int(counts[0].get(op, 0)) for op in COUNTED}
-        assert observed == declared, (
-            f"one step() of layer 0 (batch 1) computes {observed}; the declaration gives {declared}: "
-            "fix the cell's tensors / elementwise declaration or its step (products are weight "
-            "products, non-linearities are sigmoid / tanh / relu elements)"
-        )
+        check_counts(cell, self.build(cell, quantizer))
 
 
 def declared_weight_count(cell: Any, input_size: int) -> int | None:
@@ -330,96 +296,6 @@ def replay_export(cell: Any, quantizer: Any, layers: list[Any], x: Any) -> Any:
         size = int(getattr(stepper, "state_size", 1))
         h, _ = run_layer(stepper.step, h, (zeros,) * size, tensors, hidden)
     return h
-
-
-#: what :func:`traced_operations` counts: the keys of the host's ``operations_per_step()``
-COUNTED = ("products", "bias_adds", "mults", "adds", "sigmoids", "tanhs", "relus")
-
-_NONLINEAR = {"sigmoid": "sigmoids", "tanh": "tanhs", "relu": "relus"}
-_PRODUCTS = {"matmul", "rmatmul", "mm", "bmm", "linear", "addmm"}
-_ADDS = {"add", "radd", "iadd", "sub", "rsub", "isub"}
-_MULTS = {"mul", "rmul", "imul"}
-#: ops whose results are views of their first argument (a chunk of a gate block keeps its kind)
-_VIEWS = {"t", "chunk", "split", "getitem", "view", "reshape", "contiguous", "unsqueeze", "squeeze",
-          "narrow", "select", "expand", "transpose", "unbind", "T", "to", "clone"}
-
-
-def traced_operations(cell: Any, stack: Any) -> dict[str, int]:
-    """The operations one ``step`` of layer 0 really computes for one token (batch 1), by kind.
-
-    A ``__torch_function__`` mode follows the values: a product with a declared matrix (``@``,
-    ``linear``) or diagonal (``*``) counts its weight products and yields a pre-activation sum;
-    adding a declared bias vector to it is a bias add; summing two pre-activation sums is the
-    accumulation the products already count; every other ``+`` / ``-`` is an element-wise add
-    and every other ``*`` an element-wise multiply; sigmoid / tanh / relu count their elements.
-    The keys are those of the host's ``operations_per_step()`` (:data:`COUNTED`).
-    """
-    import torch
-    from torch.overrides import TorchFunctionMode
-
-    seen = dict.fromkeys(COUNTED, 0)
-    kinds: dict[int, str] = {}  # id(tensor) -> "matrix" | "diagonal" | "vector" | "sum"
-    alive: list[Any] = []  # keeps every tagged tensor alive, so that an id is never reused
-
-    def kind(value: Any) -> str | None:
-        return kinds.get(id(value)) if isinstance(value, torch.Tensor) else None
-
-    def tag(value: Any, label: str | None) -> None:
-        for item in value if isinstance(value, (tuple, list)) else (value,):
-            if label is not None and isinstance(item, torch.Tensor):
-                kinds[id(item)] = label
-                alive.append(item)
-
-    def count(name: str, args: tuple[Any, ...], result: Any) -> str | None:
-        """Counts one call; returns the kind of its result."""
-        size = result.numel() if isinstance(result, torch.Tensor) else 0
-        operands = [kind(a) for a in args[:2]]
-        if name in _NONLINEAR:
-            seen[_NONLINEAR[name]] += size
-            return None
-        if name in _PRODUCTS:
-            # the summed dimension: the columns of the left operand (b @ a for a.__rmatmul__(b))
-            left = {"rmatmul": args[1], "addmm": args[1]}.get(name, args[0])
-            seen["products"] += size * int(left.shape[-1])
-            if name == "addmm" or (name == "linear" and len(args) > 2 and args[2] is not None):
-                seen["bias_adds"] += size
-            return "sum"
-        if name in _MULTS:
-            if "diagonal" in operands:
-                seen["products"] += size
-                return "sum"
-            seen["mults"] += size
-            return None
-        if name in _ADDS:
-            if "vector" in operands and name in ("add", "radd", "iadd"):
-                seen["bias_adds"] += size
-                return "sum"
-            if operands == ["sum", "sum"] and name in ("add", "radd", "iadd"):
-                return "sum"  # accumulating products into one pre-activation: counted with the products
-            seen["adds"] += size
-            return None
-        if name in _VIEWS:
-            return operands[0]
-        return None
-
-    class Counter(TorchFunctionMode):
-        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            result = func(*args, **(kwargs or {}))
-            name = getattr(func, "__name__", "").strip("_")
-            tag(result, count(name, tuple(args), result))
-            return result
-
-    layer = stack.recurrent_layers()[0]
-    layouts = {spec.name: spec.layout for spec in cell.tensors}
-    with torch.no_grad():
-        tensors = {name: t.detach() for name, t in stack.quantized_tensors(0).items()}
-        for name, tensor in tensors.items():
-            tag(tensor, layouts.get(name))
-        x = torch.zeros(1, layer.input_size, dtype=torch.float64)
-        state = tuple(torch.zeros(1, cell.hidden, dtype=torch.float64) for _ in range(int(cell.state_size)))
-        with Counter():
-            cell.step(x, state, tensors)
-    return seen
 
 
 def traced_nonlinearities(cell: Any, stack: Any) -> dict[str, int]:
