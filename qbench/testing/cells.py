@@ -18,8 +18,11 @@ quantized draw (outputs and gradients), and that the operation counts follow the
 one traced ``step`` computes exactly the declared weight products, bias adds, element-wise
 multiplies and adds and sigmoid / tanh / relu elements (:func:`traced_operations`).
 
-Contract-1 cells (``build`` overridden, no ``tensors``) skip the checks that need a declaration,
-saying so; declare the cell to get them.
+Checks that cannot apply to the cell (the fused-kernel check for a cell that names no kernel,
+the counts for a cell that declares nothing) are deselected when the tests are collected and
+listed with the reason in pytest's terminal summary (``not_applicable``;
+:mod:`qbench.testing.applicability`). Contract-1 cells (``build`` overridden) skip the checks
+that need a declared stack, saying so; declare the cell to get them.
 
 Example::
 
@@ -40,6 +43,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from qbench.testing.applicability import register as register_applicability
 from qbench.testing.checks import TOLERANCE, check_counts, check_fused_matches_reference, traced_operations
 from qbench.training.stack import build_stack
 
@@ -57,6 +61,28 @@ class CellContract:
     steps = 7
     batch = 3
     seed = 11
+    #: the fixtures that make the component, evaluated when the tests are collected (see not_applicable)
+    component_fixtures: tuple[str, ...] = ("cell", "quantizer")
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        register_applicability(metafunc.config)
+
+    def not_applicable(self, test: str, fixtures: dict[str, Any]) -> str | None:
+        """Why check ``test`` does not apply to the cell in ``fixtures`` (None: it applies).
+
+        Called when the tests are collected; a check that does not apply is deselected and listed
+        in pytest's terminal summary with this reason. Extend it (call ``super()``) for checks of
+        your own.
+        """
+        cell = fixtures.get("cell")
+        if cell is None:
+            return None
+        declared = bool(getattr(cell, "tensors", ()))
+        if test == "test_fused_matches_reference" and declared and not getattr(cell, "fused_kernel", None):
+            return "the cell declares no fused kernel: the host runs its per-step reference only"
+        if test == "test_counts_equal_the_declaration" and not declared:
+            return "a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)"
+        return None
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -34,8 +34,12 @@ bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
   evaluates identically and the export carries the trained state;
 * a hypothesis property test over random shapes, scales, fans and roles.
 
-Override a test (for example with ``pytest.skip``) when your method deliberately departs from
-a check, and say why. Set the class attribute ``device = "cuda"`` to run the suite on a GPU.
+Checks that cannot apply to your quantizer (the straight-through check for one that owns its
+gradient, the owned-gradient check for one that does not, the clipping check without a shadow
+bound, the training check without learned state) are not run: they are deselected when the
+tests are collected and pytest's terminal summary lists them with the reason
+(``not_applicable``; :mod:`qbench.testing.applicability`). Override a test (for example with
+``pytest.skip``) when your method deliberately departs from a check, and say why. Set the class attribute ``device = "cuda"`` to run the suite on a GPU.
 
 Helpers for your own tests: :func:`make_context`, :func:`shadow_weights`,
 :func:`assert_values_in_set`, and :func:`variants` (the parameter sets worth checking for a
@@ -54,6 +58,7 @@ import torch
 import qbench
 from qbench.components import ROLES
 from qbench.ste import clip_shadow_, quantize_ste
+from qbench.testing.applicability import register as register_applicability
 from qbench.testing.checks import (
     check_learned_state_round_trip,
     check_owned_gradient,
@@ -118,9 +123,38 @@ class QuantizerContract:
     #: dtypes checked for shape/dtype preservation and membership of the value set
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
+    #: the fixtures that make the component, evaluated when the tests are collected (see not_applicable)
+    component_fixtures: tuple[str, ...] = ("quantizer", "role_case")
+
     @pytest.fixture
     def quantizer(self) -> qbench.Quantizer:
         raise NotImplementedError("provide a `quantizer` fixture returning your configured quantizer")
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        register_applicability(metafunc.config)
+
+    def not_applicable(self, test: str, fixtures: dict[str, Any]) -> str | None:
+        """Why check ``test`` does not apply to the component in ``fixtures`` (None: it applies).
+
+        Called when the tests are collected; a check that does not apply is deselected and listed
+        in pytest's terminal summary with this reason. Extend it (call ``super()``) for checks of
+        your own.
+        """
+        quantizer = fixtures.get("quantizer")
+        if quantizer is None:
+            return None
+        if test == "test_straight_through_gradient_reaches_shadow_weights" and quantizer.owns_gradient:
+            return "the quantizer owns its gradient (test_owned_gradient_is_finite_and_reaches_the_weights instead)"
+        if test == "test_owned_gradient_is_finite_and_reaches_the_weights" and not quantizer.owns_gradient:
+            return ("the host's straight-through estimator carries the gradient "
+                    "(test_straight_through_gradient_reaches_shadow_weights instead)")
+        if test == "test_clipping_keeps_the_evaluation_values" and "role_case" in fixtures:
+            if quantizer.shadow_bound(self._context(fixtures["role_case"], False)) is None:
+                return "no shadow bound for this role: clipping leaves the weights alone"
+        if test == "test_learned_state_trains_and_survives_pickling":
+            if not quantizer.init_state(torch.ones(4, 4), make_context()):
+                return "no learned state (init_state returns {})"
+        return None
 
     @pytest.fixture(params=ROLE_CASES, ids=[case[0] for case in ROLE_CASES])
     def role_case(self, request) -> tuple[str, int, int, tuple[int, ...]]:
