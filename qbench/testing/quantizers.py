@@ -39,7 +39,8 @@ gradient, the owned-gradient check for one that does not, the clipping check wit
 bound, the training check without learned state) are not run: they are deselected when the
 tests are collected and pytest's terminal summary lists them with the reason
 (``not_applicable``; :mod:`qbench.testing.applicability`). Override a test (for example with
-``pytest.skip``) when your method deliberately departs from a check, and say why. Set the class attribute ``device = "cuda"`` to run the suite on a GPU.
+``pytest.skip``) when your method deliberately departs from a check, and say why. Set the
+class attribute ``device = "cuda"`` to run the suite on a GPU.
 
 Helpers for your own tests: :func:`make_context`, :func:`shadow_weights`,
 :func:`assert_values_in_set`, and :func:`variants` (the parameter sets worth checking for a
