@@ -11,8 +11,11 @@ pytest.importorskip("torch")
 BROKEN = '''
 import torch
 import qbench
-from qbench_builtins.cells.recurrent import GRUCell, IndRNNCell
+from qbench_builtins.cells.recurrent import IndRNNCell
 from qbench_builtins.quantizers.learned import LSQQuantizer
+
+# names torch's GRU kernel but applies the reset gate before the recurrent product
+from tests.test_kit_breaks import ResetBeforeProduct
 
 
 class DetachedStep(LSQQuantizer):
@@ -32,21 +35,6 @@ class ScaledIndRNN(IndRNNCell):
         return (torch.relu(0.5 * (x @ w["w_input"].t() + w["b_input"] + w["w_recurrent"] * h)),)
 
 
-class OtherGRU(GRUCell):
-    """Names torch's GRU kernel but applies the reset gate before the recurrent product."""
-    name = "other-gru"
-
-    def step(self, x, state, w):
-        (h,) = state
-        xr, xz, xn = (x @ w["w_input"].t() + w["b_input"]).chunk(3, dim=-1)
-        w_r, w_z, w_n = w["w_recurrent"].chunk(3, dim=0)
-        b_r, b_z, b_n = w["b_recurrent"].chunk(3, dim=0)
-        reset = torch.sigmoid(xr + h @ w_r.t() + b_r)
-        update = torch.sigmoid(xz + h @ w_z.t() + b_z)
-        candidate = torch.tanh(xn + (reset * h) @ w_n.t() + b_n)
-        return (candidate + update * (h - candidate),)
-
-
 @qbench.hookimpl
 def qbench_register_quantizers():
     return [DetachedStep]
@@ -54,7 +42,7 @@ def qbench_register_quantizers():
 
 @qbench.hookimpl
 def qbench_register_cells():
-    return [ScaledIndRNN, OtherGRU]
+    return [ScaledIndRNN, ResetBeforeProduct]
 '''
 
 
@@ -70,10 +58,10 @@ def test_plugins_check_runs_the_contract_2_checks_and_names_each_failure(capsys,
     ), failures
     assert any(line.startswith("FAIL cell scaled-indrnn (broken): declared counts: one step() of layer 0")
                and "'mults': 4" in line for line in failures), failures
-    assert any(line.startswith("FAIL cell other-gru (broken): fused vs reference: the fused kernel and the "
+    assert any(line.startswith("FAIL cell gru-reset-before (broken): fused vs reference: the fused kernel and the "
                                "per-step reference differ") for line in failures), failures
-    # other-gru also does other element-wise work than the GRU it declares (reset * h, no r * hn add)
-    assert any(line.startswith("FAIL cell other-gru (broken): declared counts:") for line in failures), failures
+    # gru-reset-before also does other element-wise work than the GRU it declares (reset * h, no r * hn add)
+    assert any(line.startswith("FAIL cell gru-reset-before (broken): declared counts:") for line in failures), failures
     assert len(failures) == 4, failures  # the built-ins and the other installed plugins pass
     assert "4 problem(s)" in out
 

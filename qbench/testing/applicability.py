@@ -80,6 +80,25 @@ class KitApplicability:
             terminalreporter.write_line(f"  {cls}: {sum(tests.values())} x {names}: {reason}")
 
 
+class JudgedKit:
+    """Base of the kit classes: registers the plugin and says which checks apply (all, here)."""
+
+    #: the fixtures that make the component, evaluated when the tests are collected
+    component_fixtures: tuple[str, ...] = ()
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        register(metafunc.config)
+
+    def not_applicable(self, test: str, fixtures: dict[str, Any]) -> str | None:
+        """Why check ``test`` does not apply to the component in ``fixtures`` (None: it applies).
+
+        Called when the tests are collected; a check that does not apply is deselected and listed
+        in pytest's terminal summary with this reason. Extend it (call ``super()``) for checks of
+        your own.
+        """
+        return None
+
+
 def register(config: pytest.Config) -> None:
     """Install the plugin once per pytest run (the kit classes call this while tests are collected)."""
     if config.pluginmanager.get_plugin(PLUGIN_NAME) is None:

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qbench.testing.applicability import register as register_applicability
+from qbench.testing.applicability import JudgedKit
 from qbench.testing.checks import TOLERANCE, check_counts, check_fused_matches_reference, traced_operations
 from qbench.training.stack import build_stack
 
@@ -54,7 +54,7 @@ def _states(state: Any) -> list[Any]:
     return list(state) if isinstance(state, tuple) else [state]
 
 
-class CellContract:
+class CellContract(JudgedKit):
     """Tests every cell must pass. Override the class attributes to change the sizes."""
 
     input_size = 5
@@ -64,16 +64,8 @@ class CellContract:
     #: the fixtures that make the component, evaluated when the tests are collected (see not_applicable)
     component_fixtures: tuple[str, ...] = ("cell", "quantizer")
 
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        register_applicability(metafunc.config)
-
     def not_applicable(self, test: str, fixtures: dict[str, Any]) -> str | None:
-        """Why check ``test`` does not apply to the cell in ``fixtures`` (None: it applies).
-
-        Called when the tests are collected; a check that does not apply is deselected and listed
-        in pytest's terminal summary with this reason. Extend it (call ``super()``) for checks of
-        your own.
-        """
+        """See :meth:`qbench.testing.applicability.JudgedKit.not_applicable`."""
         cell = fixtures.get("cell")
         if cell is None:
             return None

@@ -59,7 +59,7 @@ import torch
 import qbench
 from qbench.components import ROLES
 from qbench.ste import clip_shadow_, quantize_ste
-from qbench.testing.applicability import register as register_applicability
+from qbench.testing.applicability import JudgedKit
 from qbench.testing.checks import (
     check_learned_state_round_trip,
     check_owned_gradient,
@@ -116,7 +116,7 @@ def assert_values_in_set(values: torch.Tensor, value_set: tuple[float, ...] | No
         raise AssertionError(f"values outside value_set: {strays} (value_set has {len(value_set)} values)")
 
 
-class QuantizerContract:
+class QuantizerContract(JudgedKit):
     """Subclass and provide the ``quantizer`` fixture (a configured :class:`qbench.Quantizer`)."""
 
     #: device the tensors live on; "cuda" runs the suite on the GPU (skipped when there is none)
@@ -131,16 +131,8 @@ class QuantizerContract:
     def quantizer(self) -> qbench.Quantizer:
         raise NotImplementedError("provide a `quantizer` fixture returning your configured quantizer")
 
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        register_applicability(metafunc.config)
-
     def not_applicable(self, test: str, fixtures: dict[str, Any]) -> str | None:
-        """Why check ``test`` does not apply to the component in ``fixtures`` (None: it applies).
-
-        Called when the tests are collected; a check that does not apply is deselected and listed
-        in pytest's terminal summary with this reason. Extend it (call ``super()``) for checks of
-        your own.
-        """
+        """See :meth:`qbench.testing.applicability.JudgedKit.not_applicable`."""
         quantizer = fixtures.get("quantizer")
         if quantizer is None:
             return None
