@@ -64,7 +64,8 @@ def test_learned_quantizers_are_listed_with_their_papers(capsys):
 @pytest.mark.slow
 @installed
 def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp_path, data_cache, monkeypatch):
-    """Done-when: lsq / ttq / the plugin's learned-binary beside ternary, on indrnn and the plugin's
+    """Done-when: lsq (weights; weights and hidden state) / ttq / the plugin's learned-binary beside ternary,
+    each package installed on its own, on indrnn and the plugin's
     diagonal-rnn: identical records with 1 and 2 workers and on Dask; energy prices the declared cells."""
     from qbench.executors import get_executor
     from qbench.matrix import expand, load_matrix
@@ -74,7 +75,8 @@ def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp
     monkeypatch.setenv("QBENCH_DATA", str(data_cache))
     path = write_matrix_file(
         tmp_path, "learned",
-        quantizers=("ternary", "lsq", "ttq", "learned-binary"),
+        # lsq(hidden): its hidden step starts from the first training batch, in every worker alike
+        quantizers=("ternary", "lsq", ("lsq", {"hidden": True}), "ttq", "learned-binary"),
         cells=(("indrnn", {"hidden": 8}), ("diagonal-rnn", {"hidden": 8})),
         datasets=(("pydoc-char", {"max_chars": 20000}),),
         hardware=("energy", "shift-add"),
@@ -93,7 +95,7 @@ def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp
         finally:
             executor.close()
     reference = runs["workers-1"]
-    assert len(reference) == 8
+    assert len(reference) == 10
     for record in reference.values():
         assert record["status"] == "ok", record.get("error")
         assert record["hardware_status"]["energy"] == "ok", record["hardware_status"]
