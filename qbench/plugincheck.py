@@ -39,8 +39,9 @@ def _check_quantizer(quantizer: Any) -> str | None:
     return None
 
 
-def learned_checks(quantizer: Any) -> list[tuple[str, Callable[[], None]]]:
-    """The contract-2 checks that apply to ``quantizer`` (none for a contract-1 one)."""
+def learned_checks(quantizer: Any, cell_cls: Any) -> list[tuple[str, Callable[[], None]]]:
+    """The contract-2 checks that apply to ``quantizer`` (none for a contract-1 one); the round trip
+    builds a small stack of ``cell_cls`` (a declared cell)."""
     import torch
 
     from qbench.testing import checks
@@ -56,9 +57,7 @@ def learned_checks(quantizer: Any) -> list[tuple[str, Callable[[], None]]]:
         found.append(("owned gradient", lambda: checks.check_owned_gradient(quantizer, w, ctx)))
     if has_state:
         def round_trip() -> None:
-            from qbench import create
-
-            stack = build_stack(create("cell", "gru", hidden=HIDDEN), INPUT, quantizer, 0)
+            stack = build_stack(_small(cell_cls), INPUT, quantizer, 0)
             x = torch.randn(4, 2, INPUT, generator=torch.Generator().manual_seed(0))
             checks.check_learned_state_round_trip(stack, x)
 
@@ -66,18 +65,17 @@ def learned_checks(quantizer: Any) -> list[tuple[str, Callable[[], None]]]:
     return found
 
 
-def cell_checks(cell_cls: Any) -> list[tuple[str, Callable[[], None]]]:
-    """The contract-2 checks of a declared cell, on a small stack of it (none for a contract-1 cell)."""
+def cell_checks(cell_cls: Any, quantizer: Any) -> list[tuple[str, Callable[[], None]]]:
+    """The contract-2 checks of a declared cell, on a small stack of it quantized by ``quantizer``
+    (none for a contract-1 cell)."""
     if not getattr(cell_cls, "tensors", ()):
         return []
     import torch
 
-    from qbench import create
     from qbench.testing import checks
     from qbench.training import build_stack
 
-    cell = cell_cls(**({"hidden": HIDDEN} if "hidden" in cell_cls.params else {}))
-    quantizer = create("quantizer", "ternary")
+    cell = _small(cell_cls)
     found: list[tuple[str, Callable[[], None]]] = [
         ("declared counts", lambda: checks.check_counts(cell, build_stack(cell, INPUT, quantizer, 0)))
     ]
@@ -90,6 +88,36 @@ def cell_checks(cell_cls: Any) -> list[tuple[str, Callable[[], None]]]:
 
         found.append(("fused vs reference", fused))
     return found
+
+
+def _small(cell_cls: Any) -> Any:
+    return cell_cls(**({"hidden": HIDDEN} if "hidden" in cell_cls.params else {}))
+
+
+def _declared(cls: Any) -> bool:
+    from qbench.components import Cell
+
+    return bool(getattr(cls, "tensors", ())) and cls.build is Cell.build
+
+
+def _partners(host: Any) -> tuple[Any, Any]:
+    """What the checks pair a component with (qbench names no built-in here): the first registered
+    declared cell, and the first registered quantizer that is deterministic, stateless and leaves
+    the gradient to the host (each None when there is none)."""
+    registries = host.registries
+    cells = registries["cell"].items() if "cell" in registries else []
+    cell = next((entry.cls for _, entry in cells if _declared(entry.cls)), None)
+    quantizer = None
+    for _, entry in registries["quantizer"].items() if "quantizer" in registries else []:
+        try:
+            candidate = entry.cls()
+            plain = not (candidate.stochastic or candidate.owns_gradient) and _check_quantizer(candidate) is None
+        except Exception:  # noqa: BLE001 - a broken quantizer is reported by its own check
+            continue
+        if plain:
+            quantizer = candidate
+            break
+    return cell, quantizer
 
 
 def _run(checks: list[tuple[str, Callable[[], None]]]) -> list[str]:
@@ -106,6 +134,7 @@ def _run(checks: list[tuple[str, Callable[[], None]]]) -> list[str]:
 def check_components(host: Any) -> list[str]:
     """Problems found, one line each ("kind name: what")."""
     problems: list[str] = []
+    partner_cell, partner_quantizer = _partners(host)
     for kind, registry in host.registries.items():
         for name, entry in registry.items():
             try:
@@ -118,10 +147,10 @@ def check_components(host: Any) -> list[str]:
                 problem = _check_quantizer(component) if kind == "quantizer" else None
                 if problem:
                     found.append(problem)
-                elif kind == "quantizer":
-                    found += _run(learned_checks(component))
-                elif kind == "cell":
-                    found += _run(cell_checks(entry.cls))
+                elif kind == "quantizer" and partner_cell is not None:
+                    found += _run(learned_checks(component, partner_cell))
+                elif kind == "cell" and partner_quantizer is not None:
+                    found += _run(cell_checks(entry.cls, partner_quantizer))
             except Exception as exc:
                 found.append(f"raised {type(exc).__name__}: {exc}")
             problems += [f"{kind} {name} ({entry.plugin}): {problem}" for problem in found]

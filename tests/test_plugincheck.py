@@ -74,11 +74,12 @@ def test_plugins_check_chooses_the_contract_2_checks_that_apply():
     def labels(found):
         return [label for label, _ in found]
 
-    for name in ("lsq", "ttq"):
-        assert labels(learned_checks(qbench.create("quantizer", name))) == [
-            "learned state", "owned gradient", "learned state round trip"]
-    assert labels(learned_checks(qbench.create("quantizer", "ternary"))) == []  # contract 1: the basics only
     registry = qbench.get_host().registry("cell")
+    gru, plain = registry.get("gru").cls, qbench.create("quantizer", "float")
+    for name in ("lsq", "ttq"):
+        assert labels(learned_checks(qbench.create("quantizer", name), gru)) == [
+            "learned state", "owned gradient", "learned state round trip"]
+    assert labels(learned_checks(qbench.create("quantizer", "ternary"), gru)) == []  # contract 1: the basics only
     for name in ("rnn", "gru", "lstm"):
-        assert labels(cell_checks(registry.get(name).cls)) == ["declared counts", "fused vs reference"]
-    assert labels(cell_checks(registry.get("indrnn").cls)) == ["declared counts"]
+        assert labels(cell_checks(registry.get(name).cls, plain)) == ["declared counts", "fused vs reference"]
+    assert labels(cell_checks(registry.get("indrnn").cls, plain)) == ["declared counts"]
