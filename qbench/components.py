@@ -154,7 +154,8 @@ class Quantizer(Component):
         """Initial learned state for the tensor ``w`` (name -> tensor); empty: no learned state.
 
         Called once per quantized tensor when the model is built, with the initial shadow values
-        (for the ``hidden`` role: a representative tensor, ``linspace(-1, 1, hidden)``). Must be
+        (for the ``hidden`` role: a stand-in, ``linspace(-1, 1, hidden)``, then again with the
+        first training batch's hidden states ``[T, B, hidden]``, whose result replaces it). Must be
         a deterministic function of ``w`` and ``ctx`` (no random draws): every worker rebuilds it.
         """
         return {}

@@ -1,10 +1,21 @@
-"""``qbench plugins --check``: construct every component with its defaults and exercise it cheaply."""
+"""``qbench plugins --check``: construct every component with its defaults and exercise it cheaply.
+
+Besides the contract-1 basics, the quick contract-2 checks of the kits run here (no training):
+a learned quantizer's state is a function of the tensor, its owned gradient reaches the weights
+and the state, and its state survives the trip to a worker and into the export; a declared
+cell's traced step does the work its declaration counts, and its fused kernel equals its
+per-step reference. Each failure is one line naming the component and the check.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from qbench.components import QuantContext
+
+#: a small layer keeps every check well under a second
+HIDDEN, INPUT = 4, 3
 
 
 def _check_quantizer(quantizer: Any) -> str | None:
@@ -28,9 +39,102 @@ def _check_quantizer(quantizer: Any) -> str | None:
     return None
 
 
+def learned_checks(quantizer: Any, cell_cls: Any) -> list[tuple[str, Callable[[], None]]]:
+    """The contract-2 checks that apply to ``quantizer`` (none for a contract-1 one); the round trip
+    builds a small stack of ``cell_cls`` (a declared cell)."""
+    import torch
+
+    from qbench.testing import checks
+    from qbench.training import build_stack
+
+    w = torch.empty(8, 6).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(1))
+    ctx = QuantContext("input", 6, 8, True, torch.Generator().manual_seed(2))
+    has_state = bool(quantizer.init_state(w, ctx))
+    found: list[tuple[str, Callable[[], None]]] = []
+    if has_state or quantizer.owns_gradient:
+        found.append(("learned state", lambda: checks.check_state_is_a_function_of_the_tensor(quantizer, w, ctx)))
+    if quantizer.owns_gradient:
+        found.append(("owned gradient", lambda: checks.check_owned_gradient(quantizer, w, ctx)))
+    if has_state:
+        def round_trip() -> None:
+            stack = build_stack(_small(cell_cls), INPUT, quantizer, 0)
+            x = torch.randn(4, 2, INPUT, generator=torch.Generator().manual_seed(0))
+            checks.check_learned_state_round_trip(stack, x)
+
+        found.append(("learned state round trip", round_trip))
+    return found
+
+
+def cell_checks(cell_cls: Any, quantizer: Any) -> list[tuple[str, Callable[[], None]]]:
+    """The contract-2 checks of a declared cell, on a small stack of it quantized by ``quantizer``
+    (none for a contract-1 cell)."""
+    if not getattr(cell_cls, "tensors", ()):
+        return []
+    import torch
+
+    from qbench.testing import checks
+    from qbench.training import build_stack
+
+    cell = _small(cell_cls)
+    found: list[tuple[str, Callable[[], None]]] = [
+        ("declared counts", lambda: checks.check_counts(cell, build_stack(cell, INPUT, quantizer, 0)))
+    ]
+    if cell_cls.fused_kernel:
+        x = torch.randn(5, 2, INPUT, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+        def fused() -> None:
+            stack = build_stack(cell, INPUT, quantizer, 0).double().train()
+            checks.check_fused_matches_reference(stack, x)
+
+        found.append(("fused vs reference", fused))
+    return found
+
+
+def _small(cell_cls: Any) -> Any:
+    return cell_cls(**({"hidden": HIDDEN} if "hidden" in cell_cls.params else {}))
+
+
+def _declared(cls: Any) -> bool:
+    from qbench.components import Cell
+
+    return bool(getattr(cls, "tensors", ())) and cls.build is Cell.build
+
+
+def _partners(host: Any) -> tuple[Any, Any]:
+    """What the checks pair a component with (qbench names no built-in here): the first registered
+    declared cell, and the first registered quantizer that is deterministic, stateless and leaves
+    the gradient to the host (each None when there is none)."""
+    registries = host.registries
+    cells = registries["cell"].items() if "cell" in registries else []
+    cell = next((entry.cls for _, entry in cells if _declared(entry.cls)), None)
+    quantizer = None
+    for _, entry in registries["quantizer"].items() if "quantizer" in registries else []:
+        try:
+            candidate = entry.cls()
+            plain = not (candidate.stochastic or candidate.owns_gradient) and _check_quantizer(candidate) is None
+        except Exception:  # noqa: BLE001 - a broken quantizer is reported by its own check
+            continue
+        if plain:
+            quantizer = candidate
+            break
+    return cell, quantizer
+
+
+def _run(checks: list[tuple[str, Callable[[], None]]]) -> list[str]:
+    failures = []
+    for label, check in checks:
+        try:
+            check()
+        except Exception as exc:  # a plugin's bug of any kind is this check's finding
+            finding = exc if isinstance(exc, AssertionError) else f"raised {type(exc).__name__}: {exc}"
+            failures.append(f"{label}: {finding}")
+    return failures
+
+
 def check_components(host: Any) -> list[str]:
     """Problems found, one line each ("kind name: what")."""
     problems: list[str] = []
+    partner_cell, partner_quantizer = _partners(host)
     for kind, registry in host.registries.items():
         for name, entry in registry.items():
             try:
@@ -38,10 +142,16 @@ def check_components(host: Any) -> list[str]:
             except Exception as exc:
                 problems.append(f"{kind} {name} ({entry.plugin}): cannot be created with its defaults: {exc}")
                 continue
+            found: list[str] = []
             try:
                 problem = _check_quantizer(component) if kind == "quantizer" else None
+                if problem:
+                    found.append(problem)
+                elif kind == "quantizer" and partner_cell is not None:
+                    found += _run(learned_checks(component, partner_cell))
+                elif kind == "cell" and partner_quantizer is not None:
+                    found += _run(cell_checks(entry.cls, partner_quantizer))
             except Exception as exc:
-                problem = f"raised {type(exc).__name__}: {exc}"
-            if problem:
-                problems.append(f"{kind} {name} ({entry.plugin}): {problem}")
+                found.append(f"raised {type(exc).__name__}: {exc}")
+            problems += [f"{kind} {name} ({entry.plugin}): {problem}" for problem in found]
     return problems

@@ -88,8 +88,9 @@ class TestEveryCell(CellContract):
 
     def test_initial_state_is_used(self, cell: Any, quantizer: Any) -> None:
         if quantizer.applies_to("hidden") and cell.config.get("batch_norm"):
-            # known limitation: the hidden step starts at 2 <|linspace(-1, 1)|> / sqrt(Q_P), not at LSQ's
-            # first-batch statistics, and behind gamma-0.1 batch norm every early hidden value rounds to 0
+            # evaluated before any training batch, the hidden step is still the stand-in
+            # 2 <|linspace(-1, 1)|> / sqrt(Q_P) (the first training batch sets it), and behind
+            # gamma-0.1 batch norm every hidden value rounds to 0
             pytest.skip("lsq(hidden): the untrained step rounds the small batch-normed hidden states to zero")
         super().test_initial_state_is_used(cell, quantizer)
 

@@ -94,6 +94,47 @@ def test_hidden_state_quantizer_leaves_the_fused_kernel_and_quantizes_every_step
     assert exported.hidden_quantizer is not None and exported.hidden_quantizer["state"]["step"] == pytest.approx(step)
 
 
+def test_hidden_lsq_step_starts_from_the_first_training_batch():
+    """LSQ's activation init (Esser et al. 2019): s = 2 <|v|> / sqrt(Q_P) over the first training
+    batch's hidden states, once, deterministically (a worker's pickled copy gets the same value)."""
+    import pickle
+
+    from qbench.training.reference import run_layer
+
+    quantizer = qbench.create("quantizer", "lsq", bits=4, hidden=True)
+    cell = qbench.create("cell", "gru", hidden=6)
+    stack = build_stack(cell, 5, quantizer, 0)
+    worker = pickle.loads(pickle.dumps(stack))  # what another executor's worker builds from
+    x = torch.randn(7, 3, 5, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():  # the layer's hidden states for this batch, deterministic weights, float recurrence
+        tensors = {name: quantizer.quantize(w.detach(), stack.context(0, name, False))
+                   for name, w in stack.recurrent_layers()[0].shadow_tensors()}
+        activations, _ = run_layer(cell.step, x, (torch.zeros(1, 3, 6),), tensors)
+    expected = 2.0 * float(activations.abs().double().mean()) / 7**0.5  # Q_P = 2^3 - 1
+    param = stack.recurrent_layers()[0].quant_state["hidden"]["step"]
+
+    def step():
+        return float(param.detach())
+
+    assert step() != pytest.approx(expected, rel=1e-3)  # the stand-in until training starts
+    stack.train()(x)
+    assert step() == pytest.approx(expected, rel=1e-6)
+    worker.train()(x)
+    assert torch.equal(worker.recurrent_layers()[0].quant_state["hidden"]["step"], param)
+    stack(3.0 * x)  # a later batch does not initialise again
+    assert step() == pytest.approx(expected, rel=1e-6)
+    again = pickle.loads(pickle.dumps(stack))
+    again.load_state_dict(stack.state_dict())
+    again(3.0 * x)  # nor does a restored checkpoint
+    assert torch.equal(again.recurrent_layers()[0].quant_state["hidden"]["step"], param)
+
+
+def test_weight_only_stacks_hold_no_hidden_state_flag():
+    """Weight-only cases keep their state_dict (stored checkpoints and results stay valid)."""
+    stack = build_stack(qbench.create("cell", "gru", hidden=4), 3, qbench.create("quantizer", "lsq"), 0)
+    assert not [name for name in stack.state_dict() if "hidden" in name]
+
+
 def test_learned_state_is_in_the_state_dict_and_restores():
     quantizer = qbench.create("quantizer", "ttq")
     a = build_stack(qbench.create("cell", "lstm", hidden=4), 3, quantizer, 0)

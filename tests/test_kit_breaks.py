@@ -78,6 +78,56 @@ def test_counts_check_fails_when_step_does_other_work_than_declared():
     cells().test_counts_equal_the_declaration(IndRNNCell(hidden=6), qbench.create("quantizer", "ternary"))
 
 
+class ThreeMultiplyGRU(GRUCell):
+    """Declares torch's 2 multiplies per unit (h' = n + z (h - n)) but computes (1 - z) n + z h: 3."""
+
+    name = "gru-three-multiplies"
+
+    def step(self, x: Any, state: State, w: Mapping[str, Any]) -> State:
+        (h,) = state
+        xr, xz, xn = (x @ w["w_input"].t() + w["b_input"]).chunk(3, dim=-1)
+        hr, hz, hn = (h @ w["w_recurrent"].t() + w["b_recurrent"]).chunk(3, dim=-1)
+        reset, update = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        candidate = torch.tanh(xn + reset * hn)
+        return ((1.0 - update) * candidate + update * h,)
+
+
+class DenseDiagonal(IndRNNCell):
+    """Declares a diagonal recurrent weight (h products) but multiplies the state by diag(u): h^2."""
+
+    name = "indrnn-dense-product"
+
+    def step(self, x: Any, state: State, w: Mapping[str, Any]) -> State:
+        (h,) = state
+        return (torch.relu(x @ w["w_input"].t() + w["b_input"] + h @ torch.diag(w["w_recurrent"])),)
+
+
+class UndeclaredScale(IndRNNCell):
+    """Scales the pre-activation by 0.5 and adds 0.1 per unit without declaring them."""
+
+    name = "indrnn-undeclared-ops"
+
+    def step(self, x: Any, state: State, w: Mapping[str, Any]) -> State:
+        (h,) = state
+        return (torch.relu(0.5 * (x @ w["w_input"].t() + w["b_input"] + w["w_recurrent"] * h) + 0.1),)
+
+
+@pytest.mark.parametrize(
+    ("broken", "wrong"),
+    [
+        (ThreeMultiplyGRU(hidden=6), "'mults': 18"),
+        (DenseDiagonal(hidden=6), "'products': 66"),
+        (UndeclaredScale(hidden=6), "'mults': 6, 'adds': 6"),
+    ],
+    ids=["gru-extra-multiply", "diagonal-as-dense", "undeclared-scale-and-shift"],
+)
+def test_counts_check_fails_when_step_multiplies_or_adds_other_than_declared(broken, wrong):
+    with pytest.raises(AssertionError, match=wrong):
+        cells().test_counts_equal_the_declaration(broken, qbench.create("quantizer", "ternary"))
+    honest = type(broken).__mro__[1](hidden=6)  # the built-in it breaks passes the same check
+    cells().test_counts_equal_the_declaration(honest, qbench.create("quantizer", "ternary"))
+
+
 class DenseCountCell(IndRNNCell):
     """A stack that reports the dense h^2 recurrent count although it holds a vector."""
 

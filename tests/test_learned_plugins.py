@@ -1,4 +1,4 @@
-"""Contract 2 from the outside: the example package (a learned quantizer and a vector-recurrent cell),
+"""Contract 2 from the outside: the two example packages (a learned quantizer, a vector-recurrent cell),
 the guide's code, and the learned / declared built-ins in one matrix on every executor."""
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ import qbench
 from qbench.training import build_stack
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = {  # package directory -> module: one installed package per component
+    "qbench-learnedbinary": "qbench_learnedbinary",
+    "qbench-diagonalrnn": "qbench_diagonalrnn",
+}
 installed = pytest.mark.skipif(
-    importlib.util.find_spec("qbench_learned") is None,
-    reason="the example plugin is not installed: pip install ./examples/qbench-learned (as the README says)",
+    any(importlib.util.find_spec(module) is None for module in EXAMPLES.values()),
+    reason="the example plugins are not installed: "
+    "pip install ./examples/qbench-learnedbinary ./examples/qbench-diagonalrnn (as the README says)",
 )
 
 
@@ -25,17 +30,19 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
 
 
-def test_the_guide_shows_the_example_plugin_verbatim_and_it_runs(monkeypatch):
+def test_the_guide_shows_the_example_plugins_verbatim_and_they_run(monkeypatch):
     torch = pytest.importorskip("torch")
     from qbench.testing.quantizers import check_learned_state_trains
 
     blocks = python_blocks((ROOT / "docs" / "plugins.md").read_text())
-    source = (ROOT / "examples" / "qbench-learned" / "qbench_learned" / "plugin.py").read_text()
-    assert blocks[0] == source, "docs/plugins.md no longer shows examples/qbench-learned's plugin.py"
-    module = types.ModuleType("guide_example")  # importable, so its classes pickle like a package's
-    monkeypatch.setitem(sys.modules, "guide_example", module)
-    exec(compile(blocks[0], "docs/plugins.md", "exec"), module.__dict__)  # noqa: S102 - the guide's own code
-    namespace = module.__dict__
+    namespace: dict = {}
+    for package, module_name in EXAMPLES.items():
+        source = (ROOT / "examples" / package / module_name / "plugin.py").read_text()
+        assert source in blocks, f"docs/plugins.md no longer shows examples/{package}'s plugin.py"
+        module = types.ModuleType(f"guide_{module_name}")  # importable, so its classes pickle like a package's
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)  # noqa: S102 - the guide's own code
+        namespace.update(module.__dict__)
     quantizer = namespace["LearnedBinary"]()
     check_learned_state_trains(quantizer)
     cell = namespace["DiagonalRNN"](hidden=4)
@@ -57,7 +64,8 @@ def test_learned_quantizers_are_listed_with_their_papers(capsys):
 @pytest.mark.slow
 @installed
 def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp_path, data_cache, monkeypatch):
-    """Done-when: lsq / ttq / the plugin's learned-binary beside ternary, on indrnn and the plugin's
+    """Done-when: lsq (weights; weights and hidden state) / ttq / the plugin's learned-binary beside ternary,
+    each package installed on its own, on indrnn and the plugin's
     diagonal-rnn: identical records with 1 and 2 workers and on Dask; energy prices the declared cells."""
     from qbench.executors import get_executor
     from qbench.matrix import expand, load_matrix
@@ -67,7 +75,8 @@ def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp
     monkeypatch.setenv("QBENCH_DATA", str(data_cache))
     path = write_matrix_file(
         tmp_path, "learned",
-        quantizers=("ternary", "lsq", "ttq", "learned-binary"),
+        # lsq(hidden): its hidden step starts from the first training batch, in every worker alike
+        quantizers=("ternary", "lsq", ("lsq", {"hidden": True}), "ttq", "learned-binary"),
         cells=(("indrnn", {"hidden": 8}), ("diagonal-rnn", {"hidden": 8})),
         datasets=(("pydoc-char", {"max_chars": 20000}),),
         hardware=("energy", "shift-add"),
@@ -86,7 +95,7 @@ def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp
         finally:
             executor.close()
     reference = runs["workers-1"]
-    assert len(reference) == 8
+    assert len(reference) == 10
     for record in reference.values():
         assert record["status"] == "ok", record.get("error")
         assert record["hardware_status"]["energy"] == "ok", record["hardware_status"]

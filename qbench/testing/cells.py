@@ -14,11 +14,15 @@ folded batch norm, and that the exported tensors run through the cell's ``step``
 ``eval()``), the count of quantized weights (the declared count: a diagonal holds h weights),
 shadow clipping, that gradients reach every shadow tensor, seeded initialisation, that the
 fused kernel (when the cell names one) matches the per-time-step reference on the same
-quantized draw (outputs and gradients), and that the operation counts follow the declaration
-(including the sigmoid / tanh / relu elements ``step`` really computes).
+quantized draw (outputs and gradients), and that the operation counts follow the declaration:
+one traced ``step`` computes exactly the declared weight products, bias adds, element-wise
+multiplies and adds and sigmoid / tanh / relu elements (:func:`traced_operations`).
 
-Contract-1 cells (``build`` overridden, no ``tensors``) skip the checks that need a declaration,
-saying so; declare the cell to get them.
+Checks that cannot apply to the cell (the fused-kernel check for a cell that names no kernel,
+the counts for a cell that declares nothing) are deselected when the tests are collected and
+listed with the reason in pytest's terminal summary (``not_applicable``;
+:mod:`qbench.testing.applicability`). Contract-1 cells (``build`` overridden) skip the checks
+that need a declared stack, saying so; declare the cell to get them.
 
 Example::
 
@@ -39,22 +43,38 @@ from typing import Any
 import numpy as np
 import pytest
 
+from qbench.testing.applicability import JudgedKit
+from qbench.testing.checks import TOLERANCE, check_counts, check_fused_matches_reference, traced_operations
 from qbench.training.stack import build_stack
 
-TOLERANCE = 1e-5
+__all__ = ["CellContract", "declared_weight_count", "replay_export", "traced_nonlinearities", "traced_operations"]
 
 
 def _states(state: Any) -> list[Any]:
     return list(state) if isinstance(state, tuple) else [state]
 
 
-class CellContract:
+class CellContract(JudgedKit):
     """Tests every cell must pass. Override the class attributes to change the sizes."""
 
     input_size = 5
     steps = 7
     batch = 3
     seed = 11
+    #: the fixtures that make the component, evaluated when the tests are collected (see not_applicable)
+    component_fixtures: tuple[str, ...] = ("cell", "quantizer")
+
+    def not_applicable(self, test: str, fixtures: dict[str, Any]) -> str | None:
+        """See :meth:`qbench.testing.applicability.JudgedKit.not_applicable`."""
+        cell = fixtures.get("cell")
+        if cell is None:
+            return None
+        declared = bool(getattr(cell, "tensors", ()))
+        if test == "test_fused_matches_reference" and declared and not getattr(cell, "fused_kernel", None):
+            return "the cell declares no fused kernel: the host runs its per-step reference only"
+        if test == "test_counts_equal_the_declaration" and not declared:
+            return "a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)"
+        return None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -221,52 +241,22 @@ class CellContract:
 
     def test_fused_matches_reference(self, cell: Any, quantizer: Any) -> None:
         """Same draw, same inputs: outputs, final state and every gradient agree to 1e-5."""
-        import torch
 
         stack = self.build(cell, quantizer).train()
         if not getattr(cell, "fused_kernel", None) and getattr(cell, "tensors", None):
             pytest.skip("the cell declares no fused kernel: the host runs its per-step reference only")
         if not (hasattr(stack, "implementation") and hasattr(stack, "seed_draws")):
             pytest.skip("a contract-1 stack without implementation / seed_draws: declare the cell (contract 2)")
-        x = self.inputs()
-        results = []
-        for implementation in ("fused", "loop"):
-            stack.implementation = implementation
-            stack.seed_draws(99)
-            stack.zero_grad(set_to_none=True)
-            y, state = stack(x)
-            loss = (y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum() + sum(
-                s.square().sum() for s in _states(state)
-            )
-            loss.backward()
-            grads = [p.grad.detach().clone() for p in stack.parameters()]
-            results.append((y.detach(), [s.detach() for s in _states(state)], grads))
-        stack.implementation = "fused"
-        (y_fused, s_fused, g_fused), (y_loop, s_loop, g_loop) = results
-        torch.testing.assert_close(y_fused, y_loop, atol=TOLERANCE, rtol=TOLERANCE)
-        for a, b in zip(s_fused + g_fused, s_loop + g_loop, strict=True):
-            torch.testing.assert_close(a, b, atol=TOLERANCE, rtol=TOLERANCE)
+        check_fused_matches_reference(stack, self.inputs())
 
     # -- operation counts -----------------------------------------------------------------------
 
     def test_counts_equal_the_declaration(self, cell: Any, quantizer: Any) -> None:
-        """The host's counts follow the declaration, and ``step`` does the non-linearities it declares."""
+        """The host's counts follow the declaration, and one traced ``step`` does exactly the declared
+        work: weight products, bias adds, element-wise multiplies and adds, sigmoid / tanh / relu."""
         if not getattr(cell, "tensors", ()):
             pytest.skip("a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)")
-        stack = self.build(cell, quantizer)
-        counts = stack.operations_per_step()
-        for index, layer in enumerate(stack.export_layers()):
-            products = sum(
-                {"matrix": int(t.values.size), "diagonal": int(t.values.shape[0])}.get(t.layout, 0)
-                for t in layer.tensors.values()
-            )
-            assert counts[index]["products"] == products == layer.products_per_step()
-            assert counts[index]["bias_adds"] == sum(
-                int(t.values.size) for t in layer.tensors.values() if t.layout == "vector"
-            )
-        observed = traced_nonlinearities(cell, stack)
-        declared = {op: int(cell.elementwise.get(op, 0)) * cell.hidden for op in ("sigmoids", "tanhs", "relus")}
-        assert observed == declared, f"step() computes {observed} non-linearities per step; declared: {declared}"
+        check_counts(cell, self.build(cell, quantizer))
 
 
 def declared_weight_count(cell: Any, input_size: int) -> int | None:
@@ -328,28 +318,8 @@ def replay_export(cell: Any, quantizer: Any, layers: list[Any], x: Any) -> Any:
 
 def traced_nonlinearities(cell: Any, stack: Any) -> dict[str, int]:
     """Elements that go through sigmoid / tanh / relu in one ``step`` of layer 0 with batch 1."""
-    import torch
-    from torch.overrides import TorchFunctionMode
-
-    names = {"sigmoid": "sigmoids", "tanh": "tanhs", "relu": "relus"}
-    seen = {value: 0 for value in names.values()}
-
-    class Counter(TorchFunctionMode):
-        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            result = func(*args, **(kwargs or {}))
-            key = names.get(getattr(func, "__name__", "").rstrip("_"))
-            if key is not None and isinstance(result, torch.Tensor):
-                seen[key] += result.numel()
-            return result
-
-    layer = stack.recurrent_layers()[0]
-    with torch.no_grad():
-        tensors = {name: t.detach() for name, t in stack.quantized_tensors(0).items()}
-        x = torch.zeros(1, layer.input_size, dtype=torch.float64)
-        state = tuple(torch.zeros(1, cell.hidden, dtype=torch.float64) for _ in range(int(cell.state_size)))
-        with Counter():
-            cell.step(x, state, tensors)
-    return seen
+    counts = traced_operations(cell, stack)
+    return {key: counts[key] for key in ("sigmoids", "tanhs", "relus")}
 
 
 def torch_isfinite(tensor: Any) -> Any:

@@ -34,8 +34,13 @@ bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
   evaluates identically and the export carries the trained state;
 * a hypothesis property test over random shapes, scales, fans and roles.
 
-Override a test (for example with ``pytest.skip``) when your method deliberately departs from
-a check, and say why. Set the class attribute ``device = "cuda"`` to run the suite on a GPU.
+Checks that cannot apply to your quantizer (the straight-through check for one that owns its
+gradient, the owned-gradient check for one that does not, the clipping check without a shadow
+bound, the training check without learned state) are not run: they are deselected when the
+tests are collected and pytest's terminal summary lists them with the reason
+(``not_applicable``; :mod:`qbench.testing.applicability`). Override a test (for example with
+``pytest.skip``) when your method deliberately departs from a check, and say why. Set the
+class attribute ``device = "cuda"`` to run the suite on a GPU.
 
 Helpers for your own tests: :func:`make_context`, :func:`shadow_weights`,
 :func:`assert_values_in_set`, and :func:`variants` (the parameter sets worth checking for a
@@ -44,10 +49,8 @@ class: qbench runs the suite over every registered quantizer and each of its var
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import pickle
 from typing import Any
 
 import pytest
@@ -56,6 +59,12 @@ import torch
 import qbench
 from qbench.components import ROLES
 from qbench.ste import clip_shadow_, quantize_ste
+from qbench.testing.applicability import JudgedKit
+from qbench.testing.checks import (
+    check_learned_state_round_trip,
+    check_owned_gradient,
+    check_state_is_a_function_of_the_tensor,
+)
 from qbench.training.stack import build_stack
 
 SCHEMES = ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed", "custom")
@@ -107,7 +116,7 @@ def assert_values_in_set(values: torch.Tensor, value_set: tuple[float, ...] | No
         raise AssertionError(f"values outside value_set: {strays} (value_set has {len(value_set)} values)")
 
 
-class QuantizerContract:
+class QuantizerContract(JudgedKit):
     """Subclass and provide the ``quantizer`` fixture (a configured :class:`qbench.Quantizer`)."""
 
     #: device the tensors live on; "cuda" runs the suite on the GPU (skipped when there is none)
@@ -115,9 +124,30 @@ class QuantizerContract:
     #: dtypes checked for shape/dtype preservation and membership of the value set
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
+    #: the fixtures that make the component, evaluated when the tests are collected (see not_applicable)
+    component_fixtures: tuple[str, ...] = ("quantizer", "role_case")
+
     @pytest.fixture
     def quantizer(self) -> qbench.Quantizer:
         raise NotImplementedError("provide a `quantizer` fixture returning your configured quantizer")
+
+    def not_applicable(self, test: str, fixtures: dict[str, Any]) -> str | None:
+        """See :meth:`qbench.testing.applicability.JudgedKit.not_applicable`."""
+        quantizer = fixtures.get("quantizer")
+        if quantizer is None:
+            return None
+        if test == "test_straight_through_gradient_reaches_shadow_weights" and quantizer.owns_gradient:
+            return "the quantizer owns its gradient (test_owned_gradient_is_finite_and_reaches_the_weights instead)"
+        if test == "test_owned_gradient_is_finite_and_reaches_the_weights" and not quantizer.owns_gradient:
+            return ("the host's straight-through estimator carries the gradient "
+                    "(test_straight_through_gradient_reaches_shadow_weights instead)")
+        if test == "test_clipping_keeps_the_evaluation_values" and "role_case" in fixtures:
+            if quantizer.shadow_bound(self._context(fixtures["role_case"], False)) is None:
+                return "no shadow bound for this role: clipping leaves the weights alone"
+        if test == "test_learned_state_trains_and_survives_pickling":
+            if not quantizer.init_state(torch.ones(4, 4), make_context()):
+                return "no learned state (init_state returns {})"
+        return None
 
     @pytest.fixture(params=ROLE_CASES, ids=[case[0] for case in ROLE_CASES])
     def role_case(self, request) -> tuple[str, int, int, tuple[int, ...]]:
@@ -288,31 +318,12 @@ class QuantizerContract:
         if not quantizer.owns_gradient:
             pytest.skip("the host's straight-through estimator carries the gradient (tested above)")
         ctx = self._context(role_case, True, seed=8)
-        w = self._weights(role_case, ctx, spread=1.0).requires_grad_(True)
-        state = {k: v.detach().clone().requires_grad_(True) for k, v in quantizer.init_state(w.detach(), ctx).items()}
-        ctx = dataclasses.replace(ctx, state=state or None)
-        forward = quantizer.quantize(w, ctx)
-        assert forward.requires_grad, "quantize returned a tensor without a gradient path (owns_gradient is True)"
-        upstream = torch.randn(w.shape, generator=torch.Generator().manual_seed(9)).to(self.device)
-        (forward * upstream).sum().backward()
-        assert w.grad is not None and bool(torch.isfinite(w.grad).all())
-        assert bool((w.grad != 0).any()), "no gradient reaches the shadow weights"
-        for name, value in state.items():
-            assert value.grad is not None and bool(torch.isfinite(value.grad).all()), f"state {name!r}: no gradient"
+        check_owned_gradient(quantizer, self._weights(role_case, ctx, spread=1.0), ctx)
 
     def test_learned_state_is_a_function_of_the_tensor(self, quantizer, role_case):
         """Every worker rebuilds the state: same tensor and context, same state; no random draws."""
         ctx = self._context(role_case, False)
-        w = self._weights(role_case, ctx)
-        before = torch.get_rng_state()
-        first, second = quantizer.init_state(w, ctx), quantizer.init_state(w, ctx)
-        assert torch.equal(torch.get_rng_state(), before), "init_state drew from the global RNG"
-        assert isinstance(first, dict) and sorted(first) == sorted(second)
-        for name, value in first.items():
-            assert isinstance(value, torch.Tensor) and bool(torch.isfinite(value).all()), name
-            torch.testing.assert_close(value, second[name], rtol=0, atol=0)
-        if first and not quantizer.owns_gradient:
-            raise AssertionError("learned state needs owns_gradient = True: the host's STE gives it no gradient")
+        check_state_is_a_function_of_the_tensor(quantizer, self._weights(role_case, ctx), ctx)
 
     def test_learned_state_trains_and_survives_pickling(self, quantizer):
         """In a real stack: the state gets non-zero gradients, changes under Adam, and pickles to a worker."""
@@ -411,15 +422,4 @@ def check_learned_state_trains(quantizer: qbench.Quantizer, cell: str = "gru", s
     assert reached == set(learned), f"learned state with only zero gradients: {sorted(set(learned) - reached)}"
     changed = [name for name, p in learned.items() if not torch.equal(p.detach(), before[name])]
     assert changed == list(learned), f"learned state that did not change: {sorted(set(learned) - set(changed))}"
-    stack.eval()
-    copy = pickle.loads(pickle.dumps(stack))
-    with torch.no_grad():
-        torch.testing.assert_close(copy(x)[0], stack(x)[0], rtol=0, atol=0)
-    for name, p in copy.learned_state().items():
-        torch.testing.assert_close(p, learned[name], rtol=0, atol=0)
-    exported = stack.export_layers()[0]
-    for name, tensor in exported.tensors.items():
-        ctx = stack.context(0, name, False)
-        for key, value in (ctx.state or {}).items():
-            assert key in tensor.state, f"the export of {name} misses learned state {key!r}"
-            assert float(tensor.state[key]) == float(value.detach()), f"the export of {name}: stale {key!r}"
+    check_learned_state_round_trip(stack, x)

@@ -119,6 +119,8 @@ class RecurrentLayer(nn.Module):
     """Shadow tensors (as attributes named as declared), optional input batch norm, learned quantizer state."""
 
     zero_bias: torch.Tensor
+    #: with a learned hidden-state quantizer: whether the first training batch set its state
+    hidden_state_ready: torch.Tensor
     input_size: int
     hidden: int
     #: the fused kernels' input matrix (registered dynamically, like every declared tensor)
@@ -218,9 +220,14 @@ class QuantizedRecurrentStack(nn.Module):
                 ctx = self._bare_context(index, spec.name)
                 self._add_state(layer, spec.name, self.quantizer.init_state(shadow.detach(), ctx))
             if self.quantize_hidden:
+                # a stand-in until the first training batch gives the real activations
+                # (_init_hidden_state); it serves only a stack evaluated before any training
                 representative = torch.linspace(-1.0, 1.0, self.hidden)
                 ctx = self._bare_context(index, HIDDEN_ROLE)
                 self._add_state(layer, HIDDEN_ROLE, self.quantizer.init_state(representative, ctx))
+                if HIDDEN_ROLE in layer.quant_state:
+                    # persistent: a checkpoint or a pickled copy does not initialise a second time
+                    layer.register_buffer("hidden_state_ready", torch.zeros((), dtype=torch.bool))
         if any(len(layer.quant_state) for layer in self.recurrent_layers()) and not self.quantizer.owns_gradient:
             raise PluginError(
                 f"quantizer {self.quantizer.name!r}: init_state returns learned state but owns_gradient is False; "
@@ -362,11 +369,37 @@ class QuantizedRecurrentStack(nn.Module):
             else:
                 from qbench.training.reference import run_layer
 
-                hidden = self._hidden_quantizer(index) if self.quantize_hidden else None
+                hidden = None
+                if self.quantize_hidden:
+                    if self.training and not bool(getattr(layer, "hidden_state_ready", True)):
+                        self._init_hidden_state(index, x, layer_state)
+                    hidden = self._hidden_quantizer(index)
                 x, final = run_layer(self.cell_decl.step, x, layer_state, self.quantized_tensors(index), hidden)
             finals.append(final)
         new_states = tuple(torch.cat([f[k] for f in finals]) for k in range(size))
         return x, (new_states if size > 1 else new_states[0])
+
+    @torch.no_grad()
+    def _init_hidden_state(self, index: int, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> None:
+        """The hidden-state quantizer's learned state from the first training batch's activations.
+
+        LSQ initialises an activation step from the first batch (Esser et al. 2019: s = 2<|v|>/sqrt(Q_P)):
+        here ``init_state`` sees the hidden states ``[T, B, h]`` that this layer computes for the
+        batch with its deterministic (evaluation) quantized weights and an unquantized recurrence.
+        No stochastic draw is taken, so the training draws and every executor's result stay the same.
+        """
+        from qbench.training.reference import run_layer
+
+        layer = self.recurrent_layers()[index]
+        tensors = {
+            name: self.quantizer.quantize(shadow.detach(), self.context(index, name, False))
+            for name, shadow in layer.shadow_tensors()
+        }
+        activations, _ = run_layer(self.cell_decl.step, x.detach(), tuple(s.detach() for s in state), tensors)
+        state_now: Any = layer.quant_state[HIDDEN_ROLE]  # an nn.ParameterDict (see _add_state)
+        for key, value in self.quantizer.init_state(activations, self._bare_context(index, HIDDEN_ROLE)).items():
+            state_now[key].copy_(torch.as_tensor(value))
+        layer.hidden_state_ready.fill_(True)
 
     def _hidden_quantizer(self, index: int) -> Any:
         ctx = self.context(index, HIDDEN_ROLE, self.training)
@@ -498,11 +531,6 @@ def _named_or_role(
     if optional:
         return None
     raise PluginError(f"a declared cell needs at least one tensor of role {role!r} (found {[s.name for s in specs]})")
-
-
-def as_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """float64 copy of a tensor (export helper)."""
-    return tensor.detach().cpu().double().numpy()
 
 
 def build_stack(cell: Any, input_size: int, quantizer: Any, seed: int) -> Any:

@@ -80,7 +80,10 @@ class GRUCell(RecurrentCell):
     fused_kernel = "gru"
 
     def step(self, x: torch.Tensor, state: State, w: Mapping[str, torch.Tensor]) -> State:
-        """r, z = sigmoid(.); n = tanh(W_xn x + b_n + r * (W_hn h + b_hn)); h' = (1 - z) n + z h."""
+        """r, z = sigmoid(.); n = tanh(W_xn x + b_n + r * (W_hn h + b_hn)); h' = n + z (h - n).
+
+        h' = (1 - z) n + z h written as torch's GRU kernel computes it: 2 multiplies and 3 adds per
+        unit, the counts declared in ``elementwise`` (the kit traces ``step`` against them)."""
         import torch
 
         (h,) = state
@@ -89,7 +92,7 @@ class GRUCell(RecurrentCell):
         reset = torch.sigmoid(xr + hr)
         update = torch.sigmoid(xz + hz)
         candidate = torch.tanh(xn + reset * hn)
-        return ((1.0 - update) * candidate + update * h,)
+        return (candidate + update * (h - candidate),)
 
 
 class LSTMCell(RecurrentCell):

@@ -101,7 +101,9 @@ class LSQQuantizer(qbench.Quantizer):
     ``round(v/s) - v/s`` inside, ``-Q_N`` / ``Q_P`` outside, scaled by ``g = 1 / sqrt(N Q_P)``
     (N the tensor's elements). Rounds half away from zero (paper.md). No shadow clipping.
     ``hidden = true`` also quantizes each layer's hidden state at every time step with its own
-    learned step (weights and activations, as the paper compares): that leaves torch's fused
+    learned step (weights and activations, as the paper compares), initialised like an
+    activation step in the paper: ``2 <|v|> / sqrt(Q_P)`` over the hidden states of the first
+    training batch (the host calls :meth:`init_state` with them). That leaves torch's fused
     kernel for the per-step loop.
     """
 

@@ -1,4 +1,4 @@
-"""A learned-scale quantizer and a new cell, written only against qbench's public contract 2.
+"""A learned-scale quantizer, written only against qbench's public contract 2.
 
 docs/plugins.md shows this file; qbench's tests check that the two stay identical.
 """
@@ -69,35 +69,6 @@ class LearnedBinary(qbench.Quantizer):
         return {} if ctx.state is None else {"alpha": float(ctx.state["alpha"].detach())}
 
 
-class DiagonalRNN(qbench.Cell):
-    """h' = tanh(W x + b + u * h): a tanh RNN whose recurrent weight is a vector u (one per unit)."""
-
-    name = "diagonal-rnn"
-    description = "tanh RNN with a diagonal (vector) recurrent weight: h' = tanh(W x + b + u * h)"
-    params = {
-        "hidden": qbench.Param(int, 64, "units per layer", min=1),
-        "layers": qbench.Param(int, 1, "stacked layers", min=1),
-    }
-    tensors = (
-        qbench.TensorSpec("w_input", "input", "matrix", reads="input"),
-        qbench.TensorSpec("u", "recurrent", "diagonal", fans=(3, 3)),  # W0 = 1: |u| <= 1
-        qbench.TensorSpec("b", "bias", "vector", init="zeros"),
-    )
-    state_size = 1
-    elementwise = {"tanhs": 1}  # per unit and step, besides the products and bias adds
-
-    def step(self, x, state, w):
-        import torch
-
-        (h,) = state
-        return (torch.tanh(x @ w["w_input"].t() + w["b"] + w["u"] * h),)
-
-
 @qbench.hookimpl
 def qbench_register_quantizers():
     return [LearnedBinary]
-
-
-@qbench.hookimpl
-def qbench_register_cells():
-    return [DiagonalRNN]
