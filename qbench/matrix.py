@@ -143,7 +143,10 @@ def _grid(where: str, entry: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
 
 
-def _resolve_axis(where: str, kind: str, entries: Any, host: Any) -> tuple[Spec, ...]:
+def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
+                  built: list[tuple[Spec, Any]] | None = None) -> tuple[Spec, ...]:  # fmt: skip
+    """The axis's specs, defaults filled in; ``built`` collects each (spec, the component built to check
+    it), so that a later check of the same components does not build them again."""
     if not isinstance(entries, list) or not entries:
         raise MatrixError(
             f"{where}: axis [[{kind}]] is empty or not a list of tables; add at least one "
@@ -167,6 +170,8 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any) -> tuple[Spec,
             except UsageError as exc:
                 raise MatrixError(f"{at}: {exc}") from None
             specs.append(Spec(name, dict(component.config), tuple(params)))
+            if built is not None:
+                built.append((specs[-1], component))
     seen: set[str] = set()
     for spec in specs:
         key = _canonical(spec.as_dict())
@@ -232,7 +237,9 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
         train = resolve_train(train_table)
     except UsageError as exc:
         raise MatrixError(f"{where}: {exc}") from None
-    axes = {axis: _resolve_axis(where, axis, raw[axis], host) for axis in REQUIRED_AXES}
+    datasets: list[tuple[Spec, Any]] = []
+    axes = {axis: _resolve_axis(where, axis, raw[axis], host, datasets if axis == "dataset" else None)
+            for axis in REQUIRED_AXES}  # fmt: skip
     hardware = _resolve_axis(where, "hardware", raw["hardware"], host) if "hardware" in raw else ()
     excludes = _check_excludes(where, raw.get("exclude", []), axes, seeds)
     limits = resolve_limits(where, raw.get("limits", {}))
@@ -240,7 +247,7 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     if not isinstance(baseline, str) or not baseline:
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
     grid, tuning_seeds, metric = _parse_tune(where, raw.get("tune", {}), axes, train, host)
-    _check_training_needs(where, axes["dataset"], train, grid, host)
+    _check_training_needs(where, datasets, train, grid)
     if tuning_seeds > (rule.min if rule else len(seeds)):
         raise MatrixError(f"{where}: [tune] seeds = {tuning_seeds} is more than the {rule.min if rule else len(seeds)} "
                           "evaluation seeds every method gets; tune on fewer seeds")  # fmt: skip
@@ -253,17 +260,15 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     )
 
 
-def _check_training_needs(where: str, datasets: tuple[Spec, ...], train: Mapping[str, Any],
-                          grid: tuple[tuple[str, tuple[Any, ...]], ...], host: Any) -> None:  # fmt: skip
+def _check_training_needs(where: str, datasets: list[tuple[Spec, Any]], train: Mapping[str, Any],
+                          grid: tuple[tuple[str, tuple[Any, ...]], ...]) -> None:  # fmt: skip
     """Each dataset against the training recipe, with every combination of tuned [train] values
     (:meth:`qbench.Dataset.check_train`): a dataset too small for one batch is refused now, not
     after the cases that precede it have run."""
     tuned = [(key.removeprefix("train."), values) for key, values in grid if key.startswith("train.")]
     recipes = [{**train, **dict(zip([k for k, _ in tuned], combo, strict=True))}
                for combo in itertools.product(*[values for _, values in tuned])]  # fmt: skip
-    registry = host.registry("dataset")
-    for spec in datasets:
-        dataset = registry.get(spec.name).cls(**spec.params)
+    for spec, dataset in datasets:
         for recipe in recipes:
             try:
                 dataset.check_train(recipe)
