@@ -19,18 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qbench import record as R
 from qbench.metrics import first_test_column
 
 #: A leaderboard row aggregates the seeds of one (dataset, cell, quantizer) triple.
-GROUP_KEY = ("dataset_label", "cell_label", "quantizer_label")
-STATUSES = ("ok", "diverged", "error")
+GROUP_KEY = (R.DATASET_LABEL, R.CELL_LABEL, R.QUANTIZER_LABEL)
+STATUSES = R.STATUSES
 
 #: Cost columns every record carries; their direction when the record does not say.
 COST_DIRECTIONS = {
-    "weight_bits": "min",
-    "weight_bytes": "min",
-    "train_seconds": "min",
-    "tokens_per_second": "max",
+    R.WEIGHT_BITS: "min",
+    R.WEIGHT_BYTES: "min",
+    R.TRAIN_SECONDS: "min",
+    R.TOKENS_PER_SECOND: "max",
 }
 #: Value columns whose names start like this measure quality (the rest are costs).
 QUALITY_PREFIXES = ("test_", "valid_", "train_")
@@ -76,7 +77,7 @@ class RunsFrame:
 COST_ORDER = ("weight_bits", "weight_bytes", "energy_pj_per_token", "mults", "adds", "shifts", "sim_exact",
               "sim_max_abs_error")  # fmt: skip
 #: Timing columns: in the CSV, JSON and HTML, left out of the Markdown (they measure the machine).
-TIMING_COLUMNS = ("train_seconds", "tokens_per_second")
+TIMING_COLUMNS = (R.TRAIN_SECONDS, R.TOKENS_PER_SECOND)
 
 
 def _column_order(column: str) -> tuple[int, int, str]:
@@ -155,33 +156,33 @@ def merge_cost_axes(axis_lists: Iterable[Any]) -> list[str]:
 
 
 #: What a run was configured with (read by the protocol: grid points and superseded configurations).
-CONFIG_COLUMNS = ("train", "quantizer_params", "cell_params", "dataset_params", "hardware")
+CONFIG_COLUMNS = (R.TRAIN, R.QUANTIZER_PARAMS, R.CELL_PARAMS, R.DATASET_PARAMS, R.HARDWARE)
 
 
 def wanted_columns(directions: dict[str, str]) -> list[str]:
-    identity = ["case_id", "matrix", "status", "error", "seed", "full_precision", "dataset_licence", "primary_metric",
-                "selection_metric", "train_steps", *CONFIG_COLUMNS]  # fmt: skip
-    axes = [name for axis in ("dataset", "cell", "quantizer") for name in (axis, f"{axis}_label")]
+    identity = [R.CASE_ID, R.MATRIX, R.STATUS, R.ERROR, R.SEED, R.FULL_PRECISION, R.DATASET_LICENCE, R.PRIMARY_METRIC,
+                R.SELECTION_METRIC, R.TRAIN_STEPS, *CONFIG_COLUMNS]  # fmt: skip
+    axes = [name for axis in R.AXES for name in (axis, f"{axis}_label")]
     return list(dict.fromkeys([*identity, *axes, *directions, *COST_DIRECTIONS]))
 
 
 def load_runs(records: list[dict[str, Any]]) -> RunsFrame:
     """Build the runs frame from records in memory; ``records`` are not modified."""
-    directions = merge_directions(record.get("directions") for record in records)
+    directions = merge_directions(record.get(R.DIRECTIONS) for record in records)
     wanted = wanted_columns(directions)
     raw = pd.DataFrame.from_records(records, columns=wanted) if records else pd.DataFrame(columns=wanted)
     descriptions: dict[str, str] = {}
     for record in records:
-        for label, text in (record.get("descriptions") or {}).items():
+        for label, text in (record.get(R.DESCRIPTIONS) or {}).items():
             descriptions.setdefault(str(label), str(text))
     return build_runs(RawRuns(
         raw=raw,
         hashes=[record_sha256(record) for record in records],
         directions=directions,
         descriptions=descriptions,
-        provenance=collect_provenance(record.get("provenance") for record in records),
-        curves=[curve if isinstance(curve := record.get("curve"), list) else [] for record in records],
-        cost_axes=merge_cost_axes(record.get("cost_axes") for record in records),
+        provenance=collect_provenance(record.get(R.PROVENANCE) for record in records),
+        curves=[curve if isinstance(curve := record.get(R.CURVE), list) else [] for record in records],
+        cost_axes=merge_cost_axes(record.get(R.COST_AXES) for record in records),
     ))  # fmt: skip
 
 
@@ -221,30 +222,30 @@ def build_runs(source: RawRuns) -> RunsFrame:
     value_columns = sorted(directions, key=_column_order)
 
     columns: dict[str, Any] = {}
-    for axis in ("dataset", "cell", "quantizer"):
+    for axis in R.AXES:
         name = raw[axis].where(raw[axis].notna(), "?").astype(str)
         label = raw[f"{axis}_label"]
         columns[f"{axis}_label"] = label.where(label.notna() & (label != ""), name).astype(str)
         columns[axis] = name
-    columns["case_id"] = raw["case_id"].where(raw["case_id"].notna(), "").astype(str)
-    columns["matrix"] = raw["matrix"].where(raw["matrix"].notna(), "").astype(str)
-    status = raw["status"]
-    columns["status"] = status.where(status.isin(STATUSES), "error").astype(str)
-    columns["error"] = raw["error"].where(raw["error"].notna(), "").astype(str)
-    columns["seed"] = pd.to_numeric(raw["seed"], errors="coerce").fillna(-1).astype(np.int64)
+    for name in (R.CASE_ID, R.MATRIX):
+        columns[name] = raw[name].where(raw[name].notna(), "").astype(str)
+    status = raw[R.STATUS]
+    columns[R.STATUS] = status.where(status.isin(STATUSES), "error").astype(str)
+    columns[R.ERROR] = raw[R.ERROR].where(raw[R.ERROR].notna(), "").astype(str)
+    columns[R.SEED] = pd.to_numeric(raw[R.SEED], errors="coerce").fillna(-1).astype(np.int64)
     parts: dict[str, str] = {}  # few distinct values: format each once
     full_precision = []
-    for value in raw["full_precision"].tolist():
+    for value in raw[R.FULL_PRECISION].tolist():
         key = value if isinstance(value, str) else repr(value)
         if key not in parts:
             parts[key] = _parts(value)
         full_precision.append(parts[key])
-    columns["full_precision"] = full_precision
-    licence = raw["dataset_licence"]
+    columns[R.FULL_PRECISION] = full_precision
+    licence = raw[R.DATASET_LICENCE]
     columns["licence"] = licence.where(licence.notna(), "").astype(str)
     for name in CONFIG_COLUMNS:
         columns[name] = _canonical_texts(raw[name].tolist())
-    columns["train_steps"] = pd.to_numeric(raw["train_steps"], errors="coerce").astype(float)
+    columns[R.TRAIN_STEPS] = pd.to_numeric(raw[R.TRAIN_STEPS], errors="coerce").astype(float)
     for column in value_columns:
         values = raw[column]
         if not pd.api.types.is_numeric_dtype(values.dtype):  # object, or pandas 3's str dtype
@@ -261,10 +262,10 @@ def build_runs(source: RawRuns) -> RunsFrame:
         del directions[column]
     columns["record_sha256"] = source.hashes
     runs = pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
-    for name in (*GROUP_KEY, "quantizer", "cell", "dataset", "status", "matrix"):
+    for name in (*GROUP_KEY, *R.AXES, R.STATUS, R.MATRIX):
         runs[name] = runs[name].astype("category")
-    primary_named = _named(runs["dataset_label"], raw["primary_metric"])
-    selection_named = _named(runs["dataset_label"], raw["selection_metric"])
+    primary_named = _named(runs[R.DATASET_LABEL], raw[R.PRIMARY_METRIC])
+    selection_named = _named(runs[R.DATASET_LABEL], raw[R.SELECTION_METRIC])
     datasets = {
         label: _dataset_info(label, runs[runs["dataset_label"] == label], value_columns, directions, primary_named,
                              selection_named.get(label, ""))  # fmt: skip
