@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,19 +73,32 @@ class RunsFrame:
         return [c for c in self.value_columns if is_quality(c)]
 
 
-#: Cost columns first in this order (then the rest alphabetically): what a reader compares first.
-COST_ORDER = ("weight_bits", "weight_bytes", "energy_pj_per_token", "mults", "adds", "shifts", "sim_exact",
-              "sim_max_abs_error")  # fmt: skip
+#: The host's own cost columns, first among the costs; then the cost axes and the leading columns
+#: the backends declare (:func:`cost_order`), then the rest alphabetically.
+HOST_COST_ORDER = (R.WEIGHT_BITS, R.WEIGHT_BYTES)
 #: Timing columns: in the CSV, JSON and HTML, left out of the Markdown (they measure the machine).
 TIMING_COLUMNS = (R.TRAIN_SECONDS, R.TOKENS_PER_SECOND)
 
 
-def _column_order(column: str) -> tuple[int, int, str]:
-    if is_quality(column):
-        return (0, 0, column)
-    if column in COST_ORDER:
-        return (1, COST_ORDER.index(column), column)
-    return (3 if column in TIMING_COLUMNS else 2, 0, column)
+def cost_order(cost_axes: Iterable[str], leading: Iterable[str]) -> list[str]:
+    """The costs a reader compares first, in order: the host's weight columns, the backends' cost
+    axes, then the columns the backends declare as ``leading_columns`` (what a reader compares next)."""
+    return list(dict.fromkeys([*HOST_COST_ORDER, *cost_axes, *leading]))
+
+
+def column_sort_key(order: Sequence[str]) -> Callable[[str], tuple[int, int, str]]:
+    """Quality columns first, then the costs of ``order`` in that order, the others alphabetically,
+    the timing columns last."""
+    rank = {column: index for index, column in enumerate(order)}
+
+    def key(column: str) -> tuple[int, int, str]:
+        if is_quality(column):
+            return (0, 0, column)
+        if column in rank:
+            return (1, rank[column], column)
+        return (3 if column in TIMING_COLUMNS else 2, 0, column)
+
+    return key
 
 
 def is_quality(column: str) -> bool:
@@ -219,7 +232,8 @@ def build_runs(source: RawRuns) -> RunsFrame:
     for column, direction in COST_DIRECTIONS.items():
         if raw[column].notna().any():
             directions.setdefault(column, direction)
-    value_columns = sorted(directions, key=_column_order)
+    cost_axes = source.cost_axes or registered_cost_axes()
+    value_columns = sorted(directions, key=column_sort_key(cost_order(cost_axes, registered_leading_columns())))
 
     columns: dict[str, Any] = {}
     for axis in R.AXES:
@@ -279,21 +293,45 @@ def build_runs(source: RawRuns) -> RunsFrame:
         datasets=datasets,
         descriptions=dict(sorted(source.descriptions.items())),
         provenance=source.provenance,
-        cost_axes=[c for c in (source.cost_axes or registered_cost_axes()) if c in directions],
+        cost_axes=[c for c in cost_axes if c in directions],
     )
 
 
-def registered_cost_axes() -> list[str]:
-    """Cost axes the installed backends declare: for records stored before backends declared them
-    in each record (contract 1), so that their leaderboards keep their cost plots."""
+def _declared_by_backends(attribute: str) -> list[str]:
+    """The columns every installed backend lists in ``attribute``, in registry order, each once."""
     from qbench.errors import UsageError
     from qbench.host import default_host
 
     try:
         registry = default_host().registry("hardware")
-    except UsageError:  # a broken plugin must not stop a rebuild: then no cost plot
+    except UsageError:  # a broken plugin must not stop a rebuild: then nothing is declared
         return []
-    return list(dict.fromkeys(axis for _, entry in registry.items() for axis in getattr(entry.cls, "cost_axes", ())))
+    return list(dict.fromkeys(c for _, entry in registry.items() for c in getattr(entry.cls, attribute, ())))
+
+
+def registered_cost_axes() -> list[str]:
+    """Cost axes the installed backends declare: for records stored before backends declared them
+    in each record (contract 1), so that their leaderboards keep their cost plots."""
+    return _declared_by_backends("cost_axes")
+
+
+def baseline_of(quantizers: Iterable[str]) -> str:
+    """The baseline quantizer of runs made with ``quantizers`` (names): the installed quantizer that
+    declares ``baseline = True``, one of these if any (see :func:`qbench.matrix.declared_baseline`);
+    "" when none does, or when a broken plugin stops the registry (then no paired comparison)."""
+    from qbench.errors import UsageError
+    from qbench.host import default_host
+    from qbench.matrix import declared_baseline
+
+    try:
+        return declared_baseline(default_host(), quantizers)
+    except UsageError:
+        return ""
+
+
+def registered_leading_columns() -> list[str]:
+    """The columns the installed backends want first among the costs (``leading_columns``)."""
+    return _declared_by_backends("leading_columns")
 
 
 def _named(labels: pd.Series, metrics: pd.Series) -> dict[str, str]:
