@@ -145,6 +145,13 @@ FIELDS: tuple[Field, ...] = (
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 REQUIRED = tuple(f.name for f in FIELDS if f.required)
+_FIXED = frozenset(FIELD_NAMES)
+
+
+def open_columns(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The open part of a record: every value that is not a fixed field (the metric columns the
+    dataset declares and the hardware columns the backends declare)."""
+    return {key: value for key, value in record.items() if key not in _FIXED}
 
 
 def new_record(
