@@ -21,9 +21,7 @@ from qbench.host import Host, HostRecipe
 from qbench.matrix import Case
 from qbench.metrics import MetricSet
 from qbench.provenance import base_provenance, component_versions
-
-#: Fields that legitimately differ between two runs of the same case (timing and placement).
-VOLATILE_FIELDS = ("started", "finished", "train_seconds", "tokens_per_second", "provenance", "curve_seconds")
+from qbench.record import CELL, DATASET, QUANTIZER, failed, new_record
 
 
 def _now() -> str:
@@ -44,36 +42,18 @@ def _json_safe(value: Any) -> Any:
 
 
 def base_record(case: Case) -> dict[str, Any]:
-    """The configuration part of a record, the same for every outcome."""
-    return {
-        "case_id": case.case_id,
-        "matrix": case.matrix,
-        "status": "error",
-        "error": None,
-        "quantizer": case.quantizer.name,
-        "quantizer_params": dict(case.quantizer.params),
-        "quantizer_label": case.quantizer.label,
-        "cell": case.cell.name,
-        "cell_params": dict(case.cell.params),
-        "cell_label": case.cell.label,
-        "dataset": case.dataset.name,
-        "dataset_params": dict(case.dataset.params),
-        "dataset_label": case.dataset.label,
-        "hardware": [h.label for h in case.hardware],
-        "seed": case.seed,
-        "train": dict(case.train),
-        "directions": {},
-        "curve": [],
-        "hardware_status": {},
-        "descriptions": {},
-    }
+    """The configuration part of a record, the same for every outcome (see :func:`qbench.record.new_record`)."""
+    return new_record(
+        case_id=case.case_id, matrix=case.matrix, hardware=[h.label for h in case.hardware], seed=case.seed,
+        train=case.train, axes={axis: (spec.name, spec.params, spec.label) for axis, spec in
+                                ((QUANTIZER, case.quantizer), (CELL, case.cell), (DATASET, case.dataset))},
+    )  # fmt: skip
 
 
 def error_record(case: Case, message: str, status: str = "error", device: str = "cpu") -> dict[str, Any]:
     """A record for a case that could not finish (used by executors when a worker dies)."""
     record = base_record(case)
-    record.update(status=status, error=message, started=_now(), finished=_now())
-    record["provenance"] = base_provenance(device)
+    failed(record, message, status, _now(), base_provenance(device))
     return record
 
 

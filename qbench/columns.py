@@ -11,16 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from qbench.errors import PluginError
+from qbench.record import FIELD_NAMES
 
-#: Columns the host writes into every record (the record's own fields and its cost columns).
-HOST_COLUMNS = frozenset({
-    "case_id", "matrix", "status", "error", "traceback", "started", "finished", "seed", "train",
-    "quantizer", "quantizer_params", "quantizer_label", "cell", "cell_params", "cell_label",
-    "dataset", "dataset_params", "dataset_label", "dataset_licence", "hardware", "hardware_status",
-    "directions", "columns", "curve", "descriptions", "provenance", "metrics", "primary_metric",
-    "selection_metric", "weight_bits", "weight_bytes", "weight_count", "train_seconds", "train_steps",
-    "tokens_per_second", "full_precision", "schema",
-})  # fmt: skip
+#: Columns the host writes into every record: the record's fixed fields (:data:`qbench.record.FIELDS`,
+#: cost columns included) and ``columns``, kept free for the host.
+HOST_COLUMNS = frozenset({*FIELD_NAMES, "columns"})
 #: Column name prefixes owned by the dataset's declared metrics (``<split>_<metric>``).
 METRIC_PREFIXES = ("test_", "valid_", "train_")
 HOST = "the host (qbench)"

@@ -352,6 +352,9 @@ class HardwareBackend(Component):
     headline: ClassVar[tuple[str, ...] | None] = None
     #: the columns the leaderboard plots the primary metric against (each needs a direction)
     cost_axes: ClassVar[tuple[str, ...]] = ()
+    #: the columns the leaderboard tables put first among the costs, in this order (after the
+    #: host's weight columns and the cost axes; the other columns follow alphabetically)
+    leading_columns: ClassVar[tuple[str, ...]] = ()
 
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
         """Return ``{column: value}`` (JSON-able scalars) for the exported model on ``sample``."""

@@ -12,13 +12,13 @@ import itertools
 import json
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qbench.errors import MatrixError, UsageError
-from qbench.protocol import DEFAULT_BASELINE, TUNE_AXES, Protocol, SeedRule
+from qbench.protocol import TUNE_AXES, Protocol, SeedRule
 from qbench.trainconfig import TRAIN_PARAMS, resolve_limits, resolve_train
 
 AXES = ("quantizer", "cell", "dataset", "hardware")
@@ -243,8 +243,8 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     hardware = _resolve_axis(where, "hardware", raw["hardware"], host) if "hardware" in raw else ()
     excludes = _check_excludes(where, raw.get("exclude", []), axes, seeds)
     limits = resolve_limits(where, raw.get("limits", {}))
-    baseline = raw.get("baseline", declared_baseline(host, axes["quantizer"]))
-    if not isinstance(baseline, str) or not baseline:
+    baseline = raw.get("baseline", declared_baseline(host, [spec.name for spec in axes["quantizer"]]))
+    if "baseline" in raw and (not isinstance(baseline, str) or not baseline):
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
     grid, tuning_seeds, metric = _parse_tune(where, raw.get("tune", {}), axes, train, host)
     _check_training_needs(where, datasets, train, grid)
@@ -276,13 +276,15 @@ def _check_training_needs(where: str, datasets: list[tuple[Spec, Any]], train: M
                 raise MatrixError(f"{where}: [[dataset]] {spec.label}: {exc}") from None
 
 
-def declared_baseline(host: Any, quantizers: tuple[Spec, ...]) -> str:
+def declared_baseline(host: Any, quantizers: Iterable[str]) -> str:
     """The quantizer that declares itself the full-precision baseline (``baseline = True``): one of
-    the matrix's if any, else any installed one (first by name), else :data:`DEFAULT_BASELINE`."""
+    ``quantizers`` (names) if any, else any installed one (first by name), else "" (no baseline:
+    the leaderboards say there is no paired comparison)."""
     registry = host.registry("quantizer")
     declared = [name for name, entry in registry.items() if getattr(entry.cls, "baseline", False) is True]
-    in_matrix = [name for name in declared if name in {spec.name for spec in quantizers}]
-    return (in_matrix or declared or [DEFAULT_BASELINE])[0]
+    wanted = set(quantizers)
+    in_matrix = [name for name in declared if name in wanted]
+    return (in_matrix or declared or [""])[0]
 
 
 def _is_int(value: Any) -> bool:

@@ -28,7 +28,6 @@ from qbench.stats import summarize
 
 #: Where a tuned key lives: ``train.lr`` is a ``[train]`` key, ``quantizer.x`` / ``cell.x`` parameters.
 TUNE_AXES = ("train", "quantizer", "cell")
-DEFAULT_BASELINE = "float"
 
 Method = tuple[str, str, str]  # (dataset label, cell label, quantizer label)
 
@@ -56,7 +55,9 @@ class Protocol:
     grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (("train.lr", (0.001, 0.003)), ...)
     tuning_seeds: int = 1  # the grid runs on the first ``tuning_seeds`` seeds
     select: str = ""  # validation metric that chooses; "" = the dataset's (valid_ + primary suffix)
-    baseline: str = DEFAULT_BASELINE  # quantizer name every method is compared with
+    # quantizer name every method is compared with: the matrix's ``baseline``, else the quantizer
+    # that declares ``baseline = True``; "" = none (no paired comparison, and the pages say so)
+    baseline: str = ""
     alpha: float = 0.05  # family-wise error rate of the Holm-corrected verdicts
 
     # -- the grid ------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class Protocol:
             grid=tuple((str(k), tuple(v)) for k, v in data.get("grid", ())),
             tuning_seeds=int(data.get("tuning_seeds", 1)),
             select=str(data.get("select", "")),
-            baseline=str(data.get("baseline", DEFAULT_BASELINE)),
+            baseline=str(data.get("baseline") or ""),
             alpha=float(data.get("alpha", 0.05)),
         )
 
@@ -144,12 +145,16 @@ class Protocol:
         if self.rule:
             lines.append(
                 f"Seeds: at least {self.rule.min} and at most {self.rule.max} (seeds "
-                f"{', '.join(map(str, self.seeds))} in this order). A comparison with {self.baseline} gets one "
+                f"{', '.join(map(str, self.seeds))} in this order). A comparison with "
+                f"{self.baseline or 'the baseline'} gets one "
                 f"more seed while the half-width of its paired difference's 95% interval exceeds "
                 f"{self.rule.precision:g}; seeds stop on precision, never on significance."
             )
         else:
             lines.append(f"Seeds: {', '.join(map(str, self.seeds))} for every method.")
+        if not self.baseline:
+            lines.append(f"Verdicts: none, {NO_BASELINE}.")
+            return lines
         lines.append(
             f"Verdicts: paired t tests against {self.baseline} of the same cell, dataset and seed; p-values "
             f"Holm-Bonferroni adjusted across the methods compared in one cell, dataset and metric; "
@@ -159,7 +164,12 @@ class Protocol:
         return lines
 
 
-def trivial_protocol(seeds: Iterable[int], baseline: str = DEFAULT_BASELINE) -> Protocol:
+#: What the pages say when a comparison has no baseline.
+NO_BASELINE = ("no paired comparison: no quantizer of these runs declares itself the baseline (baseline = True) "
+               "and the matrix names none (add baseline = \"<quantizer name>\" to the matrix)")
+
+
+def trivial_protocol(seeds: Iterable[int], baseline: str = "") -> Protocol:
     return Protocol(seeds=tuple(sorted(set(seeds))), baseline=baseline)
 
 

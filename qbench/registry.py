@@ -90,7 +90,7 @@ class Registry:
                                                     for c, d in columns.items()):  # fmt: skip
             raise PluginError(f"{origin}: hardware {name!r}: columns must map each column name to 'min', 'max' "
                               f"or '', got {columns!r}")  # fmt: skip
-        for attribute in ("headline", "cost_axes"):
+        for attribute in ("headline", "cost_axes", "leading_columns"):
             chosen = getattr(cls, attribute, None) or ()
             unknown = [c for c in chosen if c not in columns]
             if unknown:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from qbench.errors import UsageError
+from qbench.record import CASE_ID, MATRIX, SCHEMA, SCHEMA_VERSION, STATUS, check_version
 
 STORE_FILENAME = "qbench.sqlite"
-SCHEMA_VERSION = 1
 #: How long any statement waits for another process's lock on the store (seconds).
 BUSY_TIMEOUT = 60.0
 
@@ -82,7 +82,7 @@ class Store:
         payload = json.dumps(record, sort_keys=True, allow_nan=True)
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)",
-            (record["case_id"], record.get("matrix", ""), record.get("status", ""), time.time(), payload),
+            (record[CASE_ID], record.get(MATRIX, ""), record.get(STATUS, ""), time.time(), payload),
         )
         return cursor.rowcount == 1
 
@@ -91,7 +91,7 @@ class Store:
         payload = json.dumps(record, sort_keys=True, allow_nan=True)
         self._db.execute(
             "INSERT OR REPLACE INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)",
-            (record["case_id"], record.get("matrix", ""), record.get("status", ""), time.time(), payload),
+            (record[CASE_ID], record.get(MATRIX, ""), record.get(STATUS, ""), time.time(), payload),
         )
 
     def stored_ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:
@@ -140,6 +140,7 @@ class Store:
                 except (TypeError, ValueError):
                     continue
                 if isinstance(record, dict):
+                    check_version(record)
                     found[case_id] = record
         return found
 
@@ -286,7 +287,8 @@ class DamagedRecords(UsageError):
 
 
 def parse_record(case_id: Any, status: Any, text: Any) -> tuple[dict[str, Any], str | None]:
-    """``(record, None)`` for a readable stored row, ``({}, what is wrong)`` otherwise."""
+    """``(record, None)`` for a readable stored row, ``({}, what is wrong)`` otherwise; a record of a
+    format this qbench does not read raises UsageError (it is not damaged: another qbench wrote it)."""
     if not isinstance(text, str):
         return {}, f"the record is {type(text).__name__}, not JSON text"
     try:
@@ -295,13 +297,14 @@ def parse_record(case_id: Any, status: Any, text: Any) -> tuple[dict[str, Any], 
         return {}, f"not valid JSON (truncated?): {exc.msg} at character {exc.pos} of {len(text)}"
     if not isinstance(record, dict):
         return {}, f"the JSON is a {type(record).__name__}, not an object"
-    for key in ("case_id", "status"):
+    for key in (CASE_ID, STATUS):
         if not isinstance(record.get(key), str) or not record[key]:
             return {}, f"no {key!r} string in the record"
-    if record["case_id"] != case_id:
-        return {}, f"the record says case_id {record['case_id']!r}, its row says {case_id!r}"
-    if record["status"] != status:
-        return {}, f"the record says status {record['status']!r}, its row says {status!r}"
+    if record[CASE_ID] != case_id:
+        return {}, f"the record says case_id {record[CASE_ID]!r}, its row says {case_id!r}"
+    if record[STATUS] != status:
+        return {}, f"the record says status {record[STATUS]!r}, its row says {status!r}"
+    check_version(record)
     return record, None
 
 
@@ -312,9 +315,12 @@ def find_damaged(db: sqlite3.Connection, matrix: str | None = None) -> list[Dama
     suspects that :func:`parse_record` clears. Without the JSON functions every row is parsed.
     """
     where, args = ("WHERE matrix = ?", (matrix,)) if matrix is not None else ("", ())
+    # a record that states its format version is a suspect too: parse_record checks the version
     suspect = ("CASE WHEN json_valid(record) THEN (json_type(record) != 'object' "
-               "OR json_extract(record, '$.case_id') IS NOT case_id OR json_extract(record, '$.status') IS NOT status "
-               "OR json_type(record, '$.status') IS NOT 'text') ELSE 1 END")  # fmt: skip
+               f"OR json_extract(record, '$.{CASE_ID}') IS NOT case_id "
+               f"OR json_extract(record, '$.{STATUS}') IS NOT status "
+               f"OR json_type(record, '$.{STATUS}') IS NOT 'text' OR json_type(record, '$.{SCHEMA}') IS NOT NULL) "
+               "ELSE 1 END")  # fmt: skip
     try:
         rows = db.execute(f"SELECT case_id, status, record FROM records {where} "
                           f"{'AND' if where else 'WHERE'} ({suspect}) ORDER BY case_id", args).fetchall()

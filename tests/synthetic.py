@@ -12,6 +12,9 @@ import random
 import zlib
 from typing import Any
 
+from qbench import record as R
+from qbench.record import new_record
+
 QUANTIZERS = {
     # label: (name, params, bits per weight, mean bpc offset to float, full precision parts)
     "float": ("float", {}, 32, 0.0, []),
@@ -21,6 +24,10 @@ QUANTIZERS = {
     "exponential(stochastic=false)": ("exponential", {"stochastic": False}, 4, 0.01, ["input", "output"]),
 }
 CELLS = {"gru(hidden=128)": ("gru", {"hidden": 128}), "lstm(hidden=128)": ("lstm", {"hidden": 128})}
+#: the backends of every synthetic case and the directions their columns declare (shift-add, energy)
+HARDWARE = ("shift-add", "energy")
+HARDWARE_DIRECTIONS = {"sim_exact": "", "sim_max_abs_error": "min", "adds": "min", "shifts": "min", "mults": "min",
+                       "energy_pj_per_token": "min"}
 DATASETS = {
     "pydoc-char": ("pydoc-char", "test_bpc", "min", 2.10, "PSF-2.0"),
     "digits": ("digits", "test_accuracy", "max", 0.95, "BSD-3-Clause"),
@@ -51,57 +58,44 @@ def make_record(
         noise = rng.gauss(0.0, 0.01)
         metric = base + offset + noise if direction == "min" else base - offset / 4 + noise / 2
     other = "valid_bpc" if primary == "test_bpc" else "valid_accuracy"
-    record: dict[str, Any] = {
-        "case_id": f"{matrix}-{d_name}-{cell}-{quantizer}-s{seed}",
-        "matrix": matrix,
-        "status": status,
-        "error": None,
-        "quantizer": q_name,
-        "quantizer_params": q_params,
-        "quantizer_label": quantizer,
-        "cell": c_name,
-        "cell_params": c_params,
-        "cell_label": cell,
-        "dataset": d_name,
-        "dataset_params": {},
-        "dataset_label": dataset,
-        "dataset_licence": licence,
-        "seed": seed,
-        "train": {"epochs": epochs, "batch": 32, "bptt": 100, "lr": 0.002},
-        "cost_axes": ["energy_pj_per_token"],  # what the energy backend declares
-        "directions": {
-            primary: direction,
-            other: direction,
-            "sim_exact": "max",
-            "sim_max_abs_error": "min",
-            "adds": "min",
-            "shifts": "min",
-            "mults": "min",
-            "energy_pj_per_token": "min",
-        },
-        "curve": [
+    # The fixed fields through the runner's own constructor (qbench.record), so that they cannot drift.
+    record = new_record(
+        case_id=f"{matrix}-{d_name}-{cell}-{quantizer}-s{seed}", matrix=matrix, seed=seed, hardware=list(HARDWARE),
+        axes={R.QUANTIZER: (q_name, q_params, quantizer), R.CELL: (c_name, c_params, cell),
+              R.DATASET: (d_name, {}, dataset)},
+        train={"epochs": epochs, "batch": 32, "bptt": 100, "lr": 0.002},
+    )  # fmt: skip
+    record.update({
+        R.STATUS: status,
+        R.DATASET_LICENCE: licence,
+        R.COST_AXES: ["energy_pj_per_token"],  # what the energy backend declares
+        # the directions the dataset's metrics and the backends' columns declare (sim_exact: neither)
+        R.DIRECTIONS: {primary: direction, other: direction, **HARDWARE_DIRECTIONS},
+        R.CURVE: [
             {"epoch": e + 1, "train_loss": 3.0 / (e + 1) + offset, other: metric + 0.3 / (e + 1)} for e in range(epochs)
         ],
-        "train_seconds": 10.0 + rng.random(),
-        "tokens_per_second": 5000.0 + 100 * rng.random(),
-        "weight_bits": bits,
-        "weight_bytes": n_weights * bits / 8,
-        "full_precision": full_precision,
+        R.TRAIN_SECONDS: 10.0 + rng.random(),
+        R.TOKENS_PER_SECOND: 5000.0 + 100 * rng.random(),
+        R.WEIGHT_BITS: bits,
+        R.WEIGHT_BYTES: n_weights * bits / 8,
+        R.FULL_PRECISION: full_precision,
         "sim_exact": q_name != "float",
         "sim_max_abs_error": 0.0 if q_name != "float" else 1e-6,
         "adds": n_weights,
         "shifts": n_weights if q_name == "exponential" else 0,
         "mults": mults,
         "energy_pj_per_token": energy,
-        "hardware_status": {"shift-add": "ok" if q_name != "float" else "unsupported", "energy": "ok"},
-        "descriptions": {
+        R.HARDWARE_STATUS: {"shift-add": "ok" if q_name != "float" else "unsupported", "energy": "ok"},
+        R.DESCRIPTIONS: {
             quantizer: f"{q_name} weights, {bits} bit(s) per weight",
             cell: f"{c_name.upper()} cell",
             dataset: f"{d_name} ({licence})",
         },
-        "provenance": {
+        # the shape qbench.provenance writes: base_provenance's facts, the driver's, the components'
+        R.PROVENANCE: {
             "qbench_version": "0.1.0",
-            "plugin_versions": {"qbench": "0.1.0"},
+            "plugins": {kind: {"plugin": f"qbench_builtins.{kind}", "distribution": "qbench", "version": "0.1.0"}
+                        for kind in ("quantizer", "cell", "dataset")},
             "torch_version": "2.13.0",
             "python": "3.11.2",
             "device": "cpu",
@@ -111,18 +105,18 @@ def make_record(
             "host": "synthetic",
             "executor": "local",
         },
-        "started": f"2026-01-01T00:00:{seed % 60:02d}+00:00",
-        "finished": f"2026-01-01T00:01:{seed % 60:02d}+00:00",
-    }
+        R.STARTED: f"2026-01-01T00:00:{seed % 60:02d}+00:00",
+        R.FINISHED: f"2026-01-01T00:01:{seed % 60:02d}+00:00",
+    })  # fmt: skip
     record[primary] = metric
     record[other] = metric + 0.02 if direction == "min" else metric - 0.01
     if status != "ok":
         for column in (primary, other, "sim_exact", "sim_max_abs_error", "adds", "shifts", "mults",
                        "energy_pj_per_token", "tokens_per_second"):  # fmt: skip
             record.pop(column, None)
-        record["error"] = "loss became nan at epoch 2" if status == "diverged" else "RuntimeError: out of memory"
-        record["curve"] = record["curve"][:1]
-        record["hardware_status"] = {}
+        record[R.ERROR] = "loss became nan at epoch 2" if status == "diverged" else "RuntimeError: out of memory"
+        record[R.CURVE] = record[R.CURVE][:1]
+        record[R.HARDWARE_STATUS] = {}
     return record
 
 
@@ -151,7 +145,7 @@ def make_many(count: int, rng_seed: int = 0) -> list[dict]:
         record = make_record(quantizer, cell, dataset, seed, "ok" if i % 97 else "diverged",
                              matrix=f"synthetic{block}", rng=rng)  # fmt: skip
         # Distinct groups per block so that the tables grow with the store, as a real sweep does.
-        record["cell_label"] = f"{cell}#{block}"
-        record["case_id"] = f"c{i:07d}"
+        record[R.CELL_LABEL] = f"{cell}#{block}"
+        record[R.CASE_ID] = f"c{i:07d}"
         records.append(record)
     return records

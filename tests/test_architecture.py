@@ -65,6 +65,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.components",
             "qbench.metrics",
             "qbench.columns",
+            "qbench.record",
             "qbench.params",
             "qbench.errors",
             "qbench.data",

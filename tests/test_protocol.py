@@ -15,7 +15,9 @@ from qbench.stats import holm, paired_p_value, summarize
 from .matrices import write_matrix_file
 
 POINTS = [canonical({"train.lr": lr}) for lr in (0.001, 0.01, 0.1)]
-GRID = Protocol(seeds=(0, 1, 2, 3, 4, 5), rule=SeedRule(3, 6, 0.05), grid=(("train.lr", (0.001, 0.01, 0.1)),))
+# the baseline a matrix resolves (its own, else the quantizer declaring baseline = True): named here
+GRID = Protocol(seeds=(0, 1, 2, 3, 4, 5), rule=SeedRule(3, 6, 0.05), grid=(("train.lr", (0.001, 0.01, 0.1)),),
+                baseline="float")
 
 
 def obs(quantizer, point, seed, valid, primary=math.nan, status="ok", cell="gru"):

@@ -13,10 +13,13 @@ from typing import Any
 import pandas as pd
 
 from qbench.leaderboard.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
-from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame
-from qbench.protocol import DEFAULT_BASELINE
+from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame, baseline_of
+from qbench.protocol import NO_BASELINE
 
 ARROW = {"min": "↓", "max": "↑"}
+
+#: What the pages say under a dataset when no quantizer is the baseline (no paired table).
+NO_BASELINE_SENTENCE = NO_BASELINE[0].upper() + NO_BASELINE[1:] + "."
 
 
 @dataclass
@@ -100,13 +103,16 @@ class Displays:
     seeds: dict[str, DisplayTable] = field(default_factory=dict)
     budget: dict[str, DisplayTable] = field(default_factory=dict)
     protocol: list[str] = field(default_factory=list)
-    baseline: str = DEFAULT_BASELINE
+    baseline: str = ""  # "" when no quantizer is the baseline (no paired comparison)
 
     @classmethod
     def build(cls, frame: RunsFrame, table: pd.DataFrame, pairs: pd.DataFrame, fair: Any = None) -> Displays:
         show_configuration = fair is not None and bool(fair.protocol.grid)
         ranked = {label: ranked_table(table, frame, label, show_configuration) for label in frame.datasets}
-        baseline = fair.protocol.baseline if fair is not None else DEFAULT_BASELINE
+        if fair is not None:
+            baseline = fair.protocol.baseline
+        else:
+            baseline = baseline_of(frame.runs["quantizer"].astype(str).unique())
         paired = {}
         if len(pairs):
             # The pages show the primary metric; leaderboard.json has every quality metric.
@@ -227,7 +233,7 @@ def _p_text(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
-def paired_table(pairs: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -> DisplayTable:
+def paired_table(pairs: pd.DataFrame, baseline: str) -> DisplayTable:
     means, cis = pairs["diff_mean"].tolist(), pairs["diff_ci95"].tolist()
     effects, p_holm = pairs["effect_size"].astype(float).tolist(), pairs["p_holm"].astype(float).tolist()
     verdicts = texts(pairs["verdict"])

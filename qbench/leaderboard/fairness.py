@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.frame import GROUP_KEY, RunsFrame
+from qbench import record as R
+from qbench.leaderboard.frame import GROUP_KEY, RunsFrame, baseline_of
 from qbench.protocol import Decisions, Observation, Protocol, canonical, decide, selection_metric, trivial_protocol
 
 #: The run's role in the leaderboard (the JSON's ``runs`` table has it).
@@ -102,6 +103,8 @@ def apply_protocol(frame: RunsFrame, protocol: Protocol | None) -> FairView:
     if protocol is None:
         seeds = sorted({int(s) for s in runs["seed"].tolist() if s >= 0})
         protocol = trivial_protocol(seeds)
+    if not protocol.baseline:  # records (or a stored protocol) from before matrices named their baseline
+        protocol = replace(protocol, baseline=baseline_of(runs[R.QUANTIZER].astype(str).unique()))
     points, bases = _configs(runs, protocol)
     runs["point"] = points
     runs["base"] = bases

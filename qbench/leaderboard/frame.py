@@ -12,25 +12,26 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from qbench import record as R
 from qbench.metrics import first_test_column
 
 #: A leaderboard row aggregates the seeds of one (dataset, cell, quantizer) triple.
-GROUP_KEY = ("dataset_label", "cell_label", "quantizer_label")
-STATUSES = ("ok", "diverged", "error")
+GROUP_KEY = (R.DATASET_LABEL, R.CELL_LABEL, R.QUANTIZER_LABEL)
+STATUSES = R.STATUSES
 
 #: Cost columns every record carries; their direction when the record does not say.
 COST_DIRECTIONS = {
-    "weight_bits": "min",
-    "weight_bytes": "min",
-    "train_seconds": "min",
-    "tokens_per_second": "max",
+    R.WEIGHT_BITS: "min",
+    R.WEIGHT_BYTES: "min",
+    R.TRAIN_SECONDS: "min",
+    R.TOKENS_PER_SECOND: "max",
 }
 #: Value columns whose names start like this measure quality (the rest are costs).
 QUALITY_PREFIXES = ("test_", "valid_", "train_")
@@ -72,19 +73,32 @@ class RunsFrame:
         return [c for c in self.value_columns if is_quality(c)]
 
 
-#: Cost columns first in this order (then the rest alphabetically): what a reader compares first.
-COST_ORDER = ("weight_bits", "weight_bytes", "energy_pj_per_token", "mults", "adds", "shifts", "sim_exact",
-              "sim_max_abs_error")  # fmt: skip
+#: The host's own cost columns, first among the costs; then the cost axes and the leading columns
+#: the backends declare (:func:`cost_order`), then the rest alphabetically.
+HOST_COST_ORDER = (R.WEIGHT_BITS, R.WEIGHT_BYTES)
 #: Timing columns: in the CSV, JSON and HTML, left out of the Markdown (they measure the machine).
-TIMING_COLUMNS = ("train_seconds", "tokens_per_second")
+TIMING_COLUMNS = (R.TRAIN_SECONDS, R.TOKENS_PER_SECOND)
 
 
-def _column_order(column: str) -> tuple[int, int, str]:
-    if is_quality(column):
-        return (0, 0, column)
-    if column in COST_ORDER:
-        return (1, COST_ORDER.index(column), column)
-    return (3 if column in TIMING_COLUMNS else 2, 0, column)
+def cost_order(cost_axes: Iterable[str], leading: Iterable[str]) -> list[str]:
+    """The costs a reader compares first, in order: the host's weight columns, the backends' cost
+    axes, then the columns the backends declare as ``leading_columns`` (what a reader compares next)."""
+    return list(dict.fromkeys([*HOST_COST_ORDER, *cost_axes, *leading]))
+
+
+def column_sort_key(order: Sequence[str]) -> Callable[[str], tuple[int, int, str]]:
+    """Quality columns first, then the costs of ``order`` in that order, the others alphabetically,
+    the timing columns last."""
+    rank = {column: index for index, column in enumerate(order)}
+
+    def key(column: str) -> tuple[int, int, str]:
+        if is_quality(column):
+            return (0, 0, column)
+        if column in rank:
+            return (1, rank[column], column)
+        return (3 if column in TIMING_COLUMNS else 2, 0, column)
+
+    return key
 
 
 def is_quality(column: str) -> bool:
@@ -155,33 +169,33 @@ def merge_cost_axes(axis_lists: Iterable[Any]) -> list[str]:
 
 
 #: What a run was configured with (read by the protocol: grid points and superseded configurations).
-CONFIG_COLUMNS = ("train", "quantizer_params", "cell_params", "dataset_params", "hardware")
+CONFIG_COLUMNS = (R.TRAIN, R.QUANTIZER_PARAMS, R.CELL_PARAMS, R.DATASET_PARAMS, R.HARDWARE)
 
 
 def wanted_columns(directions: dict[str, str]) -> list[str]:
-    identity = ["case_id", "matrix", "status", "error", "seed", "full_precision", "dataset_licence", "primary_metric",
-                "selection_metric", "train_steps", *CONFIG_COLUMNS]  # fmt: skip
-    axes = [name for axis in ("dataset", "cell", "quantizer") for name in (axis, f"{axis}_label")]
+    identity = [R.CASE_ID, R.MATRIX, R.STATUS, R.ERROR, R.SEED, R.FULL_PRECISION, R.DATASET_LICENCE, R.PRIMARY_METRIC,
+                R.SELECTION_METRIC, R.TRAIN_STEPS, *CONFIG_COLUMNS]  # fmt: skip
+    axes = [name for axis in R.AXES for name in (axis, f"{axis}_label")]
     return list(dict.fromkeys([*identity, *axes, *directions, *COST_DIRECTIONS]))
 
 
 def load_runs(records: list[dict[str, Any]]) -> RunsFrame:
     """Build the runs frame from records in memory; ``records`` are not modified."""
-    directions = merge_directions(record.get("directions") for record in records)
+    directions = merge_directions(record.get(R.DIRECTIONS) for record in records)
     wanted = wanted_columns(directions)
     raw = pd.DataFrame.from_records(records, columns=wanted) if records else pd.DataFrame(columns=wanted)
     descriptions: dict[str, str] = {}
     for record in records:
-        for label, text in (record.get("descriptions") or {}).items():
+        for label, text in (record.get(R.DESCRIPTIONS) or {}).items():
             descriptions.setdefault(str(label), str(text))
     return build_runs(RawRuns(
         raw=raw,
         hashes=[record_sha256(record) for record in records],
         directions=directions,
         descriptions=descriptions,
-        provenance=collect_provenance(record.get("provenance") for record in records),
-        curves=[curve if isinstance(curve := record.get("curve"), list) else [] for record in records],
-        cost_axes=merge_cost_axes(record.get("cost_axes") for record in records),
+        provenance=collect_provenance(record.get(R.PROVENANCE) for record in records),
+        curves=[curve if isinstance(curve := record.get(R.CURVE), list) else [] for record in records],
+        cost_axes=merge_cost_axes(record.get(R.COST_AXES) for record in records),
     ))  # fmt: skip
 
 
@@ -218,33 +232,34 @@ def build_runs(source: RawRuns) -> RunsFrame:
     for column, direction in COST_DIRECTIONS.items():
         if raw[column].notna().any():
             directions.setdefault(column, direction)
-    value_columns = sorted(directions, key=_column_order)
+    cost_axes = source.cost_axes or registered_cost_axes()
+    value_columns = sorted(directions, key=column_sort_key(cost_order(cost_axes, registered_leading_columns())))
 
     columns: dict[str, Any] = {}
-    for axis in ("dataset", "cell", "quantizer"):
+    for axis in R.AXES:
         name = raw[axis].where(raw[axis].notna(), "?").astype(str)
         label = raw[f"{axis}_label"]
         columns[f"{axis}_label"] = label.where(label.notna() & (label != ""), name).astype(str)
         columns[axis] = name
-    columns["case_id"] = raw["case_id"].where(raw["case_id"].notna(), "").astype(str)
-    columns["matrix"] = raw["matrix"].where(raw["matrix"].notna(), "").astype(str)
-    status = raw["status"]
-    columns["status"] = status.where(status.isin(STATUSES), "error").astype(str)
-    columns["error"] = raw["error"].where(raw["error"].notna(), "").astype(str)
-    columns["seed"] = pd.to_numeric(raw["seed"], errors="coerce").fillna(-1).astype(np.int64)
+    for name in (R.CASE_ID, R.MATRIX):
+        columns[name] = raw[name].where(raw[name].notna(), "").astype(str)
+    status = raw[R.STATUS]
+    columns[R.STATUS] = status.where(status.isin(STATUSES), "error").astype(str)
+    columns[R.ERROR] = raw[R.ERROR].where(raw[R.ERROR].notna(), "").astype(str)
+    columns[R.SEED] = pd.to_numeric(raw[R.SEED], errors="coerce").fillna(-1).astype(np.int64)
     parts: dict[str, str] = {}  # few distinct values: format each once
     full_precision = []
-    for value in raw["full_precision"].tolist():
+    for value in raw[R.FULL_PRECISION].tolist():
         key = value if isinstance(value, str) else repr(value)
         if key not in parts:
             parts[key] = _parts(value)
         full_precision.append(parts[key])
-    columns["full_precision"] = full_precision
-    licence = raw["dataset_licence"]
+    columns[R.FULL_PRECISION] = full_precision
+    licence = raw[R.DATASET_LICENCE]
     columns["licence"] = licence.where(licence.notna(), "").astype(str)
     for name in CONFIG_COLUMNS:
         columns[name] = _canonical_texts(raw[name].tolist())
-    columns["train_steps"] = pd.to_numeric(raw["train_steps"], errors="coerce").astype(float)
+    columns[R.TRAIN_STEPS] = pd.to_numeric(raw[R.TRAIN_STEPS], errors="coerce").astype(float)
     for column in value_columns:
         values = raw[column]
         if not pd.api.types.is_numeric_dtype(values.dtype):  # object, or pandas 3's str dtype
@@ -261,10 +276,10 @@ def build_runs(source: RawRuns) -> RunsFrame:
         del directions[column]
     columns["record_sha256"] = source.hashes
     runs = pd.DataFrame(columns, index=pd.RangeIndex(len(raw)))
-    for name in (*GROUP_KEY, "quantizer", "cell", "dataset", "status", "matrix"):
+    for name in (*GROUP_KEY, *R.AXES, R.STATUS, R.MATRIX):
         runs[name] = runs[name].astype("category")
-    primary_named = _named(runs["dataset_label"], raw["primary_metric"])
-    selection_named = _named(runs["dataset_label"], raw["selection_metric"])
+    primary_named = _named(runs[R.DATASET_LABEL], raw[R.PRIMARY_METRIC])
+    selection_named = _named(runs[R.DATASET_LABEL], raw[R.SELECTION_METRIC])
     datasets = {
         label: _dataset_info(label, runs[runs["dataset_label"] == label], value_columns, directions, primary_named,
                              selection_named.get(label, ""))  # fmt: skip
@@ -278,21 +293,45 @@ def build_runs(source: RawRuns) -> RunsFrame:
         datasets=datasets,
         descriptions=dict(sorted(source.descriptions.items())),
         provenance=source.provenance,
-        cost_axes=[c for c in (source.cost_axes or registered_cost_axes()) if c in directions],
+        cost_axes=[c for c in cost_axes if c in directions],
     )
 
 
-def registered_cost_axes(hardware: Any = None) -> list[str]:
-    """Cost axes the installed backends declare: for records stored before backends declared them
-    in each record (contract 1), so that their leaderboards keep their cost plots."""
+def _declared_by_backends(attribute: str) -> list[str]:
+    """The columns every installed backend lists in ``attribute``, in registry order, each once."""
     from qbench.errors import UsageError
     from qbench.host import get_host
 
     try:
-        registry = hardware if hardware is not None else get_host().registry("hardware")
-    except UsageError:  # a broken plugin must not stop a rebuild: then no cost plot
+        registry = get_host().registry("hardware")
+    except UsageError:  # a broken plugin must not stop a rebuild: then nothing is declared
         return []
-    return list(dict.fromkeys(axis for _, entry in registry.items() for axis in getattr(entry.cls, "cost_axes", ())))
+    return list(dict.fromkeys(c for _, entry in registry.items() for c in getattr(entry.cls, attribute, ())))
+
+
+def registered_cost_axes() -> list[str]:
+    """Cost axes the installed backends declare: for records stored before backends declared them
+    in each record (contract 1), so that their leaderboards keep their cost plots."""
+    return _declared_by_backends("cost_axes")
+
+
+def baseline_of(quantizers: Iterable[str]) -> str:
+    """The baseline quantizer of runs made with ``quantizers`` (names): the installed quantizer that
+    declares ``baseline = True``, one of these if any (see :func:`qbench.matrix.declared_baseline`);
+    "" when none does, or when a broken plugin stops the registry (then no paired comparison)."""
+    from qbench.errors import UsageError
+    from qbench.host import get_host
+    from qbench.matrix import declared_baseline
+
+    try:
+        return declared_baseline(get_host(), quantizers)
+    except UsageError:
+        return ""
+
+
+def registered_leading_columns() -> list[str]:
+    """The columns the installed backends want first among the costs (``leading_columns``)."""
+    return _declared_by_backends("leading_columns")
 
 
 def _named(labels: pd.Series, metrics: pd.Series) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from qbench.leaderboard.display import Column, Displays, DisplayTable
+from qbench.leaderboard.display import NO_BASELINE_SENTENCE, Column, Displays, DisplayTable
 from qbench.leaderboard.frame import RunsFrame
 from qbench.leaderboard.markdown import MAX_FAILURES_LISTED, SECTIONS
 from qbench.leaderboard.plots import slug
@@ -147,6 +147,8 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
         if label in displays.paired:
             parts.append(f"<h3>Against the {escape(displays.baseline)} baseline (paired by cell and seed)</h3>")
             parts.append(html_table(displays.paired[label], css="sortable paired"))
+        elif not displays.baseline:
+            parts.append(f"<p>{escape(NO_BASELINE_SENTENCE)}</p>")
         for heading, tables, text in SECTIONS:
             if label in getattr(displays, tables):
                 parts.append(f"<h3>{escape(heading)}</h3><p>{escape(text)}</p>")

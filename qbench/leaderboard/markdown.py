@@ -10,7 +10,14 @@ from typing import Any
 
 import pandas as pd
 
-from qbench.leaderboard.display import Column, Displays, DisplayTable, headline_view, pipe_table
+from qbench.leaderboard.display import (
+    NO_BASELINE_SENTENCE,
+    Column,
+    Displays,
+    DisplayTable,
+    headline_view,
+    pipe_table,
+)
 from qbench.leaderboard.formatting import escape_cell, escape_markdown
 from qbench.leaderboard.frame import RunsFrame
 
@@ -68,6 +75,8 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
                       "p-value of the paired t test, Holm-adjusted across the methods of the cell; the verdict "
                       "is taken from the adjusted p-value. Other metrics are in leaderboard.json.", ""]  # fmt: skip
             lines += [pipe_table(displays.paired[label], escape_markdown), ""]
+        elif not displays.baseline:
+            lines += [escape_markdown(NO_BASELINE_SENTENCE), ""]
         for heading, tables, text in SECTIONS:
             if label in getattr(displays, tables):
                 lines += [f"### {heading}", "", text, ""]

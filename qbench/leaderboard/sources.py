@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qbench import record as R
 from qbench.errors import UsageError
 from qbench.protocol import Protocol
 from qbench.store import STORE_FILENAME
@@ -43,7 +44,7 @@ def records_from_leaderboard(document: dict[str, Any]) -> list[dict[str, Any]]:
         if run.get("role", "evaluation") != "evaluation":
             continue  # tuning runs of other configurations and superseded runs make no tuned row
         record = {k: v for k, v in run.items() if v is not None and k != "record_sha256"}
-        record["directions"] = directions
+        record[R.DIRECTIONS] = directions
         records.append(record)
     return records
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from qbench import record as R
 from qbench.leaderboard.frame import (
     RawRuns,
     RunsFrame,
@@ -66,7 +67,7 @@ class _Query:
         where, args = self.where()
         texts: set[str] = set()
         for order in ("ASC", "DESC"):
-            rows = db.execute(f"SELECT json_extract(record, '$.directions') FROM records {where} "
+            rows = db.execute(f"SELECT json_extract(record, '$.{R.DIRECTIONS}') FROM records {where} "
                               f"ORDER BY rowid {order} LIMIT ?", (*args, size))  # fmt: skip
             texts.update(text for (text,) in rows if text)
         return [json.loads(text) for text in sorted(texts)]
@@ -98,7 +99,7 @@ class _StoreCurves(Sequence):
     def __getitem__(self, index):  # type: ignore[override]
         if self._curves is None:
             with closing(self._query.connect()) as db:
-                rows = self._query.rows(db, "json_extract(record, '$.curve')", ())
+                rows = self._query.rows(db, f"json_extract(record, '$.{R.CURVE}')", ())
             curves = [json.loads(curve) if curve else [] for _, curve in rows]
             self._curves = [c if isinstance(c, list) else [] for c in curves]
         return self._curves[index]
@@ -127,7 +128,7 @@ def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None 
             records = store.records(matrix, skip_damaged=True)
             damage = store.damaged(matrix)
         if case_ids is not None:
-            records = [r for r in records if r.get("case_id") in case_ids]
+            records = [r for r in records if r.get(R.CASE_ID) in case_ids]
             damage = [d for d in damage if d.case_id in case_ids]
         if damage and not skip_damaged:
             raise DamagedRecords(path, damage) from None
@@ -138,7 +139,7 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
     # The value columns are the keys of every record's directions; a sample of the records
     # names them all in practice, and a second, narrow pass fetches any the sample missed.
     columns = wanted_columns(merge_directions(query.sample_directions(db)))
-    nested = ("directions", "descriptions", "provenance", "cost_axes")
+    nested = (R.DIRECTIONS, R.DESCRIPTIONS, R.PROVENANCE, R.COST_AXES)
     # One json_extract with every path parses each record once and returns a JSON array.
     marks = ", ".join("?" for _ in columns)
     extract = f"json_extract(record, {marks}), " + ", ".join("json_extract(record, ?)" for _ in nested)
@@ -160,7 +161,7 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
                 texts[name].add(value)
     del found
     decoded = {name: [json.loads(t) for t in sorted(found)] for name, found in texts.items()}
-    directions = merge_directions(decoded["directions"])
+    directions = merge_directions(decoded[R.DIRECTIONS])
     raw = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     missed = [c for c in wanted_columns(directions) if c not in columns]
     if missed:
@@ -168,7 +169,7 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
         raw = pd.concat([raw, extra if extra is not None else pd.DataFrame(columns=missed)], axis=1)
     raw = raw[wanted_columns(directions)]
     descriptions: dict[str, str] = {}
-    for mapping in decoded["descriptions"]:
+    for mapping in decoded[R.DESCRIPTIONS]:
         for label, description in (mapping or {}).items():
             descriptions.setdefault(str(label), str(description))
     return build_runs(RawRuns(
@@ -176,9 +177,9 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
         hashes=hashes,
         directions=directions,
         descriptions=descriptions,
-        provenance=collect_provenance(decoded["provenance"]),
+        provenance=collect_provenance(decoded[R.PROVENANCE]),
         curves=_StoreCurves(query, len(rows)),
-        cost_axes=merge_cost_axes(decoded["cost_axes"]),
+        cost_axes=merge_cost_axes(decoded[R.COST_AXES]),
     ))  # fmt: skip
 
 

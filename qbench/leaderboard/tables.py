@@ -1,4 +1,4 @@
-"""The two tables a leaderboard publishes: seed aggregates, and paired differences to float.
+"""The two tables a leaderboard publishes: seed aggregates, and paired differences to the baseline.
 
 Aggregates: one row per (dataset, cell label, quantizer label); for every value column
 ``<col>_mean``, ``<col>_std``, ``<col>_ci95``, ``<col>_n`` over the seeds whose status is
@@ -7,7 +7,8 @@ Aggregates: one row per (dataset, cell label, quantizer label); for every value 
 primary metric in its direction; groups without an ok seed come last, unranked.
 
 Paired: for every method and quality metric, the per-seed difference method - baseline, where
-the baseline is the protocol's baseline quantizer (``float`` unless the matrix names another) of
+the baseline is the protocol's baseline quantizer (the matrix's ``baseline``, else the quantizer
+that declares ``baseline = True``; with neither there is no paired table) of
 the same dataset, cell and seed; mean, std, ci95, n, the paired t test's p-value, its
 Holm-Bonferroni adjustment across the methods of one dataset, cell and metric, the effect size
 (Cohen's d_z) and the verdict taken from the adjusted p-value
@@ -21,12 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
+from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame, baseline_of
 from qbench.leaderboard.stats import adjusted_verdict, ci95_half_width
-from qbench.protocol import DEFAULT_BASELINE
 from qbench.stats import effect_size, holm, paired_p_value
-
-BASELINE_QUANTIZER = DEFAULT_BASELINE
 
 
 def aggregate(frame: RunsFrame) -> pd.DataFrame:
@@ -91,14 +89,17 @@ PAIRED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_la
                   "sentence"]  # fmt: skip
 
 
-def paired(frame: RunsFrame, baseline: str = BASELINE_QUANTIZER, alpha: float = 0.05) -> pd.DataFrame:
-    """Per-seed differences of each method against the baseline of its dataset and cell."""
+def paired(frame: RunsFrame, baseline: str | None = None, alpha: float = 0.05) -> pd.DataFrame:
+    """Per-seed differences of each method against the baseline of its dataset and cell (the
+    quantizer named ``baseline``, by default the one declared among the runs'; none when "")."""
     runs = frame.runs
+    if baseline is None:
+        baseline = baseline_of(runs["quantizer"].astype(str).unique())
     quality = frame.quality_columns
     columns = PAIRED_COLUMNS
     ok = runs[runs["status"] == "ok"]
     base = ok[ok["quantizer"] == baseline]
-    if base.empty or not quality:
+    if not baseline or base.empty or not quality:
         return pd.DataFrame(columns=columns)
     cols = ["dataset_label", "cell_label", "seed"]
     # One baseline per (dataset, cell): the first float label, so that float variants are compared too.

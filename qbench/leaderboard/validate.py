@@ -390,6 +390,7 @@ def _refuse_damaged(store_path: Path) -> None:
 def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> None:
     import hashlib
 
+    from qbench.record import from_json
     from qbench.store import connect_read_only
 
     # The hash of a stored record is the hash of its stored text (its canonical JSON, see
@@ -399,7 +400,7 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> 
         texts = {case_id: text for case_id, text in db.execute("SELECT case_id, record FROM records")}
     finally:
         db.close()
-    stored = {case_id: json.loads(text) for case_id, text in texts.items()}
+    stored = {case_id: from_json(text) for case_id, text in texts.items()}
     digests = {case_id: hashlib.sha256(text.encode()).hexdigest() for case_id, text in texts.items()}
     del texts
     from qbench import schemas

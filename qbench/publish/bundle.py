@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from qbench import record as R
 from qbench.errors import UsageError
 from qbench.store import STORE_FILENAME
 
@@ -96,7 +97,7 @@ def _record_plugins(store_path: Path) -> dict[str, str]:
     found: dict[str, set[str]] = {}
     with Store.read_only(store_path) as store:
         for record in store.records():
-            plugins = (record.get("provenance") or {}).get("plugins") or {}
+            plugins = (record.get(R.PROVENANCE) or {}).get("plugins") or {}
             for entry in plugins.values() if isinstance(plugins, dict) else ():
                 if isinstance(entry, dict) and entry.get("distribution"):
                     found.setdefault(str(entry["distribution"]), set()).add(str(entry.get("version")))

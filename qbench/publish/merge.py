@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbench import record as R
 from qbench.errors import UsageError
 from qbench.store import STORE_FILENAME, Store, connect_read_only
 
@@ -151,8 +152,8 @@ def read_sources(inputs: list[Path], scratch: Path) -> list[Source]:
 
 
 def _versions(record: dict[str, Any]) -> dict[str, str]:
-    plugins = (record.get("provenance") or {}).get("plugins") or {}
-    names = {"quantizer": record.get("quantizer"), "cell": record.get("cell"), "dataset": record.get("dataset")}
+    plugins = (record.get(R.PROVENANCE) or {}).get("plugins") or {}
+    names = {axis: record.get(axis) for axis in (R.QUANTIZER, R.CELL, R.DATASET)}
     found = {}
     for kind, entry in plugins.items() if isinstance(plugins, dict) else ():
         if isinstance(entry, dict):
@@ -163,8 +164,8 @@ def _versions(record: dict[str, Any]) -> dict[str, str]:
 def _setting(record: dict[str, Any]) -> dict[str, str]:
     """What must be equal for two records of one dataset to be compared."""
     return {
-        "dataset fingerprint": str((record.get("provenance") or {}).get("dataset_fingerprint")),
-        "training recipe": _canonical(record.get("train")),
+        "dataset fingerprint": str((record.get(R.PROVENANCE) or {}).get("dataset_fingerprint")),
+        "training recipe": _canonical(record.get(R.TRAIN)),
         "protocol": _canonical(record.get("protocol")),
     }
 
@@ -191,7 +192,7 @@ def merge_sources(sources: list[Source]) -> Merged:
     for source in sources:
         origin = {"by": source.by, "machine": source.machine, "source": source.name, "source_sha256": source.sha256}
         for digest, text, summary in source.records:
-            candidates.setdefault(str(summary["case_id"]), []).append(((source.by, source.machine, digest),
+            candidates.setdefault(str(summary[R.CASE_ID]), []).append(((source.by, source.machine, digest),
                                                                       (text, summary), origin))  # fmt: skip
     chosen: dict[str, tuple[str, dict[str, Any]]] = {}
     origins: dict[str, list[dict[str, str]]] = {}
@@ -234,7 +235,7 @@ def merge_sources(sources: list[Source]) -> Merged:
         for what in SETTING_KEYS:
             value = setting[what]
             if value != expected[what]:
-                reasons.append(f"{what} differs from the one most cases of {record.get('dataset_label')} share: "
+                reasons.append(f"{what} differs from the one most cases of {record.get(R.DATASET_LABEL)} share: "
                                + _difference(value, expected[what]))  # fmt: skip
         for component, version in decode(record["versions"]):
             if version != reference_versions[component]:
@@ -275,9 +276,9 @@ def _rows(records: dict[str, Any]):  # type: ignore[no-untyped-def]
     for case_id, record in sorted(records.items()):
         if isinstance(record, tuple):  # already the stored text
             text, summary = record
-            yield case_id, summary.get("matrix") or "", summary.get("status") or "", text
+            yield case_id, summary.get(R.MATRIX) or "", summary.get(R.STATUS) or "", text
         else:
-            yield case_id, record.get("matrix", ""), record.get("status", ""), record_text(record)
+            yield case_id, record.get(R.MATRIX, ""), record.get(R.STATUS, ""), record_text(record)
 
 
 def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merged:

@@ -33,8 +33,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from qbench import record as R
 from qbench.leaderboard.formatting import fmt_value
 from qbench.leaderboard.frame import GROUP_KEY
+from qbench.record import from_json
 from qbench.store import STORE_FILENAME
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; "
@@ -319,21 +321,21 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
         texts = records.texts([str(r.get("case_id")) for r in seeds])
         # A merge may give a configuration hundreds of seeds: the first few are drawn and detailed,
         # every one is in the seeds table above and in the JSON download.
-        mine = [json.loads(text) for text in texts[:MAX_SEEDS_DETAILED]]
+        mine = [from_json(text) for text in texts[:MAX_SEEDS_DETAILED]]
         if len(texts) > MAX_SEEDS_DETAILED:
             body.append(f'<p class="muted">{len(texts)} seeds: the curves and provenance of the first '
                         f"{MAX_SEEDS_DETAILED} are shown; every record is in the JSON download.</p>")  # fmt: skip
         for record in mine:
-            body.append(f"<h3>seed {escape(str(record.get('seed')))}</h3>" + curve_svg(record.get("curve") or []))
+            body.append(f"<h3>seed {escape(str(record.get(R.SEED)))}</h3>" + curve_svg(record.get(R.CURVE) or []))
         if not mine:
             body.append('<p class="muted">no store beside the leaderboard: curves not available</p>')
         body.append("<h2>Provenance</h2>")
         for record in mine:
-            facts = dict(record.get("provenance") or {})
-            facts["train"] = record.get("train")
-            for origin in origins.get(str(record.get("case_id")), []):
+            facts = dict(record.get(R.PROVENANCE) or {})
+            facts["train"] = record.get(R.TRAIN)
+            for origin in origins.get(str(record.get(R.CASE_ID)), []):
                 facts[f"contributed by ({origin.get('source')})"] = f"{origin.get('by')} on {origin.get('machine')}"
-            body.append(f"<h3>seed {escape(str(record.get('seed')))} ({escape(str(record.get('case_id')))})</h3>"
+            body.append(f"<h3>seed {escape(str(record.get(R.SEED)))} ({escape(str(record.get(R.CASE_ID)))})</h3>"
                         + _dl(facts))  # fmt: skip
         yield f"configs/{page_slug(label)}.html", _page(f"{title}: {label}", 1, body).encode()
         # the stored texts as they are: the download is byte for byte what the store holds

@@ -15,8 +15,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from qbench.record import SCHEMA_VERSION
+
 LEADERBOARD_VERSION = 1
-RECORD_VERSION = 1
+#: the record format's version: :data:`qbench.record.SCHEMA_VERSION`, its one definition
+RECORD_VERSION = SCHEMA_VERSION
 _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,), "array": (list,), "string": (str,), "integer": (int,), "number": (int, float),
     "boolean": (bool,), "null": (type(None),),

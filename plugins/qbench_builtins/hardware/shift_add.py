@@ -90,6 +90,8 @@ class ShiftAddSimulator(qbench.HardwareBackend):
     headline: ClassVar[tuple[str, ...] | None] = (
         "sim_bpc", "sim_accuracy", "sim_agreement", "sim_max_abs_error", "adds", "shifts", "mults",
     )
+    #: what a reader compares first: the operation counts, then whether the simulation was exact
+    leading_columns: ClassVar[tuple[str, ...]] = ("mults", "adds", "shifts", "sim_exact", "sim_max_abs_error")
     columns: ClassVar[dict[str, str]] = {
         "sim_exact": "",
         "sim_metric": "",
