@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, cast
 
+from qbench import record as R
 from qbench.components import Cell, Dataset, Quantizer
 from qbench.errors import DatasetError
 from qbench.host import Host, HostRecipe
@@ -74,18 +75,18 @@ def run_case(case: Case, device: str = "cpu", threads: int | None = 1, *, host: 
     (in process only); any other dataset is prepared here, once.
     """
     record = base_record(case)
-    record["started"] = _now()
+    record[R.STARTED] = _now()
     provenance = base_provenance(device)
-    record["provenance"] = provenance
+    record[R.PROVENANCE] = provenance
     try:
         _train_and_measure(case, device, threads, record, provenance, host_from(host), prepared or {})
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a failing case is a result, not a crash of the matrix
-        record["status"] = "error"
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc(limit=8)
-    record["finished"] = _now()
+        record[R.STATUS] = "error"
+        record[R.ERROR] = f"{type(exc).__name__}: {exc}"
+        record[R.TRACEBACK] = traceback.format_exc(limit=8)
+    record[R.FINISHED] = _now()
     return _json_safe(record)
 
 
@@ -123,17 +124,17 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
     cell = cast(Cell, entries["cell"].cls(**case.cell.params))
     dataset = cast(Dataset, entries["dataset"].cls(**case.dataset.params))
     provenance["plugins"] = component_versions(case, host)
-    record["descriptions"] = {
+    record[R.DESCRIPTIONS] = {
         case.quantizer.label: quantizer.description,
         case.cell.label: cell.description,
         case.dataset.label: dataset.description,
     }
-    record["dataset_licence"] = getattr(dataset, "licence", "")
+    record[R.DATASET_LICENCE] = getattr(dataset, "licence", "")
     declared = MetricSet.of(dataset)
-    record["metrics"] = declared.as_record()
-    record["primary_metric"] = declared.primary_column
-    record["selection_metric"] = declared.selection_column
-    record["weight_bits"] = float(quantizer.bits_per_weight())
+    record[R.METRICS] = declared.as_record()
+    record[R.PRIMARY_METRIC] = declared.primary_column
+    record[R.SELECTION_METRIC] = declared.selection_column
+    record[R.WEIGHT_BITS] = float(quantizer.bits_per_weight())
 
     data = prepared[case.dataset.label] if case.dataset.label in prepared else dataset.prepare(str(cache_dir()))
     provenance["dataset_fingerprint"] = data.fingerprint
@@ -142,18 +143,18 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
                            f"{type(data).__name__} (task {data.task!r})")  # fmt: skip
     result = train_and_evaluate(cell, quantizer, data, dict(case.train), case.seed, device, declaration=declared)
 
-    record["status"] = result.status
+    record[R.STATUS] = result.status
     if result.status != "ok":
-        record["error"] = result.message
+        record[R.ERROR] = result.message
     record.update(result.metrics)
-    record["directions"] = dict(result.directions)
-    record["curve"] = list(result.curve)
-    record["train_seconds"] = result.train_seconds
-    record["train_steps"] = int(result.steps)
-    record["tokens_per_second"] = result.tokens_per_second
-    record["weight_count"] = int(result.weight_count)
-    record["weight_bytes"] = result.weight_count * record["weight_bits"] / 8.0
-    record["full_precision"] = ["input", "output"] if cell.config.get("embedding", 0) == 0 else ["embedding", "output"]
+    record[R.DIRECTIONS] = dict(result.directions)
+    record[R.CURVE] = list(result.curve)
+    record[R.TRAIN_SECONDS] = result.train_seconds
+    record[R.TRAIN_STEPS] = int(result.steps)
+    record[R.TOKENS_PER_SECOND] = result.tokens_per_second
+    record[R.WEIGHT_COUNT] = int(result.weight_count)
+    record[R.WEIGHT_BYTES] = result.weight_count * record[R.WEIGHT_BITS] / 8.0
+    record[R.FULL_PRECISION] = ["input", "output"] if cell.config.get("embedding", 0) == 0 else ["embedding", "output"]
     if result.status != "ok" or result.exported is None:
         return
     _run_hardware(case, host, result, record)
@@ -164,21 +165,21 @@ def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) ->
 
     for spec, suffix in zip(case.hardware, hardware_column_suffixes(case), strict=True):
         backend = host.create("hardware", spec.name, **spec.params)
-        record["descriptions"][spec.label] = backend.description
+        record[R.DESCRIPTIONS][spec.label] = backend.description
         # every declared column, "" (neither direction) included, so that each reaches the leaderboards
         for column, direction in backend.columns.items():
-            record["directions"][column + suffix] = direction
-        record.setdefault("cost_axes", [])
-        record["cost_axes"] += [axis + suffix for axis in getattr(backend, "cost_axes", ())]
+            record[R.DIRECTIONS][column + suffix] = direction
+        record.setdefault(R.COST_AXES, [])
+        record[R.COST_AXES] += [axis + suffix for axis in getattr(backend, "cost_axes", ())]
         try:
             columns = backend.measure(result.exported, result.sample)
         except Unsupported as exc:
-            record["hardware_status"][spec.label] = f"unsupported: {exc}"
+            record[R.HARDWARE_STATUS][spec.label] = f"unsupported: {exc}"
             continue
         except Exception as exc:  # one backend's bug must not discard the trained model's metrics
-            record["hardware_status"][spec.label] = f"error: {type(exc).__name__}: {exc}"
+            record[R.HARDWARE_STATUS][spec.label] = f"error: {type(exc).__name__}: {exc}"
             continue
-        record["hardware_status"][spec.label] = "ok"
+        record[R.HARDWARE_STATUS][spec.label] = "ok"
         for column, value in columns.items():
             if isinstance(value, float) and math.isnan(value):
                 value = None

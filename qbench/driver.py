@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from qbench import record as R
 from qbench.errors import ExitCode, UsageError
 from qbench.executors.config import RunConfig, resolve_run_config
 from qbench.host import Host, get_host
@@ -322,18 +323,18 @@ def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, option
     try:
         for record in executor.run(the_plan.pending):
             record.setdefault("provenance", {})
-            record["provenance"].update(matrix_hash=matrix.digest, executor=config.executor, workers=config.workers)
-            if the_plan.stored.get(record["case_id"]) is not None:
+            record[R.PROVENANCE].update(matrix_hash=matrix.digest, executor=config.executor, workers=config.workers)
+            if the_plan.stored.get(record[R.CASE_ID]) is not None:
                 store.replace(record)
             else:
                 store.put(record)
-            counts[record["status"]] += 1
+            counts[record[R.STATUS]] += 1
             bar.update(1)
             bar.set_postfix_str(_summary(record))
-            if record["status"] == "error":
+            if record[R.STATUS] == "error":
                 bar.write(f"case {record['case_id']} ({record['quantizer_label']} / {record['cell_label']} / "
                           f"seed {record['seed']}) failed: {record.get('error')}")
-            if options.exitfirst and record["status"] in FAILED_STATUSES:
+            if options.exitfirst and record[R.STATUS] in FAILED_STATUSES:
                 bar.write("stopping at the first failed case (-x)")
                 break
     except KeyboardInterrupt as exc:

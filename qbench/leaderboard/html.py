@@ -38,37 +38,11 @@ figure{display:inline-block;margin:.5rem 1rem .5rem 0}figure img{max-width:40rem
 code{font-size:.9em}dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}
 """
 
-SCRIPT = """
-(function () {
-  "use strict";
-  function sortKey(cell) {
-    return cell.hasAttribute("data-v") ? cell.getAttribute("data-v") : cell.textContent.trim();
-  }
-  document.querySelectorAll("table.sortable").forEach(function (table) {
-    var headers = table.tHead.rows[0].cells;
-    Array.prototype.forEach.call(headers, function (th, index) {
-      th.addEventListener("click", function () {
-        var ascending = th.getAttribute("aria-sort") !== "ascending";
-        Array.prototype.forEach.call(headers, function (other) { other.setAttribute("aria-sort", "none"); });
-        th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-        var numeric = th.getAttribute("data-type") === "number";
-        var body = table.tBodies[0];
-        var rows = Array.prototype.slice.call(body.rows);
-        rows.sort(function (a, b) {
-          var x = sortKey(a.cells[index]), y = sortKey(b.cells[index]);
-          if (numeric) {
-            var fx = x === "" ? NaN : Number(x), fy = y === "" ? NaN : Number(y);
-            if (isNaN(fx) || isNaN(fy)) { return isNaN(fx) - isNaN(fy); }
-            return ascending ? fx - fy : fy - fx;
-          }
-          return ascending ? x.localeCompare(y) : y.localeCompare(x);
-        });
-        rows.forEach(function (row) { body.appendChild(row); });
-      });
-    });
-  });
-})();
-"""
+def sort_script() -> str:
+    """The table-sorting script, one file shared with the static site (``qbench site``)."""
+    from importlib import resources
+
+    return resources.files("qbench.leaderboard").joinpath("assets", "sortable.js").read_text(encoding="utf-8")
 
 
 def _th(text: str, numeric: bool) -> str:
@@ -175,5 +149,5 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
     parts.append("</dl>")
     if notes:
         parts.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
-    parts.append(f"</section><script>{SCRIPT}</script></body></html>")
+    parts.append(f"</section><script>{sort_script()}</script></body></html>")
     return "\n".join(parts)

@@ -36,12 +36,12 @@ from typing import Any
 from qbench import record as R
 from qbench.leaderboard.formatting import fmt_value
 from qbench.leaderboard.frame import GROUP_KEY
+from qbench.leaderboard.html import sort_script
 from qbench.record import from_json
 from qbench.store import STORE_FILENAME
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; "
        "form-action 'none'")  # fmt: skip
-ASSETS = ("site.js", "site.css")
 SITE_FILES = ("index.html",)
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 #: Columns of the runs table shown on a configuration page (the values follow).
@@ -341,8 +341,8 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
         # the stored texts as they are: the download is byte for byte what the store holds
         yield f"configs/{page_slug(label)}.json", ("[\n" + ",\n".join(texts) + "\n]\n").encode()
     records.close()
-    for asset in ASSETS:
-        yield f"assets/{asset}", resources.files("qbench.publish").joinpath("assets", asset).read_bytes()
+    yield "assets/site.js", sort_script().encode("utf-8")  # the leaderboard page's own script, as a file
+    yield "assets/site.css", resources.files("qbench.publish").joinpath("assets", "site.css").read_bytes()
 
 
 def write_site(folder: Path, out: Path) -> list[Path]:

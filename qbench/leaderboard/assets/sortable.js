@@ -1,4 +1,4 @@
-// qbench site: sortable tables. Loaded as a file (script-src 'self'); the pages have no inline script.
+// qbench: sortable tables (click or Enter on a header). The leaderboard page inlines this file; the site loads it as assets/site.js (script-src 'self', no inline script).
 (function () {
   "use strict";
   function sortKey(cell) {
