@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
 from qbench.cli import main
 
 from .matrices import write_matrix_file
+from .runs import kill_when, stored
 
 pytestmark = pytest.mark.slow
 
@@ -22,16 +19,6 @@ TINY = dict(
     quantizers=("float", "ternary"), hardware=("shift-add", "energy"),
     epochs=1, batch=16, bptt=20, max_steps=15, eval_tokens=2000, hardware_tokens=200,
 )
-
-
-def stored(out):
-    db = sqlite3.connect(out / "qbench.sqlite")
-    try:
-        return {case_id: json.loads(rec) for case_id, rec in db.execute("SELECT case_id, record FROM records")}
-    except sqlite3.OperationalError:  # the driver has created the file but not yet the table
-        return {}
-    finally:
-        db.close()
 
 
 def test_run_writes_leaderboards_and_resumes(tmp_path, capsys, fresh_host):
@@ -76,20 +63,7 @@ def test_sigkill_loses_no_finished_case(tmp_path):
     matrix = write_matrix_file(tmp_path, "tiny", **{**TINY, "seeds": (0, 1, 2), "max_steps": 40})
     out = tmp_path / "out"
     command = [sys.executable, "-m", "qbench", "run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            if (out / "qbench.sqlite").exists() and 1 <= len(stored(out)) < 6:
-                break
-            if proc.poll() is not None:
-                pytest.fail("the run finished before it could be killed; make the cases longer")
-            time.sleep(0.2)
-        else:
-            pytest.fail("no case finished in time")
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    kill_when(command, lambda: 1 <= len(stored(out)) < 6)
     before = stored(out)
     assert 1 <= len(before) < 6
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)

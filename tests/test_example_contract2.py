@@ -17,10 +17,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_example_dataset_and_backend_on_every_executor_and_every_format(tmp_path):
-    from qbench.executors import get_executor
     from qbench.leaderboard import write_leaderboards
     from qbench.matrix import expand, load_matrix
     from tests.matrices import write_matrix_file
+    from tests.runs import records_per_executor
     from tests.test_executors import comparable
 
     path = write_matrix_file(
@@ -30,15 +30,7 @@ def test_example_dataset_and_backend_on_every_executor_and_every_format(tmp_path
         seeds=(0,), epochs=1, batch=16, hardware_tokens=100,
     )
     cases = expand(load_matrix(path))
-    runs = {}
-    for label, make in [("workers-1", lambda: get_executor("local", 1)),
-                        ("workers-2", lambda: get_executor("local", 2)),
-                        ("dask-2", lambda: get_executor("dask", 2))]:  # fmt: skip
-        executor = make()
-        try:
-            runs[label] = {r["case_id"]: r for r in executor.run(cases)}
-        finally:
-            executor.close()
+    runs = records_per_executor(cases)
     reference = runs["workers-1"]
     for record in reference.values():
         assert record["status"] == "ok", record.get("error")

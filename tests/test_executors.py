@@ -19,6 +19,7 @@ from qbench.executors.pool import ProcessPoolExecutor
 from qbench.matrix import Case, Spec
 
 from .matrices import write_matrix_file
+from .runs import records_per_executor
 
 pytestmark = pytest.mark.slow
 
@@ -125,21 +126,11 @@ def test_a_raising_case_is_an_error_record_and_the_others_go_on():
 
 
 def test_same_case_and_seed_give_the_same_record_whatever_the_executor(tmp_path, data_cache, monkeypatch):
-    """Done-when: identical records (except timing, host, executor) in process, on 2 processes, on Dask."""
+    """Done-when: identical records (except timing, host, executor) on 1 worker, on 2 processes, on Dask."""
     monkeypatch.setenv("QBENCH_DATA", str(data_cache))
     cases = real_cases(tmp_path, seeds=3)
-    runs: dict[str, dict[str, dict]] = {}
-    for label, make in [
-        ("in-process", lambda: get_executor("local", 1)),
-        ("pool-2", lambda: get_executor("local", 2)),
-        ("dask-2", lambda: get_executor("dask", 2)),
-    ]:
-        executor = make()
-        try:
-            runs[label] = {r["case_id"]: r for r in executor.run(cases)}
-        finally:
-            executor.close()
-    reference = runs["in-process"]
+    runs = records_per_executor(cases)
+    reference = runs["workers-1"]
     assert sorted(reference) == sorted(c.case_id for c in cases)
     assert all(r["status"] == "ok" for r in reference.values()), [r.get("error") for r in reference.values()]
     assert len({r["test_bpc"] for r in reference.values()}) == len(cases), "seeds give different models"

@@ -67,9 +67,9 @@ def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp
     """Done-when: lsq (weights; weights and hidden state) / ttq / the plugin's learned-binary beside ternary,
     each package installed on its own, on indrnn and the plugin's
     diagonal-rnn: identical records with 1 and 2 workers and on Dask; energy prices the declared cells."""
-    from qbench.executors import get_executor
     from qbench.matrix import expand, load_matrix
     from tests.matrices import write_matrix_file
+    from tests.runs import records_per_executor
     from tests.test_executors import comparable
 
     monkeypatch.setenv("QBENCH_DATA", str(data_cache))
@@ -83,17 +83,7 @@ def test_learned_and_declared_components_run_in_one_matrix_on_every_executor(tmp
         seeds=(0,), epochs=1, batch=8, bptt=20, max_steps=3, eval_tokens=300, hardware_tokens=60,
     )
     cases = expand(load_matrix(path))
-    runs = {}
-    for label, make in [
-        ("workers-1", lambda: get_executor("local", 1)),
-        ("workers-2", lambda: get_executor("local", 2)),
-        ("dask-2", lambda: get_executor("dask", 2)),
-    ]:
-        executor = make()
-        try:
-            runs[label] = {r["case_id"]: r for r in executor.run(cases)}
-        finally:
-            executor.close()
+    runs = records_per_executor(cases)
     reference = runs["workers-1"]
     assert len(reference) == 10
     for record in reference.values():

@@ -5,13 +5,10 @@ one record per configuration and seed."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -21,6 +18,7 @@ from qbench.leaderboard.writers import table_rows
 from qbench.protocol import Protocol
 
 from .matrices import write_matrix_file
+from .runs import kill_when, stored
 
 pytestmark = pytest.mark.slow
 
@@ -29,18 +27,6 @@ FAIR = dict(
     tune={"train.lr": [0.003, 0.01, 0.03]},
     epochs=1, batch=16, bptt=20, max_steps=12, eval_tokens=1500, hardware_tokens=100,
 )  # fmt: skip
-
-
-def stored(out):
-    if not (out / "qbench.sqlite").exists():
-        return {}
-    db = sqlite3.connect(out / "qbench.sqlite")
-    try:
-        return {case_id: json.loads(rec) for case_id, rec in db.execute("SELECT case_id, record FROM records")}
-    except sqlite3.OperationalError:  # the driver has created the file but not yet the table
-        return {}
-    finally:
-        db.close()
 
 
 @pytest.fixture(scope="module")
@@ -160,23 +146,6 @@ def test_an_edited_recipe_supersedes_the_old_records_instead_of_counting_twice(t
     assert any("superseded" in note for note in document["notes"])
 
 
-def _kill_when(command, out, reached, deadline=240):
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            if reached(len(stored(out))):
-                break
-            if proc.poll() is not None:
-                pytest.fail("the run finished before it could be killed")
-            time.sleep(0.05)
-        else:
-            pytest.fail("the run did not get far enough in time")
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-
-
 @pytest.mark.parametrize("phase", ["tuning", "evaluation"])
 def test_sigkill_in_either_phase_resumes_without_rerunning_a_stored_case(tmp_path, phase):
     settings = {**FAIR, "seeds": {"min": 3, "max": 3, "precision": 1.0}, "max_steps": 30}
@@ -185,7 +154,8 @@ def test_sigkill_in_either_phase_resumes_without_rerunning_a_stored_case(tmp_pat
     command = [sys.executable, "-m", "qbench", "run", "--matrix", str(matrix), "--out", str(out), "--no-progress",
                "--workers", "1"]  # fmt: skip
     # 6 tuning cases (2 methods x 3 points on seed 0), then 4 evaluation cases (seeds 1 and 2)
-    _kill_when(command, out, (lambda n: 1 <= n < 5) if phase == "tuning" else (lambda n: 7 <= n < 10))
+    counts = (lambda n: 1 <= n < 5) if phase == "tuning" else (lambda n: 7 <= n < 10)
+    kill_when(command, lambda: counts(len(stored(out))))
     before = stored(out)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
