@@ -11,10 +11,9 @@ CPU with one torch thread (how the runner's workers train) the clock is the proc
 because the 2-core machines are shared and wall time mostly measures the neighbours; the
 wall-time ratio is reported too. With several threads, and on a GPU, the clock is wall time.
 
-* ``test_quantized_step_vs_float``: qbench's stack with each paper quantizer / torch's own fused
-  module (``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``) in float. Must be <= :data:`STEP_LIMIT`.
-* ``test_learned_quantizer_step_vs_float``: the learned quantizers ``lsq`` and ``ttq`` (weight-only:
-  their own autograd functions, still the fused kernel) / torch's fused float module. Must be
+* ``test_quantized_step_vs_float``: qbench's stack with each paper quantizer, and with the learned
+  quantizers ``lsq`` and ``ttq`` (weight-only: their own autograd functions, still the fused
+  kernel) / torch's own fused module (``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``) in float. Must be
   <= :data:`STEP_LIMIT`.
 * ``test_per_step_path_vs_float``: what leaving the fused kernel costs, measured and reported (no
   bound): ``lsq(hidden=true)`` quantizes the hidden state at every time step (the per-step loop),
@@ -231,25 +230,13 @@ def _quantizer_or_skip(case: tuple[str, dict]) -> qbench.Quantizer:
     return qbench.create("quantizer", name, **params)
 
 
-@pytest.mark.parametrize("case", PAPER_QUANTIZERS, ids=_label)
+#: Weight-only learned quantizers keep the fused kernel too, so the same limit holds for them.
+LEARNED_WEIGHT_ONLY = (("lsq", {}), ("ttq", {}))
+
+
+@pytest.mark.parametrize("case", [*PAPER_QUANTIZERS, *LEARNED_WEIGHT_ONLY], ids=_label)
 @pytest.mark.parametrize("cell", sorted(TORCH_MODULES))
 def test_quantized_step_vs_float(benchmark, table, cell, case):
-    quantizer = _quantizer_or_skip(case)
-    candidate = qbench_step(cell, quantizer)
-    result = paired_ratio(float_step(cell), candidate)
-    benchmark.extra_info.update({"device": DEVICE, "reference": f"torch.nn.{TORCH_MODULES[cell]} float", **result})
-    benchmark.pedantic(candidate, setup=_sync, rounds=3, iterations=1)
-    table.append(
-        f"{cell:5} {_label(case):24} qbench/float-torch = {result['ratio']:.3f} (wall {result['wall_ratio']:.3f}; "
-        f"float {result['reference_ms']:.1f} ms, qbench {result['candidate_ms']:.1f} ms)"
-    )
-    assert result["ratio"] <= STEP_LIMIT
-
-
-@pytest.mark.parametrize("case", [("lsq", {}), ("ttq", {})], ids=_label)
-@pytest.mark.parametrize("cell", sorted(TORCH_MODULES))
-def test_learned_quantizer_step_vs_float(benchmark, table, cell, case):
-    """Weight-only learned quantizers keep the fused kernel: within STEP_LIMIT of torch's float step."""
     quantizer = _quantizer_or_skip(case)
     candidate = qbench_step(cell, quantizer)
     result = paired_ratio(float_step(cell), candidate)
