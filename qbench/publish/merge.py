@@ -1,7 +1,11 @@
 """``qbench merge``: the comparable records of several bundles or run folders, in one leaderboard.
 
-Each input is validated first (manifest, schema, hashes, every published value recomputed);
-an invalid input stops the merge before anything is written. Its records are the runs of its
+Each input is checked first for what the merge uses of it (:func:`qbench.leaderboard.validate.
+validate_merge_input`: the bundle's manifest and every file's hash, every record readable and of a
+known schema version, every published run value its record's, the aggregates and paired
+differences recomputed from them); an input that fails stops the merge before anything is
+written. Its Markdown, CSV and HTML are not rebuilt (the merge discards them and writes its own
+from the records): ``qbench validate`` is the full check of an input's files. Its records are the runs of its
 published leaderboard, each keeping its origin (contributor and machine from the bundle's
 ``contributor.json``; a plain folder is "unknown").
 
@@ -92,7 +96,7 @@ def _folder_sha256(folder: Path) -> str:
 def read_source(path: Path, scratch: Path) -> Source:
     """Validate one input and read its published records (UsageError when it is unreadable or invalid)."""
     from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
-    from qbench.leaderboard.validate import validate_directory
+    from qbench.leaderboard.validate import validate_merge_input
     from qbench.leaderboard.writers import table_rows
     from qbench.publish.bundle import extract, is_bundle
 
@@ -112,7 +116,7 @@ def read_source(path: Path, scratch: Path) -> Source:
         raise UsageError(f"{path}: neither a bundle (.tar.gz, .tgz, .zip from qbench pack) nor a run folder")
     if not (folder / STORE_FILENAME).is_file():
         raise UsageError(f"{path}: no {STORE_FILENAME}; merge needs the stored records (pack the run folder)")
-    report = validate_directory(folder)
+    report = validate_merge_input(folder)
     problems += report.problems
     if problems:
         listed = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
