@@ -49,6 +49,9 @@ class Report:
     aggregates: int = 0
     traced: int = 0
     recomputed: bool = False
+    #: :func:`validate_merge_input` only: case id -> (sha256, stored text, record) of every traced run,
+    #: so that the merge reads and parses each record once.
+    traced_records: dict[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -426,7 +429,6 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report, val
         db.close()
     stored = {case_id: json.loads(text) for case_id, text in texts.items()}
     digests = {case_id: hashlib.sha256(text.encode()).hexdigest() for case_id, text in texts.items()}
-    del texts
     from qbench import schemas
 
     record_schema = schemas.load("record", schemas.RECORD_VERSION)
@@ -445,9 +447,11 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report, val
             report.problems.append(f"run {run['case_id']!r}: record_sha256 does not match the stored record")
         else:
             report.traced += 1
-            if values and (difference := _run_difference(run, record, value_columns)):
-                report.problems.append(f"leaderboard.json run {run['case_id']!r}: {difference}")
-                values = False  # the first difference says enough: the published runs are not the records'
+            if values:
+                report.traced_records[run["case_id"]] = (digests[run["case_id"]], texts[run["case_id"]], record)
+                if difference := _run_difference(run, record, value_columns):
+                    report.problems.append(f"leaderboard.json run {run['case_id']!r}: {difference}")
+                    values = False  # the first difference says enough: the published runs are not the records'
 
 
 def _record_number(value: Any) -> float | None:

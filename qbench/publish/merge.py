@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from qbench.errors import UsageError
-from qbench.store import STORE_FILENAME, Store, connect_read_only
+from qbench.store import STORE_FILENAME, Store
 
 MERGE_JSON = "merge.json"
 #: The fields of a record kept beside its text; comparability is kept as two strings (``setting``:
@@ -95,9 +95,7 @@ def _folder_sha256(folder: Path) -> str:
 
 def read_source(path: Path, scratch: Path) -> Source:
     """Validate one input and read its published records (UsageError when it is unreadable or invalid)."""
-    from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
     from qbench.leaderboard.validate import validate_merge_input
-    from qbench.leaderboard.writers import table_rows
     from qbench.publish.bundle import extract, is_bundle
 
     path = Path(path)
@@ -122,18 +120,11 @@ def read_source(path: Path, scratch: Path) -> Source:
         listed = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
         raise UsageError(f"{path}: does not validate, not merged ({listed}); run qbench validate {path}")
     digest = digest or _folder_sha256(folder)
-    published = {row["case_id"] for row in table_rows(read_leaderboard_json(folder / LEADERBOARD_JSON)["runs"])}
     source = Source(path.name, digest, who.get("by") or UNKNOWN, who.get("machine") or UNKNOWN)
-    db = connect_read_only(folder / STORE_FILENAME)
-    try:
-        rows = db.execute("SELECT case_id, record FROM records ORDER BY case_id").fetchall()
-    finally:
-        db.close()
     shared: dict[str, str] = {}
-    for case_id, text in rows:
-        if case_id in published:
-            summary = source.summary(json.loads(text), shared)
-            source.records.append((hashlib.sha256(text.encode()).hexdigest(), text, summary))
+    # the published runs' records, read, hashed and parsed once by the check (sorted by case id)
+    for _case_id, (record_hash, text, record) in sorted(report.traced_records.items()):
+        source.records.append((record_hash, text, source.summary(record, shared)))
     return source
 
 
