@@ -16,7 +16,9 @@ Checks, each reported as one line naming what is wrong:
    compared with the rebuild (:mod:`qbench.leaderboard.recompute`); the first difference of each
    file is reported with its location and both values.
 
-The store is only ever opened read-only.
+``qbench merge`` checks each input with :func:`validate_merge_input`: checks 1-4 and every
+published run's values against its record, not check 5 (it rebuilds every table from the
+records and discards the input's). The store is only ever opened read-only.
 """
 
 from __future__ import annotations
