@@ -181,8 +181,10 @@ def _roles(runs: pd.DataFrame, methods: list[tuple[str, str, str]], current: np.
             # No configuration trained on every tuning seed: the row shows the failed tuning runs.
             roles.append("tuning")
             used[i] = True
-        elif point == chosen and int(seed) in (evaluation.get(method)
-                                               or evaluation.setdefault(method, decisions.evaluation_seeds(method))):
+        elif point == chosen and int(seed) in (
+            evaluation[method] if method in evaluation
+            else evaluation.setdefault(method, decisions.evaluation_seeds(method))
+        ):  # fmt: skip
             roles.append("evaluation")
             used[i] = True
         elif protocol.grid and int(seed) in tuning:
