@@ -6,8 +6,11 @@ one contributor, tables without plots); the 50 bundles hold 100,000 distinct rec
 same 400 configurations, so the merged leaderboard has 250 seeds per configuration.
 
 The merge runs in a fresh process pinned to two cores (``taskset -c 0,1`` where available):
-every bundle unpacked, its manifest checked and its leaderboard validated by recomputation, the
-records merged, the store, the leaderboards (with plots) and the site written. Measured: wall
+every bundle unpacked, its manifest checked and what the merge uses of it checked
+(:func:`qbench.leaderboard.validate.validate_merge_input`: file hashes, records, run values against
+the records, aggregates and paired differences recomputed in plain Python; not the re-rendering of
+its Markdown/CSV/HTML, which is ``qbench validate``'s full check), the records merged, the store,
+the leaderboards (with plots) and the site written. Measured: wall
 time, CPU time and peak resident memory; the reference in the same run is the rebuild of the
 merged store alone (``qbench leaderboard``), so the ratio says what the validation and the site
 cost on top of writing the leaderboard.

@@ -188,6 +188,91 @@ def test_a_tampered_input_stops_the_merge(bundles, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def _repacked(change, relist: bool = True):
+    """``change`` applied to a bundle's files and the manifest's hashes made to agree with it (``relist``: and
+    leaderboard.json's ``files`` too): a forger's bundle that only the checks of the content can catch."""
+    import hashlib
+
+    def apply(files):
+        files = change(dict(files))
+        if relist:
+            document = json.loads(files["leaderboard.json"])
+            document["files"] = {name: hashlib.sha256(files[name]).hexdigest() for name in document["files"]}
+            files["leaderboard.json"] = json.dumps(document).encode()
+        manifest = json.loads(files["manifest.json"])
+        manifest["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()
+                             if name != "manifest.json"}  # fmt: skip
+        return {**files, "manifest.json": json.dumps(manifest).encode()}
+
+    return apply
+
+
+def _edit_json(files, edit):
+    document = json.loads(files["leaderboard.json"])
+    edit(document)
+    return {**files, "leaderboard.json": json.dumps(document).encode()}
+
+
+def _swap_seed_values(document):
+    """Swap test_bpc between seeds 0 and 1 of every method: every aggregate and paired difference stays the same."""
+    runs = document["runs"]
+    index = {name: runs["columns"].index(name) for name in ("quantizer_label", "seed", "test_bpc")}
+    by_key = {(row[index["quantizer_label"]], row[index["seed"]]): row for row in runs["rows"]}
+    for quantizer in {q for q, _ in by_key}:
+        first, second = by_key[(quantizer, 0)], by_key[(quantizer, 1)]
+        first[index["test_bpc"]], second[index["test_bpc"]] = second[index["test_bpc"]], first[index["test_bpc"]]
+
+
+def _raise_an_aggregate(document):
+    columns = document["aggregates"]["columns"]
+    document["aggregates"]["rows"][0][columns.index("test_bpc_mean")] += 0.25
+
+
+def _edit_a_record(files, tmp_path):
+    import sqlite3
+
+    path = tmp_path / "edited.sqlite"
+    path.write_bytes(files["qbench.sqlite"])
+    db = sqlite3.connect(path)
+    case_id, text = db.execute("SELECT case_id, record FROM records ORDER BY case_id LIMIT 1").fetchone()
+    record = json.loads(text)
+    record["test_bpc"] -= 0.5
+    db.execute("UPDATE records SET record = ? WHERE case_id = ?", (json.dumps(record, sort_keys=True), case_id))
+    db.commit()
+    db.close()
+    return {**files, "qbench.sqlite": path.read_bytes()}
+
+
+@pytest.mark.parametrize("tampering, message", [
+    ("manifest", "leaderboard.md does not match its sha256 in manifest.json"),
+    ("file hash", "files: leaderboard.md does not match its sha256"),
+    ("run value", "test_bpc is"),
+    ("aggregate", "test_bpc mean is"),
+    ("record", "record_sha256 does not match the stored record"),
+])  # fmt: skip
+def test_merge_refuses_each_tampering_of_what_it_uses(bundles, tmp_path, capsys, tampering, message):
+    """Merge checks less than validate (no re-rendering of an input's Markdown/CSV/HTML) but nothing it uses."""
+    forged = tmp_path / "forged.tar.gz"
+    changes = {
+        "manifest": lambda f: {**f, "leaderboard.md": f["leaderboard.md"] + b"\nforged\n"},
+        "file hash": _repacked(lambda f: {**f, "leaderboard.md": f["leaderboard.md"] + b"\nforged\n"}, relist=False),
+        "run value": _repacked(lambda f: _edit_json(f, _swap_seed_values)),
+        "aggregate": _repacked(lambda f: _edit_json(f, _raise_an_aggregate)),
+        "record": _repacked(lambda f: _edit_a_record(f, tmp_path)),
+    }
+    rewrite_tar(bundles["a"], forged, changes[tampering])
+    assert main(["merge", str(forged), str(bundles["b"]), "--out", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "does not validate, not merged" in err and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_says_what_it_checked_of_its_inputs(bundles, tmp_path, capsys):
+    assert main(["merge", str(bundles["a"]), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "inputs checked: integrity" in out and "run qbench validate" in out
+
+
 def test_merge_refuses_a_folder_holding_other_files(bundles, tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
     assert main(["merge", str(bundles["a"]), "--out", str(tmp_path)]) == 4

@@ -6,13 +6,21 @@ import argparse
 from pathlib import Path
 
 NAME = "merge"
-HELP = ("merge bundles or run folders into one leaderboard and site: each input validated, origins kept, "
-        "only comparable records together")  # fmt: skip
+HELP = ("merge bundles or run folders into one leaderboard and site: each input checked for what the merge "
+        "uses, origins kept, only comparable records together")  # fmt: skip
+#: What the merge checks of each input, said in the help and in the output.
+CHECKED = ("inputs checked: integrity (manifest and file hashes), records (readable, known schema version), "
+           "published values (run values, aggregates, paired differences); run qbench validate for the full check "
+           "of an input's files")  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", type=Path, nargs="+", metavar="BUNDLE_OR_DIR",
-                        help="bundles from qbench pack, or run folders")  # fmt: skip
+                        help="bundles from qbench pack, or run folders; each is checked for what the merge uses "
+                        "(manifest and file hashes, records readable and of a known schema version, run values, "
+                        "aggregates and paired differences recomputed from them), not re-rendered: the merge "
+                        "rebuilds every table from the records; run qbench validate for the full check of an "
+                        "input's files")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, metavar="SITE", help="folder to write (new, empty, or "
                         "an earlier merge's, which is replaced)")  # fmt: skip
     parser.add_argument("--title", default="qbench merged leaderboard", help="title of the leaderboard and site")
@@ -27,6 +35,7 @@ def execute(args: argparse.Namespace) -> int:
     contributors = sorted({(s.by, s.machine) for s in merged.sources})
     print(f"{len(args.inputs)} inputs from {len(contributors)} contributor(s): {len(merged.kept)} records merged, "
           f"{len(merged.excluded)} listed apart -> {args.out}")  # fmt: skip
+    print(CHECKED)
     for entry in merged.excluded[:20]:
         print(f"  apart: {entry['case_id']} ({entry['by']} on {entry['machine']}): {entry['reason']}")
     if len(merged.excluded) > 20:

@@ -171,6 +171,7 @@ def _roles(runs: pd.DataFrame, methods: list[tuple[str, str, str]], current: np.
            protocol: Protocol) -> tuple[list[str], np.ndarray]:  # fmt: skip
     tuning = set(protocol.tuning_seed_list)
     roles, used = [], np.zeros(len(runs), dtype=bool)
+    evaluation: dict[tuple[str, str, str], set[int]] = {}  # each method's seeds, built once, not once a run
     for i, (method, point, seed, is_current) in enumerate(
         zip(methods, runs["point"].tolist(), runs["seed"].tolist(), current.tolist(), strict=True)
     ):
@@ -183,7 +184,10 @@ def _roles(runs: pd.DataFrame, methods: list[tuple[str, str, str]], current: np.
             # No configuration trained on every tuning seed: the row shows the failed tuning runs.
             roles.append("tuning")
             used[i] = True
-        elif point == chosen and int(seed) in decisions.evaluation_seeds(method):
+        elif point == chosen and int(seed) in (
+            evaluation[method] if method in evaluation
+            else evaluation.setdefault(method, decisions.evaluation_seeds(method))
+        ):  # fmt: skip
             roles.append("evaluation")
             used[i] = True
         elif protocol.grid and int(seed) in tuning:

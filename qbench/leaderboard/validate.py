@@ -16,7 +16,9 @@ Checks, each reported as one line naming what is wrong:
    compared with the rebuild (:mod:`qbench.leaderboard.recompute`); the first difference of each
    file is reported with its location and both values.
 
-The store is only ever opened read-only.
+``qbench merge`` checks each input with :func:`validate_merge_input`: checks 1-4 and every
+published run's values against its record, not check 5 (it rebuilds every table from the
+records and discards the input's). The store is only ever opened read-only.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class Report:
     aggregates: int = 0
     traced: int = 0
     recomputed: bool = False
+    #: :func:`validate_merge_input` only: case id -> (sha256, stored text, record) of every traced run,
+    #: so that the merge reads and parses each record once.
+    traced_records: dict[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -65,7 +70,29 @@ def _close(a: float | None, b: float | None, scale: float = 0.0) -> bool:
 
 
 def validate_directory(directory: Path, store_path: Path | None = None) -> Report:
-    """Validate the leaderboard in ``directory`` (raises UsageError when there is none)."""
+    """Validate the leaderboard in ``directory`` (raises UsageError when there is none): every check above."""
+    return _validate(Path(directory), store_path, full=True)
+
+
+def validate_merge_input(directory: Path) -> Report:
+    """What ``qbench merge`` needs of an input: the checks of what it uses, not of what it discards.
+
+    A merge keeps an input's records and rebuilds every table from them, so it checks: the schema
+    and every listed file's hash (1, 2); each aggregate and paired difference recomputed from the
+    published runs in plain Python (3); every stored record readable, of a known schema version,
+    and the one its run's ``record_sha256`` names (4); and every published run's status, seed,
+    labels and values equal to its record's (so the published runs are the records'). It does not
+    rebuild the input's Markdown, CSV and HTML (check 5): ``qbench validate`` is the full check.
+    """
+    directory = Path(directory)
+    if not (directory / "qbench.sqlite").is_file():
+        from qbench.errors import UsageError
+
+        raise UsageError(f"{directory}: no qbench.sqlite; a merge needs the stored records")
+    return _validate(directory, None, full=False)
+
+
+def _validate(directory: Path, store_path: Path | None, full: bool) -> Report:
     from qbench.errors import UsageError
 
     directory = Path(directory)
@@ -84,12 +111,14 @@ def validate_directory(directory: Path, store_path: Path | None = None) -> Repor
     _check_files(document, directory, report)
     _check_arithmetic(document, report)
     _check_paired(document, report)
-    _check_csv(document, directory, report)
+    if full:
+        _check_csv(document, directory, report)
     store_path = store_path or directory / "qbench.sqlite"
     if store_path.is_file():
         _refuse_damaged(store_path)
-        _check_store(document, store_path, report)
-        _check_recomputed(document, directory, store_path, report)
+        _check_store(document, store_path, report, values=not full)
+        if full:
+            _check_recomputed(document, directory, store_path, report)
     else:
         report.notes.append(f"no store at {store_path}: record hashes not traced to records, "
                             "the tables checked for consistency only")
@@ -387,7 +416,8 @@ def _refuse_damaged(store_path: Path) -> None:
         raise DamagedRecords(store_path, damage)
 
 
-def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> None:
+def _check_store(document: dict[str, Any], store_path: Path, report: Report, values: bool = False) -> None:
+    """Each run traced to its stored record by hash; ``values``: and its published values equal to the record's."""
     import hashlib
 
     from qbench.record import from_json
@@ -402,7 +432,6 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> 
         db.close()
     stored = {case_id: from_json(text) for case_id, text in texts.items()}
     digests = {case_id: hashlib.sha256(text.encode()).hexdigest() for case_id, text in texts.items()}
-    del texts
     from qbench import schemas
 
     record_schema = schemas.load("record", schemas.RECORD_VERSION)
@@ -412,6 +441,7 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> 
             report.problems.append(f"record {case_id!r} breaks qbench/schemas/record-{schemas.RECORD_VERSION}"
                                    f".schema.json: {found[0]}")  # fmt: skip
             break
+    value_columns = sorted(set(document["directions"]).union(*(run["values"] for run in document["runs"])))
     for run in document["runs"]:
         record = stored.get(run["case_id"])
         if record is None:
@@ -420,3 +450,39 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report) -> 
             report.problems.append(f"run {run['case_id']!r}: record_sha256 does not match the stored record")
         else:
             report.traced += 1
+            if values:
+                report.traced_records[run["case_id"]] = (digests[run["case_id"]], texts[run["case_id"]], record)
+                if difference := _run_difference(run, record, value_columns):
+                    report.problems.append(f"leaderboard.json run {run['case_id']!r}: {difference}")
+                    values = False  # the first difference says enough: the published runs are not the records'
+
+
+def _record_number(value: Any) -> float | None:
+    """A record's value as the leaderboard's run value: a number (a bool as 0/1), else none (NaN is none)."""
+    if isinstance(value, (bool, int, float)):
+        number = float(value)
+        return None if math.isnan(number) else number
+    return None
+
+
+def _record_label(record: dict[str, Any], axis: str) -> str:
+    name = "?" if record.get(axis) is None else str(record.get(axis))
+    label = record.get(f"{axis}_label")
+    return name if label is None or label == "" else str(label)
+
+
+def _run_difference(run: dict[str, Any], record: dict[str, Any], value_columns: list[str]) -> str:
+    """How a published run differs from its stored record (the frame's reading of it), "" when it does not."""
+    status = record.get("status") if record.get("status") in STATUSES else "error"
+    seed = record.get("seed")
+    seed = int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) and math.isfinite(seed) else -1
+    expected: dict[str, Any] = {"status": status, "seed": seed}
+    expected.update({key: _record_label(record, key.removesuffix("_label")) for key in GROUP_KEY})
+    for key, value in expected.items():
+        if run.get(key) != value:
+            return f"{key} is {run.get(key)!r}, its record says {value!r}"
+    for column in value_columns:
+        published, stored = run["values"].get(column), _record_number(record.get(column))
+        if not _close(published, stored):
+            return f"{column} is {published!r}, its record says {stored!r}"
+    return ""

@@ -1,7 +1,11 @@
 """``qbench merge``: the comparable records of several bundles or run folders, in one leaderboard.
 
-Each input is validated first (manifest, schema, hashes, every published value recomputed);
-an invalid input stops the merge before anything is written. Its records are the runs of its
+Each input is checked first for what the merge uses of it (:func:`qbench.leaderboard.validate.
+validate_merge_input`: the bundle's manifest and every file's hash, every record readable and of a
+known schema version, every published run value its record's, the aggregates and paired
+differences recomputed from them); an input that fails stops the merge before anything is
+written. Its Markdown, CSV and HTML are not rebuilt (the merge discards them and writes its own
+from the records): ``qbench validate`` is the full check of an input's files. Its records are the runs of its
 published leaderboard, each keeping its origin (contributor and machine from the bundle's
 ``contributor.json``; a plain folder is "unknown").
 
@@ -33,7 +37,7 @@ from typing import Any
 
 from qbench import record as R
 from qbench.errors import UsageError
-from qbench.store import STORE_FILENAME, Store, connect_read_only
+from qbench.store import STORE_FILENAME, Store
 
 MERGE_JSON = "merge.json"
 #: The fields of a record kept beside its text; comparability is kept as two strings (``setting``:
@@ -92,9 +96,7 @@ def _folder_sha256(folder: Path) -> str:
 
 def read_source(path: Path, scratch: Path) -> Source:
     """Validate one input and read its published records (UsageError when it is unreadable or invalid)."""
-    from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
-    from qbench.leaderboard.validate import validate_directory
-    from qbench.leaderboard.writers import table_rows
+    from qbench.leaderboard.validate import validate_merge_input
     from qbench.publish.bundle import extract, is_bundle
 
     path = Path(path)
@@ -113,24 +115,17 @@ def read_source(path: Path, scratch: Path) -> Source:
         raise UsageError(f"{path}: neither a bundle (.tar.gz, .tgz, .zip from qbench pack) nor a run folder")
     if not (folder / STORE_FILENAME).is_file():
         raise UsageError(f"{path}: no {STORE_FILENAME}; merge needs the stored records (pack the run folder)")
-    report = validate_directory(folder)
+    report = validate_merge_input(folder)
     problems += report.problems
     if problems:
         listed = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
         raise UsageError(f"{path}: does not validate, not merged ({listed}); run qbench validate {path}")
     digest = digest or _folder_sha256(folder)
-    published = {row["case_id"] for row in table_rows(read_leaderboard_json(folder / LEADERBOARD_JSON)["runs"])}
     source = Source(path.name, digest, who.get("by") or UNKNOWN, who.get("machine") or UNKNOWN)
-    db = connect_read_only(folder / STORE_FILENAME)
-    try:
-        rows = db.execute("SELECT case_id, record FROM records ORDER BY case_id").fetchall()
-    finally:
-        db.close()
     shared: dict[str, str] = {}
-    for case_id, text in rows:
-        if case_id in published:
-            summary = source.summary(json.loads(text), shared)
-            source.records.append((hashlib.sha256(text.encode()).hexdigest(), text, summary))
+    # the published runs' records, read, hashed and parsed once by the check (sorted by case id)
+    for _case_id, (record_hash, text, record) in sorted(report.traced_records.items()):
+        source.records.append((record_hash, text, source.summary(record, shared)))
     return source
 
 
