@@ -1,7 +1,7 @@
 """Scale: merging 50 bundles of 2,000 records each (issue 16).
 
 Target: under 30 s and under 1 GiB peak memory on 2 cores. Each bundle is what ``qbench pack``
-writes for a folder of synthetic records (:mod:`qbench.leaderboard.synthetic`: 2,000 records of
+writes for a folder of synthetic records (``tests/synthetic.py``: 2,000 records of
 one contributor, tables without plots); the 50 bundles hold 100,000 distinct records over the
 same 400 configurations, so the merged leaderboard has 250 seeds per configuration.
 

@@ -117,3 +117,34 @@ def test_store_put_writes_the_record_byte_for_byte_as_before(tmp_path):
         store.put(made)
     (text,) = sqlite3.connect(tmp_path / "qbench.sqlite").execute("SELECT record FROM records").fetchone()
     assert text == json.dumps(made, sort_keys=True, allow_nan=True)
+
+
+def test_the_compiled_schema_test_agrees_with_the_checker_on_valid_and_broken_records():
+    """schemas.problems answers from a compiled yes/no test first: it must say 'valid' exactly where
+    schemas.check finds nothing, or a broken record would pass a merge unnoticed."""
+    import copy
+    import random
+
+    from tests.synthetic import make_many
+
+    rnd = random.Random(0)
+    schema = schemas.load("record", record.SCHEMA_VERSION)
+    broken = 0
+    for original in make_many(60):
+        for _ in range(6):
+            mutated = copy.deepcopy(original)
+            key = rnd.choice(sorted(mutated))
+            change = rnd.randrange(4)
+            if change == 0:
+                del mutated[key]
+            elif change == 1:
+                mutated[key] = rnd.choice([None, 1, "x", [], {}, True, 1.5, ""])
+            elif change == 2:
+                mutated["unexpected"] = {"a": 1}
+            elif mutated.get("curve"):
+                mutated["curve"][0] = rnd.choice(["x", None, {"epoch": "a"}])
+            found = schemas.check(mutated, schema)
+            broken += bool(found)
+            assert schemas.problems(mutated, "record", record.SCHEMA_VERSION) == found
+        assert schemas.problems(original, "record", record.SCHEMA_VERSION) == []
+    assert broken > 100  # the mutations do break records, so both answers were exercised

@@ -239,7 +239,7 @@ def _check_schema(document: dict[str, Any], report: Report) -> bool:
             "rebuild it from its store with qbench leaderboard --store"))  # fmt: skip
         return False
     if version is not None:
-        found = schemas.check(document, schemas.load("leaderboard", version))
+        found = schemas.problems(document, "leaderboard", version)
         report.problems += [f"schema (qbench/schemas/leaderboard-{version}.schema.json): {p}" for p in found[:5]]
     for key, kind in REQUIRED.items():
         if not isinstance(document.get(key), kind):
@@ -434,9 +434,8 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report, val
     digests = {case_id: hashlib.sha256(text.encode()).hexdigest() for case_id, text in texts.items()}
     from qbench import schemas
 
-    record_schema = schemas.load("record", schemas.RECORD_VERSION)
     for case_id, stored_record in stored.items():
-        found = schemas.check(stored_record, record_schema)
+        found = schemas.problems(stored_record, "record", schemas.RECORD_VERSION)
         if found:
             report.problems.append(f"record {case_id!r} breaks qbench/schemas/record-{schemas.RECORD_VERSION}"
                                    f".schema.json: {found[0]}")  # fmt: skip

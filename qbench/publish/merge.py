@@ -276,6 +276,28 @@ def _rows(records: dict[str, Any]):  # type: ignore[no-untyped-def]
             yield case_id, record.get(R.MATRIX, ""), record.get(R.STATUS, ""), record_text(record)
 
 
+def summary_text(summary: dict[str, Any]) -> str:
+    """``merge.json``: one line per top-level key and per record of ``origins`` and ``excluded``.
+
+    (``json.dumps(indent=...)`` falls back to the pure-Python encoder: 3 s for the origins of
+    100,000 records, a tenth of the whole merge; compact lines use the C encoder and stay readable.)
+    """
+
+    def dumps(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    lines = []
+    for key, value in sorted(summary.items()):
+        if key == "origins":
+            inner = ",\n".join(f" {dumps(case_id)}: {dumps(value[case_id])}" for case_id in sorted(value))
+            lines.append(f"{dumps(key)}: {{\n{inner}\n}}" if value else f"{dumps(key)}: {{}}")
+        elif key == "excluded" and value:
+            lines.append(f"{dumps(key)}: [\n" + ",\n".join(f" {dumps(item)}" for item in value) + "\n]")
+        else:
+            lines.append(f"{dumps(key)}: {dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merged:
     """Validate and merge ``inputs`` into the folder ``out``: store, leaderboards, merge.json, site."""
     from qbench.leaderboard import rebuild_from_store
@@ -313,7 +335,6 @@ def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merg
         "origins": merged.origins,
         "excluded": merged.excluded,
     }
-    (out / MERGE_JSON).write_text(json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                                  encoding="utf-8")  # fmt: skip
+    (out / MERGE_JSON).write_text(summary_text(summary), encoding="utf-8")
     write_site(out, out)
     return merged

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -97,3 +98,81 @@ def leaderboard_version(schema_field: Any) -> int | None:
     """N of ``qbench-leaderboard/N`` (None when the field is not of that form)."""
     match = re.fullmatch(r"qbench-leaderboard/(\d+)", str(schema_field))
     return int(match.group(1)) if match else None
+
+
+def problems(instance: Any, kind: str, version: int) -> list[str]:
+    """:func:`check` against the shipped schema, with a compiled yes/no test first: a merge checks
+    100,000 records and nearly all are valid, so the messages are worked out only for one that is not."""
+    if _predicate_of(kind, version)(instance):
+        return []
+    return check(instance, load(kind, version))
+
+
+@cache
+def _predicate_of(kind: str, version: int) -> Callable[[Any], bool]:
+    schema = load(kind, version)
+    return _predicate(schema, schema, {})
+
+
+def _predicate(schema: dict[str, Any], root: dict[str, Any], refs: dict[str, Any]) -> Callable[[Any], bool]:
+    """True exactly where :func:`check` finds nothing (the same rules, decided once per schema node)."""
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if ref not in refs:
+            target: Any = root
+            for part in ref.lstrip("#/").split("/"):
+                target = target[part]
+            refs[ref] = None  # a schema that refers to itself: the entry is filled before any call
+            refs[ref] = _predicate(target, root, refs)
+        return lambda value: bool(refs[ref](value))
+    tests: list[Callable[[Any], bool]] = []
+    if "const" in schema:
+        const = schema["const"]
+        tests.append(lambda value: bool(value == const))
+    if "enum" in schema:
+        enum = schema["enum"]
+        tests.append(lambda value: value in enum)
+    if "type" in schema:
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        types = tuple(t for name in names for t in _TYPES[name])
+        if {"integer", "number"} & set(names) and "boolean" not in names:  # a bool is an int to Python
+            tests.append(lambda value: isinstance(value, types) and not isinstance(value, bool))
+        else:
+            tests.append(lambda value: isinstance(value, types))
+    if "minLength" in schema or "pattern" in schema:
+        shortest = schema.get("minLength", 0)
+        pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
+        tests.append(lambda value: not isinstance(value, str) or (
+            len(value) >= shortest and (pattern is None or pattern.search(value) is not None)))
+    required = list(schema.get("required", []))
+    properties = {key: _predicate(sub, root, refs) for key, sub in schema.get("properties", {}).items()}
+    extra = schema.get("additionalProperties", True)
+    extra_test = _predicate(extra, root, refs) if isinstance(extra, dict) else None
+
+    def mapping_ok(value: Any) -> bool:
+        if not isinstance(value, dict):
+            return True
+        if any(key not in value for key in required):
+            return False
+        for key, item in value.items():
+            test = properties.get(key)
+            if test is not None:
+                if not test(item):
+                    return False
+            elif extra is False or (extra_test is not None and not extra_test(item)):
+                return False
+        return True
+
+    if required or properties or extra is not True:
+        tests.append(mapping_ok)
+    if "items" in schema:
+        item_test = _predicate(schema["items"], root, refs)
+        tests.append(lambda value: not isinstance(value, list) or all(item_test(item) for item in value))
+    if not tests:
+        return lambda value: True
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda value: first(value) and second(value)
+    return lambda value: all(test(value) for test in tests)
