@@ -185,7 +185,10 @@ def _gone(pids: list[int], timeout: float = 10) -> bool:
 
 
 #: Cases long enough (about a second each) that the driver is still busy when the test strikes.
-SLOW = {"seeds": 6, "max_steps": 60, "epochs": 4}
+# Cases of a few seconds each: the driver must still be running when the test signals it after
+# the first records (cases of 0.3 s finished the whole run within one poll once datasets were
+# prepared once per run instead of once per case).
+SLOW = {"seeds": 6, "max_steps": 600, "epochs": 12}
 
 
 @pytest.mark.parametrize("executor", ["local", "dask"])

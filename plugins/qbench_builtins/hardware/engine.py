@@ -21,6 +21,7 @@ from qbench_builtins.hardware.intops import (
     RunStats,
     abs_max,
     as_int,
+    blas_product,
     recurrent_multiplier,
     row_scale,
     shl,
@@ -44,7 +45,7 @@ class RunResult:
 
 def _product(x: np.ndarray, codes_t: np.ndarray, dtype: type | str, out_dtype: type | str) -> np.ndarray:
     """Exact ``x @ codes_t`` (integers) computed in ``dtype``, returned as ``out_dtype`` ints."""
-    return as_int(x.astype(dtype) @ codes_t.astype(dtype), out_dtype)
+    return as_int(blas_product(x.astype(dtype), codes_t.astype(dtype)), out_dtype)
 
 
 def _scale_align(sums: np.ndarray, scale: np.ndarray | None, shift: int, bias: np.ndarray) -> np.ndarray:
@@ -201,7 +202,7 @@ def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats:
     outputs = np.empty((steps, batch, hs), dtype=int_dtype)
     update = _CellUpdate(program, layer)
     for t in range(steps):
-        sums = h.astype(layer.matmul_h_dtype) @ wh_t
+        sums = blas_product(h.astype(layer.matmul_h_dtype), wh_t)
         hf = as_int(sums, dtype) if dtype is object else sums.astype(np.int64)
         if multiplier is not None:
             hf = hf * multiplier

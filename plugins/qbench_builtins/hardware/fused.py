@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from qbench_builtins.hardware.formats import QFormat, saturate
-from qbench_builtins.hardware.intops import RunStats, recurrent_multiplier, reduce_max, reduce_min, shl
+from qbench_builtins.hardware.intops import (
+    RunStats,
+    blas_product,
+    recurrent_multiplier,
+    reduce_max,
+    reduce_min,
+    shl,
+)
 from qbench_builtins.hardware.program import LayerProgram, ModelProgram
 
 #: tests turn the fused path off to compare it with the general one
@@ -141,7 +148,7 @@ def run_layer_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, s
     h_blas = np.zeros((batch, hs), dtype=matmul_dtype if float_state else np.int64)
     h_log = np.empty((steps, batch, hs), dtype=h_blas.dtype) if float_state else outputs
     for t in range(steps):
-        hf = ((h_blas if float_state else h.astype(matmul_dtype)) @ wh_t).astype(np.int64)
+        hf = blas_product(h_blas if float_state else h.astype(matmul_dtype), wh_t).astype(np.int64)
         if multiplier is not None:
             hf *= multiplier
         acc = np.add(xf[t], hf, out=acc_log[t])
@@ -207,7 +214,7 @@ def run_gru_fast(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, sta
     sat_pre = sat_xn
     sat_hidden = 0
     for t in range(steps):
-        hf = (h.astype(matmul_dtype) @ wh_t).astype(np.int64)
+        hf = blas_product(h.astype(matmul_dtype), wh_t).astype(np.int64)
         if multiplier is not None:
             hf *= multiplier
         acc = np.add(rz_in[t], hf[:, : 2 * hs], out=acc_log[t])

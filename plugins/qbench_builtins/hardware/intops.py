@@ -50,6 +50,20 @@ def as_int(values: np.ndarray, dtype: type | str) -> np.ndarray:
     return values.astype(object) if dtype is object else values
 
 
+def blas_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``: floats that hold integers exactly (the program's bounds guarantee it), or object ints.
+
+    Some OpenBLAS kernels leave the floating-point 'invalid' flag set after a correct product (they
+    compute on padding past the operands), which numpy reports as a RuntimeWarning now and then for
+    the same inputs; the flag is ignored and the result itself checked instead.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        result = a @ b
+    if result.dtype.kind == "f" and not np.isfinite(result).all():
+        raise FloatingPointError("a BLAS product of exact integers was not finite")
+    return result
+
+
 def shl(x: np.ndarray, bits: int) -> np.ndarray:
     """``x << bits``, without an array pass when ``bits`` is 0."""
     return x << bits if bits else x
