@@ -60,7 +60,7 @@ def test_run_writes_leaderboards_and_resumes(tmp_path, capsys, fresh_host):
 
 
 def test_sigkill_loses_no_finished_case(tmp_path):
-    matrix = write_matrix_file(tmp_path, "tiny", **{**TINY, "seeds": (0, 1, 2), "max_steps": 40})
+    matrix = write_matrix_file(tmp_path, "tiny", **{**TINY, "seeds": (0, 1, 2), "max_steps": 300, "epochs": 10})
     out = tmp_path / "out"
     command = [sys.executable, "-m", "qbench", "run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]
     kill_when(command, lambda: 1 <= len(stored(out)) < 6)

@@ -148,7 +148,8 @@ def test_an_edited_recipe_supersedes_the_old_records_instead_of_counting_twice(t
 
 @pytest.mark.parametrize("phase", ["tuning", "evaluation"])
 def test_sigkill_in_either_phase_resumes_without_rerunning_a_stored_case(tmp_path, phase):
-    settings = {**FAIR, "seeds": {"min": 3, "max": 3, "precision": 1.0}, "max_steps": 30}
+    # cases of a second or more, so that the kill lands inside the phase whatever the load
+    settings = {**FAIR, "seeds": {"min": 3, "max": 3, "precision": 1.0}, "max_steps": 200, "epochs": 8}
     matrix = write_matrix_file(tmp_path, "killed", **settings)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "qbench", "run", "--matrix", str(matrix), "--out", str(out), "--no-progress",
