@@ -5,6 +5,7 @@ so that a skip in a CPU run always means something."""
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -12,6 +13,14 @@ from pathlib import Path
 import pytest
 
 from qbench import host as qbench_host
+
+# A suite started in the background by a non-interactive shell (`cmd &`, nohup, some CI runners)
+# inherits SIGINT ignored, and so does every driver a test starts: Python then installs no
+# KeyboardInterrupt handler and the Ctrl-C tests' SIGINT does nothing. Those tests stand for a
+# foreground job in a terminal, so the suite restores Python's usual handling (a child started with
+# exec gets SIGINT at its default again).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _CUDA_DESELECTED = pytest.StashKey[int]()
 
