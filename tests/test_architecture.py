@@ -2,8 +2,9 @@
 
 A small ``ast`` walk over ``qbench/`` and ``plugins/`` (no dependency): every import statement,
 module level or inside a function (a function-local import hides a cycle, it does not remove it),
-``if TYPE_CHECKING:`` blocks included for the floors (a type is a dependency too) and left out
-for cycles (they never run). Violations that exist today in code owned by other work are listed
+``if TYPE_CHECKING:`` blocks included, for the floors and for cycles alike: a type is a dependency
+too, and a module that names a type of a floor above it is not the lowest floor it claims to be
+(``from __future__ import annotations`` only hides such a circle from import time). Violations that exist today in code owned by other work are listed
 in ``ALLOWED``, each with its reason; the lead removes an entry when its fix lands. Anything
 else fails, and ``test_the_checks_fail_on_a_synthetic_package`` shows each check failing.
 """
@@ -203,15 +204,15 @@ def private_imports(graph: Graph) -> list[tuple[str, str, str, str]]:
 
 
 def cycles(graph: Graph) -> list[tuple[str, ...]]:
-    """Strongly connected components of more than one module over the imports that run (Tarjan).
+    """Strongly connected components of more than one module over every import (Tarjan).
 
-    A submodule importing its own package root counts: the root imports it too, and such a
+    Type-only imports count: they never run, but they tie the two modules' designs together just
+    the same (the simulator's ``intops`` once named ``program``'s ``LayerProgram`` that way). A submodule importing its own package root counts: the root imports it too, and such a
     pair works only by the luck of import order (``qbench.host`` reading ``qbench.__version__``).
     """
     edges: dict[str, set[str]] = {m: set() for m in graph.modules}
     for imp in graph.imports:
-        if not imp.type_only:
-            edges[imp.importer].add(imp.imported)
+        edges[imp.importer].add(imp.imported)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -301,12 +302,13 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Graph:
     return build_graph(find_modules([(tmp_path / "pkg", tmp_path)]))
 
 
-TINY_FLOORS = [("top", ("pkg.top",)), ("bottom", ("pkg.bottom",)), ("root", ("pkg",))]  # "pkg": the root only
+TINY_FLOORS = [("top", ("pkg.top",)), ("bottom", ("pkg.bottom",)), ("root", ("pkg", "pkg.root_types"))]  # "pkg": the root only
 CLEAN = {
     "pkg/__init__.py": "",
     "pkg/top.py": "from pkg.bottom import helper\nfrom . import bottom\n",
-    "pkg/bottom.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import top\n"
+    "pkg/bottom.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.root_types import Thing\n"
     "def helper():\n    return 1\n",
+    "pkg/root_types.py": "class Thing:\n    pass\n",
 }
 
 
@@ -314,8 +316,8 @@ def test_the_checks_pass_a_clean_synthetic_package(tmp_path: Path) -> None:
     graph = _package(tmp_path, CLEAN)
     assert unplaced(graph, TINY_FLOORS) == []
     assert private_imports(graph) == [] and cycles(graph) == []
-    # the type-only import of the floor above counts for the floors, not for cycles
-    assert upward_imports(graph, TINY_FLOORS) == [("upward", "pkg.bottom", "pkg.top", "")]
+    assert upward_imports(graph, TINY_FLOORS) == []
+    assert [imp.type_only for imp in graph.imports if imp.importer == "pkg.bottom"] == [True]
 
 
 @pytest.mark.parametrize(
@@ -329,6 +331,17 @@ def test_the_checks_pass_a_clean_synthetic_package(tmp_path: Path) -> None:
         ),
         (
             {"pkg/bottom.py": "def helper():\n    from pkg.top import thing\n    return thing\n"},
+            "cycles",
+            [("pkg.bottom", "pkg.top")],
+        ),
+        # a type-only import of the floor above: seen by the floors and by the cycle check
+        (
+            {"pkg/bottom.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import top\n"},
+            "upward",
+            [("upward", "pkg.bottom", "pkg.top", "")],
+        ),
+        (
+            {"pkg/bottom.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.top import Thing\n"},
             "cycles",
             [("pkg.bottom", "pkg.top")],
         ),
@@ -349,7 +362,16 @@ def test_the_checks_pass_a_clean_synthetic_package(tmp_path: Path) -> None:
         ),
         ({"pkg/side.py": "x = 1\n"}, "unplaced", ["pkg.side"]),
     ],
-    ids=["upward", "cycle", "cycle-through-the-root", "private-import", "private-attribute", "unplaced"],
+    ids=[
+        "upward",
+        "cycle",
+        "type-only-upward",
+        "type-only-cycle",
+        "cycle-through-the-root",
+        "private-import",
+        "private-attribute",
+        "unplaced",
+    ],
 )
 def test_the_checks_fail_on_a_synthetic_package(
     tmp_path: Path, change: dict[str, str], check: str, expected: list
