@@ -218,8 +218,9 @@ def json_schema() -> dict[str, Any]:
         "$id": f"qbench-record/{SCHEMA_VERSION}",
         "title": f"qbench record (one case's result), store schema version {SCHEMA_VERSION}",
         "description": ("One row of the results store (one case's result), generated from qbench/record.py; "
-                        "docs/architecture.md follows a case to its record. Metric and hardware columns are further top-level values named in "
-                        "'directions', declared by the dataset and the backends."),  # fmt: skip
+                        "docs/architecture.md follows a case to its record. Metric and hardware columns are "
+                        "further top-level values named in 'directions', declared by the dataset and the "
+                        "backends."),  # fmt: skip
         "type": "object",
         "required": list(REQUIRED),
         "properties": {f.name: f.schema() for f in FIELDS},

@@ -4,9 +4,10 @@ A small ``ast`` walk over ``qbench/`` and ``plugins/`` (no dependency): every im
 module level or inside a function (a function-local import hides a cycle, it does not remove it),
 ``if TYPE_CHECKING:`` blocks included, for the floors and for cycles alike: a type is a dependency
 too, and a module that names a type of a floor above it is not the lowest floor it claims to be
-(``from __future__ import annotations`` only hides such a circle from import time). Violations that exist today in code owned by other work are listed
-in ``ALLOWED``, each with its reason; the lead removes an entry when its fix lands. Anything
-else fails, and ``test_the_checks_fail_on_a_synthetic_package`` shows each check failing.
+(``from __future__ import annotations`` only hides such a circle from import time). Violations
+that exist today in code owned by other work are listed in ``ALLOWED``, each with its reason;
+the lead removes an entry when its fix lands. Anything else fails, and
+``test_the_checks_fail_on_a_synthetic_package`` shows each check failing.
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ def cycles(graph: Graph) -> list[tuple[str, ...]]:
     """Strongly connected components of more than one module over every import (Tarjan).
 
     Type-only imports count: they never run, but they tie the two modules' designs together just
-    the same (the simulator's ``intops`` once named ``program``'s ``LayerProgram`` that way). A submodule importing its own package root counts: the root imports it too, and such a
+    the same (the simulator's ``intops`` once named ``program``'s ``LayerProgram`` that way). A
+    submodule importing its own package root counts: the root imports it too, and such a
     pair works only by the luck of import order (``qbench.host`` reading ``qbench.__version__``).
     """
     edges: dict[str, set[str]] = {m: set() for m in graph.modules}
@@ -302,7 +304,8 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Graph:
     return build_graph(find_modules([(tmp_path / "pkg", tmp_path)]))
 
 
-TINY_FLOORS = [("top", ("pkg.top",)), ("bottom", ("pkg.bottom",)), ("root", ("pkg", "pkg.root_types"))]  # "pkg": the root only
+#: "pkg": the root only
+TINY_FLOORS = [("top", ("pkg.top",)), ("bottom", ("pkg.bottom",)), ("root", ("pkg", "pkg.root_types"))]
 CLEAN = {
     "pkg/__init__.py": "",
     "pkg/top.py": "from pkg.bottom import helper\nfrom . import bottom\n",

@@ -19,7 +19,10 @@ TEXT_SUFFIXES = {".py", ".md", ".toml", ".json", ".txt", ".sh", ".cfg", ".ini", 
 SKIPPED_FOLDERS = {"__pycache__", "build", "dist", "node_modules"}
 
 #: places outside the repository: the shared guides and the machine's work folders
-OUTSIDE = re.compile(r"(?:\.\./)+shared\b|\bshared/guide\b|/work/|\bguide/\w+\.md|developers' shared material|\b(?:architecture|hardware|paper|performance|data|style) guide\b")
+OUTSIDE = re.compile(
+    r"(?:\.\./)+shared\b|\bshared/guide\b|/work/|\bguide/\w+\.md|developers' shared material"
+    r"|\b(?:architecture|hardware|paper|performance|data|style) guide\b"
+)
 #: a Markdown file named in prose or a link; a name right after a quote is a string in code, not a citation
 CITED_PAGE = re.compile(r"(?<![\w./\"'-])((?:[\w.-]+/)*[\w-]+\.md)\b")
 #: file names qbench writes into an output folder (cited as such, they exist only in a run's folder)
