@@ -113,7 +113,7 @@ def test_validate_reports_a_broken_schema(tmp_path, capsys):
     (tmp_path / "leaderboard.json").write_text(json.dumps({"schema": "other/9", "runs": {"columns": [], "rows": []}}))
     assert main(["validate", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "schema: expected 'qbench-leaderboard/1'" in out and "'aggregates' missing" in out
+    assert "schema: expected 'qbench-leaderboard/1'" in out and "'aggregates', 'paired' are missing" in out
 
 
 def test_validate_usage_errors(tmp_path, capsys):

@@ -1,22 +1,8 @@
 """``leaderboard.csv`` and ``leaderboard.json`` (the machine-readable forms).
 
-JSON schema ``qbench-leaderboard/1`` (what ``qbench validate`` checks):
-
-- ``title``, ``generator`` (qbench version), ``provenance`` ({key: [distinct values]}),
-  ``directions`` ({column: "min"|"max"}), ``datasets`` ({label: primary metric, direction,
-  licence, value columns}), ``descriptions`` ({component label: text}), ``notes``;
-- ``files``: {relative path: sha256} of every other file written (Markdown, CSV, HTML, plots);
-- three tables, each ``{"columns": [names], "rows": [[values], ...]}`` (pandas' "split"
-  layout: ``pandas.DataFrame(**document["aggregates"])``; :func:`table_rows` gives dicts):
-
-  - ``aggregates``: the CSV's columns (``<col>_mean``, ``_std``, ``_ci95``, ``_n`` for every
-    value column) plus ``case_ids``, the runs of the group;
-  - ``paired``: the paired comparison against float;
-  - ``runs``: every single-seed row: case, key, seed, status, error, ``record_sha256`` of the
-    full record it came from, then one column per value column.
-
-Missing values are ``null``. The layout is columnar because a store of 100,000 records makes a
-table of 100,000 rows: repeating every key in every row would double the file and its time.
+The JSON's shape is stated once, in ``qbench/schemas/leaderboard-1.schema.json`` (what ``qbench
+validate`` checks, with a description of every part); :func:`table_rows` turns one of its split
+tables back into dicts.
 """
 
 from __future__ import annotations
