@@ -272,6 +272,41 @@ def test_the_import_graph_has_no_cycle(graph: Graph) -> None:
     assert cycles(graph) == []
 
 
+#: what the leaderboard must never reach, directly or through another module: a leaderboard is a pure
+#: function of its records and the stored protocol, so it builds where the run's plugins are absent
+#: (the package root ``qbench`` builds the plugin host, so it is out too)
+LEADERBOARD_NEVER = ("qbench", "qbench.host", "qbench.registry", "qbench.hookspecs", "qbench.matrix",
+                     "qbench.planning", "qbench.executors", "qbench.case_runner", "qbench.driver", "qbench_builtins")
+
+
+def reachable(graph: Graph, start: str) -> dict[str, str]:
+    """Every module ``start``'s imports reach (type-only ones included), each with the module importing it."""
+    edges: dict[str, set[str]] = {m: set() for m in graph.modules}
+    for imp in graph.imports:
+        edges[imp.importer].add(imp.imported)
+    seen: dict[str, str] = {}
+    stack = [start]
+    while stack:
+        here = stack.pop()
+        for nxt in sorted(edges[here]):
+            if nxt not in seen and nxt != start:
+                seen[nxt] = here
+                stack.append(nxt)
+    return seen
+
+
+def test_the_leaderboard_never_reaches_the_plugins_or_the_matrix(graph: Graph) -> None:
+    leaderboard = [m for m in graph.modules if m == "qbench.leaderboard" or m.startswith("qbench.leaderboard.")]
+    assert len(leaderboard) > 5
+    found = []
+    for module in leaderboard:
+        for target, via in reachable(graph, module).items():
+            never = any(target == n or (n != "qbench" and target.startswith(n + ".")) for n in LEADERBOARD_NEVER)
+            if never:
+                found.append(f"{module} reaches {target} (imported by {via})")
+    assert found == []
+
+
 def test_allow_list_entries_are_still_violations(graph: Graph) -> None:
     """An entry whose violation is gone must be removed, so the list only ever shrinks."""
     current = set(upward_imports(graph, FLOORS)) | set(private_imports(graph))

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from qbench.leaderboard.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
-from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame, baseline_of
+from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame
 from qbench.protocol import NO_BASELINE
 
 ARROW = {"min": "↓", "max": "↑"}
@@ -68,27 +68,11 @@ def status_cells(rows: pd.DataFrame) -> list[str]:
     return out
 
 
-def detail_columns(hardware: Any = None) -> frozenset[str]:
-    """Columns of the registered hardware backends that their ``headline`` leaves out of the Markdown."""
-    from qbench.errors import UsageError
-    from qbench.host import get_host
-
-    try:
-        registry = hardware if hardware is not None else get_host().registry("hardware")
-    except UsageError:  # a broken plugin must not stop a rebuild: then every column is shown
-        return frozenset()
-    hidden: set[str] = set()
-    for _, entry in registry.items():
-        headline = getattr(entry.cls, "headline", None)
-        if headline is not None:
-            hidden |= set(getattr(entry.cls, "columns", {})) - set(headline)
-    return frozenset(hidden)
-
-
-def headline_view(display: DisplayTable) -> DisplayTable:
+def headline_view(display: DisplayTable, frame: RunsFrame) -> DisplayTable:
     """The Markdown's view: without timing columns (seconds and throughput measure the machine,
-    not the method) and without the hardware backends' detail columns, so that it fits a page."""
-    hidden = set(TIMING_COLUMNS) | detail_columns()
+    not the method) and without the detail columns the backends' ``headline`` leaves out (as the
+    records declare them), so that it fits a page."""
+    hidden = set(TIMING_COLUMNS) | frame.declared.detail_columns
     keep = [c for c in display.columns if c.key not in hidden]
     return DisplayTable(keep, display.row_classes)
 
@@ -112,7 +96,7 @@ class Displays:
         if fair is not None:
             baseline = fair.protocol.baseline
         else:
-            baseline = baseline_of(frame.runs["quantizer"].astype(str).unique())
+            baseline = frame.declared.baseline
         paired = {}
         if len(pairs):
             # The pages show the primary metric; leaderboard.json has every quality metric.

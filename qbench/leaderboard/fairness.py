@@ -18,8 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from qbench import record as R
-from qbench.leaderboard.frame import GROUP_KEY, RunsFrame, baseline_of
+from qbench.leaderboard.frame import GROUP_KEY, RunsFrame
 from qbench.protocol import Decisions, Observation, Protocol, canonical, decide, selection_metric, trivial_protocol
 
 #: The run's role in the leaderboard (the JSON's ``runs`` table has it).
@@ -68,9 +67,7 @@ def canonical_order(frame: RunsFrame) -> RunsFrame:
 
 
 def _with_runs(frame: RunsFrame, runs: pd.DataFrame) -> RunsFrame:
-    return RunsFrame(runs=runs, curves=frame.curves, directions=frame.directions, value_columns=frame.value_columns,
-                     datasets=frame.datasets, descriptions=frame.descriptions, provenance=frame.provenance,
-                     cost_axes=frame.cost_axes)  # fmt: skip
+    return replace(frame, runs=runs)
 
 
 def _configs(runs: pd.DataFrame, protocol: Protocol) -> tuple[list[str], list[str]]:
@@ -104,7 +101,7 @@ def apply_protocol(frame: RunsFrame, protocol: Protocol | None) -> FairView:
         seeds = sorted({int(s) for s in runs["seed"].tolist() if s >= 0})
         protocol = trivial_protocol(seeds)
     if not protocol.baseline:  # records (or a stored protocol) from before matrices named their baseline
-        protocol = replace(protocol, baseline=baseline_of(runs[R.QUANTIZER].astype(str).unique()))
+        protocol = replace(protocol, baseline=frame.declared.baseline)
     points, bases = _configs(runs, protocol)
     runs["point"] = points
     runs["base"] = bases

@@ -67,7 +67,7 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         if info.licence:
             sentence += f" Dataset licence: {escape_markdown(info.licence)}."
         lines += [sentence, ""]
-        lines += [pipe_table(headline_view(displays.ranked[label]), escape_markdown), ""]
+        lines += [pipe_table(headline_view(displays.ranked[label], frame), escape_markdown), ""]
         base = escape_markdown(displays.baseline)
         if label in displays.paired:
             lines += [f"### Against the {base} baseline (paired by cell and seed)", "",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame, baseline_of
+from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
 from qbench.leaderboard.stats import adjusted_verdict, ci95_half_width
 from qbench.stats import effect_size, holm, paired_p_value
 
@@ -91,10 +91,10 @@ PAIRED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_la
 
 def paired(frame: RunsFrame, baseline: str | None = None, alpha: float = 0.05) -> pd.DataFrame:
     """Per-seed differences of each method against the baseline of its dataset and cell (the
-    quantizer named ``baseline``, by default the one declared among the runs'; none when "")."""
+    quantizer named ``baseline``, by default the one the runs' records declare; none when "")."""
     runs = frame.runs
     if baseline is None:
-        baseline = baseline_of(runs["quantizer"].astype(str).unique())
+        baseline = frame.declared.baseline
     quality = frame.quality_columns
     columns = PAIRED_COLUMNS
     ok = runs[runs["status"] == "ok"]

@@ -414,15 +414,12 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report, val
     import hashlib
 
     from qbench.record import from_json
-    from qbench.store import connect_read_only
+    from qbench.store import Projection
 
     # The hash of a stored record is the hash of its stored text (its canonical JSON, see
     # qbench.leaderboard.frame.record_text): no re-encoding of every record.
-    db = connect_read_only(store_path)
-    try:
-        texts = {case_id: text for case_id, text in db.execute("SELECT case_id, record FROM records")}
-    finally:
-        db.close()
+    with Projection(store_path) as projection:
+        texts = projection.texts()
     stored = {case_id: from_json(text) for case_id, text in texts.items()}
     digests = {case_id: hashlib.sha256(text.encode()).hexdigest() for case_id, text in texts.items()}
     from qbench import schemas

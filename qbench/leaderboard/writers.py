@@ -90,7 +90,7 @@ def _split(table: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
 def json_head(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
               files: dict[str, str], notes: list[str]) -> dict[str, Any]:  # fmt: skip
     """Everything but the single-seed rows, which :func:`write_json` streams in chunks."""
-    from qbench import __version__
+    from qbench.version import __version__
 
     return {
         "schema": SCHEMA,
