@@ -64,22 +64,30 @@ class _Query:
 
 
 class _StoreCurves(Sequence):
-    """The curves, read in one query the first time a plot asks for one."""
+    """The curves, read in one query the first time a plot asks for one, each decoded when asked for
+    (the plots draw the curves of the tuned rows' runs: a few of a large store's records)."""
 
     def __init__(self, query: _Query, length: int) -> None:
-        self._query, self._length, self._curves = query, length, None
+        self._query, self._length = query, length
+        self._texts: list[str | None] | None = None
+        self._decoded: dict[int, list[dict[str, Any]]] = {}
 
     def __len__(self) -> int:
         return self._length
 
     def __getitem__(self, index):  # type: ignore[override]
-        if self._curves is None:
+        if self._texts is None:
             with self._query.open() as store:
                 rows = sorted((row for row in store.fields([], (R.CURVE,)) if self._query.wanted(row[1])),
                               key=lambda row: (row[0], row[1]))  # fmt: skip
-            curves = [json.loads(curve) if curve else [] for *_, curve in rows]
-            self._curves = [c if isinstance(c, list) else [] for c in curves]
-        return self._curves[index]
+            self._texts = [curve for *_, curve in rows]
+        index = range(self._length)[index]
+        found = self._decoded.get(index)
+        if found is None:
+            text = self._texts[index]
+            curve = json.loads(text) if text else []
+            found = self._decoded[index] = curve if isinstance(curve, list) else []
+        return found
 
 
 def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None = None,
