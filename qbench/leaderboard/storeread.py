@@ -125,24 +125,30 @@ def _read(store: Projection, query: _Query) -> RunsFrame:
     # names them all in practice, and a second, narrow pass fetches any the sample missed.
     columns = wanted_columns(merge_directions(query.sample_directions(store)))
     nested = (R.DIRECTIONS, R.DESCRIPTIONS, R.PROVENANCE, R.COST_AXES, R.DECLARATIONS)
-    # One json_extract with every path parses each record once and returns a JSON array.
+    # One json_extract with every path parses each record once and returns a JSON array. The nested
+    # objects are gathered as they come (few distinct texts), never held per record: at 100,000
+    # records that is hundreds of MB; a record keeps only its declarations text, shared with its equals.
+    texts: dict[str, set[str]] = {name: set() for name in nested}
+    shared: dict[str, str] = {}
     found = []
     for stored, case_id, text, values, *objects in store.fields(columns, nested, text=True):
         if query.wanted(case_id):
-            found.append((stored, case_id, hashlib.sha256(text.encode()).hexdigest(), values, objects))
-    found.sort(key=lambda row: (row[0], row[1]))
+            for name, value in zip(nested, objects, strict=True):
+                if value:
+                    texts[name].add(value)
+            declarations = objects[4] if objects[4] is None else shared.setdefault(objects[4], objects[4])
+            found.append((stored, case_id, hashlib.sha256(text.encode()).hexdigest(), values, declarations,
+                          objects[3] is None))  # fmt: skip
+    found.sort(key=lambda row: (row[0], row[1]), reverse=True)
     decode = json.JSONDecoder().decode
-    hashes = [row[2] for row in found]
-    rows = [decode(row[3]) for row in found]
-    at = {name: columns.index(name) for name in (R.QUANTIZER, R.HARDWARE, R.STATUS)}
-    signatures = {signature(objects[4], values[at[R.QUANTIZER]], values[at[R.HARDWARE]], values[at[R.STATUS]],
-                            objects[3]) for values, (*_, objects) in zip(rows, found, strict=True)}  # fmt: skip
-    texts: dict[str, set[str]] = {name: set() for name in nested}
-    for *_, objects in found:
-        for name, value in zip(nested, objects, strict=True):
-            if value:
-                texts[name].add(value)
-    del found
+    at = [columns.index(name) for name in (R.QUANTIZER, R.HARDWARE, R.STATUS)]
+    hashes, rows, signatures = [], [], set()
+    while found:  # popped one by one, so that each record's JSON text is freed once decoded
+        _, _, digest, text, declarations, no_axes = found.pop()
+        values = decode(text)
+        hashes.append(digest)
+        rows.append(values)
+        signatures.add(signature(declarations, values[at[0]], values[at[1]], values[at[2]], None if no_axes else []))
     decoded = {name: [json.loads(t) for t in sorted(found)] for name, found in texts.items()}
     directions = merge_directions(decoded[R.DIRECTIONS])
     raw = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
