@@ -29,7 +29,7 @@ import os
 import platform
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 NATIVE = "native"
@@ -49,6 +49,8 @@ PORTABLE_ENV: Mapping[str, str] = {
     # numpy's OpenBLAS (DYNAMIC_ARCH) picks a kernel set per core type; Haswell is its AVX2 set.
     "OPENBLAS_CORETYPE": "Haswell",
 }
+# (and, on a CPU with AVX-512, NPY_DISABLE_CPU_FEATURES naming numpy's AVX-512 targets: see
+# pinned_environment)
 
 #: The CPU flags a portable record needs, and the ones that change what native kernels do.
 REQUIRED_FLAGS = ("avx2", "fma")
@@ -67,7 +69,32 @@ def check_mode(mode: str, where: str) -> str:
 
 def pinned_environment(mode: str) -> dict[str, str]:
     """The environment variables a new process needs for ``mode`` (empty for ``native``)."""
-    return dict(PORTABLE_ENV) if mode == PORTABLE else {}
+    if mode != PORTABLE:
+        return {}
+    pins = dict(PORTABLE_ENV)
+    avx512 = numpy_avx512_targets()
+    if avx512:
+        # numpy's own loops (exp, log, tanh of the simulator's float64 referee) have AVX-512 builds
+        # whose last bits differ from the AVX2 ones; only targets this numpy dispatches may be named.
+        pins["NPY_DISABLE_CPU_FEATURES"] = " ".join(avx512)
+    return pins
+
+
+def numpy_avx512_targets() -> list[str]:
+    """The AVX-512 targets the installed numpy dispatches to on this CPU ([] on a CPU without AVX-512)."""
+    if "avx512f" not in cpu_info()[1]:
+        return []
+    try:
+        import numpy  # noqa: F401  (the driver has it loaded; this only reads its dispatch table)
+
+        try:
+            from numpy._core import _multiarray_umath as umath
+        except ImportError:  # numpy 1.x
+            from numpy.core import _multiarray_umath as umath  # type: ignore[no-redef]
+        dispatch = list(getattr(umath, "__cpu_dispatch__", []))
+    except Exception:  # an unknown numpy layout: pin nothing rather than fail to start workers
+        return []
+    return [name for name in dispatch if "AVX512" in name or name == "X86_V4"]
 
 
 @contextlib.contextmanager
@@ -143,6 +170,12 @@ def process_problems(mode: str) -> list[str]:
     for name, value in PORTABLE_ENV.items():
         if os.environ.get(name) != value:
             problems.append(f"{name} is {os.environ.get(name)!r}, not {value!r}")
+    if "numpy" in sys.modules:
+        active = _numpy_active_features()
+        on = [name for name in numpy_avx512_targets() if active.get(name)]
+        if on:
+            problems.append(f"numpy dispatches to {', '.join(on)} (NPY_DISABLE_CPU_FEATURES was not set before numpy "
+                            "loaded)")
     capability = aten_capability()
     if capability is not None and capability != "AVX2":
         problems.append(f"torch's ATen kernels use {capability}, not AVX2 (torch was loaded before the pin)")
@@ -150,6 +183,17 @@ def process_problems(mode: str) -> list[str]:
     if coretype is not None and coretype.lower() != PORTABLE_ENV["OPENBLAS_CORETYPE"].lower():
         problems.append(f"numpy's OpenBLAS uses {coretype} kernels, not Haswell (numpy was loaded before the pin)")
     return problems
+
+
+def _numpy_active_features() -> dict[str, bool]:
+    try:
+        try:
+            from numpy._core import _multiarray_umath as umath
+        except ImportError:  # numpy 1.x
+            from numpy.core import _multiarray_umath as umath  # type: ignore[no-redef]
+        return dict(getattr(umath, "__cpu_features__", {}))
+    except Exception:
+        return {}
 
 
 def problems(mode: str) -> list[str]:
@@ -261,3 +305,23 @@ def numerics_signature(provenance: Mapping[str, Any] | None) -> str:
     if mode == PORTABLE:
         return PORTABLE
     return f"native on {provenance.get('cpu_model')} ({provenance.get('aten_cpu_capability')})"
+
+
+def mixed_numerics(groups: Mapping[str, Iterable[tuple[str, Mapping[str, Any] | None]]]) -> list[str]:
+    """One note per configuration whose records come from different numerics.
+
+    ``groups``: ``{configuration label: [(origin, provenance), ...]}`` (origin: "A", "B", a bundle's
+    contributor). Portable records compare bit for bit whatever the CPU; anything else compares only
+    within the tolerance of kernel noise, which the note says.
+    """
+    notes = []
+    for label, items in groups.items():
+        by_origin: dict[str, set[str]] = {}
+        for origin, provenance in items:
+            by_origin.setdefault(origin, set()).add(numerics_signature(provenance))
+        signatures = set().union(*by_origin.values()) if by_origin else set()
+        if len(signatures) > 1:
+            where = "; ".join(f"{origin}: {', '.join(sorted(s))}" for origin, s in sorted(by_origin.items()))
+            notes.append(f"{label}: records from different numerics ({where}); their last bits, and after "
+                         "training differences of a few per cent, can come from the kernels, not the method")
+    return notes
