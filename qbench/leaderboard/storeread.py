@@ -38,6 +38,9 @@ from qbench.store import Projection
 if TYPE_CHECKING:
     from qbench.protocol import Protocol
 
+#: rows decoded into one DataFrame block at a time (see :func:`_read`)
+CHUNK = 20000
+
 # Store.records()'s order is (stored, case_id). It is applied here in Python: an ORDER BY would
 # make SQLite sort the extracted values of every row (and spill them to disk) before the first.
 
@@ -126,35 +129,47 @@ def _read(store: Projection, query: _Query) -> RunsFrame:
     columns = wanted_columns(merge_directions(query.sample_directions(store)))
     nested = (R.DIRECTIONS, R.DESCRIPTIONS, R.PROVENANCE, R.COST_AXES, R.DECLARATIONS)
     # One json_extract with every path parses each record once and returns a JSON array. The nested
-    # objects are gathered as they come (few distinct texts), never held per record: at 100,000
-    # records that is hundreds of MB; a record keeps only its declarations text, shared with its equals.
+    # objects are gathered as they come (few distinct texts), never held per record.
     texts: dict[str, set[str]] = {name: set() for name in nested}
-    shared: dict[str, str] = {}
-    found = []
-    for stored, case_id, text, values, *objects in store.fields(columns, nested, text=True):
-        if query.wanted(case_id):
-            for name, value in zip(nested, objects, strict=True):
-                if value:
-                    texts[name].add(value)
-            declarations = objects[4] if objects[4] is None else shared.setdefault(objects[4], objects[4])
-            found.append((stored, case_id, hashlib.sha256(text.encode()).hexdigest(), values, declarations,
-                          objects[3] is None))  # fmt: skip
-    found.sort(key=lambda row: (row[0], row[1]), reverse=True)
     decode = json.JSONDecoder().decode
     at = [columns.index(name) for name in (R.QUANTIZER, R.HARDWARE, R.STATUS)]
-    hashes, rows, signatures = [], [], set()
-    while found:  # popped one by one, so that each record's JSON text is freed once decoded
-        _, _, digest, text, declarations, no_axes = found.pop()
-        values = decode(text)
-        hashes.append(digest)
+    keys: list[tuple[float, str]] = []
+    hashes: list[str] = []
+    signatures: set[Any] = set()
+    # Each record is decoded as it arrives and its rows become DataFrame blocks CHUNK at a time:
+    # holding 100,000 records' JSON texts, or their values as Python lists, until the end would be
+    # most of the peak memory. The frame is put in Store.records()' order afterwards.
+    rows: list[list[Any]] = []
+    blocks: list[pd.DataFrame] = []
+    for stored, case_id, text, values_text, *objects in store.fields(columns, nested, text=True):
+        if not query.wanted(case_id):
+            continue
+        for name, value in zip(nested, objects, strict=True):
+            if value:
+                texts[name].add(value)
+        values = decode(values_text)
+        keys.append((stored, case_id))
+        hashes.append(hashlib.sha256(text.encode()).hexdigest())
+        signatures.add(signature(objects[4], values[at[0]], values[at[1]], values[at[2]], objects[3]))
         rows.append(values)
-        signatures.add(signature(declarations, values[at[0]], values[at[1]], values[at[2]], None if no_axes else []))
+        if len(rows) == CHUNK:
+            blocks.append(pd.DataFrame.from_records(rows, columns=columns))
+            rows = []
+    if rows or not blocks:
+        blocks.append(pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns))
+    del rows
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    del keys
     decoded = {name: [json.loads(t) for t in sorted(found)] for name, found in texts.items()}
     directions = merge_directions(decoded[R.DIRECTIONS])
-    raw = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    raw = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
+    del blocks
+    if order != list(range(len(order))):
+        raw = raw.take(order).reset_index(drop=True)
+        hashes = [hashes[i] for i in order]
     missed = [c for c in wanted_columns(directions) if c not in columns]
     if missed:
-        extra = pd.DataFrame.from_records(query.column_values(store, missed), columns=missed) if rows else None
+        extra = pd.DataFrame.from_records(query.column_values(store, missed), columns=missed) if hashes else None
         raw = pd.concat([raw, extra if extra is not None else pd.DataFrame(columns=missed)], axis=1)
     raw = raw[wanted_columns(directions)]
     descriptions: dict[str, str] = {}
@@ -167,7 +182,7 @@ def _read(store: Projection, query: _Query) -> RunsFrame:
         directions=directions,
         descriptions=descriptions,
         provenance=collect_provenance(decoded[R.PROVENANCE]),
-        curves=_StoreCurves(query, len(rows)),
+        curves=_StoreCurves(query, len(hashes)),
         cost_axes=merge_cost_axes(decoded[R.COST_AXES]),
         declarations=signatures,
     ))  # fmt: skip

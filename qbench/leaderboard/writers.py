@@ -135,16 +135,17 @@ def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 
     options: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
     runs = frame.runs
     columns = [*RUN_COLUMNS, *frame.value_columns]
-    lists = [_as_json_list(runs[c].to_numpy(dtype=object), text=c not in ("seed", "train_steps"))
-             if c in RUN_COLUMNS
-             else _as_json_list(runs[c].to_numpy())
-             for c in columns]  # fmt: skip
+    # Each column becomes Python values one chunk at a time: all at once, a table of 100,000 runs
+    # holds every value as a Python object beside the frame (hundreds of MB at the peak).
+    arrays = [(runs[c].to_numpy(dtype=object), c not in ("seed", "train_steps")) if c in RUN_COLUMNS
+              else (runs[c].to_numpy(), False) for c in columns]  # fmt: skip
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(head, **options)[:-1])
         handle.write(',"runs":{"columns":' + json.dumps(columns, **options) + ',"rows":[')
         for start in range(0, len(runs), chunk):
             if start:
                 handle.write(",")
-            rows = list(zip(*[values[start : start + chunk] for values in lists], strict=True))
+            lists = [_as_json_list(values[start : start + chunk], text=text) for values, text in arrays]
+            rows = list(zip(*lists, strict=True))
             handle.write(json.dumps(rows, **options)[1:-1])
         handle.write("]}}\n")
