@@ -212,9 +212,14 @@ static void qb_fault(void)
     for (;;) {
     }
 }
-__attribute__((section(".vectors"), used)) void (*const qb_vectors[16])(void) = {
-    (void (*)(void))(&__StackTop), Reset_Handler, qb_fault, qb_fault, qb_fault, qb_fault, qb_fault,
-    0, 0, 0, 0, qb_fault, qb_fault, 0, qb_fault, qb_fault
+struct qb_vector_table {
+    uint32_t *stack_top;
+    void (*handlers[15])(void);
+};
+__attribute__((section(".vectors"), used)) const struct qb_vector_table qb_vector_table = {
+    &__StackTop,
+    { Reset_Handler, qb_fault, qb_fault, qb_fault, qb_fault, qb_fault, 0, 0, 0, 0, qb_fault, qb_fault, 0,
+      qb_fault, qb_fault }
 };
 void Reset_Handler(void)
 {
@@ -444,7 +449,7 @@ def stack_usage(directory: Path, opt: str = "-O2") -> dict[str, int]:
     """Bytes of stack of each function of the model (gcc ``-fstack-usage``)."""
     _run([host_compiler(), *C_FLAGS, opt, "-fstack-usage", "-c", "-o", "qb_model_su.o", "qb_model.c"], directory)
     usage = {}
-    su = directory / "qb_model.su"
+    su = directory / "qb_model_su.su"
     if su.exists():
         for line in su.read_text().splitlines():
             parts = line.split("\t")
@@ -469,3 +474,70 @@ def run_qemu(elf: Path, timeout: float = 120) -> tuple[int, str, int | None]:
     env = dict(os.environ)
     proc = subprocess.run(cmd, cwd=elf.parent, capture_output=True, text=True, timeout=timeout, env=env)
     return proc.returncode, proc.stdout + proc.stderr, None
+
+
+@dataclass
+class Verification:
+    """What was built and run, and what it showed (None: not run, with the reason in ``skipped``)."""
+
+    host_identical: int | None = None
+    host_checked: int | None = None
+    sanitizer_clean: bool | None = None
+    host_sizes: dict[str, int] | None = None
+    stack_bytes: int | None = None
+    arm_sizes: dict[str, int] | None = None
+    arm_selftest: str | None = None
+    arm_identical: bool | None = None
+    skipped: dict[str, str] | None = None
+
+
+_SELFTEST_LINE = re.compile(r"qb selftest: (\d+) of (\d+) outputs identical")
+
+
+def _selftest_counts(text: str) -> tuple[int, int]:
+    match = _SELFTEST_LINE.search(text)
+    if match is None:
+        raise RuntimeError(f"the self-test printed no result: {text[-500:]}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _run_selftest(exe: Path) -> str:
+    """The self-test's output; a non-zero status with its summary line is a mismatch, not a crash."""
+    proc = subprocess.run([str(exe)], cwd=exe.parent, capture_output=True, text=True, timeout=300)
+    if proc.returncode not in (0, 1) or not _SELFTEST_LINE.search(proc.stdout):
+        raise RuntimeError(f"{exe.name} failed ({proc.returncode}): {(proc.stderr or proc.stdout)[-2000:]}")
+    return proc.stdout
+
+
+def verify(directory: Path, sanitize: bool = True, cortex_m: bool = True) -> Verification:
+    """Compile and run the self-test written into ``directory`` on this machine (and sanitized, and
+    on the Cortex-M target under QEMU where the tools are installed)."""
+    result = Verification(skipped={})
+    assert result.skipped is not None
+    exe = compile_host(directory, "qb_selftest.c", "qb_selftest")
+    result.host_identical, result.host_checked = _selftest_counts(_run_selftest(exe))
+    obj = compile_object(directory)
+    result.host_sizes = section_sizes(obj)
+    usage = stack_usage(directory)
+    # an upper bound: every function's frame at once (the library has no recursion)
+    result.stack_bytes = sum(usage.values())
+    if sanitize:
+        try:
+            exe = compile_host(directory, "qb_selftest.c", "qb_selftest_sanitized", sanitize=True)
+            text = _run_selftest(exe)
+            identical, checked = _selftest_counts(text)
+            result.sanitizer_clean = identical == checked
+        except RuntimeError as exc:
+            result.sanitizer_clean = False
+            result.skipped["sanitizer"] = str(exc)[:500]
+    if cortex_m:
+        try:
+            elf = cortex_m_build(directory)
+            result.arm_sizes = section_sizes(directory / "qb_model_arm.o", "arm-none-eabi-size")
+            status, text, _ = run_qemu(elf)
+            result.arm_selftest = text.strip().splitlines()[-1] if text.strip() else f"exit {status}"
+            identical, checked = _selftest_counts(text)
+            result.arm_identical = status == 0 and identical == checked
+        except qbench.Unsupported as exc:
+            result.skipped["cortex-m"] = str(exc)
+    return result
