@@ -448,8 +448,12 @@ def function_code(obj: Path, names: list[str]) -> dict[str, list[str]]:
 def stack_usage(directory: Path, opt: str = "-O2") -> dict[str, int]:
     """Bytes of stack of each function of the model (gcc ``-fstack-usage``)."""
     _run([host_compiler(), *C_FLAGS, opt, "-fstack-usage", "-c", "-o", "qb_model_su.o", "qb_model.c"], directory)
+    return read_stack_usage(directory / "qb_model_su.su")
+
+
+def read_stack_usage(su: Path) -> dict[str, int]:
+    """{function: stack bytes} from a gcc ``.su`` file ({} when there is none)."""
     usage = {}
-    su = directory / "qb_model_su.su"
     if su.exists():
         for line in su.read_text().splitlines():
             parts = line.split("\t")
@@ -463,7 +467,7 @@ def cortex_m_build(directory: Path) -> Path:
     gcc = tool(ARM_GCC)
     _run([gcc, *C_FLAGS, *ARM_FLAGS, "-o", "qb_selftest.elf", "qb_startup.c", "qb_selftest.c", "qb_model.c",
           *ARM_LINK], directory)  # fmt: skip
-    _run([gcc, *C_FLAGS, *ARM_FLAGS, "-c", "-o", "qb_model_arm.o", "qb_model.c"], directory)
+    _run([gcc, *C_FLAGS, *ARM_FLAGS, "-fstack-usage", "-c", "-o", "qb_model_arm.o", "qb_model.c"], directory)
     return directory / "qb_selftest.elf"
 
 
@@ -491,11 +495,11 @@ class Verification:
     skipped: dict[str, str] | None = None
 
 
-_SELFTEST_LINE = re.compile(r"qb selftest: (\d+) of (\d+) outputs identical")
+SELFTEST_LINE = re.compile(r"qb selftest: (\d+) of (\d+) outputs identical")
 
 
 def _selftest_counts(text: str) -> tuple[int, int]:
-    match = _SELFTEST_LINE.search(text)
+    match = SELFTEST_LINE.search(text)
     if match is None:
         raise RuntimeError(f"the self-test printed no result: {text[-500:]}")
     return int(match.group(1)), int(match.group(2))
@@ -504,7 +508,7 @@ def _selftest_counts(text: str) -> tuple[int, int]:
 def _run_selftest(exe: Path) -> str:
     """The self-test's output; a non-zero status with its summary line is a mismatch, not a crash."""
     proc = subprocess.run([str(exe)], cwd=exe.parent, capture_output=True, text=True, timeout=300)
-    if proc.returncode not in (0, 1) or not _SELFTEST_LINE.search(proc.stdout):
+    if proc.returncode not in (0, 1) or not SELFTEST_LINE.search(proc.stdout):
         raise RuntimeError(f"{exe.name} failed ({proc.returncode}): {(proc.stderr or proc.stdout)[-2000:]}")
     return proc.stdout
 
