@@ -187,6 +187,12 @@ def execute(args: argparse.Namespace) -> int:
     if record.get("status") != "ok":
         raise UsageError(f"{_describe(record)}: status {record.get('status')!r}; only a finished case has a model")
     params = simulator_params(record, args.hardware)
+    label = args.hardware or next((h for h in record.get("hardware") or [] if label_params(h)[0] == "shift-add"), None)
+    status = str((record.get("hardware_status") or {}).get(label, "")) if label else ""
+    if status.startswith("unsupported"):
+        # the simulator already said why this model has no integer program: no need to retrain it
+        raise UsageError(f"{_describe(record)}: the shift-add simulator could not run this model ({status}); "
+                         "there is no integer program to export")  # fmt: skip
     prepare_folder(args.out, args.force)
     print(f"exporting {_describe(record)} (retraining it from the record)")
     result = retrain(record)
