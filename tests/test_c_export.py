@@ -144,13 +144,14 @@ def test_frozen_hand_computed_rnn(tmp_path: Path) -> None:
     assert logits.tolist() == [[4, 3]]
 
 
-def _kernels(scheme: str, directory: Path) -> dict[str, list[str]]:
+def _kernels(scheme: str, directory: Path, opt: str = "-O2") -> dict[str, list[str]]:
     model = random_exported_model("gru", scheme, hidden=16, input_size=12, input_kind="features",
                                   task=CLASSIFICATION, output_scheme=scheme)  # fmt: skip
     library = cgen.generate(build_program(model, SimConfig()))
     for name, text in library.files.items():
         (directory / name).write_text(text)
-    obj = cbuild.compile_object(directory, "-O2")
+    level, *extra = opt.split()
+    obj = cbuild.compile_object(directory, level, tuple(extra))
     names = [k for k in library.kernels] + [f"qb_sum_fixed_{t}" for t in ("int8_t", "int16_t", "int32_t")]
     return cbuild.function_code(obj, names)
 
@@ -161,9 +162,10 @@ def _multiplies(instructions: list[str]) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump missing (Debian: apt-get install binutils)")
+@pytest.mark.parametrize("opt", ("-O2", "-O3 -march=native"))
 @pytest.mark.parametrize("scheme", ("ternary", "binary", "exponential"))
-def test_multiplier_free_matrix_kernels_contain_no_multiply(scheme: str, tmp_path: Path) -> None:
-    code = _kernels(scheme, tmp_path)
+def test_multiplier_free_matrix_kernels_contain_no_multiply(scheme: str, opt: str, tmp_path: Path) -> None:
+    code = _kernels(scheme, tmp_path, opt)
     kind = {"ternary": "ternary", "binary": "binary", "exponential": "pow2"}[scheme]
     assert f"qb_sum_{kind}" in code and code[f"qb_sum_{kind}"]
     for name, instructions in code.items():

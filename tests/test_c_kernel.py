@@ -17,7 +17,8 @@ HARDWARE_RUN = ROOT / "results" / "hardware@cpu-2core"
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                               reason="no C compiler (Debian: apt-get install gcc)")  # fmt: skip
 CORTEX_TOOLS = {"arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi", "qemu-system-arm": "qemu-system-arm"}
-MISSING = [f"{tool} (Debian: apt-get install {pkg})" for tool, pkg in CORTEX_TOOLS.items() if shutil.which(tool) is None]
+MISSING = [f"{tool} (Debian: apt-get install {pkg})" for tool, pkg in CORTEX_TOOLS.items()
+           if shutil.which(tool) is None]  # fmt: skip
 needs_cortex = pytest.mark.skipif(bool(MISSING), reason="missing " + ", ".join(MISSING))
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 NAME = "export"
-HELP = "write a record's integer model as a self-contained C99 library (retrained from the record, verified bit for bit)"
+HELP = ("write a record's integer model as a self-contained C99 library (retrained from the record, verified "
+        "bit for bit)")
 MARKER = ".qbench-export.json"
 TARGETS = ("c",)
 

@@ -197,6 +197,12 @@ class _Emitter:
         self.table_bytes = 0
         self.kinds_used: set[str] = set()
 
+    def constants(self, name: str, values: np.ndarray) -> None:
+        """A const array of integer constants in the narrowest fixed-width type that holds them."""
+        ctype, width = _ctype_for(np.asarray(values, dtype=np.int64))
+        self.arrays.append(_array(ctype, name, values))
+        self.weight_bytes += width * int(np.size(values))
+
     def matrix(self, name: str, matrix: EncodedMatrix) -> list[_Block]:
         blocks = []
         for b, rows in enumerate(matrix.block_slices()):
@@ -392,7 +398,6 @@ class _Writer:
                 f"    return {table}[k < 0 ? 0 : (k > {nl.size - 1} ? {nl.size - 1} : k)];\n"
             )
         else:  # hard: power-of-two slopes, deterministic rounding
-            mode = hard_rounding(self.cfg.rounding)
             one = 1 << nl.out.frac_bits
             if nl.function == "sigmoid":
                 drop = nl.in_frac + 2 - nl.out.frac_bits
@@ -425,13 +430,22 @@ class _Writer:
         if "binary" in kinds:
             self.kernels += [f"{p}_sum_binary", f"{p}_col_binary"]
             out.append(
+                "/* +-v without a multiply or a branch: n is all ones for a -1 digit, (v ^ n) - n is then -v */\n"
+                "#define QB_B(v, bit) (((int64_t)(v) ^ -(int64_t)(bit)) + (int64_t)(bit))\n"
                 f"void {p}_sum_binary(const uint8_t *bits, int rows, int cols, const int32_t *x, int64_t *sums)\n"
-                "{\n    int stride = (cols + 7) / 8, r, c;\n"
+                "{\n    int stride = (cols + 7) / 8, whole = cols / 8, r, k, c;\n"
                 "    for (r = 0; r < rows; ++r) {\n"
                 "        const uint8_t *row = bits + r * stride;\n"
                 "        int64_t acc = 0;\n"
-                "        for (c = 0; c < cols; ++c)\n"
-                "            acc = (row[c >> 3] >> (c & 7)) & 1u ? acc - x[c] : acc + x[c];\n"
+                "        for (k = 0; k < whole; ++k) {\n"
+                "            unsigned b = row[k];\n"
+                "            const int32_t *v = x + 8 * k;\n"
+                "            acc += QB_B(v[0], b & 1u) + QB_B(v[1], (b >> 1) & 1u) + QB_B(v[2], (b >> 2) & 1u)\n"
+                "                + QB_B(v[3], (b >> 3) & 1u) + QB_B(v[4], (b >> 4) & 1u) + QB_B(v[5], (b >> 5) & 1u)\n"
+                "                + QB_B(v[6], (b >> 6) & 1u) + QB_B(v[7], b >> 7);\n"
+                "        }\n"
+                "        for (c = 8 * whole; c < cols; ++c)\n"
+                "            acc += QB_B(x[c], (row[c >> 3] >> (c & 7)) & 1u);\n"
                 "        sums[r] = acc;\n    }\n}\n"
                 f"void {p}_col_binary(const uint8_t *bits, int rows, int cols, int col, int64_t *sums)\n"
                 "{\n    int stride = (cols + 7) / 8, r;\n"
@@ -441,16 +455,24 @@ class _Writer:
         if "ternary" in kinds:
             self.kernels += [f"{p}_sum_ternary", f"{p}_col_ternary"]
             out.append(
+                "/* a digit's term without a multiply or a branch: d & 1 keeps a non-zero digit (add or\n"
+                " * subtract, else skip), d >> 1 negates a -1 digit (01: +v, 11: -v, 00: 0) */\n"
+                "#define QB_T(v, d) ((((int64_t)(v) ^ -(int64_t)((d) >> 1)) + (int64_t)((d) >> 1)) "
+                "& -(int64_t)((d) & 1u))\n"
                 f"void {p}_sum_ternary(const uint8_t *digits, int rows, int cols, const int32_t *x, int64_t *sums)\n"
-                "{\n    int stride = (cols + 3) / 4, r, c;\n"
+                "{\n    int stride = (cols + 3) / 4, whole = cols / 4, r, k, c;\n"
                 "    for (r = 0; r < rows; ++r) {\n"
                 "        const uint8_t *row = digits + r * stride;\n"
                 "        int64_t acc = 0;\n"
-                "        for (c = 0; c < cols; ++c) {\n"
-                "            unsigned d = (row[c >> 2] >> ((c & 3) << 1)) & 3u;\n"
-                "            if (d == 1u)\n                acc += x[c];\n"
-                "            else if (d == 3u)\n                acc -= x[c];\n"
-                "        }\n        sums[r] = acc;\n    }\n}\n"
+                "        for (k = 0; k < whole; ++k) { /* one byte: four digits, constant shifts */\n"
+                "            unsigned b = row[k];\n"
+                "            const int32_t *v = x + 4 * k;\n"
+                "            acc += QB_T(v[0], b & 3u) + QB_T(v[1], (b >> 2) & 3u) + QB_T(v[2], (b >> 4) & 3u)\n"
+                "                + QB_T(v[3], b >> 6);\n"
+                "        }\n"
+                "        for (c = 4 * whole; c < cols; ++c)\n"
+                "            acc += QB_T(x[c], (row[c >> 2] >> ((c & 3) << 1)) & 3u);\n"
+                "        sums[r] = acc;\n    }\n}\n"
                 f"void {p}_col_ternary(const uint8_t *digits, int rows, int cols, int col, int64_t *sums)\n"
                 "{\n    int stride = (cols + 3) / 4, r;\n"
                 "    for (r = 0; r < rows; ++r) {\n"
@@ -466,9 +488,11 @@ class _Writer:
                 "        const uint8_t *row = codes + r * cols;\n"
                 "        int64_t acc = 0;\n"
                 "        for (c = 0; c < cols; ++c) {\n"
+                "            /* branch-free: shift by the exponent, negate by the sign bit, mask a zero code */\n"
                 "            unsigned e = row[c];\n"
-                "            if (e != 0u)\n"
-                "                acc += qb_neg_if(qb_shl(x[c], (e & 63u) - 1u), (e & 0x80u) != 0u);\n"
+                "            int64_t t = qb_shl(x[c], ((e & 63u) - 1u) & 63u);\n"
+                "            int64_t m = -(int64_t)(e != 0u), n = -(int64_t)(e >> 7);\n"
+                "            acc += ((t ^ n) - n) & m;\n"
                 "        }\n        sums[r] = acc;\n    }\n}\n"
                 f"void {p}_col_pow2(const uint8_t *codes, int rows, int cols, int col, int64_t *sums)\n"
                 "{\n    int r;\n"
@@ -530,9 +554,8 @@ class _Writer:
         pf, F = cfg.preact.frac_bits, layer.acc_frac
         gru = layer.cell == "gru"
         split = 2 * hs if gru else rows
-        self.em.arrays.append(_array("int64_t", f"{p}_bias_x{i}", layer.bias_x))
-        self.em.arrays.append(_array("int64_t", f"{p}_bias_h{i}", layer.bias_h))
-        self.em.weight_bytes += 16 * rows
+        self.em.constants(f"{p}_bias_x{i}", layer.bias_x)
+        self.em.constants(f"{p}_bias_h{i}", layer.bias_h)
         el = "s->stream * {w}u + (uint64_t)j"
         acc_fit = (lambda e: f"qb_wrap({e}, {cfg.acc_bits}u)") if cfg.acc_bits else (lambda e: e)
         body = [f"static void {p}_layer{i}(qb_state *s, const int32_t *x, int input_id)\n{{"]
@@ -607,12 +630,11 @@ class _Writer:
         bn = layer.batchnorm
         assert bn is not None
         p, i, n = self.prefix, layer.index, layer.input_size
-        self.em.arrays.append(_array("int64_t", f"{p}_bn_scale{i}", bn.scale))
-        self.em.arrays.append(_array("int64_t", f"{p}_bn_shift{i}", bn.shift))
-        self.em.weight_bytes += 16 * n
+        self.em.constants(f"{p}_bn_scale{i}", bn.scale)
+        self.em.constants(f"{p}_bn_shift{i}", bn.shift)
         # the simulator rounds the whole [T, B, n] input at once, step key 0: element (t B + b) n + j
         element = f"((uint64_t)s->step * s->streams + s->stream) * {n}u + (uint64_t)j"
-        expr = self.requant(f"x[j] * {p}_bn_scale{i}[j] + {p}_bn_shift{i}[j]", self.cfg.activation.frac_bits
+        expr = self.requant(f"(int64_t)x[j] * {p}_bn_scale{i}[j] + {p}_bn_shift{i}[j]", self.cfg.activation.frac_bits
                             + bn.scale_frac, "activation", i, Site.BATCHNORM, element)  # fmt: skip
         expr = expr.replace("s->step), ", "0u), ", 1) if self.stochastic else expr
         return (
@@ -624,8 +646,7 @@ class _Writer:
         p, out = self.prefix, self.p.output
         last = self.p.layers[-1]
         c = out.w.codes.shape[0]
-        self.em.arrays.append(_array("int64_t", f"{p}_bias_out", out.bias))
-        self.em.weight_bytes += 8 * c
+        self.em.constants(f"{p}_bias_out", out.bias)
         return (
             f"void {p}_output(const qb_state *s, int64_t logits[{c}])\n{{\n    int r;\n    (void)r;\n"
             + self.matrix_call(self.out_blocks, f"s->h{last.index}", None, "logits")
@@ -646,6 +667,7 @@ class _Writer:
         else:
             input_kind, input_width = "codes", first.input_size
         if prog.input_table is not None:
+            # int32_t like every activation vector: layer 0 reads the row in place
             self.em.arrays.append(_array("int32_t", f"{p}_input_table", prog.input_table))
             self.em.weight_bytes += 4 * prog.input_table.size
         layer_code = [self.layer_function(layer, bx, bh) for layer, (bx, bh) in zip(prog.layers, self.layer_blocks,
@@ -765,7 +787,8 @@ void {p}_output(const qb_state *s, int64_t logits[{n_out}]);
             prev = f"s->h{layer.index - 1}"
             if layer.batchnorm is not None:
                 step.append(
-                    f"    {{\n        int32_t y[{layer.input_size}];\n        {p}_batchnorm{layer.index}(s, {prev}, y);\n"
+                    f"    {{\n        int32_t y[{layer.input_size}];\n"
+                    f"        {p}_batchnorm{layer.index}(s, {prev}, y);\n"
                     f"        {p}_layer{layer.index}(s, y, 0);\n    }}"
                 )
             else:

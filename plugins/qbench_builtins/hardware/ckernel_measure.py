@@ -1,7 +1,8 @@
 """``c-kernel``'s measurement: generate, compile, run, compare with the simulator, time, size.
 
 Timing is process CPU time on all three sides, over the same tokens: the compiled step in a
-loop (the harness times itself with ``clock()`` over enough repeats for at least ~0.2 s), the
+loop (an ``-O3 -march=native`` build whose outputs are checked first; the harness times itself
+with ``clock()`` over enough repeats for at least ~0.2 s), the
 numpy integer engine on the same inputs, and torch float32 inference of the same (quantized)
 weights at batch 1 with one thread (each stream, or each sequence alone, through ``nn.RNN`` /
 ``nn.GRU`` / ``nn.LSTM`` layers and the output ``nn.Linear``).
@@ -98,6 +99,11 @@ def _timings(program: ModelProgram, model: ExportedModel, inputs: np.ndarray, le
     finally:
         torch.set_num_threads(previous)
     sim_s = _cpu_seconds_per_call(lambda: engine.run(program, inputs, lengths)) / tokens
+    # the timed build: -O3 for this CPU; its outputs are checked too before it is timed
+    exe = cbuild.compile_host(exe.parent, "qb_harness.c", "qb_harness_fast", opt="-O3", extra=cbuild.FAST_FLAGS)
+    hidden, logits = cbuild.run_harness(exe, vec)
+    if not (np.array_equal(hidden, vec.hidden) and np.array_equal(logits, vec.logits)):
+        raise RuntimeError("the -O3 build of the C library differs from the simulator (a qbench bug)")
     probe = cbuild.bench_harness(exe, vec, 1) * 1e-9
     repeats = max(1, min(100000, int(MIN_TIMED_SECONDS / max(probe * tokens, 1e-9))))
     c_s = cbuild.bench_harness(exe, vec, repeats) * 1e-9

@@ -56,7 +56,9 @@ def _readme(library: cgen.CLibrary, program: ModelProgram, check: cbuild.Verific
         "| --- | --- |",
         "| `qb_model.h`, `qb_model.c` | the library: `qb_reset`, `qb_step`, `qb_output`; no float, no malloc |",
         "| `qb_harness.c` | reads streams of token ids / activation codes on stdin, prints hidden states and logits |",
-        "| `qb_vectors.h`, `qb_selftest.c` | the evaluation sample and the simulator's outputs; exit 0 when identical |",
+        "| `qb_inputs.txt`, `qb_expected.txt` | the sample as harness input, and the simulator's outputs as the "
+        "harness prints them (`make compare`) |",
+        "| `qb_vectors.h`, `qb_selftest.c` | the evaluation sample and the simulator's outputs; exit 0 if identical |",
         "| `qb_startup.c`, `qb_mps2.ld` | Cortex-M3 (QEMU mps2-an385) start-up and memory map for `make cortex-m` |",
         "",
         "## Sizes",
@@ -86,6 +88,8 @@ def _readme(library: cgen.CLibrary, program: ModelProgram, check: cbuild.Verific
     else:
         lines.append(f"- this machine: {check.host_identical} of {check.host_checked} outputs identical "
                      "(`make check`; `-std=c99 -Wall -Wextra -Werror -pedantic -O2`)")  # fmt: skip
+        lines.append("- `qb_harness < qb_inputs.txt`: " + ("prints exactly `qb_expected.txt`, the simulator's outputs "
+                     "(`make compare`)" if check.harness_identical else "DIFFERS from `qb_expected.txt`"))
         if check.sanitizer_clean is not None:
             lines.append("- `-fsanitize=undefined,address`: " + ("clean, identical outputs (`make sanitize`)"
                          if check.sanitizer_clean else "FAILED: " + (check.skipped or {}).get("sanitizer", "")))
@@ -100,6 +104,7 @@ def _readme(library: cgen.CLibrary, program: ModelProgram, check: cbuild.Verific
         "",
         "```sh",
         "make check        # host build, self-test",
+        "make compare      # qb_harness < qb_inputs.txt, compared byte for byte with qb_expected.txt",
         "make sanitize     # the same under -fsanitize=undefined,address",
         "make cortex-m     # needs gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm",
         "./qb_harness < inputs.txt   # inputs: S, then per stream its length and its inputs",
@@ -136,6 +141,10 @@ def export_library(model: ExportedModel, sample: EvalSample | None, params: dict
         parts.append(f"Cortex-M3 under QEMU: {check.arm_selftest}")
     parts += [f"{what} skipped ({why})" for what, why in (check.skipped or {}).items() if what != "sanitizer"]
     mismatch = ""
-    if check.host_identical != check.host_checked or check.sanitizer_clean is False or check.arm_identical is False:
+    if not check.harness_identical:
+        parts.append("HARNESS OUTPUT DIFFERS")
+    failed = (not check.harness_identical, check.host_identical != check.host_checked,
+              check.sanitizer_clean is False, check.arm_identical is False)  # fmt: skip
+    if any(failed):
         mismatch = "the compiled library differs from the simulator (see README.md)"
     return ExportReport("; ".join(parts), mismatch)
