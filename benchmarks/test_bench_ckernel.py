@@ -2,7 +2,8 @@
 
 The models have the ``hardware`` matrix's size (one layer, hidden 64, the pydoc-char vocabulary of
 103 one-hot inputs, output layer included). Per cell and quantizer, in one run: the generated
-library compiled with ``-O2`` (its harness times ``qb_step`` in a loop with ``clock()``), torch
+library compiled with ``-O2`` and with ``-O3 -march=native`` (its harness times ``qb_step`` in a
+loop with ``clock()``), torch
 float32 with the same weights at batch 1 and one thread, both over the whole stream in one call
 (``nn.GRU`` over 1000 tokens: torch's fastest batch-1 form) and one call per token (what a
 device streaming tokens does), and the numpy integer engine on the same tokens. All on process
@@ -81,7 +82,10 @@ def table(request):
         with capture.global_and_fixture_disabled():
             print(f"\n\ncompiled C kernel vs torch float32 (batch 1, one thread) and the numpy simulator: hidden "
                   f"{HIDDEN}, vocab {VOCAB}, {TOKENS} tokens; C throughput / other's")  # fmt: skip
-            print("case                    C ns/token  torch-seq ns  torch-step ns  sim ns   vs seq  vs step  vs sim")
+            print("ns per token (C: -O2; native: -O3 -march=native); C throughput over torch whole-sequence (seq), "
+                  "per-token (step), simulator (sim)")
+            print("case                      C  native  torch-seq torch-step   sim  C/seq C/step  C/sim "
+                  "nat/seq nat/step")
             for row in rows:
                 print(row)
 
@@ -107,14 +111,21 @@ def test_compiled_kernel_throughput(benchmark, table, cell: str, scheme: str) ->
         hidden, logits = cbuild.run_harness(exe, vec)
         assert np.array_equal(hidden, vec.hidden) and np.array_equal(logits, vec.logits)
         c_ns = statistics.median(cbuild.bench_harness(exe, vec, 20) for _ in range(ROUNDS))
+        fast = cbuild.compile_host(directory, "qb_harness.c", "fast", opt="-O3", extra=cbuild.FAST_FLAGS)
+        assert cbuild.run_harness(fast, vec)[0].tolist() == vec.hidden.tolist()
+        fast_ns = statistics.median(cbuild.bench_harness(fast, vec, 20) for _ in range(ROUNDS))
         seq_ns = 1e9 * cpu_seconds(torch_inference(model, inputs, None)) / TOKENS
         step_ns = 1e9 * cpu_seconds(torch_per_token(model, tokens)) / TOKENS
         sim_ns = 1e9 * cpu_seconds(lambda: engine.run(program, inputs)) / TOKENS
         benchmark.pedantic(lambda: cbuild.bench_harness(exe, vec, 1), rounds=1, iterations=1)
     torch.set_num_threads(previous)
-    figures = {"c_ns_per_token": c_ns, "torch_seq_ns_per_token": seq_ns, "torch_step_ns_per_token": step_ns,
+    figures = {"c_ns_per_token": c_ns, "c_native_ns_per_token": fast_ns, "torch_seq_ns_per_token": seq_ns,
+               "torch_step_ns_per_token": step_ns,
                "simulator_ns_per_token": sim_ns, "vs_torch_seq": seq_ns / c_ns, "vs_torch_step": step_ns / c_ns,
-               "vs_simulator": sim_ns / c_ns}  # fmt: skip
+               "vs_simulator": sim_ns / c_ns, "native_vs_torch_seq": seq_ns / fast_ns,
+               "native_vs_torch_step": step_ns / fast_ns}  # fmt: skip
     benchmark.extra_info.update(figures)
-    table.append(f"{cell + '-' + scheme:<22}{c_ns:>11.0f}{seq_ns:>14.0f}{step_ns:>15.0f}{sim_ns:>8.0f}"
-                 f"{figures['vs_torch_seq']:>9.1f}{figures['vs_torch_step']:>9.1f}{figures['vs_simulator']:>8.1f}")
+    table.append(f"{cell + '-' + scheme:<22}{c_ns:>8.0f}{fast_ns:>8.0f}{seq_ns:>10.0f}{step_ns:>10.0f}"
+                 f"{sim_ns:>8.0f}"
+                 f"{figures['vs_torch_seq']:>8.1f}{figures['vs_torch_step']:>8.1f}{figures['vs_simulator']:>8.1f}"
+                 f"{figures['native_vs_torch_seq']:>8.1f}{figures['native_vs_torch_step']:>8.1f}")
