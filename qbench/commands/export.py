@@ -16,7 +16,7 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 NAME = "export"
 HELP = ("write a record's integer model as a self-contained C99 library (retrained from the record, verified "
@@ -128,15 +128,17 @@ def retrain(record: dict[str, Any]) -> Any:
     import torch
 
     import qbench
+    from qbench.components import Cell, Dataset, Quantizer
     from qbench.datacache import cache_dir
     from qbench.metrics import MetricSet
     from qbench.training import train_and_evaluate
 
     torch.set_num_threads(1)
     host = qbench.get_host()
-    quantizer = host.registry("quantizer").get(record["quantizer"]).cls(**record.get("quantizer_params", {}))
-    cell = host.registry("cell").get(record["cell"]).cls(**record.get("cell_params", {}))
-    dataset = host.registry("dataset").get(record["dataset"]).cls(**record.get("dataset_params", {}))
+    quantizer = cast(Quantizer, host.registry("quantizer").get(record["quantizer"]).cls(
+        **record.get("quantizer_params", {})))
+    cell = cast(Cell, host.registry("cell").get(record["cell"]).cls(**record.get("cell_params", {})))
+    dataset = cast(Dataset, host.registry("dataset").get(record["dataset"]).cls(**record.get("dataset_params", {})))
     data = dataset.prepare(str(cache_dir()))
     return train_and_evaluate(cell, quantizer, data, dict(record["train"]), int(record["seed"]), "cpu",
                               declaration=MetricSet.of(dataset))  # fmt: skip
@@ -146,7 +148,7 @@ def _check_reproduced(record: dict[str, Any], result: Any, accept: bool) -> str:
     """A line saying the retrained model is the record's; UsageError when it is not (unless accepted)."""
     from qbench.errors import UsageError
 
-    column = record.get("primary_metric") or next((k for k in result.metrics if k.startswith("test_")), None)
+    column = str(record.get("primary_metric") or next((k for k in result.metrics if k.startswith("test_")), ""))
     recorded, reproduced = record.get(column), result.metrics.get(column)
     if result.status != "ok" or result.exported is None:
         raise UsageError(f"retraining {_describe(record)} ended with status {result.status!r}: {result.message}")
