@@ -101,3 +101,22 @@ def test_the_hardware_matrix_ternary_gru_runs_bit_exact_on_cortex_m3(tmp_path: P
     # a second export into the folder it wrote replaces its files without --force
     assert main(["export", str(HARDWARE_RUN), "--method", "gru(hidden=64)/ternary", "--seed", "0",
                  "--out", str(out), "--no-verify", "--vectors", "8"]) == 0  # fmt: skip
+
+
+def test_export_refuses_a_retrained_model_that_is_not_the_records() -> None:
+    from types import SimpleNamespace
+
+    from qbench.commands.export import _check_reproduced, label_params
+    from qbench.errors import UsageError
+
+    record = {"case_id": "abc", "primary_metric": "test_bpc", "test_bpc": 3.5, "seed": 0,
+              "provenance": {"numerics": "native", "cpu_model": "some CPU"}}  # fmt: skip
+    same = SimpleNamespace(status="ok", exported=object(), metrics={"test_bpc": 3.5}, message="")
+    other = SimpleNamespace(status="ok", exported=object(), metrics={"test_bpc": 3.5000001}, message="")
+    assert "identical to the record" in _check_reproduced(record, same, False)
+    with pytest.raises(UsageError, match="not the record's .*native numerics on some CPU"):
+        _check_reproduced(record, other, False)
+    assert "accepted" in _check_reproduced(record, other, True)
+    assert label_params('shift-add(acc_bits=20,rounding="half-even")') == (
+        "shift-add", {"acc_bits": 20, "rounding": "half-even"})
+    assert label_params("c-kernel") == ("c-kernel", {})

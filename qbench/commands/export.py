@@ -123,8 +123,25 @@ def simulator_params(record: dict[str, Any], choice: str | None) -> dict[str, An
     return dict(shift_add[0][1]) if shift_add else {}
 
 
+def _pin_numerics(record: dict[str, Any]) -> str:
+    """Apply the record's numerics mode to this process where still possible; returns a note."""
+    import os
+    import sys
+
+    from qbench.numerics import PORTABLE, pinned_environment
+
+    provenance = record.get("provenance") or {}
+    mode = provenance.get("numerics")
+    if mode != PORTABLE:
+        return f"the record was computed in {mode or 'unrecorded'} numerics on {provenance.get('cpu_model', '?')}"
+    if "torch" not in sys.modules:  # the pins are read once, when torch initialises
+        os.environ.update(pinned_environment(PORTABLE))
+    return "the record was computed in portable numerics; retraining with the same pins"
+
+
 def retrain(record: dict[str, Any]) -> Any:
-    """Train the record's case again (one thread) and return the training result."""
+    """Train the record's case again (one thread, the record's numerics mode) and return the result."""
+    _pin_numerics(record)
     import torch
 
     import qbench
@@ -156,8 +173,9 @@ def _check_reproduced(record: dict[str, Any], result: Any, accept: bool) -> str:
         return f"retrained: {column} = {reproduced!r}, identical to the record"
     line = f"retrained: {column} = {reproduced!r}, the record says {recorded!r}"
     if not accept:
-        raise UsageError(f"{line}: the retrained model is not the record's (another machine, torch or plugin "
-                         "version?); rerun the case here, or pass --accept-retrained to export this model")  # fmt: skip
+        raise UsageError(f"{line}: the retrained model is not the record's ({_pin_numerics(record)}; another "
+                         "CPU, torch or plugin version gives other last bits, docs/numerics.md); rerun the case "
+                         "here, or pass --accept-retrained to export this model")  # fmt: skip
     return line + " (accepted with --accept-retrained)"
 
 
