@@ -61,6 +61,7 @@ def test_cortex_m3_under_qemu_matches_the_simulator() -> None:
     result = qbench.create("hardware", "c-kernel", timing=False).measure(model, random_sample(model, length=12))
     assert result["m3_status"] == "ok", result["m3_status"]
     assert result["m3_exact"] == 1.0 and result["m3_flash_bytes"] > 0 and result["m3_ram_bytes"] > 0
+    assert result["m3_instructions_per_token"] > 0
 
 
 # ---- qbench export ----------------------------------------------------------------------------
@@ -96,7 +97,8 @@ def test_the_hardware_matrix_ternary_gru_runs_bit_exact_on_cortex_m3(tmp_path: P
     readme = (out / "README.md").read_text()
     checked = int(readme.split("this machine: ")[1].split(" of ")[0])
     assert f"this machine: {checked} of {checked} outputs identical" in readme
-    assert f"qb selftest: {checked} of {checked} outputs identical to the simulator" in readme
+    assert f"Cortex-M3 under QEMU (`make cortex-m`): qb selftest: {checked} of {checked} outputs identical" in readme
+    assert "Cortex-M3 instructions per step" in readme
     assert "-fsanitize=undefined,address`: clean" in readme
     # a second export into the folder it wrote replaces its files without --force
     assert main(["export", str(HARDWARE_RUN), "--method", "gru(hidden=64)/ternary", "--seed", "0",

@@ -37,6 +37,9 @@ SANITIZE_FLAGS = ("-fsanitize=undefined,address", "-fno-sanitize-recover=all", "
 ARM_GCC = "arm-none-eabi-gcc"
 #: Cortex-M3 of QEMU's MPS2 AN385 board; newlib's semihosting runtime (rdimon) prints and exits
 ARM_FLAGS = ("-mcpu=cortex-m3", "-mthumb", "-Os", "-ffunction-sections", "-fdata-sections")
+#: instructions per SysTick tick under QEMU -icount shift=0 (1 ns per instruction, 25 MHz clock)
+MPS2_INSTRUCTIONS_PER_TICK = 40
+TICKS_LINE = re.compile(r"qb steps: (\d+) SysTick ticks over (\d+) steps")
 ARM_LINK = ("--specs=rdimon.specs", "-Wl,--gc-sections", "-T", "qb_mps2.ld")
 QEMU_ARM = "qemu-system-arm"
 PACKAGES = {
@@ -147,16 +150,38 @@ SELFTEST = r"""/* qb_selftest.c: runs the compiled-in vectors against the simula
 #include "qb_model.h"
 #include "qb_vectors.h"
 
+#ifdef QB_SYSTICK
+/* Cortex-M SysTick, counting down from 2**24 - 1 on the processor clock: under QEMU with
+ * -icount shift=0 every instruction takes 1 ns, so one tick of the mps2 board's 25 MHz clock
+ * is 40 instructions */
+#define QB_SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define QB_SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define QB_SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define QB_TICK_START() uint32_t t0 = QB_SYST_CVR
+#define QB_TICK_STOP() ticks += (t0 - QB_SYST_CVR) & 0xFFFFFFu
+#else
+#define QB_TICK_START() (void)0
+#define QB_TICK_STOP() (void)0
+#endif
+
 int main(void)
 {
     static qb_state s;
+    unsigned long ticks = 0;
     int64_t logits[QB_OUTPUTS];
     long b, t, j, r, checked = 0, wrong = 0, h = 0, y = 0;
     const int32_t *x = qb_vec_inputs;
+#ifdef QB_SYSTICK
+    QB_SYST_RVR = 0xFFFFFFu;
+    QB_SYST_CVR = 0u;
+    QB_SYST_CSR = 5u;
+#endif
     for (b = 0; b < QB_VEC_STREAMS; ++b) {
         qb_reset_stream(&s, (uint32_t)b, (uint32_t)QB_VEC_STREAMS);
         for (t = 0; t < qb_vec_lengths[b]; ++t, x += QB_INPUT_WIDTH) {
+            QB_TICK_START();
             qb_step(&s, x, QB_LANGUAGE_MODEL ? logits : NULL);
+            QB_TICK_STOP();
 #define QB_CHECK_LAYER(H, N) for (j = 0; j < (N); ++j, ++checked) wrong += (H)[j] != qb_vec_hidden[h++];
             QB_CHECK_LAYERS
             if (QB_LANGUAGE_MODEL)
@@ -170,6 +195,8 @@ int main(void)
         }
     }
     printf("qb selftest: %ld of %ld outputs identical to the simulator\n", checked - wrong, checked);
+    if (ticks)
+        printf("qb steps: %lu SysTick ticks over %ld steps\n", ticks, (long)(x - qb_vec_inputs) / QB_INPUT_WIDTH);
     return wrong != 0;
 }
 """
@@ -237,7 +264,8 @@ CC ?= cc
 CFLAGS ?= -std=c99 -Wall -Wextra -Werror -pedantic -O2
 SANITIZE = -fsanitize=undefined,address -fno-sanitize-recover=all -g
 ARM_CC ?= arm-none-eabi-gcc
-ARM_FLAGS = -std=c99 -Wall -Wextra -Werror -pedantic -mcpu=cortex-m3 -mthumb -Os -ffunction-sections -fdata-sections
+ARM_FLAGS = -std=c99 -Wall -Wextra -Werror -pedantic -DQB_SYSTICK -mcpu=cortex-m3 -mthumb -Os \
+\t-ffunction-sections -fdata-sections
 ARM_LINK = --specs=rdimon.specs -Wl,--gc-sections -T qb_mps2.ld
 
 all: qb_harness qb_selftest
@@ -263,7 +291,7 @@ qb_selftest.elf: qb_selftest.c qb_model.c qb_model.h qb_vectors.h qb_startup.c q
 \t$(ARM_CC) $(ARM_FLAGS) -o $@ qb_startup.c qb_selftest.c qb_model.c $(ARM_LINK)
 
 cortex-m: qb_selftest.elf
-\tqemu-system-arm -M mps2-an385 -nographic -semihosting -kernel qb_selftest.elf
+\tqemu-system-arm -M mps2-an385 -nographic -semihosting -icount shift=0 -kernel qb_selftest.elf
 
 clean:
 \trm -f qb_harness qb_selftest qb_selftest_sanitized qb_selftest.elf qb_outputs.txt *.o *.su
@@ -489,19 +517,30 @@ def read_stack_usage(su: Path) -> dict[str, int]:
 def cortex_m_build(directory: Path) -> Path:
     """The self-test for the MPS2 AN385 Cortex-M3 (newlib, semihosting)."""
     gcc = tool(ARM_GCC)
-    _run([gcc, *C_FLAGS, *ARM_FLAGS, "-o", "qb_selftest.elf", "qb_startup.c", "qb_selftest.c", "qb_model.c",
+    _run([gcc, *C_FLAGS, *ARM_FLAGS, "-DQB_SYSTICK", "-o", "qb_selftest.elf", "qb_startup.c", "qb_selftest.c",
+          "qb_model.c",
           *ARM_LINK], directory)  # fmt: skip
     _run([gcc, *C_FLAGS, *ARM_FLAGS, "-fstack-usage", "-c", "-o", "qb_model_arm.o", "qb_model.c"], directory)
     return directory / "qb_selftest.elf"
 
 
 def run_qemu(elf: Path, timeout: float = 120) -> tuple[int, str, int | None]:
-    """(exit status, output, instructions executed or None) of the self-test under QEMU."""
+    """(exit status, output, instructions per step or None) of the self-test under QEMU.
+
+    ``-icount shift=0`` makes QEMU's virtual clock advance 1 ns per guest instruction, so the
+    SysTick ticks the self-test reads around each ``qb_step`` count instructions (40 per tick:
+    the figure is exact to 40 instructions per step, and the mean over many steps closer).
+    """
     qemu = tool(QEMU_ARM)
     cmd = [qemu, "-M", "mps2-an385", "-nographic", "-semihosting", "-kernel", str(elf), "-icount", "shift=0"]
     env = dict(os.environ)
     proc = subprocess.run(cmd, cwd=elf.parent, capture_output=True, text=True, timeout=timeout, env=env)
-    return proc.returncode, proc.stdout + proc.stderr, None
+    text = proc.stdout + proc.stderr
+    ticks = TICKS_LINE.search(text)
+    per_step = None
+    if ticks and int(ticks.group(2)):
+        per_step = round(int(ticks.group(1)) * MPS2_INSTRUCTIONS_PER_TICK / int(ticks.group(2)))
+    return proc.returncode, text, per_step
 
 
 @dataclass
@@ -517,6 +556,7 @@ class Verification:
     arm_sizes: dict[str, int] | None = None
     arm_selftest: str | None = None
     arm_identical: bool | None = None
+    arm_instructions: int | None = None  # per step, counted by QEMU
     skipped: dict[str, str] | None = None
 
 
@@ -566,8 +606,9 @@ def verify(directory: Path, sanitize: bool = True, cortex_m: bool = True) -> Ver
         try:
             elf = cortex_m_build(directory)
             result.arm_sizes = section_sizes(directory / "qb_model_arm.o", "arm-none-eabi-size")
-            status, text, _ = run_qemu(elf)
-            result.arm_selftest = text.strip().splitlines()[-1] if text.strip() else f"exit {status}"
+            status, text, result.arm_instructions = run_qemu(elf)
+            line = SELFTEST_LINE.search(text)
+            result.arm_selftest = line.group(0) if line else f"exit {status}: {text[-300:]}"
             identical, checked = _selftest_counts(text)
             result.arm_identical = status == 0 and identical == checked
         except qbench.Unsupported as exc:

@@ -142,6 +142,7 @@ class _Block:
     scale_mult: int  # row scale mantissa; 1 when it is a shift (scale_shift)
     scale_shift: int
     fixed_ctype: str = ""
+    narrow: bool = False  # the raw sums provably fit int32_t: the 32-bit kernel (cheaper on a 32-bit core)
 
 
 def _block_kind(codes: np.ndarray) -> tuple[str, int]:
@@ -190,12 +191,14 @@ def _pack_pow2(codes: np.ndarray) -> list[int]:
 class _Emitter:
     """Collects const arrays and per-matrix block descriptions."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, activation_width: int) -> None:
         self.prefix = prefix
+        self.activation_width = activation_width
         self.arrays: list[str] = []
         self.weight_bytes = 0
         self.table_bytes = 0
         self.kinds_used: set[str] = set()
+        self.narrow_used: set[tuple[str, str]] = set()
 
     def constants(self, name: str, values: np.ndarray) -> None:
         """A const array of integer constants in the narrowest fixed-width type that holds them."""
@@ -227,11 +230,18 @@ class _Emitter:
             self.arrays.append(_array(ctype_arr, data, packed))
             self.weight_bytes += size
             self.kinds_used.add(kind)
+            # what the kernel adds: +-x for binary / ternary digits, code * x otherwise
+            kernel_codes = np.sign(codes) if kind in ("binary", "ternary") else codes
+            bound = int(np.max(np.sum(np.abs(kernel_codes), axis=1), initial=0)) << (self.activation_width - 1)
+            narrow = self.activation_width <= 31 and bound < (1 << 31)
+            if narrow:
+                self.narrow_used.add((kind, ctype))
             if _is_pow2(scale):
                 mult, shift = 1, scale.bit_length() - 1
             else:
                 mult, shift = scale, 0
-            blocks.append(_Block(kind, codes.shape[0], codes.shape[1], data, size, code_shift, mult, shift, ctype))
+            blocks.append(_Block(kind, codes.shape[0], codes.shape[1], data, size, code_shift, mult, shift, ctype,
+                                 narrow))
         return blocks
 
 
@@ -341,7 +351,7 @@ class _Writer:
         self.p = program
         self.cfg = program.config
         self.prefix = prefix
-        self.em = _Emitter(prefix)
+        self.em = _Emitter(prefix, program.config.activation.width)
         self.stochastic = self.cfg.rounding == "stochastic"
         self.layer_blocks: list[tuple[list[_Block], list[_Block]]] = []
         self.out_blocks: list[_Block] = []
@@ -518,7 +528,33 @@ class _Writer:
                 "    for (r = 0; r < rows; ++r)\n"
                 "        sums[r] = codes[r * cols + col];\n}\n"
             )
+        out += [self.narrow_kernel("\n".join(out), kind, ctype) for kind, ctype in sorted(self.em.narrow_used)]
         return "\n".join(out)
+
+    def narrow_kernel(self, source: str, kind: str, ctype: str) -> str:
+        """The int32_t-accumulator twin of a sum kernel (used where the raw sums provably fit 31 bits)."""
+        name = f"{self.prefix}_sum_{kind}" + (f"_{ctype}" if kind == "fixed" else "")
+        start = source.index(f"void {name}(")
+        end = source.index("\n}\n", start) + 3
+        text = source[start:end].replace(f"void {name}(", f"void {name}32(", 1)
+        for wide, narrow in (("int64_t acc", "int32_t acc"), ("QB_T(", "QB_T32("), ("QB_B(", "QB_B32("),
+                             # the zero code is masked in 64 bits first: every converted value fits int32_t
+                             ("int64_t t = qb_shl(x[c], ((e & 63u) - 1u) & 63u);\n"
+                              "            int64_t m = -(int64_t)(e != 0u), n = -(int64_t)(e >> 7);\n"
+                              "            acc += ((t ^ n) - n) & m;",
+                              "int32_t t = (int32_t)(qb_shl(x[c], ((e & 63u) - 1u) & 63u) & -(int64_t)(e != 0u));\n"
+                              "            int32_t n = -(int32_t)(e >> 7);\n"
+                              "            acc += (t ^ n) - n;"),
+                             ("(int64_t)row[c] * x[c]", "(int32_t)row[c] * x[c]")):  # fmt: skip
+            text = text.replace(wide, narrow)
+        self.kernels.append(f"{name}32")
+        macros = {
+            "ternary": "#define QB_T32(v, d) ((((int32_t)(v) ^ -(int32_t)((d) >> 1)) + (int32_t)((d) >> 1)) "
+            "& -(int32_t)((d) & 1u))\n",
+            "binary": "#define QB_B32(v, bit) (((int32_t)(v) ^ -(int32_t)(bit)) + (int32_t)(bit))\n",
+        }
+        return "/* 32-bit accumulator: |sum| < 2**31 for every row and input (the program's bounds) */\n" + macros.get(
+            kind, "") + text
 
     def all_blocks(self) -> list[list[_Block]]:
         found = [self.out_blocks]
@@ -532,6 +568,8 @@ class _Writer:
         offset = 0
         for b in blocks:
             fn = f"{self.prefix}_{'sum' if x else 'col'}_{b.kind}" + (f"_{b.fixed_ctype}" if b.kind == "fixed" else "")
+            if x and b.narrow:
+                fn += "32"
             arg = x if x else col
             lines.append(f"    {fn}({b.data}, {b.rows}, {b.cols}, {arg}, {sums} + {offset});")
             shift = b.code_shift + b.scale_shift

@@ -153,7 +153,8 @@ def measure(model: ExportedModel, sample: EvalSample, config: SimConfig, max_ite
 
 
 def _no_cortex_m(status: str) -> dict[str, Any]:
-    return {"m3_flash_bytes": None, "m3_ram_bytes": None, "m3_exact": None, "m3_status": status}
+    return {"m3_flash_bytes": None, "m3_ram_bytes": None, "m3_exact": None, "m3_instructions_per_token": None,
+            "m3_status": status}
 
 
 def _cortex_m(directory: Path, state_bytes: int) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def _cortex_m(directory: Path, state_bytes: int) -> dict[str, Any]:
     try:
         elf = cbuild.cortex_m_build(directory)
         sizes = cbuild.section_sizes(directory / "qb_model_arm.o", "arm-none-eabi-size")
-        status, text, _ = cbuild.run_qemu(elf)
+        status, text, instructions = cbuild.run_qemu(elf)
     except qbench.Unsupported as exc:
         return _no_cortex_m(f"not run: {exc}")
     match = cbuild.SELFTEST_LINE.search(text)
@@ -171,5 +172,6 @@ def _cortex_m(directory: Path, state_bytes: int) -> dict[str, Any]:
         "m3_ram_bytes": state_bytes + sizes["data"] + sizes["bss"]
         + sum(cbuild.read_stack_usage(directory / "qb_model_arm.su").values()),
         "m3_exact": exact,
+        "m3_instructions_per_token": instructions,
         "m3_status": "ok" if match and status in (0, 1) else f"self-test failed (exit {status}): {text[-200:]}",
     }

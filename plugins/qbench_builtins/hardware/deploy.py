@@ -95,6 +95,9 @@ def _readme(library: cgen.CLibrary, program: ModelProgram, check: cbuild.Verific
                          if check.sanitizer_clean else "FAILED: " + (check.skipped or {}).get("sanitizer", "")))
         if check.arm_identical is not None:
             lines.append(f"- Cortex-M3 under QEMU (`make cortex-m`): {check.arm_selftest}")
+            if check.arm_instructions is not None:
+                lines.append(f"- Cortex-M3 instructions per step (`qb_step`, QEMU `-icount shift=0`, SysTick "
+                             f"ticks of 40 instructions): about {check.arm_instructions}")  # fmt: skip
         for what, why in (check.skipped or {}).items():
             if what != "sanitizer":
                 lines.append(f"- {what}: not run: {why}")
