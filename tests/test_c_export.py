@@ -195,3 +195,16 @@ def test_the_library_has_no_float_no_malloc_and_fixed_width_types() -> None:
     source = library.files["qb_model.c"] + library.files["qb_model.h"]
     for word in ("float", "double", "malloc", "free(", "<stdlib.h>", "<math.h>", " long ", " int64_t x >>"):
         assert word not in source
+
+
+@pytest.mark.parametrize("scheme", ("ternary", "exponential", "fixed"))
+def test_sums_that_may_exceed_31_bits_use_the_64_bit_kernels(scheme: str, tmp_path: Path) -> None:
+    """Q12.14 activations and 140 inputs: the input sums may pass 2**31, so that matrix keeps int64_t."""
+    model = random_exported_model("gru", scheme, hidden=4, input_size=140, input_kind="features",
+                                  task=CLASSIFICATION, seed=5)  # fmt: skip
+    config = SimConfig(activation=QFormat(12, 14))
+    kind = {"ternary": "ternary", "exponential": "pow2", "fixed": "fixed_int8_t"}[scheme]
+    source = cgen.generate(build_program(model, config)).files["qb_model.c"]
+    assert f"qb_sum_{kind}(qb_wx0_0" in source and f"qb_sum_{kind}32(qb_wh0_0" in source
+    sample = random_sample(model, length=6, sequences=3, seed=5)
+    assert_identical(*compiled_outputs(model, sample, config, tmp_path, sanitize=True))

@@ -206,7 +206,8 @@ class _Emitter:
         self.arrays.append(_array(ctype, name, values))
         self.weight_bytes += width * int(np.size(values))
 
-    def matrix(self, name: str, matrix: EncodedMatrix) -> list[_Block]:
+    def matrix(self, name: str, matrix: EncodedMatrix, x_max: int) -> list[_Block]:
+        """Encode ``matrix`` block by block; ``x_max`` bounds the magnitude of the codes it multiplies."""
         blocks = []
         for b, rows in enumerate(matrix.block_slices()):
             codes = np.asarray(matrix.codes[rows], dtype=np.int64)
@@ -232,7 +233,7 @@ class _Emitter:
             self.kinds_used.add(kind)
             # what the kernel adds: +-x for binary / ternary digits, code * x otherwise
             kernel_codes = np.sign(codes) if kind in ("binary", "ternary") else codes
-            bound = int(np.max(np.sum(np.abs(kernel_codes), axis=1), initial=0)) << (self.activation_width - 1)
+            bound = int(np.max(np.sum(np.abs(kernel_codes), axis=1), initial=0)) * x_max
             narrow = self.activation_width <= 31 and bound < (1 << 31)
             if narrow:
                 self.narrow_used.add((kind, ctype))
@@ -695,10 +696,16 @@ class _Writer:
 
     def generate(self) -> CLibrary:
         p, prog, cfg = self.prefix, self.p, self.cfg
+        # the magnitudes the kernels multiply, as the program bounds them: any activation code, or a
+        # hidden state (a rounded tanh, convex mix or product of values in [-1, 1])
+        act = cfg.activation
+        act_max = 1 << (act.width - 1)
+        hidden_max = min(act_max, 1 << act.frac_bits)
         for layer in prog.layers:
-            self.layer_blocks.append((self.em.matrix(f"wx{layer.index}", layer.wx),
-                                      self.em.matrix(f"wh{layer.index}", layer.wh)))  # fmt: skip
-        self.out_blocks = self.em.matrix("wout", prog.output.w)
+            x_max = hidden_max if layer.index > 0 and layer.batchnorm is None else act_max
+            self.layer_blocks.append((self.em.matrix(f"wx{layer.index}", layer.wx, x_max),
+                                      self.em.matrix(f"wh{layer.index}", layer.wh, hidden_max)))  # fmt: skip
+        self.out_blocks = self.em.matrix("wout", prog.output.w, hidden_max)
         first = prog.layers[0]
         if first.one_hot or prog.input_table is not None:
             input_kind, input_width = "token", 1
