@@ -179,6 +179,10 @@ def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) ->
         except Exception as exc:  # one backend's bug must not discard the trained model's metrics
             record[R.HARDWARE_STATUS][spec.label] = f"error: {type(exc).__name__}: {exc}"
             continue
+        problems = backend.measurement_problems(columns)
+        if problems:  # stored silently, a wrong column would reach the leaderboards unowned and unchecked
+            record[R.HARDWARE_STATUS][spec.label] = "error: " + "; ".join(problems)
+            continue
         record[R.HARDWARE_STATUS][spec.label] = "ok"
         for column, value in columns.items():
             if isinstance(value, float) and math.isnan(value):

@@ -161,15 +161,18 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
         name = entry.get("name")
         if not isinstance(name, str):
             raise MatrixError(f"{at} needs a 'name' string (one of: {', '.join(registry) or 'none'})")
-        if name not in registry:
-            raise MatrixError(f"{at}: {registry.unknown_message(name)}")
-        cls = registry.get(name).cls
+        try:  # a bare name must mean one component; ``ORIGIN:name`` picks one of several
+            cls = registry.get(name).cls
+        except UsageError as exc:
+            raise MatrixError(f"{at}: {exc}") from None
         for params in _grid(at, entry):
             try:
                 component = cls(**params)
             except UsageError as exc:
                 raise MatrixError(f"{at}: {exc}") from None
             specs.append(Spec(name, dict(component.config), tuple(params)))
+            if kind == "quantizer":
+                _probe_quantizer(at, registry.get(name), component)
             if built is not None:
                 built.append((specs[-1], component))
     seen: set[str] = set()
@@ -179,6 +182,18 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
             raise MatrixError(f"{where}: [[{kind}]] lists {spec.label} twice; remove the duplicate")
         seen.add(key)
     return tuple(specs)
+
+
+def _probe_quantizer(at: str, entry: Any, quantizer: Any) -> None:
+    """Quantize small tensors of every role the quantizer takes, before any case runs: a wrong shape
+    or dtype would otherwise fail inside each case's training (``mat2 must be a matrix``)."""
+    from qbench.errors import PluginError
+    from qbench.quantprobe import probe_problems
+
+    problems = probe_problems(quantizer)
+    if problems:
+        raise PluginError(f"{at}: quantizer {quantizer.label!r} of {entry.described()}: {'; '.join(problems)}; "
+                          "fix the plugin's quantize(), or leave this quantizer out of the matrix")  # fmt: skip
 
 
 def load_matrix(path: str | Path, host: Any = None) -> Matrix:
