@@ -69,11 +69,13 @@ from qbench.training.stack import build_stack
 
 SCHEMES = ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed", "custom")
 
-#: (role, fan_in, fan_out, shape of the tensor): a bias takes the fans of its input matrix
+#: (role, fan_in, fan_out, shape of the tensor): a bias takes the fans of its input matrix; the
+#: hidden state of one time step is [batch, hidden] (checked for quantizers whose applies_to takes it)
 ROLE_CASES = (
     ("input", 24, 48, (48, 24)),
     ("recurrent", 48, 48, (48, 48)),
     ("bias", 24, 48, (48,)),
+    ("hidden", 48, 48, (3, 48)),
 )
 
 
@@ -136,6 +138,9 @@ class QuantizerContract(JudgedKit):
         quantizer = fixtures.get("quantizer")
         if quantizer is None:
             return None
+        role = fixtures["role_case"][0] if "role_case" in fixtures else None
+        if role is not None and not quantizer.applies_to(role):
+            return f"the quantizer does not quantize the {role!r} role (its applies_to says so)"
         if test == "test_straight_through_gradient_reaches_shadow_weights" and quantizer.owns_gradient:
             return "the quantizer owns its gradient (test_owned_gradient_is_finite_and_reaches_the_weights instead)"
         if test == "test_owned_gradient_is_finite_and_reaches_the_weights" and not quantizer.owns_gradient:
@@ -165,29 +170,39 @@ class QuantizerContract(JudgedKit):
     # ------------------------------------------------------------------ declarations
 
     def test_declares_name_scheme_and_description(self, quantizer):
-        assert quantizer.name and quantizer.description
-        assert quantizer.scheme in SCHEMES
-        assert isinstance(quantizer.stochastic, bool)
+        assert quantizer.name and quantizer.description, (
+            f"expected a name and a description, got name {quantizer.name!r}, description "
+            f"{quantizer.description!r}")  # fmt: skip
+        assert quantizer.scheme in SCHEMES, (
+            f"expected scheme in {SCHEMES}, got {quantizer.scheme!r}")  # fmt: skip
+        assert isinstance(quantizer.stochastic, bool), (
+            f"expected stochastic True or False, got {quantizer.stochastic!r}")  # fmt: skip
 
     def test_bits_per_weight_is_positive(self, quantizer):
         bits = quantizer.bits_per_weight()
-        assert isinstance(bits, (int, float)) and not isinstance(bits, bool)
-        assert math.isfinite(bits) and bits > 0
+        assert isinstance(bits, (int, float)) and not isinstance(bits, bool), (
+            f"bits_per_weight: expected a number, got {bits!r}")  # fmt: skip
+        assert math.isfinite(bits) and bits > 0, (
+            f"bits_per_weight: expected a finite positive number, got {bits!r}")  # fmt: skip
 
     def test_encoding_is_a_json_dict(self, quantizer, role_case):
         encoding = quantizer.encoding(self._context(role_case, False))
-        assert isinstance(encoding, dict)
+        assert isinstance(encoding, dict), (
+            f"encoding: expected a dict, got {type(encoding).__name__}")  # fmt: skip
         json.dumps(encoding)
 
     def test_value_set_is_finite_floats_or_none(self, quantizer, role_case):
         values = quantizer.value_set(self._context(role_case, False))
         if values is not None:
-            assert len(values) > 0
-            assert all(isinstance(v, float) and math.isfinite(v) for v in values)
+            assert len(values) > 0, (
+                "value_set: expected at least one value or None, got an empty set")  # fmt: skip
+            assert all(isinstance(v, float) and math.isfinite(v) for v in values), (
+                f"value_set: expected finite Python floats, got {values!r}")  # fmt: skip
 
     def test_rebuilds_from_its_config(self, quantizer, role_case):
         copy = type(quantizer)(**quantizer.config)
-        assert copy.label == quantizer.label
+        assert copy.label == quantizer.label, (
+            f"a quantizer rebuilt from its config: expected label {quantizer.label!r}, got {copy.label!r}")  # fmt: skip
         ctx = self._context(role_case, False)
         w = self._weights(role_case, ctx)
         torch.testing.assert_close(copy.quantize(w, ctx), quantizer.quantize(w, ctx), rtol=0, atol=0)
@@ -200,7 +215,9 @@ class QuantizerContract(JudgedKit):
             ctx = self._context(role_case, training, seed=1)
             w = self._weights(role_case, ctx, dtype)
             q = quantizer.quantize(w, ctx)
-            assert q.shape == w.shape and q.dtype == w.dtype and q.device == w.device
+            assert q.shape == w.shape and q.dtype == w.dtype and q.device == w.device, (
+                f"expected shape {tuple(w.shape)} {w.dtype} on {w.device}, got {tuple(q.shape)} {q.dtype} on "
+                f"{q.device}")  # fmt: skip
 
     def test_does_not_modify_the_shadow_weights(self, quantizer, role_case):
         for training in (False, True):
@@ -270,7 +287,8 @@ class QuantizerContract(JudgedKit):
     def test_shadow_bound_is_positive_or_none(self, quantizer, role_case):
         bound = quantizer.shadow_bound(self._context(role_case, False))
         if bound is not None:
-            assert isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0
+            assert isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0, (
+                f"shadow_bound: expected None or a finite positive number, got {bound!r}")  # fmt: skip
 
     def test_clipping_bounds_the_shadow_weights(self, quantizer, role_case):
         ctx = self._context(role_case, False)
@@ -281,7 +299,9 @@ class QuantizerContract(JudgedKit):
         if bound is None:
             torch.testing.assert_close(w, before, rtol=0, atol=0)
         else:
-            assert float(w.abs().max()) <= bound
+            assert float(w.abs().max()) <= bound, (
+                f"expected shadow weights within [-{bound}, {bound}] after clipping, got max |w| = "
+                f"{float(w.abs().max())}")  # fmt: skip
             inside = before.abs() <= bound
             torch.testing.assert_close(w[inside], before[inside], rtol=0, atol=0)
 
@@ -356,8 +376,10 @@ class QuantizerContract(JudgedKit):
             ctx = make_context(role, fan_in, fan_out, training, seed, self.device)
             w = shadow_weights(shape, ctx, spread, seed, device=self.device)
             q = quantizer.quantize(w, ctx)
-            assert q.shape == w.shape and q.dtype == w.dtype
-            assert bool(torch.isfinite(q).all())
+            assert q.shape == w.shape and q.dtype == w.dtype, (
+                f"expected shape {tuple(w.shape)} {w.dtype}, got {tuple(q.shape)} {q.dtype}")  # fmt: skip
+            assert bool(torch.isfinite(q).all()), (
+                "expected finite values, got NaN or inf")  # fmt: skip
             assert_values_in_set(q, quantizer.value_set(ctx))
             # evaluation ignores the generator: no generator and another seed give the same values
             evaluation = make_context(role, fan_in, fan_out, False, None, self.device)

@@ -459,19 +459,9 @@ class QuantizedRecurrentStack(nn.Module):
                     "state": _state_arrays(ctx),
                 }
             exported.append(
-                ExportedLayer(
-                    cell=self.cell,
-                    input_size=layer.input_size,
-                    hidden_size=self.hidden,
-                    w_input=_named_or_role(tensors, "w_input", "input", self.specs),
-                    w_recurrent=_named_or_role(tensors, "w_recurrent", "recurrent", self.specs),
-                    b_input=_named_or_role(tensors, "b_input", "bias", self.specs, optional=True),
-                    b_recurrent=tensors.get("b_recurrent"),
-                    input_scale=scale,
-                    input_shift=shift,
-                    tensors=tensors,
-                    elementwise=dict(self.cell_decl.elementwise),
-                    state_size=int(self.cell_decl.state_size),
+                ExportedLayer.from_tensors(
+                    self.cell, layer.input_size, self.hidden, tensors, input_scale=scale, input_shift=shift,
+                    elementwise=dict(self.cell_decl.elementwise), state_size=int(self.cell_decl.state_size),
                     hidden_quantizer=hidden_facts,
                 )
             )
@@ -482,19 +472,6 @@ def _state_arrays(ctx: QuantContext) -> dict[str, np.ndarray]:
     if not ctx.state:
         return {}
     return {key: value.detach().cpu().double().numpy() for key, value in ctx.state.items()}
-
-
-def _named_or_role(
-    tensors: dict[str, ExportedTensor], name: str, role: str, specs: tuple[TensorSpec, ...], optional: bool = False
-) -> Any:
-    if name in tensors:
-        return tensors[name]
-    for spec in specs:
-        if spec.role == role:
-            return tensors[spec.name]
-    if optional:
-        return None
-    raise PluginError(f"a declared cell needs at least one tensor of role {role!r} (found {[s.name for s in specs]})")
 
 
 def build_stack(cell: Any, input_size: int, quantizer: Any, seed: int) -> Any:
