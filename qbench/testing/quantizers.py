@@ -49,6 +49,7 @@ class: qbench runs the suite over every registered quantizer and each of its var
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -116,6 +117,28 @@ def assert_values_in_set(values: torch.Tensor, value_set: tuple[float, ...] | No
     if not bool(inside.all()):
         strays = values[~inside].unique()[:8].tolist()
         raise AssertionError(f"values outside value_set: {strays} (value_set has {len(value_set)} values)")
+
+
+class _Stated:
+    """The quantizer as the host calls it: a context without state gets the tensor's learned state
+    (:meth:`qbench.Quantizer.init_state`), as every tensor of a built model has it."""
+
+    def __init__(self, quantizer: qbench.Quantizer) -> None:
+        self._quantizer = quantizer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._quantizer, name)
+
+    def quantize(self, w: torch.Tensor, ctx: qbench.QuantContext) -> torch.Tensor:
+        if ctx.state is None:
+            state = self._quantizer.init_state(w.detach(), ctx)
+            if state:
+                ctx = dataclasses.replace(ctx, state=state)
+        return self._quantizer.quantize(w, ctx)
+
+
+def _stated(quantizer: qbench.Quantizer) -> Any:
+    return _Stated(quantizer)
 
 
 class QuantizerContract(JudgedKit):
@@ -205,7 +228,7 @@ class QuantizerContract(JudgedKit):
             f"a quantizer rebuilt from its config: expected label {quantizer.label!r}, got {copy.label!r}")  # fmt: skip
         ctx = self._context(role_case, False)
         w = self._weights(role_case, ctx)
-        torch.testing.assert_close(copy.quantize(w, ctx), quantizer.quantize(w, ctx), rtol=0, atol=0)
+        torch.testing.assert_close(_stated(copy).quantize(w, ctx), _stated(quantizer).quantize(w, ctx), rtol=0, atol=0)
 
     # ------------------------------------------------------------------ forward values
 
@@ -214,7 +237,7 @@ class QuantizerContract(JudgedKit):
         for dtype in self.dtypes:
             ctx = self._context(role_case, training, seed=1)
             w = self._weights(role_case, ctx, dtype)
-            q = quantizer.quantize(w, ctx)
+            q = _stated(quantizer).quantize(w, ctx)
             assert q.shape == w.shape and q.dtype == w.dtype and q.device == w.device, (
                 f"expected shape {tuple(w.shape)} {w.dtype} on {w.device}, got {tuple(q.shape)} {q.dtype} on "
                 f"{q.device}")  # fmt: skip
@@ -224,19 +247,21 @@ class QuantizerContract(JudgedKit):
             ctx = self._context(role_case, training, seed=1)
             w = self._weights(role_case, ctx)
             before = w.clone()
-            quantizer.quantize(w, ctx)
+            _stated(quantizer).quantize(w, ctx)
             torch.testing.assert_close(w, before, rtol=0, atol=0)
 
     def test_handles_non_contiguous_and_grad_requiring_weights(self, quantizer, role_case):
         ctx = self._context(role_case, False)
         w = self._weights(role_case, ctx)
-        expected = quantizer.quantize(w, ctx)
+        state = quantizer.init_state(w, ctx)  # one state for every layout, as the host builds it once
+        ctx = dataclasses.replace(ctx, state=state) if state else ctx
+        expected = _stated(quantizer).quantize(w, ctx)
         others = [
-            quantizer.quantize(torch.stack([w, -w], dim=-1)[..., 0], ctx),  # strided view
-            quantizer.quantize(torch.nn.Parameter(w.clone()), ctx),
+            _stated(quantizer).quantize(torch.stack([w, -w], dim=-1)[..., 0], ctx),  # strided view
+            _stated(quantizer).quantize(torch.nn.Parameter(w.clone()), ctx),
         ]
         if w.dim() == 2:  # a transposed layout exists only for a matrix
-            others.append(quantizer.quantize(w.t().contiguous().t(), ctx))
+            others.append(_stated(quantizer).quantize(w.t().contiguous().t(), ctx))
         for other in others:
             torch.testing.assert_close(other.detach(), expected.detach(), rtol=0, atol=0)
 
@@ -245,15 +270,15 @@ class QuantizerContract(JudgedKit):
         for dtype in self.dtypes:
             ctx = self._context(role_case, training, seed=2)
             w = self._weights(role_case, ctx, dtype, spread=3.0)
-            q = quantizer.quantize(w, ctx)
+            q = _stated(quantizer).quantize(w, ctx)
             assert bool(torch.isfinite(q).all()), "finite shadow weights gave non-finite values"
             assert_values_in_set(q, quantizer.value_set(ctx))
 
     def test_evaluation_is_deterministic(self, quantizer, role_case):
         w = self._weights(role_case, self._context(role_case, False))
-        first = quantizer.quantize(w, self._context(role_case, False, seed=3))
-        second = quantizer.quantize(w, self._context(role_case, False, seed=4))
-        third = quantizer.quantize(w, self._context(role_case, False, seed=None))
+        first = _stated(quantizer).quantize(w, self._context(role_case, False, seed=3))
+        second = _stated(quantizer).quantize(w, self._context(role_case, False, seed=4))
+        third = _stated(quantizer).quantize(w, self._context(role_case, False, seed=None))
         torch.testing.assert_close(first, second, rtol=0, atol=0)
         torch.testing.assert_close(first, third, rtol=0, atol=0)
 
@@ -261,15 +286,15 @@ class QuantizerContract(JudgedKit):
         """Stochastic: same seed, same values; other seed, other values. Deterministic: as in evaluation."""
         ctx = self._context(role_case, True, seed=5)
         w = self._weights(role_case, ctx, spread=1.0)
-        first = quantizer.quantize(w, ctx)
-        again = quantizer.quantize(w, self._context(role_case, True, seed=5))
+        first = _stated(quantizer).quantize(w, ctx)
+        again = _stated(quantizer).quantize(w, self._context(role_case, True, seed=5))
         torch.testing.assert_close(first, again, rtol=0, atol=0)
-        other = quantizer.quantize(w, self._context(role_case, True, seed=6))
+        other = _stated(quantizer).quantize(w, self._context(role_case, True, seed=6))
         if quantizer.stochastic:
             assert not torch.equal(first, other), "another seed gave the same draw"
         else:
             torch.testing.assert_close(first, other, rtol=0, atol=0)
-            evaluation = quantizer.quantize(w, self._context(role_case, False))
+            evaluation = _stated(quantizer).quantize(w, self._context(role_case, False))
             torch.testing.assert_close(first, evaluation, rtol=0, atol=0)
 
     def test_draws_only_from_the_context_generator(self, quantizer, role_case):
@@ -277,7 +302,7 @@ class QuantizerContract(JudgedKit):
         w = self._weights(role_case, ctx)
         before = torch.get_rng_state()
         cuda_before = torch.cuda.get_rng_state() if self.device == "cuda" else None
-        quantizer.quantize(w, ctx)
+        _stated(quantizer).quantize(w, ctx)
         assert torch.equal(torch.get_rng_state(), before), "the global CPU RNG was used"
         if cuda_before is not None:
             assert torch.equal(torch.cuda.get_rng_state(), cuda_before), "the global CUDA RNG was used"
@@ -316,7 +341,7 @@ class QuantizerContract(JudgedKit):
         w = torch.cat([w.flatten(), edges])
         clipped = w.clone()
         clip_shadow_(clipped, quantizer, ctx)
-        torch.testing.assert_close(quantizer.quantize(clipped, ctx), quantizer.quantize(w, ctx), rtol=0, atol=0)
+        torch.testing.assert_close(_stated(quantizer).quantize(clipped, ctx), _stated(quantizer).quantize(w, ctx), rtol=0, atol=0)
 
     @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
     def test_straight_through_gradient_reaches_shadow_weights(self, quantizer, role_case, training):
@@ -324,8 +349,8 @@ class QuantizerContract(JudgedKit):
             pytest.skip("the quantizer owns its gradient: test_owned_gradient_is_finite_and_reaches_the_weights")
         ctx = self._context(role_case, training, seed=8)
         w = self._weights(role_case, ctx).requires_grad_(True)
-        forward = quantize_ste(w, quantizer, ctx)
-        expected = quantizer.quantize(w.detach(), self._context(role_case, training, seed=8))
+        forward = quantize_ste(w, _stated(quantizer), ctx)
+        expected = _stated(quantizer).quantize(w.detach(), self._context(role_case, training, seed=8))
         torch.testing.assert_close(forward.detach(), expected, rtol=0, atol=0)
         upstream = torch.randn(w.shape, generator=torch.Generator().manual_seed(9)).to(self.device)
         (forward * upstream).sum().backward()
@@ -375,7 +400,7 @@ class QuantizerContract(JudgedKit):
         def check(shape, role, fan_in, fan_out, spread, seed, training):
             ctx = make_context(role, fan_in, fan_out, training, seed, self.device)
             w = shadow_weights(shape, ctx, spread, seed, device=self.device)
-            q = quantizer.quantize(w, ctx)
+            q = _stated(quantizer).quantize(w, ctx)
             assert q.shape == w.shape and q.dtype == w.dtype, (
                 f"expected shape {tuple(w.shape)} {w.dtype}, got {tuple(q.shape)} {q.dtype}")  # fmt: skip
             assert bool(torch.isfinite(q).all()), (
@@ -385,7 +410,7 @@ class QuantizerContract(JudgedKit):
             evaluation = make_context(role, fan_in, fan_out, False, None, self.device)
             seeded = make_context(role, fan_in, fan_out, False, seed + 1, self.device)
             torch.testing.assert_close(
-                quantizer.quantize(w, evaluation), quantizer.quantize(w, seeded), rtol=0, atol=0
+                _stated(quantizer).quantize(w, evaluation), _stated(quantizer).quantize(w, seeded), rtol=0, atol=0
             )
 
         check()
