@@ -5,7 +5,9 @@ import time (annotations only), so ``import qbench`` stays instant.
 
 Every component class has
 
-* ``name``: lower case, digits and dashes (``"pow2-ternary"``); global across all plugins;
+* ``name``: lower case, digits and dashes (``"pow2-ternary"``); its qualified name is
+  ``DISTRIBUTION:name`` (``qbench:ternary``), and a bare name must mean one component (see
+  :mod:`qbench.registry`);
 * ``description``: one line shown by ``qbench list`` and on the leaderboard;
 * ``params``: the declared keyword parameters (:class:`qbench.Param`), checked before any case
   runs; an instance's resolved values are in ``self.config`` and also set as attributes.
