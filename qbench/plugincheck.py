@@ -66,7 +66,7 @@ def hardware_checks(backend: Any, cell_cls: Any, quantizer: Any) -> list[tuple[s
         tokens = np.random.default_rng(0).integers(0, INPUT, 13)
         try:
             result = backend.measure(model.export(LANGUAGE_MODEL), EvalSample(LANGUAGE_MODEL, tokens=tokens,
-                                                                               float_metrics={"bpc": 2.0}))
+                                                                               float_metrics={"bits": 2.0}))
         except Unsupported:
             return
         problems = backend.measurement_problems(result)

@@ -341,7 +341,8 @@ class QuantizerContract(JudgedKit):
         w = torch.cat([w.flatten(), edges])
         clipped = w.clone()
         clip_shadow_(clipped, quantizer, ctx)
-        torch.testing.assert_close(_stated(quantizer).quantize(clipped, ctx), _stated(quantizer).quantize(w, ctx), rtol=0, atol=0)
+        stated = _stated(quantizer)
+        torch.testing.assert_close(stated.quantize(clipped, ctx), stated.quantize(w, ctx), rtol=0, atol=0)
 
     @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
     def test_straight_through_gradient_reaches_shadow_weights(self, quantizer, role_case, training):
