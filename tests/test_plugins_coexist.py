@@ -298,3 +298,24 @@ def test_a_vector_state_reaches_the_export_as_an_array():
     check_learned_state_round_trip(stack, x)
     state = stack.export_layers()[0].tensors["w_input"].state["step"]
     assert state.shape == (12,) and state.dtype.name == "float64"
+
+
+def test_a_case_never_stores_an_undeclared_column_and_says_which(monkeypatch, data_cache):
+    from qbench.case_runner import run_case
+    from qbench.matrix import expand, parse_matrix
+
+    monkeypatch.setenv("QBENCH_DATA", str(data_cache))
+    namespace: dict = {}
+    exec(BACKEND.replace("RESULT", '{"luts": 3.0, "brams": np.int64(2)}'), namespace)  # noqa: S102 - our source
+    plugin = type("LutPlugin", (), {"qbench_register_hardware": staticmethod(namespace["qbench_register_hardware"])})
+    with registered_plugins(plugin(), load_entry_points=False) as host:
+        raw = {"quantizer": [{"name": "ternary"}], "cell": [{"name": "rnn", "hidden": 4}],
+               "dataset": [{"name": "pydoc-char"}], "hardware": [{"name": "lut"}],
+               "train": {"epochs": 1, "batch": 4, "bptt": 8, "max_steps": 2, "eval_tokens": 64,
+                         "hardware_tokens": 16}}  # fmt: skip
+        record = run_case(expand(parse_matrix(raw, "m.toml", "0", host))[0], host=host)
+    assert record["status"] == "ok", record.get("error")
+    status = record["hardware_status"]["lut"]
+    assert status.startswith("error: hardware 'lut': measure returned column(s) ['brams']")
+    assert "column 'brams' is np.int64(2) of type numpy.int64, not a JSON scalar" in status
+    assert "brams" not in record and "luts" not in record
