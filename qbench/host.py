@@ -223,7 +223,7 @@ def _note_left_out(registries: dict[str, Registry], left_out: dict[str, dict[str
             general.append(f"{who} was left out because it is broken; if it provides this component: "
                            f"{_fix(info)}")  # fmt: skip
     for kind, registry in registries.items():
-        registry.left_out = {**left_out[kind], **({"": " ".join(general)} if general else {})}
+        registry.left_out = {**left_out[kind], **({"": "; ".join(general)} if general else {})}
 
 
 def _builtin_candidates() -> list[Candidate]:

@@ -72,7 +72,10 @@ class Registry:
             return [f"{self.hook} returned {cls!r}, which is not a subclass of qbench.{self.base.__name__}; "
                     f"return the class itself (a subclass of qbench.{self.base.__name__}), not an instance "
                     "or another object"]  # fmt: skip
-        return cls.declaration_problems()
+        try:
+            return cls.declaration_problems()
+        except Exception as exc:  # noqa: BLE001 - a class attribute that raises when read is the author's mistake
+            return [f"{self.kind} class {cls.__name__}: reading its declaration raised {type(exc).__name__}: {exc}"]
 
     def add(self, cls: Any, plugin: str, distribution: str = "", version: str = "") -> None:
         entry = Entry(cls, plugin, distribution, version)

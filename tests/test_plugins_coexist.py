@@ -319,3 +319,28 @@ def test_a_case_never_stores_an_undeclared_column_and_says_which(monkeypatch, da
     assert status.startswith("error: hardware 'lut': measure returned column(s) ['brams']")
     assert "column 'brams' is np.int64(2) of type numpy.int64, not a JSON scalar" in status
     assert "brams" not in record and "luts" not in record
+
+
+def test_a_declaration_that_raises_when_read_leaves_the_plugin_out_not_qbench(fake_distribution):
+    source = BACKEND.replace('columns = {"luts": "min"}', 'columns = Columns({"luts": "min"})').replace(
+        "class Lut(", "class Columns(dict):\n    def items(self):\n        raise RuntimeError('nope')\n\nclass Lut(")
+    fake_distribution("acme-lut", {"lut": "lut_plugin"}, {"lut_plugin": source})
+    broken = next(info for info in get_host().plugins if info.name == "lut").broken
+    assert "hardware class Lut: reading its declaration raised RuntimeError: nope" in broken
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_the_kits_random_models_have_the_structure_of_real_exports(cell):
+    from qbench.data import LANGUAGE_MODEL
+    from qbench.testing.hardware import random_exported_model
+    from qbench.training.model import SequenceModel
+
+    real = SequenceModel(qbench.create("cell", cell, hidden=8), qbench.create("quantizer", "ternary"), LANGUAGE_MODEL,
+                         5, 5, 0).eval().export(LANGUAGE_MODEL).layers[0]  # fmt: skip
+    kit = random_exported_model(cell, "ternary", hidden=8, input_size=5).layers[0]
+
+    def shape(layer):
+        return ({name: (t.values.shape, t.role, t.layout) for name, t in layer.tensors.items()}, layer.state_size,
+                layer.elementwise, layer.w_input is layer.tensors["w_input"], layer.gate_blocks)  # fmt: skip
+
+    assert shape(kit) == shape(real)

@@ -132,11 +132,12 @@ def random_exported_model(
             shift = rng.normal(0.0, 0.1, n)
         tensors = {"w_input": _tensor(rng, (rows, n), scheme, "input", zero_fraction=zero_fraction),
                    "w_recurrent": _tensor(rng, (rows, hidden), scheme, "recurrent", zero_fraction=zero_fraction)}
+        declared = _builtin_cell(cell)
         for name, bias in (("b_input", bias_in), ("b_recurrent", bias_rec)):
-            if bias is not None:
+            # only the biases the built-in cell declares (rnn and lstm: one; gru: two), as a run exports
+            if bias is not None and any(spec.name == name for spec in declared.tensors):
                 bias.layout = "vector"
                 tensors[name] = bias
-        declared = _builtin_cell(cell)
         # the same constructor as a real export, with the built-in cell's declaration
         exported_layers.append(ExportedLayer.from_tensors(
             cell, n, hidden, tensors, input_scale=scale, input_shift=shift,
