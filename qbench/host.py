@@ -312,7 +312,7 @@ def _unknown_hook_message(exc: pluggy.PluginValidationError) -> str:
     known = sorted(n for n in dir(hookspecs) if n.startswith(f"{PROJECT_NAME}_"))
     wrong = [word.strip("'\"") for word in text.split() if word.strip("'\"").startswith(f"{PROJECT_NAME}_")]
     hint = difflib.get_close_matches(wrong[0], known, n=1) if wrong else []
-    meant = f"; did you mean {hint[0]!r}?" if hint else ""
+    meant = f"; did you mean {hint[0]!r}?" if hint else "."
     return (f"{wrong[0] if wrong else 'a hook implementation'} is not a qbench hook{meant} The hooks are "
             f"{', '.join(known)}. (pluggy: {text})")
 
