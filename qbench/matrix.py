@@ -312,19 +312,20 @@ def _check_training_needs(where: str, datasets: list[tuple[Spec, Any]], train: M
 
 
 def declared_baseline(host: Any, quantizers: Iterable[str]) -> str:
-    """The quantizer that declares itself the full-precision baseline (``baseline = True``): the first
-    of ``quantizers`` (names as the matrix spells them, bare or qualified) that does, else any
-    installed one (first by name), else "" (no baseline: the leaderboards say there is no paired
-    comparison)."""
+    """The quantizer that declares itself the full-precision baseline (``baseline = True``): one of
+    ``quantizers`` (names as the matrix spells them, bare or qualified; the first by name) if any,
+    else any installed one (first by name), else "" (no baseline: the leaderboards say there is no
+    paired comparison)."""
     registry = host.registry("quantizer")
-    for name in quantizers:
+    in_matrix = []
+    for name in set(quantizers):
         try:
             if getattr(registry.get(name).cls, "baseline", False) is True:
-                return name
+                in_matrix.append(name)
         except UsageError:  # a name of another host (records read back): not this one's to judge
             continue
     declared = [name for name, entry in registry.items() if getattr(entry.cls, "baseline", False) is True]
-    return (declared or [""])[0]
+    return (sorted(in_matrix) or declared or [""])[0]
 
 
 def _is_int(value: Any) -> bool:
