@@ -344,3 +344,12 @@ def test_the_kits_random_models_have_the_structure_of_real_exports(cell):
                 layer.elementwise, layer.w_input is layer.tensors["w_input"], layer.gate_blocks)  # fmt: skip
 
     assert shape(kit) == shape(real)
+
+
+def test_a_qualified_baseline_is_recognised():
+    from qbench.matrix import parse_matrix
+
+    host = get_host(load_entry_points=False)
+    raw = {"quantizer": [{"name": "ternary"}, {"name": "qbench:float"}], "cell": [{"name": "rnn"}],
+           "dataset": [{"name": "pydoc-char"}]}  # fmt: skip
+    assert parse_matrix(raw, "m.toml", "0", host).fair.baseline == "qbench:float"
