@@ -202,8 +202,8 @@ def plugin_reports(stream: Any) -> Iterator[None]:
         _reported = previous
 
 
-def _report(why: str) -> None:
-    message = f"qbench: plugin left out: {why}"
+def _report(why: str, what: str = "plugin left out") -> None:
+    message = f"qbench: {what}: {why}"
     if message not in _reported:
         _reported.add(message)
         log.warning(message)
@@ -265,7 +265,10 @@ def _admit(pm: pluggy.PluginManager, candidate: Candidate, infos: list[PluginInf
     plugin = load()
     info.unmarked = unmarked_hooks(plugin)
     for message in info.unmarked:
-        _warn_unmarked(f"{origin}: {message}")
+        if info.distribution and not info.builtin:  # another installed package: reported, as a broken one is,
+            _report(f"{origin}: {message}", "plugin problem")  # never a warning that an author's filterwarnings=error turns fatal
+        else:
+            _warn_unmarked(f"{origin}: {message}")
     _register(pm, plugin, name, origin)
     added: list[tuple[str, Any]] = []
     try:
