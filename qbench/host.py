@@ -265,8 +265,10 @@ def _admit(pm: pluggy.PluginManager, candidate: Candidate, infos: list[PluginInf
     plugin = load()
     info.unmarked = unmarked_hooks(plugin)
     for message in info.unmarked:
-        if info.distribution and not info.builtin:  # another installed package: reported, as a broken one is,
-            _report(f"{origin}: {message}", "plugin problem")  # never a warning that an author's filterwarnings=error turns fatal
+        # another installed package's: reported as a broken one is, never a warning that a plugin
+        # author's filterwarnings=error session would turn fatal
+        if info.distribution and not info.builtin:
+            _report(f"{origin}: {message}", "plugin problem")
         else:
             _warn_unmarked(f"{origin}: {message}")
     _register(pm, plugin, name, origin)
