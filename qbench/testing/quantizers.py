@@ -58,7 +58,7 @@ import pytest
 import torch
 
 import qbench
-from qbench.components import ROLES
+from qbench.components import ROLES, SCHEMES
 from qbench.ste import clip_shadow_, quantize_ste
 from qbench.testing.applicability import JudgedKit
 from qbench.testing.checks import (
@@ -68,7 +68,6 @@ from qbench.testing.checks import (
 )
 from qbench.training.stack import build_stack
 
-SCHEMES = ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed", "custom")
 
 #: (role, fan_in, fan_out, shape of the tensor): a bias takes the fans of its input matrix; the
 #: hidden state of one time step is [batch, hidden] (checked for quantizers whose applies_to takes it)
