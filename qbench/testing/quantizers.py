@@ -68,7 +68,6 @@ from qbench.testing.checks import (
 )
 from qbench.training.stack import build_stack
 
-
 #: (role, fan_in, fan_out, shape of the tensor): a bias takes the fans of its input matrix; the
 #: hidden state of one time step is [batch, hidden] (checked for quantizers whose applies_to takes it)
 ROLE_CASES = (
