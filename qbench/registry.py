@@ -50,6 +50,8 @@ class Entry:
         return f"{self.origin}:{self.cls.name}"
 
     def described(self) -> str:
+        if self.plugin.startswith("qbench_builtins."):
+            return f"qbench's built-in (qbench {self.version})" if self.version else "qbench's built-in"
         where = f"plugin {self.plugin!r}"
         return where + (f" (distribution {self.distribution} {self.version})" if self.distribution else "")
 

@@ -354,3 +354,32 @@ def test_a_qualified_baseline_is_recognised():
     raw = {"quantizer": [{"name": "ternary"}, {"name": "qbench:float"}], "cell": [{"name": "rnn"}],
            "dataset": [{"name": "pydoc-char"}]}  # fmt: skip
     assert parse_matrix(raw, "m.toml", "0", host).fair.baseline == "qbench:float"
+
+
+def test_a_new_built_in_named_like_a_published_plugins_component(tmp_path, capsys, fake_distribution):
+    """The issue's story: qbench gains a built-in `indrnn` while qbench-indrnn publishes one: both load,
+    matrices that do not name it run, the bare name lists both, the qualified names run."""
+    source = textwrap.dedent("""
+    import qbench
+    from qbench_builtins.cells.recurrent import IndRNNCell
+
+    class PublishedIndRNN(IndRNNCell):
+        description = "the published package's IndRNN"
+
+    @qbench.hookimpl
+    def qbench_register_cells():
+        return [PublishedIndRNN]
+    """)
+    fake_distribution("qbench-indrnn", {"indrnn": "indrnn_plugin"}, {"indrnn_plugin": source})
+    path = tmp_path / "m.toml"
+    for cell, expected in (("gru", 0), ("indrnn", 4), ("qbench-indrnn:indrnn", 0), ("qbench:indrnn", 0)):
+        path.write_text(MATRIX.format(quantizer="ternary").replace('name = "gru"', f'name = "{cell}"'))
+        code = main(["run", "--matrix", str(path), "--out", str(tmp_path / cell.replace(":", "_")), "--dry-run"])
+        out, err = capsys.readouterr()
+        assert code == expected, (cell, err)
+    path.write_text(MATRIX.format(quantizer="ternary").replace('name = "gru"', 'name = "indrnn"'))
+    assert main(["run", "--matrix", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 4
+    err = capsys.readouterr().err
+    assert "cell name 'indrnn' is ambiguous" in err
+    assert "'qbench-indrnn:indrnn' (plugin 'indrnn' (distribution qbench-indrnn 1.0))" in err
+    assert "'qbench:indrnn' (qbench's built-in (qbench " in err
