@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qbench.errors import MatrixError, UsageError
+from qbench.errors import MatrixError, PluginError, UsageError
 from qbench.numerics import DEFAULT_MODE, MODES
 from qbench.protocol import TUNE_AXES, Protocol, SeedRule
 from qbench.trainconfig import TRAIN_PARAMS, resolve_limits, resolve_train
@@ -157,6 +157,7 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
         )
     registry = host.registry(kind)
     specs: list[Spec] = []
+    probed: list[str] = []
     for index, entry in enumerate(entries):
         at = f"{where}: [[{kind}]] #{index + 1}"
         if not isinstance(entry, dict):
@@ -175,9 +176,12 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
                 raise MatrixError(f"{at}: {exc}") from None
             specs.append(Spec(name, dict(component.config), tuple(params)))
             if kind == "quantizer":
-                _probe_quantizer(at, registry.get(name), component)
+                probed += _probe_quantizer(at, registry.get(name), component)
             if built is not None:
                 built.append((specs[-1], component))
+    if probed:  # every quantizer that fails the probe, in one message
+        raise PluginError(" ".join(probed) if len(probed) == 1 else
+                          " ".join(f"({i}) {p}" for i, p in enumerate(probed, 1)))  # fmt: skip
     seen: set[str] = set()
     for spec in specs:
         key = _canonical(spec.as_dict())
@@ -187,16 +191,16 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
     return tuple(specs)
 
 
-def _probe_quantizer(at: str, entry: Any, quantizer: Any) -> None:
+def _probe_quantizer(at: str, entry: Any, quantizer: Any) -> list[str]:
     """Quantize small tensors of every role the quantizer takes, before any case runs: a wrong shape
     or dtype would otherwise fail inside each case's training (``mat2 must be a matrix``)."""
-    from qbench.errors import PluginError
     from qbench.quantprobe import probe_problems
 
     problems = probe_problems(quantizer)
-    if problems:
-        raise PluginError(f"{at}: quantizer {quantizer.label!r} of {entry.described()}: {'; '.join(problems)}; "
-                          "fix the plugin's quantize(), or leave this quantizer out of the matrix")  # fmt: skip
+    if not problems:
+        return []
+    return [f"{at}: quantizer {quantizer.label!r} of {entry.described()}: {'; '.join(problems)}; fix the plugin's "
+            "quantize(), or leave this quantizer out of the matrix"]
 
 
 def load_matrix(path: str | Path, host: Any = None) -> Matrix:

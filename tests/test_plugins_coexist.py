@@ -175,6 +175,17 @@ def test_a_quantizer_returning_the_wrong_shape_is_refused_when_the_matrix_is_rea
     assert "fix the plugin's quantize()" in err
 
 
+def test_every_quantizer_of_a_matrix_that_fails_the_probe_is_named_at_once(tmp_path, capsys, fake_distribution):
+    source = HALVE.replace("return w * self.factor", "return (w * self.factor).double()")
+    fake_distribution("acme-quant", {"acme": "acme_plugin"}, {"acme_plugin": source})
+    path = tmp_path / "matrix.toml"
+    path.write_text(MATRIX.format(quantizer="halve").replace('name = "halve"', 'name = "halve"\nfactor = [0.5, 0.25]'))
+    assert main(["run", "--matrix", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 4
+    err = capsys.readouterr().err
+    assert "(1) " in err and "(2) " in err and "halve(factor=0.25)" in err
+    assert "quantize returned shape (6, 4) torch.float64 for a (6, 4) torch.float32 tensor" in err
+
+
 BACKEND = """
 import numpy as np
 import qbench
