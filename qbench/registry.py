@@ -4,7 +4,8 @@ Names: every component has a qualified name ``ORIGIN:name``, where ORIGIN is the
 that installed its plugin (``qbench`` for the built-ins; the plugin's own name for a plugin
 registered in-process). A bare ``name`` means the one component of that name; when two
 plugins register one name, the bare name is ambiguous and refused with the qualified names to
-choose from (a built-in never wins silently over a plugin, nor a plugin over a built-in). The
+choose from (a plugin never shadows a built-in; in code, :meth:`Registry.create`, a built-in never
+shadows the one plugin that shares its name: that plugin's code keeps its meaning). The
 rules a class must follow live on its base class (:meth:`qbench.Component.declaration_problems`).
 """
 
@@ -145,7 +146,19 @@ class Registry:
         return message + (f". {elsewhere}" if elsewhere else "")
 
     def create(self, name: str, **params: Any) -> Any:
-        return self.get(name).cls(**params)
+        """The configured component ``name``. A bare name that one installed plugin and qbench's
+        built-ins share means the plugin here (plugin code, its tests and notebooks written before
+        qbench added a built-in of that name keep working; ``qbench:NAME`` is the built-in); a matrix
+        still has to say which, because its records must name one component (:meth:`get`)."""
+        return self.for_code(name).cls(**params)
+
+    def for_code(self, name: str) -> Entry:
+        """What ``name`` means in code: :meth:`get`, except that a built-in never shadows one plugin."""
+        found = self.candidates(name)
+        plugins = [entry for entry in found if not entry.plugin.startswith("qbench_builtins.")]
+        if len(found) > 1 and len(plugins) == 1:
+            return plugins[0]
+        return self.get(name)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and len(self.candidates(name)) == 1

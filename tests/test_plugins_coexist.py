@@ -394,3 +394,9 @@ def test_a_new_built_in_named_like_a_published_plugins_component(tmp_path, capsy
     assert "cell name 'indrnn' is ambiguous" in err
     assert "'qbench-indrnn:indrnn' (plugin 'indrnn' (distribution qbench-indrnn 1.0))" in err
     assert "'qbench:indrnn' (qbench's built-in (qbench " in err
+    # the published package's own code and tests, written before the built-in, keep their meaning
+    from qbench.host import get_host
+
+    host = get_host()
+    assert type(host.create("cell", "indrnn")).description == "the published package's IndRNN"
+    assert type(host.create("cell", "qbench:indrnn")).description != "the published package's IndRNN"
