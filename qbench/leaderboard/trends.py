@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,9 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
                 metric = metric_of.get(str(run["dataset_label"]), "")
                 if partner is None or not metric:
                     continue
-                rest = _label(str(run[axis]), {k: v for k, v in params.items() if k != key})
+                # the parameters the label shows (those the matrix set), less the swept one
+                shown = str(run[f"{axis}_label"])
+                rest = _label(str(run[axis]), {k: v for k, v in params.items() if k != key and f"{k}=" in shown})
                 dataset = rest if axis == "dataset" else str(run["dataset_label"])
                 context = str(run["cell_label"]) if axis != "cell" else rest
                 method = rest if axis == "quantizer" else str(run["quantizer_label"])
@@ -215,8 +218,14 @@ def epoch_gaps(frame: RunsFrame, base_by: dict[tuple[str, str, int], Any], metho
         mean, std, ci, n = _summary(diffs)
         rows.append([dataset, cell, method, base, key, epoch, mean, std, ci, n])
     table = pd.DataFrame(rows, columns=EPOCH_COLUMNS)
-    return table.sort_values(["dataset_label", "cell_label", "quantizer_label", "epoch"], kind="stable").reset_index(
-        drop=True)
+    order = sorted(range(len(rows)), key=lambda i: (rows[i][0], natural_key(rows[i][1]), rows[i][2], rows[i][5]))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def natural_key(text: str) -> list[Any]:
+    """``gru(hidden=64)`` before ``gru(hidden=128)``: numbers compare as numbers."""
+    return [(0, float(part), "") if part.replace(".", "", 1).isdigit() else (1, 0.0, part)
+            for part in re.split(r"(\d+(?:\.\d+)?)", text)]
 
 
 # -- text -----------------------------------------------------------------------------------------
@@ -327,7 +336,7 @@ def write_trend_plots(trends: Trends, plot_dir: Path, staged: Any = None) -> lis
         for (dataset, parameter, context, metric), part in trends.rows.groupby(
                 ["dataset_label", "parameter", "context", "metric"], sort=False):  # fmt: skip
             fig, ax = plt.subplots(figsize=(6.4, 4.2))
-            fig.subplots_adjust(**MARGINS)
+            fig.subplots_adjust(**{**MARGINS, "top": 0.87})  # a two-line title
             for method, lines in part.groupby("method", sort=False):
                 x = lines["value"].to_numpy(float)
                 y = lines["diff_mean"].to_numpy(float)
@@ -339,7 +348,7 @@ def write_trend_plots(trends: Trends, plot_dir: Path, staged: Any = None) -> lis
             ax.axhline(0.0, color="#444", lw=0.8)
             ax.set_xlabel(plain(parameter))
             ax.set_ylabel(plain(f"{metric}: method - {part['baseline_label'].iloc[0]} (mean ± 95% CI)"))
-            ax.set_title(plain(f"{dataset}: difference to the baseline against {parameter} ({context})"))
+            ax.set_title(plain(f"{dataset}: difference to the baseline against {parameter}\n{context}"))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6, loc="best")
             name = f"{slug(dataset)}-trend-{slug(parameter)}-{slug(context)}"
@@ -347,15 +356,18 @@ def write_trend_plots(trends: Trends, plot_dir: Path, staged: Any = None) -> lis
             plt.close(fig)
         for (dataset, cell, key), part in trends.epochs.groupby(["dataset_label", "cell_label", "metric"], sort=False):
             fig, ax = plt.subplots(figsize=(6.4, 4.2))
-            fig.subplots_adjust(**MARGINS)
+            fig.subplots_adjust(**{**MARGINS, "top": 0.87})  # a two-line title
             for method, lines in part.groupby("quantizer_label", sort=False):
                 err = np.nan_to_num(lines["diff_ci95"].to_numpy(float), nan=0.0)
                 ax.errorbar(lines["epoch"].to_numpy(float), lines["diff_mean"].to_numpy(float), yerr=err,
                             marker="o", ms=4, capsize=3, label=plain(method))  # fmt: skip
             ax.axhline(0.0, color="#444", lw=0.8)
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(plain(f"{key}: method - {part['baseline_label'].iloc[0]} (mean ± 95% CI)"))
-            ax.set_title(plain(f"{dataset}: validation gap by epoch ({cell})"))
+            ax.set_title(plain(f"{dataset}: validation gap by epoch\n{cell}"))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6, loc="best")
             written += save_figure(fig, plot_dir / f"{slug(dataset)}-trend-epochs-{slug(cell)}", staged)
