@@ -29,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from qbench.errors import ExitCode
-    from qbench.publish.merge import merge
+    from qbench.publish.merge import merge, numerics_notes
 
     merged = merge(args.inputs, args.out, args.title, args.plots)
     contributors = sorted({(s.by, s.machine) for s in merged.sources})
@@ -40,4 +40,7 @@ def execute(args: argparse.Namespace) -> int:
         print(f"  apart: {entry['case_id']} ({entry['by']} on {entry['machine']}): {entry['reason']}")
     if len(merged.excluded) > 20:
         print(f"  ... {len(merged.excluded) - 20} more in {args.out / 'merge.json'}")
+    for note in numerics_notes(merged):
+        print(f"note: {note}; their last bits, and after training differences of a few per cent, can come "
+              "from the kernels, not the method (qbench run --numerics portable makes them comparable)")
     return ExitCode.OK
