@@ -81,6 +81,10 @@ def test_pages_json_and_validate_carry_the_trends(tmp_path):
     assert "<h3>Trends</h3>" in html and "trend-cell-hidden" in json.dumps(json.loads(
         (out / "leaderboard.json").read_text(encoding="utf-8"))["files"])  # fmt: skip
     assert validate_directory(out).ok
+    from qbench import schemas
+
+    assert schemas.check(json.loads((out / "leaderboard.json").read_text(encoding="utf-8")),
+                         schemas.load("leaderboard", 1)) == []  # fmt: skip
     # a published trend value that the runs do not give is caught
     document = json.loads((out / "leaderboard.json").read_text(encoding="utf-8"))
     rows = table_rows(document["trends"])
