@@ -103,3 +103,38 @@ def test_a_leaderboard_without_a_sweep_has_no_trend_anything(tmp_path):
     document = json.loads((tmp_path / "leaderboard.json").read_text(encoding="utf-8"))
     assert "trends" not in document and "epoch_gaps" not in document
     assert "Trends" not in (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
+
+
+def test_a_quantizer_parameter_and_a_dataset_parameter_sweep(tmp_path):
+    records = []
+    for seed in range(2):
+        for bits, gap in ((2, 0.4), (4, 0.1), (8, 0.0)):
+            record = make_record("ternary(stochastic=false)", seed=seed, metric=2.0 + gap + 0.01 * seed)
+            record[R.QUANTIZER] = "fixed-point"
+            record[R.QUANTIZER_PARAMS] = {"bits": bits, "stochastic": False}
+            record[R.QUANTIZER_LABEL] = f"fixed-point(bits={bits})"
+            record[R.CASE_ID] = f"fp{bits}-s{seed}"
+            records.append(record)
+        records.append(make_record("float", seed=seed, metric=2.0))
+    rows = compute_trends(load_runs(records), "float").rows
+    assert rows["parameter"].unique().tolist() == ["quantizer.bits"]
+    assert rows["method"].unique().tolist() == ["fixed-point"]  # stochastic was not in the labels
+    assert rows["diff_mean"].tolist() == pytest.approx([0.405, 0.105, 0.005])  # seed 1 adds 0.01
+
+    by_size = []
+    for seed in range(2):
+        for size, gap in ((1000, 0.3), (2000, 0.2)):
+            for quantizer, value in (("float", 2.0), ("ternary(stochastic=false)", 2.0 + gap)):
+                record = make_record(quantizer, seed=seed, metric=value + 0.01 * seed * (quantizer == "float"))
+                record[R.DATASET_PARAMS] = {"max_chars": size}
+                record[R.DATASET_LABEL] = f"pydoc-char(max_chars={size})"
+                record[R.CASE_ID] = f"{quantizer}-{size}-s{seed}"
+                by_size.append(record)
+    trends = compute_trends(load_runs(by_size), "float")
+    assert trends.rows["dataset_label"].unique().tolist() == ["pydoc-char"]
+    assert trends.rows["value"].tolist() == [1000.0, 2000.0]
+    write_leaderboards(by_size, tmp_path, "sizes", plots=False)
+    markdown = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
+    assert "## pydoc-char: trends across its parameter" in markdown
+    assert "max\\_chars=1000" in markdown or "max_chars=1000" in markdown
+    assert validate_directory(tmp_path).ok
