@@ -133,8 +133,11 @@ def test_a_quantizer_parameter_and_a_dataset_parameter_sweep(tmp_path):
     trends = compute_trends(load_runs(by_size), "float")
     assert trends.rows["dataset_label"].unique().tolist() == ["pydoc-char"]
     assert trends.rows["value"].tolist() == [1000.0, 2000.0]
-    write_leaderboards(by_size, tmp_path, "sizes", plots=False)
+    write_leaderboards(by_size, tmp_path, "sizes")
     markdown = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
     assert "## pydoc-char: trends across its parameter" in markdown
     assert "max\\_chars=1000" in markdown or "max_chars=1000" in markdown
     assert validate_directory(tmp_path).ok
+    html = (tmp_path / "leaderboard.html").read_text(encoding="utf-8")
+    section = html[html.index('id="trends-pydoc-char"'):]
+    assert "<figcaption>pydoc char trend dataset max chars" in section  # its plot, in its section

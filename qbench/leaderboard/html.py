@@ -138,8 +138,9 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
         parts.append("</section>")
     for label in trends.datasets() if trends is not None else ():
         if label not in frame.datasets:  # a swept dataset parameter: the trend spans several sections
+            figures = "".join(_figure(path, read) for path in svgs if path.stem.startswith(f"{slug(label)}-trend-"))
             parts.append(f'<section id="trends-{slug(label)}"><h2>{escape(label)}: trends across its parameter</h2>'
-                         f"{html_section(trends, label)}</section>")
+                         f"{html_section(trends, label)}{figures}</section>")
     failures = runs[runs["status"] != "ok"].head(MAX_FAILURES_LISTED)
     if len(failures):
         display = DisplayTable([
