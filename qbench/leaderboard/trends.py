@@ -104,9 +104,11 @@ def _swept_keys(ok: pd.DataFrame, axis: str, column: str, baseline: str) -> list
     others = {"cell": ["dataset_label", "quantizer_label"], "quantizer": ["dataset_label", "cell_label"],
               "dataset": ["cell_label", "quantizer_label"]}[axis]  # fmt: skip
     methods = ok[ok["quantizer"] != baseline]
+    # distinct configurations only: a store of 100,000 runs has a few hundred
+    distinct = methods[[*others, axis, column]].astype(str).drop_duplicates()
     seen: dict[tuple[Any, ...], set[Any]] = {}
     keys: list[str] = []
-    for row in zip(*(methods[c].astype(str).tolist() for c in [*others, axis, column]), strict=True):
+    for row in zip(*(distinct[c].tolist() for c in [*others, axis, column]), strict=True):
         params = _params(row[-1])
         for key, value in params.items():
             if not _numeric(value):
@@ -121,10 +123,17 @@ def _swept_keys(ok: pd.DataFrame, axis: str, column: str, baseline: str) -> list
 
 def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
     """The trend rows and, for the datasets that have a sweep, the epoch rows."""
-    runs = frame.runs
-    ok = runs[runs["status"] == "ok"]
+    metric_of = {label: info.primary_metric for label, info in frame.datasets.items()}
+    wanted = ["case_id", "seed", "quantizer", "cell", "dataset", "quantizer_label", "cell_label", "dataset_label",
+              *(column for _, column in AXES), *sorted({m for m in metric_of.values() if m})]  # fmt: skip
+    # only the columns read here: copying the whole (wide) frame would cost more than the rest
+    runs = frame.runs[[c for c in wanted if c in frame.runs]]
+    ok = runs[(frame.runs["status"] == "ok").to_numpy()]
     empty = Trends(pd.DataFrame(columns=TREND_COLUMNS), pd.DataFrame(columns=EPOCH_COLUMNS))
     if not baseline or ok.empty:
+        return empty
+    sweeps = [(axis, column, key) for axis, column in AXES for key in _swept_keys(ok, axis, column, baseline)]
+    if not sweeps:  # the common case: nothing more to compute
         return empty
     base = _baseline_runs(ok, baseline)
     if base.empty:
@@ -132,42 +141,40 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
     base_by = {(str(d), str(c), int(s)): i for d, c, s, i in
                zip(base["dataset_label"], base["cell_label"], base["seed"], base.index, strict=True)}  # fmt: skip
     methods = ok[ok["quantizer"] != baseline]
-    metric_of = {label: info.primary_metric for label, info in frame.datasets.items()}
     rows: list[dict[str, Any]] = []
     sections: set[str] = set()  # the dataset sections a sweep touches: they get the epoch view
-    for axis, column in AXES:
-        for key in _swept_keys(ok, axis, column, baseline):
-            groups: dict[tuple[str, ...], dict[str, Any]] = {}
-            for index in methods.index:
-                run = methods.loc[index]
-                params = _params(str(run[column]))
-                if not _numeric(params.get(key)):
-                    continue
-                partner = base_by.get((str(run["dataset_label"]), str(run["cell_label"]), int(run["seed"])))
-                metric = metric_of.get(str(run["dataset_label"]), "")
-                if partner is None or not metric:
-                    continue
-                # the parameters the label shows (those the matrix set), less the swept one
-                shown = str(run[f"{axis}_label"])
-                rest = _label(str(run[axis]), {k: v for k, v in params.items() if k != key and f"{k}=" in shown})
-                dataset = rest if axis == "dataset" else str(run["dataset_label"])
-                context = str(run["cell_label"]) if axis != "cell" else rest
-                method = rest if axis == "quantizer" else str(run["quantizer_label"])
-                value = float(params[key])
-                own, other = float(run[metric]), float(runs.at[partner, metric])
-                if not (math.isfinite(own) and math.isfinite(other)):
-                    continue
-                group = groups.setdefault((dataset, context, method, repr(value)), {
-                    "dataset_label": dataset, "parameter": f"{axis}.{key}", "context": context, "method": method,
-                    "baseline_label": str(runs.at[partner, "quantizer_label"]), "value": value, "metric": metric,
-                    "diffs": [], "case_ids": [], "baseline_case_ids": []})  # fmt: skip
-                group["diffs"].append(own - other)
-                sections.add(str(run["dataset_label"]))
-                group["case_ids"].append(str(run["case_id"]))
-                group["baseline_case_ids"].append(str(runs.at[partner, "case_id"]))
-            for group in groups.values():
-                mean, std, ci, n = _summary(group.pop("diffs"))
-                rows.append({**group, "diff_mean": mean, "diff_std": std, "diff_ci95": ci, "n": n})
+    for axis, column, key in sweeps:
+        groups: dict[tuple[str, ...], dict[str, Any]] = {}
+        for index in methods.index:
+            run = methods.loc[index]
+            params = _params(str(run[column]))
+            if not _numeric(params.get(key)):
+                continue
+            partner = base_by.get((str(run["dataset_label"]), str(run["cell_label"]), int(run["seed"])))
+            metric = metric_of.get(str(run["dataset_label"]), "")
+            if partner is None or not metric:
+                continue
+            # the parameters the label shows (those the matrix set), less the swept one
+            shown = str(run[f"{axis}_label"])
+            rest = _label(str(run[axis]), {k: v for k, v in params.items() if k != key and f"{k}=" in shown})
+            dataset = rest if axis == "dataset" else str(run["dataset_label"])
+            context = str(run["cell_label"]) if axis != "cell" else rest
+            method = rest if axis == "quantizer" else str(run["quantizer_label"])
+            value = float(params[key])
+            own, other = float(run[metric]), float(runs.at[partner, metric])
+            if not (math.isfinite(own) and math.isfinite(other)):
+                continue
+            group = groups.setdefault((dataset, context, method, repr(value)), {
+                "dataset_label": dataset, "parameter": f"{axis}.{key}", "context": context, "method": method,
+                "baseline_label": str(runs.at[partner, "quantizer_label"]), "value": value, "metric": metric,
+                "diffs": [], "case_ids": [], "baseline_case_ids": []})  # fmt: skip
+            group["diffs"].append(own - other)
+            sections.add(str(run["dataset_label"]))
+            group["case_ids"].append(str(run["case_id"]))
+            group["baseline_case_ids"].append(str(runs.at[partner, "case_id"]))
+        for group in groups.values():
+            mean, std, ci, n = _summary(group.pop("diffs"))
+            rows.append({**group, "diff_mean": mean, "diff_std": std, "diff_ci95": ci, "n": n})
     if not rows:
         return empty
     table = pd.DataFrame(rows, columns=TREND_COLUMNS)
