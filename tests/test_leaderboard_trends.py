@@ -141,3 +141,20 @@ def test_a_quantizer_parameter_and_a_dataset_parameter_sweep(tmp_path):
     html = (tmp_path / "leaderboard.html").read_text(encoding="utf-8")
     section = html[html.index('id="trends-pydoc-char"'):]
     assert "<figcaption>pydoc char trend dataset max chars" in section  # its plot, in its section
+
+
+def test_validate_rebuilds_the_epoch_gaps_from_the_stored_curves(tmp_path):
+    from qbench.leaderboard import rebuild_from_store
+    from qbench.store import Store
+
+    with Store(tmp_path / "qbench.sqlite") as store:
+        for record in swept_records():
+            store.put(record)
+    rebuild_from_store(tmp_path / "qbench.sqlite", tmp_path, "sweep", plots=False)
+    assert validate_directory(tmp_path).ok
+    document = json.loads((tmp_path / "leaderboard.json").read_text(encoding="utf-8"))
+    position = document["epoch_gaps"]["columns"].index("diff_mean")
+    document["epoch_gaps"]["rows"][0][position] += 0.1
+    (tmp_path / "leaderboard.json").write_text(json.dumps(document), encoding="utf-8")
+    problems = validate_directory(tmp_path).problems
+    assert any("epoch_gaps" in p and "diff_mean" in p for p in problems), problems
