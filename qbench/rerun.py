@@ -24,6 +24,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from qbench import record as R
@@ -207,3 +208,28 @@ def rerun(records: Mapping[str, Mapping[str, Any]], case_ids: Iterable[str], hos
         finally:
             executor.close()
     return [verdicts[cid] for cid in case_ids if cid in verdicts]
+
+
+def audit_folder(store_path: Path, folder: Path, count: int | None, named: Sequence[str], seed: int,
+                 tolerance: float | None, workers: int, host: Any, echo: Callable[[str], None] = print) -> list[str]:
+    """Re-run cases of a run folder's store (``count`` drawn, None: all, plus ``named``): each verdict
+    echoed, and a problem for each case that is not identical or within tolerance."""
+    from qbench.store import Store
+
+    if not Path(store_path).is_file():
+        raise UsageError(f"{store_path}: no store to re-run cases from; --rerun needs the run's qbench.sqlite")
+    with Store.read_only(store_path) as store:
+        records = {r[R.CASE_ID]: r for r in store.records(skip_damaged=True)}
+    try:  # only the cases the leaderboard was built from, when run.json names them
+        published = set(json.loads((Path(folder) / "run.json").read_text())["case_ids"])
+        records = {cid: r for cid, r in records.items() if cid in published or cid in named}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    chosen = choose(records, count, named, seed)
+    if not chosen:
+        return [f"{folder}: --rerun: the store has no ok case to re-run"]
+    verdicts = rerun(records, chosen, host, workers, DEFAULT_TOLERANCE if tolerance is None else tolerance, echo)
+    for verdict in verdicts:
+        echo(f"rerun: {verdict.line()}")
+    echo(f"rerun: {sum(v.ok for v in verdicts)} of {len(verdicts)} re-run case(s) reproduce their stored records")
+    return [f"re-run of {v.case_id} ({v.label}): {v.outcome}: {v.detail}" for v in verdicts if not v.ok]

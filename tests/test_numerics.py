@@ -212,6 +212,10 @@ def test_portable_runs_agree_across_workers_and_a_tampered_record_fails_its_reru
     audit = qbench("validate", str(one), "--rerun-case", victim, cwd=tmp_path)
     assert audit.returncode == 1, audit.stdout + audit.stderr
     assert f"re-run of {victim}" in audit.stdout and "differs" in audit.stdout
+    # a merge that requires reproduction refuses the input, and writes nothing
+    merged = qbench("merge", str(one), "--out", str(tmp_path / "site"), "--rerun", "2", cwd=tmp_path)
+    assert merged.returncode == 1 and "merge refused" in merged.stdout, merged.stdout + merged.stderr
+    assert not (tmp_path / "site").exists()
 
 
 def test_rerun_asks_for_a_count_or_all(tmp_path):

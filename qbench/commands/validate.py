@@ -109,32 +109,9 @@ def _rerun_asked(args: argparse.Namespace) -> bool:
 
 
 def _audit(args: argparse.Namespace, store_path: Path, folder: Path) -> list[str]:
-    """Re-run the chosen cases; each verdict printed, and a problem for each that is not identical or
-    within tolerance."""
-    import json
-
-    from qbench.errors import UsageError
     from qbench.host import get_host
-    from qbench.rerun import DEFAULT_TOLERANCE, choose, rerun
-    from qbench.store import Store
+    from qbench.rerun import audit_folder
 
-    if not Path(store_path).is_file():
-        raise UsageError(f"{store_path}: no store to re-run cases from; --rerun needs the run's qbench.sqlite")
-    with Store.read_only(store_path) as store:
-        records = {r["case_id"]: r for r in store.records(skip_damaged=True)}
-    try:  # only the cases the leaderboard was built from, when run.json names them
-        published = set(json.loads((folder / "run.json").read_text())["case_ids"])
-        records = {cid: r for cid, r in records.items() if cid in published or cid in args.rerun_case}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
     count = None if args.rerun == "all" else (args.rerun or 0)
-    chosen = choose(records, count, args.rerun_case, args.rerun_seed)
-    if not chosen:
-        return ["--rerun: the store has no ok case to re-run"]
-    tolerance = DEFAULT_TOLERANCE if args.rerun_tolerance is None else args.rerun_tolerance
-    verdicts = rerun(records, chosen, get_host(), args.workers, tolerance)
-    for verdict in verdicts:
-        print(f"rerun: {verdict.line()}")
-    good = sum(v.ok for v in verdicts)
-    print(f"rerun: {good} of {len(verdicts)} re-run case(s) reproduce their stored records")
-    return [f"re-run of {v.case_id} ({v.label}): {v.outcome}: {v.detail}" for v in verdicts if not v.ok]
+    return audit_folder(store_path, folder, count, args.rerun_case, args.rerun_seed, args.rerun_tolerance,
+                        args.workers, get_host())
