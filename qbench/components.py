@@ -172,6 +172,33 @@ class Quantizer(Component):
         """Storage bits of one quantized weight (memory columns of the leaderboard)."""
         raise NotImplementedError
 
+    def for_role(self, role: str) -> Quantizer:
+        """The quantizer of ``role``: this one, unless the matrix composed a quantizer per role
+        (:class:`qbench.roles.RoleQuantizers`); read ``owns_gradient`` and ``scheme`` from it."""
+        return self
+
+    def role_bits(self, role: str) -> float:
+        """Declared cost: bits of each value this quantizer produces for ``role``.
+
+        A weight's storage bits, and for ``"hidden"`` the width of the quantized state that the
+        next step reads (an activation quantizer's ``act_bits``). The export carries it
+        (``ExportedTensor.bits``, ``ExportedLayer.hidden_quantizer["bits"]``) and the host's
+        ``weight_bytes``, ``energy`` and the simulator price it. Default: :meth:`bits_per_weight`.
+        """
+        return float(self.bits_per_weight())
+
+    def learned_state_bits(self, role: str) -> float:
+        """Declared cost: storage bits of one element of the learned state of a ``role`` tensor
+        (what :meth:`init_state` returns: a step, a scale). Default 32: float32, as trained.
+        ``weight_bytes`` counts it beside the weights."""
+        return 32.0
+
+    def code_scale(self, ctx: QuantContext) -> float | None:
+        """Declared format: the value of one integer code when :meth:`quantize` returns integer
+        codes times one scale per tensor (LSQ's learned step); None otherwise (default).
+        Backends read it from ``ExportedTensor.scale`` instead of a quantizer's own encoding keys."""
+        return None
+
     def shadow_bound(self, ctx: QuantContext) -> float | None:
         """Bound B such that the host clips shadow weights to [-B, B] after each update; None: no clip."""
         return None
@@ -200,7 +227,9 @@ class TensorSpec:
         bound; None: Glorot of the map (matrix reading input: (n, h); reading hidden: (h, h); a
         vector: its layer's input-matrix fans, as a bias; a diagonal: (1, 1)).
     :param init: ``"glorot"`` (uniform on [-W0, W0], drawn from the cell's seeded generator in
-        declaration order), ``"positive"`` (uniform on [0, W0], same generator) or ``"zeros"``.
+        declaration order), ``"positive"`` (uniform on [0, W0], same generator), ``"zeros"``, or a
+        range ``(low, high)``: uniform on [low, high] from the same generator (``(1.0, 1.0)``: ones;
+        a forget-gate bias, a decay in (0, 1)), whatever the fans.
     """
 
     name: str
@@ -209,7 +238,7 @@ class TensorSpec:
     blocks: int = 1
     reads: str = "input"
     fans: tuple[int, int] | None = None
-    init: str = "glorot"
+    init: str | tuple[float, float] = "glorot"
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -218,9 +247,20 @@ class TensorSpec:
             raise ValueError(f"TensorSpec {self.name!r}: layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.reads not in ("input", "hidden"):
             raise ValueError(f"TensorSpec {self.name!r}: reads must be 'input' or 'hidden', got {self.reads!r}")
-        if self.init not in ("glorot", "positive", "zeros"):
+        if isinstance(self.init, (tuple, list)):
+            import math
+
+            ok = len(self.init) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in self.init
+            )
+            if not ok or self.init[0] > self.init[1]:
+                raise ValueError(f"TensorSpec {self.name!r}: an init range is (low, high) with finite numbers "
+                                 f"low <= high, got {self.init!r}")  # fmt: skip
+            object.__setattr__(self, "init", (float(self.init[0]), float(self.init[1])))
+        elif self.init not in ("glorot", "positive", "zeros"):
             raise ValueError(
-                f"TensorSpec {self.name!r}: init must be 'glorot', 'positive' or 'zeros', got {self.init!r}"
+                f"TensorSpec {self.name!r}: init must be 'glorot', 'positive', 'zeros' or a range (low, high), "
+                f"got {self.init!r}"
             )
         if self.blocks < 1:
             raise ValueError(f"TensorSpec {self.name!r}: blocks must be >= 1, got {self.blocks}")
@@ -252,6 +292,64 @@ class TensorSpec:
 
 #: element-wise operations a declared cell may list per hidden unit (``Cell.elementwise``)
 ELEMENTWISE_OPS = ("mults", "adds", "sigmoids", "tanhs", "relus")
+#: torch's fused recurrent kernels a declared cell may name, with their gate blocks and state size
+FUSED_KERNELS = {"rnn_tanh": (1, 1), "gru": (3, 1), "lstm": (4, 2)}
+#: the tensor names torch's fused kernels take, in their order
+FUSED_NAMES = ("w_input", "w_recurrent", "b_input", "b_recurrent")
+
+
+def declaration_problem(cell: type[Cell] | Cell) -> str | None:
+    """What is wrong with a declared cell's declaration (None: nothing), from the class alone.
+
+    Checked when the plugin registers (and again when a stack is built). A cell needs no
+    recurrent tensor: an element-wise recurrence (minGRU: ``h' = (1 - z) h + z h~``) reads the
+    state in ``step`` only.
+    """
+    specs = getattr(cell, "tensors", ())
+    if not specs:
+        return "declares no tensors (set `tensors` to a tuple of qbench.TensorSpec)"
+    if not isinstance(specs, tuple) or not all(isinstance(spec, TensorSpec) for spec in specs):
+        return "`tensors` must be a tuple of qbench.TensorSpec"
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        return f"tensor names repeat: {names}"
+    if "hidden" not in getattr(cell, "params", {}):
+        return "a declared cell needs a `hidden` parameter (units per layer)"
+    size = getattr(cell, "state_size", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        return f"state_size must be an integer >= 1, got {size!r}"
+    elementwise = getattr(cell, "elementwise", {})
+    unknown = set(elementwise) - set(ELEMENTWISE_OPS)
+    if unknown:
+        return f"elementwise has unknown operations {sorted(unknown)}; use {ELEMENTWISE_OPS}"
+    if not any(spec.role == "input" for spec in specs):
+        return "declares no tensor of role 'input': nothing reads the layer's input"
+    kernel = getattr(cell, "fused_kernel", None)
+    if kernel is not None:
+        if kernel not in FUSED_KERNELS:
+            return f"fused_kernel must be one of {tuple(FUSED_KERNELS)} or None, got {kernel!r}"
+        blocks, expected_state = FUSED_KERNELS[kernel]
+        by_name = {spec.name: spec for spec in specs}
+        wanted = {"w_input": ("matrix", "input"), "w_recurrent": ("matrix", "hidden"), "b_input": ("vector", None)}
+        for name, (layout, reads) in wanted.items():
+            spec = by_name.get(name)
+            if spec is None or spec.layout != layout or (reads and spec.reads != reads) or spec.blocks != blocks:
+                return (f"fused_kernel {kernel!r} needs a {layout} {name!r} of {blocks} gate block(s)"
+                        f"{' reading the ' + reads if reads else ''}; declare it or set fused_kernel = None")  # fmt: skip
+        extra = set(names) - set(FUSED_NAMES)
+        if extra:
+            return f"fused_kernel {kernel!r} cannot use tensors {sorted(extra)}"
+        if size != expected_state:
+            return f"fused_kernel {kernel!r} carries {expected_state} state tensor(s)"
+        if has_scan(cell):
+            return "declares both a fused_kernel and a scan: the host would use the kernel; keep one"
+    return None
+
+
+def has_scan(cell: type[Cell] | Cell) -> bool:
+    """Whether a declared cell offers a parallel training path (overrides :meth:`Cell.scan`)."""
+    cls = cell if isinstance(cell, type) else type(cell)
+    return getattr(cls, "scan", Cell.scan) is not Cell.scan
 
 
 class Cell(Component):
@@ -286,6 +384,22 @@ class Cell(Component):
         """One time step: input ``x [B, n]``, ``state`` (``state_size`` tensors ``[B, h]``, h
         first), the layer's quantized tensors ``w`` by name -> the new state (h first)."""
         raise NotImplementedError(f"cell {self.name!r} declares tensors but does not define step()")
+
+    def scan(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], w: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Optional parallel path: the whole sequence at once, the same numbers as :meth:`step` looped.
+
+        ``x [T, B, n]``, ``state`` (``state_size`` tensors ``[B, h]``), the quantized tensors ``w``
+        -> (h at every step ``[T, B, h]``, the final state tuple). A cell whose recurrence is
+        element-wise and linear in the state (``h' = a(x) * h + b(x)``: minGRU, minLSTM, diagonal
+        linear RNNs) computes it with a scan (cumulative products, in log space for stability)
+        instead of T sequential steps. The host uses it for training and evaluation whenever the
+        cell defines it and the hidden state is not quantized per step (that needs the per-step
+        loop); the cell kit checks it against the per-step reference (outputs and gradients).
+        Not defined by default.
+        """
+        raise NotImplementedError(f"cell {self.name!r} offers no scan")
 
     def build(self, input_size: int, quantizer: Quantizer, seed: int) -> torch.nn.Module:
         """Return a module mapping time-major inputs ``[T, B, input_size]`` to ``([T, B, hidden], state)``.

@@ -65,6 +65,12 @@ class Registry:
                                   f"{exc}; fix the default in its qbench.Param") from None  # fmt: skip
         if self.kind == "hardware":
             self._check_backend(origin, name, cls)
+        if self.kind == "cell" and getattr(cls, "tensors", ()):
+            from qbench.components import declaration_problem
+
+            problem = declaration_problem(cls)
+            if problem is not None:
+                raise PluginError(f"{origin}: cell {name!r}: {problem}")
         if self.kind == "dataset":
             from qbench.metrics import MetricError, MetricSet
 

@@ -70,6 +70,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.errors",
             "qbench.data",
             "qbench.export",
+            "qbench.roles",
             "qbench.markers",
             "qbench.version",
             "qbench.atomicio",

@@ -85,10 +85,12 @@ def check_learned_state_round_trip(stack: Any, x: torch.Tensor) -> None:
 # -- declared cells -----------------------------------------------------------------------------
 
 
-def check_fused_matches_reference(stack: Any, x: torch.Tensor) -> None:
-    """Same draw, same inputs: the fused kernel and the per-step reference agree (outputs, state, gradients)."""
+def check_fused_matches_reference(stack: Any, x: torch.Tensor, fast: str = "fused") -> None:
+    """Same draw, same inputs: the fused kernel (``fast = "scan"``: the cell's scan) and the per-step
+    reference agree (outputs, state, gradients)."""
     results = []
-    for implementation in ("fused", "loop"):
+    what_fast = "the fused kernel" if fast == "fused" else "the cell's scan"
+    for implementation in (fast, "loop"):
         stack.implementation = implementation
         stack.seed_draws(99)
         stack.zero_grad(set_to_none=True)
@@ -98,15 +100,15 @@ def check_fused_matches_reference(stack: Any, x: torch.Tensor) -> None:
         loss.backward()
         grads = [p.grad.detach().clone() for p in stack.parameters()]
         results.append((y.detach(), [s.detach() for s in parts], grads))
-    stack.implementation = "fused"
+    stack.implementation = fast
     (y_fused, s_fused, g_fused), (y_loop, s_loop, g_loop) = results
     for what, a, b in [("outputs", y_fused, y_loop)] + [
         ("state / gradients", a, b) for a, b in zip(s_fused + g_fused, s_loop + g_loop, strict=True)
     ]:
         if not torch.allclose(a, b, atol=TOLERANCE, rtol=TOLERANCE):
             raise AssertionError(
-                f"the fused kernel and the per-step reference differ in the {what} "
-                f"(max difference {float((a - b).abs().max()):.3g}): step() is not what the kernel computes"
+                f"{what_fast} and the per-step reference differ in the {what} "
+                f"(max difference {float((a - b).abs().max()):.3g}): step() is not what {what_fast} computes"
             )
 
 

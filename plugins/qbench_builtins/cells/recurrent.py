@@ -13,6 +13,8 @@ Formulas (Ott et al. 2016, section "Cells" of paper.md; gate order as torch):
 * lstm: i, f, o = sigmoid(...), g = tanh(...); c' = f c + i g; h' = o tanh(c') (no peepholes)
 * indrnn (Li et al. 2018, arXiv 1803.04831): h' = relu(W_x x + b + u * h), the recurrent weight
   ``u`` a vector (one weight per unit, an element-wise product), beyond the paper.
+* mingru (Feng et al. 2024, "Were RNNs All We Needed?", arXiv 2410.01201): z = sigmoid(W_z x + b_z),
+  h~ = W_h x + b_h, h' = (1 - z) h + z h~: no recurrent tensor at all; trained with a parallel scan.
 """
 
 from __future__ import annotations
@@ -143,4 +145,61 @@ class IndRNNCell(RecurrentCell):
         return (torch.relu(x @ w["w_input"].t() + w["b_input"] + w["w_recurrent"] * h),)
 
 
-BUILTIN_CELLS: tuple[type[RecurrentCell], ...] = (RNNCell, GRUCell, LSTMCell, IndRNNCell)
+class MinGRUCell(RecurrentCell):
+    """minGRU (Feng et al. 2024, "Were RNNs All We Needed?", arXiv 2410.01201, section 3.1).
+
+    z_t = sigmoid(Linear(x_t)), h~_t = Linear(x_t), h_t = (1 - z_t) * h_{t-1} + z_t * h~_t: the
+    gate and the candidate read only the input, so the layer has one input matrix of two gate
+    blocks (z, h~) and its bias, and no recurrent tensor (the state enters element-wise only).
+    ``step`` is the per-step reference, written ``h + z (h~ - h)`` (1 multiply, 2 adds per unit,
+    the declared counts). ``scan`` computes every step at once: with ``a_t = 1 - z_t`` and
+    ``b_t = z_t h~_t``, ``h_t = A_t (h_0 + sum_{k<=t} b_k / A_k)``, ``A_t = prod_{k<=t} a_k``, in
+    log space as the paper's appendix does (``log a = -softplus(k)``, ``log z = -softplus(-k)``,
+    prefix sums in float64); h~ has either sign, so the sum runs over ``h~ + m`` (m > max |h~|, a
+    constant) and ``m (1 - A_t)`` is taken back out (the weights ``A_t z_k / A_k`` sum to
+    ``1 - A_t``). The paper's log-space variant also replaces h~ by ``g(h~)`` to keep it positive;
+    this cell keeps h~ = Linear(x) as the plain definition states.
+    """
+
+    name = "mingru"
+    description = "minGRU (Feng et al. 2024): h' = (1 - z) h + z h~, z and h~ from the input only (parallel scan)"
+    gate_blocks = 2
+    tensors = (
+        TensorSpec("w_input", "input", "matrix", 2, reads="input"),
+        TensorSpec("b_input", "bias", "vector", 2, init="zeros"),
+    )
+    elementwise: ClassVar[dict[str, int]] = {"mults": 1, "adds": 2, "sigmoids": 1}
+
+    def step(self, x: torch.Tensor, state: State, w: Mapping[str, torch.Tensor]) -> State:
+        import torch
+
+        (h,) = state
+        gate, candidate = (x @ w["w_input"].t() + w["b_input"]).chunk(2, dim=-1)
+        z = torch.sigmoid(gate)
+        return (h + z * (candidate - h),)
+
+    def scan(self, x: torch.Tensor, state: State, w: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, State]:
+        import torch
+        from torch.nn.functional import softplus
+
+        (h0,) = state
+        gate, candidate = (x @ w["w_input"].t() + w["b_input"]).chunk(2, dim=-1)  # [T, B, h] each
+        # float64 for the prefix sums: log A_t grows with t (thousands over a long sequence), and
+        # log A_t + logcumsumexp(... - log A_k) in float32 would lose the low bits of h
+        gate, candidate = gate.double(), candidate.double()
+        log_a = -softplus(gate)  # log(1 - z)
+        log_z = -softplus(-gate)  # log z
+        log_prefix = torch.cumsum(log_a, dim=0)  # log A_t
+        # h~ has either sign and log needs a positive argument: shift it by a constant m > max|h~|
+        # (per unit, detached: h does not depend on it). The weights A_t z_k / A_k of the sum add up
+        # to 1 - A_t (they telescope, z = 1 - a), so the shift comes back out exactly as m (1 - A_t);
+        # unlike a split into positive and negative parts, h~ = 0 keeps its gradient
+        shift = candidate.detach().abs().amax(dim=0, keepdim=True) + 1.0
+        total = torch.logcumsumexp(log_z + torch.log(candidate + shift) - log_prefix, dim=0)
+        prefix = torch.exp(log_prefix)
+        h = prefix * h0.double() + torch.exp(log_prefix + total) - shift * (1.0 - prefix)
+        h = h.to(x.dtype)
+        return h, (h[-1],)
+
+
+BUILTIN_CELLS: tuple[type[RecurrentCell], ...] = (RNNCell, GRUCell, LSTMCell, IndRNNCell, MinGRUCell)
