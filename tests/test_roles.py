@@ -254,10 +254,44 @@ def test_mingru_scan_keeps_the_gradient_of_a_zero_candidate():
     check_fused_matches_reference(stack.train(), torch.randn(9, 2, 3, dtype=torch.float64), fast="scan")
 
 
-def test_mingru_scan_is_stable_over_long_sequences():
-    """Float32, 2000 steps, gates saturated both ways: the log-space scan stays finite and on the loop."""
+@pytest.mark.parametrize("solver", ["sequential", "log"])
+def test_linear_recurrence_solvers_equal_the_autograd_loop(solver):
+    """Both solvers give the loop's h and its gradients for a, b and h0 (a zero b included)."""
+    from qbench.training.scan import linear_recurrence
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(30, 3, 4, generator=generator, dtype=torch.float64)
+    b = torch.randn(30, 3, 4, generator=generator, dtype=torch.float64)
+    b[:, 0, 0] = 0.0
+    h0 = torch.randn(3, 4, generator=generator, dtype=torch.float64)
+    weights = torch.randn(30, 3, 4, generator=generator, dtype=torch.float64)
+    results = []
+    for run in ("loop", solver):
+        leaves = [t.clone().requires_grad_(True) for t in (logits, b, h0)]
+        a = torch.sigmoid(leaves[0])
+        if run == "loop":
+            h, outputs = leaves[2], []
+            for t in range(30):
+                h = a[t] * h + leaves[1][t]
+                outputs.append(h)
+            out = torch.stack(outputs)
+        else:
+            out = linear_recurrence(a, leaves[1], leaves[2], log_a=torch.nn.functional.logsigmoid(leaves[0]),
+                                    solver=solver)  # fmt: skip
+        (out * weights).sum().backward()
+        results.append([out.detach(), *(leaf.grad for leaf in leaves)])
+    for expected, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["sequential", "log"])
+def test_mingru_scan_is_stable_over_long_sequences(solver, monkeypatch):
+    """Float32, 2000 steps, gates saturated both ways: each solver stays finite and on the loop."""
+    import qbench.training.scan as scan
     from qbench.training import build_stack
 
+    chosen = scan.linear_recurrence
+    monkeypatch.setattr(scan, "linear_recurrence", lambda *a, **k: chosen(*a, **{**k, "solver": solver}))
     stack = build_stack(qbench.create("cell", "mingru", hidden=4), 3, qbench.create("quantizer", "float"), 0)
     with torch.no_grad():
         stack.layers[0].w_input.mul_(8.0)

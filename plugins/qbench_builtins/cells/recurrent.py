@@ -152,13 +152,12 @@ class MinGRUCell(RecurrentCell):
     gate and the candidate read only the input, so the layer has one input matrix of two gate
     blocks (z, h~) and its bias, and no recurrent tensor (the state enters element-wise only).
     ``step`` is the per-step reference, written ``h + z (h~ - h)`` (1 multiply, 2 adds per unit,
-    the declared counts). ``scan`` computes every step at once: with ``a_t = 1 - z_t`` and
-    ``b_t = z_t h~_t``, ``h_t = A_t (h_0 + sum_{k<=t} b_k / A_k)``, ``A_t = prod_{k<=t} a_k``, in
-    log space as the paper's appendix does (``log a = -softplus(k)``, ``log z = -softplus(-k)``,
-    prefix sums in float64); h~ has either sign, so the sum runs over ``h~ + m`` (m > max |h~|, a
-    constant) and ``m (1 - A_t)`` is taken back out (the weights ``A_t z_k / A_k`` sum to
-    ``1 - A_t``). The paper's log-space variant also replaces h~ by ``g(h~)`` to keep it positive;
-    this cell keeps h~ = Linear(x) as the plain definition states.
+    the declared counts). ``scan`` computes the gate and candidate of every step in one matrix
+    product and solves ``h_t = a_t h_{t-1} + b_t`` (``a = 1 - z``, ``b = z h~``) with
+    :func:`qbench.training.scan.linear_recurrence`: the paper's log-space parallel scan on a GPU,
+    a sequential solver with a hand-written adjoint on the CPU (cheaper there), the same numbers.
+    The paper's log-space variant also replaces h~ by ``g(h~)`` to keep it positive; this cell
+    keeps h~ = Linear(x), as the plain definition states (the solver handles either sign).
     """
 
     name = "mingru"
@@ -180,25 +179,16 @@ class MinGRUCell(RecurrentCell):
 
     def scan(self, x: torch.Tensor, state: State, w: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, State]:
         import torch
-        from torch.nn.functional import softplus
+        from torch.nn.functional import logsigmoid
+
+        from qbench.training.scan import linear_recurrence
 
         (h0,) = state
         gate, candidate = (x @ w["w_input"].t() + w["b_input"]).chunk(2, dim=-1)  # [T, B, h] each
-        # float64 for the prefix sums: log A_t grows with t (thousands over a long sequence), and
-        # log A_t + logcumsumexp(... - log A_k) in float32 would lose the low bits of h
-        gate, candidate = gate.double(), candidate.double()
-        log_a = -softplus(gate)  # log(1 - z)
-        log_z = -softplus(-gate)  # log z
-        log_prefix = torch.cumsum(log_a, dim=0)  # log A_t
-        # h~ has either sign and log needs a positive argument: shift it by a constant m > max|h~|
-        # (per unit, detached: h does not depend on it). The weights A_t z_k / A_k of the sum add up
-        # to 1 - A_t (they telescope, z = 1 - a), so the shift comes back out exactly as m (1 - A_t);
-        # unlike a split into positive and negative parts, h~ = 0 keeps its gradient
-        shift = candidate.detach().abs().amax(dim=0, keepdim=True) + 1.0
-        total = torch.logcumsumexp(log_z + torch.log(candidate + shift) - log_prefix, dim=0)
-        prefix = torch.exp(log_prefix)
-        h = prefix * h0.double() + torch.exp(log_prefix + total) - shift * (1.0 - prefix)
-        h = h.to(x.dtype)
+        z = torch.sigmoid(gate)
+        # h_t = (1 - z_t) h_{t-1} + z_t h~_t; 1 - z = sigmoid(-k) exactly, log(1 - z) = logsigmoid(-k)
+        log_a = logsigmoid(-gate) if x.is_cuda else None  # the parallel log-space solver (GPU) only
+        h = linear_recurrence(torch.sigmoid(-gate), z * candidate, h0, log_a=log_a)
         return h, (h[-1],)
 
 

@@ -400,8 +400,9 @@ def analyse(model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig) 
     out = output_layer(model, cfg, b_a, floating)
 
     length = sequence_length(sample)
-    # one output per token (next symbol, or one label per step); a classifier reads one per sequence
-    outputs_per_token = 1.0 / length if model.task == "classification" else 1.0
+    # one output per token (next symbol, or one label per step); a classifier or a regression
+    # (one target vector per sequence) reads one per sequence
+    outputs_per_token = 1.0 / length if model.task in ("classification", "regression") else 1.0
     output_per_token = out.ledger.scaled(outputs_per_token)
     ledger = step.ledger.merged(output_per_token)
     pj_per_bit = weight_pj_per_bit(cfg, table, layers, out)
