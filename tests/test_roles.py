@@ -108,6 +108,27 @@ def test_a_list_of_role_quantizers_is_an_axis(host):
     assert len({case.case_id for case in expand(matrix)}) == 3
 
 
+def test_a_tuned_quantizer_parameter_keeps_the_roles(host):
+    import tomllib
+
+    text = """
+seeds = [0]
+[[quantizer]]
+name = "ternary"
+roles.hidden = { name = "clipped-state" }
+[[cell]]
+name = "rnn"
+[[dataset]]
+name = "digits-rows"
+[tune]
+quantizer.stochastic = [false, true]
+"""
+    cases = expand(parse_matrix(tomllib.loads(text), "m.toml", "digest", host))
+    assert len(cases) == 2 and all(case.quantizer.roles == cases[0].quantizer.roles != () for case in cases)
+    assert {case.quantizer.params["stochastic"] for case in cases} == {False, True}
+    assert all(case.method[2] == "ternary+hidden=clipped-state" for case in cases)
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [

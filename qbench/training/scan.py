@@ -67,8 +67,7 @@ def _sequential() -> Any:
             out = torch.empty_like(b)
             h = h0
             for t in range(b.shape[0]):
-                h = torch.addcmul(b[t], a[t], h)
-                out[t] = h
+                h = torch.addcmul(b[t], a[t], h, out=out[t])  # written in place: one operation per step
             ctx.save_for_backward(a, out, h0)
             return out
 
@@ -78,15 +77,14 @@ def _sequential() -> Any:
             a, out, h0 = ctx.saved_tensors
             steps = a.shape[0]
             grad_b = torch.empty_like(grad)
-            g = grad[steps - 1]
-            grad_b[steps - 1] = g
+            g = grad_b[steps - 1].copy_(grad[steps - 1])
             for t in range(steps - 2, -1, -1):
-                g = torch.addcmul(grad[t], a[t + 1], g)
-                grad_b[t] = g
+                g = torch.addcmul(grad[t], a[t + 1], g, out=grad_b[t])
             grad_a = grad_h0 = None
-            if ctx.needs_input_grad[0]:
-                previous = torch.cat([h0.unsqueeze(0), out[:-1]])
-                grad_a = grad_b * previous
+            if ctx.needs_input_grad[0]:  # dL/da_t = g_t h_{t-1}, without a shifted copy of every h
+                grad_a = torch.empty_like(grad_b)
+                torch.mul(grad_b[0], h0, out=grad_a[0])
+                torch.mul(grad_b[1:], out[:-1], out=grad_a[1:])
             if ctx.needs_input_grad[2]:
                 grad_h0 = a[0] * grad_b[0]
             return grad_a, grad_b, grad_h0
