@@ -180,6 +180,34 @@ def test_composed_learned_roles_train_their_own_state(host):
     assert exported["w_input"].scale is None and exported["w_input"].scheme == "ternary"
 
 
+def test_the_guides_activation_quantizer_composes_with_builtin_ternary_weights():
+    """docs/plugins.md's ClippedState block, run as a plugin: ternary weights, a 4-bit state, priced at 4 bits."""
+    import re
+    import sys
+    import tomllib
+    import types
+
+    from qbench.matrix import build_quantizer
+    from qbench.training import build_stack
+
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    (source,) = [b for b in re.findall(r"```python\n(.*?)```", guide, flags=re.S) if "class ClippedState" in b]
+    (matrix_toml,) = [b for b in re.findall(r"```toml\n(.*?)```", guide, flags=re.S) if "clipped-state" in b]
+    module = types.ModuleType("guide_clipped_state")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)  # noqa: S102 - the guide's own code
+        with registered_plugins(module) as guide_host:
+            text = matrix_toml + '\n[[cell]]\nname = "rnn"\nhidden = 6\n[[dataset]]\nname = "digits-rows"\n'
+            (spec,) = parse_matrix(tomllib.loads(text), "m.toml", "d", guide_host).quantizers
+            assert spec.label == "ternary+hidden=clipped-state(act_bits=4)"
+            stack = build_stack(qbench.create("cell", "rnn", hidden=6), 4, build_quantizer(spec, guide_host), 0)
+            (layer,) = stack.export_layers()
+            assert layer.tensors["w_recurrent"].scheme == "ternary" and layer.hidden_bits == 4.0
+    finally:
+        del sys.modules[module.__name__]
+
+
 # -- declared costs ---------------------------------------------------------------------------------
 
 
