@@ -334,8 +334,9 @@ def declaration_problem(cell: type[Cell] | Cell) -> str | None:
         for name, (layout, reads) in wanted.items():
             spec = by_name.get(name)
             if spec is None or spec.layout != layout or (reads and spec.reads != reads) or spec.blocks != blocks:
-                return (f"fused_kernel {kernel!r} needs a {layout} {name!r} of {blocks} gate block(s)"
-                        f"{' reading the ' + reads if reads else ''}; declare it or set fused_kernel = None")  # fmt: skip
+                reading = f" reading the {reads}" if reads else ""
+                return (f"fused_kernel {kernel!r} needs a {layout} {name!r} of {blocks} gate block(s){reading}; "
+                        "declare it or set fused_kernel = None")  # fmt: skip
         extra = set(names) - set(FUSED_NAMES)
         if extra:
             return f"fused_kernel {kernel!r} cannot use tensors {sorted(extra)}"

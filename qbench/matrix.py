@@ -558,7 +558,8 @@ def case_for(matrix: Matrix, method: Method, point: Mapping[str, Any], seed: int
     for key, value in point.items():
         axis, name = key.split(".", 1)
         (train if axis == "train" else params[axis])[name] = value
-    tuned_quantizer = Spec(quantizer.name, params["quantizer"], quantizer.given, quantizer.roles) if point else quantizer
+    tuned_quantizer = (Spec(quantizer.name, params["quantizer"], quantizer.given, quantizer.roles) if point
+                       else quantizer)  # fmt: skip
     tuned_cell = Spec(cell.name, params["cell"], cell.given) if point else cell
     case_id = case_id_for(tuned_quantizer, tuned_cell, dataset, matrix.hardware, seed, train)
     return Case(case_id, matrix.name, tuned_quantizer, tuned_cell, dataset, matrix.hardware, seed, train, dict(point))

@@ -107,5 +107,6 @@ def role_refusal(quantizer: Quantizer, role: str) -> str | None:
     if not quantizer.applies_to(role):
         extra = (" (a weight quantizer; for the hidden state give a quantizer whose applies_to('hidden') is "
                  "True, e.g. lsq with hidden = true)") if role == HIDDEN_ROLE else ""  # fmt: skip
-        return f"quantizer {quantizer.label} does not quantize the {role} role (its applies_to({role!r}) is False){extra}"
+        return (f"quantizer {quantizer.label} does not quantize the {role} role "
+                f"(its applies_to({role!r}) is False){extra}")
     return None

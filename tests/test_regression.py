@@ -68,13 +68,14 @@ def test_a_regression_declaration_the_host_cannot_honour_is_refused_at_registrat
 
 def test_a_regression_case_trains_measures_and_is_priced_per_sequence():
     pytest.importorskip("torch")
-    from qbench.training import train_and_evaluate
     from qbench.trainconfig import resolve_train
+    from qbench.training import train_and_evaluate
 
     data = qbench.create("dataset", "adding-problem", length=8, sequences=80).prepare("")
     train = resolve_train({"epochs": 2, "batch": 16, "lr": 0.01})
+    declared = MetricSet.of(qbench.create("dataset", "adding-problem"))
     result = train_and_evaluate(qbench.create("cell", "rnn", hidden=6), qbench.create("quantizer", "ternary"), data,
-                                train, 0, "cpu", declaration=MetricSet.of(qbench.create("dataset", "adding-problem")))  # fmt: skip
+                                train, 0, "cpu", declaration=declared)
     assert result.status == "ok"
     assert set(result.metrics) == {"test_mse", "valid_mse", "train_mse", "test_mae", "valid_mae"}
     assert all(value >= 0 for value in result.metrics.values())

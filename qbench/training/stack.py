@@ -220,8 +220,9 @@ class QuantizedRecurrentStack(nn.Module):
                 owner = self.quantizer.for_role(role)
                 if not owner.owns_gradient:
                     raise PluginError(
-                        f"quantizer {owner.name!r}: init_state returns learned state but owns_gradient is False; its "
-                        "state would never receive a gradient (set owns_gradient = True and make quantize differentiable)"
+                        f"quantizer {owner.name!r}: init_state returns learned state but owns_gradient is False; "
+                        "its state would never receive a gradient (set owns_gradient = True and make quantize "
+                        "differentiable)"
                     )
 
     def _add_state(self, layer: RecurrentLayer, name: str, state: Mapping[str, torch.Tensor]) -> None:

@@ -24,7 +24,8 @@ class AddingProblem(qbench.Dataset):
     """Sum the two marked values of a sequence (regression, mean squared error)."""
 
     name: ClassVar[str] = "adding-problem"
-    description: ClassVar[str] = "the adding problem: sum of the two marked values (regression; constant guess: mse 1/6)"
+    description: ClassVar[str] = ("the adding problem: sum of the two marked values "
+                                  "(regression; constant guess: mse 1/6)")
     licence: ClassVar[str] = "CC0-1.0 (generated)"
     task: ClassVar[str] = "regression"
     metrics: ClassVar[tuple[Metric, ...]] = (
