@@ -298,7 +298,7 @@ FUSED_KERNELS = {"rnn_tanh": (1, 1), "gru": (3, 1), "lstm": (4, 2)}
 FUSED_NAMES = ("w_input", "w_recurrent", "b_input", "b_recurrent")
 
 
-def declaration_problem(cell: type[Cell] | Cell) -> str | None:
+def declaration_problem(cell: Any) -> str | None:
     """What is wrong with a declared cell's declaration (None: nothing), from the class alone.
 
     Checked when the plugin registers (and again when a stack is built). A cell needs no

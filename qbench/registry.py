@@ -65,7 +65,7 @@ class Registry:
                                   f"{exc}; fix the default in its qbench.Param") from None  # fmt: skip
         if self.kind == "hardware":
             self._check_backend(origin, name, cls)
-        if self.kind == "cell" and getattr(cls, "tensors", ()):
+        if self.kind == "cell" and getattr(cls, "tensors", None):
             from qbench.components import declaration_problem
 
             problem = declaration_problem(cls)
