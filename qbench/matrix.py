@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qbench.errors import MatrixError, UsageError
+from qbench.errors import MatrixError, PluginError, UsageError
 from qbench.numerics import DEFAULT_MODE, MODES
 from qbench.protocol import TUNE_AXES, Protocol, SeedRule
 from qbench.roles import QUANTIZER_ROLES, composed_label, role_refusal
@@ -173,6 +173,7 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
         )
     registry = host.registry(kind)
     specs: list[Spec] = []
+    probed: list[str] = []
     for index, entry in enumerate(entries):
         at = f"{where}: [[{kind}]] #{index + 1}"
         if not isinstance(entry, dict):
@@ -180,22 +181,28 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
         name = entry.get("name")
         if not isinstance(name, str):
             raise MatrixError(f"{at} needs a 'name' string (one of: {', '.join(registry) or 'none'})")
-        if name not in registry:
-            raise MatrixError(f"{at}: {registry.unknown_message(name)}")
-        cls = registry.get(name).cls
+        try:  # a bare name must mean one component; ``ORIGIN:name`` picks one of several
+            cls = registry.get(name).cls
+        except UsageError as exc:
+            raise MatrixError(f"{at}: {exc}") from None
         role_options: list[list[tuple[str, Spec]]] = []
         if kind == "quantizer" and "roles" in entry and "roles" not in getattr(cls, "params", {}):
             entry = {k: v for k, v in entry.items() if k != "roles"}
-            role_options = _role_options(at, entries[index]["roles"], registry)
+            role_options = _role_options(at, entries[index]["roles"], registry, probed)
         for params in _grid(at, entry):
             try:
                 component = cls(**params)
             except UsageError as exc:
                 raise MatrixError(f"{at}: {exc}") from None
+            if kind == "quantizer":
+                probed += _probe_quantizer(at, registry.get(name), component)
             for roles in itertools.product(*role_options):
                 specs.append(Spec(name, dict(component.config), tuple(params), tuple(roles)))
                 if built is not None:
                     built.append((specs[-1], component))
+    if probed:  # every quantizer that fails the probe, in one message
+        raise PluginError(" ".join(probed) if len(probed) == 1 else
+                          " ".join(f"({i}) {p}" for i, p in enumerate(probed, 1)))  # fmt: skip
     seen: set[str] = set()
     for spec in specs:
         key = _canonical(spec.as_dict())
@@ -205,9 +212,10 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
     return tuple(specs)
 
 
-def _role_options(at: str, roles: Any, registry: Any) -> list[list[tuple[str, Spec]]]:
+def _role_options(at: str, roles: Any, registry: Any, probed: list[str]) -> list[list[tuple[str, Spec]]]:
     """``roles.ROLE = {name = ..., ...}`` (one quantizer) or ``[{...}, {...}]`` (an axis) per role:
-    each role's choices, each checked to quantize its role."""
+    each role's choices, each checked to quantize its role (and probed like any quantizer: ``probed``
+    collects the failures)."""
     example = 'roles.hidden = { name = "lsq", bits = 4, hidden = true }'
     if not isinstance(roles, dict) or not roles:
         raise MatrixError(f"{at}: roles must be a table of a quantizer per role, e.g.\n  {example}")
@@ -225,11 +233,13 @@ def _role_options(at: str, roles: Any, registry: Any) -> list[list[tuple[str, Sp
             if not isinstance(table, dict) or not isinstance(table.get("name"), str):
                 raise MatrixError(f"{where} must be a table with a quantizer 'name' (or a list of them), e.g.\n"
                                   f"  {example}")  # fmt: skip
-            if table["name"] not in registry:
-                raise MatrixError(f"{where}: {registry.unknown_message(table['name'])}")
             if isinstance(table.get("roles"), dict):
                 raise MatrixError(f"{where}: a role's quantizer cannot have roles of its own")
-            cls = registry.get(table["name"]).cls
+            try:  # a bare name must mean one component; ``ORIGIN:name`` picks one of several
+                entry = registry.get(table["name"])
+            except UsageError as exc:
+                raise MatrixError(f"{where}: {exc}") from None
+            cls = entry.cls
             for params in _grid(where, table):
                 try:
                     component = cls(**params)
@@ -238,6 +248,7 @@ def _role_options(at: str, roles: Any, registry: Any) -> list[list[tuple[str, Sp
                 refusal = role_refusal(component, role)
                 if refusal is not None:
                     raise MatrixError(f"{where}: {refusal}")
+                probed += _probe_quantizer(where, entry, component)
                 found.append((role, Spec(table["name"], dict(component.config), tuple(params))))
         options.append(found)
     unknown = sorted(set(roles) - set(QUANTIZER_ROLES))
@@ -256,6 +267,18 @@ def build_quantizer(spec: Spec, host: Any) -> Any:
     from qbench.roles import RoleQuantizers
 
     return RoleQuantizers(default, {role: registry.get(r.name).cls(**r.params) for role, r in spec.roles})
+
+
+def _probe_quantizer(at: str, entry: Any, quantizer: Any) -> list[str]:
+    """Quantize small tensors of every role the quantizer takes, before any case runs: a wrong shape
+    or dtype would otherwise fail inside each case's training (``mat2 must be a matrix``)."""
+    from qbench.quantprobe import probe_problems
+
+    problems = probe_problems(quantizer)
+    if not problems:
+        return []
+    return [f"{at}: quantizer {quantizer.label!r} of {entry.described()}: {'; '.join(problems)}; fix the plugin's "
+            "quantize(), or leave this quantizer out of the matrix"]
 
 
 def load_matrix(path: str | Path, host: Any = None) -> Matrix:
@@ -372,13 +395,19 @@ def _check_training_needs(where: str, datasets: list[tuple[Spec, Any]], train: M
 
 def declared_baseline(host: Any, quantizers: Iterable[str]) -> str:
     """The quantizer that declares itself the full-precision baseline (``baseline = True``): one of
-    ``quantizers`` (names) if any, else any installed one (first by name), else "" (no baseline:
-    the leaderboards say there is no paired comparison)."""
+    ``quantizers`` (names as the matrix spells them, bare or qualified; the first by name) if any,
+    else any installed one (first by name), else "" (no baseline: the leaderboards say there is no
+    paired comparison)."""
     registry = host.registry("quantizer")
+    in_matrix = []
+    for name in set(quantizers):
+        try:
+            if getattr(registry.get(name).cls, "baseline", False) is True:
+                in_matrix.append(name)
+        except UsageError:  # a name of another host (records read back): not this one's to judge
+            continue
     declared = [name for name, entry in registry.items() if getattr(entry.cls, "baseline", False) is True]
-    wanted = set(quantizers)
-    in_matrix = [name for name in declared if name in wanted]
-    return (in_matrix or declared or [""])[0]
+    return (sorted(in_matrix) or declared or [""])[0]
 
 
 def _is_int(value: Any) -> bool:

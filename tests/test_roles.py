@@ -426,7 +426,8 @@ def test_declaration_rules_are_checked_at_registration():
         def scan(self, x, state, w):  # pragma: no cover - refused before use
             raise AssertionError
 
-    for cls, message in ((NoInput, "no tensor of role 'input'"), (ScanAndKernel, "both a fused_kernel and a scan")):
+    for cls, message in ((NoInput, "needs at least one tensor of role 'input'"),
+                         (ScanAndKernel, "both a fused_kernel and a scan")):
         with pytest.raises(PluginError, match=message):
             _register(cls)
 

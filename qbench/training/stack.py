@@ -51,16 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qbench.components import (
-    FUSED_NAMES,
-    HIDDEN_ROLE,
-    Cell,
-    QuantContext,
-    Quantizer,
-    TensorSpec,
-    declaration_problem,
-    has_scan,
-)
+from qbench.components import FUSED_NAMES, HIDDEN_ROLE, Cell, QuantContext, Quantizer, TensorSpec, has_scan
 from qbench.errors import PluginError
 from qbench.export import ExportedLayer, ExportedTensor
 from qbench.ste import clip_shadow_, straight_through
@@ -71,12 +62,17 @@ BN_GAMMA_INIT = 0.1
 
 
 def check_declaration(cell: Cell) -> None:
-    """Raise :class:`qbench.PluginError` naming what is wrong with a cell's declaration."""
-    problem = declaration_problem(cell)
-    if problem is None and "hidden" not in cell.config:
-        problem = "a declared cell needs a `hidden` parameter (units per layer)"
-    if problem is not None:
-        raise PluginError(f"cell {cell.name!r}: {problem}")
+    """Raise :class:`qbench.PluginError` naming what is wrong with a cell's declaration (the rules
+    live on :class:`qbench.Cell`; the host already refused a class that breaks them at start-up,
+    this guards cells built without a host)."""
+    where = f"cell {cell.name!r}"
+    if not cell.tensors:
+        raise PluginError(f"{where}: declares no tensors (set `tensors` to a tuple of qbench.TensorSpec)")
+    problems = type(cell)._tensor_problems(cell.tensors)
+    if "hidden" not in cell.config and not any("`hidden`" in p for p in problems):
+        problems.append("a declared cell needs a `hidden` parameter (units per layer)")
+    if problems:
+        raise PluginError(f"{where}: " + "; ".join(problems))
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> torch.Tensor:
@@ -499,19 +495,9 @@ class QuantizedRecurrentStack(nn.Module):
                     "quantizer": owner.label,
                 }
             exported.append(
-                ExportedLayer(
-                    cell=self.cell,
-                    input_size=layer.input_size,
-                    hidden_size=self.hidden,
-                    w_input=_named_or_role(tensors, "w_input", "input", self.specs),
-                    w_recurrent=_named_or_role(tensors, "w_recurrent", "recurrent", self.specs, optional=True),
-                    b_input=_named_or_role(tensors, "b_input", "bias", self.specs, optional=True),
-                    b_recurrent=tensors.get("b_recurrent"),
-                    input_scale=scale,
-                    input_shift=shift,
-                    tensors=tensors,
-                    elementwise=dict(self.cell_decl.elementwise),
-                    state_size=int(self.cell_decl.state_size),
+                ExportedLayer.from_tensors(
+                    self.cell, layer.input_size, self.hidden, tensors, input_scale=scale, input_shift=shift,
+                    elementwise=dict(self.cell_decl.elementwise), state_size=int(self.cell_decl.state_size),
                     hidden_quantizer=hidden_facts,
                 )
             )
@@ -526,19 +512,6 @@ def _state_arrays(ctx: QuantContext) -> dict[str, np.ndarray]:
     if not ctx.state:
         return {}
     return {key: value.detach().cpu().double().numpy() for key, value in ctx.state.items()}
-
-
-def _named_or_role(
-    tensors: dict[str, ExportedTensor], name: str, role: str, specs: tuple[TensorSpec, ...], optional: bool = False
-) -> Any:
-    if name in tensors:
-        return tensors[name]
-    for spec in specs:
-        if spec.role == role:
-            return tensors[spec.name]
-    if optional:
-        return None
-    raise PluginError(f"a declared cell needs at least one tensor of role {role!r} (found {[s.name for s in specs]})")
 
 
 def build_stack(cell: Any, input_size: int, quantizer: Any, seed: int) -> Any:
