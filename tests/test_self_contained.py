@@ -25,7 +25,7 @@ OUTSIDE = re.compile(
 )
 #: a Markdown file named in prose or a link; a name right after a quote is a string in code, not a citation
 CITED_PAGE = re.compile(r"(?<![\w./\"'-])((?:[\w.-]+/)*[\w-]+\.md)\b")
-#: file names qbench writes into an output folder (cited as such, they exist only in a run's folder)
+#: file names qbench writes into an output folder (named as such, they exist only in a run's folder)
 OUTPUT_PAGES = {"leaderboard.md"}
 
 
@@ -52,10 +52,12 @@ def bad_references(root: Path, skip: set[Path] = frozenset()) -> list[str]:  # t
                 problems.append(f"{relative}:{number}: cites {match.group(0)!r}, outside the repository")
             for match in CITED_PAGE.finditer(line):
                 page = match.group(1)
+                if page.rsplit("/", 1)[-1] in OUTPUT_PAGES:  # a run folder's file (runs/x/leaderboard.md)
+                    continue
                 if "/" in page:
                     exists = (root / page).is_file() or (path.parent / page).is_file()
                 else:  # a bare name: a page beside the citing file or at the root (docs pages say docs/)
-                    exists = page in OUTPUT_PAGES or (path.parent / page).is_file() or (root / page).is_file()
+                    exists = (path.parent / page).is_file() or (root / page).is_file()
                 if not exists:
                     problems.append(f"{relative}:{number}: cites {page}, which is not in the repository "
                                     f"(a docs page is cited as docs/NAME.md)")  # fmt: skip

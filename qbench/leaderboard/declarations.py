@@ -28,6 +28,14 @@ LEGACY_BASELINES = ("float",)
 #: The built-in backends' declarations (``HardwareBackend.headline`` / ``leading_columns`` /
 #: ``cost_axes``), as the leaderboard reads them: the columns the headline leaves out.
 LEGACY_BACKENDS: dict[str, dict[str, list[str]]] = {
+    "c-kernel": {
+        "detail_columns": [
+            "c_outputs_checked", "c_stack_bytes", "c_weight_bytes", "c_ns_per_token", "c_vs_simulator",
+            "m3_flash_bytes", "m3_ram_bytes", "m3_exact", "m3_instructions_per_token", "m3_status",
+        ],
+        "leading_columns": ["c_exact", "c_flash_bytes", "c_ram_bytes", "c_ns_per_token"],
+        "cost_axes": [],
+    },
     "energy": {
         "detail_columns": [
             "energy_pj_per_sequence", "energy_arith_pj_per_token", "energy_memory_pj_per_token",
