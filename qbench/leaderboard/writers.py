@@ -11,9 +11,16 @@ JSON schema ``qbench-leaderboard/1`` (what ``qbench validate`` checks):
 
   - ``aggregates``: the CSV's columns (``<col>_mean``, ``_std``, ``_ci95``, ``_n`` for every
     value column) plus ``case_ids``, the runs of the group;
-  - ``paired``: the paired comparison against float;
+  - ``paired``: the paired comparison against the baseline: differences, the test that decided
+    (``test``, ``test_reason``), p-values and their Holm adjustment, the margin and its test, the
+    verdict (better / worse / equivalent / non-inferior / inconclusive) and its sentence;
   - ``runs``: every single-seed row: case, key, seed, status, error, ``record_sha256`` of the
     full record it came from, then one column per value column.
+
+With a protocol: ``protocol`` (as the matrix set it), ``protocol_text``, ``selection`` (every
+grid point and extension of every method), ``seed_rule`` (Stein's decisions), ``budget`` (cases,
+steps, sequences, epochs; seconds informational) and ``bracketing`` (whether each tuned row's
+choice is inside its grid: ``bracketed`` / ``unbracketed``).
 
 Missing values are ``null``. The layout is columnar because a store of 100,000 records makes a
 table of 100,000 rows: repeating every key in every row would double the file and its time.
@@ -30,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.fairness import BUDGET_COLUMNS, SEED_COLUMNS, SELECTION_COLUMNS, FairView
+from qbench.leaderboard.fairness import BRACKET_COLUMNS, BUDGET_COLUMNS, SEED_COLUMNS, SELECTION_COLUMNS, FairView
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
 from qbench.leaderboard.tables import PAIRED_COLUMNS
 
@@ -137,6 +144,7 @@ def fairness_head(fair: FairView) -> dict[str, Any]:
         "selection": _split(fair.selection, SELECTION_COLUMNS),
         "seed_rule": _split(fair.seeds, SEED_COLUMNS),
         "budget": _split(fair.budget, BUDGET_COLUMNS),
+        "bracketing": _split(fair.bracketing, BRACKET_COLUMNS),
     }
 
 
