@@ -283,7 +283,7 @@ def _budget_table(runs: pd.DataFrame, methods_of: tuple[str, ...], roles: pd.Ser
     frame = pd.DataFrame({
         **{k: runs[k].astype(str) for k in methods_of},
         "tuning": ((roles == "tuning").to_numpy() | ((roles == "evaluation").to_numpy() & on_tuning_seed)),
-        "extension": extension,
+        "extension": extension & on_tuning_seed,
         "evaluation": (roles == "evaluation").to_numpy(),
         "train_steps": runs["train_steps"].to_numpy(dtype=float),
         "train_sequences": sequences,
