@@ -209,7 +209,8 @@ class Protocol:
             "or up to 20 seeds whose differences fail a Shapiro-Wilk normality check at 0.05; the t test "
             "otherwise. p-values are Holm-adjusted across the methods compared in one cell, dataset and "
             f"metric (difference and margin tests together); better / worse when the adjusted p-value of no "
-            f"difference is below {self.alpha:g}."
+            f"difference is below {self.alpha:g}. The sign-flip test's smallest two-sided p-value is 2 / 2^n "
+            "(0.25 for 3 seeds, 0.0625 for 5): fewer than 6 paired seeds never support a verdict on their own."
         )
         if self.margins:
             margins = "; ".join(f"{column} ±{margin:g} on {label}" for label, column, margin in self.margins)
