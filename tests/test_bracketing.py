@@ -200,3 +200,34 @@ def test_extend_mistakes_are_usage_errors(tmp_path):
     # the default, written down in the protocol the store records
     assert load_matrix(write_matrix_file(tmp_path, "ok", tune={"train.lr": [0.01, 0.02]})).fair.extend == 2
     assert Protocol.from_dict({"seeds": [0]}).extend == 0  # a store from before: no extension was run
+
+
+def test_validate_fails_on_an_altered_validation_value_or_verdict(tmp_path, capsys):
+    import shutil
+    import sqlite3
+
+    _, out, _ = _store_run(tmp_path, extend=2)
+    assert main(["leaderboard", "--store", str(out / "qbench.sqlite"), "--out", str(out)]) == 0
+    # a published verdict changed
+    verdict_copy = tmp_path / "verdict"
+    shutil.copytree(out, verdict_copy)
+    path = verdict_copy / "leaderboard.json"
+    document = json.loads(path.read_text())
+    index = document["paired"]["columns"].index("verdict")
+    document["paired"]["rows"][0][index] = "equivalent"
+    path.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["validate", str(verdict_copy)]) == 1
+    assert "verdict 'equivalent', the runs give 'inconclusive'" in capsys.readouterr().out
+    # one stored validation value changed: the point beyond the edge now wins
+    value_copy = tmp_path / "value"
+    shutil.copytree(out, value_copy)
+    db = sqlite3.connect(value_copy / "qbench.sqlite")
+    for case_id, text in db.execute("SELECT case_id, record FROM records").fetchall():
+        record = json.loads(text)
+        if record["quantizer"] == "ternary" and record["train"]["lr"] == 0.08:
+            record["valid_bpc"] = 0.5
+            db.execute("UPDATE records SET record = ? WHERE case_id = ?", (json.dumps(record, sort_keys=True), case_id))
+    db.commit()
+    db.close()
+    assert main(["validate", str(value_copy)]) == 1

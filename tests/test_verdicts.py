@@ -195,3 +195,20 @@ def test_holm_runs_across_difference_and_margin_tests_of_a_family():
     adjusted = sorted([j.p_holm for j in judged] + [j.p_margin_holm for j in judged])
     assert adjusted[0] == pytest.approx(min(1.0, 4 * raw[0]))  # four hypotheses in the family
     assert math.isnan(examine([0.1]).p)
+
+
+def test_compare_shows_each_sides_verdict_as_the_leaderboard_publishes_it():
+    from qbench.leaderboard.compare import Threshold, compare_records, render_comparison
+
+    rng = random.Random(5)
+    base = [2.0 + rng.gauss(0, 0.05) for _ in range(8)]
+    records = [make_record(q, GRU, "pydoc-char", s, metric=b + offset + rng.gauss(0, 0.004))
+               for q, offset in (("float", 0.0), (TERNARY, 0.002)) for s, b in enumerate(base)]  # fmt: skip
+    with_margin = Protocol(seeds=tuple(range(8)), baseline="float", margins=(("pydoc-char", "test_bpc", 0.02),))
+    without = Protocol(seeds=tuple(range(8)), baseline="float")
+    comparison = compare_records(records, records, None, Threshold.parse("1%"), (without, with_margin))
+    row = comparison.rows.set_index("quantizer_label").loc[TERNARY]
+    expected = paired(load_runs(records), "float", 0.05, with_margin).set_index("quantizer_label")
+    assert row["b_verdict"] == expected.loc[TERNARY].query("metric == 'test_bpc'")["verdict"].iloc[0] == "equivalent"
+    assert row["a_verdict"] == "inconclusive"
+    assert "inconclusive -> equivalent" in render_comparison(comparison, "a", "b", Threshold.parse("1%"))
