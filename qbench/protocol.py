@@ -319,6 +319,7 @@ class Comparison:
     first_n: int = 0  # paired differences in the first stage
     first_std: float = math.nan  # their standard deviation: fixes N and the interval
     half_width: float = math.nan  # the interval's half-width with N differences: t * first_std / sqrt(N)
+    paired_n: int = 0  # ok paired differences stored on the N seeds (fewer: seeds failed or not run yet)
 
 
 @dataclass
@@ -511,7 +512,7 @@ def _comparison(method: Method, base: Method, rows: dict[Method, dict[int, Obser
         diffs = paired_differences(mine, theirs, protocol.seeds)
         stats = summarize(diffs)
         return Comparison(method, base, len(protocol.seeds), "fixed seeds", int(stats["n"]), float(stats["std"]),
-                          float(stats["ci95"]))  # fmt: skip
+                          float(stats["ci95"]), int(stats["n"]))  # fmt: skip
     first = protocol.seeds[: rule.min]
     if not all(seed in mine and seed in theirs for seed in first):
         return Comparison(method, base, rule.min, "waiting for seeds")
@@ -519,8 +520,10 @@ def _comparison(method: Method, base: Method, rows: dict[Method, dict[int, Obser
     stats = summarize(diffs)
     n1, s1 = int(stats["n"]), float(stats["std"])
     if n1 < 2:  # failures left no spread to estimate: the most the rule allows
-        return Comparison(method, base, rule.max, "first stage too small", n1, s1)
+        paired = len(paired_differences(mine, theirs, protocol.seeds[: rule.max]))
+        return Comparison(method, base, rule.max, "first stage too small", n1, s1, paired_n=paired)
     total = stein_seeds(s1, n1, rule.precision, rule.min, rule.max)
     half = t975(n1 - 1) * s1 / math.sqrt(total)
     reason = "precise" if half <= rule.precision * (1 + 1e-9) else "maximum reached"
-    return Comparison(method, base, total, reason, n1, s1, half)
+    paired = len(paired_differences(mine, theirs, protocol.seeds[:total]))
+    return Comparison(method, base, total, reason, n1, s1, half, paired)

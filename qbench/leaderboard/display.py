@@ -213,9 +213,13 @@ def seed_table(rows: pd.DataFrame) -> DisplayTable:
         Column("first stage n", [str(n) for n in rows["first_stage_n"].tolist()], numeric=True),
         Column("first stage std", [fmt_value(s) for s in stds], numeric=True, sort_values=_number_key(stds)),
         Column("seeds", [str(n) for n in rows["seeds"].tolist()], numeric=True),
+        Column("paired n", [str(n) for n in rows["paired_n"].tolist()], numeric=True),
         Column("half-width", [fmt_ci(h) if h == h else "" for h in halves], numeric=True,
                sort_values=_number_key(halves)),
-        Column("decision", texts(rows["reason"])),
+        Column("decision", [reason if paired >= seeds or reason == "waiting for seeds"
+                            else f"{reason}; {seeds - paired} of {seeds} seeds missing (failed, or not run yet)"
+                            for reason, paired, seeds in zip(texts(rows["reason"]), rows["paired_n"].tolist(),
+                                                             rows["seeds"].tolist(), strict=True)]),
     ]  # fmt: skip
     return DisplayTable(columns)
 

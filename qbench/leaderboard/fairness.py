@@ -30,7 +30,7 @@ SELECTION_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "configur
 BRACKET_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "configuration", "bracket", "edges",
                    "extensions"]  # fmt: skip
 SEED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "first_stage_n",
-                "first_stage_std", "seeds", "reason", "half_width", "precision"]  # fmt: skip
+                "first_stage_std", "seeds", "paired_n", "reason", "half_width", "precision"]  # fmt: skip
 #: The budget in units that compare across machines (steps, sequences, epochs); seconds apart,
 #: informational: they depend on the machine's load while the case ran.
 BUDGET_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "cases", "tuning_cases", "extension_cases",
@@ -245,7 +245,7 @@ def _seed_table(decisions: Decisions, protocol: Protocol) -> pd.DataFrame:
     precision = protocol.rule.precision if protocol.rule else math.nan
     for method, comparison in sorted(decisions.comparisons.items()):
         rows.append([*method, comparison.baseline[2], comparison.first_n, comparison.first_std, comparison.seeds,
-                     comparison.reason, comparison.half_width, precision])  # fmt: skip
+                     comparison.paired_n, comparison.reason, comparison.half_width, precision])  # fmt: skip
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 
 
