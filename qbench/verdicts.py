@@ -57,6 +57,8 @@ class Evidence:
     p: float  # two-sided p-value of "no difference", from the deciding test
     p_equiv: float  # equivalence (TOST) or non-inferiority p-value; NaN without a margin
     shape: str  # "" | "zero spread" | "two groups"
+    p_t: float = math.nan  # both tests' two-sided p-values, shown beside each other (unadjusted)
+    p_sign_flip: float = math.nan
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -127,14 +129,13 @@ def examine(diffs: Sequence[float], margin: float | None = None, claim: str = "e
         df = first_stage - 1
     ci95 = t975(df) * scale / math.sqrt(n) if n >= 2 and scale == scale else math.nan
     test, why = choose_test(values, scale)
-    p = p_equiv = math.nan
-    if test == "sign-flip":
-        p = sign_flip_p_value(values)
-    elif test == "t":
-        p = t_p_value(mean, scale, n, df)
+    p_t = t_p_value(mean, scale, n, df) if n >= 2 else math.nan
+    p_flip = sign_flip_p_value(values) if n >= 2 else math.nan
+    p = p_flip if test == "sign-flip" else p_t if test == "t" else math.nan
+    p_equiv = math.nan
     if margin is not None and test:
         p_equiv = _margin_p(values, mean, scale, n, df, test, float(margin), claim, direction)
-    return Evidence(n, mean, std, scale, df, ci95, test, why, p, p_equiv, shape_of(values) if n else "")
+    return Evidence(n, mean, std, scale, df, ci95, test, why, p, p_equiv, shape_of(values) if n else "", p_t, p_flip)
 
 
 def _margin_p(values: list[float], mean: float, scale: float, n: int, df: int, test: str, margin: float,

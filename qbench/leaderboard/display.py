@@ -315,7 +315,10 @@ def paired_table(pairs: pd.DataFrame, baseline: str) -> DisplayTable:
         Column("n", [str(n) for n in pairs["n"].tolist()], numeric=True),
         Column("effect size d_z", [fmt_value(e, signed=True) if e == e else "" for e in effects], numeric=True,
                sort_values=_number_key(effects)),
-        Column("test", texts(pairs["test"]), titles=texts(pairs["test_reason"])),
+        Column("test", texts(pairs["test"]), titles=[
+            f"{why}; unadjusted p: t test {_p_text(t) or 'undefined'}, sign-flip {_p_text(f) or 'undefined'}"
+            for why, t, f in zip(texts(pairs["test_reason"]), pairs["p_t"].astype(float).tolist(),
+                                 pairs["p_sign_flip"].astype(float).tolist(), strict=True)]),
         Column("p (Holm)", [_p_text(p) for p in p_holm], numeric=True, sort_values=_number_key(p_holm)),
         Column("margin", [f"±{m:g}" if m == m else "none" for m in margins]),
         Column("margin p (Holm)", [_p_text(p) for p in p_margin], numeric=True, sort_values=_number_key(p_margin)),

@@ -88,7 +88,7 @@ def _rank(table: pd.DataFrame, frame: RunsFrame) -> pd.DataFrame:
 
 PAIRED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "metric", "direction",
                   "diff_mean", "diff_std", "diff_ci95", "n", "first_stage_n", "effect_size", "test", "test_reason",
-                  "p_value", "p_holm", "margin", "p_margin", "p_margin_holm", "shape", "verdict",
+                  "p_t", "p_sign_flip", "p_value", "p_holm", "margin", "p_margin", "p_margin_holm", "shape", "verdict",
                   "sentence"]  # fmt: skip
 
 
@@ -149,6 +149,8 @@ def paired(frame: RunsFrame, baseline: str | None = None, alpha: float = 0.05, p
     table["effect_size"] = [effect_size(e.mean, e.std) for e in ev]
     table["test"] = [e.test for e in ev]
     table["test_reason"] = [e.why for e in ev]
+    table["p_t"] = [e.p_t for e in ev]
+    table["p_sign_flip"] = [e.p_sign_flip for e in ev]
     table["p_value"] = [e.p for e in ev]
     table["p_holm"] = [j.p_holm for j in judged]
     table["margin"] = [j.margin if j.margin is not None else math.nan for j in judged]

@@ -374,7 +374,8 @@ def _check_paired(document: dict[str, Any], report: Report) -> None:
         ev = judged.evidence
         scale = 0.0 if math.isnan(ev.mean) else ev.mean
         for name, value in (("diff_mean", ev.mean), ("diff_std", ev.std), ("diff_ci95", ev.ci95), ("n", ev.n),
-                            ("p_value", ev.p), ("p_holm", judged.p_holm), ("p_margin", ev.p_equiv),
+                            ("p_t", ev.p_t), ("p_sign_flip", ev.p_sign_flip), ("p_value", ev.p),
+                            ("p_holm", judged.p_holm), ("p_margin", ev.p_equiv),
                             ("p_margin_holm", judged.p_margin_holm),
                             ("margin", judged.margin if judged.margin is not None else math.nan)):  # fmt: skip
             if name not in row:
