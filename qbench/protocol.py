@@ -488,8 +488,12 @@ def decide(observations: Sequence[Observation], protocol: Protocol, select_direc
     seeds: dict[Method, int] = {}
     comparisons: dict[Method, Comparison] = {}
     for method in sorted(selections):
-        if selections[method].chosen is None or selections[method].bracket == "extending":
+        if selections[method].chosen is None:
             seeds[method] = 0
+            continue
+        if selections[method].bracket == "extending":
+            # its choice may still move: no seed beyond the tuning runs, which stand for the row meanwhile
+            seeds[method] = len(protocol.tuning_seed_list)
             continue
         seeds[method] = protocol.min_seeds
         base = baselines.get((method[0], method[1]))
