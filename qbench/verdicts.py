@@ -72,16 +72,19 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def shape_of(diffs: Sequence[float]) -> str:
     """"zero spread" (every difference equal), "two groups" (one gap between the sorted
-    differences is at least twice all the other gaps together, with 4 or more of them: a mean and
-    an interval describe neither group) or ""."""
+    differences is at least four times all the other gaps together, with 5 or more of them: a
+    mean and an interval describe neither group) or "".
+
+    Normal differences look like two groups by this test 2.2% of the time with 5 seeds, 0.5% with
+    6 (a factor of 2, or 4 seeds, would call 12-29% of them so)."""
     n = len(diffs)
     if n >= 2 and max(diffs) == min(diffs):
         return "zero spread"
-    if n >= 4:
+    if n >= 5:
         ordered = sorted(diffs)
         gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
         widest = max(gaps)
-        if widest > 0 and widest >= 2 * (sum(gaps) - widest):
+        if widest > 0 and widest >= 4 * (sum(gaps) - widest):
             return "two groups"
     return ""
 

@@ -182,7 +182,7 @@ def sentence(row: Any, claim: str = "equivalence") -> str:
                   f"the smallest {row.n} seeds can give")  # fmt: skip
     elif row.shape == "two groups":
         detail = (f"the {row.n} differences fall into two separate groups (one gap between them is more than "
-                  f"twice all the others): a mean ± interval ({difference}) describes neither group; the {test} "
+                  f"four times all the others): a mean ± interval ({difference}) describes neither group; the {test} "
                   f"decides, Holm-adjusted p={row.p_holm:.2g}")  # fmt: skip
     else:
         detail = f"{difference} {row.metric}, n={row.n}, {p}"
