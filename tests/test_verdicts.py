@@ -212,3 +212,46 @@ def test_compare_shows_each_sides_verdict_as_the_leaderboard_publishes_it():
     assert row["b_verdict"] == expected.loc[TERNARY].query("metric == 'test_bpc'")["verdict"].iloc[0] == "equivalent"
     assert row["a_verdict"] == "inconclusive"
     assert "inconclusive -> equivalent" in render_comparison(comparison, "a", "b", Threshold.parse("1%"))
+
+
+def _margin_plugin(margin: float):
+    import dataclasses
+    import types
+
+    import qbench
+    from qbench_builtins.datasets.pydoc_char import PydocChar
+
+    metrics = tuple(dataclasses.replace(m, margin=margin) for m in PydocChar.metrics)
+    dataset = type("MarginChar", (PydocChar,), {"name": "margin-char", "metrics": metrics})
+    plugin = types.SimpleNamespace(__name__="margins")
+    plugin.qbench_register_datasets = qbench.hookimpl(specname="qbench_register_datasets")(lambda: [dataset])
+    return plugin
+
+
+@pytest.mark.slow
+def test_a_dataset_declaring_a_margin_gets_equivalence_verdicts_on_a_real_run(tmp_path, data_cache, monkeypatch):
+    """Seven seeds of float and ternary on a tiny model: within a generous declared margin they are
+    equivalent; the matrix's much narrower margin makes the same records inconclusive."""
+    import json
+
+    from qbench.driver import RunOptions, run_matrix
+    from qbench.leaderboard.writers import table_rows
+    from qbench.testing import registered_plugins
+
+    monkeypatch.setenv("QBENCH_DATA", str(data_cache))
+    settings = dict(quantizers=("float", "ternary"), cells=(("rnn", {"hidden": 8}),),
+                    datasets=(("margin-char", {"max_chars": 20000}),), seeds=list(range(7)), epochs=1, batch=16,
+                    bptt=20, max_steps=3, eval_tokens=300)  # fmt: skip
+    path = write_matrix_file(tmp_path, "margins", **settings)
+    out = tmp_path / "out"
+    with registered_plugins(_margin_plugin(2.0), load_entry_points=True) as host:
+        assert run_matrix(path, RunOptions(out=out, workers=1, progress=False), host=host) == 0
+        row = {r["metric"]: r for r in table_rows(json.loads((out / "leaderboard.json").read_text())["paired"])}
+        assert row["test_bpc"]["margin"] == 2.0 and row["test_bpc"]["verdict"] == "equivalent"
+        assert "Equivalence margins: test\\_bpc ±2" in (out / "leaderboard.md").read_text()
+        # the matrix overrides the dataset's margin: far narrower than the interval
+        path.write_text(path.read_text() + "\n[compare]\nmargin = { test_bpc = 0.000001 }\n")
+        assert run_matrix(path, RunOptions(out=out, workers=1, progress=False), host=host) == 0
+    row = {r["metric"]: r for r in table_rows(json.loads((out / "leaderboard.json").read_text())["paired"])}
+    assert row["test_bpc"]["margin"] == 0.000001 and row["test_bpc"]["diff_ci95"] > 0.000001
+    assert row["test_bpc"]["verdict"] in ("inconclusive", "better", "worse")
