@@ -196,6 +196,7 @@ def test_sigkill_in_the_extension_round_resumes_and_the_edge_is_flagged(tmp_path
 @pytest.mark.parametrize(("table", "column"), [
     ("selection", "mean"), ("selection", "chosen"), ("seed_rule", "seeds"), ("seed_rule", "reason"),
     ("budget", "train_steps"), ("paired", "p_holm"), ("paired", "verdict"), ("aggregates", "configuration"),
+    ("paired", "test"), ("paired", "p_sign_flip"), ("seed_rule", "first_stage_std"), ("bracketing", "bracket"),
 ])  # fmt: skip
 def test_validate_recomputes_the_protocol_tables(fair_run, tmp_path, table, column):
     import shutil

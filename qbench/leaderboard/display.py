@@ -242,7 +242,7 @@ def budget_table(rows: pd.DataFrame) -> DisplayTable:
         Column("evaluation runs", [str(n) for n in rows["evaluation_cases"].tolist()], numeric=True),
         Column("training steps", whole(steps), numeric=True, sort_values=_number_key(steps)),
         Column("sequences", whole(sequences), numeric=True, sort_values=_number_key(sequences)),
-        Column("epochs", whole(epochs), numeric=True, sort_values=_number_key(epochs)),
+        Column("epochs (recipe)", whole(epochs), numeric=True, sort_values=_number_key(epochs)),
         Column("train seconds (informational)", [fmt_value(s) for s in seconds], numeric=True,
                sort_values=_number_key(seconds)),
     ]  # fmt: skip

@@ -143,7 +143,7 @@ def apply_protocol(frame: RunsFrame, protocol: Protocol | None) -> FairView:
         selection=_selection_table(decisions, frame, protocol),
         seeds=_seed_table(decisions, protocol),
         budget=_budget_table(runs[current], GROUP_KEY, runs["role"][current], protocol.tuning_seed_list,
-                             _extension_flags(runs[current], decisions), frame),
+                             _extension_flags(runs[current], decisions)),
         notes=notes,
         bracketing=_bracket_table(decisions),
     )
@@ -249,9 +249,11 @@ def _seed_table(decisions: Decisions, protocol: Protocol) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 
 
-def _train_sizes(runs: pd.DataFrame, frame: RunsFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per run: sequences trained on (steps x the recipe's batch) and epochs trained (the curve's
-    length, else the recipe's epochs); NaN where the record does not say."""
+def _train_sizes(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per run: sequences trained on (steps x the recipe's batch) and the recipe's epochs; NaN where
+    the record does not say. Steps and sequences count what ran (early stopping included); the
+    epochs are the recipe's, read from the run's ``train`` (reading every curve to count the
+    epochs run would cost seconds on a large store)."""
     batches, epochs = [], []
     cache: dict[str, tuple[float, float]] = {}
     for text in runs["train"].tolist():
@@ -263,23 +265,18 @@ def _train_sizes(runs: pd.DataFrame, frame: RunsFrame) -> tuple[np.ndarray, np.n
                            float(planned) if isinstance(planned, (int, float)) else math.nan)  # fmt: skip
         batches.append(cache[text][0])
         epochs.append(cache[text][1])
-    positions = runs["position"].tolist() if "position" in runs else list(range(len(runs)))
-    for i, position in enumerate(positions):
-        curve = frame.curves[position] if position < len(frame.curves) else None
-        if curve:
-            epochs[i] = float(len(curve))
     return runs["train_steps"].to_numpy(dtype=float) * np.array(batches, dtype=float), np.array(epochs, dtype=float)
 
 
 def _budget_table(runs: pd.DataFrame, methods_of: tuple[str, ...], roles: pd.Series,
-                  tuning_seeds: tuple[int, ...], extension: np.ndarray, source: RunsFrame) -> pd.DataFrame:  # fmt: skip
+                  tuning_seeds: tuple[int, ...], extension: np.ndarray) -> pd.DataFrame:  # fmt: skip
     """Per method: every run of its current configuration, the tuning runs (the grid on the tuning
     seeds, the chosen one and the extensions included), the extension runs (points beyond the
-    grid), the evaluation runs (the chosen one on each seed); steps, sequences and epochs trained."""
+    grid), the evaluation runs (the chosen one on each seed); steps, sequences and the recipe's epochs."""
     if runs.empty:
         return pd.DataFrame(columns=BUDGET_COLUMNS)
     on_tuning_seed = runs["seed"].isin(list(tuning_seeds)).to_numpy()
-    sequences, epochs = _train_sizes(runs, source)
+    sequences, epochs = _train_sizes(runs)
     frame = pd.DataFrame({
         **{k: runs[k].astype(str) for k in methods_of},
         "tuning": ((roles == "tuning").to_numpy() | ((roles == "evaluation").to_numpy() & on_tuning_seed)),

@@ -39,9 +39,10 @@ SECTIONS = (
                                  "ordered grid axis may be short of the method's optimum."),
     ("Seed rule", "seeds", "Stein's two-stage procedure: the spread of the paired differences on the first-stage "
                            "seeds fixes how many seeds each comparison uses and the half-width of its interval."),
-    ("Budget", "budget", "Cases, training steps, sequences and epochs spent per method, tuning and points beyond the "
-                         "grid included (the chosen configuration's tuning run is also its evaluation run on that "
-                         "seed). Train seconds are informational only: they depend on the load of the machine while "
+    ("Budget", "budget", "Cases, training steps, sequences (steps x batch) and the recipe's epochs per method, tuning "
+                         "and points beyond the grid included (the chosen configuration's tuning run is also its "
+                         "evaluation run on that seed); steps and sequences count what ran, early stopping included. "
+                         "Train seconds are informational only: they depend on the load of the machine while "
                          "each case ran, not on the method."),
 )  # fmt: skip
 
