@@ -156,9 +156,10 @@ def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | No
     ``host``: the plugin host every component is resolved from (default: the installed plugins,
     built once here); :func:`qbench.testing.registered_plugins` yields one with in-process plugins.
 
-    The cases run in rounds (:func:`qbench.planning.next_cases`): the tuning grid, then the chosen
-    configurations' seeds, then the seeds the seed rule still asks for; each round is decided from
-    the store, so an interrupted run resumes in whichever phase it stopped.
+    The cases run in rounds (:func:`qbench.planning.next_cases`): the tuning grid, the points beyond
+    an edge of it for the methods that chose one (``[tune] extend``), the chosen configurations'
+    first-stage seeds, then the seeds Stein's rule asks for; each round is decided from the store,
+    so an interrupted run resumes in whichever phase it stopped.
     """
     from qbench.planning import candidate_cases, extension_points, max_cases
 

@@ -158,6 +158,8 @@ def sign_flip_p_value(diffs: Sequence[float], shift: float = 0.0, side: str = "t
     """
     values = [float(d) - shift for d in diffs if not math.isnan(float(d))]
     n = len(values)
+    if n and max(values) == min(values):
+        return _equal_flips(values[0], n, side)
     if n == 0 or n > MAX_SIGN_FLIP_N:
         return math.nan
     observed = sum(values)
@@ -170,6 +172,18 @@ def sign_flip_p_value(diffs: Sequence[float], shift: float = 0.0, side: str = "t
     else:
         count = sum(1 for s in sums if abs(s) >= abs(observed) - tol)
     return min(1.0, count / len(sums))
+
+
+def _equal_flips(value: float, n: int, side: str) -> float:
+    """The sign-flip p-value of n equal values (any n): their flipped sum is value * (2k - n), k binomial."""
+    if value == 0:
+        return 1.0
+    positive = value > 0  # the observed sum is the largest (value > 0) or the smallest possible
+    if side == "two":
+        return min(1.0, 2.0 / 2**n)
+    if side == "less":
+        return 1.0 if positive else 1.0 / 2**n
+    return 1.0 / 2**n if positive else 1.0
 
 
 def stein_seeds(first_std: float, first_n: int, precision: float, minimum: int, maximum: int) -> int:

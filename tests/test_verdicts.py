@@ -42,6 +42,11 @@ def test_sign_flip_p_values_equal_a_brute_force_enumeration():
             assert sign_flip_p_value(diffs, shift, side) == pytest.approx(_brute_sign_flip(diffs, shift, side))
     assert sign_flip_p_value([0.1, 0.2, 0.3]) == 0.25  # 2 of 8 assignments as extreme
     assert sign_flip_p_value([0.1] * 5) == 2 / 32
+    for diffs in ([0.1] * 4, [-0.2] * 3, [0.0] * 3):  # equal values: the closed form, checked
+        for shift, side in ((0.0, "two"), (0.0, "less"), (0.0, "greater")):
+            assert sign_flip_p_value(diffs, shift, side) == pytest.approx(_brute_sign_flip(diffs, shift, side))
+    assert sign_flip_p_value([0.1] * 25) == 2 / 2**25  # beyond the enumeration, still exact
+    assert examine([0.1] * 25).test == "sign-flip" and examine([0.1] * 25).p == 2 / 2**25
 
 
 def test_t_p_values_are_scipys_one_and_two_sided():
