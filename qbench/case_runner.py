@@ -98,12 +98,13 @@ def host_from(host: Host | HostRecipe | None) -> Host:
     recipe = host if host is not None else HostRecipe()
     if recipe.extra_plugins:
         return recipe.build()
-    return _installed_host(recipe.load_entry_points)
+    return _installed_host(recipe.load_entry_points, recipe.disabled)
 
 
 @functools.lru_cache(maxsize=2)
-def _installed_host(load_entry_points: bool) -> Host:
-    return HostRecipe(load_entry_points=load_entry_points).build()
+def _installed_host(load_entry_points: bool, disabled: tuple[str, ...] | None = None) -> Host:
+    # the driver's disabled plugins travel with the recipe: a Dask worker elsewhere has another environment
+    return HostRecipe(load_entry_points=load_entry_points, disabled=disabled).build()
 
 
 def _train_and_measure(case: Case, device: str, threads: int | None, record: dict[str, Any],
@@ -115,6 +116,7 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
 
     if threads:
         torch.set_num_threads(threads)
+    provenance["torch_threads"] = torch.get_num_threads()
     entries = {
         "quantizer": host.registry("quantizer").get(case.quantizer.name),
         "cell": host.registry("cell").get(case.cell.name),
@@ -178,6 +180,10 @@ def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) ->
             continue
         except Exception as exc:  # one backend's bug must not discard the trained model's metrics
             record[R.HARDWARE_STATUS][spec.label] = f"error: {type(exc).__name__}: {exc}"
+            continue
+        problems = backend.measurement_problems(columns)
+        if problems:  # stored silently, a wrong column would reach the leaderboards unowned and unchecked
+            record[R.HARDWARE_STATUS][spec.label] = "error: " + "; ".join(problems)
             continue
         record[R.HARDWARE_STATUS][spec.label] = "ok"
         for column, value in columns.items():

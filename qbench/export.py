@@ -75,6 +75,29 @@ class ExportedLayer:
     #: the hidden-state quantizer's facts (scheme, bits, encoding, state) when it quantizes h at every step
     hidden_quantizer: dict[str, Any] | None = None
 
+    @classmethod
+    def from_tensors(cls, cell: str, input_size: int, hidden_size: int, tensors: dict[str, ExportedTensor],
+                     **facts: Any) -> ExportedLayer:  # fmt: skip
+        """The layer of a declared cell's tensors (in declaration order): ``w_input`` / ``w_recurrent`` /
+        ``b_input`` / ``b_recurrent`` are the tensors of those names, else the first of each role
+        (``b_recurrent`` only by name). Real exports and the kit's random models both use this.
+        ``facts``: the other fields (``elementwise``, ``state_size``, ``input_scale``, ...)."""
+
+        def named_or_role(name: str, role: str, optional: bool = False) -> ExportedTensor | None:
+            if name in tensors:
+                return tensors[name]
+            found = next((t for t in tensors.values() if t.role == role), None)
+            if found is None and not optional:
+                raise ValueError(f"a declared cell needs at least one tensor of role {role!r} (found "
+                                 f"{[(n, t.role) for n, t in tensors.items()]})")  # fmt: skip
+            return found
+
+        w_input, w_recurrent = named_or_role("w_input", "input"), named_or_role("w_recurrent", "recurrent")
+        assert w_input is not None and w_recurrent is not None
+        return cls(cell=cell, input_size=input_size, hidden_size=hidden_size, w_input=w_input,
+                   w_recurrent=w_recurrent, b_input=named_or_role("b_input", "bias", optional=True),
+                   b_recurrent=tensors.get("b_recurrent"), tensors=dict(tensors), **facts)  # fmt: skip
+
     @property
     def gate_blocks(self) -> int:
         return self.w_input.values.shape[0] // self.hidden_size

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qbench.errors import MatrixError, UsageError
+from qbench.errors import MatrixError, PluginError, UsageError
+from qbench.numerics import DEFAULT_MODE, MODES
 from qbench.protocol import TUNE_AXES, Protocol, SeedRule
 from qbench.trainconfig import TRAIN_PARAMS, resolve_limits, resolve_train
 
 AXES = ("quantizer", "cell", "dataset", "hardware")
-TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "limits", "exclude", "tune", "baseline", "compare", *AXES}
+TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "limits", "numerics", "exclude", "tune", "baseline",
+                  "compare", *AXES}
 SEED_RULE_KEYS = ("min", "max", "precision", "first")
 TUNE_KEYS = (*TUNE_AXES, "seeds", "metric", "extend")
 COMPARE_KEYS = ("margin", "claim")
@@ -108,6 +110,8 @@ class Matrix:
     #: ``[limits] case_timeout``: seconds a case may run (None: no limit). Not part of any case id.
     case_timeout: float | None = None
     protocol: Protocol | None = None
+    #: ``[numerics] mode``: ``native`` or ``portable`` (:mod:`qbench.numerics`). Not part of any case id.
+    numerics: str = "native"
 
     def __post_init__(self) -> None:
         if self.protocol is None:  # a matrix built by hand: the plain contract-1 protocol
@@ -159,6 +163,7 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
         )
     registry = host.registry(kind)
     specs: list[Spec] = []
+    probed: list[str] = []
     for index, entry in enumerate(entries):
         at = f"{where}: [[{kind}]] #{index + 1}"
         if not isinstance(entry, dict):
@@ -166,17 +171,23 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
         name = entry.get("name")
         if not isinstance(name, str):
             raise MatrixError(f"{at} needs a 'name' string (one of: {', '.join(registry) or 'none'})")
-        if name not in registry:
-            raise MatrixError(f"{at}: {registry.unknown_message(name)}")
-        cls = registry.get(name).cls
+        try:  # a bare name must mean one component; ``ORIGIN:name`` picks one of several
+            cls = registry.get(name).cls
+        except UsageError as exc:
+            raise MatrixError(f"{at}: {exc}") from None
         for params in _grid(at, entry):
             try:
                 component = cls(**params)
             except UsageError as exc:
                 raise MatrixError(f"{at}: {exc}") from None
             specs.append(Spec(name, dict(component.config), tuple(params)))
+            if kind == "quantizer":
+                probed += _probe_quantizer(at, registry.get(name), component)
             if built is not None:
                 built.append((specs[-1], component))
+    if probed:  # every quantizer that fails the probe, in one message
+        raise PluginError(" ".join(probed) if len(probed) == 1 else
+                          " ".join(f"({i}) {p}" for i, p in enumerate(probed, 1)))  # fmt: skip
     seen: set[str] = set()
     for spec in specs:
         key = _canonical(spec.as_dict())
@@ -184,6 +195,18 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
             raise MatrixError(f"{where}: [[{kind}]] lists {spec.label} twice; remove the duplicate")
         seen.add(key)
     return tuple(specs)
+
+
+def _probe_quantizer(at: str, entry: Any, quantizer: Any) -> list[str]:
+    """Quantize small tensors of every role the quantizer takes, before any case runs: a wrong shape
+    or dtype would otherwise fail inside each case's training (``mat2 must be a matrix``)."""
+    from qbench.quantprobe import probe_problems
+
+    problems = probe_problems(quantizer)
+    if not problems:
+        return []
+    return [f"{at}: quantizer {quantizer.label!r} of {entry.described()}: {'; '.join(problems)}; fix the plugin's "
+            "quantize(), or leave this quantizer out of the matrix"]
 
 
 def load_matrix(path: str | Path, host: Any = None) -> Matrix:
@@ -248,6 +271,7 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     hardware = _resolve_axis(where, "hardware", raw["hardware"], host) if "hardware" in raw else ()
     excludes = _check_excludes(where, raw.get("exclude", []), axes, seeds)
     limits = resolve_limits(where, raw.get("limits", {}))
+    numerics = _parse_numerics(where, raw.get("numerics", {}))
     baseline = raw.get("baseline", declared_baseline(host, [spec.name for spec in axes["quantizer"]]))
     if "baseline" in raw and (not isinstance(baseline, str) or not baseline):
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
@@ -267,7 +291,23 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
         name=name, path=where, digest=digest, description=description,
         quantizers=axes["quantizer"], cells=axes["cell"], datasets=axes["dataset"], hardware=hardware,
         seeds=tuple(seeds), train=train, excludes=excludes, case_timeout=limits["case_timeout"], protocol=protocol,
+        numerics=numerics,
     )
+
+
+def _parse_numerics(where: str, given: Any) -> str:
+    """``[numerics] mode = "native" | "portable"`` (the kernels cases may use; see qbench.numerics)."""
+    example = '[numerics] mode = "portable"'
+    if not isinstance(given, dict):
+        raise MatrixError(f"{where}: [numerics] must be a table, e.g. {example}")
+    unknown = sorted(set(given) - {"mode"})
+    if unknown:
+        raise MatrixError(f"{where}: [numerics] has no key {unknown[0]!r}; the only key is 'mode', e.g. {example}")
+    mode = given.get("mode", DEFAULT_MODE)
+    if mode not in MODES:
+        raise MatrixError(f"{where}: [numerics] mode = {mode!r} is not a mode; use one of: "
+                          f"{', '.join(repr(m) for m in MODES)}")  # fmt: skip
+    return mode
 
 
 def _check_training_needs(where: str, datasets: list[tuple[Spec, Any]], train: Mapping[str, Any],
@@ -288,13 +328,19 @@ def _check_training_needs(where: str, datasets: list[tuple[Spec, Any]], train: M
 
 def declared_baseline(host: Any, quantizers: Iterable[str]) -> str:
     """The quantizer that declares itself the full-precision baseline (``baseline = True``): one of
-    ``quantizers`` (names) if any, else any installed one (first by name), else "" (no baseline:
-    the leaderboards say there is no paired comparison)."""
+    ``quantizers`` (names as the matrix spells them, bare or qualified; the first by name) if any,
+    else any installed one (first by name), else "" (no baseline: the leaderboards say there is no
+    paired comparison)."""
     registry = host.registry("quantizer")
+    in_matrix = []
+    for name in set(quantizers):
+        try:
+            if getattr(registry.get(name).cls, "baseline", False) is True:
+                in_matrix.append(name)
+        except UsageError:  # a name of another host (records read back): not this one's to judge
+            continue
     declared = [name for name, entry in registry.items() if getattr(entry.cls, "baseline", False) is True]
-    wanted = set(quantizers)
-    in_matrix = [name for name in declared if name in wanted]
-    return (in_matrix or declared or [""])[0]
+    return (sorted(in_matrix) or declared or [""])[0]
 
 
 def _is_int(value: Any) -> bool:

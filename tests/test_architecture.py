@@ -28,11 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #: registries and the component contracts), so a new package must be placed here explicitly.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("qbench.cli", "qbench.__main__", "qbench.commands")),
-    ("run driver", ("qbench.driver", "qbench.runlock", "qbench.outdir", "qbench.interrupts", "qbench.publish")),
+    ("run driver", ("qbench.driver", "qbench.rerun", "qbench.runlock", "qbench.outdir", "qbench.interrupts", "qbench.publish")),
     (
         "planning / executors / store / leaderboard",
         (
             "qbench.matrix",
+            "qbench.quantprobe",
             "qbench.planning",
             "qbench.executors",
             "qbench.case_runner",
@@ -73,6 +74,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.markers",
             "qbench.version",
             "qbench.atomicio",
+            "qbench.numerics",
             "qbench.schemas",
         ),
     ),

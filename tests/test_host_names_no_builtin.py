@@ -33,6 +33,10 @@ ALLOWED = {
     ("qbench/training/model.py", "float", "the output layer's scheme (a float layer), not the quantizer"),
     ("qbench/training/stack.py", "gru", "torch's fused kernel names (a declared cell picks one)"),
     ("qbench/training/stack.py", "lstm", "torch's fused kernel names (a declared cell picks one)"),
+    ("qbench/components.py", "gru", "torch's fused kernel names (a declared cell picks one)"),
+    ("qbench/components.py", "lstm", "torch's fused kernel names (a declared cell picks one)"),
+    *(("qbench/components.py", scheme, "the hardware families a quantizer's scheme names (the contract, checked "
+       "at registration)") for scheme in ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed")),
 }
 #: the kits and the synthetic fixtures name built-ins on purpose (they exercise them)
 EXEMPT = ("qbench/testing/",)

@@ -57,7 +57,11 @@ def test_a_third_party_kit_run_lists_what_does_not_apply_instead_of_skipping(tmp
     out = listed = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     summary = out[out.index("qbench kit:"):]
-    assert "qbench kit: 14 checks do not apply to their component and were not run (deselected):" in summary
+    # 14 checks that do not fit the quantizers' gradient or state, and 19 of each quantizer's role
+    # checks for the hidden role, which neither ternary nor lsq (without hidden = true) takes
+    assert "qbench kit: 52 checks do not apply to their component and were not run (deselected):" in summary
+    assert sum("the quantizer does not quantize the 'hidden' role (its applies_to says so)" in line
+               for line in summary.splitlines()) == 2
     lines = {line.strip() for line in summary.splitlines()}
     for line in [
         "TestMyQuantizer: 3 x test_owned_gradient_is_finite_and_reaches_the_weights: the host's straight-through "

@@ -90,7 +90,8 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="qbench-parent-watch", daemon=True).start()
 
 
-def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: CaseRunner | None) -> None:
+def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: CaseRunner | None,
+                     numerics: str = "native") -> None:
     """Loop of one process-pool worker: receive a case, send back its record, until ``None`` or EOF.
 
     SIGINT is ignored here: Ctrl-C reaches the whole process group, and the driver alone decides
@@ -111,13 +112,29 @@ def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: C
                 return
             if case is None:
                 return
-            conn.send(("record", run_guarded(run, case, device, threads)))
+            conn.send(("record", run_guarded(run, case, device, threads, numerics)))
     except OSError:  # BrokenPipeError: the driver is gone or stopping; nothing to report to anyone
         return
 
 
-def run_guarded(run: CaseRunner, case: Any, device: str, threads: int) -> dict:
-    """Run a case; an exception that escapes the runner (it should catch its own) still becomes a record."""
+def run_guarded(run: CaseRunner, case: Any, device: str, threads: int, numerics: str = "native") -> dict:
+    """Run a case; an exception that escapes the runner (it should catch its own) still becomes a record.
+
+    In the portable numerics mode the case runs only if this process's kernels are pinned: a worker
+    that was started without the pins (a Dask worker started by hand, say) records an ``error``
+    saying how to start it, rather than numbers that would not reproduce elsewhere.
+    """
+    if numerics != "native":
+        from qbench.numerics import pinned_environment, problems
+
+        found = problems(numerics)
+        if found:
+            from qbench.case_runner import error_record
+
+            pins = " ".join(f"{k}={v}" for k, v in pinned_environment(numerics).items())
+            return error_record(case, f"numerics: this worker cannot compute in the {numerics} mode ("
+                                      f"{'; '.join(found)}); start it with {pins} in its environment, or run "
+                                      "with --numerics native", device=device)  # fmt: skip
     try:
         return run(case, device, threads)
     except Exception as exc:
@@ -126,7 +143,7 @@ def run_guarded(run: CaseRunner, case: Any, device: str, threads: int) -> dict:
         return error_record(case, f"{type(exc).__name__} outside the runner: {exc}", device=device)
 
 
-def dask_task(case: Any, device: str, threads: int, runner: CaseRunner | None) -> dict:
+def dask_task(case: Any, device: str, threads: int, runner: CaseRunner | None, numerics: str = "native") -> dict:
     """One case as a Dask task: the worker imports qbench and builds its plugin host itself."""
     configure_process(threads)
-    return run_guarded(runner or default_runner(), case, device, threads)
+    return run_guarded(runner or default_runner(), case, device, threads, numerics)

@@ -12,6 +12,7 @@ import dataclasses
 import pickle
 from typing import Any
 
+import numpy as np
 import torch
 
 from qbench.components import QuantContext
@@ -78,8 +79,16 @@ def check_learned_state_round_trip(stack: Any, x: torch.Tensor) -> None:
     for name, tensor in exported.tensors.items():
         ctx = stack.context(0, name, False)
         for key, value in (ctx.state or {}).items():
-            assert key in tensor.state, f"the export of {name} misses learned state {key!r}"
-            assert float(tensor.state[key]) == float(value.detach()), f"the export of {name}: stale {key!r}"
+            assert key in tensor.state, (
+                f"the export of {name} misses learned state {key!r}: expected keys {sorted(ctx.state or {})}, "
+                f"got {sorted(tensor.state)}")  # fmt: skip
+            # the state may be a scalar, a vector (per row) or a matrix: compared as float64 arrays
+            expected = value.detach().cpu().double().numpy()
+            got = np.asarray(tensor.state[key], dtype=np.float64)
+            assert got.shape == expected.shape and np.array_equal(got, expected), (
+                f"the export of {name}: learned state {key!r} is stale: expected shape {expected.shape} "
+                f"values {np.array2string(expected.ravel()[:4])}, got shape {got.shape} values "
+                f"{np.array2string(got.ravel()[:4])}")  # fmt: skip
 
 
 # -- declared cells -----------------------------------------------------------------------------

@@ -51,64 +51,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from qbench.components import HIDDEN_ROLE, Cell, QuantContext, Quantizer, TensorSpec
+from qbench.components import FUSED_NAMES, HIDDEN_ROLE, Cell, QuantContext, Quantizer, TensorSpec
 from qbench.errors import PluginError
 from qbench.export import ExportedLayer, ExportedTensor
 from qbench.ste import clip_shadow_, straight_through
 
-#: the tensor names torch's fused kernels take, in their order
-FUSED_NAMES = ("w_input", "w_recurrent", "b_input", "b_recurrent")
-FUSED_KERNELS = ("rnn_tanh", "gru", "lstm")
 #: offset between the case seed and the seed of the stochastic draws (initialisation uses the seed)
 DRAW_SEED_OFFSET = 0x5EED
 BN_GAMMA_INIT = 0.1
 
 
 def check_declaration(cell: Cell) -> None:
-    """Raise :class:`qbench.PluginError` naming what is wrong with a cell's declaration."""
+    """Raise :class:`qbench.PluginError` naming what is wrong with a cell's declaration (the rules
+    live on :class:`qbench.Cell`; the host already refused a class that breaks them at start-up,
+    this guards cells built without a host)."""
     where = f"cell {cell.name!r}"
-    specs = cell.tensors
-    if not specs:
+    if not cell.tensors:
         raise PluginError(f"{where}: declares no tensors (set `tensors` to a tuple of qbench.TensorSpec)")
-    if not all(isinstance(spec, TensorSpec) for spec in specs):
-        raise PluginError(f"{where}: every entry of `tensors` must be a qbench.TensorSpec")
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise PluginError(f"{where}: tensor names repeat: {names}")
-    if "hidden" not in cell.config:
-        raise PluginError(f"{where}: a declared cell needs a `hidden` parameter (units per layer)")
-    if int(cell.state_size) < 1:
-        raise PluginError(f"{where}: state_size must be >= 1, got {cell.state_size}")
-    from qbench.components import ELEMENTWISE_OPS
-
-    unknown = set(cell.elementwise) - set(ELEMENTWISE_OPS)
-    if unknown:
-        raise PluginError(f"{where}: elementwise has unknown operations {sorted(unknown)}; use {ELEMENTWISE_OPS}")
-    if cell.fused_kernel is not None:
-        if cell.fused_kernel not in FUSED_KERNELS:
-            raise PluginError(
-                f"{where}: fused_kernel must be one of {FUSED_KERNELS} or None, got {cell.fused_kernel!r}"
-            )
-        blocks = {"rnn_tanh": 1, "gru": 3, "lstm": 4}[cell.fused_kernel]
-        by_name = {spec.name: spec for spec in specs}
-        wanted = {
-            "w_input": ("matrix", "input"),
-            "w_recurrent": ("matrix", "hidden"),
-            "b_input": ("vector", None),
-        }
-        for name, (layout, reads) in wanted.items():
-            spec = by_name.get(name)
-            if spec is None or spec.layout != layout or (reads and spec.reads != reads) or spec.blocks != blocks:
-                raise PluginError(
-                    f"{where}: fused_kernel {cell.fused_kernel!r} needs a {layout} {name!r} of {blocks} gate "
-                    f"block(s){' reading the ' + reads if reads else ''}; declare it or set fused_kernel = None"
-                )
-        extra = set(names) - set(FUSED_NAMES)
-        if extra:
-            raise PluginError(f"{where}: fused_kernel {cell.fused_kernel!r} cannot use tensors {sorted(extra)}")
-        expected_state = 2 if cell.fused_kernel == "lstm" else 1
-        if cell.state_size != expected_state:
-            raise PluginError(f"{where}: fused_kernel {cell.fused_kernel!r} carries {expected_state} state tensor(s)")
+    problems = type(cell)._tensor_problems(cell.tensors)
+    if "hidden" not in cell.config and not any("`hidden`" in p for p in problems):
+        problems.append("a declared cell needs a `hidden` parameter (units per layer)")
+    if problems:
+        raise PluginError(f"{where}: " + "; ".join(problems))
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> torch.Tensor:
@@ -495,19 +459,9 @@ class QuantizedRecurrentStack(nn.Module):
                     "state": _state_arrays(ctx),
                 }
             exported.append(
-                ExportedLayer(
-                    cell=self.cell,
-                    input_size=layer.input_size,
-                    hidden_size=self.hidden,
-                    w_input=_named_or_role(tensors, "w_input", "input", self.specs),
-                    w_recurrent=_named_or_role(tensors, "w_recurrent", "recurrent", self.specs),
-                    b_input=_named_or_role(tensors, "b_input", "bias", self.specs, optional=True),
-                    b_recurrent=tensors.get("b_recurrent"),
-                    input_scale=scale,
-                    input_shift=shift,
-                    tensors=tensors,
-                    elementwise=dict(self.cell_decl.elementwise),
-                    state_size=int(self.cell_decl.state_size),
+                ExportedLayer.from_tensors(
+                    self.cell, layer.input_size, self.hidden, tensors, input_scale=scale, input_shift=shift,
+                    elementwise=dict(self.cell_decl.elementwise), state_size=int(self.cell_decl.state_size),
                     hidden_quantizer=hidden_facts,
                 )
             )
@@ -518,19 +472,6 @@ def _state_arrays(ctx: QuantContext) -> dict[str, np.ndarray]:
     if not ctx.state:
         return {}
     return {key: value.detach().cpu().double().numpy() for key, value in ctx.state.items()}
-
-
-def _named_or_role(
-    tensors: dict[str, ExportedTensor], name: str, role: str, specs: tuple[TensorSpec, ...], optional: bool = False
-) -> Any:
-    if name in tensors:
-        return tensors[name]
-    for spec in specs:
-        if spec.role == role:
-            return tensors[spec.name]
-    if optional:
-        return None
-    raise PluginError(f"a declared cell needs at least one tensor of role {role!r} (found {[s.name for s in specs]})")
 
 
 def build_stack(cell: Any, input_size: int, quantizer: Any, seed: int) -> Any:
