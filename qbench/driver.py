@@ -134,7 +134,8 @@ def stale_statuses(matrix: Matrix, store: Store, stored: dict[str, str],
     ``stale``, and ``{case id: what changed}``."""
     from qbench.planning import candidate_cases, stale_cases
 
-    cases = [c for c in candidate_cases(matrix) if stored.get(c.case_id) in DONE_STATUSES]
+    # points beyond the grid included: a stored extension case is resumed like any other
+    cases = [c for c in candidate_cases(matrix, every_extension=True) if stored.get(c.case_id) in DONE_STATUSES]
     stale = stale_cases(cases, store.records_for([c.case_id for c in cases]), host) if cases else {}
     return {**stored, **dict.fromkeys(stale, "stale")}, stale
 

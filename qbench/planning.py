@@ -18,7 +18,16 @@ from typing import Any
 
 from qbench.errors import UsageError
 from qbench.matrix import Case, Matrix, case_for, expand, methods
-from qbench.protocol import Decisions, Method, Observation, canonical, decide, primary_metric, selection_metric
+from qbench.protocol import (
+    Decisions,
+    Method,
+    Observation,
+    canonical,
+    decide,
+    possible_extensions,
+    primary_metric,
+    selection_metric,
+)
 
 
 @dataclass
@@ -106,15 +115,18 @@ def _moved_message(moved: Mapping[tuple[str, str, str], list[Case]]) -> str:
             "that makes new cases), or run into another --out")
 
 
-def candidate_cases(matrix: Matrix, extra: Mapping[Method, list[str]] | None = None) -> list[Case]:
+def candidate_cases(matrix: Matrix, extra: Mapping[Method, list[str]] | None = None,
+                    every_extension: bool = False) -> list[Case]:  # fmt: skip
     """Every case the protocol could ever ask for: each method, grid point and seed (up to the
-    maximum); ``extra``: the extension points each method reached ({method labels: [point]})."""
+    maximum); ``extra``: the extension points each method reached ({method labels: [point]});
+    ``every_extension``: every point an extension could reach, for every method (the stale check)."""
     protocol = matrix.fair
     cases = []
+    beyond = possible_extensions(protocol) if every_extension else []
     for method in methods(matrix):
         labels = (method[0].label, method[1].label, method[2].label)
-        points = [*protocol.points(), *(json.loads(p) for p in (extra or {}).get(labels, []))]
-        for point in points:
+        points = [*protocol.points(), *beyond, *(json.loads(p) for p in (extra or {}).get(labels, []))]
+        for point in {canonical(p): p for p in points}.values():
             for seed in protocol.seeds[: protocol.max_seeds]:
                 case = case_for(matrix, method, point, seed)
                 if case is not None:

@@ -372,6 +372,25 @@ def extension_value(values: Sequence[float], side: str) -> float | int:
     return float(f"{raw:.6g}")
 
 
+def possible_extensions(protocol: Protocol) -> list[dict[str, Any]]:
+    """Every point an extension could ever reach: each grid point with one ordered axis moved 1 to
+    ``extend`` steps beyond either edge (a superset of what any run asks for: the steps beyond an
+    edge do not depend on the results, only which are taken does)."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, values in protocol.grid:
+        if key not in protocol.ordered_keys:
+            continue
+        for side in ("top", "bottom"):
+            known = list(values)
+            for _ in range(protocol.extend):
+                value = extension_value(known, side)
+                known.append(value)
+                for point in protocol.points():
+                    moved = {**point, key: value}
+                    found.setdefault(canonical(moved), moved)
+    return list(found.values())
+
+
 def _edges(chosen: Mapping[str, Any], values: Mapping[str, list[Any]]) -> list[tuple[str, str]]:
     edges = []
     for key, known in values.items():

@@ -231,3 +231,16 @@ def test_validate_fails_on_an_altered_validation_value_or_verdict(tmp_path, caps
     db.commit()
     db.close()
     assert main(["validate", str(value_copy)]) == 1
+
+
+def test_a_stored_extension_case_is_checked_for_staleness_like_a_grid_case(tmp_path):
+    from qbench.planning import candidate_cases
+    from qbench.protocol import possible_extensions
+
+    _, matrix = _matrix(tmp_path, extend=2)
+    assert sorted(p["train.lr"] for p in possible_extensions(matrix.fair)) == [0.00125, 0.0025, 0.04, 0.08]
+    every = {c.case_id for c in candidate_cases(matrix, every_extension=True)}
+    records: dict = {}
+    _drive(matrix, records)
+    assert set(records) <= every  # whatever a run reaches, the stale check looks at
+    assert not set(records) <= {c.case_id for c in candidate_cases(matrix)}
