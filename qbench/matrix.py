@@ -436,7 +436,8 @@ def _parse_compare(where: str, compare: Any,
             if not math.isnan(margin):
                 margins.append((label, column, margin))
     if "claim" in compare and not margins:
-        raise MatrixError(f"{where}: [compare] claim = {claim!r} needs a margin: add margin = {{ <test metric> = ... }}")
+        raise MatrixError(f"{where}: [compare] claim = {claim!r} needs a margin: add "
+                          "margin = { <test metric> = ... }")
     return tuple(sorted(margins)), str(claim)
 
 

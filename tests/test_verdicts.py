@@ -223,8 +223,9 @@ def _margin_plugin(margin: float):
     import dataclasses
     import types
 
-    import qbench
     from qbench_builtins.datasets.pydoc_char import PydocChar
+
+    import qbench
 
     metrics = tuple(dataclasses.replace(m, margin=margin) for m in PydocChar.metrics)
     dataset = type("MarginChar", (PydocChar,), {"name": "margin-char", "metrics": metrics})
