@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qbench.grids import edges_of, extension_value, ordered_values
 from qbench.metrics import declared_primary, declared_selection, first_test_column
 from qbench.stats import stein_seeds, summarize, t975
 
@@ -342,36 +343,6 @@ class Decisions:
         return set(self.candidate_seeds[: self.seeds.get(method, 0)])
 
 
-# -- the grid's edges ------------------------------------------------------------------------
-
-
-def ordered_values(values: Sequence[Any]) -> bool:
-    """Whether a tuned axis is an ordered numeric grid: numbers (not booleans), two distinct or more."""
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return len(numbers) == len(values) and len(set(numbers)) >= 2 and all(math.isfinite(v) for v in numbers)
-
-
-def extension_value(values: Sequence[float], side: str) -> float | int:
-    """The next value beyond the ``side`` ("top" | "bottom") edge on the grid's own spacing.
-
-    Positive values: the ratio of the two outermost values at that edge (a geometric grid keeps
-    its ratio); otherwise their difference. Rounded to 6 significant digits (0.04, not
-    0.040000000000000001); a grid of integers stays integer and always moves.
-    """
-    ordered = sorted(set(values))
-    edge, inner = (ordered[-1], ordered[-2]) if side == "top" else (ordered[0], ordered[1])
-    if all(v > 0 for v in ordered):
-        raw = edge * (edge / inner)
-    else:
-        raw = edge + (edge - inner)
-    if all(isinstance(v, int) for v in ordered):
-        step = round(raw)
-        if step == edge:
-            step = edge + (1 if side == "top" else -1)
-        return int(step)
-    return float(f"{raw:.6g}")
-
-
 def possible_extensions(protocol: Protocol) -> list[dict[str, Any]]:
     """Every point an extension could ever reach: each grid point with one ordered axis moved 1 to
     ``extend`` steps beyond either edge (a superset of what any run asks for: the steps beyond an
@@ -389,17 +360,6 @@ def possible_extensions(protocol: Protocol) -> list[dict[str, Any]]:
                     moved = {**point, key: value}
                     found.setdefault(canonical(moved), moved)
     return list(found.values())
-
-
-def _edges(chosen: Mapping[str, Any], values: Mapping[str, list[Any]]) -> list[tuple[str, str]]:
-    edges = []
-    for key, known in values.items():
-        value = chosen.get(key)
-        if value == max(known):
-            edges.append((key, "top"))
-        elif value == min(known):
-            edges.append((key, "bottom"))
-    return edges
 
 
 # -- selection ---------------------------------------------------------------------------------
@@ -451,7 +411,7 @@ def select(observations: Sequence[Observation], protocol: Protocol, directions: 
         for step in range(1, protocol.extend + 1):
             if chosen is None or not complete or not ordered:
                 break
-            edges = _edges(json.loads(chosen), values)
+            edges = edges_of(json.loads(chosen), values)
             if not edges:
                 break
             fresh = []
@@ -468,7 +428,7 @@ def select(observations: Sequence[Observation], protocol: Protocol, directions: 
                 break
             selection = Selection(method, chosen, summaries, complete)
         if ordered and selection.bracket != "extending":
-            edges = _edges(json.loads(selection.chosen), values) if selection.chosen is not None else []
+            edges = edges_of(json.loads(selection.chosen), values) if selection.chosen is not None else []
             selection.bracket = "unbracketed" if edges else "bracketed" if selection.chosen is not None else ""
             selection.edges = [f"{key}={json.dumps(json.loads(selection.chosen)[key])} ({side} edge)"
                                for key, side in edges]  # fmt: skip

@@ -59,7 +59,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("shared services", ("qbench.training", "qbench.trainconfig", "qbench.datacache", "qbench.ste",
-                         "qbench.protocol", "qbench.stats", "qbench.verdicts")),
+                         "qbench.protocol", "qbench.grids", "qbench.stats", "qbench.verdicts")),
     (
         "component contracts",
         (

@@ -14,9 +14,10 @@ import math
 import pytest
 
 from qbench.cli import main
+from qbench.grids import extension_value, ordered_values
 from qbench.matrix import load_matrix
 from qbench.planning import bracket_lines, next_cases
-from qbench.protocol import Observation, Protocol, canonical, extension_value, ordered_values, select
+from qbench.protocol import Observation, Protocol, canonical, select
 from qbench.store import Store
 from tests.synthetic import make_record
 
