@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "qbench.commands.pack",
     "qbench.commands.merge",
     "qbench.commands.site",
+    "qbench.commands.export",
 )
 
 

@@ -221,6 +221,33 @@ class Quantizer(Component):
         """Storage bits of one quantized weight (memory columns of the leaderboard)."""
         raise NotImplementedError
 
+    def for_role(self, role: str) -> Quantizer:
+        """The quantizer of ``role``: this one, unless the matrix composed a quantizer per role
+        (:class:`qbench.roles.RoleQuantizers`); read ``owns_gradient`` and ``scheme`` from it."""
+        return self
+
+    def role_bits(self, role: str) -> float:
+        """Declared cost: bits of each value this quantizer produces for ``role``.
+
+        A weight's storage bits, and for ``"hidden"`` the width of the quantized state that the
+        next step reads (an activation quantizer's ``act_bits``). The export carries it
+        (``ExportedTensor.bits``, ``ExportedLayer.hidden_quantizer["bits"]``) and the host's
+        ``weight_bytes``, ``energy`` and the simulator price it. Default: :meth:`bits_per_weight`.
+        """
+        return float(self.bits_per_weight())
+
+    def learned_state_bits(self, role: str) -> float:
+        """Declared cost: storage bits of one element of the learned state of a ``role`` tensor
+        (what :meth:`init_state` returns: a step, a scale). Default 32: float32, as trained.
+        ``weight_bytes`` counts it beside the weights."""
+        return 32.0
+
+    def code_scale(self, ctx: QuantContext) -> float | None:
+        """Declared format: the value of one integer code when :meth:`quantize` returns integer
+        codes times one scale per tensor (LSQ's learned step); None otherwise (default).
+        Backends read it from ``ExportedTensor.scale`` instead of a quantizer's own encoding keys."""
+        return None
+
     def shadow_bound(self, ctx: QuantContext) -> float | None:
         """Bound B such that the host clips shadow weights to [-B, B] after each update; None: no clip."""
         return None
@@ -249,7 +276,9 @@ class TensorSpec:
         bound; None: Glorot of the map (matrix reading input: (n, h); reading hidden: (h, h); a
         vector: its layer's input-matrix fans, as a bias; a diagonal: (1, 1)).
     :param init: ``"glorot"`` (uniform on [-W0, W0], drawn from the cell's seeded generator in
-        declaration order), ``"positive"`` (uniform on [0, W0], same generator) or ``"zeros"``.
+        declaration order), ``"positive"`` (uniform on [0, W0], same generator), ``"zeros"``, or a
+        range ``(low, high)``: uniform on [low, high] from the same generator (``(1.0, 1.0)``: ones;
+        a forget-gate bias, a decay in (0, 1)), whatever the fans.
     """
 
     name: str
@@ -258,7 +287,7 @@ class TensorSpec:
     blocks: int = 1
     reads: str = "input"
     fans: tuple[int, int] | None = None
-    init: str = "glorot"
+    init: str | tuple[float, float] = "glorot"
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -267,9 +296,20 @@ class TensorSpec:
             raise ValueError(f"TensorSpec {self.name!r}: layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.reads not in ("input", "hidden"):
             raise ValueError(f"TensorSpec {self.name!r}: reads must be 'input' or 'hidden', got {self.reads!r}")
-        if self.init not in ("glorot", "positive", "zeros"):
+        if isinstance(self.init, (tuple, list)):
+            import math
+
+            ok = len(self.init) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in self.init
+            )
+            if not ok or self.init[0] > self.init[1]:
+                raise ValueError(f"TensorSpec {self.name!r}: an init range is (low, high) with finite numbers "
+                                 f"low <= high, got {self.init!r}")  # fmt: skip
+            object.__setattr__(self, "init", (float(self.init[0]), float(self.init[1])))
+        elif self.init not in ("glorot", "positive", "zeros"):
             raise ValueError(
-                f"TensorSpec {self.name!r}: init must be 'glorot', 'positive' or 'zeros', got {self.init!r}"
+                f"TensorSpec {self.name!r}: init must be 'glorot', 'positive', 'zeros' or a range (low, high), "
+                f"got {self.init!r}"
             )
         if self.blocks < 1:
             raise ValueError(f"TensorSpec {self.name!r}: blocks must be >= 1, got {self.blocks}")
@@ -301,6 +341,11 @@ class TensorSpec:
 
 #: element-wise operations a declared cell may list per hidden unit (``Cell.elementwise``)
 ELEMENTWISE_OPS = ("mults", "adds", "sigmoids", "tanhs", "relus")
+
+def has_scan(cell: type[Cell] | Cell) -> bool:
+    """Whether a declared cell offers a parallel training path (overrides :meth:`Cell.scan`)."""
+    cls = cell if isinstance(cell, type) else type(cell)
+    return getattr(cls, "scan", Cell.scan) is not Cell.scan
 
 
 class Cell(Component):
@@ -346,10 +391,10 @@ class Cell(Component):
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
             problems.append(f"tensor names repeat: {names}; give each tensor its own name")
-        for role in ("input", "recurrent"):
-            if not any(spec.role == role for spec in specs):
-                problems.append(f"a declared cell needs at least one tensor of role {role!r} (found "
-                                f"{[(spec.name, spec.role) for spec in specs]}); declare one")  # fmt: skip
+        # a recurrent tensor is optional: an element-wise recurrence (minGRU) reads the state in step only
+        if not any(spec.role == "input" for spec in specs):
+            problems.append(f"a declared cell needs at least one tensor of role 'input' (found "
+                            f"{[(spec.name, spec.role) for spec in specs]}); declare one")  # fmt: skip
         if "hidden" not in getattr(cls, "params", {}):
             problems.append("a declared cell needs a `hidden` parameter (units per layer); add "
                             "params = {'hidden': qbench.Param(int, ...)}")  # fmt: skip
@@ -364,6 +409,8 @@ class Cell(Component):
         kernel = getattr(cls, "fused_kernel", None)
         if kernel is not None:
             problems += cls._fused_problems(kernel, specs, state_size)
+            if has_scan(cls):
+                problems.append("declares both a fused_kernel and a scan (the host would use the kernel); keep one")
         return problems
 
     @staticmethod
@@ -393,6 +440,22 @@ class Cell(Component):
         """One time step: input ``x [B, n]``, ``state`` (``state_size`` tensors ``[B, h]``, h
         first), the layer's quantized tensors ``w`` by name -> the new state (h first)."""
         raise NotImplementedError(f"cell {self.name!r} declares tensors but does not define step()")
+
+    def scan(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], w: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Optional parallel path: the whole sequence at once, the same numbers as :meth:`step` looped.
+
+        ``x [T, B, n]``, ``state`` (``state_size`` tensors ``[B, h]``), the quantized tensors ``w``
+        -> (h at every step ``[T, B, h]``, the final state tuple). A cell whose recurrence is
+        element-wise and linear in the state (``h' = a(x) * h + b(x)``: minGRU, minLSTM, diagonal
+        linear RNNs) computes it with a scan (cumulative products, in log space for stability)
+        instead of T sequential steps. The host uses it for training and evaluation whenever the
+        cell defines it and the hidden state is not quantized per step (that needs the per-step
+        loop); the cell kit checks it against the per-step reference (outputs and gradients).
+        Not defined by default.
+        """
+        raise NotImplementedError(f"cell {self.name!r} offers no scan")
 
     def build(self, input_size: int, quantizer: Quantizer, seed: int) -> torch.nn.Module:
         """Return a module mapping time-major inputs ``[T, B, input_size]`` to ``([T, B, hidden], state)``.

@@ -51,7 +51,7 @@ def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[
         return float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else math.nan
 
     obs = Observation(
-        method=case.method, quantizer=case.quantizer.name, point=canonical(dict(case.tuned)), seed=case.seed,
+        method=case.method, quantizer=case.quantizer.identity, point=canonical(dict(case.tuned)), seed=case.seed,
         status=str(record.get("status", "error")), valid=value(chosen_by), primary=value(primary),
         case_id=case.case_id,
     )  # fmt: skip

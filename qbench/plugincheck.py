@@ -124,6 +124,16 @@ def cell_checks(cell_cls: Any, quantizer: Any) -> list[tuple[str, Callable[[], N
             checks.check_fused_matches_reference(stack, x)
 
         found.append(("fused vs reference", fused))
+    from qbench.components import has_scan
+
+    if has_scan(cell_cls):
+        x_scan = torch.randn(6, 2, INPUT, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+        def scanned() -> None:
+            stack = build_stack(cell, INPUT, quantizer, 0).double().train()
+            checks.check_fused_matches_reference(stack, x_scan, fast="scan")
+
+        found.append(("scan vs reference", scanned))
     return found
 
 

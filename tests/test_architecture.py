@@ -71,6 +71,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.errors",
             "qbench.data",
             "qbench.export",
+            "qbench.roles",
             "qbench.markers",
             "qbench.version",
             "qbench.atomicio",

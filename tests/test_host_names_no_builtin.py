@@ -17,9 +17,9 @@ COLUMN_NAMES = ("bpc", "energy_pj_per_token", "energy_pj_per_sequence", "sim_exa
 #: built-in component names (every quantizer, cell, dataset and backend of plugins/ and examples/):
 #: found as whole string literals (prose in docstrings may mention them)
 COMPONENT_NAMES = ("float", "pow2-ternary", "exponential", "ternary", "binary", "fixed", "learned-binary", "twn",
-                   "lsq", "ttq", "rnn", "lstm", "gru", "indrnn", "diagonal-rnn", "pydoc-char", "brown-char",
-                   "ptb-char", "text8", "digits-rows", "mnist-rows", "fsdd", "delayed-copy", "digits", "shift-add",
-                   "energy", "opcount")  # fmt: skip
+                   "lsq", "ttq", "rnn", "lstm", "gru", "indrnn", "mingru", "diagonal-rnn", "pydoc-char", "brown-char",
+                   "ptb-char", "text8", "digits-rows", "mnist-rows", "fsdd", "adding-problem", "delayed-copy", "digits",
+                   "shift-add", "energy", "opcount")  # fmt: skip
 #: (file, name, reason): what is left, each a name of the host's own vocabulary, not a component's
 ALLOWED = {
     ("qbench/metrics.py", "bpc", "contract-1 datasets that declare no metrics keep their column names"),

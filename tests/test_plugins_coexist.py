@@ -259,25 +259,38 @@ def test_an_unmarked_misspelled_hook_names_the_right_one(fake_distribution):
     assert "did you mean 'qbench_register_quantizers'" in message
 
 
-def test_a_declared_cell_without_a_recurrent_tensor_is_refused_at_registration(fake_distribution):
+def test_a_declared_cell_without_an_input_tensor_is_refused_at_registration(fake_distribution):
+    """A recurrent tensor is optional (an element-wise recurrence such as minGRU's, issue 29); a tensor
+    that reads the layer's input is not: the rule is checked when the plugin registers."""
     source = textwrap.dedent("""
     import qbench
 
-    class Feedforward(qbench.Cell):
-        name = "feedforward"
+    class Leaky(qbench.Cell):
+        name = "leaky"
         params = {"hidden": qbench.Param(int, 8, "units")}
         tensors = (qbench.TensorSpec("w_input", "input"), qbench.TensorSpec("b_input", "bias", layout="vector"))
 
         def step(self, x, state, w):
-            return (x @ w["w_input"].t() + w["b_input"],)
+            return (0.5 * state[0] + x @ w["w_input"].t() + w["b_input"],)
+
+    class Constant(qbench.Cell):
+        name = "constant"
+        params = {"hidden": qbench.Param(int, 8, "units")}
+        tensors = (qbench.TensorSpec("u", "recurrent", layout="diagonal"),)
+
+        def step(self, x, state, w):
+            return (w["u"] * state[0],)
 
     @qbench.hookimpl
     def qbench_register_cells():
-        return [Feedforward]
+        return [Leaky]
     """)
-    fake_distribution("acme-cell", {"ff": "ff_plugin"}, {"ff_plugin": source})
-    broken = next(info for info in get_host().plugins if info.name == "ff").broken
-    assert "cell 'feedforward': a declared cell needs at least one tensor of role 'recurrent'" in broken
+    broken_source = source.replace("return [Leaky]", "return [Constant]")
+    fake_distribution("acme-cell", {"leaky": "leaky_plugin", "const": "const_plugin"},
+                      {"leaky_plugin": source, "const_plugin": broken_source})  # fmt: skip
+    plugins = {info.name: info for info in get_host().plugins}
+    assert not plugins["leaky"].broken  # no recurrent tensor: accepted
+    assert "cell 'constant': a declared cell needs at least one tensor of role 'input'" in plugins["const"].broken
 
 
 # -- checks that fit the docs: learned state of any shape ------------------------------------------

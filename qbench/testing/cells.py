@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from qbench.components import has_scan
 from qbench.testing.applicability import JudgedKit
 from qbench.testing.checks import TOLERANCE, check_counts, check_fused_matches_reference, traced_operations
 from qbench.training.stack import build_stack
@@ -72,6 +73,8 @@ class CellContract(JudgedKit):
         declared = bool(getattr(cell, "tensors", ()))
         if test == "test_fused_matches_reference" and declared and not getattr(cell, "fused_kernel", None):
             return "the cell declares no fused kernel: the host runs its per-step reference only"
+        if test == "test_scan_matches_reference" and not has_scan(cell):
+            return "the cell offers no scan: the host runs its per-step reference (or fused kernel) only"
         if test == "test_counts_equal_the_declaration" and not declared:
             return "a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)"
         return None
@@ -224,8 +227,9 @@ class CellContract(JudgedKit):
                     assert (tensor.role, tensor.layout) == (spec.role, spec.layout), (
                         f"{spec.name}: expected role and layout {(spec.role, spec.layout)}, got "
                         f"{(tensor.role, tensor.layout)}")  # fmt: skip
-                    assert tensor.values.dtype == np.float64 and tensor.scheme == quantizer.scheme, (
-                        f"{spec.name}: expected float64 values of scheme {quantizer.scheme!r}, got "
+                    owner = quantizer.for_role(spec.role)  # a quantizer per role: each role's own scheme
+                    assert tensor.values.dtype == np.float64 and tensor.scheme == owner.scheme, (
+                        f"{spec.name}: expected float64 values of scheme {owner.scheme!r}, got "
                         f"{tensor.values.dtype} of scheme {tensor.scheme!r}")  # fmt: skip
                 continue
             # a contract-1 stack: torch's dense layout
@@ -246,7 +250,8 @@ class CellContract(JudgedKit):
         first, second = stack.export_layers(), stack.export_layers()
         for a, b in zip(first, second, strict=True):
             np.testing.assert_array_equal(a.w_input.values, b.w_input.values)
-            np.testing.assert_array_equal(a.w_recurrent.values, b.w_recurrent.values)
+            if a.w_recurrent is not None:  # None: a cell without a recurrent tensor
+                np.testing.assert_array_equal(a.w_recurrent.values, b.w_recurrent.values)
             for name, tensor in a.tensors.items():
                 np.testing.assert_array_equal(tensor.values, b.tensors[name].values)
 
@@ -276,6 +281,12 @@ class CellContract(JudgedKit):
         if not (hasattr(stack, "implementation") and hasattr(stack, "seed_draws")):
             pytest.skip("a contract-1 stack without implementation / seed_draws: declare the cell (contract 2)")
         check_fused_matches_reference(stack, self.inputs())
+
+    def test_scan_matches_reference(self, cell: Any, quantizer: Any) -> None:
+        """The cell's scan and its per-step ``step`` agree: outputs, final state and every gradient."""
+        if not has_scan(cell):
+            pytest.skip("the cell offers no scan")
+        check_fused_matches_reference(self.build(cell, quantizer).train(), self.inputs(), fast="scan")
 
     # -- operation counts -----------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qbench.components import FUSED_NAMES, HIDDEN_ROLE, Cell, QuantContext, Quantizer, TensorSpec
+from qbench.components import FUSED_NAMES, HIDDEN_ROLE, Cell, QuantContext, Quantizer, TensorSpec, has_scan
 from qbench.errors import PluginError
 from qbench.export import ExportedLayer, ExportedTensor
 from qbench.ste import clip_shadow_, straight_through
@@ -98,7 +98,10 @@ class RecurrentLayer(nn.Module):
         self.specs = specs
         for spec in specs:
             shape = spec.shape(input_size, hidden)
-            if spec.init in ("glorot", "positive"):
+            if isinstance(spec.init, tuple):  # a declared range
+                low, high = spec.init
+                value = torch.rand(shape, generator=init, dtype=torch.float32) * (high - low) + low
+            elif spec.init in ("glorot", "positive"):
                 fan_in, fan_out = spec.context_fans(input_size, hidden)
                 value = _uniform(shape, math.sqrt(6.0 / (fan_in + fan_out)), init)
                 if spec.init == "positive":
@@ -142,7 +145,8 @@ class QuantizedRecurrentStack(nn.Module):
         self.num_layers = int(config.get("layers", 1))
         self.quantizer = quantizer
         self.seed = int(seed)
-        self.implementation = "fused" if cell.fused_kernel else "loop"
+        #: "fused" (torch's kernel), "scan" (the cell's parallel path) or "loop" (the per-step reference)
+        self.implementation = "fused" if cell.fused_kernel else ("scan" if has_scan(cell) else "loop")
         #: write the quantized values into a flat kernel buffer (None: on CUDA only; see _flat_buffers)
         self.flat_weights: bool | None = None
         self._flat: dict[tuple[int, str, torch.dtype], list[torch.Tensor]] = {}
@@ -175,6 +179,20 @@ class QuantizedRecurrentStack(nn.Module):
         """Whether this forward uses torch's fused kernel."""
         return self.implementation == "fused" and self.cell_decl.fused_kernel is not None and not self.quantize_hidden
 
+    @property
+    def scanned(self) -> bool:
+        """Whether this forward uses the cell's scan (a quantized hidden state needs the per-step loop)."""
+        return self.implementation == "scan" and has_scan(self.cell_decl) and not self.quantize_hidden
+
+    def _scan(self, x: torch.Tensor, state: tuple[torch.Tensor, ...], tensors: dict[str, torch.Tensor]
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # fmt: skip
+        outputs, final = self.cell_decl.scan(x, tuple(s[0] for s in state), tensors)
+        size = int(self.cell_decl.state_size)
+        if tuple(outputs.shape) != (*x.shape[:2], self.hidden) or len(final) != size:
+            raise PluginError(f"cell {self.cell!r}: scan returned outputs {tuple(outputs.shape)} and {len(final)} "
+                              f"state tensor(s); expected {(*x.shape[:2], self.hidden)} and {size}")  # fmt: skip
+        return outputs, tuple(s.unsqueeze(0) for s in final)
+
     # -- learned quantizer state ----------------------------------------------------------------
 
     def _init_quantizer_state(self) -> None:
@@ -192,11 +210,16 @@ class QuantizedRecurrentStack(nn.Module):
                 if HIDDEN_ROLE in layer.quant_state:
                     # persistent: a checkpoint or a pickled copy does not initialise a second time
                     layer.register_buffer("hidden_state_ready", torch.zeros((), dtype=torch.bool))
-        if any(len(layer.quant_state) for layer in self.recurrent_layers()) and not self.quantizer.owns_gradient:
-            raise PluginError(
-                f"quantizer {self.quantizer.name!r}: init_state returns learned state but owns_gradient is False; "
-                "its state would never receive a gradient (set owns_gradient = True and make quantize differentiable)"
-            )
+        for layer in self.recurrent_layers():
+            for name in layer.quant_state:
+                role = HIDDEN_ROLE if name == HIDDEN_ROLE else next(s.role for s in self.specs if s.name == name)
+                owner = self.quantizer.for_role(role)
+                if not owner.owns_gradient:
+                    raise PluginError(
+                        f"quantizer {owner.name!r}: init_state returns learned state but owns_gradient is False; "
+                        "its state would never receive a gradient (set owns_gradient = True and make quantize "
+                        "differentiable)"
+                    )
 
     def _add_state(self, layer: RecurrentLayer, name: str, state: Mapping[str, torch.Tensor]) -> None:
         if state:
@@ -253,16 +276,15 @@ class QuantizedRecurrentStack(nn.Module):
         training = self.training
         self.generator  # noqa: B018 - (re)creates the generator and contexts on the weights' device
         quantizer = self.quantizer
-        owns = quantizer.owns_gradient
         flat = None
-        if self.fused and not owns:
+        if self.fused and not self._any_owns_gradient():
             first = getattr(layer, self.specs[0].name)
             use_flat = first.is_cuda if self.flat_weights is None else self.flat_weights
             flat = self._flat_buffers(index) if use_flat else None
         tensors: dict[str, torch.Tensor] = {}
         for position, (name, shadow) in enumerate(layer.shadow_tensors()):
             ctx = self.context(index, name, training)
-            if owns:
+            if quantizer.for_role(ctx.role).owns_gradient:
                 tensors[name] = quantizer.quantize(shadow, ctx)
                 continue
             with torch.no_grad():
@@ -281,8 +303,12 @@ class QuantizedRecurrentStack(nn.Module):
         else:
             layer = self.recurrent_layers()[index]
             use_flat = self._flat.get((index, str(layer.zero_bias.device), layer.w_input.dtype))
-            weights.append(layer.zero_bias if use_flat is None or self.quantizer.owns_gradient else use_flat[3])
+            weights.append(layer.zero_bias if use_flat is None or self._any_owns_gradient() else use_flat[3])
         return weights
+
+    def _any_owns_gradient(self) -> bool:
+        """Whether the quantizer of some weight role owns its gradient (no flat kernel buffer then)."""
+        return any(self.quantizer.for_role(spec.role).owns_gradient for spec in self.specs)
 
     def _flat_buffers(self, index: int) -> list[torch.Tensor]:
         """The "dual copy" of performance.md: four tensors that are views of one cuDNN weight buffer.
@@ -330,6 +356,8 @@ class QuantizedRecurrentStack(nn.Module):
             layer_state = tuple(s[index : index + 1] for s in states)
             if self.fused:
                 x, final = self._fused(x, layer_state, self.quantized_weights(index))
+            elif self.scanned:
+                x, final = self._scan(x, layer_state, self.quantized_tensors(index))
             else:
                 from qbench.training.reference import run_layer
 
@@ -368,7 +396,7 @@ class QuantizedRecurrentStack(nn.Module):
     def _hidden_quantizer(self, index: int) -> Any:
         ctx = self.context(index, HIDDEN_ROLE, self.training)
         quantizer = self.quantizer
-        if quantizer.owns_gradient:
+        if quantizer.for_role(HIDDEN_ROLE).owns_gradient:
             return lambda h: quantizer.quantize(h, ctx)
 
         def through(h: torch.Tensor) -> torch.Tensor:
@@ -432,14 +460,18 @@ class QuantizedRecurrentStack(nn.Module):
                 shadow = getattr(layer, spec.name)
                 ctx = self.context(index, spec.name, False)
                 values = quantizer.quantize(shadow.detach(), ctx)
+                owner = quantizer.for_role(ctx.role)
                 tensors[spec.name] = ExportedTensor(
                     values=values.cpu().double().numpy(),
                     role=ctx.role,
-                    scheme=quantizer.scheme,
-                    bits=float(quantizer.bits_per_weight()),
-                    encoding=dict(quantizer.encoding(ctx)),
+                    scheme=owner.scheme,
+                    bits=float(owner.role_bits(ctx.role)),
+                    encoding=dict(owner.encoding(ctx)),
                     layout=spec.layout,
                     state=_state_arrays(ctx),
+                    state_bits=float(owner.learned_state_bits(ctx.role)),
+                    scale=_optional_float(owner.code_scale(ctx)),
+                    quantizer=owner.label,
                 )
             scale = shift = None
             if layer.norm is not None:
@@ -452,11 +484,15 @@ class QuantizedRecurrentStack(nn.Module):
             hidden_facts = None
             if self.quantize_hidden:
                 ctx = self.context(index, HIDDEN_ROLE, False)
+                owner = quantizer.for_role(HIDDEN_ROLE)
                 hidden_facts = {
-                    "scheme": quantizer.scheme,
-                    "bits": float(quantizer.bits_per_weight()),
-                    "encoding": dict(quantizer.encoding(ctx)),
+                    "scheme": owner.scheme,
+                    "bits": float(owner.role_bits(HIDDEN_ROLE)),
+                    "encoding": dict(owner.encoding(ctx)),
                     "state": _state_arrays(ctx),
+                    "state_bits": float(owner.learned_state_bits(HIDDEN_ROLE)),
+                    "scale": _optional_float(owner.code_scale(ctx)),
+                    "quantizer": owner.label,
                 }
             exported.append(
                 ExportedLayer.from_tensors(
@@ -466,6 +502,10 @@ class QuantizedRecurrentStack(nn.Module):
                 )
             )
         return exported
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _state_arrays(ctx: QuantContext) -> dict[str, np.ndarray]:
