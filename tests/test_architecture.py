@@ -61,7 +61,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("shared services", ("qbench.training", "qbench.trainconfig", "qbench.datacache", "qbench.ste",
-                         "qbench.protocol", "qbench.stats")),
+                         "qbench.protocol", "qbench.grids", "qbench.stats", "qbench.verdicts")),
     (
         "component contracts",
         (

@@ -72,7 +72,7 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     out_dir.mkdir(parents=True, exist_ok=True)
     fair = apply_protocol(frame, protocol)
     table = tuned_rows(fair)
-    pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha)
+    pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
     used = fair.used
     trends = compute_trends(used, fair.protocol.baseline)
     with StagedFiles() as staged:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.fairness import BUDGET_COLUMNS, SEED_COLUMNS, SELECTION_COLUMNS, FairView
+from qbench.leaderboard.fairness import BRACKET_COLUMNS, BUDGET_COLUMNS, SEED_COLUMNS, SELECTION_COLUMNS, FairView
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
 from qbench.leaderboard.tables import PAIRED_COLUMNS
 
@@ -123,6 +123,7 @@ def fairness_head(fair: FairView) -> dict[str, Any]:
         "selection": _split(fair.selection, SELECTION_COLUMNS),
         "seed_rule": _split(fair.seeds, SEED_COLUMNS),
         "budget": _split(fair.budget, BUDGET_COLUMNS),
+        "bracketing": _split(fair.bracketing, BRACKET_COLUMNS),
     }
 
 
