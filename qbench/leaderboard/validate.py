@@ -51,6 +51,8 @@ class Report:
     aggregates: int = 0
     traced: int = 0
     recomputed: bool = False
+    #: no store was found: nothing is traced to a record (one of the problems says so)
+    untraced: bool = False
     #: :func:`validate_merge_input` only: case id -> (sha256, stored text, record) of every traced run,
     #: so that the merge reads and parses each record once.
     traced_records: dict[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
@@ -109,6 +111,7 @@ def _validate(directory: Path, store_path: Path | None, full: bool) -> Report:
     if not _check_schema(document, report):
         return report
     _check_files(document, directory, report)
+    _check_matrix(directory, report)
     _check_arithmetic(document, report)
     _check_paired(document, report)
     if full:
@@ -120,9 +123,28 @@ def _validate(directory: Path, store_path: Path | None, full: bool) -> Report:
         if full:
             _check_recomputed(document, directory, store_path, report)
     else:
-        report.notes.append(f"no store at {store_path}: record hashes not traced to records, "
-                            "the tables checked for consistency only")
+        # A folder whose store was removed (or replaced by a folder) is not certified, whatever its tables say.
+        report.untraced = True
+        report.problems.append(f"store: no store file at {store_path}: no published value is traced to a stored "
+                               "record (the tables were checked for consistency only), so the folder cannot be "
+                               "certified; give --store PATH, the qbench.sqlite it was built from")  # fmt: skip
     return report
+
+
+def _check_matrix(directory: Path, report: Report) -> None:
+    """A matrix.toml beside the leaderboard (a bundle's) must be the matrix the run read: run.json's matrix_hash."""
+    import hashlib
+
+    path = directory / "matrix.toml"
+    if not path.exists():
+        return
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        expected = json.loads((directory / "run.json").read_text(encoding="utf-8")).get("matrix_hash")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        expected, digest = None, ""
+    if digest != expected:
+        report.problems.append("matrix.toml: not the matrix the run read (its sha256 is not run.json's matrix_hash)")
 
 
 def _selection(document: dict[str, Any], directory: Path, stored: set[str], report: Report) -> set[str]:

@@ -141,14 +141,16 @@ def bundle_entries(run_dir: Path, by: str | None, machine: str | None) -> dict[s
         for path in sorted((run_dir / "plots").iterdir()):
             if path.is_file():
                 entries[f"plots/{path.name}"] = path.read_bytes()
-    matrix_path = None
     if "run.json" in entries:
         try:
-            matrix_path = json.loads(entries["run.json"]).get("matrix_path")
-        except (json.JSONDecodeError, AttributeError):
+            run_info = json.loads(entries["run.json"])
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise UsageError(f"{run_dir / 'run.json'}: not readable JSON") from None
-    if matrix_path and Path(matrix_path).is_file():
-        entries[MATRIX] = Path(matrix_path).read_bytes()
+        if not isinstance(run_info, dict):
+            raise UsageError(f"{run_dir / 'run.json'}: not a JSON object; pack the folder a qbench run wrote")
+        matrix = find_matrix(run_dir, run_info)
+        if matrix is not None:
+            entries[MATRIX] = matrix
     plugins = _record_plugins(store_path)
     dump = {"indent": 2, "sort_keys": True, "ensure_ascii": False}
     entries[ENVIRONMENT] = (json.dumps(environment(plugins), **dump) + "\n").encode()  # type: ignore[arg-type]
@@ -158,12 +160,78 @@ def bundle_entries(run_dir: Path, by: str | None, machine: str | None) -> dict[s
     return dict(sorted(entries.items()))
 
 
-def write_archive(entries: dict[str, bytes], out: Path) -> Path:
+#: A matrix file is small; anything larger named by run.json is not read.
+MAX_MATRIX_BYTES = 1 << 20
+
+
+def find_matrix(run_dir: Path, run_info: dict[str, Any]) -> bytes | None:
+    """The bytes of the run's matrix file, or None when no file is known to be it.
+
+    ``run.json``'s ``matrix_path`` is as the run was given it, relative to the folder it was
+    started from, which need not be the one packing: it is looked for there, in the run folder and
+    in the folders above it. Only a ``.toml`` file whose sha256 is the run's ``matrix_hash`` and
+    which names the run's matrix is taken, so a run.json cannot have any other file packed.
+    """
+    import tomllib
+
+    named, digest, name = run_info.get("matrix_path"), run_info.get("matrix_hash"), run_info.get("matrix")
+    if not isinstance(named, str) or not isinstance(digest, str) or not named.endswith(".toml") or "\0" in named:
+        return None
+    relative = Path(named)
+    bases = [Path.cwd(), run_dir, *run_dir.resolve().parents] if not relative.is_absolute() else [Path("/")]
+    for base in bases:
+        candidate = base / relative
+        try:
+            if not candidate.is_file() or candidate.stat().st_size > MAX_MATRIX_BYTES:
+                continue
+            data = candidate.read_bytes()
+        except OSError:
+            continue
+        if _sha256(data) != digest:
+            continue
+        try:
+            parsed = tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if parsed.get("name") == name:
+            return data
+    return None
+
+
+def _is_qbench_bundle(path: Path) -> bool:
+    """Whether ``path`` holds a manifest.json of a qbench bundle (an earlier ``qbench pack``'s output)."""
+    try:
+        if str(path).endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                info = archive.getinfo(MANIFEST)
+                if info.file_size > MAX_MATRIX_BYTES:
+                    return False
+                data = archive.read(info)
+        else:
+            with tarfile.open(path, mode="r:*") as archive:
+                member = archive.getmember(MANIFEST)
+                handle = archive.extractfile(member) if member.isfile() and member.size <= MAX_MATRIX_BYTES else None
+                if handle is None:
+                    return False
+                data = handle.read()
+        return json.loads(data).get("format") == FORMAT
+    except (OSError, EOFError, KeyError, tarfile.TarError, zipfile.BadZipFile, ValueError, AttributeError):
+        return False
+
+
+def write_archive(entries: dict[str, bytes], out: Path, replace: bool = False) -> Path:
     """A deterministic .tar.gz or .zip of ``entries`` (sorted, fixed times, owners and modes)."""
+    from qbench.outdir import check_out_path, shown
+
     out = Path(out)
     if not str(out).endswith(SUFFIXES):
-        raise UsageError(f"-o {out}: name the bundle .tar.gz, .tgz or .zip")
-    out.parent.mkdir(parents=True, exist_ok=True)
+        raise UsageError(f"-o {shown(out)}: name the bundle .tar.gz, .tgz or .zip")
+    check_out_path(out)
+    if out.is_dir():
+        raise UsageError(f"-o {shown(out)}: is a folder; name the bundle file to write")
+    if out.exists() and not replace and not _is_qbench_bundle(out):
+        raise UsageError(f"-o {shown(out)}: a file that is not a qbench bundle is there; give another name, or add "
+                         "--replace to overwrite it")  # fmt: skip
     buffer = io.BytesIO()
     if str(out).endswith(".zip"):
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -181,16 +249,22 @@ def write_archive(entries: dict[str, bytes], out: Path) -> Path:
                     member.uid = member.gid = 0
                     member.uname = member.gname = ""
                     archive.addfile(member, io.BytesIO(data))
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(out)
+    from qbench.atomicio import write_bytes
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(out, buffer.getvalue())  # a unique temporary file, removed on any failure
+    except OSError as exc:
+        raise UsageError(f"-o {shown(out)}: cannot write the bundle there ({exc.strerror or exc}); give a file in "
+                         "a folder you can write to") from None  # fmt: skip
     return out
 
 
-def pack(run_dir: Path, out: Path | None = None, by: str | None = None, machine: str | None = None) -> Path:
+def pack(run_dir: Path, out: Path | None = None, by: str | None = None, machine: str | None = None,
+         replace: bool = False) -> Path:  # fmt: skip
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir.resolve().parent / f"{run_dir.resolve().name}.qbench.tar.gz"
-    return write_archive(bundle_entries(run_dir, by, machine), out)
+    return write_archive(bundle_entries(run_dir, by, machine), out, replace)
 
 
 # ------------------------------------------------------------------------------------------ read
