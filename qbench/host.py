@@ -15,7 +15,7 @@ from typing import Any
 
 import pluggy
 
-from qbench import hookspecs
+from qbench import hookspecs, signalled
 from qbench.columns import ColumnOwner, check_ownership
 from qbench.components import COMPONENT_KINDS
 from qbench.errors import PluginError
@@ -202,9 +202,11 @@ def _entry_point_loader(ep: Any, origin: str, dist: str) -> Any:
     def load() -> Any:
         try:
             return ep.load()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit or a KeyboardInterrupt no signal raised: the plugin's error too
+            if signalled.is_real(exc):
+                raise
             raise PluginError(
-                f"error importing {origin}: {type(exc).__name__}: {exc}. Fix or uninstall it (pip uninstall {dist})"
+                f"error importing {origin}: {signalled.plugin_raised(exc)}. Fix or uninstall it (pip uninstall {dist})"
             ) from exc
 
     return load
@@ -221,8 +223,10 @@ def _components_of(pm: pluggy.PluginManager, plugin: Any, name: str, info: Plugi
             origin = f"plugin {name!r}"
             try:
                 result = impl.function()
-            except Exception as exc:
-                raise PluginError(f"{origin}: {hook.name} raised {type(exc).__name__}: {exc}") from exc
+            except BaseException as exc:  # SystemExit too: a hook must never end the command silently
+                if signalled.is_real(exc):
+                    raise
+                raise PluginError(f"{origin}: {hook.name} raised {signalled.plugin_raised(exc)}") from exc
             if not isinstance(result, (list, tuple)):
                 raise PluginError(f"{origin}: {hook.name} must return a list of classes, got {result!r}")
             added += [(kind, cls) for cls in result]

@@ -13,22 +13,37 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from qbench import signalled
+
 
 class Terminated(KeyboardInterrupt):
     """The KeyboardInterrupt a SIGTERM raises (so messages can say which signal it was)."""
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
+    signalled.note(signum)
     raise Terminated("SIGTERM")
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    signalled.note(signum)  # a real Ctrl-C: the KeyboardInterrupt that follows is the user's
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated`; SIGINT (where Python's own handler is installed) raises
+    KeyboardInterrupt as before; both are noted in :mod:`qbench.signalled`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)

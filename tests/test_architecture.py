@@ -73,6 +73,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.markers",
             "qbench.version",
             "qbench.atomicio",
+            "qbench.signalled",
             "qbench.schemas",
         ),
     ),

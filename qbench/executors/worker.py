@@ -120,10 +120,13 @@ def run_guarded(run: CaseRunner, case: Any, device: str, threads: int) -> dict:
     """Run a case; an exception that escapes the runner (it should catch its own) still becomes a record."""
     try:
         return run(case, device, threads)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit or a KeyboardInterrupt from plugin code is the case's error too
+        from qbench import signalled
         from qbench.case_runner import error_record
 
-        return error_record(case, f"{type(exc).__name__} outside the runner: {exc}", device=device)
+        if signalled.is_real(exc):
+            raise
+        return error_record(case, f"{signalled.plugin_raised(exc)} outside the runner", device=device)
 
 
 def dask_task(case: Any, device: str, threads: int, runner: CaseRunner | None) -> dict:
