@@ -162,6 +162,16 @@ CASES: list[Case] = [
     ("limits-unknown", lambda w: run(w, w.toml("[limits]\ncase_time = 3\n")), "unknown parameter 'case_time'", None),
     ("limits-not-table", lambda w: run(w, w.matrix('limits = 3\n' + matrix_toml("bad", **TINY))), "[limits] must",
      None),
+    # ---- the protocol's inputs (issue 26)
+    ("tune-metric-typo", lambda w: run(w, w.toml(tune={"train.lr": [0.01, 0.03], "metric": "valid_bcp"})),
+     "use one of: valid_bpc", None),
+    ("baseline-not-a-quantizer", lambda w: run(w, w.matrix('baseline = "nope"\n' + matrix_toml("bad", **TINY))),
+     "baseline = 'nope' is not a quantizer of this matrix; use one of: float", None),
+    ("tune-value-twice-after-reading", lambda w: run(w, w.toml(tune={"train.grad_clip": [1, 1.0]})),
+     "lists a value twice once read", None),
+    ("seeds-list-too-long", lambda w: run(w, w.toml(seeds=list(range(1001)))), "at most 1000", None),
+    ("seeds-list-too-long-dry-run", lambda w: run(w, w.toml(seeds=list(range(100_000))), "--dry-run"),
+     "at most 1000", None),
     # ---- the command line
     ("workers-zero", lambda w: run(w, w.good, "--workers", "0"), "--workers must be at least 1", None),
     ("case-timeout-negative", lambda w: run(w, w.good, "--case-timeout", "-5"), "--case-timeout", None),
