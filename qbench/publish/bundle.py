@@ -24,6 +24,7 @@ import os
 import platform
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -138,8 +139,10 @@ def bundle_entries(run_dir: Path, by: str | None, machine: str | None) -> dict[s
         if (run_dir / name).is_file():
             entries[name] = (run_dir / name).read_bytes()
     if (run_dir / "plots").is_dir():
+        from qbench.atomicio import is_temp_name
+
         for path in sorted((run_dir / "plots").iterdir()):
-            if path.is_file():
+            if path.is_file() and not is_temp_name(path.name):  # a killed writer's leftover is not published
                 entries[f"plots/{path.name}"] = path.read_bytes()
     if "run.json" in entries:
         try:
@@ -289,71 +292,133 @@ def _safe_name(name: str, source: Path) -> str:
     return path.as_posix()
 
 
-def _read_entries(source: Path) -> dict[str, bytes]:
-    entries: dict[str, bytes] = {}
-    total = 0
-    try:
-        if str(source).endswith(".zip"):
-            with zipfile.ZipFile(source) as archive:
-                for info in archive.infolist():
-                    if info.is_dir():
-                        continue
-                    total += info.file_size
-                    if total > MAX_BUNDLE_BYTES:
-                        raise UsageError(f"{source}: unpacks to more than {MAX_BUNDLE_BYTES >> 30} GiB; not a bundle")
-                    entries[_safe_name(info.filename, source)] = archive.read(info)
-        else:
-            with tarfile.open(source, mode="r:*") as archive:
-                for member in archive:
-                    if member.isdir():
-                        continue
-                    if not member.isfile():
-                        raise UsageError(f"{source}: entry {member.name!r} is a link or device; not a qbench bundle")
-                    total += member.size
-                    if total > MAX_BUNDLE_BYTES:
-                        raise UsageError(f"{source}: unpacks to more than {MAX_BUNDLE_BYTES >> 30} GiB; not a bundle")
-                    handle = archive.extractfile(member)
-                    assert handle is not None  # a regular file always has contents
-                    entries[_safe_name(member.name, source)] = handle.read()
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{source}: not a readable bundle ({exc}); give a file written by qbench pack") from None
-    return entries
+#: The manifest, contributor.json and environment.json are read into memory: never a large one.
+MAX_SMALL_ENTRY = 16 << 20
+#: The longest name one part of an entry's path may have (most file systems' limit, in bytes).
+MAX_NAME_BYTES = 255
+
+
+@dataclass
+class _Member:
+    name: str
+    size: int
+    handle: Any  # the tar member or zip info it is opened by
+
+
+def _members(source: Path, archive: Any) -> list[_Member]:
+    """Every regular entry of an open archive, from the headers only (no entry is read): checked
+    for plain relative names the file system can hold, no name twice, no name both a file and a
+    folder, and a total size within MAX_BUNDLE_BYTES."""
+    from qbench.outdir import shown
+
+    found: list[_Member] = []
+    if isinstance(archive, zipfile.ZipFile):
+        for info in archive.infolist():
+            if not info.is_dir():
+                found.append(_Member(_safe_name(info.filename, source), info.file_size, info))
+    else:
+        for member in archive.getmembers():
+            if member.isdir():
+                continue
+            if not member.isfile():
+                raise UsageError(f"{source}: entry {member.name!r} is a link or device; not a qbench bundle")
+            found.append(_Member(_safe_name(member.name, source), member.size, member))
+    names: set[str] = set()
+    for entry in found:
+        too_long = [part for part in PurePosixPath(entry.name).parts if len(os.fsencode(part)) > MAX_NAME_BYTES]
+        if too_long:
+            raise UsageError(f"{source}: entry {shown(entry.name, 80)} has a name longer than {MAX_NAME_BYTES} bytes; "
+                             "not a qbench bundle")  # fmt: skip
+        if entry.name in names:
+            raise UsageError(f"{source}: entry {shown(entry.name, 80)} is in the archive twice; not a qbench bundle")
+        names.add(entry.name)
+    for entry in found:
+        folder = next((str(p) for p in PurePosixPath(entry.name).parents if str(p) in names), None)
+        if folder is not None:
+            raise UsageError(f"{source}: {shown(folder, 80)} is both a file and a folder of the archive; not a "
+                             "qbench bundle")  # fmt: skip
+    if sum(entry.size for entry in found) > MAX_BUNDLE_BYTES:
+        raise UsageError(f"{source}: unpacks to more than {MAX_BUNDLE_BYTES >> 30} GiB; not a bundle")
+    return found
+
+
+def _open_member(archive: Any, entry: _Member) -> Any:
+    if isinstance(archive, zipfile.ZipFile):
+        return archive.open(entry.handle)
+    handle = archive.extractfile(entry.handle)
+    assert handle is not None  # a regular file always has contents
+    return handle
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def extract(source: Path, into: Path) -> Bundle:
-    """Unpack ``source`` into the empty folder ``into`` and check its manifest (problems listed, not raised)."""
-    source = Path(source)
-    entries = _read_entries(source)
-    if MANIFEST not in entries:
-        raise UsageError(f"{source}: no {MANIFEST}; not a bundle written by qbench pack")
+    """Unpack ``source`` into the empty folder ``into`` and check its manifest (problems listed, not raised).
+
+    Names, types and sizes are checked from the headers first; the manifest is read next, and an
+    entry it does not list is never read (a problem names it); each listed entry is copied to disk
+    in blocks, hashed on the way, so a large member costs neither memory nor a read before its turn.
+    """
+    from qbench.outdir import shown
+
+    source, into = Path(source), Path(into)
+    problems: list[str] = []
+    small: dict[str, bytes] = {}
     try:
-        manifest = json.loads(entries[MANIFEST])
-        files = manifest["files"]
-        assert isinstance(files, dict)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError):
-        raise UsageError(f"{source}: {MANIFEST} is not a qbench bundle manifest") from None
-    if manifest.get("format") != FORMAT:
-        raise UsageError(f"{source}: bundle format {manifest.get('format')!r}, this qbench reads {FORMAT!r}")
-    problems = []
-    for name in sorted(set(entries) - {MANIFEST}):
-        if name not in files:
-            problems.append(f"bundle: {name} is not listed in {MANIFEST}")
-        elif _sha256(entries[name]) != files[name]:
-            problems.append(f"bundle: {name} does not match its sha256 in {MANIFEST} (changed after packing?)")
-    problems += [f"bundle: {name} is listed in {MANIFEST} but missing" for name in sorted(set(files) - set(entries))]
-    into = Path(into)
-    for name, data in entries.items():
-        target = into / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        archive: Any = zipfile.ZipFile(source) if str(source).endswith(".zip") else tarfile.open(source, mode="r:*")
+        with archive:
+            members = {entry.name: entry for entry in _members(source, archive)}
+            if MANIFEST not in members:
+                raise UsageError(f"{source}: no {MANIFEST}; not a bundle written by qbench pack")
+            if members[MANIFEST].size > MAX_SMALL_ENTRY:
+                raise UsageError(f"{source}: {MANIFEST} is larger than {MAX_SMALL_ENTRY >> 20} MiB; not a qbench "
+                                 "bundle manifest")  # fmt: skip
+            with _open_member(archive, members[MANIFEST]) as handle:
+                small[MANIFEST] = handle.read()
+            try:
+                manifest = json.loads(small[MANIFEST])
+                files = manifest["files"]
+                assert isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError):
+                raise UsageError(f"{source}: {MANIFEST} is not a qbench bundle manifest") from None
+            if manifest.get("format") != FORMAT:
+                raise UsageError(f"{source}: bundle format {manifest.get('format')!r}, this qbench reads {FORMAT!r}")
+            for name in sorted(set(members) - {MANIFEST}):
+                if name not in files:
+                    problems.append(f"bundle: {name} is not listed in {MANIFEST} (not read)")
+                    continue
+                target = into / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                digest = hashlib.sha256()
+                with _open_member(archive, members[name]) as handle, open(target, "wb") as out:
+                    for block in iter(lambda h=handle: h.read(1 << 20), b""):  # type: ignore[misc]
+                        digest.update(block)
+                        out.write(block)
+                if digest.hexdigest() != files[name]:
+                    problems.append(f"bundle: {name} does not match its sha256 in {MANIFEST} (changed after packing?)")
+                if name in (CONTRIBUTOR, ENVIRONMENT) and members[name].size <= MAX_SMALL_ENTRY:
+                    small[name] = target.read_bytes()
+            (into / MANIFEST).write_bytes(small[MANIFEST])
+    except UsageError:
+        raise
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UsageError(f"{shown(source)}: not a readable bundle ({exc}); give a file written by qbench pack") from None
+    problems += [f"bundle: {name} is listed in {MANIFEST} but missing" for name in sorted(set(files) - set(members))]
 
     def load(name: str) -> dict[str, Any]:
         try:
-            value = json.loads(entries.get(name, b"{}"))
+            value = json.loads(small.get(name, b"{}"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             problems.append(f"bundle: {name} is not JSON")
             return {}
         return value if isinstance(value, dict) else {}
 
     who = {k: str(v) for k, v in load(CONTRIBUTOR).items() if k in ("by", "machine")}
-    return Bundle(source, into, _sha256(source.read_bytes()), who, load(ENVIRONMENT), problems)
+    return Bundle(source, into, _file_sha256(source), who, load(ENVIRONMENT), problems)
+

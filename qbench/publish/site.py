@@ -224,6 +224,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def _check_merge_summary(path: Path, merge: dict[str, Any]) -> None:
+    """The parts of merge.json the pages read, of the types they read them as (UsageError if not)."""
+    from qbench.errors import UsageError
+
+    def rows(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+    origins = merge.get("origins") or {}
+    if not (rows(merge.get("inputs") or []) and rows(merge.get("excluded") or []) and isinstance(origins, dict)
+            and all(rows(value) for value in origins.values())):  # fmt: skip
+        raise UsageError(f"{path}: not a merge summary qbench wrote (inputs, excluded and origins must be lists of "
+                         "objects); merge the inputs again")  # fmt: skip
+
+
 def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
     """Every file of the site of ``folder`` (relative path, bytes), computed one at a time, nothing written."""
     from qbench.errors import UsageError
@@ -232,8 +246,9 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
     folder = Path(folder)
     if not (folder / LEADERBOARD_JSON).is_file():
         raise UsageError(f"{folder}: no {LEADERBOARD_JSON}; give a run folder or a merged folder")
-    document = read_leaderboard_json(folder / LEADERBOARD_JSON)
+    document = read_leaderboard_json(folder / LEADERBOARD_JSON, strict=True)
     merge = _read_json(folder / "merge.json") if (folder / "merge.json").is_file() else {}
+    _check_merge_summary(folder / "merge.json", merge)
     tables = _tables(document)
     title = str(document.get("title", "qbench"))
     datasets: dict[str, Any] = document.get("datasets") or {}
