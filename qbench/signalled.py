@@ -25,9 +25,14 @@ def clear() -> None:
     _received.clear()
 
 
+class CaseTimeout(BaseException):
+    """Raised inside a case by the in-process executor's SIGALRM timer when its time limit is reached."""
+
+
 def is_real(exc: BaseException) -> bool:
-    """Whether ``exc`` must propagate: a KeyboardInterrupt a signal raised (anything else from plugin code is its error)."""
-    return isinstance(exc, KeyboardInterrupt) and received()
+    """Whether ``exc`` must propagate: a KeyboardInterrupt a signal raised, or a case's time limit
+    (anything else from plugin code is its error)."""
+    return isinstance(exc, CaseTimeout) or (isinstance(exc, KeyboardInterrupt) and received())
 
 
 def plugin_raised(exc: BaseException) -> str:

@@ -14,8 +14,10 @@ number of torch threads (1 by default: the same numbers whatever the worker coun
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -43,6 +45,24 @@ class _Worker:
     pid: int | None = None
     job: tuple[Case, int] | None = None  # the case in flight and how many attempts it had before
     started: float = 0.0  # time.monotonic() when the job was sent
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked while a worker (and, the first time, the fork server) is started.
+
+    Both inherit the blocked signal: a Ctrl-C while the fork server imports torch, or before a
+    worker has set SIGINT aside, would print their own KeyboardInterrupt traceback after qbench's
+    message. The driver gets its Ctrl-C when the block ends, so none is lost.
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -88,10 +108,11 @@ class ProcessPoolExecutor:
         index = self._next_index
         self._next_index += 1
         process = self._ctx.Process(
-            target=pool_worker_main, args=(there, index, self.device, self.threads, self.runner),
+            target=pool_worker_main, args=(there, index, self.device, self.threads, self.runner, self.case_timeout),
             name=f"qbench-worker-{index}",
         )
-        process.start()
+        with _sigint_held():
+            process.start()
         there.close()  # so that recv() sees EOF when the worker dies
         worker = _Worker(index, process, here)
         self._pool.append(worker)
