@@ -48,21 +48,22 @@ class _Worker:
 
 
 @contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """SIGINT blocked while a worker (and, the first time, the fork server) is started.
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored for the moment a process is executed (an ignored signal stays ignored across
+    exec, and Python then installs no KeyboardInterrupt handler of its own).
 
-    Both inherit the blocked signal: a Ctrl-C while the fork server imports torch, or before a
-    worker has set SIGINT aside, would print their own KeyboardInterrupt traceback after qbench's
-    message. The driver gets its Ctrl-C when the block ends, so none is lost.
+    The fork server imports torch for seconds after it starts, and a spawned worker imports qbench:
+    a Ctrl-C meanwhile would print their KeyboardInterrupt traceback after qbench's own message.
+    Only the exec is covered (milliseconds), so the driver keeps its Ctrl-C.
     """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -111,8 +112,15 @@ class ProcessPoolExecutor:
             target=pool_worker_main, args=(there, index, self.device, self.threads, self.runner, self.case_timeout),
             name=f"qbench-worker-{index}",
         )
-        with _sigint_held():
+        if self._ctx.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            with _sigint_ignored():  # its forked workers inherit the ignored SIGINT from it
+                forkserver.ensure_running()
             process.start()
+        else:
+            with _sigint_ignored():
+                process.start()
         there.close()  # so that recv() sees EOF when the worker dies
         worker = _Worker(index, process, here)
         self._pool.append(worker)
