@@ -20,8 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from qbench.executors.worker import CaseRunner, default_runner
-from qbench.executors.worker import past_time_limit
+from qbench.executors.worker import CaseRunner, default_runner, past_time_limit
 from qbench.matrix import Case
 from qbench.signalled import CaseTimeout
 

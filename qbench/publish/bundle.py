@@ -408,7 +408,8 @@ def extract(source: Path, into: Path) -> Bundle:
     except UsageError:
         raise
     except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as exc:
-        raise UsageError(f"{shown(source)}: not a readable bundle ({exc}); give a file written by qbench pack") from None
+        raise UsageError(f"{shown(source)}: not a readable bundle ({exc}); give a file written by qbench "
+                         "pack") from None
     problems += [f"bundle: {name} is listed in {MANIFEST} but missing" for name in sorted(set(files) - set(members))]
 
     def load(name: str) -> dict[str, Any]:
