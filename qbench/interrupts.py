@@ -25,9 +25,16 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated("SIGTERM")
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    signalled.note(signum)  # a real Ctrl-C: the KeyboardInterrupt that follows is the user's
-    raise KeyboardInterrupt
+def _noting(previous: Any) -> Any:
+    """A SIGINT handler that notes the signal (a real Ctrl-C: the KeyboardInterrupt that follows is
+    the user's), then does what ``previous`` (Python's handler, or one an embedding program set) did."""
+
+    def handler(signum: int, frame: Any) -> Any:
+        signalled.note(signum)
+        return previous(signum, frame)
+
+    handler.noting = True  # type: ignore[attr-defined]
+    return handler
 
 
 @contextlib.contextmanager
@@ -39,11 +46,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     previous_int = signal.getsignal(signal.SIGINT)
-    if previous_int is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _raise_interrupt)
+    # SIG_IGN / SIG_DFL stay as they are (no KeyboardInterrupt comes from them); a handler is noted once
+    wrap = callable(previous_int) and not getattr(previous_int, "noting", False)
+    if wrap:
+        signal.signal(signal.SIGINT, _noting(previous_int))
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if previous_int is signal.default_int_handler:
+        if wrap:
             signal.signal(signal.SIGINT, previous_int)

@@ -222,3 +222,10 @@ def test_a_plugin_exiting_inside_a_case_is_that_case_s_error(tmp_path, capsys, f
     assert records["float"]["status"] == "ok"
     assert records["quits"]["status"] == "error"
     assert ("SystemExit" in records["quits"]["error"]) or ("not by a Ctrl-C" in records["quits"]["error"])
+
+
+def test_plugins_check_reports_a_quantizer_that_exits_as_its_finding(capsys, fake_distribution):
+    _exiting_plugin(fake_distribution, action="sys.exit(0)")
+    code, out, err = run_cli(capsys, "plugins", "--check")
+    assert code == 1, out + err
+    assert "quantizer quits (quits)" in out and "SystemExit(0)" in out and "Traceback" not in out + err
