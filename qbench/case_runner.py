@@ -120,6 +120,7 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
 
     if threads:
         torch.set_num_threads(threads)
+    provenance["torch_threads"] = torch.get_num_threads()
     entries = {
         "quantizer": host.registry("quantizer").get(case.quantizer.name),
         "cell": host.registry("cell").get(case.cell.name),

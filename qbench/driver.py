@@ -42,6 +42,7 @@ class RunOptions:
     lock_wait: float = 600.0  # how long to wait for another driver on the same output folder (seconds)
     case_timeout: float | None = None  # per-case time limit in seconds (None: the matrix's [limits], or none)
     replace: bool = False  # write into an --out holding files qbench run did not write (outdir.claim_run_files)
+    numerics: str | None = None  # native or portable kernels (None: the matrix's [numerics] mode)
 
 
 @dataclass
@@ -176,8 +177,9 @@ def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | No
     out = options.out or default_out_dir(matrix)
     case_timeout = options.case_timeout if options.case_timeout is not None else matrix.case_timeout
     # every executor setting is checked here, once, before anything is prepared or stored
+    numerics = options.numerics or matrix.numerics
     config = resolve_run_config(options.executor, options.workers, options.device, options.scheduler,
-                                case_timeout=case_timeout, host=host)  # fmt: skip
+                                case_timeout=case_timeout, host=host, numerics=numerics)  # fmt: skip
 
     if options.dry_run:
         return _dry_run(matrix, out, options, host, echo)
@@ -212,13 +214,13 @@ def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | No
                 "protocol": protocol.as_dict(), "max_cases": max_cases(matrix),
                 "dataset_fingerprints": fingerprints, "executor": config.executor, "workers": config.workers,
                 "device": config.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                "case_timeout": case_timeout,
+                "case_timeout": case_timeout, "numerics": config.numerics,
             })
             stored_before = sum(1 for c in cases
                                 if statuses.get(c.case_id) in DONE_STATUSES and c.case_id not in damaged)
             bound = "" if protocol.trivial else f" (the protocol may add more, at most {max_cases(matrix)} in all)"
             echo(f"{matrix.name}: {len(cases)} cases, {stored_before} already stored, {len(first.cases)} to run"
-                 f"{bound} -> {out}")  # fmt: skip
+                 f"{bound} -> {out} ({config.numerics} numerics)")  # fmt: skip
             code, attempted, the_round = ExitCode.OK, set(), first
             while the_round.cases:
                 if not protocol.trivial:
@@ -310,6 +312,7 @@ def _dry_run(matrix: Matrix, out: Path, options: RunOptions, host: Host, echo: C
     if not matrix.fair.trivial:
         for line in matrix.fair.describe()[:2]:
             echo(line)
+    echo(f"numerics: {options.numerics or matrix.numerics}")
     return ExitCode.OK
 
 

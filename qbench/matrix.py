@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from qbench.errors import MatrixError, UsageError
+from qbench.numerics import DEFAULT_MODE, MODES
 from qbench.protocol import TUNE_AXES, Protocol, SeedRule
 from qbench.trainconfig import TRAIN_PARAMS, resolve_limits, resolve_train
 
 AXES = ("quantizer", "cell", "dataset", "hardware")
-TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "limits", "exclude", "tune", "baseline", *AXES}
+TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "limits", "numerics", "exclude", "tune", "baseline", *AXES}
 SEED_RULE_KEYS = ("min", "max", "precision", "first")
 TUNE_KEYS = (*TUNE_AXES, "seeds", "metric")
 REQUIRED_AXES = ("quantizer", "cell", "dataset")
@@ -105,6 +106,8 @@ class Matrix:
     #: ``[limits] case_timeout``: seconds a case may run (None: no limit). Not part of any case id.
     case_timeout: float | None = None
     protocol: Protocol | None = None
+    #: ``[numerics] mode``: ``native`` or ``portable`` (:mod:`qbench.numerics`). Not part of any case id.
+    numerics: str = "native"
 
     def __post_init__(self) -> None:
         if self.protocol is None:  # a matrix built by hand: the plain contract-1 protocol
@@ -245,6 +248,7 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     hardware = _resolve_axis(where, "hardware", raw["hardware"], host) if "hardware" in raw else ()
     excludes = _check_excludes(where, raw.get("exclude", []), axes, seeds)
     limits = resolve_limits(where, raw.get("limits", {}))
+    numerics = _parse_numerics(where, raw.get("numerics", {}))
     baseline = raw.get("baseline", declared_baseline(host, [spec.name for spec in axes["quantizer"]]))
     if "baseline" in raw and (not isinstance(baseline, str) or not baseline):
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
@@ -265,7 +269,23 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
         name=name, path=where, digest=digest, description=description,
         quantizers=axes["quantizer"], cells=axes["cell"], datasets=axes["dataset"], hardware=hardware,
         seeds=tuple(seeds), train=train, excludes=excludes, case_timeout=limits["case_timeout"], protocol=protocol,
+        numerics=numerics,
     )
+
+
+def _parse_numerics(where: str, given: Any) -> str:
+    """``[numerics] mode = "native" | "portable"`` (the kernels cases may use; see qbench.numerics)."""
+    example = '[numerics] mode = "portable"'
+    if not isinstance(given, dict):
+        raise MatrixError(f"{where}: [numerics] must be a table, e.g. {example}")
+    unknown = sorted(set(given) - {"mode"})
+    if unknown:
+        raise MatrixError(f"{where}: [numerics] has no key {unknown[0]!r}; the only key is 'mode', e.g. {example}")
+    mode = given.get("mode", DEFAULT_MODE)
+    if mode not in MODES:
+        raise MatrixError(f"{where}: [numerics] mode = {mode!r} is not a mode; use one of: "
+                          f"{', '.join(repr(m) for m in MODES)}")  # fmt: skip
+    return mode
 
 
 def _check_training_needs(where: str, datasets: list[tuple[Spec, Any]], train: Mapping[str, Any],

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qbench import __version__
+from qbench.numerics import provenance_facts
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,6 +45,9 @@ def base_provenance(device: str) -> dict[str, object]:
             facts["device_name"] = torch.cuda.get_device_name(0)
     except ImportError:  # pragma: no cover - torch is a dependency
         facts["torch_version"] = None
+    # where the numbers come from: the CPU, the kernels each library chose (torch is loaded by now),
+    # the numerics mode
+    facts.update(provenance_facts())
     return facts
 
 

@@ -303,9 +303,9 @@ def test_a_case_that_finishes_past_its_time_limit_is_a_timeout(tmp_path):
     try:
         records = list(InProcessExecutor(case_timeout=0.2, runner=_slow_ok_record).run([case]))
         assert records[0]["status"] == "error" and "timeout" in records[0]["error"]
-        record = run_guarded(_slow_ok_record, case, "cpu", 1, 0.2)  # what a pool or Dask worker runs
+        record = run_guarded(_slow_ok_record, case, "cpu", 1, case_timeout=0.2)  # what a pool or Dask worker runs
         assert record["status"] == "error" and "longer than the 0.2 s limit" in record["error"]
-        assert run_guarded(_slow_ok_record, case, "cpu", 1, 5.0)["status"] == "ok"
+        assert run_guarded(_slow_ok_record, case, "cpu", 1, case_timeout=5.0)["status"] == "ok"
     finally:
         signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the pending alarm, delivered and dropped
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})

@@ -42,4 +42,21 @@ def execute(args: argparse.Namespace) -> int:
             raise UsageError(f"{path}: holds no records to compare")
     comparison = compare_records(records_a, records_b, args.metric, threshold, (protocol_a, protocol_b))
     print(render_comparison(comparison, str(args.a), str(args.b), threshold))
+    for note in _numerics_notes(records_a, records_b):
+        print(f"note: {note}")
     return ExitCode.CASES_FAILED if len(comparison.regressions) else ExitCode.OK
+
+
+def _numerics_notes(records_a: list[dict], records_b: list[dict]) -> list[str]:
+    """Configurations of A and B whose records were computed by different kernels (qbench.numerics)."""
+    from qbench import record as R
+    from qbench.numerics import mixed_numerics
+
+    groups: dict[str, list] = {}
+    for origin, records in (("A", records_a), ("B", records_b)):
+        for record in records:
+            if record.get(R.STATUS) != "ok":
+                continue
+            label = f"{record.get(R.QUANTIZER_LABEL)} / {record.get(R.CELL_LABEL)} / {record.get(R.DATASET_LABEL)}"
+            groups.setdefault(label, []).append((origin, record.get(R.PROVENANCE)))
+    return mixed_numerics(groups)

@@ -43,7 +43,8 @@ class Executor(Protocol):
 
 
 def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: str | None = None,
-                 threads: int = 1, case_timeout: float | None = None, host: Any = None) -> Executor:
+                 threads: int = 1, case_timeout: float | None = None, host: Any = None,
+                 numerics: str = "native") -> Executor:
     """The executor for ``--executor NAME --workers N --device D [--scheduler ADDR]``.
 
     ``threads`` is torch's intra-op thread count per worker (per case); keep 1 for results that do
@@ -53,7 +54,7 @@ def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: st
     cancels the task and restarts its worker. ``host``: the plugin host cases are built from (default:
     the installed plugins).
     """
-    config = resolve_run_config(name, workers, device, scheduler, threads, case_timeout, host)
+    config = resolve_run_config(name, workers, device, scheduler, threads, case_timeout, host, numerics)
     return executor_for(config.sized_for(workers), host)
 
 
@@ -81,8 +82,8 @@ def executor_for(config: RunConfig, host: Any = None, prepared: Mapping[str, Any
         from qbench.executors.pool import ProcessPoolExecutor
 
         return ProcessPoolExecutor(config.workers, device=config.device, threads=config.threads, runner=runner,
-                                   case_timeout=config.case_timeout)  # fmt: skip
+                                   case_timeout=config.case_timeout, numerics=config.numerics)  # fmt: skip
     from qbench.executors.dask_cluster import DaskExecutor
 
     return DaskExecutor(config.workers, device=config.device, scheduler=config.scheduler, threads=config.threads,
-                        runner=runner, case_timeout=config.case_timeout)  # fmt: skip
+                        runner=runner, case_timeout=config.case_timeout, numerics=config.numerics)  # fmt: skip

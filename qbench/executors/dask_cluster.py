@@ -60,7 +60,7 @@ class DaskExecutor:
 
     def __init__(self, workers: int, device: str = "cpu", scheduler: str | None = None, threads: int = 1,
                  runner: CaseRunner | None = None, max_attempts: int = 2, connect_timeout: float = 30.0,
-                 case_timeout: float | None = None) -> None:
+                 case_timeout: float | None = None, numerics: str = "native") -> None:
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError:
@@ -70,6 +70,7 @@ class DaskExecutor:
         self.runner = runner
         self.max_attempts = max_attempts
         self.case_timeout = case_timeout
+        self.numerics = numerics
         self._started: dict[str, float] = {}  # task key -> when it was first seen executing
         self.cluster: Any = None
         self.client: Any
@@ -81,15 +82,26 @@ class DaskExecutor:
         else:
             import dask
 
-            _fork_workers_from_server()
+            from qbench.numerics import pinned_environment, process_problems
+
+            # Pinned workers need the pins before torch loads: unless this process is pinned already
+            # (then forked workers inherit it), they are spawned with the pins in their environment,
+            # which the nanny also gives to a worker it restarts.
+            pins = pinned_environment(numerics) if process_problems(numerics) else {}
+            if pins:
+                method = {"distributed.worker.multiprocessing-method": "spawn"}
+            else:
+                _fork_workers_from_server()
+                method = {}
             # saturation 1.0: a worker holds only the case it runs, so its death charges no other case
-            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0, **method}):
                 # The scheduler's HTTP server (/metrics, /health) starts even without a dashboard, on
                 # :8787 unless told otherwise: a second cluster on this machine would then fail to
                 # start. Port 0 takes any free port.
                 self.cluster = LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                     silence_logs=logging.CRITICAL, scheduler_kwargs={"allowed_failures": 0},
+                    **({"env": pins} if pins else {}),
                 )
             self.client = Client(self.cluster)
 
@@ -102,7 +114,7 @@ class DaskExecutor:
 
     def _submit(self, case: Case, attempt: int) -> Any:
         return self.client.submit(
-            dask_task, case, self.device, self.threads, self.runner, self.case_timeout,
+            dask_task, case, self.device, self.threads, self.runner, self.numerics, self.case_timeout,
             # a fresh key per submission: a released result of an earlier run (or another driver's
             # task on a shared cluster) must never stand in for this one
             key=f"qbench-case-{case.case_id}-{attempt}-{uuid.uuid4().hex[:12]}", pure=False, retries=0,

@@ -27,6 +27,7 @@ from typing import Any
 
 from qbench.executors.worker import CaseRunner, pool_worker_main
 from qbench.matrix import Case
+from qbench.numerics import environment_for_children, pinned_environment, process_problems
 
 #: Imported once by the fork server, so that a worker (first or replacement) starts in milliseconds
 #: instead of importing torch itself (seconds; its optimizers import torch._dynamo on first use).
@@ -81,7 +82,7 @@ class ProcessPoolExecutor:
     """Runs cases on ``workers`` local processes and yields records as cases finish."""
 
     def __init__(self, workers: int, device: str = "cpu", threads: int = 1, runner: CaseRunner | None = None,
-                 max_attempts: int = 2, case_timeout: float | None = None) -> None:
+                 max_attempts: int = 2, case_timeout: float | None = None, numerics: str = "native") -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
@@ -90,8 +91,14 @@ class ProcessPoolExecutor:
         self.runner = runner
         self.max_attempts = max_attempts
         self.case_timeout = case_timeout
+        self.numerics = numerics
+        # Pinned kernels must be in a worker's environment before torch loads there. A fork server
+        # started by this process has this process's environment (and torch loaded): unless this
+        # process is pinned already, pinned workers are spawned, each with the pins, at the cost of
+        # importing torch once per worker.
+        self._env = pinned_environment(numerics) if process_problems(numerics) else {}
         self._ctx: Any
-        if "forkserver" in mp.get_all_start_methods():
+        if "forkserver" in mp.get_all_start_methods() and not self._env:
             self._ctx = mp.get_context("forkserver")
             self._ctx.set_forkserver_preload(list(PRELOAD))  # no effect once this process's server runs
         else:
@@ -109,18 +116,20 @@ class ProcessPoolExecutor:
         index = self._next_index
         self._next_index += 1
         process = self._ctx.Process(
-            target=pool_worker_main, args=(there, index, self.device, self.threads, self.runner, self.case_timeout),
+            target=pool_worker_main,
+            args=(there, index, self.device, self.threads, self.runner, self.numerics, self.case_timeout),
             name=f"qbench-worker-{index}",
         )
-        if self._ctx.get_start_method() == "forkserver":
-            from multiprocessing import forkserver
+        with environment_for_children(self._env):
+            if self._ctx.get_start_method() == "forkserver":
+                from multiprocessing import forkserver
 
-            with _sigint_ignored():  # its forked workers inherit the ignored SIGINT from it
-                forkserver.ensure_running()
-            process.start()
-        else:
-            with _sigint_ignored():
+                with _sigint_ignored():  # its forked workers inherit the ignored SIGINT from it
+                    forkserver.ensure_running()
                 process.start()
+            else:
+                with _sigint_ignored():
+                    process.start()
         there.close()  # so that recv() sees EOF when the worker dies
         worker = _Worker(index, process, here)
         self._pool.append(worker)

@@ -91,7 +91,7 @@ def _die_with_parent() -> None:
 
 
 def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: CaseRunner | None,
-                     case_timeout: float | None = None) -> None:  # fmt: skip
+                     numerics: str = "native", case_timeout: float | None = None) -> None:  # fmt: skip
     """Loop of one process-pool worker: receive a case, send back its record, until ``None`` or EOF.
 
     SIGINT is ignored here: Ctrl-C reaches the whole process group, and the driver alone decides
@@ -112,14 +112,31 @@ def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: C
                 return
             if case is None:
                 return
-            conn.send(("record", run_guarded(run, case, device, threads, case_timeout)))
+            conn.send(("record", run_guarded(run, case, device, threads, numerics, case_timeout)))
     except OSError:  # BrokenPipeError: the driver is gone or stopping; nothing to report to anyone
         return
 
 
-def run_guarded(run: CaseRunner, case: Any, device: str, threads: int, case_timeout: float | None = None) -> dict:
+def run_guarded(run: CaseRunner, case: Any, device: str, threads: int, numerics: str = "native",
+                case_timeout: float | None = None) -> dict:  # fmt: skip
     """Run a case; an exception that escapes the runner (it should catch its own) still becomes a record,
-    and a case that finished past ``case_timeout`` seconds is a timeout, whatever it measured."""
+    and a case that finished past ``case_timeout`` seconds is a timeout, whatever it measured.
+
+    In the portable numerics mode the case runs only if this process's kernels are pinned: a worker
+    that was started without the pins (a Dask worker started by hand, say) records an ``error``
+    saying how to start it, rather than numbers that would not reproduce elsewhere.
+    """
+    if numerics != "native":
+        from qbench.numerics import pinned_environment, problems
+
+        found = problems(numerics)
+        if found:
+            from qbench.case_runner import error_record
+
+            pins = " ".join(f"{k}={v}" for k, v in pinned_environment(numerics).items())
+            return error_record(case, f"numerics: this worker cannot compute in the {numerics} mode ("
+                                      f"{'; '.join(found)}); start it with {pins} in its environment, or run "
+                                      "with --numerics native", device=device)  # fmt: skip
     began = time.monotonic()
     try:
         return past_time_limit(run(case, device, threads), case, time.monotonic() - began, case_timeout, device)
@@ -132,11 +149,11 @@ def run_guarded(run: CaseRunner, case: Any, device: str, threads: int, case_time
         return error_record(case, f"{signalled.plugin_raised(exc)} outside the runner", device=device)
 
 
-def dask_task(case: Any, device: str, threads: int, runner: CaseRunner | None,
+def dask_task(case: Any, device: str, threads: int, runner: CaseRunner | None, numerics: str = "native",
               case_timeout: float | None = None) -> dict:  # fmt: skip
     """One case as a Dask task: the worker imports qbench and builds its plugin host itself."""
     configure_process(threads)
-    return run_guarded(runner or default_runner(), case, device, threads, case_timeout)
+    return run_guarded(runner or default_runner(), case, device, threads, numerics, case_timeout)
 
 
 def past_time_limit(record: dict, case: Any, elapsed: float, case_timeout: float | None, device: str) -> dict:

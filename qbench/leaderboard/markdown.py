@@ -22,7 +22,7 @@ from qbench.leaderboard.formatting import escape_cell, escape_markdown
 from qbench.leaderboard.frame import RunsFrame
 
 #: Provenance keys shown in the header of the page and of the Markdown.
-HEADLINE_PROVENANCE = ("qbench_version", "torch_version", "python", "device", "matrix_hash", "git_commit")
+HEADLINE_PROVENANCE = ("qbench_version", "torch_version", "python", "device", "numerics", "matrix_hash", "git_commit")
 #: Failed runs listed in full; the rest are counted (all of them are in leaderboard.json).
 MAX_FAILURES_LISTED = 200
 #: The protocol's tables, after the paired comparison: (heading, Displays attribute, sentence).

@@ -37,6 +37,7 @@ from typing import Any
 
 from qbench import record as R
 from qbench.errors import UsageError
+from qbench.numerics import numerics_signature
 from qbench.store import STORE_FILENAME, Store
 
 MERGE_JSON = "merge.json"
@@ -67,6 +68,11 @@ class Source:
         setting = _canonical(_setting(record))
         versions = json.dumps(list(_versions(record).items()))
         summary["setting"] = shared.setdefault(setting, setting)
+        # which kernels computed it, per configuration, for the note on mixed numerics
+        method = f"{record.get(R.QUANTIZER_LABEL)} / {record.get(R.CELL_LABEL)} / {record.get(R.DATASET_LABEL)}"
+        numerics = numerics_signature(record.get(R.PROVENANCE))
+        summary["method"] = shared.setdefault(method, method)
+        summary["numerics"] = shared.setdefault(numerics, numerics)
         summary["versions"] = shared.setdefault(versions, versions)
         return summary
 
@@ -298,6 +304,24 @@ def summary_text(summary: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
+def numerics_notes(merged: Merged) -> list[str]:
+    """Configurations whose kept records come from different numerics (qbench.numerics), by contributor."""
+    groups: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for case_id, (_text, summary) in merged.kept.items():
+        origin = merged.origins.get(case_id) or [{}]
+        who = f"{origin[0].get('by', UNKNOWN)} on {origin[0].get('machine', UNKNOWN)}"
+        groups.setdefault(str(summary.get("method")), []).append((who, summary))
+    found = []
+    for method, items in sorted(groups.items()):
+        signatures: dict[str, set[str]] = {}
+        for who, summary in items:
+            signatures.setdefault(who, set()).add(str(summary.get("numerics")))
+        if len(set().union(*signatures.values())) > 1:
+            where = "; ".join(f"{who}: {', '.join(sorted(s))}" for who, s in sorted(signatures.items()))
+            found.append(f"{method}: records from different numerics ({where})")
+    return found
+
+
 def merge(inputs: list[Path], out: Path, title: str, plots: bool = True, replace: bool = False) -> Merged:
     """Validate and merge ``inputs`` into the folder ``out``: store, leaderboards, merge.json, site.
 
@@ -340,6 +364,9 @@ def merge(inputs: list[Path], out: Path, title: str, plots: bool = True, replace
             "origins": merged.origins,
             "excluded": merged.excluded,
         }
+        notes = numerics_notes(merged)
+        if notes:
+            summary["numerics_notes"] = notes
         (out / MERGE_JSON).write_text(summary_text(summary), encoding="utf-8")
         written += [out / MERGE_JSON, *write_site(out, out)]
         claim.finish(written)
