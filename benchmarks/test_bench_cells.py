@@ -18,6 +18,10 @@ wall-time ratio is reported too. With several threads, and on a GPU, the clock i
 * ``test_per_step_path_vs_float``: what leaving the fused kernel costs, measured and reported (no
   bound): ``lsq(hidden=true)`` quantizes the hidden state at every time step (the per-step loop),
   and ``indrnn`` has no fused kernel; both / torch's fused float module of the same hidden size.
+* ``test_scan_vs_per_step_loop``: what a cell's scan saves, measured and reported (no bound):
+  ``mingru`` trained with its scan (one input product, the sequential solver of
+  ``qbench.training.scan`` on the CPU) / the same model through its per-step reference
+  (``implementation = "loop"``); and the scan / torch's fused float GRU of the same hidden size.
 * ``test_brevitas_quantlstm_vs_qbench``: Brevitas ``QuantLSTM`` with weight-only quantization
   (activation, gate and cell-state quantizers set to None) / qbench's lstm with the quantizer.
   Must be >= :data:`BREVITAS_MIN_SPEEDUP`.
@@ -117,13 +121,16 @@ def float_step(cell: str) -> Step:
     return _optimising(parameters, forward)
 
 
-def qbench_step(cell: str, quantizer: qbench.Quantizer) -> Step:
-    """qbench's model (full-precision embedding and output, quantized stack), as the runner trains it."""
+def qbench_step(cell: str, quantizer: qbench.Quantizer, implementation: str | None = None) -> Step:
+    """qbench's model (full-precision embedding and output, quantized stack), as the runner trains it
+    (``implementation``: force the stack's "loop", "scan" or "fused" path)."""
     from qbench.training.model import SequenceModel
 
     cell_component = qbench.create("cell", cell, hidden=SIZES["hidden"], embedding=SIZES["embedding"])
     model = SequenceModel(cell_component, quantizer, "language-model", SIZES["vocab"], SIZES["vocab"], 0)
     model = model.to(DEVICE).train()
+    if implementation is not None:
+        model.stack.implementation = implementation
     tokens = _tokens()
 
     def forward() -> Any:
@@ -272,6 +279,27 @@ def test_per_step_path_vs_float(benchmark, table, cell, case, reference):
         f"{cell:6} {label:23} per-step / float-torch {reference} = {result['ratio']:.3f} (wall "
         f"{result['wall_ratio']:.3f}; float {result['reference_ms']:.1f} ms, qbench {result['candidate_ms']:.1f} ms)"
     )
+    assert result["ratio"] > 0
+
+
+@pytest.mark.parametrize("case", [("float", {}), ("ternary", {})], ids=_label)
+def test_scan_vs_per_step_loop(benchmark, table, case):
+    """minGRU's scan against its own per-step loop (same model, same draw), and against torch's fused GRU."""
+    quantizer = _quantizer_or_skip(case)
+    scanned = qbench_step("mingru", quantizer, "scan")
+    looped = qbench_step("mingru", quantizer, "loop")
+    result = paired_ratio(looped, scanned, rounds=max(5, ROUNDS // 3))
+    versus_fused = paired_ratio(float_step("gru"), scanned, rounds=max(5, ROUNDS // 3))
+    benchmark.extra_info.update({"device": DEVICE, "reference": "mingru per-step loop", **result,
+                                 "ratio_to_fused_gru": versus_fused["ratio"]})  # fmt: skip
+    benchmark.pedantic(scanned, setup=_sync, rounds=3, iterations=1)
+    table.append(
+        f"mingru {_label(case):22} scan / per-step loop = {result['ratio']:.3f} (wall {result['wall_ratio']:.3f}; "
+        f"loop {result['reference_ms']:.1f} ms, scan {result['candidate_ms']:.1f} ms); scan / float-torch gru = "
+        f"{versus_fused['ratio']:.3f} (gru {versus_fused['reference_ms']:.1f} ms)"
+    )
+    # measured and reported, not bounded: on one CPU thread the scan and the loop cost about the same
+    # (benchmarks/RESULTS.md); the parallel form is for GPUs, where the loop's launches dominate
     assert result["ratio"] > 0
 
 

@@ -20,7 +20,7 @@ from qbench import signalled
 from qbench.components import Cell, Dataset, Quantizer
 from qbench.errors import DatasetError
 from qbench.host import Host, HostRecipe
-from qbench.matrix import Case
+from qbench.matrix import Case, build_quantizer
 from qbench.metrics import MetricSet
 from qbench.provenance import base_provenance, component_versions
 from qbench.record import CELL, DATASET, QUANTIZER, failed, new_record
@@ -47,7 +47,7 @@ def base_record(case: Case) -> dict[str, Any]:
     """The configuration part of a record, the same for every outcome (see :func:`qbench.record.new_record`)."""
     return new_record(
         case_id=case.case_id, matrix=case.matrix, hardware=[h.label for h in case.hardware], seed=case.seed,
-        train=case.train, axes={axis: (spec.name, spec.params, spec.label) for axis, spec in
+        train=case.train, axes={axis: (spec.identity, spec.params, spec.label) for axis, spec in
                                 ((QUANTIZER, case.quantizer), (CELL, case.cell), (DATASET, case.dataset))},
     )  # fmt: skip
 
@@ -103,12 +103,13 @@ def host_from(host: Host | HostRecipe | None) -> Host:
     recipe = host if host is not None else HostRecipe()
     if recipe.extra_plugins:
         return recipe.build()
-    return _installed_host(recipe.load_entry_points)
+    return _installed_host(recipe.load_entry_points, recipe.disabled)
 
 
 @functools.lru_cache(maxsize=2)
-def _installed_host(load_entry_points: bool) -> Host:
-    return HostRecipe(load_entry_points=load_entry_points).build()
+def _installed_host(load_entry_points: bool, disabled: tuple[str, ...] | None = None) -> Host:
+    # the driver's disabled plugins travel with the recipe: a Dask worker elsewhere has another environment
+    return HostRecipe(load_entry_points=load_entry_points, disabled=disabled).build()
 
 
 def _train_and_measure(case: Case, device: str, threads: int | None, record: dict[str, Any],
@@ -126,7 +127,7 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
         "cell": host.registry("cell").get(case.cell.name),
         "dataset": host.registry("dataset").get(case.dataset.name),
     }
-    quantizer = cast(Quantizer, entries["quantizer"].cls(**case.quantizer.params))
+    quantizer = cast(Quantizer, build_quantizer(case.quantizer, host))
     cell = cast(Cell, entries["cell"].cls(**case.cell.params))
     dataset = cast(Dataset, entries["dataset"].cls(**case.dataset.params))
     provenance["plugins"] = component_versions(case, host)
@@ -160,10 +161,34 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
     record[R.TOKENS_PER_SECOND] = result.tokens_per_second
     record[R.WEIGHT_COUNT] = int(result.weight_count)
     record[R.WEIGHT_BYTES] = result.weight_count * record[R.WEIGHT_BITS] / 8.0
+    if result.exported is not None:
+        stored = declared_storage(result.exported)
+        if stored is not None:
+            weights_bits, learned_bits = stored
+            if case.quantizer.roles and result.weight_count:  # roles of different widths: the mean
+                record[R.WEIGHT_BITS] = weights_bits / result.weight_count
+            record[R.WEIGHT_BYTES] = (weights_bits + learned_bits) / 8.0
     record[R.FULL_PRECISION] = ["input", "output"] if cell.config.get("embedding", 0) == 0 else ["embedding", "output"]
     if result.status != "ok" or result.exported is None:
         return
     _run_hardware(case, host, result, record)
+
+
+def declared_storage(exported: Any) -> tuple[float, float] | None:
+    """(bits of the quantized values, bits of the learned quantizer state) of a declared stack's
+    export, at each tensor's declared bits (``Quantizer.role_bits``, ``learned_state_bits``); None for a
+    contract-1 stack, whose export lists no tensors (its weight_bytes stays count x bits)."""
+    tensors = [t for layer in exported.layers for t in (layer.tensors or {}).values()]
+    if not tensors:
+        return None
+    counts: dict[float, int] = {}
+    for tensor in tensors:
+        counts[float(tensor.bits)] = counts.get(float(tensor.bits), 0) + int(tensor.values.size)
+    # one product per width: a single-width model's bytes are count x bits / 8 exactly, as before
+    weights = sum(count * bits for bits, count in counts.items())
+    learned = sum(t.state_elements * t.state_bits for t in tensors)
+    learned += sum(layer.state_storage_bits() for layer in exported.layers)
+    return float(weights), float(learned)
 
 
 def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) -> None:
@@ -184,6 +209,10 @@ def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) ->
             continue
         except Exception as exc:  # one backend's bug must not discard the trained model's metrics
             record[R.HARDWARE_STATUS][spec.label] = f"error: {type(exc).__name__}: {exc}"
+            continue
+        problems = backend.measurement_problems(columns)
+        if problems:  # stored silently, a wrong column would reach the leaderboards unowned and unchecked
+            record[R.HARDWARE_STATUS][spec.label] = "error: " + "; ".join(problems)
             continue
         record[R.HARDWARE_STATUS][spec.label] = "ok"
         for column, value in columns.items():

@@ -8,10 +8,12 @@ line on stderr and exit code 4; only qbench's own bugs print a traceback (exit c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from qbench import __version__
 from qbench.errors import ExitCode, UsageError
@@ -27,6 +29,7 @@ COMMAND_MODULES = (
     "qbench.commands.pack",
     "qbench.commands.merge",
     "qbench.commands.site",
+    "qbench.commands.export",
 )
 
 
@@ -48,6 +51,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qbench", description="Benchmark low-precision recurrent neural networks.")
     parser.add_argument("--version", action="version", version=f"qbench {__version__}")
+    parser.add_argument("-p", dest="plugin_switches", action="append", default=[], metavar="no:NAME",
+                        help="leave the plugin (or distribution) NAME out of this command; repeat for several "
+                             "(the same as QBENCH_DISABLE_PLUGINS=NAME,...)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module_name in COMMAND_MODULES:
         try:
@@ -58,6 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(command)
         command.set_defaults(_execute=module.execute)
     return parser
+
+
+@contextlib.contextmanager
+def _plugins_disabled(switches: list[str]) -> Iterator[None]:
+    """``-p no:NAME``: add NAME to the environment variable every host reads, for this command only
+    (worker processes the command starts inherit it)."""
+    from qbench.host import DISABLE_ENV, disabled_from_environment
+
+    names = []
+    for switch in switches:
+        if not switch.startswith("no:") or not switch[3:].strip():
+            raise UsageError(f"-p {switch}: qbench -p takes no:NAME (leave the plugin NAME out), e.g. -p no:acme")
+        names.append(switch[3:].strip())
+    if not names:
+        yield
+        return
+    previous = os.environ.get(DISABLE_ENV)
+    os.environ[DISABLE_ENV] = ",".join([*disabled_from_environment(), *names])
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(DISABLE_ENV, None)
+        else:
+            os.environ[DISABLE_ENV] = previous
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +114,10 @@ def _main(argv: Sequence[str] | None) -> int:
         if not getattr(args, "_execute", None):
             parser.print_help()
             return int(ExitCode.USAGE_ERROR)
-        return int(args._execute(args))
+        from qbench.host import plugin_reports
+
+        with _plugins_disabled(args.plugin_switches), plugin_reports(sys.stderr):
+            return int(args._execute(args))
     except UsageError as exc:
         print(f"qbench: error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE_ERROR)

@@ -5,7 +5,9 @@ import time (annotations only), so ``import qbench`` stays instant.
 
 Every component class has
 
-* ``name``: lower case, digits and dashes (``"pow2-ternary"``); global across all plugins;
+* ``name``: lower case, digits and dashes (``"pow2-ternary"``); its qualified name is
+  ``DISTRIBUTION:name`` (``qbench:ternary``), and a bare name must mean one component (see
+  :mod:`qbench.registry`);
 * ``description``: one line shown by ``qbench list`` and on the leaderboard;
 * ``params``: the declared keyword parameters (:class:`qbench.Param`), checked before any case
   runs; an instance's resolved values are in ``self.config`` and also set as attributes.
@@ -17,6 +19,7 @@ Subclasses validate cross-parameter rules in :meth:`Component.validate` by raisi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,6 +43,14 @@ ALL_ROLES = (*ROLES, HIDDEN_ROLE)
 LAYOUTS = ("matrix", "diagonal", "vector")
 #: attributes of a component that a parameter must not shadow
 RESERVED_PARAM_NAMES = frozenset({"name", "description", "params", "config", "kind", "label"})
+#: a component name: lower case letters and digits, words joined by dashes
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+#: the values of ``Quantizer.scheme``
+SCHEMES = ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed", "custom")
+#: the fused kernels a declared cell may name, with their gate blocks and state tensors
+FUSED_KERNELS = {"rnn_tanh": (1, 1), "gru": (3, 1), "lstm": (4, 2)}
+#: the tensor names torch's fused kernels take, in their order
+FUSED_NAMES = ("w_input", "w_recurrent", "b_input", "b_recurrent")
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,34 @@ class Component:
     def validate(self) -> None:
         """Check rules that involve several parameters; raise :class:`qbench.ParamError`."""
 
+    @classmethod
+    def declaration_problems(cls) -> list[str]:
+        """Every mistake in this class's declaration (its class attributes), one sentence each saying
+        what to fix; empty when it may be registered. The host calls it once per class at start-up
+        and reports all of a plugin's problems together. Each kind adds its own rules."""
+        problems: list[str] = []
+        name = getattr(cls, "name", "")
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            problems.append(f"class {cls.__name__} has name {name!r}; a name is lower case letters and digits, "
+                            "words joined by dashes (e.g. 'pow2-ternary')")  # fmt: skip
+        label = f"{cls.kind} {name!r}"
+        params = getattr(cls, "params", {})
+        if not isinstance(params, dict) or not all(isinstance(p, Param) for p in params.values()):
+            problems.append(f"{label} must declare params as a dict of qbench.Param")
+            return problems
+        clash = RESERVED_PARAM_NAMES & set(params)
+        if clash:
+            problems.append(f"{label} declares reserved parameter names {sorted(clash)}; rename them")
+        for key, spec in params.items():
+            if spec.required:
+                continue
+            try:
+                spec.check(label, key, spec.default)
+            except ParamError as exc:
+                problems.append(f"{label}: the default of parameter {key!r} is invalid: {exc}; fix the default "
+                                "in its qbench.Param")  # fmt: skip
+        return problems
+
     @property
     def label(self) -> str:
         """``name`` plus the parameters that differ from their defaults, e.g. ``ternary(stochastic=true)``."""
@@ -142,6 +181,16 @@ class Quantizer(Component):
     #: ``baseline`` (at most one installed quantizer should say so; the first by name wins)
     baseline: ClassVar[bool] = False
 
+    @classmethod
+    def declaration_problems(cls) -> list[str]:
+        problems = super().declaration_problems()
+        if getattr(cls, "scheme", None) not in SCHEMES:
+            problems.append(f"quantizer {cls.name!r}: scheme must be one of {SCHEMES}, got {cls.scheme!r}")
+        for flag in ("owns_gradient", "baseline"):
+            if not isinstance(getattr(cls, flag, False), bool):
+                problems.append(f"quantizer {cls.name!r}: {flag} must be True or False, got {getattr(cls, flag)!r}")
+        return problems
+
     def quantize(self, w: torch.Tensor, ctx: QuantContext) -> torch.Tensor:
         """Return the forward values of ``w``: same shape, dtype and device.
 
@@ -172,6 +221,33 @@ class Quantizer(Component):
         """Storage bits of one quantized weight (memory columns of the leaderboard)."""
         raise NotImplementedError
 
+    def for_role(self, role: str) -> Quantizer:
+        """The quantizer of ``role``: this one, unless the matrix composed a quantizer per role
+        (:class:`qbench.roles.RoleQuantizers`); read ``owns_gradient`` and ``scheme`` from it."""
+        return self
+
+    def role_bits(self, role: str) -> float:
+        """Declared cost: bits of each value this quantizer produces for ``role``.
+
+        A weight's storage bits, and for ``"hidden"`` the width of the quantized state that the
+        next step reads (an activation quantizer's ``act_bits``). The export carries it
+        (``ExportedTensor.bits``, ``ExportedLayer.hidden_quantizer["bits"]``) and the host's
+        ``weight_bytes``, ``energy`` and the simulator price it. Default: :meth:`bits_per_weight`.
+        """
+        return float(self.bits_per_weight())
+
+    def learned_state_bits(self, role: str) -> float:
+        """Declared cost: storage bits of one element of the learned state of a ``role`` tensor
+        (what :meth:`init_state` returns: a step, a scale). Default 32: float32, as trained.
+        ``weight_bytes`` counts it beside the weights."""
+        return 32.0
+
+    def code_scale(self, ctx: QuantContext) -> float | None:
+        """Declared format: the value of one integer code when :meth:`quantize` returns integer
+        codes times one scale per tensor (LSQ's learned step); None otherwise (default).
+        Backends read it from ``ExportedTensor.scale`` instead of a quantizer's own encoding keys."""
+        return None
+
     def shadow_bound(self, ctx: QuantContext) -> float | None:
         """Bound B such that the host clips shadow weights to [-B, B] after each update; None: no clip."""
         return None
@@ -200,7 +276,9 @@ class TensorSpec:
         bound; None: Glorot of the map (matrix reading input: (n, h); reading hidden: (h, h); a
         vector: its layer's input-matrix fans, as a bias; a diagonal: (1, 1)).
     :param init: ``"glorot"`` (uniform on [-W0, W0], drawn from the cell's seeded generator in
-        declaration order), ``"positive"`` (uniform on [0, W0], same generator) or ``"zeros"``.
+        declaration order), ``"positive"`` (uniform on [0, W0], same generator), ``"zeros"``, or a
+        range ``(low, high)``: uniform on [low, high] from the same generator (``(1.0, 1.0)``: ones;
+        a forget-gate bias, a decay in (0, 1)), whatever the fans.
     """
 
     name: str
@@ -209,7 +287,7 @@ class TensorSpec:
     blocks: int = 1
     reads: str = "input"
     fans: tuple[int, int] | None = None
-    init: str = "glorot"
+    init: str | tuple[float, float] = "glorot"
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -218,9 +296,20 @@ class TensorSpec:
             raise ValueError(f"TensorSpec {self.name!r}: layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.reads not in ("input", "hidden"):
             raise ValueError(f"TensorSpec {self.name!r}: reads must be 'input' or 'hidden', got {self.reads!r}")
-        if self.init not in ("glorot", "positive", "zeros"):
+        if isinstance(self.init, (tuple, list)):
+            import math
+
+            ok = len(self.init) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in self.init
+            )
+            if not ok or self.init[0] > self.init[1]:
+                raise ValueError(f"TensorSpec {self.name!r}: an init range is (low, high) with finite numbers "
+                                 f"low <= high, got {self.init!r}")  # fmt: skip
+            object.__setattr__(self, "init", (float(self.init[0]), float(self.init[1])))
+        elif self.init not in ("glorot", "positive", "zeros"):
             raise ValueError(
-                f"TensorSpec {self.name!r}: init must be 'glorot', 'positive' or 'zeros', got {self.init!r}"
+                f"TensorSpec {self.name!r}: init must be 'glorot', 'positive', 'zeros' or a range (low, high), "
+                f"got {self.init!r}"
             )
         if self.blocks < 1:
             raise ValueError(f"TensorSpec {self.name!r}: blocks must be >= 1, got {self.blocks}")
@@ -253,6 +342,11 @@ class TensorSpec:
 #: element-wise operations a declared cell may list per hidden unit (``Cell.elementwise``)
 ELEMENTWISE_OPS = ("mults", "adds", "sigmoids", "tanhs", "relus")
 
+def has_scan(cell: type[Cell] | Cell) -> bool:
+    """Whether a declared cell offers a parallel training path (overrides :meth:`Cell.scan`)."""
+    cls = cell if isinstance(cell, type) else type(cell)
+    return getattr(cls, "scan", Cell.scan) is not Cell.scan
+
 
 class Cell(Component):
     """A recurrent cell family (contract).
@@ -280,12 +374,88 @@ class Cell(Component):
     elementwise: ClassVar[dict[str, int]] = {}
     fused_kernel: ClassVar[str | None] = None
 
+    @classmethod
+    def declaration_problems(cls) -> list[str]:
+        problems = super().declaration_problems()
+        specs = getattr(cls, "tensors", ())
+        if specs:
+            problems += [f"cell {cls.name!r}: {problem}" for problem in cls._tensor_problems(specs)]
+        return problems
+
+    @classmethod
+    def _tensor_problems(cls, specs: Any) -> list[str]:
+        """The rules of a declared cell (``tensors`` set); a contract-1 cell (its own ``build``) has none."""
+        if not isinstance(specs, tuple) or not all(isinstance(spec, TensorSpec) for spec in specs):
+            return ["`tensors` must be a tuple of qbench.TensorSpec"]
+        problems = []
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            problems.append(f"tensor names repeat: {names}; give each tensor its own name")
+        # a recurrent tensor is optional: an element-wise recurrence (minGRU) reads the state in step only
+        if not any(spec.role == "input" for spec in specs):
+            problems.append(f"a declared cell needs at least one tensor of role 'input' (found "
+                            f"{[(spec.name, spec.role) for spec in specs]}); declare one")  # fmt: skip
+        if "hidden" not in getattr(cls, "params", {}):
+            problems.append("a declared cell needs a `hidden` parameter (units per layer); add "
+                            "params = {'hidden': qbench.Param(int, ...)}")  # fmt: skip
+        state_size = getattr(cls, "state_size", 1)
+        if not isinstance(state_size, int) or isinstance(state_size, bool) or state_size < 1:
+            problems.append(f"state_size must be an integer >= 1, got {state_size!r}")
+        elementwise = getattr(cls, "elementwise", {})
+        unknown = sorted(set(elementwise) - set(ELEMENTWISE_OPS)) if isinstance(elementwise, dict) else None
+        if unknown is None or unknown:
+            problems.append(f"elementwise must map operations among {ELEMENTWISE_OPS} to counts per hidden "
+                            f"unit, got {elementwise!r}")  # fmt: skip
+        kernel = getattr(cls, "fused_kernel", None)
+        if kernel is not None:
+            problems += cls._fused_problems(kernel, specs, state_size)
+            if has_scan(cls):
+                problems.append("declares both a fused_kernel and a scan (the host would use the kernel); keep one")
+        return problems
+
+    @staticmethod
+    def _fused_problems(kernel: Any, specs: tuple[TensorSpec, ...], state_size: Any) -> list[str]:
+        if kernel not in FUSED_KERNELS:
+            return [f"fused_kernel must be one of {tuple(FUSED_KERNELS)} or None, got {kernel!r}"]
+        blocks, expected_state = FUSED_KERNELS[kernel]
+        by_name = {spec.name: spec for spec in specs}
+        problems = []
+        for name, layout, reads in (("w_input", "matrix", "input"), ("w_recurrent", "matrix", "hidden"),
+                                    ("b_input", "vector", None)):  # fmt: skip
+            spec = by_name.get(name)
+            if spec is None or spec.layout != layout or (reads and spec.reads != reads) or spec.blocks != blocks:
+                problems.append(f"fused_kernel {kernel!r} needs a {layout} {name!r} of {blocks} gate block(s)"
+                                f"{' reading the ' + reads if reads else ''}; declare it or set fused_kernel = None")
+        extra = set(by_name) - set(FUSED_NAMES)
+        if extra:
+            problems.append(f"fused_kernel {kernel!r} cannot use tensors {sorted(extra)}; set fused_kernel = None")
+        if state_size != expected_state:
+            problems.append(f"fused_kernel {kernel!r} carries {expected_state} state tensor(s), but state_size "
+                            f"is {state_size!r}")  # fmt: skip
+        return problems
+
     def step(
         self, x: torch.Tensor, state: tuple[torch.Tensor, ...], w: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, ...]:
         """One time step: input ``x [B, n]``, ``state`` (``state_size`` tensors ``[B, h]``, h
         first), the layer's quantized tensors ``w`` by name -> the new state (h first)."""
         raise NotImplementedError(f"cell {self.name!r} declares tensors but does not define step()")
+
+    def scan(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], w: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Optional parallel path: the whole sequence at once, the same numbers as :meth:`step` looped.
+
+        ``x [T, B, n]``, ``state`` (``state_size`` tensors ``[B, h]``), the quantized tensors ``w``
+        -> (h at every step ``[T, B, h]``, the final state tuple). A cell whose recurrence is
+        element-wise and linear in the state (``h' = a(x) * h + b(x)``: minGRU, minLSTM, diagonal
+        linear RNNs) computes it with a scan (cumulative products, in log space for stability)
+        instead of T sequential steps. The host uses it for training and evaluation whenever the
+        cell defines it and the hidden state is not quantized per step (that needs the per-step
+        loop); the cell kit checks it against the per-step reference (outputs and gradients).
+        Not defined by default.
+        """
+        raise NotImplementedError(f"cell {self.name!r} offers no scan")
 
     def build(self, input_size: int, quantizer: Quantizer, seed: int) -> torch.nn.Module:
         """Return a module mapping time-major inputs ``[T, B, input_size]`` to ``([T, B, hidden], state)``.
@@ -316,6 +486,17 @@ class Dataset(Component):
     task: ClassVar[str] = "language-model"
     metrics: ClassVar[tuple[Metric, ...] | None] = None
     licence: ClassVar[str] = ""
+
+    @classmethod
+    def declaration_problems(cls) -> list[str]:
+        from qbench.metrics import MetricError, MetricSet
+
+        problems = super().declaration_problems()
+        try:
+            MetricSet.of(cls)
+        except MetricError as exc:
+            problems.append(f"dataset {cls.name!r}: {exc}")
+        return problems
 
     def prepare(self, cache_dir: str) -> LanguageModelData | ClassificationData | SequenceLabellingData:
         """Return the prepared splits, preparing and caching them under ``cache_dir`` if needed.
@@ -356,8 +537,49 @@ class HardwareBackend(Component):
     #: host's weight columns and the cost axes; the other columns follow alphabetically)
     leading_columns: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def declaration_problems(cls) -> list[str]:
+        problems = super().declaration_problems()
+        label = f"hardware {cls.name!r}"
+        columns = getattr(cls, "columns", {})
+        if not isinstance(columns, dict) or not all(isinstance(c, str) and d in ("min", "max", "")
+                                                    for c, d in columns.items()):  # fmt: skip
+            return [*problems, f"{label}: columns must map each column name to 'min', 'max' or '', got {columns!r}"]
+        for attribute in ("headline", "cost_axes", "leading_columns"):
+            chosen = getattr(cls, attribute, None) or ()
+            if isinstance(chosen, str) or not isinstance(chosen, (tuple, list)):
+                problems.append(f"{label}: {attribute} must be a tuple of column names, got {chosen!r}")
+                continue
+            unknown = [c for c in chosen if c not in columns]
+            if unknown:
+                problems.append(f"{label}: {attribute} names {unknown}, which it does not declare in columns")
+        undirected = [c for c in getattr(cls, "cost_axes", ()) or () if c in columns and not columns[c]]
+        if undirected:
+            problems.append(f"{label}: cost axes {undirected} need a direction ('min' or 'max') in columns")
+        return problems
+
+    def measurement_problems(self, result: Any) -> list[str]:
+        """What is wrong with what :meth:`measure` returned (empty: it may be stored): a column it
+        does not declare, or a value that is not a JSON scalar, each named with the fix."""
+        if not isinstance(result, dict):
+            return [f"hardware {self.name!r}: measure returned {type(result).__name__}; return a dict "
+                    "{column: value}"]  # fmt: skip
+        problems = []
+        undeclared = sorted(str(column) for column in result if column not in self.columns)
+        if undeclared:
+            problems.append(f"hardware {self.name!r}: measure returned column(s) {undeclared} that it does not "
+                            "declare in columns; declare them (with a direction) or stop returning them")  # fmt: skip
+        for column, value in result.items():
+            if value is not None and type(value) not in (bool, int, float, str):
+                problems.append(f"hardware {self.name!r}: column {column!r} is {value!r} of type "
+                                f"{type(value).__module__}.{type(value).__name__}, not a JSON scalar; convert it "
+                                "(float(...), int(...), str(...)) or return None")  # fmt: skip
+        return problems
+
     def measure(self, model: ExportedModel, sample: EvalSample) -> dict[str, Any]:
-        """Return ``{column: value}`` (JSON-able scalars) for the exported model on ``sample``."""
+        """Return ``{column: value}`` for the exported model on ``sample``: every column declared in
+        ``columns`` and no other, each a JSON number, string, bool or None (numpy scalars are refused,
+        convert with ``float()``/``int()``)."""
         raise NotImplementedError
 
 
@@ -366,4 +588,12 @@ COMPONENT_KINDS: dict[str, type[Component]] = {
     "cell": Cell,
     "dataset": Dataset,
     "hardware": HardwareBackend,
+}
+
+#: the registration hook of each kind (contract: :mod:`qbench.hookspecs` defines exactly these)
+REGISTRATION_HOOKS: dict[str, str] = {
+    "quantizer": "qbench_register_quantizers",
+    "cell": "qbench_register_cells",
+    "dataset": "qbench_register_datasets",
+    "hardware": "qbench_register_hardware",
 }

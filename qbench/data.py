@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qbench.metrics import CLASSIFICATION, LANGUAGE_MODEL, SEQUENCE_LABELLING
+from qbench.metrics import CLASSIFICATION, LANGUAGE_MODEL, REGRESSION, SEQUENCE_LABELLING
 
-__all__ = ["CLASSIFICATION", "LANGUAGE_MODEL", "SEQUENCE_LABELLING", "ClassificationData", "EvalSample",
-           "LanguageModelData", "SequenceLabellingData", "SequenceSplit"]  # fmt: skip
+__all__ = ["CLASSIFICATION", "LANGUAGE_MODEL", "REGRESSION", "SEQUENCE_LABELLING", "ClassificationData",
+           "EvalSample", "LanguageModelData", "RegressionData", "SequenceLabellingData", "SequenceSplit"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,28 @@ class SequenceLabellingData(ClassificationData):
     splits and class names as classification; the host dispatches on ``task``)."""
 
     task: str = field(default=SEQUENCE_LABELLING, init=False)
+
+
+@dataclass(frozen=True)
+class RegressionData:
+    """Sequence regression: each split's ``y`` is ``[N, D]`` float32, D real targets per sequence,
+    predicted from its last true step (the adding problem: D = 1). ``target_names`` names the D
+    outputs. Measures: mean squared error (the training loss) and mean absolute error."""
+
+    train: SequenceSplit
+    valid: SequenceSplit
+    test: SequenceSplit
+    target_names: tuple[str, ...]
+    fingerprint: str
+    task: str = field(default=REGRESSION, init=False)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.train.x.shape[2])
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.target_names)
 
 
 @dataclass(frozen=True)

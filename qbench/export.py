@@ -33,6 +33,10 @@ class ExportedTensor:
         ``"vector"`` (added), as the cell declared it.
     :param state: the quantizer's learned state for this tensor (name -> float64 array), as
         trained; empty for a quantizer without learned state.
+    :param state_bits: declared storage bits of one element of ``state`` (``Quantizer.learned_state_bits``).
+    :param scale: declared value of one integer code when the values are codes times one scale
+        (``Quantizer.code_scale``, LSQ's step); None otherwise.
+    :param quantizer: label of the quantizer of this tensor's role (they may differ by role).
     """
 
     values: np.ndarray
@@ -42,10 +46,22 @@ class ExportedTensor:
     encoding: dict[str, Any] = field(default_factory=dict)
     layout: str = "matrix"
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    state_bits: float = 32.0
+    scale: float | None = None
+    quantizer: str = ""
 
     @property
     def nnz(self) -> int:
         return int(np.count_nonzero(self.values))
+
+    @property
+    def storage_bits(self) -> float:
+        """Declared storage of this tensor: its values at ``bits`` plus its learned state at ``state_bits``."""
+        return float(self.values.size) * self.bits + self.state_elements * self.state_bits
+
+    @property
+    def state_elements(self) -> int:
+        return int(sum(np.asarray(v).size for v in self.state.values()))
 
 
 @dataclass
@@ -61,7 +77,8 @@ class ExportedLayer:
     input_size: int
     hidden_size: int
     w_input: ExportedTensor
-    w_recurrent: ExportedTensor
+    #: None for a cell without a recurrent tensor (an element-wise recurrence such as minGRU)
+    w_recurrent: ExportedTensor | None
     b_input: ExportedTensor | None
     b_recurrent: ExportedTensor | None
     input_scale: np.ndarray | None = None
@@ -72,8 +89,44 @@ class ExportedLayer:
     elementwise: dict[str, int] = field(default_factory=dict)
     #: tensors in the recurrent state (h; h and c for an LSTM)
     state_size: int = 1
-    #: the hidden-state quantizer's facts (scheme, bits, encoding, state) when it quantizes h at every step
+    #: the hidden-state quantizer's facts when it quantizes h at every step: ``scheme``, ``bits`` (its
+    #: declared ``role_bits("hidden")``), ``encoding``, ``state``, ``state_bits``, ``scale``, ``quantizer``
     hidden_quantizer: dict[str, Any] | None = None
+
+    @classmethod
+    def from_tensors(cls, cell: str, input_size: int, hidden_size: int, tensors: dict[str, ExportedTensor],
+                     **facts: Any) -> ExportedLayer:  # fmt: skip
+        """The layer of a declared cell's tensors (in declaration order): ``w_input`` / ``w_recurrent`` /
+        ``b_input`` / ``b_recurrent`` are the tensors of those names, else the first of each role
+        (``b_recurrent`` only by name). Real exports and the kit's random models both use this.
+        ``facts``: the other fields (``elementwise``, ``state_size``, ``input_scale``, ...)."""
+
+        def named_or_role(name: str, role: str, optional: bool = False) -> ExportedTensor | None:
+            if name in tensors:
+                return tensors[name]
+            found = next((t for t in tensors.values() if t.role == role), None)
+            if found is None and not optional:
+                raise ValueError(f"a declared cell needs at least one tensor of role {role!r} (found "
+                                 f"{[(n, t.role) for n, t in tensors.items()]})")  # fmt: skip
+            return found
+
+        # no recurrent tensor: an element-wise recurrence (minGRU) reads the state in its step only
+        w_input, w_recurrent = named_or_role("w_input", "input"), named_or_role("w_recurrent", "recurrent", True)
+        assert w_input is not None
+        return cls(cell=cell, input_size=input_size, hidden_size=hidden_size, w_input=w_input,
+                   w_recurrent=w_recurrent, b_input=named_or_role("b_input", "bias", optional=True),
+                   b_recurrent=tensors.get("b_recurrent"), tensors=dict(tensors), **facts)  # fmt: skip
+
+    @property
+    def hidden_bits(self) -> float | None:
+        """Declared width of the quantized hidden state (None: the state is not quantized)."""
+        return None if self.hidden_quantizer is None else float(self.hidden_quantizer["bits"])
+
+    def state_storage_bits(self) -> float:
+        """Declared storage of the hidden-state quantizer's learned state (a step), in bits."""
+        facts = self.hidden_quantizer or {}
+        elements = sum(np.asarray(v).size for v in (facts.get("state") or {}).values())
+        return float(elements) * float(facts.get("state_bits", 32.0))
 
     @property
     def gate_blocks(self) -> int:
@@ -84,6 +137,7 @@ class ExportedLayer:
         tensors = self.tensors or {
             name: t
             for name, t in (("w_input", self.w_input), ("w_recurrent", self.w_recurrent))
+            if t is not None
         }
         total = 0
         for tensor in tensors.values():

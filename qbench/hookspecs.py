@@ -1,8 +1,9 @@
 """Hook specifications of qbench (contract).
 
 Plugins implement these with ``@qbench.hookimpl``. Every registration hook is collected: pluggy
-calls every implementation and qbench merges the lists; a component name claimed twice is an
-error naming both plugins.
+calls every implementation and qbench merges the lists; a name two plugins register is kept under
+both qualified names (``DISTRIBUTION:name``), and the bare name is then ambiguous (see
+:mod:`qbench.registry`). :data:`qbench.components.REGISTRATION_HOOKS` names the hook of each kind.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qbench.errors import MatrixError, UsageError
+from qbench.errors import MatrixError, PluginError, UsageError
 from qbench.numerics import DEFAULT_MODE, MODES
 from qbench.protocol import TUNE_AXES, Protocol, SeedRule
+from qbench.roles import QUANTIZER_ROLES, composed_label, role_refusal
 from qbench.trainconfig import TRAIN_PARAMS, resolve_limits, resolve_train
 
 AXES = ("quantizer", "cell", "dataset", "hardware")
@@ -45,19 +46,34 @@ class Spec:
     params: Mapping[str, Any] = field(default_factory=dict)
     #: parameters the matrix set explicitly (the label shows only these)
     given: tuple[str, ...] = ()
+    #: a quantizer's per-role quantizers ``((role, spec), ...)`` in role order (``roles.ROLE`` in the
+    #: matrix); empty: this quantizer quantizes every role, as a plain ``[[quantizer]]``
+    roles: tuple[tuple[str, Spec], ...] = ()
 
     @property
     def label(self) -> str:
         shown = {k: self.params[k] for k in self.given if k in self.params}
-        if not shown:
-            return self.name
-        return f"{self.name}({','.join(f'{k}={json.dumps(v)}' for k, v in sorted(shown.items()))})"
+        own = self.name if not shown else (
+            f"{self.name}({','.join(f'{k}={json.dumps(v)}' for k, v in sorted(shown.items()))})")  # fmt: skip
+        if not self.roles:
+            return own
+        return composed_label(own, {role: spec.label for role, spec in self.roles})
+
+    @property
+    def identity(self) -> str:
+        """What records and the protocol call this component: its name, or a composition's label
+        (a float default with a quantized hidden state is not the float baseline)."""
+        return self.label if self.roles else self.name
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": dict(self.params)}
+        # "roles" only when given: a plain [[quantizer]] keeps the payload, hence the case id, it always had
+        if not self.roles:
+            return {"name": self.name, "params": dict(self.params)}
+        return {"name": self.name, "params": dict(self.params),
+                "roles": {role: spec.as_dict() for role, spec in self.roles}}  # fmt: skip
 
     def __reduce__(self) -> tuple[Any, ...]:  # mappingproxy-free pickling for process pools / Dask
-        return (Spec, (self.name, dict(self.params), tuple(self.given)))
+        return (Spec, (self.name, dict(self.params), tuple(self.given), tuple(self.roles)))
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,7 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
         )
     registry = host.registry(kind)
     specs: list[Spec] = []
+    probed: list[str] = []
     for index, entry in enumerate(entries):
         at = f"{where}: [[{kind}]] #{index + 1}"
         if not isinstance(entry, dict):
@@ -166,17 +183,28 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
         name = entry.get("name")
         if not isinstance(name, str):
             raise MatrixError(f"{at} needs a 'name' string (one of: {', '.join(registry) or 'none'})")
-        if name not in registry:
-            raise MatrixError(f"{at}: {registry.unknown_message(name)}")
-        cls = registry.get(name).cls
+        try:  # a bare name must mean one component; ``ORIGIN:name`` picks one of several
+            cls = registry.get(name).cls
+        except UsageError as exc:
+            raise MatrixError(f"{at}: {exc}") from None
+        role_options: list[list[tuple[str, Spec]]] = []
+        if kind == "quantizer" and "roles" in entry and "roles" not in getattr(cls, "params", {}):
+            entry = {k: v for k, v in entry.items() if k != "roles"}
+            role_options = _role_options(at, entries[index]["roles"], registry, probed)
         for params in _grid(at, entry):
             try:
                 component = cls(**params)
             except UsageError as exc:
                 raise MatrixError(f"{at}: {exc}") from None
-            specs.append(Spec(name, dict(component.config), tuple(params)))
-            if built is not None:
-                built.append((specs[-1], component))
+            if kind == "quantizer":
+                probed += _probe_quantizer(at, registry.get(name), component)
+            for roles in itertools.product(*role_options):
+                specs.append(Spec(name, dict(component.config), tuple(params), tuple(roles)))
+                if built is not None:
+                    built.append((specs[-1], component))
+    if probed:  # every quantizer that fails the probe, in one message
+        raise PluginError(" ".join(probed) if len(probed) == 1 else
+                          " ".join(f"({i}) {p}" for i, p in enumerate(probed, 1)))  # fmt: skip
     seen: set[str] = set()
     for spec in specs:
         key = _canonical(spec.as_dict())
@@ -184,6 +212,75 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
             raise MatrixError(f"{where}: [[{kind}]] lists {spec.label} twice; remove the duplicate")
         seen.add(key)
     return tuple(specs)
+
+
+def _role_options(at: str, roles: Any, registry: Any, probed: list[str]) -> list[list[tuple[str, Spec]]]:
+    """``roles.ROLE = {name = ..., ...}`` (one quantizer) or ``[{...}, {...}]`` (an axis) per role:
+    each role's choices, each checked to quantize its role (and probed like any quantizer: ``probed``
+    collects the failures)."""
+    example = 'roles.hidden = { name = "lsq", bits = 4, hidden = true }'
+    if not isinstance(roles, dict) or not roles:
+        raise MatrixError(f"{at}: roles must be a table of a quantizer per role, e.g.\n  {example}")
+    options: list[list[tuple[str, Spec]]] = []
+    for role in QUANTIZER_ROLES:  # role order: the case id does not depend on the file's key order
+        if role not in roles:
+            continue
+        choices = roles[role]
+        where = f"{at}: roles.{role}"
+        tables = choices if isinstance(choices, list) else [choices]
+        if not tables:
+            raise MatrixError(f"{where} is an empty list; give at least one quantizer table")
+        found: list[tuple[str, Spec]] = []
+        for table in tables:
+            if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+                raise MatrixError(f"{where} must be a table with a quantizer 'name' (or a list of them), e.g.\n"
+                                  f"  {example}")  # fmt: skip
+            if isinstance(table.get("roles"), dict):
+                raise MatrixError(f"{where}: a role's quantizer cannot have roles of its own")
+            try:  # a bare name must mean one component; ``ORIGIN:name`` picks one of several
+                entry = registry.get(table["name"])
+            except UsageError as exc:
+                raise MatrixError(f"{where}: {exc}") from None
+            cls = entry.cls
+            for params in _grid(where, table):
+                try:
+                    component = cls(**params)
+                except UsageError as exc:
+                    raise MatrixError(f"{where}: {exc}") from None
+                refusal = role_refusal(component, role)
+                if refusal is not None:
+                    raise MatrixError(f"{where}: {refusal}")
+                probed += _probe_quantizer(where, entry, component)
+                found.append((role, Spec(table["name"], dict(component.config), tuple(params))))
+        options.append(found)
+    unknown = sorted(set(roles) - set(QUANTIZER_ROLES))
+    if unknown:
+        raise MatrixError(f"{at}: roles has unknown role(s) {', '.join(map(repr, unknown))}; the roles are "
+                          f"{', '.join(QUANTIZER_ROLES)}")  # fmt: skip
+    return options
+
+
+def build_quantizer(spec: Spec, host: Any) -> Any:
+    """The quantizer a case uses: the component of ``spec``, composed with its roles' quantizers."""
+    registry = host.registry("quantizer")
+    default = registry.get(spec.name).cls(**spec.params)
+    if not spec.roles:
+        return default
+    from qbench.roles import RoleQuantizers
+
+    return RoleQuantizers(default, {role: registry.get(r.name).cls(**r.params) for role, r in spec.roles})
+
+
+def _probe_quantizer(at: str, entry: Any, quantizer: Any) -> list[str]:
+    """Quantize small tensors of every role the quantizer takes, before any case runs: a wrong shape
+    or dtype would otherwise fail inside each case's training (``mat2 must be a matrix``)."""
+    from qbench.quantprobe import probe_problems
+
+    problems = probe_problems(quantizer)
+    if not problems:
+        return []
+    return [f"{at}: quantizer {quantizer.label!r} of {entry.described()}: {'; '.join(problems)}; fix the plugin's "
+            "quantize(), or leave this quantizer out of the matrix"]
 
 
 def load_matrix(path: str | Path, host: Any = None) -> Matrix:
@@ -249,7 +346,7 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     excludes = _check_excludes(where, raw.get("exclude", []), axes, seeds)
     limits = resolve_limits(where, raw.get("limits", {}))
     numerics = _parse_numerics(where, raw.get("numerics", {}))
-    baseline = raw.get("baseline", declared_baseline(host, [spec.name for spec in axes["quantizer"]]))
+    baseline = raw.get("baseline", declared_baseline(host, [spec.identity for spec in axes["quantizer"]]))
     if "baseline" in raw and (not isinstance(baseline, str) or not baseline):
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
     quantizer_names = sorted({spec.name for spec in axes["quantizer"]})
@@ -326,13 +423,19 @@ def _check_selection_metric(where: str, metric: str, datasets: list[tuple[Spec, 
 
 def declared_baseline(host: Any, quantizers: Iterable[str]) -> str:
     """The quantizer that declares itself the full-precision baseline (``baseline = True``): one of
-    ``quantizers`` (names) if any, else any installed one (first by name), else "" (no baseline:
-    the leaderboards say there is no paired comparison)."""
+    ``quantizers`` (names as the matrix spells them, bare or qualified; the first by name) if any,
+    else any installed one (first by name), else "" (no baseline: the leaderboards say there is no
+    paired comparison)."""
     registry = host.registry("quantizer")
+    in_matrix = []
+    for name in set(quantizers):
+        try:
+            if getattr(registry.get(name).cls, "baseline", False) is True:
+                in_matrix.append(name)
+        except UsageError:  # a name of another host (records read back): not this one's to judge
+            continue
     declared = [name for name, entry in registry.items() if getattr(entry.cls, "baseline", False) is True]
-    wanted = set(quantizers)
-    in_matrix = [name for name in declared if name in wanted]
-    return (in_matrix or declared or [""])[0]
+    return (sorted(in_matrix) or declared or [""])[0]
 
 
 def _is_int(value: Any) -> bool:
@@ -519,7 +622,8 @@ def case_for(matrix: Matrix, method: Method, point: Mapping[str, Any], seed: int
     for key, value in point.items():
         axis, name = key.split(".", 1)
         (train if axis == "train" else params[axis])[name] = value
-    tuned_quantizer = Spec(quantizer.name, params["quantizer"], quantizer.given) if point else quantizer
+    tuned_quantizer = (Spec(quantizer.name, params["quantizer"], quantizer.given, quantizer.roles) if point
+                       else quantizer)  # fmt: skip
     tuned_cell = Spec(cell.name, params["cell"], cell.given) if point else cell
     case_id = case_id_for(tuned_quantizer, tuned_cell, dataset, matrix.hardware, seed, train)
     return Case(case_id, matrix.name, tuned_quantizer, tuned_cell, dataset, matrix.hardware, seed, train, dict(point))

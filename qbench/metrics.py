@@ -20,19 +20,25 @@ LANGUAGE_MODEL = "language-model"
 CLASSIFICATION = "classification"
 #: one label per time step (frame-wise labels, sequence tagging, the copy-memory task)
 SEQUENCE_LABELLING = "sequence-labelling"
-TASKS = (LANGUAGE_MODEL, CLASSIFICATION, SEQUENCE_LABELLING)
+#: real-valued targets, one vector per sequence read at its last true step (the adding problem)
+REGRESSION = "regression"
+TASKS = (LANGUAGE_MODEL, CLASSIFICATION, SEQUENCE_LABELLING, REGRESSION)
 
 #: measure -> its natural direction. ``bits``: mean cross-entropy in bits per predicted symbol
 #: (or step); ``nats``: the same in nats; ``perplexity``: exp(nats); ``accuracy``: fraction of
-#: predictions (symbols, sequences or steps) that are right.
-MEASURES = {"bits": "min", "nats": "min", "perplexity": "min", "accuracy": "max"}
+#: predictions (symbols, sequences or steps) that are right; ``mse``: mean squared error over
+#: every target value (the regression loss); ``mae``: mean absolute error.
+MEASURES = {"bits": "min", "nats": "min", "perplexity": "min", "accuracy": "max", "mse": "min", "mae": "min"}
 #: what each task can compute (``train`` split: only measures of the training loss)
 TASK_MEASURES = {
     LANGUAGE_MODEL: ("bits", "nats", "perplexity"),
     CLASSIFICATION: ("accuracy", "bits", "nats", "perplexity"),
     SEQUENCE_LABELLING: ("accuracy", "bits", "nats", "perplexity"),
+    REGRESSION: ("mse", "mae"),
 }
 LOSS_MEASURES = ("bits", "nats", "perplexity")
+#: the measures of the training loss each task reports on the train split
+TASK_LOSS_MEASURES = {task: ("mse",) if task == REGRESSION else LOSS_MEASURES for task in TASKS}
 SPLITS = ("test", "valid", "train")
 
 
@@ -77,6 +83,8 @@ CONTRACT1_METRICS: dict[str, tuple[Metric, ...]] = {
                      Metric("loss", "nats", splits=("test",), description="cross-entropy (nats)")),  # fmt: skip
     SEQUENCE_LABELLING: (Metric("accuracy", "accuracy", primary=True, description="fraction of steps right"),
                          Metric("loss", "nats", splits=("test",), description="cross-entropy (nats)")),  # fmt: skip
+    REGRESSION: (Metric("mse", "mse", primary=True, splits=("test", "valid", "train"),
+                        description="mean squared error"),),  # fmt: skip
 }
 
 
@@ -146,9 +154,9 @@ def check_metrics(task: str, metrics: Any) -> tuple[Metric, ...]:
         if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
             raise MetricError(f"metric {metric.name!r}: splits must be distinct names among {', '.join(SPLITS)}, "
                               f"got {metric.splits!r}")  # fmt: skip
-        if "train" in splits and metric.measure not in LOSS_MEASURES:
+        if "train" in splits and metric.measure not in TASK_LOSS_MEASURES[task]:
             raise MetricError(f"metric {metric.name!r}: the train split reports only the training loss "
-                              f"({', '.join(LOSS_MEASURES)}), not {metric.measure!r}")  # fmt: skip
+                              f"({', '.join(TASK_LOSS_MEASURES[task])}), not {metric.measure!r}")  # fmt: skip
     if len(set(names)) != len(names):
         raise MetricError(f"metric names must be distinct, got {names}")
     primaries = [m.name for m in metrics if m.primary]

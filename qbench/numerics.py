@@ -256,7 +256,8 @@ def blas_facts() -> dict[str, str]:
         marker = "Math Kernel Library Version "
         if marker in config:
             version = config.split(marker, 1)[1].split("-", 1)[0].split()[0]
-            facts["torch"] = f"MKL {version}" + (f" (MKL_CBWR={os.environ['MKL_CBWR']})" if os.environ.get("MKL_CBWR") else "")
+            cbwr = os.environ.get("MKL_CBWR")
+            facts["torch"] = f"MKL {version}" + (f" (MKL_CBWR={cbwr})" if cbwr else "")
         elif config:
             facts["torch"] = "no MKL"
     for library in _blas_libraries():

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qbench.errors import UsageError
 from qbench.matrix import Case, Matrix, case_for, expand, methods
 from qbench.protocol import Decisions, Observation, canonical, decide, primary_metric, selection_metric
 
@@ -39,7 +40,7 @@ def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[
         return float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else math.nan
 
     obs = Observation(
-        method=case.method, quantizer=case.quantizer.name, point=canonical(dict(case.tuned)), seed=case.seed,
+        method=case.method, quantizer=case.quantizer.identity, point=canonical(dict(case.tuned)), seed=case.seed,
         status=str(record.get("status", "error")), valid=value(chosen_by), primary=value(primary),
         case_id=case.case_id,
     )  # fmt: skip
@@ -57,6 +58,7 @@ def stale_cases(cases: list[Case], records: Mapping[str, Mapping[str, Any]], hos
     from qbench.provenance import component_versions
 
     stale: dict[str, str] = {}
+    moved: dict[tuple[str, str, str], list[Case]] = {}
     for case in cases:
         record = records.get(case.case_id)
         provenance = record.get("provenance") if record else None
@@ -72,12 +74,34 @@ def stale_cases(cases: list[Case], records: Mapping[str, Mapping[str, Any]], hos
             old = recorded.get(key)
             if not isinstance(old, Mapping):  # recorded before hardware versions were: nothing to compare
                 continue
+            if old.get("distribution") and current["distribution"] and old.get("distribution") != current[
+                    "distribution"]:  # fmt: skip
+                moved.setdefault((key, str(old.get("distribution")), current["distribution"]), []).append(case)
+                continue
             if (old.get("distribution"), old.get("version")) != (current["distribution"], current["version"]):
                 changes.append(f"{key.split(':')[0]} {current['plugin']!r}: {old.get('distribution') or '?'} "
                                f"{old.get('version') or '?'} -> {current['distribution']} {current['version']}")
         if changes:
             stale[case.case_id] = "; ".join(changes)
+    if moved:
+        raise UsageError(_moved_message(moved))
     return stale
+
+
+def _moved_message(moved: Mapping[tuple[str, str, str], list[Case]]) -> str:
+    """A component name that now resolves to another distribution's component: another model, not a
+    new version of the same, so its stored records are neither resumed nor replaced."""
+    parts = []
+    for (key, before, now), cases in sorted(moved.items()):
+        kind = key.split(":")[0]
+        spec = next((s for s in cases[0].hardware if f"hardware:{s.label}" == key), None) if kind == "hardware" \
+            else getattr(cases[0], kind)  # fmt: skip
+        name = spec.name if spec is not None else key
+        parts.append(f"{kind} {name!r} of {len(cases)} stored case(s) came from {before}, and {name!r} now names "
+                     f"{now}'s component, another one")  # fmt: skip
+    return ("; ".join(parts) + ". The stored results are kept and not replaced: install the distribution they came "
+            "from again, or name the component you want by its qualified name (e.g. 'DIST:name', see `qbench list`; "
+            "that makes new cases), or run into another --out")
 
 
 def candidate_cases(matrix: Matrix) -> list[Case]:

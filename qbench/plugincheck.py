@@ -4,12 +4,15 @@ Besides the contract-1 basics, the quick contract-2 checks of the kits run here 
 a learned quantizer's state is a function of the tensor, its owned gradient reaches the weights
 and the state, and its state survives the trip to a worker and into the export; a declared
 cell's traced step does the work its declaration counts, and its fused kernel equals its
-per-step reference. Each failure is one line naming the component and the check.
+per-step reference; every quantizer passes the shape probe of each role it takes; every backend
+measures a small exported model and returns only declared JSON columns. Each failure is one line
+naming the component and the check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from qbench import signalled
@@ -22,13 +25,20 @@ HIDDEN, INPUT = 4, 3
 def _check_quantizer(quantizer: Any) -> str | None:
     import torch
 
+    from qbench.quantprobe import probe_problems
+
+    problems = probe_problems(quantizer)  # every role it takes, the same probe as a matrix's
+    if problems:
+        return "; ".join(problems)
     generator = torch.Generator().manual_seed(0)
     w = torch.empty(16, 24).uniform_(-0.5, 0.5, generator=generator)
     for training in (False, True):
         ctx = QuantContext("input", 24, 16, training, generator)
-        q = quantizer.quantize(w, ctx)
-        if q.shape != w.shape or q.dtype != w.dtype:
-            return f"quantize returned shape {tuple(q.shape)} {q.dtype} for {tuple(w.shape)} {w.dtype}"
+        state = quantizer.init_state(w, ctx)
+        if state:
+            ctx = replace(ctx, state=state)
+        with torch.no_grad():
+            q = quantizer.quantize(w, ctx)
         values = quantizer.value_set(ctx)
         if values is not None:
             allowed = torch.tensor(sorted(values), dtype=torch.float64)
@@ -38,6 +48,33 @@ def _check_quantizer(quantizer: Any) -> str | None:
     if not quantizer.bits_per_weight() > 0:
         return "bits_per_weight must be positive"
     return None
+
+
+def hardware_checks(backend: Any, cell_cls: Any, quantizer: Any) -> list[tuple[str, Callable[[], None]]]:
+    """Measure a small model exported by the same code as a run's (untrained) and check what comes
+    back: only declared columns, JSON values (``qbench.Unsupported`` is an answer too)."""
+    if cell_cls is None or quantizer is None:
+        return []
+
+    def measure() -> None:
+        import numpy as np
+
+        from qbench.data import LANGUAGE_MODEL, EvalSample
+        from qbench.errors import Unsupported
+        from qbench.training.model import SequenceModel
+
+        model = SequenceModel(_small(cell_cls), quantizer, LANGUAGE_MODEL, INPUT, INPUT, 0).eval()
+        tokens = np.random.default_rng(0).integers(0, INPUT, 13)
+        try:
+            result = backend.measure(model.export(LANGUAGE_MODEL), EvalSample(LANGUAGE_MODEL, tokens=tokens,
+                                                                               float_metrics={"bits": 2.0}))
+        except Unsupported:
+            return
+        problems = backend.measurement_problems(result)
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+    return [("measure", measure)]
 
 
 def learned_checks(quantizer: Any, cell_cls: Any) -> list[tuple[str, Callable[[], None]]]:
@@ -88,6 +125,16 @@ def cell_checks(cell_cls: Any, quantizer: Any) -> list[tuple[str, Callable[[], N
             checks.check_fused_matches_reference(stack, x)
 
         found.append(("fused vs reference", fused))
+    from qbench.components import has_scan
+
+    if has_scan(cell_cls):
+        x_scan = torch.randn(6, 2, INPUT, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+        def scanned() -> None:
+            stack = build_stack(cell, INPUT, quantizer, 0).double().train()
+            checks.check_fused_matches_reference(stack, x_scan, fast="scan")
+
+        found.append(("scan vs reference", scanned))
     return found
 
 
@@ -156,6 +203,8 @@ def check_components(host: Any) -> list[str]:
                     found += _run(learned_checks(component, partner_cell))
                 elif kind == "cell" and partner_quantizer is not None:
                     found += _run(cell_checks(entry.cls, partner_quantizer))
+                elif kind == "hardware":
+                    found += _run(hardware_checks(component, partner_cell, partner_quantizer))
             except BaseException as exc:
                 if signalled.is_real(exc):
                     raise

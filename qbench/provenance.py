@@ -56,6 +56,7 @@ def component_versions(case: Any, host: Any) -> dict[str, dict[str, str]]:
     (what the planner compares to find records made with another version of a plugin)."""
     named = [("quantizer", "quantizer", case.quantizer.name), ("cell", "cell", case.cell.name),
              ("dataset", "dataset", case.dataset.name),
+             *((f"quantizer:{role}", "quantizer", spec.name) for role, spec in case.quantizer.roles),
              *((f"hardware:{spec.label}", "hardware", spec.name) for spec in case.hardware)]  # fmt: skip
     versions = {}
     for key, kind, name in named:

@@ -169,7 +169,9 @@ def compare(stored: Mapping[str, Any], fresh: Mapping[str, Any], tolerance: floa
         return DIFFERS, f"{where} ({worst:.2%} apart, tolerance {tolerance:.2%})"
     mode = f"{numerics_of(stored) or 'unrecorded'} numerics stored, {numerics_of(fresh) or 'unrecorded'} now"
     others = [k for k in changed if k not in metrics]
-    fields = f"; other fields that differ: {', '.join(others[:6])}" + (" ..." if len(others) > 6 else "") if others else ""
+    fields = ""
+    if others:
+        fields = f"; other fields that differ: {', '.join(others[:6])}" + (" ..." if len(others) > 6 else "")
     return WITHIN, f"largest metric difference {worst:.3%} ({mode}; not bit for bit{fields})"
 
 

@@ -6,6 +6,9 @@
 #      results/<profile>@<device>, resuming whatever is already stored there;
 #   3. print the timings and the leaderboard paths.
 # Usage: bash scripts/gpu-reproduce.sh [WORKERS] [PROFILE...]   (defaults: 8 workers, all three)
+# Sizes (each profile's header has its budget): ott2016-digits-gpu up to 384 short cases;
+# ott2016-overfit-gpu up to 60 cases of GRU-2048; ott2016-chars-gpu up to 240 cases of GRU-512 to
+# GRU-2048 (a day of one GPU): name the profiles to run a part, e.g. ... 8 ott2016-overfit-gpu.
 # Needs: qbench installed with a CUDA build of torch, the datasets (fsdd, brown-char) obtainable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +16,14 @@ workers=${1:-8}
 shift || true
 profiles=("$@")
 [ ${#profiles[@]} -gt 0 ] || profiles=(ott2016-digits-gpu ott2016-chars-gpu ott2016-overfit-gpu)
-device_name=$(python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0).split()[-1].lower())")
+# the model token of the device name ("NVIDIA H100 80GB HBM3" -> h100, "NVIDIA H200" -> h200):
+# the last word would name the memory type on some cards
+device_name=$(python -c "
+import re, torch
+assert torch.cuda.is_available(), 'no CUDA device'
+name = torch.cuda.get_device_name(0)
+model = re.findall(r'\b[A-Z]+[0-9]+[A-Za-z]*\b', name.replace('NVIDIA', ''))
+print((model[0] if model else name.split()[-1]).lower())")
 check=$(mktemp -d)
 cat > "$check/check.toml" <<'TOML'
 name = "cuda-check"

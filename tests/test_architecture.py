@@ -33,6 +33,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         "planning / executors / store / leaderboard",
         (
             "qbench.matrix",
+            "qbench.quantprobe",
             "qbench.planning",
             "qbench.executors",
             "qbench.case_runner",
@@ -70,6 +71,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.errors",
             "qbench.data",
             "qbench.export",
+            "qbench.roles",
             "qbench.markers",
             "qbench.version",
             "qbench.atomicio",

@@ -32,7 +32,7 @@ PAPER_QUANTIZERS = (
 
 
 def registered(kind: str) -> list[str]:
-    return sorted(qbench.get_host().registry(kind)._entries)
+    return list(qbench.get_host().registry(kind))
 
 
 def quantizer_cases() -> list[tuple[str, dict]]:

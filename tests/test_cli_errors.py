@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -69,11 +72,12 @@ def test_missing_matrix_and_bad_flags(tmp_path, capsys):
     assert code == 4 and "no qbench store here" in err
 
 
-def test_broken_plugin_exits_4_naming_it(tmp_path, capsys, fake_distribution):
+def test_a_broken_plugin_is_reported_and_left_out_while_the_command_works(tmp_path, capsys, fake_distribution):
     fake_distribution("shiny-quant", {"shiny": "shiny_plugin"}, {"shiny_plugin": "raise RuntimeError('boom')\n"})
-    code, _, err = run_cli(capsys, "list", "quantizers")
-    assert code == 4
-    assert "error importing plugin 'shiny'" in err and "shiny-quant 1.0" in err and "boom" in err
+    code, out, err = run_cli(capsys, "list", "quantizers")
+    assert code == 0 and "ternary" in out
+    assert err.count("plugin left out: error importing plugin 'shiny'") == 1
+    assert "shiny-quant 1.0" in err and "boom" in err and "-p no:shiny" in err
     assert "Traceback" not in err
 
 
@@ -82,19 +86,21 @@ def test_plugins_lists_a_broken_plugin_as_broken_and_the_others_as_working(capsy
     code, out, err = run_cli(capsys, "plugins")
     assert code == 4 and "Traceback" not in out + err
     shiny = next(line for line in out.splitlines() if line.startswith("shiny "))
-    assert "BROKEN: error importing plugin 'shiny'" in shiny and "boom" in shiny
+    assert "BROKEN (left out): error importing plugin 'shiny'" in shiny and "boom" in shiny
     assert "quantizer: " in next(line for line in out.splitlines() if line.startswith("qbench_builtins.quantizers"))
     assert "1 broken plugin(s): shiny" in out
+    code, out, err = run_cli(capsys, "-p", "no:shiny", "plugins")
+    assert code == 0 and "1 disabled plugin(s): shiny" in out and "boom" not in out + err
 
 
 def test_plugin_with_wrong_hook_signature_exits_4(tmp_path, capsys, fake_distribution):
     source = "import qbench\n@qbench.hookimpl\ndef qbench_register_hardware(node):\n    return []\n"
     fake_distribution("sig-hw", {"sighw": "sighw_plugin"}, {"sighw_plugin": source})
     code, _, err = run_cli(capsys, "list", "hardware")
-    assert code == 4 and "plugin 'sighw'" in err and "node" in err
+    assert code == 0 and "plugin 'sighw'" in err and "node" in err
 
 
-def test_duplicate_name_exits_4_naming_both(tmp_path, capsys, fake_distribution):
+def test_a_name_two_plugins_register_is_ambiguous_until_qualified(tmp_path, capsys, fake_distribution):
     source = textwrap.dedent(
         """
         import qbench
@@ -111,10 +117,17 @@ def test_duplicate_name_exits_4_naming_both(tmp_path, capsys, fake_distribution)
     )
     fake_distribution("float-clone", {"clone": "clone_plugin"}, {"clone_plugin": source})
     code, out, _ = run_cli(capsys, "plugins")
-    assert code == 4 and "BROKEN: quantizer name 'float' is registered twice" in out
-    code, _, err = run_cli(capsys, "list", "quantizers")
-    assert code == 4
-    assert "'float' is registered twice" in err and "qbench_builtins.quantizers" in err and "float-clone" in err
+    assert code == 0 and "quantizer: float" in next(line for line in out.splitlines() if line.startswith("clone "))
+    code, out, err = run_cli(capsys, "list", "quantizers")
+    assert code == 0 and "float-clone:float" in out and "qbench:float" in out
+    path = write(tmp_path, MATRIX.replace('"ternary"', '"float"'))
+    code, _, err = run_cli(capsys, "run", "--matrix", str(path), "--out", str(tmp_path / "out"), "--dry-run")
+    assert code == 4 and "quantizer name 'float' is ambiguous" in err
+    assert "'float-clone:float' (plugin 'clone' (distribution float-clone 1.0))" in err and "'qbench:float'" in err
+    path = write(tmp_path, MATRIX.replace('"ternary"', '"qbench:float"'))
+    code, out, err = run_cli(capsys, "run", "--matrix", str(path), "--out", str(tmp_path / "out"), "--dry-run")
+    assert code == 0, err
+    assert "qbench:float" in out
 
 
 def test_console_script_usage_error_has_no_traceback(tmp_path):
@@ -168,7 +181,9 @@ import qbench
 class Quits(qbench.Quantizer):
     name = "quits"
     def quantize(self, w, ctx):
-        {action}
+        if {when}:  # a layer of the case (hidden 16), not the matrix's probe of 6 x 6 tensors
+            {action}
+        return w
     def bits_per_weight(self):
         return 32
 @qbench.hookimpl
@@ -178,9 +193,10 @@ def qbench_register_quantizers():
 """
 
 
-def _exiting_plugin(fake_distribution, at_import: str = "", hook: str = "pass", action: str = "return w") -> None:
-    source = at_import + "\n" + _EXITING_QUANTIZER.format(hook=hook, action=action)
-    fake_distribution("quits-dist", {"quits": "quits_plugin"}, {"quits_plugin": source})
+def _exiting_plugin(fake_distribution, at_import: str = "", hook: str = "pass", action: str = "return w",
+                    when: str = "w.numel() > 36") -> Path:  # fmt: skip
+    source = at_import + "\n" + _EXITING_QUANTIZER.format(hook=hook, action=action, when=when)
+    return fake_distribution("quits-dist", {"quits": "quits_plugin"}, {"quits_plugin": source}) / "quits_plugin.py"
 
 
 @pytest.mark.parametrize(("at_import", "hook", "raised"), [
@@ -189,17 +205,29 @@ def _exiting_plugin(fake_distribution, at_import: str = "", hook: str = "pass", 
     ("", "sys.exit(0)", "SystemExit(0)"),
     ("", "raise KeyboardInterrupt", "KeyboardInterrupt raised by plugin code"),
 ], ids=["sys-exit-at-import", "ctrl-c-at-import", "sys-exit-in-hook", "ctrl-c-in-hook"])
-def test_a_plugin_exiting_at_load_is_a_usage_error_naming_it(tmp_path, capsys, fake_distribution, at_import, hook,
-                                                             raised):  # fmt: skip
-    _exiting_plugin(fake_distribution, at_import, hook)
+def test_a_plugin_exiting_at_load_is_reported_like_any_broken_plugin(tmp_path, capsys, fake_distribution, at_import,
+                                                                     hook, raised):  # fmt: skip
+    """Never a silent exit 0, never a fake Ctrl-C (exit 2): the same exit and report as a plugin that
+    raises RuntimeError at the same place, naming the plugin and what it raised."""
     matrix = write(tmp_path, MATRIX)
-    for argv in (["list", "quantizers"], ["plugins", "--check"], ["plugins"],
-                 ["run", "--matrix", str(matrix), "--out", str(tmp_path / "out")]):  # fmt: skip
+    commands = (["list", "quantizers"], ["plugins", "--check"], ["plugins"],
+                ["run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--dry-run"])  # fmt: skip
+    module = _exiting_plugin(fake_distribution, at_import, hook)
+    exiting = module.read_text()
+    module.write_text(exiting.replace("import sys; sys.exit(0)", "raise RuntimeError('boom')")
+                      .replace("sys.exit(0)", "raise RuntimeError('boom')")
+                      .replace("raise KeyboardInterrupt", "raise RuntimeError('boom')"))  # fmt: skip
+    expected = [run_cli(capsys, *argv)[0] for argv in commands]
+    sys.modules.pop("quits_plugin", None)
+    shutil.rmtree(module.parent / "__pycache__", ignore_errors=True)
+    module.write_text(exiting)
+    importlib.invalidate_caches()
+    for argv, code_of_a_broken_plugin in zip(commands, expected, strict=True):
         code, out, err = run_cli(capsys, *argv)
-        assert code == 4, (argv, out, err)
+        assert code == code_of_a_broken_plugin, (argv, out, err)
+        assert code not in (2, 3), (argv, out, err)
         assert "plugin 'quits'" in out + err and raised in out + err, (argv, out, err)
         assert "Traceback" not in out + err and "interrupted" not in err
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("action", ["sys.exit(0)", "raise KeyboardInterrupt('fake')", "raise SystemExit(3)"])
@@ -225,7 +253,7 @@ def test_a_plugin_exiting_inside_a_case_is_that_case_s_error(tmp_path, capsys, f
 
 
 def test_plugins_check_reports_a_quantizer_that_exits_as_its_finding(capsys, fake_distribution):
-    _exiting_plugin(fake_distribution, action="sys.exit(0)")
+    _exiting_plugin(fake_distribution, action="sys.exit(0)", when="True")
     code, out, err = run_cli(capsys, "plugins", "--check")
     assert code == 1, out + err
     assert "quantizer quits (quits)" in out and "SystemExit(0)" in out and "Traceback" not in out + err

@@ -123,8 +123,8 @@ def test_a_bad_metric_declaration_is_a_registration_error(metrics, message):
 
 
 def test_an_unknown_task_is_a_registration_error():
-    cls = type("Bad", (BadMetrics,), {"task": "regression", "metrics": None})
-    with pytest.raises(PluginError, match="task 'regression'"):
+    cls = type("Bad", (BadMetrics,), {"task": "forecasting", "metrics": None})
+    with pytest.raises(PluginError, match="task 'forecasting'"):
         get_host((plugin("metrics", datasets=[cls]),), load_entry_points=False)
 
 

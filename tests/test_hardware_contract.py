@@ -30,4 +30,4 @@ def test_backend_class_modules_do_not_import_numpy() -> None:
         "assert 'numpy' not in sys.modules, 'numpy imported'; print(len(h.qbench_register_hardware()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "2"
+    assert out.stdout.strip() == "3"

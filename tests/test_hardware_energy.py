@@ -118,7 +118,7 @@ def test_ternary_memory_is_sixteen_times_smaller_and_energy_ranks_below_float() 
             "ternary": 2.0,
             "exponential": 4.0,
         }[scheme]
-        for bias in (model.layers[0].b_input, model.layers[0].b_recurrent):
+        for bias in (t for t in model.layers[0].tensors.values() if t.role == "bias"):  # lstm: one, as a run's
             bias.bits = model.layers[0].w_input.bits
         results[scheme] = _measure(model, random_sample(model, length=50))
     assert results["float"]["weight_bytes_dense"] == 16 * results["ternary"]["weight_bytes_dense"]

@@ -337,7 +337,7 @@ def test_float_model_is_unsupported_unless_asked_to_requantize() -> None:
 def test_custom_scheme_hint_is_verified_from_values() -> None:
     model = random_exported_model("lstm", "exponential", hidden=3, input_size=3, seed=4)
     for layer in model.layers:
-        for tensor in (layer.w_input, layer.w_recurrent, layer.b_input, layer.b_recurrent):
+        for tensor in layer.tensors.values():
             tensor.scheme, tensor.encoding = "custom", {}
     result = qbench.create("hardware", "shift-add").measure(model, random_sample(model, length=5))
     assert "pow2" in result["sim_weight_kinds"] and result["shifts"] > 0 and result["sim_exact"] is True

@@ -57,7 +57,12 @@ def test_a_third_party_kit_run_lists_what_does_not_apply_instead_of_skipping(tmp
     out = listed = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     summary = out[out.index("qbench kit:"):]
-    assert "qbench kit: 14 checks do not apply to their component and were not run (deselected):" in summary
+    # 15 checks that do not fit the quantizers' gradient or state or the cell (no fused kernel, no
+    # scan), and 19 of each quantizer's role
+    # checks for the hidden role, which neither ternary nor lsq (without hidden = true) takes
+    assert "qbench kit: 53 checks do not apply to their component and were not run (deselected):" in summary
+    assert sum("the quantizer does not quantize the 'hidden' role (its applies_to says so)" in line
+               for line in summary.splitlines()) == 2
     lines = {line.strip() for line in summary.splitlines()}
     for line in [
         "TestMyQuantizer: 3 x test_owned_gradient_is_finite_and_reaches_the_weights: the host's straight-through "
@@ -70,6 +75,8 @@ def test_a_third_party_kit_run_lists_what_does_not_apply_instead_of_skipping(tmp
         "clipping leaves the weights alone",
         "TestMyCell: 1 x test_fused_matches_reference: the cell declares no fused kernel: the host runs its "
         "per-step reference only",
+        "TestMyCell: 1 x test_scan_matches_reference: the cell offers no scan: the host runs its per-step "
+        "reference (or fused kernel) only",
     ]:
         assert line in lines, (line, summary)
     # every applicable check is still collected: lsq's owned-gradient and learned-state checks, ternary's
@@ -104,4 +111,4 @@ def test_a_fixture_that_skips_its_component_is_reported_once_per_reason(tmp_path
     proc = pytest_in(tmp_path, "-rs", "test_skipper.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "skipped" not in proc.stdout
-    assert "TestNoBatchNorm: 12 x " in proc.stdout and ": this cell has no batch_norm parameter" in proc.stdout
+    assert "TestNoBatchNorm: 13 x " in proc.stdout and ": this cell has no batch_norm parameter" in proc.stdout

@@ -18,7 +18,7 @@ from qbench.training import build_stack
 
 torch = pytest.importorskip("torch")
 
-from qbench_builtins.cells.recurrent import GRUCell, IndRNNCell  # noqa: E402
+from qbench_builtins.cells.recurrent import GRUCell, IndRNNCell, MinGRUCell  # noqa: E402
 from qbench_builtins.quantizers.learned import LSQQuantizer  # noqa: E402
 
 State = tuple[Any, ...]
@@ -57,6 +57,22 @@ def test_fused_vs_reference_fails_on_a_cell_whose_step_is_not_its_kernel():
         cells().test_fused_matches_reference(cell, qbench.create("quantizer", "float"))
     # the honest cell passes the same check
     cells().test_fused_matches_reference(GRUCell(hidden=6), qbench.create("quantizer", "float"))
+
+
+class ScanWithoutTheInitialState(MinGRUCell):
+    """A scan that forgets h_0 (starts every sequence from zero): the loop carries it."""
+
+    name = "mingru-scan-from-zero"
+
+    def scan(self, x: Any, state: State, w: Mapping[str, Any]) -> tuple[Any, State]:
+        return super().scan(x, (torch.zeros_like(state[0]),), w)
+
+
+def test_scan_vs_reference_fails_on_a_scan_that_is_not_its_step():
+    with pytest.raises(AssertionError, match="the cell's scan and the per-step reference differ"):
+        cells().test_scan_matches_reference(ScanWithoutTheInitialState(hidden=6), qbench.create("quantizer", "float"))
+    # the honest cell passes the same check
+    cells().test_scan_matches_reference(MinGRUCell(hidden=6), qbench.create("quantizer", "float"))
 
 
 class TanhDeclaredReluComputed(IndRNNCell):

@@ -83,3 +83,7 @@ def test_plugins_check_chooses_the_contract_2_checks_that_apply():
     for name in ("rnn", "gru", "lstm"):
         assert labels(cell_checks(registry.get(name).cls, plain)) == ["declared counts", "fused vs reference"]
     assert labels(cell_checks(registry.get("indrnn").cls, plain)) == ["declared counts"]
+    found = cell_checks(registry.get("mingru").cls, plain)  # a cell with a scan: the scan against its step
+    assert labels(found) == ["declared counts", "scan vs reference"]
+    for _, check in found:
+        check()

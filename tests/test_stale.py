@@ -76,3 +76,27 @@ def test_a_reversioned_plugin_marks_its_records_stale_and_run_reruns_them(tmp_pa
     assert second[halve_id]["provenance"]["plugins"]["quantizer"]["version"] == "2.0"
     other = next(cid for cid in first if cid != halve_id)
     assert second[other] == first[other]  # the unchanged component's record is resumed, not re-run
+
+
+def test_a_name_that_now_means_another_distributions_component_is_refused_and_the_records_kept(
+        tmp_path, capsys, fake_distribution):  # fmt: skip
+    """The plugin a run used is gone and another distribution registers the same name: another model,
+    so neither resumed nor replaced; --dry-run says so too."""
+    site = fake_distribution("halve-quant", {"halve": "halve_plugin"}, {"halve_plugin": PLUGIN}, version="1.0")
+    matrix = write_matrix_file(tmp_path, "moved", quantizers=("halve",), epochs=1, batch=16, bptt=20, max_steps=3,
+                               eval_tokens=500, hardware_tokens=100)  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
+    first = records(out)
+    capsys.readouterr()
+
+    info = site / "halve_quant-1.0.dist-info"  # what uninstalling it and installing a fork does
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: halve-fork\nVersion: 1.0\n")
+    info.rename(site / "halve_fork-1.0.dist-info")
+    importlib.invalidate_caches()
+    for options in (["--dry-run"], ["--no-progress"]):
+        assert main(["run", "--matrix", str(matrix), "--out", str(out), *options]) == 4
+        err = capsys.readouterr().err
+        assert "quantizer 'halve' of 1 stored case(s) came from halve-quant, and 'halve' now names halve-fork's" in err
+        assert "kept and not replaced" in err
+    assert records(out) == first

@@ -65,6 +65,7 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     from qbench.leaderboard.html import render_html
     from qbench.leaderboard.markdown import render_markdown
     from qbench.leaderboard.plots import write_plots
+    from qbench.leaderboard.trends import compute_trends, json_tables, write_trend_plots
     from qbench.leaderboard.writers import fairness_head, file_sha256, json_head, write_csv, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,25 +75,29 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     table = tuned_rows(fair)
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha)
     used = fair.used
+    trends = compute_trends(used, fair.protocol.baseline)
     with StagedFiles() as staged:
         notes: list[str] = list(fair.notes)
         plot_paths: list[Path] = []
         if plots and len(table):
             plot_paths, plot_notes = write_plots(used, table, out_dir / "plots", staged)
             notes += plot_notes
+            plot_paths += write_trend_plots(trends, out_dir / "plots", staged)
         displays = Displays.build(used, table, pairs, fair)
         md = out_dir / "leaderboard.md"
-        staged.path(md).write_text(render_markdown(used, table, pairs, title, displays, fair), encoding="utf-8")
+        staged.path(md).write_text(render_markdown(used, table, pairs, title, displays, fair, trends), encoding="utf-8")
         csv = out_dir / "leaderboard.csv"
         write_csv(used, table, staged.path(csv))
         page = out_dir / "leaderboard.html"
-        html = render_html(used, table, pairs, title, plot_paths, notes, displays, fair, read=staged.source)
+        html = render_html(used, table, pairs, title, plot_paths, notes, displays, fair, read=staged.source,
+                           trends=trends)
         staged.path(page).write_text(html, encoding="utf-8")
         written = [md, csv, page, *plot_paths]
         files = {path.relative_to(out_dir).as_posix(): file_sha256(staged.source(path)) for path in written}
         json_path = out_dir / "leaderboard.json"
         head = json_head(used, table, pairs, title, files, notes)
         head.update(fairness_head(fair))
+        head.update(json_tables(trends))
         write_json(head, fair.all_runs, staged.path(json_path))
         staged.commit()
     return [*written, json_path]

@@ -88,8 +88,10 @@ def _figure(path: Path, read: Callable[[Path], Path]) -> str:
 
 def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
                 plots: list[Path], notes: list[str], displays: Displays | None = None,
-                fair: Any = None, read: Callable[[Path], Path] = Path) -> str:  # fmt: skip
+                fair: Any = None, read: Callable[[Path], Path] = Path, trends: Any = None) -> str:  # fmt: skip
     """The page; ``read`` maps a plot's final path to where its content is now (a staged temporary file)."""
+    from qbench.leaderboard.trends import html_section
+
     displays = displays or Displays.build(frame, table, paired, fair)
     runs = frame.runs
     counts = runs["status"].value_counts()
@@ -127,10 +129,18 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
             if label in getattr(displays, tables):
                 parts.append(f"<h3>{escape(heading)}</h3><p>{escape(text)}</p>")
                 parts.append(html_table(getattr(displays, tables)[label], css=f"sortable {tables}"))
+        section = html_section(trends, label) if trends is not None else ""
+        if section:
+            parts.append(section)
         for path in svgs:
             if path.stem.startswith(slug(label) + "-"):
                 parts.append(_figure(path, read))
         parts.append("</section>")
+    for label in trends.datasets() if trends is not None else ():
+        if label not in frame.datasets:  # a swept dataset parameter: the trend spans several sections
+            figures = "".join(_figure(path, read) for path in svgs if path.stem.startswith(f"{slug(label)}-trend-"))
+            parts.append(f'<section id="trends-{slug(label)}"><h2>{escape(label)}: trends across its parameter</h2>'
+                         f"{html_section(trends, label)}{figures}</section>")
     failures = runs[runs["status"] != "ok"].head(MAX_FAILURES_LISTED)
     if len(failures):
         display = DisplayTable([

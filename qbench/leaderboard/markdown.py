@@ -37,7 +37,9 @@ SECTIONS = (
 
 
 def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
-                    displays: Displays | None = None, fair: Any = None) -> str:  # fmt: skip
+                    displays: Displays | None = None, fair: Any = None, trends: Any = None) -> str:  # fmt: skip
+    from qbench.leaderboard.trends import markdown_section
+
     displays = displays or Displays.build(frame, table, paired, fair)
     runs = frame.runs
     counts = runs["status"].value_counts()
@@ -81,6 +83,12 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
             if label in getattr(displays, tables):
                 lines += [f"### {heading}", "", text, ""]
                 lines += [pipe_table(getattr(displays, tables)[label], escape_markdown), ""]
+        if trends is not None:
+            lines += markdown_section(trends, label, escape_markdown)
+    for label in trends.datasets() if trends is not None else ():
+        if label not in frame.datasets:  # a swept dataset parameter: the trend spans several sections
+            lines += [f"## {escape_markdown(label)}: trends across its parameter", ""]
+            lines += markdown_section(trends, label, escape_markdown)
     failures = runs[runs["status"] != "ok"]
     if len(failures):
         lines += ["## Failed and diverged runs", ""]

@@ -114,6 +114,9 @@ def _validate(directory: Path, store_path: Path | None, full: bool) -> Report:
     _check_matrix(directory, report)
     _check_arithmetic(document, report)
     _check_paired(document, report)
+    from qbench.leaderboard.trends import check_trend_rows
+
+    report.problems += check_trend_rows(document, document["runs"])
     if full:
         _check_csv(document, directory, report)
     store_path = store_path or directory / "qbench.sqlite"

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from qbench.components import has_scan
 from qbench.testing.applicability import JudgedKit
 from qbench.testing.checks import TOLERANCE, check_counts, check_fused_matches_reference, traced_operations
 from qbench.training.stack import build_stack
@@ -72,6 +73,8 @@ class CellContract(JudgedKit):
         declared = bool(getattr(cell, "tensors", ()))
         if test == "test_fused_matches_reference" and declared and not getattr(cell, "fused_kernel", None):
             return "the cell declares no fused kernel: the host runs its per-step reference only"
+        if test == "test_scan_matches_reference" and not has_scan(cell):
+            return "the cell offers no scan: the host runs its per-step reference (or fused kernel) only"
         if test == "test_counts_equal_the_declaration" and not declared:
             return "a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)"
         return None
@@ -100,11 +103,16 @@ class CellContract(JudgedKit):
     def test_output_shapes(self, cell: Any, quantizer: Any) -> None:
         stack = self.build(cell, quantizer)
         y, state = stack(self.inputs())
-        assert tuple(y.shape) == (self.steps, self.batch, cell.hidden)
+        assert tuple(y.shape) == (self.steps, self.batch, cell.hidden), (
+            f"outputs: expected shape {(self.steps, self.batch, cell.hidden)} [T, B, hidden], got "
+            f"{tuple(y.shape)}")  # fmt: skip
         layers = getattr(cell, "layers", 1)
         for part in _states(state):
-            assert tuple(part.shape) == (layers, self.batch, cell.hidden)
-        assert bool(torch_isfinite(y))
+            assert tuple(part.shape) == (layers, self.batch, cell.hidden), (
+                f"state: expected each part of shape {(layers, self.batch, cell.hidden)} [layers, B, hidden], "
+                f"got {tuple(part.shape)}")  # fmt: skip
+        assert bool(torch_isfinite(y)), (
+            "outputs: expected finite values, got NaN or inf")  # fmt: skip
 
     def test_state_carry(self, cell: Any, quantizer: Any) -> None:
         """Two calls with the state carried equal one call over the whole sequence (eval mode)."""
@@ -129,7 +137,9 @@ class CellContract(JudgedKit):
             _, state = stack(x)
             from_zero, _ = stack(x)
             from_state, _ = stack(x, state)
-        assert not torch.allclose(from_zero, from_state)
+        assert not torch.allclose(from_zero, from_state), (
+            "expected the outputs to depend on the initial state passed in, got the same outputs as from a "
+            "zero state")  # fmt: skip
 
     def test_same_seed_same_weights(self, cell: Any, quantizer: Any) -> None:
         import torch
@@ -137,8 +147,10 @@ class CellContract(JudgedKit):
         a, b = self.build(cell, quantizer, seed=3), self.build(cell, quantizer, seed=3)
         c = self.build(cell, quantizer, seed=4)
         for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
-            assert torch.equal(pa, pb)
-        assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True))
+            assert torch.equal(pa, pb), (
+                "expected the same seed to give the same initial weights, got different ones")  # fmt: skip
+        assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True)), (
+            "expected another seed to give other initial weights, got the same ones")  # fmt: skip
 
     # -- training contract ----------------------------------------------------------------------
 
@@ -147,8 +159,10 @@ class CellContract(JudgedKit):
         y, _ = stack(self.inputs())
         (y * self.inputs(self.steps)[..., :1]).sum().backward()
         for parameter in self.shadow_parameters(stack):
-            assert parameter.grad is not None
-            assert bool(torch_isfinite(parameter.grad))
+            assert parameter.grad is not None, (
+                "expected a gradient on every shadow weight, got None (is the straight-through path cut?)")  # fmt: skip
+            assert bool(torch_isfinite(parameter.grad)), (
+                "expected finite gradients on the shadow weights, got NaN or inf")  # fmt: skip
 
     def test_clip_shadow_weights(self, cell: Any, quantizer: Any) -> None:
         import torch
@@ -162,7 +176,9 @@ class CellContract(JudgedKit):
         after = self.shadow_parameters(stack)
         # a quantizer without a bound leaves them alone; one with a bound brings them inside it
         for old, new in zip(before, after, strict=True):
-            assert bool((new.abs() <= old.abs()).all())
+            assert bool((new.abs() <= old.abs()).all()), (
+                f"expected clipping to leave each weight at most as large as before, got larger values (max "
+                f"{float(new.abs().max()):.3g})")  # fmt: skip
 
     def test_quantized_parameter_count(self, cell: Any, quantizer: Any) -> None:
         """The quantized weight count is what the cell declares (a diagonal counts h, not h^2)."""
@@ -187,13 +203,19 @@ class CellContract(JudgedKit):
     def test_export_shapes(self, cell: Any, quantizer: Any) -> None:
         stack = self.build(cell, quantizer)
         layers = stack.export_layers()
-        assert len(layers) == getattr(cell, "layers", 1)
+        assert len(layers) == getattr(cell, "layers", 1), (
+            f"expected {getattr(cell, 'layers', 1)} exported layer(s), got {len(layers)}")  # fmt: skip
         for index, layer in enumerate(layers):
             n = self.input_size if index == 0 else cell.hidden
-            assert layer.cell == cell.name
-            assert (layer.input_size, layer.hidden_size) == (n, cell.hidden)
+            assert layer.cell == cell.name, (
+                f"layer {index}: expected cell {cell.name!r}, got {layer.cell!r}")  # fmt: skip
+            assert (layer.input_size, layer.hidden_size) == (n, cell.hidden), (
+                f"layer {index}: expected (input_size, hidden_size) {(n, cell.hidden)}, got "
+                f"{(layer.input_size, layer.hidden_size)}")  # fmt: skip
             if layer.input_scale is not None:
-                assert layer.input_scale.shape == (n,) and layer.input_shift.shape == (n,)
+                assert layer.input_scale.shape == (n,) and layer.input_shift.shape == (n,), (
+                    f"layer {index}: expected batch-norm scale and shift of shape {(n,)}, got "
+                    f"{layer.input_scale.shape} and {layer.input_shift.shape}")  # fmt: skip
             if getattr(cell, "tensors", ()):
                 assert list(layer.tensors) == [spec.name for spec in cell.tensors], "export misses declared tensors"
                 for spec in cell.tensors:
@@ -202,23 +224,34 @@ class CellContract(JudgedKit):
                     assert tensor.values.shape == expected, (
                         f"{spec.name}: exported shape {tensor.values.shape}, declared {spec.layout} {expected}"
                     )
-                    assert (tensor.role, tensor.layout) == (spec.role, spec.layout)
-                    assert tensor.values.dtype == np.float64 and tensor.scheme == quantizer.scheme
+                    assert (tensor.role, tensor.layout) == (spec.role, spec.layout), (
+                        f"{spec.name}: expected role and layout {(spec.role, spec.layout)}, got "
+                        f"{(tensor.role, tensor.layout)}")  # fmt: skip
+                    owner = quantizer.for_role(spec.role)  # a quantizer per role: each role's own scheme
+                    assert tensor.values.dtype == np.float64 and tensor.scheme == owner.scheme, (
+                        f"{spec.name}: expected float64 values of scheme {owner.scheme!r}, got "
+                        f"{tensor.values.dtype} of scheme {tensor.scheme!r}")  # fmt: skip
                 continue
             # a contract-1 stack: torch's dense layout
             rows = cell.gate_blocks * cell.hidden
-            assert layer.w_input.values.shape == (rows, n)
-            assert layer.w_recurrent.values.shape == (rows, cell.hidden)
-            assert layer.b_input is not None and layer.b_input.values.shape == (rows,)
+            assert layer.w_input.values.shape == (rows, n), (
+                f"w_input: expected shape {(rows, n)}, got {layer.w_input.values.shape}")  # fmt: skip
+            assert layer.w_recurrent.values.shape == (rows, cell.hidden), (
+                f"w_recurrent: expected shape {(rows, cell.hidden)}, got {layer.w_recurrent.values.shape}")  # fmt: skip
+            assert layer.b_input is not None and layer.b_input.values.shape == (rows,), (
+                f"b_input: expected shape {(rows,)}, got "
+                f"{None if layer.b_input is None else layer.b_input.values.shape}")  # fmt: skip
             roles = (layer.w_input.role, layer.w_recurrent.role, layer.b_input.role)
-            assert roles == ("input", "recurrent", "bias")
+            assert roles == ("input", "recurrent", "bias"), (
+                f"expected roles ('input', 'recurrent', 'bias'), got {roles}")  # fmt: skip
 
     def test_export_is_deterministic(self, cell: Any, quantizer: Any) -> None:
         stack = self.build(cell, quantizer)
         first, second = stack.export_layers(), stack.export_layers()
         for a, b in zip(first, second, strict=True):
             np.testing.assert_array_equal(a.w_input.values, b.w_input.values)
-            np.testing.assert_array_equal(a.w_recurrent.values, b.w_recurrent.values)
+            if a.w_recurrent is not None:  # None: a cell without a recurrent tensor
+                np.testing.assert_array_equal(a.w_recurrent.values, b.w_recurrent.values)
             for name, tensor in a.tensors.items():
                 np.testing.assert_array_equal(tensor.values, b.tensors[name].values)
 
@@ -248,6 +281,12 @@ class CellContract(JudgedKit):
         if not (hasattr(stack, "implementation") and hasattr(stack, "seed_draws")):
             pytest.skip("a contract-1 stack without implementation / seed_draws: declare the cell (contract 2)")
         check_fused_matches_reference(stack, self.inputs())
+
+    def test_scan_matches_reference(self, cell: Any, quantizer: Any) -> None:
+        """The cell's scan and its per-step ``step`` agree: outputs, final state and every gradient."""
+        if not has_scan(cell):
+            pytest.skip("the cell offers no scan")
+        check_fused_matches_reference(self.build(cell, quantizer).train(), self.inputs(), fast="scan")
 
     # -- operation counts -----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import dataclasses
 import pickle
 from typing import Any
 
+import numpy as np
 import torch
 
 from qbench.components import QuantContext
@@ -78,35 +79,50 @@ def check_learned_state_round_trip(stack: Any, x: torch.Tensor) -> None:
     for name, tensor in exported.tensors.items():
         ctx = stack.context(0, name, False)
         for key, value in (ctx.state or {}).items():
-            assert key in tensor.state, f"the export of {name} misses learned state {key!r}"
-            assert float(tensor.state[key]) == float(value.detach()), f"the export of {name}: stale {key!r}"
+            assert key in tensor.state, (
+                f"the export of {name} misses learned state {key!r}: expected keys {sorted(ctx.state or {})}, "
+                f"got {sorted(tensor.state)}")  # fmt: skip
+            # the state may be a scalar, a vector (per row) or a matrix: compared as float64 arrays
+            expected = value.detach().cpu().double().numpy()
+            got = np.asarray(tensor.state[key], dtype=np.float64)
+            assert got.shape == expected.shape and np.array_equal(got, expected), (
+                f"the export of {name}: learned state {key!r} is stale: expected shape {expected.shape} "
+                f"values {np.array2string(expected.ravel()[:4])}, got shape {got.shape} values "
+                f"{np.array2string(got.ravel()[:4])}")  # fmt: skip
 
 
 # -- declared cells -----------------------------------------------------------------------------
 
 
-def check_fused_matches_reference(stack: Any, x: torch.Tensor) -> None:
-    """Same draw, same inputs: the fused kernel and the per-step reference agree (outputs, state, gradients)."""
+def check_fused_matches_reference(stack: Any, x: torch.Tensor, fast: str = "fused") -> None:
+    """Same draw, same inputs: the fused kernel (``fast = "scan"``: the cell's scan) and the per-step
+    reference agree (outputs, state, gradients)."""
     results = []
-    for implementation in ("fused", "loop"):
+    what_fast = "the fused kernel" if fast == "fused" else "the cell's scan"
+    for implementation in (fast, "loop"):
         stack.implementation = implementation
         stack.seed_draws(99)
         stack.zero_grad(set_to_none=True)
-        y, state = stack(x)
+        # two calls, the state carried: the second starts from a non-zero state, which a path that
+        # ignores its initial state (h_0) gets wrong
+        half = max(x.shape[0] // 2, 1)
+        first, carried = stack(x[:half])
+        rest, state = stack(x[half:], carried)
+        y = torch.cat([first, rest])
         parts = list(state) if isinstance(state, tuple) else [state]
         loss = (y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum() + sum(s.square().sum() for s in parts)
         loss.backward()
         grads = [p.grad.detach().clone() for p in stack.parameters()]
         results.append((y.detach(), [s.detach() for s in parts], grads))
-    stack.implementation = "fused"
+    stack.implementation = fast
     (y_fused, s_fused, g_fused), (y_loop, s_loop, g_loop) = results
     for what, a, b in [("outputs", y_fused, y_loop)] + [
         ("state / gradients", a, b) for a, b in zip(s_fused + g_fused, s_loop + g_loop, strict=True)
     ]:
         if not torch.allclose(a, b, atol=TOLERANCE, rtol=TOLERANCE):
             raise AssertionError(
-                f"the fused kernel and the per-step reference differ in the {what} "
-                f"(max difference {float((a - b).abs().max()):.3g}): step() is not what the kernel computes"
+                f"{what_fast} and the per-step reference differ in the {what} "
+                f"(max difference {float((a - b).abs().max()):.3g}): step() is not what {what_fast} computes"
             )
 
 

@@ -37,15 +37,17 @@ from qbench.components import Dataset
 from qbench.data import (
     CLASSIFICATION,
     LANGUAGE_MODEL,
+    REGRESSION,
     SEQUENCE_LABELLING,
     ClassificationData,
     LanguageModelData,
+    RegressionData,
     SequenceLabellingData,
     SequenceSplit,
 )
 
 TASK_TYPES: dict[str, type] = {LANGUAGE_MODEL: LanguageModelData, CLASSIFICATION: ClassificationData,
-                               SEQUENCE_LABELLING: SequenceLabellingData}
+                               SEQUENCE_LABELLING: SequenceLabellingData, REGRESSION: RegressionData}
 
 
 def check_declared_metrics(dataset: Dataset) -> None:
@@ -133,9 +135,29 @@ def check_classification(data: ClassificationData | SequenceLabellingData, name:
         _check_split(getattr(data, split), len(data.class_names), features, f"{name}: {split}", per_step)
 
 
+def check_regression(data: RegressionData, name: str = "dataset") -> None:
+    """x as for classification; y float [N, D], finite, D = len(target_names) >= 1."""
+    import numpy as np
+
+    targets = len(data.target_names)
+    assert targets >= 1, f"{name}: needs at least one target (target_names)"
+    features = int(data.train.x.shape[2])
+    for split in ("train", "valid", "test"):
+        part = getattr(data, split)
+        where = f"{name}: {split}"
+        y = part.y
+        assert isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == targets, (
+            f"{where}: regression targets y must be [N, {targets}], got {getattr(y, 'shape', '?')}")
+        assert np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all(), f"{where}: y must be finite floats"
+        # x, lengths and padding: the classification rules, with a stand-in label per sequence
+        _check_split(SequenceSplit(part.x, part.lengths, np.zeros(len(y), np.int64)), 1, features, where)
+
+
 def check_contents(dataset: Dataset, data: Any) -> None:
     if dataset.task == LANGUAGE_MODEL:
         check_language_model(data, dataset.name)
+    elif dataset.task == REGRESSION:
+        check_regression(data, dataset.name)
     else:
         check_classification(data, dataset.name)
 
@@ -146,7 +168,8 @@ def _same_arrays(first: Any, second: Any) -> bool:
     if isinstance(first, LanguageModelData):
         return first.vocab == second.vocab and all(
             np.array_equal(getattr(first, s), getattr(second, s)) for s in ("train", "valid", "test"))
-    return first.class_names == second.class_names and all(
+    names = "target_names" if isinstance(first, RegressionData) else "class_names"
+    return getattr(first, names) == getattr(second, names) and all(
         np.array_equal(getattr(getattr(first, s), part), getattr(getattr(second, s), part))
         for s in ("train", "valid", "test") for part in ("x", "lengths", "y"))
 

@@ -49,6 +49,7 @@ class: qbench runs the suite over every registered quantizer and each of its var
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -57,7 +58,7 @@ import pytest
 import torch
 
 import qbench
-from qbench.components import ROLES
+from qbench.components import ROLES, SCHEMES
 from qbench.ste import clip_shadow_, quantize_ste
 from qbench.testing.applicability import JudgedKit
 from qbench.testing.checks import (
@@ -67,13 +68,13 @@ from qbench.testing.checks import (
 )
 from qbench.training.stack import build_stack
 
-SCHEMES = ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed", "custom")
-
-#: (role, fan_in, fan_out, shape of the tensor): a bias takes the fans of its input matrix
+#: (role, fan_in, fan_out, shape of the tensor): a bias takes the fans of its input matrix; the
+#: hidden state of one time step is [batch, hidden] (checked for quantizers whose applies_to takes it)
 ROLE_CASES = (
     ("input", 24, 48, (48, 24)),
     ("recurrent", 48, 48, (48, 48)),
     ("bias", 24, 48, (48,)),
+    ("hidden", 48, 48, (3, 48)),
 )
 
 
@@ -116,6 +117,28 @@ def assert_values_in_set(values: torch.Tensor, value_set: tuple[float, ...] | No
         raise AssertionError(f"values outside value_set: {strays} (value_set has {len(value_set)} values)")
 
 
+class _Stated:
+    """The quantizer as the host calls it: a context without state gets the tensor's learned state
+    (:meth:`qbench.Quantizer.init_state`), as every tensor of a built model has it."""
+
+    def __init__(self, quantizer: qbench.Quantizer) -> None:
+        self._quantizer = quantizer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._quantizer, name)
+
+    def quantize(self, w: torch.Tensor, ctx: qbench.QuantContext) -> torch.Tensor:
+        if ctx.state is None:
+            state = self._quantizer.init_state(w.detach(), ctx)
+            if state:
+                ctx = dataclasses.replace(ctx, state=state)
+        return self._quantizer.quantize(w, ctx)
+
+
+def _stated(quantizer: qbench.Quantizer) -> Any:
+    return _Stated(quantizer)
+
+
 class QuantizerContract(JudgedKit):
     """Subclass and provide the ``quantizer`` fixture (a configured :class:`qbench.Quantizer`)."""
 
@@ -136,6 +159,9 @@ class QuantizerContract(JudgedKit):
         quantizer = fixtures.get("quantizer")
         if quantizer is None:
             return None
+        role = fixtures["role_case"][0] if "role_case" in fixtures else None
+        if role is not None and not quantizer.applies_to(role):
+            return f"the quantizer does not quantize the {role!r} role (its applies_to says so)"
         if test == "test_straight_through_gradient_reaches_shadow_weights" and quantizer.owns_gradient:
             return "the quantizer owns its gradient (test_owned_gradient_is_finite_and_reaches_the_weights instead)"
         if test == "test_owned_gradient_is_finite_and_reaches_the_weights" and not quantizer.owns_gradient:
@@ -165,32 +191,42 @@ class QuantizerContract(JudgedKit):
     # ------------------------------------------------------------------ declarations
 
     def test_declares_name_scheme_and_description(self, quantizer):
-        assert quantizer.name and quantizer.description
-        assert quantizer.scheme in SCHEMES
-        assert isinstance(quantizer.stochastic, bool)
+        assert quantizer.name and quantizer.description, (
+            f"expected a name and a description, got name {quantizer.name!r}, description "
+            f"{quantizer.description!r}")  # fmt: skip
+        assert quantizer.scheme in SCHEMES, (
+            f"expected scheme in {SCHEMES}, got {quantizer.scheme!r}")  # fmt: skip
+        assert isinstance(quantizer.stochastic, bool), (
+            f"expected stochastic True or False, got {quantizer.stochastic!r}")  # fmt: skip
 
     def test_bits_per_weight_is_positive(self, quantizer):
         bits = quantizer.bits_per_weight()
-        assert isinstance(bits, (int, float)) and not isinstance(bits, bool)
-        assert math.isfinite(bits) and bits > 0
+        assert isinstance(bits, (int, float)) and not isinstance(bits, bool), (
+            f"bits_per_weight: expected a number, got {bits!r}")  # fmt: skip
+        assert math.isfinite(bits) and bits > 0, (
+            f"bits_per_weight: expected a finite positive number, got {bits!r}")  # fmt: skip
 
     def test_encoding_is_a_json_dict(self, quantizer, role_case):
         encoding = quantizer.encoding(self._context(role_case, False))
-        assert isinstance(encoding, dict)
+        assert isinstance(encoding, dict), (
+            f"encoding: expected a dict, got {type(encoding).__name__}")  # fmt: skip
         json.dumps(encoding)
 
     def test_value_set_is_finite_floats_or_none(self, quantizer, role_case):
         values = quantizer.value_set(self._context(role_case, False))
         if values is not None:
-            assert len(values) > 0
-            assert all(isinstance(v, float) and math.isfinite(v) for v in values)
+            assert len(values) > 0, (
+                "value_set: expected at least one value or None, got an empty set")  # fmt: skip
+            assert all(isinstance(v, float) and math.isfinite(v) for v in values), (
+                f"value_set: expected finite Python floats, got {values!r}")  # fmt: skip
 
     def test_rebuilds_from_its_config(self, quantizer, role_case):
         copy = type(quantizer)(**quantizer.config)
-        assert copy.label == quantizer.label
+        assert copy.label == quantizer.label, (
+            f"a quantizer rebuilt from its config: expected label {quantizer.label!r}, got {copy.label!r}")  # fmt: skip
         ctx = self._context(role_case, False)
         w = self._weights(role_case, ctx)
-        torch.testing.assert_close(copy.quantize(w, ctx), quantizer.quantize(w, ctx), rtol=0, atol=0)
+        torch.testing.assert_close(_stated(copy).quantize(w, ctx), _stated(quantizer).quantize(w, ctx), rtol=0, atol=0)
 
     # ------------------------------------------------------------------ forward values
 
@@ -199,27 +235,31 @@ class QuantizerContract(JudgedKit):
         for dtype in self.dtypes:
             ctx = self._context(role_case, training, seed=1)
             w = self._weights(role_case, ctx, dtype)
-            q = quantizer.quantize(w, ctx)
-            assert q.shape == w.shape and q.dtype == w.dtype and q.device == w.device
+            q = _stated(quantizer).quantize(w, ctx)
+            assert q.shape == w.shape and q.dtype == w.dtype and q.device == w.device, (
+                f"expected shape {tuple(w.shape)} {w.dtype} on {w.device}, got {tuple(q.shape)} {q.dtype} on "
+                f"{q.device}")  # fmt: skip
 
     def test_does_not_modify_the_shadow_weights(self, quantizer, role_case):
         for training in (False, True):
             ctx = self._context(role_case, training, seed=1)
             w = self._weights(role_case, ctx)
             before = w.clone()
-            quantizer.quantize(w, ctx)
+            _stated(quantizer).quantize(w, ctx)
             torch.testing.assert_close(w, before, rtol=0, atol=0)
 
     def test_handles_non_contiguous_and_grad_requiring_weights(self, quantizer, role_case):
         ctx = self._context(role_case, False)
         w = self._weights(role_case, ctx)
-        expected = quantizer.quantize(w, ctx)
+        state = quantizer.init_state(w, ctx)  # one state for every layout, as the host builds it once
+        ctx = dataclasses.replace(ctx, state=state) if state else ctx
+        expected = _stated(quantizer).quantize(w, ctx)
         others = [
-            quantizer.quantize(torch.stack([w, -w], dim=-1)[..., 0], ctx),  # strided view
-            quantizer.quantize(torch.nn.Parameter(w.clone()), ctx),
+            _stated(quantizer).quantize(torch.stack([w, -w], dim=-1)[..., 0], ctx),  # strided view
+            _stated(quantizer).quantize(torch.nn.Parameter(w.clone()), ctx),
         ]
         if w.dim() == 2:  # a transposed layout exists only for a matrix
-            others.append(quantizer.quantize(w.t().contiguous().t(), ctx))
+            others.append(_stated(quantizer).quantize(w.t().contiguous().t(), ctx))
         for other in others:
             torch.testing.assert_close(other.detach(), expected.detach(), rtol=0, atol=0)
 
@@ -228,15 +268,15 @@ class QuantizerContract(JudgedKit):
         for dtype in self.dtypes:
             ctx = self._context(role_case, training, seed=2)
             w = self._weights(role_case, ctx, dtype, spread=3.0)
-            q = quantizer.quantize(w, ctx)
+            q = _stated(quantizer).quantize(w, ctx)
             assert bool(torch.isfinite(q).all()), "finite shadow weights gave non-finite values"
             assert_values_in_set(q, quantizer.value_set(ctx))
 
     def test_evaluation_is_deterministic(self, quantizer, role_case):
         w = self._weights(role_case, self._context(role_case, False))
-        first = quantizer.quantize(w, self._context(role_case, False, seed=3))
-        second = quantizer.quantize(w, self._context(role_case, False, seed=4))
-        third = quantizer.quantize(w, self._context(role_case, False, seed=None))
+        first = _stated(quantizer).quantize(w, self._context(role_case, False, seed=3))
+        second = _stated(quantizer).quantize(w, self._context(role_case, False, seed=4))
+        third = _stated(quantizer).quantize(w, self._context(role_case, False, seed=None))
         torch.testing.assert_close(first, second, rtol=0, atol=0)
         torch.testing.assert_close(first, third, rtol=0, atol=0)
 
@@ -244,15 +284,15 @@ class QuantizerContract(JudgedKit):
         """Stochastic: same seed, same values; other seed, other values. Deterministic: as in evaluation."""
         ctx = self._context(role_case, True, seed=5)
         w = self._weights(role_case, ctx, spread=1.0)
-        first = quantizer.quantize(w, ctx)
-        again = quantizer.quantize(w, self._context(role_case, True, seed=5))
+        first = _stated(quantizer).quantize(w, ctx)
+        again = _stated(quantizer).quantize(w, self._context(role_case, True, seed=5))
         torch.testing.assert_close(first, again, rtol=0, atol=0)
-        other = quantizer.quantize(w, self._context(role_case, True, seed=6))
+        other = _stated(quantizer).quantize(w, self._context(role_case, True, seed=6))
         if quantizer.stochastic:
             assert not torch.equal(first, other), "another seed gave the same draw"
         else:
             torch.testing.assert_close(first, other, rtol=0, atol=0)
-            evaluation = quantizer.quantize(w, self._context(role_case, False))
+            evaluation = _stated(quantizer).quantize(w, self._context(role_case, False))
             torch.testing.assert_close(first, evaluation, rtol=0, atol=0)
 
     def test_draws_only_from_the_context_generator(self, quantizer, role_case):
@@ -260,7 +300,7 @@ class QuantizerContract(JudgedKit):
         w = self._weights(role_case, ctx)
         before = torch.get_rng_state()
         cuda_before = torch.cuda.get_rng_state() if self.device == "cuda" else None
-        quantizer.quantize(w, ctx)
+        _stated(quantizer).quantize(w, ctx)
         assert torch.equal(torch.get_rng_state(), before), "the global CPU RNG was used"
         if cuda_before is not None:
             assert torch.equal(torch.cuda.get_rng_state(), cuda_before), "the global CUDA RNG was used"
@@ -270,7 +310,8 @@ class QuantizerContract(JudgedKit):
     def test_shadow_bound_is_positive_or_none(self, quantizer, role_case):
         bound = quantizer.shadow_bound(self._context(role_case, False))
         if bound is not None:
-            assert isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0
+            assert isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0, (
+                f"shadow_bound: expected None or a finite positive number, got {bound!r}")  # fmt: skip
 
     def test_clipping_bounds_the_shadow_weights(self, quantizer, role_case):
         ctx = self._context(role_case, False)
@@ -281,7 +322,9 @@ class QuantizerContract(JudgedKit):
         if bound is None:
             torch.testing.assert_close(w, before, rtol=0, atol=0)
         else:
-            assert float(w.abs().max()) <= bound
+            assert float(w.abs().max()) <= bound, (
+                f"expected shadow weights within [-{bound}, {bound}] after clipping, got max |w| = "
+                f"{float(w.abs().max())}")  # fmt: skip
             inside = before.abs() <= bound
             torch.testing.assert_close(w[inside], before[inside], rtol=0, atol=0)
 
@@ -296,7 +339,8 @@ class QuantizerContract(JudgedKit):
         w = torch.cat([w.flatten(), edges])
         clipped = w.clone()
         clip_shadow_(clipped, quantizer, ctx)
-        torch.testing.assert_close(quantizer.quantize(clipped, ctx), quantizer.quantize(w, ctx), rtol=0, atol=0)
+        stated = _stated(quantizer)
+        torch.testing.assert_close(stated.quantize(clipped, ctx), stated.quantize(w, ctx), rtol=0, atol=0)
 
     @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
     def test_straight_through_gradient_reaches_shadow_weights(self, quantizer, role_case, training):
@@ -304,8 +348,8 @@ class QuantizerContract(JudgedKit):
             pytest.skip("the quantizer owns its gradient: test_owned_gradient_is_finite_and_reaches_the_weights")
         ctx = self._context(role_case, training, seed=8)
         w = self._weights(role_case, ctx).requires_grad_(True)
-        forward = quantize_ste(w, quantizer, ctx)
-        expected = quantizer.quantize(w.detach(), self._context(role_case, training, seed=8))
+        forward = quantize_ste(w, _stated(quantizer), ctx)
+        expected = _stated(quantizer).quantize(w.detach(), self._context(role_case, training, seed=8))
         torch.testing.assert_close(forward.detach(), expected, rtol=0, atol=0)
         upstream = torch.randn(w.shape, generator=torch.Generator().manual_seed(9)).to(self.device)
         (forward * upstream).sum().backward()
@@ -355,15 +399,17 @@ class QuantizerContract(JudgedKit):
         def check(shape, role, fan_in, fan_out, spread, seed, training):
             ctx = make_context(role, fan_in, fan_out, training, seed, self.device)
             w = shadow_weights(shape, ctx, spread, seed, device=self.device)
-            q = quantizer.quantize(w, ctx)
-            assert q.shape == w.shape and q.dtype == w.dtype
-            assert bool(torch.isfinite(q).all())
+            q = _stated(quantizer).quantize(w, ctx)
+            assert q.shape == w.shape and q.dtype == w.dtype, (
+                f"expected shape {tuple(w.shape)} {w.dtype}, got {tuple(q.shape)} {q.dtype}")  # fmt: skip
+            assert bool(torch.isfinite(q).all()), (
+                "expected finite values, got NaN or inf")  # fmt: skip
             assert_values_in_set(q, quantizer.value_set(ctx))
             # evaluation ignores the generator: no generator and another seed give the same values
             evaluation = make_context(role, fan_in, fan_out, False, None, self.device)
             seeded = make_context(role, fan_in, fan_out, False, seed + 1, self.device)
             torch.testing.assert_close(
-                quantizer.quantize(w, evaluation), quantizer.quantize(w, seeded), rtol=0, atol=0
+                _stated(quantizer).quantize(w, evaluation), _stated(quantizer).quantize(w, seeded), rtol=0, atol=0
             )
 
         check()

@@ -40,6 +40,7 @@ import torch
 from qbench.components import Cell, Quantizer
 from qbench.data import (
     LANGUAGE_MODEL,
+    REGRESSION,
     SEQUENCE_LABELLING,
     ClassificationData,
     EvalSample,
@@ -51,7 +52,7 @@ from qbench.export import ExportedModel
 from qbench.metrics import CONTRACT1_METRICS, MetricSet
 from qbench.trainconfig import resolve_train
 from qbench.training.model import SequenceModel
-from qbench.training.tasks import ClassificationTask, LanguageModelTask, SequenceLabellingTask
+from qbench.training.tasks import ClassificationTask, LanguageModelTask, RegressionTask, SequenceLabellingTask
 
 #: steps between two read-backs of the loss for the divergence check
 CHECK_EVERY = 25
@@ -214,6 +215,8 @@ def task_for(data: LanguageModelData | ClassificationData | SequenceLabellingDat
         return LanguageModelTask(data, train, device, declared)  # type: ignore[arg-type]
     if data.task == SEQUENCE_LABELLING:
         return SequenceLabellingTask(data, train, device, declared)  # type: ignore[arg-type]
+    if data.task == REGRESSION:
+        return RegressionTask(data, train, device, declared)  # type: ignore[arg-type]
     return ClassificationTask(data, train, device, declared)  # type: ignore[arg-type]
 
 
@@ -261,8 +264,9 @@ def fit_epochs(model: SequenceModel, task: Task, stepper: Stepper, rng: np.rando
                 raise Diverged(f"mean training loss {train_loss} in epoch {epoch}")
             model.eval()
             valid = task.validate(model)
-            if not math.isfinite(valid["nats"]) or not math.isfinite(task.validation_value(valid)):
-                raise Diverged(f"validation loss {valid['nats']} after epoch {epoch}")
+            loss = valid[task.loss_measure]
+            if not math.isfinite(loss) or not math.isfinite(task.validation_value(valid)):
+                raise Diverged(f"validation loss {loss} after epoch {epoch}")
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,

@@ -27,8 +27,9 @@ def run_layer(
     """
     outputs = []
     current = tuple(s[0] for s in state)
-    for t in range(x.shape[0]):
-        current = tuple(step(x[t], current, tensors))
+    # unbind, not x[t]: the backward of T selections would write T zero tensors of x's full size
+    for x_t in x.unbind(0):
+        current = tuple(step(x_t, current, tensors))
         if hidden is not None:
             current = (hidden(current[0]), *current[1:])
         outputs.append(current[0])

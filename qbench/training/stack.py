@@ -51,64 +51,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from qbench.components import HIDDEN_ROLE, Cell, QuantContext, Quantizer, TensorSpec
+from qbench.components import FUSED_NAMES, HIDDEN_ROLE, Cell, QuantContext, Quantizer, TensorSpec, has_scan
 from qbench.errors import PluginError
 from qbench.export import ExportedLayer, ExportedTensor
 from qbench.ste import clip_shadow_, straight_through
 
-#: the tensor names torch's fused kernels take, in their order
-FUSED_NAMES = ("w_input", "w_recurrent", "b_input", "b_recurrent")
-FUSED_KERNELS = ("rnn_tanh", "gru", "lstm")
 #: offset between the case seed and the seed of the stochastic draws (initialisation uses the seed)
 DRAW_SEED_OFFSET = 0x5EED
 BN_GAMMA_INIT = 0.1
 
 
 def check_declaration(cell: Cell) -> None:
-    """Raise :class:`qbench.PluginError` naming what is wrong with a cell's declaration."""
+    """Raise :class:`qbench.PluginError` naming what is wrong with a cell's declaration (the rules
+    live on :class:`qbench.Cell`; the host already refused a class that breaks them at start-up,
+    this guards cells built without a host)."""
     where = f"cell {cell.name!r}"
-    specs = cell.tensors
-    if not specs:
+    if not cell.tensors:
         raise PluginError(f"{where}: declares no tensors (set `tensors` to a tuple of qbench.TensorSpec)")
-    if not all(isinstance(spec, TensorSpec) for spec in specs):
-        raise PluginError(f"{where}: every entry of `tensors` must be a qbench.TensorSpec")
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise PluginError(f"{where}: tensor names repeat: {names}")
-    if "hidden" not in cell.config:
-        raise PluginError(f"{where}: a declared cell needs a `hidden` parameter (units per layer)")
-    if int(cell.state_size) < 1:
-        raise PluginError(f"{where}: state_size must be >= 1, got {cell.state_size}")
-    from qbench.components import ELEMENTWISE_OPS
-
-    unknown = set(cell.elementwise) - set(ELEMENTWISE_OPS)
-    if unknown:
-        raise PluginError(f"{where}: elementwise has unknown operations {sorted(unknown)}; use {ELEMENTWISE_OPS}")
-    if cell.fused_kernel is not None:
-        if cell.fused_kernel not in FUSED_KERNELS:
-            raise PluginError(
-                f"{where}: fused_kernel must be one of {FUSED_KERNELS} or None, got {cell.fused_kernel!r}"
-            )
-        blocks = {"rnn_tanh": 1, "gru": 3, "lstm": 4}[cell.fused_kernel]
-        by_name = {spec.name: spec for spec in specs}
-        wanted = {
-            "w_input": ("matrix", "input"),
-            "w_recurrent": ("matrix", "hidden"),
-            "b_input": ("vector", None),
-        }
-        for name, (layout, reads) in wanted.items():
-            spec = by_name.get(name)
-            if spec is None or spec.layout != layout or (reads and spec.reads != reads) or spec.blocks != blocks:
-                raise PluginError(
-                    f"{where}: fused_kernel {cell.fused_kernel!r} needs a {layout} {name!r} of {blocks} gate "
-                    f"block(s){' reading the ' + reads if reads else ''}; declare it or set fused_kernel = None"
-                )
-        extra = set(names) - set(FUSED_NAMES)
-        if extra:
-            raise PluginError(f"{where}: fused_kernel {cell.fused_kernel!r} cannot use tensors {sorted(extra)}")
-        expected_state = 2 if cell.fused_kernel == "lstm" else 1
-        if cell.state_size != expected_state:
-            raise PluginError(f"{where}: fused_kernel {cell.fused_kernel!r} carries {expected_state} state tensor(s)")
+    problems = type(cell)._tensor_problems(cell.tensors)
+    if "hidden" not in cell.config and not any("`hidden`" in p for p in problems):
+        problems.append("a declared cell needs a `hidden` parameter (units per layer)")
+    if problems:
+        raise PluginError(f"{where}: " + "; ".join(problems))
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> torch.Tensor:
@@ -134,7 +98,10 @@ class RecurrentLayer(nn.Module):
         self.specs = specs
         for spec in specs:
             shape = spec.shape(input_size, hidden)
-            if spec.init in ("glorot", "positive"):
+            if isinstance(spec.init, tuple):  # a declared range
+                low, high = spec.init
+                value = torch.rand(shape, generator=init, dtype=torch.float32) * (high - low) + low
+            elif spec.init in ("glorot", "positive"):
                 fan_in, fan_out = spec.context_fans(input_size, hidden)
                 value = _uniform(shape, math.sqrt(6.0 / (fan_in + fan_out)), init)
                 if spec.init == "positive":
@@ -178,7 +145,8 @@ class QuantizedRecurrentStack(nn.Module):
         self.num_layers = int(config.get("layers", 1))
         self.quantizer = quantizer
         self.seed = int(seed)
-        self.implementation = "fused" if cell.fused_kernel else "loop"
+        #: "fused" (torch's kernel), "scan" (the cell's parallel path) or "loop" (the per-step reference)
+        self.implementation = "fused" if cell.fused_kernel else ("scan" if has_scan(cell) else "loop")
         #: write the quantized values into a flat kernel buffer (None: on CUDA only; see _flat_buffers)
         self.flat_weights: bool | None = None
         self._flat: dict[tuple[int, str, torch.dtype], list[torch.Tensor]] = {}
@@ -211,6 +179,20 @@ class QuantizedRecurrentStack(nn.Module):
         """Whether this forward uses torch's fused kernel."""
         return self.implementation == "fused" and self.cell_decl.fused_kernel is not None and not self.quantize_hidden
 
+    @property
+    def scanned(self) -> bool:
+        """Whether this forward uses the cell's scan (a quantized hidden state needs the per-step loop)."""
+        return self.implementation == "scan" and has_scan(self.cell_decl) and not self.quantize_hidden
+
+    def _scan(self, x: torch.Tensor, state: tuple[torch.Tensor, ...], tensors: dict[str, torch.Tensor]
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # fmt: skip
+        outputs, final = self.cell_decl.scan(x, tuple(s[0] for s in state), tensors)
+        size = int(self.cell_decl.state_size)
+        if tuple(outputs.shape) != (*x.shape[:2], self.hidden) or len(final) != size:
+            raise PluginError(f"cell {self.cell!r}: scan returned outputs {tuple(outputs.shape)} and {len(final)} "
+                              f"state tensor(s); expected {(*x.shape[:2], self.hidden)} and {size}")  # fmt: skip
+        return outputs, tuple(s.unsqueeze(0) for s in final)
+
     # -- learned quantizer state ----------------------------------------------------------------
 
     def _init_quantizer_state(self) -> None:
@@ -228,11 +210,16 @@ class QuantizedRecurrentStack(nn.Module):
                 if HIDDEN_ROLE in layer.quant_state:
                     # persistent: a checkpoint or a pickled copy does not initialise a second time
                     layer.register_buffer("hidden_state_ready", torch.zeros((), dtype=torch.bool))
-        if any(len(layer.quant_state) for layer in self.recurrent_layers()) and not self.quantizer.owns_gradient:
-            raise PluginError(
-                f"quantizer {self.quantizer.name!r}: init_state returns learned state but owns_gradient is False; "
-                "its state would never receive a gradient (set owns_gradient = True and make quantize differentiable)"
-            )
+        for layer in self.recurrent_layers():
+            for name in layer.quant_state:
+                role = HIDDEN_ROLE if name == HIDDEN_ROLE else next(s.role for s in self.specs if s.name == name)
+                owner = self.quantizer.for_role(role)
+                if not owner.owns_gradient:
+                    raise PluginError(
+                        f"quantizer {owner.name!r}: init_state returns learned state but owns_gradient is False; "
+                        "its state would never receive a gradient (set owns_gradient = True and make quantize "
+                        "differentiable)"
+                    )
 
     def _add_state(self, layer: RecurrentLayer, name: str, state: Mapping[str, torch.Tensor]) -> None:
         if state:
@@ -289,16 +276,15 @@ class QuantizedRecurrentStack(nn.Module):
         training = self.training
         self.generator  # noqa: B018 - (re)creates the generator and contexts on the weights' device
         quantizer = self.quantizer
-        owns = quantizer.owns_gradient
         flat = None
-        if self.fused and not owns:
+        if self.fused and not self._any_owns_gradient():
             first = getattr(layer, self.specs[0].name)
             use_flat = first.is_cuda if self.flat_weights is None else self.flat_weights
             flat = self._flat_buffers(index) if use_flat else None
         tensors: dict[str, torch.Tensor] = {}
         for position, (name, shadow) in enumerate(layer.shadow_tensors()):
             ctx = self.context(index, name, training)
-            if owns:
+            if quantizer.for_role(ctx.role).owns_gradient:
                 tensors[name] = quantizer.quantize(shadow, ctx)
                 continue
             with torch.no_grad():
@@ -317,8 +303,12 @@ class QuantizedRecurrentStack(nn.Module):
         else:
             layer = self.recurrent_layers()[index]
             use_flat = self._flat.get((index, str(layer.zero_bias.device), layer.w_input.dtype))
-            weights.append(layer.zero_bias if use_flat is None or self.quantizer.owns_gradient else use_flat[3])
+            weights.append(layer.zero_bias if use_flat is None or self._any_owns_gradient() else use_flat[3])
         return weights
+
+    def _any_owns_gradient(self) -> bool:
+        """Whether the quantizer of some weight role owns its gradient (no flat kernel buffer then)."""
+        return any(self.quantizer.for_role(spec.role).owns_gradient for spec in self.specs)
 
     def _flat_buffers(self, index: int) -> list[torch.Tensor]:
         """The "dual copy" of performance.md: four tensors that are views of one cuDNN weight buffer.
@@ -366,6 +356,8 @@ class QuantizedRecurrentStack(nn.Module):
             layer_state = tuple(s[index : index + 1] for s in states)
             if self.fused:
                 x, final = self._fused(x, layer_state, self.quantized_weights(index))
+            elif self.scanned:
+                x, final = self._scan(x, layer_state, self.quantized_tensors(index))
             else:
                 from qbench.training.reference import run_layer
 
@@ -404,7 +396,7 @@ class QuantizedRecurrentStack(nn.Module):
     def _hidden_quantizer(self, index: int) -> Any:
         ctx = self.context(index, HIDDEN_ROLE, self.training)
         quantizer = self.quantizer
-        if quantizer.owns_gradient:
+        if quantizer.for_role(HIDDEN_ROLE).owns_gradient:
             return lambda h: quantizer.quantize(h, ctx)
 
         def through(h: torch.Tensor) -> torch.Tensor:
@@ -468,14 +460,18 @@ class QuantizedRecurrentStack(nn.Module):
                 shadow = getattr(layer, spec.name)
                 ctx = self.context(index, spec.name, False)
                 values = quantizer.quantize(shadow.detach(), ctx)
+                owner = quantizer.for_role(ctx.role)
                 tensors[spec.name] = ExportedTensor(
                     values=values.cpu().double().numpy(),
                     role=ctx.role,
-                    scheme=quantizer.scheme,
-                    bits=float(quantizer.bits_per_weight()),
-                    encoding=dict(quantizer.encoding(ctx)),
+                    scheme=owner.scheme,
+                    bits=float(owner.role_bits(ctx.role)),
+                    encoding=dict(owner.encoding(ctx)),
                     layout=spec.layout,
                     state=_state_arrays(ctx),
+                    state_bits=float(owner.learned_state_bits(ctx.role)),
+                    scale=_optional_float(owner.code_scale(ctx)),
+                    quantizer=owner.label,
                 )
             scale = shift = None
             if layer.norm is not None:
@@ -488,49 +484,34 @@ class QuantizedRecurrentStack(nn.Module):
             hidden_facts = None
             if self.quantize_hidden:
                 ctx = self.context(index, HIDDEN_ROLE, False)
+                owner = quantizer.for_role(HIDDEN_ROLE)
                 hidden_facts = {
-                    "scheme": quantizer.scheme,
-                    "bits": float(quantizer.bits_per_weight()),
-                    "encoding": dict(quantizer.encoding(ctx)),
+                    "scheme": owner.scheme,
+                    "bits": float(owner.role_bits(HIDDEN_ROLE)),
+                    "encoding": dict(owner.encoding(ctx)),
                     "state": _state_arrays(ctx),
+                    "state_bits": float(owner.learned_state_bits(HIDDEN_ROLE)),
+                    "scale": _optional_float(owner.code_scale(ctx)),
+                    "quantizer": owner.label,
                 }
             exported.append(
-                ExportedLayer(
-                    cell=self.cell,
-                    input_size=layer.input_size,
-                    hidden_size=self.hidden,
-                    w_input=_named_or_role(tensors, "w_input", "input", self.specs),
-                    w_recurrent=_named_or_role(tensors, "w_recurrent", "recurrent", self.specs),
-                    b_input=_named_or_role(tensors, "b_input", "bias", self.specs, optional=True),
-                    b_recurrent=tensors.get("b_recurrent"),
-                    input_scale=scale,
-                    input_shift=shift,
-                    tensors=tensors,
-                    elementwise=dict(self.cell_decl.elementwise),
-                    state_size=int(self.cell_decl.state_size),
+                ExportedLayer.from_tensors(
+                    self.cell, layer.input_size, self.hidden, tensors, input_scale=scale, input_shift=shift,
+                    elementwise=dict(self.cell_decl.elementwise), state_size=int(self.cell_decl.state_size),
                     hidden_quantizer=hidden_facts,
                 )
             )
         return exported
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _state_arrays(ctx: QuantContext) -> dict[str, np.ndarray]:
     if not ctx.state:
         return {}
     return {key: value.detach().cpu().double().numpy() for key, value in ctx.state.items()}
-
-
-def _named_or_role(
-    tensors: dict[str, ExportedTensor], name: str, role: str, specs: tuple[TensorSpec, ...], optional: bool = False
-) -> Any:
-    if name in tensors:
-        return tensors[name]
-    for spec in specs:
-        if spec.role == role:
-            return tensors[spec.name]
-    if optional:
-        return None
-    raise PluginError(f"a declared cell needs at least one tensor of role {role!r} (found {[s.name for s in specs]})")
 
 
 def build_stack(cell: Any, input_size: int, quantizer: Any, seed: int) -> Any:

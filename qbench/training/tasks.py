@@ -1,5 +1,5 @@
-"""Batches, training epochs and evaluation of the three tasks: language modelling, classification
-and per-step labelling.
+"""Batches, training epochs and evaluation of the four tasks: language modelling, classification,
+per-step labelling and regression.
 
 Every task computes *measures* (:data:`qbench.metrics.MEASURES`: bits, nats, perplexity,
 accuracy) on a split; the dataset's declared metrics (:class:`qbench.metrics.MetricSet`) name
@@ -16,6 +16,10 @@ from the last true step.
 
 Per-step labelling: the same sequences with one label per time step (``y [N, T]``); the loss and
 the accuracy are over the true steps of every sequence (padding never counts).
+
+Regression: the same sequences with D real targets each (``y [N, D]``), predicted by the output
+layer from the last true step; the loss is the mean squared error over every target value
+(measures ``mse``, and ``mae``, the mean absolute error).
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qbench.data import ClassificationData, EvalSample, LanguageModelData, SequenceLabellingData, SequenceSplit
+from qbench.data import (
+    ClassificationData,
+    EvalSample,
+    LanguageModelData,
+    RegressionData,
+    SequenceLabellingData,
+    SequenceSplit,
+)
 from qbench.metrics import MetricSet
 from qbench.training.model import SequenceModel
 
@@ -51,6 +62,9 @@ def loss_measures(nats: float) -> Measures:
 class DeclaredMetrics:
     """The dataset's declaration applied: which measure is which column, and how epochs compare."""
 
+    #: the measure of the training loss (the tie-break between epochs, the divergence check)
+    loss_measure = "nats"
+
     def __init__(self, declared: MetricSet):
         self.declared = declared
         self.selecting = declared.selecting
@@ -67,10 +81,14 @@ class DeclaredMetrics:
         value, old = self.validation_value(new), self.validation_value(best)
         if value != old:
             return value < old if self.selecting.sense == "min" else value > old
-        return new["nats"] < best["nats"]
+        return new[self.loss_measure] < best[self.loss_measure]
+
+    def train_measures(self, train_loss: float) -> Measures:
+        """The measures of the mean training loss (cross-entropy in nats here)."""
+        return loss_measures(train_loss)
 
     def columns(self, test: Measures, valid: Measures, train_nats: float) -> dict[str, float]:
-        by_split = {"test": test, "valid": valid, "train": loss_measures(train_nats)}
+        by_split = {"test": test, "valid": valid, "train": self.train_measures(train_nats)}
         return {f"{split}_{m.name}": by_split[split][m.measure] for m in self.declared.metrics for split in m.splits}
 
     def sample_metrics(self, measures: Measures) -> dict[str, float]:
@@ -316,3 +334,42 @@ class SequenceLabellingTask(ClassificationTask):
             steps += int(labels.numel())
             predictions.append(predicted)
         return right / max(steps, 1), loss / max(steps, 1), torch.cat(predictions).cpu().numpy()
+
+
+class RegressionTask(ClassificationTask):
+    """Real targets per sequence, read at its last true step: mean squared error (the loss) and mean absolute error."""
+
+    loss_measure = "mse"
+
+    def __init__(self, data: RegressionData, train: dict[str, Any], device: str | torch.device,
+                 declared: MetricSet) -> None:  # fmt: skip
+        super().__init__(data, train, device, declared)  # type: ignore[arg-type]
+
+    def _tensors(self, split: SequenceSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, lengths, _ = super()._tensors(SequenceSplit(split.x, split.lengths, np.zeros(len(split), np.int64)))
+        y = torch.from_numpy(np.asarray(split.y, dtype=np.float32).reshape(len(split), -1)).to(self.device)
+        return x, lengths, y
+
+    def batch_loss(self, model: SequenceModel, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(model.forward_sequences(x, lengths), y)
+
+    def train_measures(self, train_loss: float) -> Measures:
+        return {"mse": train_loss}
+
+    @torch.no_grad()
+    def evaluate(self, model: SequenceModel, split: SequenceSplit) -> tuple[float, float, np.ndarray]:
+        """(mean squared error, mean absolute error, predictions ``[N, D]``)."""
+        x, lengths, y = self._tensors(split)
+        squared, absolute, predictions = 0.0, 0.0, []
+        for i in range(0, len(y), EVAL_SEQUENCES):
+            predicted = model.forward_sequences(x[i : i + EVAL_SEQUENCES], lengths[i : i + EVAL_SEQUENCES])
+            error = (predicted - y[i : i + EVAL_SEQUENCES]).double()
+            squared += float(error.square().sum().item())
+            absolute += float(error.abs().sum().item())
+            predictions.append(predicted)
+        values = max(int(y.numel()), 1)
+        return squared / values, absolute / values, torch.cat(predictions).cpu().numpy()
+
+    def measures(self, model: SequenceModel, split: SequenceSplit) -> tuple[Measures, np.ndarray]:
+        mse, mae, predicted = self.evaluate(model, split)
+        return {"mse": mse, "mae": mae}, predicted

@@ -13,6 +13,8 @@ Formulas (Ott et al. 2016, section "Cells" of paper.md; gate order as torch):
 * lstm: i, f, o = sigmoid(...), g = tanh(...); c' = f c + i g; h' = o tanh(c') (no peepholes)
 * indrnn (Li et al. 2018, arXiv 1803.04831): h' = relu(W_x x + b + u * h), the recurrent weight
   ``u`` a vector (one weight per unit, an element-wise product), beyond the paper.
+* mingru (Feng et al. 2024, "Were RNNs All We Needed?", arXiv 2410.01201): z = sigmoid(W_z x + b_z),
+  h~ = W_h x + b_h, h' = (1 - z) h + z h~: no recurrent tensor at all; trained with a parallel scan.
 """
 
 from __future__ import annotations
@@ -143,4 +145,51 @@ class IndRNNCell(RecurrentCell):
         return (torch.relu(x @ w["w_input"].t() + w["b_input"] + w["w_recurrent"] * h),)
 
 
-BUILTIN_CELLS: tuple[type[RecurrentCell], ...] = (RNNCell, GRUCell, LSTMCell, IndRNNCell)
+class MinGRUCell(RecurrentCell):
+    """minGRU (Feng et al. 2024, "Were RNNs All We Needed?", arXiv 2410.01201, section 3.1).
+
+    z_t = sigmoid(Linear(x_t)), h~_t = Linear(x_t), h_t = (1 - z_t) * h_{t-1} + z_t * h~_t: the
+    gate and the candidate read only the input, so the layer has one input matrix of two gate
+    blocks (z, h~) and its bias, and no recurrent tensor (the state enters element-wise only).
+    ``step`` is the per-step reference, written ``h + z (h~ - h)`` (1 multiply, 2 adds per unit,
+    the declared counts). ``scan`` computes the gate and candidate of every step in one matrix
+    product and solves ``h_t = a_t h_{t-1} + b_t`` (``a = 1 - z``, ``b = z h~``) with
+    :func:`qbench.training.scan.linear_recurrence`: the paper's log-space parallel scan on a GPU,
+    a sequential solver with a hand-written adjoint on the CPU (cheaper there), the same numbers.
+    The paper's log-space variant also replaces h~ by ``g(h~)`` to keep it positive; this cell
+    keeps h~ = Linear(x), as the plain definition states (the solver handles either sign).
+    """
+
+    name = "mingru"
+    description = "minGRU (Feng et al. 2024): h' = (1 - z) h + z h~, z and h~ from the input only (parallel scan)"
+    gate_blocks = 2
+    tensors = (
+        TensorSpec("w_input", "input", "matrix", 2, reads="input"),
+        TensorSpec("b_input", "bias", "vector", 2, init="zeros"),
+    )
+    elementwise: ClassVar[dict[str, int]] = {"mults": 1, "adds": 2, "sigmoids": 1}
+
+    def step(self, x: torch.Tensor, state: State, w: Mapping[str, torch.Tensor]) -> State:
+        import torch
+
+        (h,) = state
+        gate, candidate = (x @ w["w_input"].t() + w["b_input"]).chunk(2, dim=-1)
+        z = torch.sigmoid(gate)
+        return (h + z * (candidate - h),)
+
+    def scan(self, x: torch.Tensor, state: State, w: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, State]:
+        import torch
+        from torch.nn.functional import logsigmoid
+
+        from qbench.training.scan import linear_recurrence
+
+        (h0,) = state
+        gate, candidate = (x @ w["w_input"].t() + w["b_input"]).chunk(2, dim=-1)  # [T, B, h] each
+        z = torch.sigmoid(gate)
+        # h_t = (1 - z_t) h_{t-1} + z_t h~_t; 1 - z = sigmoid(-k) exactly, log(1 - z) = logsigmoid(-k)
+        log_a = logsigmoid(-gate) if x.is_cuda else None  # the parallel log-space solver (GPU) only
+        h = linear_recurrence(torch.sigmoid(-gate), z * candidate, h0, log_a=log_a)
+        return h, (h[-1],)
+
+
+BUILTIN_CELLS: tuple[type[RecurrentCell], ...] = (RNNCell, GRUCell, LSTMCell, IndRNNCell, MinGRUCell)

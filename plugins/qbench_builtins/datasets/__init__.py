@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import qbench
 
+from .adding import AddingProblem
 from .brown_char import BrownChar
 from .digits_rows import DigitsRows
 from .fsdd import Fsdd
@@ -18,4 +19,4 @@ from .text8 import Text8
 
 @qbench.hookimpl
 def qbench_register_datasets() -> list[type]:
-    return [PydocChar, PtbChar, BrownChar, Text8, Fsdd, DigitsRows, MnistRows]
+    return [PydocChar, PtbChar, BrownChar, Text8, Fsdd, DigitsRows, MnistRows, AddingProblem]

@@ -8,7 +8,11 @@ state (h, and c for an LSTM) and the layer input are register reads and writes. 
 tensor anywhere makes the datapath fp32; otherwise activations have ``activation_bits``, each
 matrix's weights its declared bits, and the accumulator of a matrix ``b_a + b_w + ceil(log2 N)``
 (fixed), ``b_a + ceil(log2 N) + 1`` (binary / ternary) or ``b_a + (e_max - e_min) + ceil(log2
-N) + 1`` (powers of two), N = fan-in + 1. Latency: products and element-wise operations on
+N) + 1`` (powers of two), N = fan-in + 1. A layer whose hidden state is quantized (a hidden-state
+quantizer's declared ``role_bits("hidden")``) holds h at those bits: its state registers, the
+products reading h (the recurrent tensors, and the next layer's input tensors) use that width.
+Weight bytes count each tensor's declared learned state (``learned_state_bits`` per element) beside the
+weights. Latency: products and element-wise operations on
 ``lanes`` parallel lanes at ``clock_mhz``, layers in sequence, no zero skipping in time.
 """
 
@@ -181,12 +185,17 @@ def weight_bytes(infos: list[MatrixInfo]) -> dict[str, float]:
     for info in infos:
         values = np.asarray(info.tensor.values, dtype=np.float64).reshape(len(info.nonzero), -1)
         count = values.size
-        dense += count * info.bits / 8
+        dense += count * info.bits / 8 + info.tensor.state_elements * info.tensor.state_bits / 8
         packed_bits = stored_bits(info, "packed")
         packed += math.ceil(count / 5) if packed_bits == 1.6 else count * info.bits / 8
         _, freq = np.unique(values, return_counts=True)
         p = freq / count
         entropy += count * float(-(p * np.log2(p)).sum()) / 8
+        # a learned step or scale is stored whatever the weights' format (declared state_bits)
+        learned = info.tensor.state_elements * info.tensor.state_bits / 8
+        packed += learned
+        entropy += learned
+        sparse += learned
         rows, cols = int(values.shape[0]), int(values.shape[1])
         nnz = int(np.count_nonzero(values))
         # CSR: each non-zero keeps its value without the zero code, plus a column index; row pointers
@@ -260,12 +269,17 @@ def _price_products(
     fan_in: int,
     b_a: float,
     cfg: EnergyConfig,
+    widths: tuple[float, float] | None = None,
 ) -> int:
-    """Adds one layer's matrix products to ``step``; returns the weights read per step (rows x columns used)."""
+    """Adds one layer's matrix products to ``step``; returns the weights read per step (rows x columns used).
+
+    ``widths``: the operand widths of the input and of the hidden state (default both ``b_a``)."""
     k = cols_x + h
     step_products = 0
+    b_x, b_h = widths or (b_a, b_a)
     for info in products:
         reads_input = info.tensor.role == "input"
+        b_op = b_x if reads_input else b_h
         column_ids = ids if reads_input else None
         # weights read per step: rows x the columns used (one column of a one-hot input)
         rows = info.nonzero.shape[0]
@@ -281,14 +295,14 @@ def _price_products(
         fl = info.floating
         scale_mults = counts["scale_mults"]
         step.ledger.add("add", "add", acc, counts["adds"] / evaluations, fl)
-        step.ledger.add("mult", f"mult:{info.bits:g}", b_a, (counts["mults"] - scale_mults) / evaluations, fl)
+        step.ledger.add("mult", f"mult:{info.bits:g}", b_op, (counts["mults"] - scale_mults) / evaluations, fl)
         step.ledger.add("mult", f"mult:{cfg.scale_bits}", acc, scale_mults / evaluations)
         if cfg.memory != "hardwired":
             step.ledger.add("shift", "shift", acc, counts["shifts"] / evaluations)
             bits_read = rows * cols * stored_bits(info, cfg.storage)
             step.ledger.add("weights", "weight-bit", 0, bits_read)
         p = float(np.count_nonzero(info.nonzero)) / max(info.nonzero.size, 1)
-        step.bops += rows * cols * (p * b_a * info.bits + b_a + info.bits + math.log2(k))
+        step.bops += rows * cols * (p * b_op * info.bits + b_op + info.bits + math.log2(k))
     return step_products
 
 
@@ -297,12 +311,14 @@ def recurrent_step(
 ) -> StepCost:
     """One time step of every recurrent layer: products, biases, element-wise operations and state."""
     step = StepCost()
+    b_x = b_a  # the first layer reads the input at the activation width
     for index, (layer, products, biases) in enumerate(layers):
         h, n = layer.hidden_size, layer.input_size
+        b_h = hidden_width(layer, b_a, floating)
         one_hot = index == 0 and model.input_kind == "one-hot" and layer.input_scale is None
         ids = _column_ids(sample, n) if one_hot else None
         cols_x = 1 if one_hot else n
-        step_products = _price_products(step, products, ids, cols_x, h, n + h, b_a, cfg)
+        step_products = _price_products(step, products, ids, cols_x, h, n + h, b_a, cfg, (b_x, b_h))
         per_step = step.ledger
         if cfg.memory != "hardwired":
             for info in biases:
@@ -313,12 +329,18 @@ def recurrent_step(
         # a relu is a comparison with zero: priced as an add of the activation width
         per_step.add("add", "add", b_a if floating else 2 * b_a, (adds + relus) * h + bn, floating)
         per_step.add("tables", "register-bit", 0, (sigmoids + tanhs) * h * b_a)
-        state_values = layer.state_size * h
-        per_step.add("state", "register-bit", 0, 2 * state_values * b_a + cols_x * b_a)
+        state_bits = h * b_h + (layer.state_size - 1) * h * b_a  # h at its declared width, c (an LSTM's) at b_a
+        per_step.add("state", "register-bit", 0, 2 * state_bits + cols_x * b_x)
+        b_x = b_h  # the next layer reads this layer's h
         step.cycles += math.ceil(step_products / cfg.lanes) + math.ceil(
             (mults + adds + sigmoids + tanhs + relus) * h / cfg.lanes
         )
     return step
+
+
+def hidden_width(layer: ExportedLayer, b_a: float, floating: bool) -> float:
+    """The width h is held at: the hidden-state quantizer's declared bits, else the activation width."""
+    return b_a if floating or layer.hidden_bits is None else float(layer.hidden_bits)
 
 
 @dataclass
@@ -378,8 +400,9 @@ def analyse(model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig) 
     out = output_layer(model, cfg, b_a, floating)
 
     length = sequence_length(sample)
-    # one output per token (next symbol, or one label per step); a classifier reads one per sequence
-    outputs_per_token = 1.0 / length if model.task == "classification" else 1.0
+    # one output per token (next symbol, or one label per step); a classifier or a regression
+    # (one target vector per sequence) reads one per sequence
+    outputs_per_token = 1.0 / length if model.task in ("classification", "regression") else 1.0
     output_per_token = out.ledger.scaled(outputs_per_token)
     ledger = step.ledger.merged(output_per_token)
     pj_per_bit = weight_pj_per_bit(cfg, table, layers, out)
@@ -389,11 +412,16 @@ def analyse(model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig) 
     output_pj = sum(output_per_token.price(table, logic, memory_factor, pj_per_bit).values())
     per_token = arith + mem
     sizes = weight_bytes([info for _, pair, biases in layers for info in (*pair, *biases)])
+    hidden_state_bytes = sum(layer.state_storage_bits() for layer in model.layers) / 8
+    sizes = {key: value + hidden_state_bytes for key, value in sizes.items()}
     # one shared 1024-entry table per function used (sigmoid, tanh; a relu needs none)
     used = [elementwise_ops(layer) for layer in model.layers]
     functions = int(any(ops[2] for ops in used)) + int(any(ops[3] for ops in used))
     table_bytes = functions * TABLE_ENTRIES * b_a / 8
-    state_bytes = sum(layer.state_size * layer.hidden_size * b_a / 8 for layer in model.layers)
+    state_bytes = sum(
+        (layer.hidden_size * hidden_width(layer, b_a, floating) + (layer.state_size - 1) * layer.hidden_size * b_a) / 8
+        for layer in model.layers
+    )
     return {
         "energy_pj_per_token": per_token,
         "energy_pj_per_sequence": per_token * length,

@@ -218,8 +218,8 @@ def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0, scale_b
             continue
         tensors = layer.tensors or {"w_input": layer.w_input, "w_recurrent": layer.w_recurrent}
         for name, tensor in tensors.items():
-            step = tensor.encoding.get("step")
-            if isinstance(step, float) and significant_bits(step) > scale_bits:
+            step = tensor.scale  # the declared scale (Quantizer.code_scale), whichever quantizer learned it
+            if step is not None and significant_bits(step) > scale_bits:
                 raise qbench.Unsupported(
                     f"layer {index} {name}: the learned step {step:.6g} has {significant_bits(step)} significant "
                     f"bits, more than scale_bits={scale_bits}; set scale_bits >= {significant_bits(step)} "

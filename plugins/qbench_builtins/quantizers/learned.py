@@ -148,6 +148,9 @@ class LSQQuantizer(qbench.Quantizer):
         step = max(float(ctx.state["step"].detach()), EPS)
         return tuple(code * step for code in range(-qn, qp + 1))
 
+    def code_scale(self, ctx: qbench.QuantContext) -> float | None:
+        return None if ctx.state is None else max(float(ctx.state["step"].detach()), EPS)
+
     def encoding(self, ctx: qbench.QuantContext) -> dict[str, Any]:
         qn, qp = self.code_range
         facts: dict[str, Any] = {"code_min": -qn, "code_max": qp}
