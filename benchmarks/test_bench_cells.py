@@ -1,8 +1,8 @@
-"""Training-step cost of the quantized cells (performance.md, items 1 and 2).
+"""Training-step cost of the quantized cells (docs/performance.md, items 1 and 2).
 
 One training step = forward over BPTT steps, cross-entropy, backward, gradient-norm clipping,
 Adam step (and, for qbench, shadow clipping), on a language model: embedding -> one recurrent
-layer -> output layer, vocabulary 50, embedding 64. Sizes follow performance.md: CPU hidden 256,
+layer -> output layer, vocabulary 50, embedding 64. Sizes follow docs/performance.md: CPU hidden 256,
 batch 32, BPTT 100; GPU (when one is present) hidden 1024, batch 128, BPTT 100.
 
 Ratios are measured in the same process, alternating the two steps in each round after a

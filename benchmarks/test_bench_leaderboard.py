@@ -114,3 +114,51 @@ def test_rebuild_peak_memory(big_store, tmp_path, mode):
     assert result["peak_rss_bytes"] < MEMORY_LIMIT, result
     if mode == "trace":
         assert result["tracemalloc_peak_bytes"] < MEMORY_LIMIT, result
+
+
+# ---- records shaped like real ones (issue 23) ----------------------------------------------------
+
+#: issue 23's targets for a store of real-shaped records, on 2 idle cores
+REAL_SECONDS_LIMIT = 4.0
+REAL_MEMORY_LIMIT = 600 * 10**6
+#: another checkout of qbench to time in the same run ("before"), e.g. a worktree of main
+BEFORE = os.environ.get("QBENCH_BENCH_BEFORE", "")
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory):
+    from benchmarks.real_records import write_store
+
+    path = tmp_path_factory.mktemp("real") / "qbench.sqlite"
+    started = time.perf_counter()
+    write_store(path, RECORDS)
+    print(f"\nstore of {RECORDS} real-shaped records (the quickstart's, replicated) written in "
+          f"{time.perf_counter() - started:.1f} s ({path.stat().st_size / 2**20:.0f} MiB)")  # fmt: skip
+    return path
+
+
+def _rebuild_in_fresh_process(store: Path, out: Path, code_root: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([code_root, *sys.path])}
+    done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(store), str(out), "rss"], capture_output=True,
+                          text=True, env=env, check=True, cwd=code_root)  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_rebuild_100k_real_records(real_store, tmp_path):
+    """``qbench leaderboard --store`` of real-shaped records in a fresh process: wall, CPU, peak RSS;
+    with ``QBENCH_BENCH_BEFORE`` the other checkout is timed in the same run, alternating."""
+    here = str(Path(__file__).resolve().parents[1])
+    variants = {"after": here, **({"before": BEFORE} if BEFORE else {})}
+    results: dict[str, list[dict]] = {name: [] for name in variants}
+    for _ in range(2):
+        for name, root in variants.items():
+            results[name].append(_rebuild_in_fresh_process(real_store, tmp_path / name, root))
+    lines = [f"\nrebuild of {RECORDS} real-shaped records, fresh process, 2 rounds alternating:"]
+    for name, found in results.items():
+        walls = ", ".join(f"{r['seconds']:.2f}" for r in found)
+        cpus = ", ".join(f"{r['cpu_seconds']:.2f}" for r in found)
+        peak = max(r["peak_rss_bytes"] for r in found) / 1e6
+        lines.append(f"{name}: wall {walls} s; CPU {cpus} s; peak RSS {peak:.0f} MB")
+    print("\n".join(lines))
+    best = min(r["seconds"] for r in results["after"])
+    assert best < REAL_SECONDS_LIMIT and max(r["peak_rss_bytes"] for r in results["after"]) < REAL_MEMORY_LIMIT, lines

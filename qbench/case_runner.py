@@ -142,6 +142,9 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
     record[R.PRIMARY_METRIC] = declared.primary_column
     record[R.SELECTION_METRIC] = declared.selection_column
     record[R.WEIGHT_BITS] = float(quantizer.bits_per_weight())
+    # what the leaderboards read of the components travels with the record (they never load plugins)
+    record[R.DECLARATIONS] = {R.QUANTIZER: {"name": case.quantizer.name,
+                                            "baseline": getattr(quantizer, "baseline", False) is True}}  # fmt: skip
 
     data = prepared[case.dataset.label] if case.dataset.label in prepared else dataset.prepare(str(cache_dir()))
     provenance["dataset_fingerprint"] = data.fingerprint
@@ -174,6 +177,16 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
     _run_hardware(case, host, result, record)
 
 
+def backend_declarations(backend: Any, name: str, suffix: str) -> dict[str, Any]:
+    """What the leaderboards read of a backend, its columns named as in the record (with ``suffix``):
+    the columns its ``headline`` leaves out of the Markdown, and its ``leading_columns``."""
+    headline = getattr(backend, "headline", None)
+    columns = list(getattr(backend, "columns", {}))
+    detail = [] if headline is None else [c for c in columns if c not in set(headline)]
+    return {"backend": name, "detail_columns": [c + suffix for c in detail],
+            "leading_columns": [c + suffix for c in getattr(backend, "leading_columns", ())]}  # fmt: skip
+
+
 def declared_storage(exported: Any) -> tuple[float, float] | None:
     """(bits of the quantized values, bits of the learned quantizer state) of a declared stack's
     export, at each tensor's declared bits (``Quantizer.role_bits``, ``learned_state_bits``); None for a
@@ -202,6 +215,7 @@ def _run_hardware(case: Case, host: Any, result: Any, record: dict[str, Any]) ->
             record[R.DIRECTIONS][column + suffix] = direction
         record.setdefault(R.COST_AXES, [])
         record[R.COST_AXES] += [axis + suffix for axis in getattr(backend, "cost_axes", ())]
+        record[R.DECLARATIONS].setdefault(R.HARDWARE, {})[spec.label] = backend_declarations(backend, spec.name, suffix)
         try:
             columns = backend.measure(result.exported, result.sample)
         except Unsupported as exc:

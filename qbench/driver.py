@@ -135,7 +135,8 @@ def stale_statuses(matrix: Matrix, store: Store, stored: dict[str, str],
     ``stale``, and ``{case id: what changed}``."""
     from qbench.planning import candidate_cases, stale_cases
 
-    cases = [c for c in candidate_cases(matrix) if stored.get(c.case_id) in DONE_STATUSES]
+    # points beyond the grid included: a stored extension case is resumed like any other
+    cases = [c for c in candidate_cases(matrix, every_extension=True) if stored.get(c.case_id) in DONE_STATUSES]
     stale = stale_cases(cases, store.records_for([c.case_id for c in cases]), host) if cases else {}
     return {**stored, **dict.fromkeys(stale, "stale")}, stale
 
@@ -158,11 +159,12 @@ def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | No
     ``host``: the plugin host every component is resolved from (default: the installed plugins,
     built once here); :func:`qbench.testing.registered_plugins` yields one with in-process plugins.
 
-    The cases run in rounds (:func:`qbench.planning.next_cases`): the tuning grid, then the chosen
-    configurations' seeds, then the seeds the seed rule still asks for; each round is decided from
-    the store, so an interrupted run resumes in whichever phase it stopped.
+    The cases run in rounds (:func:`qbench.planning.next_cases`): the tuning grid, the points beyond
+    an edge of it for the methods that chose one (``[tune] extend``), the chosen configurations'
+    first-stage seeds, then the seeds Stein's rule asks for; each round is decided from the store,
+    so an interrupted run resumes in whichever phase it stopped.
     """
-    from qbench.planning import candidate_cases, max_cases
+    from qbench.planning import candidate_cases, extension_points, max_cases
 
     stream = stream or sys.stderr
 
@@ -232,7 +234,9 @@ def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | No
                     break
                 the_round = _rounds(matrix, store, options, attempted, damaged)
             executor.close()  # workers stop before the leaderboards are written (a SIGTERM now finds none)
-            matrix_ids = {c.case_id for c in candidate_cases(matrix)}
+            # the cases the leaderboard is built from: the grid, the extensions the protocol reached, the seeds
+            final = _rounds(matrix, store, options, attempted, damaged)
+            matrix_ids = {c.case_id for c in candidate_cases(matrix, extension_points(final.decisions))}
             try:
                 _record_case_ids(out / "run.json", matrix_ids & store.stored_ids())
                 written = write_outputs(store, out, matrix.name, matrix_ids, protocol)
@@ -286,11 +290,12 @@ def _any_failed(store: Store, cases: Sequence[Case]) -> bool:
 
 def _dry_run(matrix: Matrix, out: Path, options: RunOptions, host: Host, echo: Callable[[str], None]) -> ExitCode:
     """The case table of what is known now, with stored statuses, and the most the matrix may cost."""
-    from qbench.planning import max_cases
+    from qbench.planning import bracket_lines, extension_points, max_cases
 
     store_path = out / "qbench.sqlite"
     stored: dict[str, str] = {}
     shown = expand(matrix)
+    brackets: list[str] = []
     if store_path.is_file():
         with Store.read_only(store_path) as store:
             stored, stale = stale_statuses(matrix, store, store.statuses(), host)
@@ -302,16 +307,20 @@ def _dry_run(matrix: Matrix, out: Path, options: RunOptions, host: Host, echo: C
 
                 known = {c.case_id: c for c in shown}
                 the_round = _rounds(matrix, store, options, set(), set(stale))
-                for case in [*(c for c in candidate_cases(matrix) if c.case_id in stored), *the_round.cases]:
+                reached = extension_points(the_round.decisions)
+                for case in [*(c for c in candidate_cases(matrix, reached) if c.case_id in stored), *the_round.cases]:
                     known.setdefault(case.case_id, case)
                 shown = list(known.values())
+                brackets = bracket_lines(the_round.decisions)
     print(case_table(shown, stored), file=sys.stdout)
     pending = plan(shown, stored, options.resume).pending
     echo(f"{len(shown)} cases known now, {len(pending)} to run, {len(shown) - len(pending)} stored ({out}); "
          f"at most {max_cases(matrix)} cases with the protocol")  # fmt: skip
     if not matrix.fair.trivial:
-        for line in matrix.fair.describe()[:2]:
+        for line in matrix.fair.describe()[:3]:
             echo(line)
+    for line in brackets:
+        echo(line)
     echo(f"numerics: {options.numerics or matrix.numerics}")
     return ExitCode.OK
 

@@ -24,9 +24,15 @@ from qbench.roles import QUANTIZER_ROLES, composed_label, role_refusal
 from qbench.trainconfig import TRAIN_PARAMS, resolve_limits, resolve_train
 
 AXES = ("quantizer", "cell", "dataset", "hardware")
-TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "limits", "numerics", "exclude", "tune", "baseline", *AXES}
+TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "limits", "numerics", "exclude", "tune", "baseline",
+                  "compare", *AXES}
 SEED_RULE_KEYS = ("min", "max", "precision", "first")
-TUNE_KEYS = (*TUNE_AXES, "seeds", "metric")
+TUNE_KEYS = (*TUNE_AXES, "seeds", "metric", "extend")
+COMPARE_KEYS = ("margin", "claim")
+#: Grid extensions beyond an edge when a matrix tunes and does not say ([tune] extend): two steps
+#: find an optimum up to a factor of the grid's ratio squared beyond it, for at most two tuning
+#: cases (per tuning seed) more per method at an edge; 0 only flags the edge.
+DEFAULT_EXTEND = 2
 REQUIRED_AXES = ("quantizer", "cell", "dataset")
 EXCLUDE_KEYS = ("quantizer", "cell", "dataset", "seed")
 MAX_SEED = 2**63 - 1
@@ -349,19 +355,24 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     baseline = raw.get("baseline", declared_baseline(host, [spec.identity for spec in axes["quantizer"]]))
     if "baseline" in raw and (not isinstance(baseline, str) or not baseline):
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
-    quantizer_names = sorted({spec.name for spec in axes["quantizer"]})
+    quantizer_names = sorted({spec.identity for spec in axes["quantizer"]} | {spec.name for spec in axes["quantizer"]})
     if "baseline" in raw and baseline not in quantizer_names:
         # a baseline no case runs would leave the paired comparison empty while the pages name it
         raise MatrixError(f"{where}: baseline = {baseline!r} is not a quantizer of this matrix; use one of: "
                           f"{', '.join(quantizer_names)}")  # fmt: skip
     grid, tuning_seeds, metric = _parse_tune(where, raw.get("tune", {}), axes, train, host)
     _check_selection_metric(where, metric, datasets)
+    extend = _parse_extend(where, raw.get("tune", {}), grid)
+    margins, claim = _parse_compare(where, raw.get("compare", {}), datasets)
     _check_training_needs(where, datasets, train, grid)
     if tuning_seeds > (rule.min if rule else len(seeds)):
         raise MatrixError(f"{where}: [tune] seeds = {tuning_seeds} is more than the {rule.min if rule else len(seeds)} "
                           "evaluation seeds every method gets; tune on fewer seeds")  # fmt: skip
+    if rule is not None and rule.min < 2:
+        raise MatrixError(f"{where}: [seeds] min = {rule.min}: Stein's two-stage seed rule estimates the spread of "
+                          "the paired differences from the first min seeds, so min must be at least 2")  # fmt: skip
     protocol = Protocol(seeds=tuple(seeds), rule=rule, grid=grid, tuning_seeds=tuning_seeds, select=metric,
-                        baseline=baseline)  # fmt: skip
+                        baseline=baseline, margins=margins, claim=claim, extend=extend)  # fmt: skip
     return Matrix(
         name=name, path=where, digest=digest, description=description,
         quantizers=axes["quantizer"], cells=axes["cell"], datasets=axes["dataset"], hardware=hardware,
@@ -478,6 +489,68 @@ def _parse_seeds(where: str, seeds: Any) -> tuple[list[int], SeedRule | None]:
     return list(seeds), None
 
 
+def _parse_extend(where: str, tune: Any, grid: tuple[tuple[str, tuple[Any, ...]], ...]) -> int:
+    """``[tune] extend = N``: extensions beyond an edge of an ordered grid axis (default
+    :data:`DEFAULT_EXTEND`; 0 without a grid)."""
+    if not isinstance(tune, dict) or not grid:
+        return 0
+    extend = tune.get("extend", DEFAULT_EXTEND)
+    if not _is_int(extend) or not 0 <= extend <= 10:
+        raise MatrixError(f"{where}: [tune] extend must be an integer from 0 to 10 (how many times a method whose "
+                          f"choice sits at an edge of the grid gets the next point beyond it), got {extend!r}")
+    return int(extend)
+
+
+def _parse_compare(where: str, compare: Any,
+                   datasets: list[tuple[Spec, Any]]) -> tuple[tuple[tuple[str, str, float], ...], str]:  # fmt: skip
+    """``[compare] margin = { test_bpc = 0.05 }`` and ``claim = "equivalence" | "non-inferiority"``:
+    the margins per dataset (the matrix's over the dataset's declared defaults)."""
+    import math
+
+    from qbench.metrics import MetricSet
+
+    if not isinstance(compare, dict):
+        raise MatrixError(f"{where}: [compare] must be a table such as\n  [compare]\n  margin = {{ test_bpc = 0.05 }}")
+    unknown = sorted(set(compare) - set(COMPARE_KEYS))
+    if unknown:
+        raise MatrixError(f"{where}: [compare] has unknown key(s) {', '.join(map(repr, unknown))}; known: "
+                          f"{', '.join(COMPARE_KEYS)}")  # fmt: skip
+    claim = compare.get("claim", "equivalence")
+    if claim not in ("equivalence", "non-inferiority"):
+        raise MatrixError(f"{where}: [compare] claim must be \"equivalence\" or \"non-inferiority\", got {claim!r}")
+    given = compare.get("margin", {})
+    if not isinstance(given, dict):
+        raise MatrixError(f"{where}: [compare] margin must be a table of test metrics, e.g. "
+                          f"margin = {{ test_bpc = 0.05 }}, got {given!r}")  # fmt: skip
+    declared: dict[str, dict[str, float]] = {}
+    for spec, dataset in datasets:
+        try:
+            metric_set = MetricSet.of(dataset)
+        except ValueError:  # the registry reports a bad declaration when the plugin loads
+            continue
+        columns = [c for c in metric_set.columns() if c.startswith("test_")]
+        declared[spec.label] = {**{c: math.nan for c in columns}, **metric_set.margins()}
+    known = sorted({c for columns in declared.values() for c in columns})
+    for column, margin in given.items():
+        if column not in known:
+            raise MatrixError(f"{where}: [compare] margin {column!r} is not a test metric of the matrix's datasets; "
+                              f"known: {', '.join(known) or 'none'}")  # fmt: skip
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin) \
+                or margin <= 0:
+            raise MatrixError(f"{where}: [compare] margin {column} must be a positive number in the metric's unit "
+                              f"(the largest difference that is negligible), got {margin!r}")  # fmt: skip
+    margins = []
+    for label, columns in declared.items():
+        for column, default in columns.items():
+            margin = float(given[column]) if column in given else default
+            if not math.isnan(margin):
+                margins.append((label, column, margin))
+    if "claim" in compare and not margins:
+        raise MatrixError(f"{where}: [compare] claim = {claim!r} needs a margin: add "
+                          "margin = { <test metric> = ... }")
+    return tuple(sorted(margins)), str(claim)
+
+
 def _parse_tune(where: str, tune: Any, axes: Mapping[str, tuple[Spec, ...]], train: Mapping[str, Any],
                 host: Any) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], int, str]:  # fmt: skip
     """``[tune]``: ``train.KEY = [...]``, ``quantizer.PARAM = [...]``, ``cell.PARAM = [...]``,
@@ -512,8 +585,8 @@ def _parse_tune(where: str, tune: Any, axes: Mapping[str, tuple[Spec, ...]], tra
     if not isinstance(metric, str) or (metric and not metric.startswith("valid_")):
         raise MatrixError(f"{where}: [tune] metric must name a validation metric (valid_...), got {metric!r}: "
                           "the test split never chooses a configuration")  # fmt: skip
-    if not grid and ("seeds" in tune or "metric" in tune):
-        raise MatrixError(f"{where}: [tune] sets seeds or metric but tunes nothing; add e.g. train.lr = [...]")
+    if not grid and ("seeds" in tune or "metric" in tune or "extend" in tune):
+        raise MatrixError(f"{where}: [tune] sets seeds, metric or extend but tunes nothing; add e.g. train.lr = [...]")
     return tuple(grid), seeds, metric
 
 

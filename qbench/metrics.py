@@ -55,6 +55,9 @@ class Metric:
         at most one; by default the primary one.
     :param splits: where it is reported; ``train`` only for loss measures (bits, nats, perplexity).
     :param description: one line for the leaderboard.
+    :param margin: the default equivalence margin of its ``test_`` column, in the metric's unit
+        (a difference smaller than this is negligible for this dataset); ``None``: no default,
+        equivalence is tested only where a matrix sets ``[compare] margin``.
     """
 
     name: str
@@ -64,6 +67,7 @@ class Metric:
     selects: bool = False
     splits: tuple[str, ...] = ("test", "valid")
     description: str = ""
+    margin: float | None = None
 
     @property
     def sense(self) -> str:
@@ -121,6 +125,10 @@ class MetricSet:
         """``{split_name: direction}`` of every reported column."""
         return {f"{split}_{m.name}": m.sense for m in self.metrics for split in m.splits}
 
+    def margins(self) -> dict[str, float]:
+        """``{test column: default margin}`` of the metrics that declare one."""
+        return {f"test_{m.name}": float(m.margin) for m in self.metrics if m.margin is not None and "test" in m.splits}
+
     @property
     def primary_column(self) -> str:
         return f"test_{self.primary.name}"
@@ -137,6 +145,7 @@ class MetricSet:
 
 def check_metrics(task: str, metrics: Any) -> tuple[Metric, ...]:
     """Validate a declaration for ``task``; every problem is one :class:`MetricError` saying what to fix."""
+    import math
     import re
 
     if not isinstance(metrics, (list, tuple)) or not metrics or not all(isinstance(m, Metric) for m in metrics):
@@ -154,6 +163,11 @@ def check_metrics(task: str, metrics: Any) -> tuple[Metric, ...]:
         if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
             raise MetricError(f"metric {metric.name!r}: splits must be distinct names among {', '.join(SPLITS)}, "
                               f"got {metric.splits!r}")  # fmt: skip
+        margin = metric.margin
+        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))
+                                   or not math.isfinite(margin) or margin <= 0):  # fmt: skip
+            raise MetricError(f"metric {metric.name!r}: margin must be a positive finite number (an equivalence "
+                              f"margin in the metric's unit) or None, got {margin!r}")  # fmt: skip
         if "train" in splits and metric.measure not in TASK_LOSS_MEASURES[task]:
             raise MetricError(f"metric {metric.name!r}: the train split reports only the training loss "
                               f"({', '.join(TASK_LOSS_MEASURES[task])}), not {metric.measure!r}")  # fmt: skip

@@ -1,14 +1,16 @@
 """Which cases of a matrix run next, given what is stored: the protocol applied to the store.
 
 The driver calls :func:`next_cases` in rounds: first the tuning grid of every method, then the
-chosen configuration's first seeds, then one more seed at a time for the comparisons the seed
-rule still finds imprecise. Every decision is a pure function of the stored records
+points beyond an edge of the grid for the methods whose choice sits there (``[tune] extend``, one
+step a round), then the chosen configuration's first seeds (the first stage of Stein's
+procedure), then the seeds that stage asks for. Every decision is a pure function of the stored records
 (:func:`qbench.protocol.decide`), so a run that was killed in any phase resumes exactly where
 it stopped, and ``qbench validate`` can recompute the same decisions from the records.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,7 +18,16 @@ from typing import Any
 
 from qbench.errors import UsageError
 from qbench.matrix import Case, Matrix, case_for, expand, methods
-from qbench.protocol import Decisions, Observation, canonical, decide, primary_metric, selection_metric
+from qbench.protocol import (
+    Decisions,
+    Method,
+    Observation,
+    canonical,
+    decide,
+    possible_extensions,
+    primary_metric,
+    selection_metric,
+)
 
 
 @dataclass
@@ -25,7 +36,7 @@ class Round:
 
     cases: list[Case]
     decisions: Decisions | None
-    phase: str  # "tuning" | "evaluation" | "done"
+    phase: str  # "tuning" | "extension" | "evaluation" | "done"
 
 
 def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[Observation, str, str]:
@@ -104,17 +115,32 @@ def _moved_message(moved: Mapping[tuple[str, str, str], list[Case]]) -> str:
             "that makes new cases), or run into another --out")
 
 
-def candidate_cases(matrix: Matrix) -> list[Case]:
-    """Every case the protocol could ever ask for: each method, grid point and seed (up to the maximum)."""
+def candidate_cases(matrix: Matrix, extra: Mapping[Method, list[str]] | None = None,
+                    every_extension: bool = False) -> list[Case]:  # fmt: skip
+    """Every case the protocol could ever ask for: each method, grid point and seed (up to the
+    maximum); ``extra``: the extension points each method reached ({method labels: [point]});
+    ``every_extension``: every point an extension could reach, for every method (the stale check)."""
     protocol = matrix.fair
     cases = []
+    beyond = possible_extensions(protocol) if every_extension else []
     for method in methods(matrix):
-        for point in protocol.points():
+        labels = (method[0].label, method[1].label, method[2].label)
+        points = [*protocol.points(), *beyond, *(json.loads(p) for p in (extra or {}).get(labels, []))]
+        for point in {canonical(p): p for p in points}.values():
             for seed in protocol.seeds[: protocol.max_seeds]:
                 case = case_for(matrix, method, point, seed)
                 if case is not None:
                     cases.append(case)
     return cases
+
+
+def extension_points(decisions: Decisions | None) -> dict[Method, list[str]]:
+    """The points beyond the grid that each method reached (tried or waiting), from the decisions."""
+    if decisions is None:
+        return {}
+    return {method: [s.point for s in selection.points if s.extension] + list(selection.pending)
+            for method, selection in decisions.selections.items()
+            if selection.pending or any(s.extension for s in selection.points)}  # fmt: skip
 
 
 def max_cases(matrix: Matrix) -> int:
@@ -141,31 +167,38 @@ def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], Mapping[str, Mappi
     pending = [c for c in tuning if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))]
     if pending:
         return Round(pending, None, "tuning")
-    grid_points = {canonical(p): p for p in protocol.points()}
     all_methods = methods(matrix)
     known = {c.case_id: c for c in tuning}
-    for _ in range(protocol.max_seeds + 1):  # each pass can only add seeds; bounded by the maximum
+    # each pass can only add cases (an extension step or seeds); bounded by the steps and the maximum
+    for _ in range(protocol.max_seeds + protocol.extend + 2):
         decisions = _decisions(matrix, known, stored, done)
-        wanted = []
+        wanted, extending = [], []
         for method in all_methods:
             labels = (method[0].label, method[1].label, method[2].label)
             selection = decisions.selections.get(labels)
+            for point in selection.pending if selection is not None else ():
+                for seed in protocol.tuning_seed_list:
+                    case = case_for(matrix, method, json.loads(point), seed)
+                    if case is not None:
+                        extending.append(case)
             chosen = selection.chosen if selection is not None else canonical({})
-            if chosen is None:
-                continue  # no configuration of this method trained on every tuning seed
+            if chosen is None or (selection is not None and selection.bracket == "extending"):
+                continue  # no configuration trained on every tuning seed, or its extension runs first
             count = decisions.seeds.get(labels, protocol.min_seeds)
             for seed in protocol.seeds[:count]:
-                case = case_for(matrix, method, grid_points.get(chosen, {}), seed)
+                case = case_for(matrix, method, json.loads(chosen), seed)
                 if case is not None:
                     wanted.append(case)
-        fresh = [c for c in wanted if c.case_id not in known]
+        fresh = [c for c in (*extending, *wanted) if c.case_id not in known]
         for case in fresh:
             known[case.case_id] = case
         if fresh:
             stored.update(lookup(fresh))
-        pending = [c for c in wanted if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))]
+        # the extension steps of some methods and the seeds of the others run in one round
+        pending = [c for c in (*extending, *wanted) if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))]
         if pending:
-            return Round(pending, decisions, "evaluation")
+            phase = "extension" if any(c in extending for c in pending) else "evaluation"
+            return Round(pending, decisions, phase)
         if not fresh:
             return Round([], decisions, "done")
     return Round([], decisions, "done")
@@ -184,3 +217,17 @@ def _decisions(matrix: Matrix, known: dict[str, Case], stored: Mapping[str, Mapp
         directions.setdefault(dataset, direction)
     points = [canonical(p) for p in matrix.fair.points()]
     return decide(observations, matrix.fair, directions, points)
+
+
+def bracket_lines(decisions: Decisions | None) -> list[str]:
+    """One line per tuned row whose choice is not bracketed by the grid (``--dry-run`` prints them)."""
+    lines = []
+    for method, selection in sorted((decisions.selections if decisions else {}).items()):
+        where = " / ".join(method)
+        if selection.bracket == "unbracketed":
+            lines.append(f"unbracketed: {where}: chose {', '.join(selection.edges)}; its optimum may lie beyond "
+                         "the grid (raise [tune] extend, or widen the grid)")  # fmt: skip
+        elif selection.bracket == "extending":
+            lines.append(f"extending: {where}: the grid is being extended beyond its edge "
+                         f"({len(selection.pending)} point(s) to tune)")  # fmt: skip
+    return lines

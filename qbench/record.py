@@ -61,6 +61,7 @@ METRICS = "metrics"
 PRIMARY_METRIC = "primary_metric"
 SELECTION_METRIC = "selection_metric"
 COST_AXES = "cost_axes"
+DECLARATIONS = "declarations"
 WEIGHT_BITS = "weight_bits"
 WEIGHT_BYTES = "weight_bytes"
 WEIGHT_COUNT = "weight_count"
@@ -131,6 +132,20 @@ FIELDS: tuple[Field, ...] = (
     Field(SELECTION_METRIC, ("string",), False, "the validation column the dataset chooses with"),
     Field(COST_AXES, ("array",), False, "the columns the backends declare as cost axes for the plots",
           (("items", {"type": "string"}),)),  # fmt: skip
+    Field(DECLARATIONS, ("object",), False,
+          "what the case's components declare that the leaderboards show: whether the quantizer is the "
+          "full-precision baseline, and per backend label its detail columns (those its headline leaves out "
+          "of the Markdown) and leading columns, with the record's column suffix; so that a leaderboard is "
+          "built from the records alone, without the plugins installed",
+          (("properties", {
+              "quantizer": {"type": "object", "required": ["name", "baseline"], "properties": {
+                  "name": {"type": "string"}, "baseline": {"type": "boolean"}}},
+              "hardware": {"type": "object", "additionalProperties": {
+                  "type": "object", "required": ["backend", "detail_columns", "leading_columns"], "properties": {
+                      "backend": {"type": "string"},
+                      "detail_columns": {"type": "array", "items": {"type": "string"}},
+                      "leading_columns": {"type": "array", "items": {"type": "string"}}}}},
+          }),)),  # fmt: skip
     Field(WEIGHT_BITS, ("number",), False, "bits per weight the quantizer stores"),
     Field(WEIGHT_BYTES, ("number",), False, "bytes of the weights at that width"),
     Field(WEIGHT_COUNT, ("integer",), False, "weights of the model"),
@@ -217,9 +232,10 @@ def json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"qbench-record/{SCHEMA_VERSION}",
         "title": f"qbench record (one case's result), store schema version {SCHEMA_VERSION}",
-        "description": ("One row of the results store (the architecture guide's section 5), generated from "
-                        "qbench/record.py. Metric and hardware columns are further top-level values named in "
-                        "'directions', declared by the dataset and the backends."),  # fmt: skip
+        "description": ("One row of the results store (one case's result), generated from qbench/record.py; "
+                        "docs/architecture.md follows a case to its record. Metric and hardware columns are "
+                        "further top-level values named in 'directions', declared by the dataset and the "
+                        "backends."),  # fmt: skip
         "type": "object",
         "required": list(REQUIRED),
         "properties": {f.name: f.schema() for f in FIELDS},

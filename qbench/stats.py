@@ -100,3 +100,106 @@ def effect_size(mean: float, std: float) -> float:
     if math.isnan(mean) or math.isnan(std) or std == 0:
         return math.nan
     return mean / std
+
+
+# -- tests of one set of paired differences -----------------------------------------------------
+#
+# Every p-value below is of the differences d_i = method - baseline. ``scale`` is the standard
+# deviation the t statistic divides by and ``df`` its degrees of freedom: the sample's own
+# (``std``, ``n - 1``) for a fixed number of seeds, the first stage's under Stein's two-stage
+# procedure (see :func:`stein_seeds`).
+
+
+def t_p_value(mean: float, scale: float, n: int, df: int, shift: float = 0.0, side: str = "two") -> float:
+    """p-value of a t test of ``mean == shift``: ``side`` "two", "less" (H1: below) or "greater".
+
+    NaN when undefined (``n < 1``, ``df < 1`` or a zero or NaN scale).
+    """
+    if n < 1 or df < 1 or math.isnan(mean) or math.isnan(scale) or scale <= 0:
+        return math.nan
+    from scipy.special import stdtr  # see paired_p_value for why not scipy.stats
+
+    t = (mean - shift) / (scale / math.sqrt(n))
+    if side == "less":
+        return float(stdtr(df, t))
+    if side == "greater":
+        return float(stdtr(df, -t))
+    return float(min(1.0, 2.0 * stdtr(df, -abs(t))))
+
+
+#: Up to this many differences the sign-flip distribution is enumerated in pure Python.
+_PURE_FLIPS = 12
+#: The exact sign-flip test enumerates 2^n assignments; above this n it is not offered.
+MAX_SIGN_FLIP_N = 20
+
+
+def _flip_sums(values: Sequence[float]) -> list[float]:
+    """The sum of ``+-v_i`` under every one of the 2^n sign assignments."""
+    n = len(values)
+    if n <= _PURE_FLIPS:
+        sums = [0.0]
+        for v in values:
+            sums = [s + v for s in sums] + [s - v for s in sums]
+        return sums
+    import numpy as np
+
+    signs = ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1) * 2 - 1
+    return (signs @ np.asarray(values, dtype=float)).tolist()
+
+
+def sign_flip_p_value(diffs: Sequence[float], shift: float = 0.0, side: str = "two") -> float:
+    """The exact paired permutation (sign-flip) test of ``mean == shift``.
+
+    Under the null the differences minus ``shift`` are symmetric about zero, so every one of the
+    2^n sign assignments is as likely as the observed one; the p-value is the fraction of them
+    whose sum is at least as extreme (ties counted, with a relative tolerance of 1e-9 so that
+    rounding never breaks a tie). ``side``: "two", "less" (H1: mean below ``shift``) or "greater".
+    Valid without normality; its smallest two-sided p-value is ``2 / 2^n`` (0.25 for 3 seeds).
+    """
+    values = [float(d) - shift for d in diffs if not math.isnan(float(d))]
+    n = len(values)
+    if n and max(values) == min(values):
+        return _equal_flips(values[0], n, side)
+    if n == 0 or n > MAX_SIGN_FLIP_N:
+        return math.nan
+    observed = sum(values)
+    sums = _flip_sums(values)
+    tol = 1e-9 * max(1.0, sum(abs(v) for v in values))
+    if side == "less":
+        count = sum(1 for s in sums if s <= observed + tol)
+    elif side == "greater":
+        count = sum(1 for s in sums if s >= observed - tol)
+    else:
+        count = sum(1 for s in sums if abs(s) >= abs(observed) - tol)
+    return min(1.0, count / len(sums))
+
+
+def _equal_flips(value: float, n: int, side: str) -> float:
+    """The sign-flip p-value of n equal values (any n): their flipped sum is value * (2k - n), k binomial."""
+    if value == 0:
+        return 1.0
+    positive = value > 0  # the observed sum is the largest (value > 0) or the smallest possible
+    if side == "two":
+        return min(1.0, 2.0 / 2**n)
+    if side == "less":
+        return 1.0 if positive else 1.0 / 2**n
+    return 1.0 / 2**n if positive else 1.0
+
+
+def stein_seeds(first_std: float, first_n: int, precision: float, minimum: int, maximum: int) -> int:
+    """Stein's two-stage procedure: the total number of seeds fixed by the first stage.
+
+    The first ``first_n`` paired differences give ``first_std``; the comparison then uses
+    ``N = max(minimum, ceil((t(0.975, first_n - 1) * first_std / precision)^2))`` seeds, at most
+    ``maximum``. Its interval is ``mean of N +- t(0.975, first_n - 1) * first_std / sqrt(N)``: the
+    mean of N normal differences is independent of the first stage's variance, which alone chose
+    N, so the interval covers with probability 0.95 exactly, whatever the true spread, and its
+    half-width is at most ``precision`` unless the maximum was reached. (Stopping as soon as the
+    running half-width is small enough instead selects samples whose spread happened to be small.)
+    """
+    if first_n < 2 or math.isnan(first_std):
+        return minimum
+    needed = (t975(first_n - 1) * first_std / precision) ** 2
+    # a relative tolerance keeps an exact boundary (needed == k up to rounding) at k
+    total = max(minimum, math.ceil(needed * (1 - 1e-12)))
+    return min(maximum, total)

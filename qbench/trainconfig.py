@@ -6,7 +6,7 @@ from typing import Any
 
 from qbench.params import Param, resolve_params
 
-#: Defaults follow the paper profile where the paper is silent (paper.md, "Recipe").
+#: Defaults follow the paper profile where the paper is silent (docs/paper.md, "Recipe").
 TRAIN_PARAMS: dict[str, Param] = {
     "epochs": Param(int, 10, "passes over the training split", min=1),
     "batch": Param(int, 32, "sequences per batch", min=1),

@@ -6,7 +6,7 @@ For each run folder: per cell, every method's tuned row (chosen learning rate, p
 mean ± 95% interval, n) and its paired comparison with float (difference ± 95% interval, effect
 size, Holm-adjusted p, verdict), then the hardware ratios against float (weight memory, energy
 per token) and the integer simulator's agreement. Every number is copied from the folder's
-leaderboard.json, so each line of ott2016.md traces to a row of a committed leaderboard.
+leaderboard.json, so each line of results/ott2016.md traces to a row of a committed leaderboard.
 """
 
 from __future__ import annotations

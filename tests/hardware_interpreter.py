@@ -2,7 +2,7 @@
 
 Python ints only, one element at a time, counting each operation as it does it. It re-implements
 the rounding modes on scalars, so that for small models it checks the vectorised engine's
-outputs *and* the closed-form counters (hardware.md, check 2). Never used on real sizes.
+outputs *and* the closed-form counters (docs/hardware.md, check 2). Never used on real sizes.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 A small ``ast`` walk over ``qbench/`` and ``plugins/`` (no dependency): every import statement,
 module level or inside a function (a function-local import hides a cycle, it does not remove it),
-``if TYPE_CHECKING:`` blocks included for the floors (a type is a dependency too) and left out
-for cycles (they never run). Violations that exist today in code owned by other work are listed
-in ``ALLOWED``, each with its reason; the lead removes an entry when its fix lands. Anything
-else fails, and ``test_the_checks_fail_on_a_synthetic_package`` shows each check failing.
+``if TYPE_CHECKING:`` blocks included, for the floors and for cycles alike: a type is a dependency
+too, and a module that names a type of a floor above it is not the lowest floor it claims to be
+(``from __future__ import annotations`` only hides such a circle from import time). Violations
+that exist today in code owned by other work are listed in ``ALLOWED``, each with its reason;
+the lead removes an entry when its fix lands. Anything else fails, and
+``test_the_checks_fail_on_a_synthetic_package`` shows each check failing.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("shared services", ("qbench.training", "qbench.trainconfig", "qbench.datacache", "qbench.ste",
-                         "qbench.protocol", "qbench.stats")),
+                         "qbench.protocol", "qbench.grids", "qbench.stats", "qbench.verdicts")),
     (
         "component contracts",
         (
@@ -207,15 +209,16 @@ def private_imports(graph: Graph) -> list[tuple[str, str, str, str]]:
 
 
 def cycles(graph: Graph) -> list[tuple[str, ...]]:
-    """Strongly connected components of more than one module over the imports that run (Tarjan).
+    """Strongly connected components of more than one module over every import (Tarjan).
 
-    A submodule importing its own package root counts: the root imports it too, and such a
+    Type-only imports count: they never run, but they tie the two modules' designs together just
+    the same (the simulator's ``intops`` once named ``program``'s ``LayerProgram`` that way). A
+    submodule importing its own package root counts: the root imports it too, and such a
     pair works only by the luck of import order (``qbench.host`` reading ``qbench.__version__``).
     """
     edges: dict[str, set[str]] = {m: set() for m in graph.modules}
     for imp in graph.imports:
-        if not imp.type_only:
-            edges[imp.importer].add(imp.imported)
+        edges[imp.importer].add(imp.imported)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -273,6 +276,41 @@ def test_the_import_graph_has_no_cycle(graph: Graph) -> None:
     assert cycles(graph) == []
 
 
+#: what the leaderboard must never reach, directly or through another module: a leaderboard is a pure
+#: function of its records and the stored protocol, so it builds where the run's plugins are absent
+#: (the package root ``qbench`` builds the plugin host, so it is out too)
+LEADERBOARD_NEVER = ("qbench", "qbench.host", "qbench.registry", "qbench.hookspecs", "qbench.matrix",
+                     "qbench.planning", "qbench.executors", "qbench.case_runner", "qbench.driver", "qbench_builtins")
+
+
+def reachable(graph: Graph, start: str) -> dict[str, str]:
+    """Every module ``start``'s imports reach (type-only ones included), each with the module importing it."""
+    edges: dict[str, set[str]] = {m: set() for m in graph.modules}
+    for imp in graph.imports:
+        edges[imp.importer].add(imp.imported)
+    seen: dict[str, str] = {}
+    stack = [start]
+    while stack:
+        here = stack.pop()
+        for nxt in sorted(edges[here]):
+            if nxt not in seen and nxt != start:
+                seen[nxt] = here
+                stack.append(nxt)
+    return seen
+
+
+def test_the_leaderboard_never_reaches_the_plugins_or_the_matrix(graph: Graph) -> None:
+    leaderboard = [m for m in graph.modules if m == "qbench.leaderboard" or m.startswith("qbench.leaderboard.")]
+    assert len(leaderboard) > 5
+    found = []
+    for module in leaderboard:
+        for target, via in reachable(graph, module).items():
+            never = any(target == n or (n != "qbench" and target.startswith(n + ".")) for n in LEADERBOARD_NEVER)
+            if never:
+                found.append(f"{module} reaches {target} (imported by {via})")
+    assert found == []
+
+
 def test_allow_list_entries_are_still_violations(graph: Graph) -> None:
     """An entry whose violation is gone must be removed, so the list only ever shrinks."""
     current = set(upward_imports(graph, FLOORS)) | set(private_imports(graph))
@@ -305,12 +343,14 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Graph:
     return build_graph(find_modules([(tmp_path / "pkg", tmp_path)]))
 
 
-TINY_FLOORS = [("top", ("pkg.top",)), ("bottom", ("pkg.bottom",)), ("root", ("pkg",))]  # "pkg": the root only
+#: "pkg": the root only
+TINY_FLOORS = [("top", ("pkg.top",)), ("bottom", ("pkg.bottom",)), ("root", ("pkg", "pkg.root_types"))]
 CLEAN = {
     "pkg/__init__.py": "",
     "pkg/top.py": "from pkg.bottom import helper\nfrom . import bottom\n",
-    "pkg/bottom.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import top\n"
+    "pkg/bottom.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.root_types import Thing\n"
     "def helper():\n    return 1\n",
+    "pkg/root_types.py": "class Thing:\n    pass\n",
 }
 
 
@@ -318,8 +358,8 @@ def test_the_checks_pass_a_clean_synthetic_package(tmp_path: Path) -> None:
     graph = _package(tmp_path, CLEAN)
     assert unplaced(graph, TINY_FLOORS) == []
     assert private_imports(graph) == [] and cycles(graph) == []
-    # the type-only import of the floor above counts for the floors, not for cycles
-    assert upward_imports(graph, TINY_FLOORS) == [("upward", "pkg.bottom", "pkg.top", "")]
+    assert upward_imports(graph, TINY_FLOORS) == []
+    assert [imp.type_only for imp in graph.imports if imp.importer == "pkg.bottom"] == [True]
 
 
 @pytest.mark.parametrize(
@@ -333,6 +373,17 @@ def test_the_checks_pass_a_clean_synthetic_package(tmp_path: Path) -> None:
         ),
         (
             {"pkg/bottom.py": "def helper():\n    from pkg.top import thing\n    return thing\n"},
+            "cycles",
+            [("pkg.bottom", "pkg.top")],
+        ),
+        # a type-only import of the floor above: seen by the floors and by the cycle check
+        (
+            {"pkg/bottom.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import top\n"},
+            "upward",
+            [("upward", "pkg.bottom", "pkg.top", "")],
+        ),
+        (
+            {"pkg/bottom.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.top import Thing\n"},
             "cycles",
             [("pkg.bottom", "pkg.top")],
         ),
@@ -353,7 +404,16 @@ def test_the_checks_pass_a_clean_synthetic_package(tmp_path: Path) -> None:
         ),
         ({"pkg/side.py": "x = 1\n"}, "unplaced", ["pkg.side"]),
     ],
-    ids=["upward", "cycle", "cycle-through-the-root", "private-import", "private-attribute", "unplaced"],
+    ids=[
+        "upward",
+        "cycle",
+        "type-only-upward",
+        "type-only-cycle",
+        "cycle-through-the-root",
+        "private-import",
+        "private-attribute",
+        "unplaced",
+    ],
 )
 def test_the_checks_fail_on_a_synthetic_package(
     tmp_path: Path, change: dict[str, str], check: str, expected: list

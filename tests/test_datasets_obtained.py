@@ -25,7 +25,7 @@ def spoken(data_cache):
 def test_brown_char_matches_the_documented_statistics(brown, data_cache):
     assert (data_cache / "brown-char" / brown_char.TARBALL).is_file()
     total = len(brown.train) + len(brown.valid) + len(brown.test)
-    assert 5_840_000 <= total <= 5_870_000, total  # data guide: 5.86M characters
+    assert 5_840_000 <= total <= 5_870_000, total  # docs/data.md: 5.86M characters
     assert len(brown.vocab) <= 47 and "N" in brown.vocab and "A" not in brown.vocab
     assert 0.04 < len(brown.test) / total < 0.06 and 0.04 < len(brown.valid) / total < 0.06
     text = "".join(brown.vocab[i] for i in brown.valid[:20000])

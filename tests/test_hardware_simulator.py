@@ -1,4 +1,4 @@
-"""The shift-add simulator proves itself (hardware.md, "How it proves itself", checks 1-5)."""
+"""The shift-add simulator proves itself (docs/hardware.md, "How it proves itself", checks 1-5)."""
 
 from __future__ import annotations
 

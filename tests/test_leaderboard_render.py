@@ -114,7 +114,7 @@ def test_json_keeps_single_seed_rows_and_provenance(published):
     assert sorted(i for row in aggregates for i in row["case_ids"]) == sorted(r["case_id"] for r in runs)
     assert {"test_bpc_mean", "test_bpc_ci95", "n_diverged"} <= set(aggregates[0])
     verdicts = {p["verdict"] for p in table_rows(document["paired"])}
-    assert verdicts <= {"better", "worse", "no significant difference", "single seed"} and verdicts
+    assert verdicts <= {"better", "worse", "equivalent", "non-inferior", "inconclusive", "single seed"} and verdicts
 
 
 def test_html_escapes_everything_from_plugins_and_needs_no_network(published):

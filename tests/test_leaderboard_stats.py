@@ -78,12 +78,12 @@ def test_rows_sort_in_each_metrics_direction_and_unranked_rows_come_last():
     assert list(by_dataset["digits"]["quantizer_label"]) == [TERNARY, "float", BINARY]  # accuracy: max first
 
 
-def test_paired_difference_by_hand_better_worse_and_no_difference():
+def test_paired_difference_by_hand_three_seeds_decided_by_the_sign_flip_test():
     records = _records({
         "float": [2.00, 2.10, 2.30],
-        TERNARY: [2.05, 2.15, 2.36],  # diffs 0.05, 0.05, 0.06: significantly worse (bpc is min)
+        TERNARY: [2.05, 2.15, 2.36],  # diffs 0.05, 0.05, 0.06: all worse, but 3 seeds
         BINARY: [2.05, 2.12, 2.36],  # diffs 0.05, 0.02, 0.06: interval covers 0
-        "exponential(stochastic=false)": [1.90, 2.00, 2.19],  # diffs -0.1, -0.1, -0.11: better
+        "exponential(stochastic=false)": [1.90, 2.00, 2.19],  # diffs -0.1, -0.1, -0.11
     })  # fmt: skip
     table = paired(load_runs(records))
     rows = table[table["metric"] == "test_bpc"].set_index("quantizer_label")
@@ -92,14 +92,32 @@ def test_paired_difference_by_hand_better_worse_and_no_difference():
     assert ternary["diff_mean"] == pytest.approx(0.0533333, abs=1e-6)
     assert ternary["diff_std"] == pytest.approx(0.0057735, abs=1e-6)
     assert ternary["diff_ci95"] == pytest.approx(0.0143422, abs=1e-6)
-    assert ternary["verdict"] == "worse" and ternary["n"] == 3 and ternary["baseline_label"] == "float"
-    assert "0.05333 ± 0.014 test_bpc worse than float" in ternary["sentence"]
+    # 3 seeds: the exact sign-flip test decides; all three positive is 2 of 8 assignments: p = 0.25
+    assert ternary["test"] == "sign-flip" and ternary["p_value"] == 0.25
+    assert ternary["verdict"] == "inconclusive" and ternary["n"] == 3 and ternary["baseline_label"] == "float"
+    assert "equivalence was not tested" in ternary["sentence"] and "sign-flip" in ternary["sentence"]
     binary = rows.loc[BINARY]
     # diffs 0.05, 0.02, 0.06: mean 0.0433333, std 0.0208167, ci 0.0517115 > mean
     assert binary["diff_ci95"] == pytest.approx(0.0517115, abs=1e-6)
-    assert binary["verdict"] == "no significant difference"
-    assert rows.loc["exponential(stochastic=false)", "verdict"] == "better"
+    assert binary["verdict"] == "inconclusive"
     assert "float" not in rows.index
+
+
+def test_paired_difference_of_eight_seeds_decided_by_the_t_test():
+    from scipy import stats
+
+    base = [2.00, 2.10, 2.30, 2.05, 2.20, 2.15, 1.95, 2.25]
+    worse = [b + d for b, d in zip(base, [0.05, 0.06, 0.04, 0.05, 0.07, 0.03, 0.05, 0.06], strict=True)]
+    better = [b - d for b, d in zip(base, [0.10, 0.12, 0.09, 0.11, 0.10, 0.08, 0.13, 0.10], strict=True)]
+    table = paired(load_runs(_records({"float": base, TERNARY: worse, "exponential(stochastic=false)": better})))
+    rows = table[table["metric"] == "test_bpc"].set_index("quantizer_label")
+    ternary = rows.loc[TERNARY]
+    assert ternary["test"] == "t" and "normality not rejected" in ternary["test_reason"]
+    assert ternary["p_value"] == pytest.approx(stats.ttest_rel(worse, base).pvalue, rel=1e-9)
+    assert ternary["p_holm"] == pytest.approx(min(1.0, 2 * ternary["p_value"]), rel=1e-9) or ternary["p_holm"] >= \
+        ternary["p_value"]
+    assert ternary["verdict"] == "worse" and "worse than float" in ternary["sentence"]
+    assert rows.loc["exponential(stochastic=false)", "verdict"] == "better"
 
 
 def test_paired_needs_the_same_seed_and_reports_a_single_seed_as_such():

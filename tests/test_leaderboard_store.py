@@ -61,3 +61,21 @@ def test_rebuild_from_store_writes_the_same_files(store, tmp_path):
     b = rebuild_from_store(store, tmp_path / "b", "same", plots=False)
     for path_a, path_b in zip(a, b, strict=True):
         assert path_a.name == path_b.name and path_a.read_bytes() == path_b.read_bytes(), path_a.name
+
+
+def test_blocks_and_an_order_unlike_the_rows_give_the_records_frame(store, monkeypatch):
+    """The store is read in blocks of CHUNK rows as they come; Store.records()' order (stored time,
+    then case id) is restored afterwards, whatever order the rows come in."""
+    import qbench.leaderboard.storeread as storeread
+
+    db = sqlite3.connect(store)
+    with db:  # the newest rows first: the order of the rows is no longer that of the records
+        db.execute("UPDATE records SET stored = 1e10 - stored")
+    db.close()
+    monkeypatch.setattr(storeread, "CHUNK", 997)
+    with Store(store) as opened:
+        records = opened.records()
+    assert records[0]["case_id"] == "late"
+    found, expected = read_store(store), load_runs(records)
+    pd.testing.assert_frame_equal(found.runs, expected.runs)
+    assert [found.curves[i] for i in (0, 1500, len(records) - 1)] == [expected.curves[i] for i in (0, 1500, -1)]

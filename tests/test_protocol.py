@@ -61,21 +61,29 @@ def _evaluated(method, base, seeds_values):
     return rows
 
 
-def test_seed_rule_adds_seeds_while_imprecise_and_stops_on_precision():
+def test_steins_first_stage_fixes_the_seeds_and_later_seeds_never_change_it():
+    from qbench.stats import stein_seeds, t975
+
     noisy = _evaluated("ternary", "float", [(1.0, 1.2), (1.5, 1.0), (1.1, 1.1)])
-    decisions = decide(noisy, GRID, {"d": "min"})
-    comparison = decisions.comparisons[("d", "gru", "ternary")]
-    assert (comparison.seeds, comparison.reason) == (4, "waiting for seeds")  # imprecise: a 4th seed is needed
-    assert [h[:2] for h in comparison.history] == [(3, 3)] and comparison.history[0][2] > 0.05
-    # precise after 3 seeds: constant differences
+    comparison = decide(noisy, GRID, {"d": "min"}).comparisons[("d", "gru", "ternary")]
+    s1 = summarize([-0.2, 0.5, 0.0])["std"]
+    expected = min(6, max(3, math.ceil((t975(2) * s1 / 0.05) ** 2)))
+    assert (comparison.seeds, comparison.first_n) == (expected, 3) and comparison.first_std == pytest.approx(s1)
+    assert comparison.reason == "maximum reached" and expected == 6
+    # the seeds it added do not reopen the decision, however they fall
+    more = noisy + _evaluated("ternary", "float", [(0, 0)] * 6)[6:]
+    assert decide(more, GRID, {"d": "min"}).comparisons[("d", "gru", "ternary")].seeds == 6
+    # constant differences: the first stage is precise, N stays at the minimum
     steady = _evaluated("ternary", "float", [(1.1, 1.0), (1.2, 1.1), (1.3, 1.2)])
     comparison = decide(steady, GRID, {"d": "min"}).comparisons[("d", "gru", "ternary")]
     assert (comparison.seeds, comparison.reason) == (3, "precise")
-    # the maximum bounds it
-    wild = _evaluated("ternary", "float", [(1, 2), (2, 1), (1, 2), (2, 1), (1, 2), (2, 1)])
-    comparison = decide(wild, GRID, {"d": "min"}).comparisons[("d", "gru", "ternary")]
-    assert (comparison.seeds, comparison.reason) == (6, "maximum reached")
-    assert [h[0] for h in comparison.history] == [3, 4, 5, 6]
+    # N from the formula: s = 0.03 needs (4.303 * 0.03 / 0.05)^2 = 6.67 -> 7 seeds, capped at the maximum
+    assert stein_seeds(0.03, 3, 0.05, 3, 10) == 7 and stein_seeds(0.03, 3, 0.05, 3, 6) == 6
+    assert stein_seeds(0.0, 3, 0.05, 3, 10) == 3
+    # the first stage incomplete: waiting for it
+    partial = _evaluated("ternary", "float", [(1.0, 1.2), (1.5, 1.0)])
+    comparison = decide(partial, GRID, {"d": "min"}).comparisons[("d", "gru", "ternary")]
+    assert (comparison.seeds, comparison.reason) == (3, "waiting for seeds")
 
 
 def test_seed_rule_gives_the_baseline_the_seeds_of_its_longest_comparison():

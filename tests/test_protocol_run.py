@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 FAIR = dict(
     quantizers=("float", "ternary"), seeds={"min": 3, "max": 6, "precision": 0.001},
-    tune={"train.lr": [0.003, 0.01, 0.03]},
+    tune={"train.lr": [0.003, 0.01, 0.03], "extend": 0},  # extension: test_sigkill_in_the_extension_round
     epochs=1, batch=16, bptt=20, max_steps=12, eval_tokens=1500, hardware_tokens=100,
 )  # fmt: skip
 
@@ -165,9 +165,38 @@ def test_sigkill_in_either_phase_resumes_without_rerunning_a_stored_case(tmp_pat
     assert all(after[case_id] == record for case_id, record in before.items())  # nothing re-run
 
 
+def test_sigkill_in_the_extension_round_resumes_and_the_edge_is_flagged(tmp_path, capsys):
+    # learning rates so small that the largest always trains furthest: every method chooses the top
+    # edge, gets one point beyond it (x3), chooses it again, and stays flagged (extend = 1)
+    settings = {**FAIR, "seeds": {"min": 2, "max": 2, "precision": 1.0}, "max_steps": 150, "epochs": 6,
+                "tune": {"train.lr": [0.00001, 0.00003], "extend": 1}}  # fmt: skip
+    matrix = write_matrix_file(tmp_path, "extended", **settings)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "qbench", "run", "--matrix", str(matrix), "--out", str(out), "--no-progress",
+               "--workers", "1"]  # fmt: skip
+    # 4 tuning cases (2 methods x 2 points on seed 0), then 2 extension cases (lr 0.00009), then seed 1 of each
+    kill_when(command, lambda: len(stored(out)) == 5)
+    before = stored(out)
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    after = stored(out)
+    assert all(after[case_id] == record for case_id, record in before.items())  # nothing re-run
+    assert sorted(r["train"]["lr"] for r in after.values() if r["seed"] == 0 and r["quantizer"] == "float") == \
+        [0.00001, 0.00003, 0.00009]
+    assert len(after) == 8
+    document = json.loads((out / "leaderboard.json").read_text())
+    brackets = table_rows(document["bracketing"])
+    assert [row["bracket"] for row in brackets] == ["unbracketed", "unbracketed"]
+    assert "lr=9e-05 (unbracketed)" in (out / "leaderboard.md").read_text()
+    assert main(["run", "--matrix", str(matrix), "--out", str(out), "--dry-run"]) == 0
+    assert "unbracketed: " in capsys.readouterr().err
+    assert main(["validate", str(out)]) == 0
+
+
 @pytest.mark.parametrize(("table", "column"), [
     ("selection", "mean"), ("selection", "chosen"), ("seed_rule", "seeds"), ("seed_rule", "reason"),
     ("budget", "train_steps"), ("paired", "p_holm"), ("paired", "verdict"), ("aggregates", "configuration"),
+    ("paired", "test"), ("paired", "p_sign_flip"), ("seed_rule", "first_stage_std"), ("bracketing", "bracket"),
 ])  # fmt: skip
 def test_validate_recomputes_the_protocol_tables(fair_run, tmp_path, table, column):
     import shutil

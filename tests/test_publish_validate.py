@@ -23,7 +23,7 @@ from qbench.cli import main
 
 pytestmark = pytest.mark.slow
 
-VERDICTS = ("better", "worse", "no significant difference")
+VERDICTS = ("better", "worse", "inconclusive", "equivalent")
 
 
 def rehash(folder: Path, name: str) -> None:
@@ -75,10 +75,10 @@ def other_verdict(text: str) -> str:
 
 TERNARY_MD = r"^\| \d+ +\| ternary"
 TERNARY_HTML = r'<td class="text">ternary</td>'
-PAIRED_MD = r"^\| ternary .*(better|worse|no significant)"
-PAIRED_HTML = r"ternary.*(better|worse|no significant)"
+PAIRED_MD = r"^\| ternary .*(better|worse|inconclusive)"
+PAIRED_HTML = r"ternary.*(better|worse|inconclusive)"
 is_ternary = lambda row: row.get("quantizer_label") == "ternary"  # noqa: E731
-VERDICT = r"better|worse|no significant difference"
+VERDICT = r"better|worse|inconclusive"
 
 TAMPERINGS = {
     # (format, value): (tamper, what the report names)

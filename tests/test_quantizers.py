@@ -1,7 +1,7 @@
 """The built-in quantizers against the paper's formulas: boundaries, references, unbiasedness, parameters.
 
 Each deterministic form is compared, exactly, with a scalar float64 reference written straight
-from the formula (paper.md); float32 inputs make the float64 arithmetic of the reference exact.
+from the formula (docs/paper.md); float32 inputs make the float64 arithmetic of the reference exact.
 """
 
 from __future__ import annotations

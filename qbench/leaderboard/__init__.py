@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qbench.leaderboard.declarations import no_baseline_note
 from qbench.leaderboard.fairness import FairView, apply_protocol
 from qbench.leaderboard.frame import GROUP_KEY, RunsFrame, load_runs, record_sha256
 from qbench.leaderboard.tables import aggregate, paired
@@ -73,11 +74,13 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
         remove_stale_temps(folder)
     fair = apply_protocol(frame, protocol)
     table = tuned_rows(fair)
-    pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha)
+    pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
     used = fair.used
     trends = compute_trends(used, fair.protocol.baseline)
     with StagedFiles() as staged:
-        notes: list[str] = list(fair.notes)
+        # what the records could not say (old records of components qbench does not know) is said on the page
+        missing = frame.declared.notes + ([] if fair.protocol.baseline else no_baseline_note(frame.declared))
+        notes: list[str] = [*fair.notes, *missing]
         plot_paths: list[Path] = []
         if plots and len(table):
             plot_paths, plot_notes = write_plots(used, table, out_dir / "plots", staged)

@@ -8,6 +8,11 @@ The change counts as *worse* in the metric's direction (higher for a ``min`` met
 none (all diverged or failed).
 Threshold forms: ``0.05`` (absolute, in the metric's unit) or ``2%`` (relative to ``|mean_A|``).
 Rows only in A or only in B are listed and do not fail the comparison.
+
+Beside the change, each side's verdict against its baseline is shown (``a_verdict``,
+``b_verdict``): the leaderboard's own paired verdicts (:mod:`qbench.verdicts`, with each side's
+protocol: its seed rule, margins and claim), so a comparison never judges a method differently
+from the pages it compares.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, A
 
     fair_a, fair_b = (apply_protocol(load_runs(r), p) for r, p in zip((records_a, records_b), protocols, strict=True))
     frame_a, frame_b = fair_a.used, fair_b.used
+    verdicts_a, verdicts_b = _verdicts(fair_a), _verdicts(fair_b)
     table_a, table_b = aggregate(frame_a), aggregate(frame_b)
     directions = {**frame_b.directions, **frame_a.directions}
     if metrics:
@@ -84,13 +90,24 @@ def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, A
             direction = directions.get(metric, "min")
             a = _stat(row, metric, "a")
             b = _stat(row, metric, "b")
+            where = (*(str(row[k]) for k in key), metric)
             out.append({**{k: row[k] for k in key}, "metric": metric, "direction": direction,
                         **{f"a_{k}": v for k, v in a.items()}, **{f"b_{k}": v for k, v in b.items()},
-                        **_judge(row["_merge"], a, b, direction, threshold)})  # fmt: skip
+                        **_judge(row["_merge"], a, b, direction, threshold),
+                        "a_verdict": verdicts_a.get(where, ""), "b_verdict": verdicts_b.get(where, "")})  # fmt: skip
     columns = [*key, "metric", "direction", "a_mean", "a_ci95", "a_n", "b_mean", "b_ci95", "b_n", "change",
-               "verdict"]  # fmt: skip
+               "verdict", "a_verdict", "b_verdict"]  # fmt: skip
     rows = pd.DataFrame(out, columns=columns)
     return Comparison(rows.sort_values([*key, "metric"], kind="stable").reset_index(drop=True))
+
+
+def _verdicts(fair: Any) -> dict[tuple[str, ...], str]:
+    """{(dataset, cell, quantizer, metric): verdict against the baseline}, as the leaderboard publishes it."""
+    from qbench.leaderboard.tables import paired
+
+    pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
+    keys = zip(*(pairs[k].astype(str).tolist() for k in (*GROUP_KEY, "metric")), strict=True)
+    return dict(zip(keys, pairs["verdict"].astype(str).tolist(), strict=True))
 
 
 def _stat(row: dict[str, Any], metric: str, side: str) -> dict[str, float]:
@@ -131,12 +148,16 @@ def render_comparison(comparison: Comparison, name_a: str, name_b: str, threshol
     def side(mean: float, ci: float, n: int) -> str:
         return f"{fmt_stat(mean, ci)} (n={n})" if n else "no ok seed"
 
+    def against(a: str, b: str) -> str:
+        return "" if not a and not b else a if a == b else f"{a or '-'} -> {b or '-'}"
+
     body = [[r.dataset_label, r.cell_label, r.quantizer_label, r.metric,
              side(r.a_mean, r.a_ci95, r.a_n) if r.verdict != "only in B" else "-",
              side(r.b_mean, r.b_ci95, r.b_n) if r.verdict != "only in A" else "-",
-             fmt_value(r.change, signed=True), r.verdict]
+             fmt_value(r.change, signed=True), r.verdict, against(r.a_verdict, r.b_verdict)]
             for r in comparison.rows.itertuples(index=False)]  # fmt: skip
-    header = ["dataset", "cell", "quantizer", "metric", f"A: {name_a}", f"B: {name_b}", "B - A", "verdict"]
+    header = ["dataset", "cell", "quantizer", "metric", f"A: {name_a}", f"B: {name_b}", "B - A", "verdict",
+              "against the baseline (A -> B)"]
     table = tabulate(body, headers=header, tablefmt="simple", disable_numparse=True)
     count = len(comparison.regressions)
     summary = (f"{count} regression(s) past the threshold ({threshold})" if count

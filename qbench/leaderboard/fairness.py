@@ -18,18 +18,22 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from qbench import record as R
-from qbench.leaderboard.frame import GROUP_KEY, RunsFrame, baseline_of
+from qbench.leaderboard.frame import GROUP_KEY, RunsFrame
 from qbench.protocol import Decisions, Observation, Protocol, canonical, decide, selection_metric, trivial_protocol
 
 #: The run's role in the leaderboard (the JSON's ``runs`` table has it).
 ROLES = ("evaluation", "tuning", "unselected", "superseded")
-SELECTION_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "configuration", "metric", "direction",
-                     "mean", "n_ok", "n_stored", "eligible", "chosen"]  # fmt: skip
-SEED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "seeds", "reason", "paired_n",
-                "half_width", "precision", "history"]  # fmt: skip
-BUDGET_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "cases", "tuning_cases", "evaluation_cases",
-                  "train_steps", "train_seconds"]  # fmt: skip
+SELECTION_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "configuration", "extension", "metric",
+                     "direction", "mean", "n_ok", "n_stored", "eligible", "chosen"]  # fmt: skip
+#: One row per tuned method with an ordered grid axis: whether the grid brackets its choice.
+BRACKET_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "configuration", "bracket", "edges",
+                   "extensions"]  # fmt: skip
+SEED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "first_stage_n",
+                "first_stage_std", "seeds", "paired_n", "reason", "half_width", "precision"]  # fmt: skip
+#: The budget in units that compare across machines (steps, sequences, epochs); seconds apart,
+#: informational: they depend on the machine's load while the case ran.
+BUDGET_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "cases", "tuning_cases", "extension_cases",
+                  "evaluation_cases", "train_steps", "train_sequences", "train_epochs", "train_seconds"]  # fmt: skip
 
 
 @dataclass
@@ -44,6 +48,7 @@ class FairView:
     seeds: pd.DataFrame
     budget: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    bracketing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BRACKET_COLUMNS))
 
 
 def point_text(point: str) -> str:
@@ -68,9 +73,7 @@ def canonical_order(frame: RunsFrame) -> RunsFrame:
 
 
 def _with_runs(frame: RunsFrame, runs: pd.DataFrame) -> RunsFrame:
-    return RunsFrame(runs=runs, curves=frame.curves, directions=frame.directions, value_columns=frame.value_columns,
-                     datasets=frame.datasets, descriptions=frame.descriptions, provenance=frame.provenance,
-                     cost_axes=frame.cost_axes)  # fmt: skip
+    return replace(frame, runs=runs)
 
 
 def _configs(runs: pd.DataFrame, protocol: Protocol) -> tuple[list[str], list[str]]:
@@ -104,7 +107,7 @@ def apply_protocol(frame: RunsFrame, protocol: Protocol | None) -> FairView:
         seeds = sorted({int(s) for s in runs["seed"].tolist() if s >= 0})
         protocol = trivial_protocol(seeds)
     if not protocol.baseline:  # records (or a stored protocol) from before matrices named their baseline
-        protocol = replace(protocol, baseline=baseline_of(runs[R.QUANTIZER].astype(str).unique()))
+        protocol = replace(protocol, baseline=frame.declared.baseline)
     points, bases = _configs(runs, protocol)
     runs["point"] = points
     runs["base"] = bases
@@ -136,8 +139,10 @@ def apply_protocol(frame: RunsFrame, protocol: Protocol | None) -> FairView:
         configuration=configuration,
         selection=_selection_table(decisions, frame, protocol),
         seeds=_seed_table(decisions, protocol),
-        budget=_budget_table(runs[current], GROUP_KEY, runs["role"][current], protocol.tuning_seed_list),
+        budget=_budget_table(runs[current], GROUP_KEY, runs["role"][current], protocol.tuning_seed_list,
+                             _extension_flags(runs[current], decisions)),
         notes=notes,
+        bracketing=_bracket_table(decisions),
     )
 
 
@@ -205,43 +210,89 @@ def _selection_table(decisions: Decisions, frame: RunsFrame, protocol: Protocol)
             primary, declaration = (info.primary_metric, info.declaration) if info else ("", None)
             metric = selection_metric(primary, frame.directions, protocol, declaration)
             for summary in selection.points:
-                rows.append([*method, point_text(summary.point), metric, frame.directions.get(metric, "min"),
-                             summary.mean, summary.n_ok, summary.n_stored, summary.eligible,
-                             summary.point == selection.chosen])  # fmt: skip
+                rows.append([*method, point_text(summary.point), summary.extension, metric,
+                             frame.directions.get(metric, "min"), summary.mean, summary.n_ok, summary.n_stored,
+                             summary.eligible, summary.point == selection.chosen])  # fmt: skip
     return pd.DataFrame(rows, columns=SELECTION_COLUMNS)
+
+
+def _bracket_table(decisions: Decisions) -> pd.DataFrame:
+    rows = []
+    for method, selection in sorted(decisions.selections.items()):
+        if not selection.bracket:
+            continue
+        configuration = point_text(selection.chosen) if selection.chosen is not None else "none eligible"
+        extensions = sum(1 for s in selection.points if s.extension)
+        rows.append([*method, configuration, selection.bracket, "; ".join(selection.edges), extensions])
+    return pd.DataFrame(rows, columns=BRACKET_COLUMNS)
+
+
+def _extension_flags(runs: pd.DataFrame, decisions: Decisions) -> np.ndarray:
+    """Whether each run is a tuning run of a point beyond the grid (an extension)."""
+    extra = {(method, s.point) for method, selection in decisions.selections.items() for s in selection.points
+             if s.extension}  # fmt: skip
+    if not extra:
+        return np.zeros(len(runs), dtype=bool)
+    methods = zip(*(runs[k].astype(str).tolist() for k in GROUP_KEY), strict=True)
+    return np.array([(m, p) in extra for m, p in zip(methods, runs["point"].tolist(), strict=True)], dtype=bool)
 
 
 def _seed_table(decisions: Decisions, protocol: Protocol) -> pd.DataFrame:
     rows = []
     precision = protocol.rule.precision if protocol.rule else math.nan
     for method, comparison in sorted(decisions.comparisons.items()):
-        last = comparison.history[-1] if comparison.history else (comparison.seeds, 0, math.nan)
-        history = "; ".join(f"{k} seeds: n={n}, ±{h:.4g}" for k, n, h in comparison.history)
-        rows.append([*method, comparison.baseline[2], comparison.seeds, comparison.reason, last[1], last[2],
-                     precision, history])  # fmt: skip
+        rows.append([*method, comparison.baseline[2], comparison.first_n, comparison.first_std, comparison.seeds,
+                     comparison.paired_n, comparison.reason, comparison.half_width, precision])  # fmt: skip
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 
 
+def _train_sizes(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per run: sequences trained on (steps x the recipe's batch) and the recipe's epochs; NaN where
+    the record does not say. Steps and sequences count what ran (early stopping included); the
+    epochs are the recipe's, read from the run's ``train`` (reading every curve to count the
+    epochs run would cost seconds on a large store)."""
+    batches, epochs = [], []
+    cache: dict[str, tuple[float, float]] = {}
+    for text in runs["train"].tolist():
+        if text not in cache:
+            recipe = json.loads(text) if text else None
+            recipe = recipe if isinstance(recipe, dict) else {}
+            batch, planned = recipe.get("batch"), recipe.get("epochs")
+            cache[text] = (float(batch) if isinstance(batch, (int, float)) else math.nan,
+                           float(planned) if isinstance(planned, (int, float)) else math.nan)  # fmt: skip
+        batches.append(cache[text][0])
+        epochs.append(cache[text][1])
+    return runs["train_steps"].to_numpy(dtype=float) * np.array(batches, dtype=float), np.array(epochs, dtype=float)
+
+
 def _budget_table(runs: pd.DataFrame, methods_of: tuple[str, ...], roles: pd.Series,
-                  tuning_seeds: tuple[int, ...]) -> pd.DataFrame:  # fmt: skip
+                  tuning_seeds: tuple[int, ...], extension: np.ndarray) -> pd.DataFrame:  # fmt: skip
     """Per method: every run of its current configuration, the tuning runs (the grid on the tuning
-    seeds, the chosen one included) and the evaluation runs (the chosen one on each seed)."""
+    seeds, the chosen one and the extensions included), the extension runs (points beyond the
+    grid), the evaluation runs (the chosen one on each seed); steps, sequences and the recipe's epochs."""
     if runs.empty:
         return pd.DataFrame(columns=BUDGET_COLUMNS)
     on_tuning_seed = runs["seed"].isin(list(tuning_seeds)).to_numpy()
+    sequences, epochs = _train_sizes(runs)
     frame = pd.DataFrame({
         **{k: runs[k].astype(str) for k in methods_of},
         "tuning": ((roles == "tuning").to_numpy() | ((roles == "evaluation").to_numpy() & on_tuning_seed)),
+        "extension": extension & on_tuning_seed,
         "evaluation": (roles == "evaluation").to_numpy(),
         "train_steps": runs["train_steps"].to_numpy(dtype=float),
+        "train_sequences": sequences,
+        "train_epochs": epochs,
         "train_seconds": runs["train_seconds"].to_numpy(dtype=float) if "train_seconds" in runs else np.nan,
     })  # fmt: skip
     grouped = frame.groupby(list(methods_of), sort=True)
     table = pd.DataFrame({
         "cases": grouped.size(),
         "tuning_cases": grouped["tuning"].sum(),
+        "extension_cases": grouped["extension"].sum(),
         "evaluation_cases": grouped["evaluation"].sum(),
         "train_steps": grouped["train_steps"].sum(min_count=1),
+        "train_sequences": grouped["train_sequences"].sum(min_count=1),
+        "train_epochs": grouped["train_epochs"].sum(min_count=1),
         "train_seconds": grouped["train_seconds"].sum(min_count=1),
     }).reset_index()  # fmt: skip
     return table[BUDGET_COLUMNS]

@@ -1,4 +1,4 @@
-"""Records (flat dicts, see the architecture's section 5) -> one pandas DataFrame of runs.
+"""Records (flat dicts, :mod:`qbench.record`) -> one pandas DataFrame of runs.
 
 Only the columns the leaderboard needs are copied: the group key, status, seed, the value
 columns (every column named in a record's ``directions`` plus the cost columns every record
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from qbench import record as R
+from qbench.leaderboard.declarations import Declared, gather, signature
 from qbench.metrics import first_test_column
 
 #: A leaderboard row aggregates the seeds of one (dataset, cell, quantizer) triple.
@@ -67,6 +68,8 @@ class RunsFrame:
     descriptions: dict[str, str]
     provenance: dict[str, list[str]]
     cost_axes: list[str] = field(default_factory=list)
+    #: what the components declared, from the records (baseline, detail and leading columns)
+    declared: Declared = field(default_factory=Declared)
 
     @property
     def quality_columns(self) -> list[str]:
@@ -145,6 +148,8 @@ class RawRuns:
     provenance: dict[str, list[str]]
     curves: Sequence[list[dict[str, Any]]]
     cost_axes: list[str] = field(default_factory=list)
+    #: the records' distinct :func:`qbench.leaderboard.declarations.signature` values
+    declarations: Iterable[Any] = ()
 
 
 def merge_directions(direction_maps: Iterable[dict[str, Any] | None]) -> dict[str, str]:
@@ -196,6 +201,8 @@ def load_runs(records: list[dict[str, Any]]) -> RunsFrame:
         provenance=collect_provenance(record.get(R.PROVENANCE) for record in records),
         curves=[curve if isinstance(curve := record.get(R.CURVE), list) else [] for record in records],
         cost_axes=merge_cost_axes(record.get(R.COST_AXES) for record in records),
+        declarations={signature(record.get(R.DECLARATIONS), record.get(R.QUANTIZER), record.get(R.HARDWARE),
+                                record.get(R.STATUS), record.get(R.COST_AXES)) for record in records},
     ))  # fmt: skip
 
 
@@ -232,8 +239,9 @@ def build_runs(source: RawRuns) -> RunsFrame:
     for column, direction in COST_DIRECTIONS.items():
         if raw[column].notna().any():
             directions.setdefault(column, direction)
-    cost_axes = source.cost_axes or registered_cost_axes()
-    value_columns = sorted(directions, key=column_sort_key(cost_order(cost_axes, registered_leading_columns())))
+    declared = gather(source.declarations, source.cost_axes)
+    cost_axes = list(declared.cost_axes)
+    value_columns = sorted(directions, key=column_sort_key(cost_order(cost_axes, declared.leading_columns)))
 
     columns: dict[str, Any] = {}
     for axis in R.AXES:
@@ -294,44 +302,8 @@ def build_runs(source: RawRuns) -> RunsFrame:
         descriptions=dict(sorted(source.descriptions.items())),
         provenance=source.provenance,
         cost_axes=[c for c in cost_axes if c in directions],
+        declared=declared,
     )
-
-
-def _declared_by_backends(attribute: str) -> list[str]:
-    """The columns every installed backend lists in ``attribute``, in registry order, each once."""
-    from qbench.errors import UsageError
-    from qbench.host import get_host
-
-    try:
-        registry = get_host().registry("hardware")
-    except UsageError:  # a broken plugin must not stop a rebuild: then nothing is declared
-        return []
-    return list(dict.fromkeys(c for _, entry in registry.items() for c in getattr(entry.cls, attribute, ())))
-
-
-def registered_cost_axes() -> list[str]:
-    """Cost axes the installed backends declare: for records stored before backends declared them
-    in each record (contract 1), so that their leaderboards keep their cost plots."""
-    return _declared_by_backends("cost_axes")
-
-
-def baseline_of(quantizers: Iterable[str]) -> str:
-    """The baseline quantizer of runs made with ``quantizers`` (names): the installed quantizer that
-    declares ``baseline = True``, one of these if any (see :func:`qbench.matrix.declared_baseline`);
-    "" when none does, or when a broken plugin stops the registry (then no paired comparison)."""
-    from qbench.errors import UsageError
-    from qbench.host import get_host
-    from qbench.matrix import declared_baseline
-
-    try:
-        return declared_baseline(get_host(), quantizers)
-    except UsageError:
-        return ""
-
-
-def registered_leading_columns() -> list[str]:
-    """The columns the installed backends want first among the costs (``leading_columns``)."""
-    return _declared_by_backends("leading_columns")
 
 
 def _named(labels: pd.Series, metrics: pd.Series) -> dict[str, str]:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from qbench.leaderboard.display import NO_BASELINE_SENTENCE, Column, Displays, DisplayTable
 from qbench.leaderboard.frame import RunsFrame
-from qbench.leaderboard.markdown import MAX_FAILURES_LISTED, SECTIONS
+from qbench.leaderboard.markdown import MAX_FAILURES_LISTED, PAIRED_TEXT, SECTIONS
 from qbench.leaderboard.plots import slug
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
@@ -120,9 +120,13 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
             text += f" Dataset licence: {info.licence}."
         parts.append(f"<p>{escape(text)}</p>")
         parts.append(html_table(displays.ranked[label], f"table-{slug(label)}"))
+        parts += [f'<p class="worse">{escape(flag)}</p>' for flag in displays.unbracketed.get(label, [])]
         if label in displays.paired:
             parts.append(f"<h3>Against the {escape(displays.baseline)} baseline (paired by cell and seed)</h3>")
+            parts.append(f"<p>{escape(PAIRED_TEXT.format(base=displays.baseline))}</p>")
             parts.append(html_table(displays.paired[label], css="sortable paired"))
+            notes = [displays.untested[label]] if label in displays.untested else []
+            parts += [f"<p>{escape(note)}</p>" for note in [*notes, *displays.shapes.get(label, [])]]
         elif not displays.baseline:
             parts.append(f"<p>{escape(NO_BASELINE_SENTENCE)}</p>")
         for heading, tables, text in SECTIONS:

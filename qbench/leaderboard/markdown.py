@@ -25,14 +25,25 @@ from qbench.leaderboard.frame import RunsFrame
 HEADLINE_PROVENANCE = ("qbench_version", "torch_version", "python", "device", "numerics", "matrix_hash", "git_commit")
 #: Failed runs listed in full; the rest are counted (all of them are in leaderboard.json).
 MAX_FAILURES_LISTED = 200
+#: What the paired table shows (the Markdown and the HTML).
+PAIRED_TEXT = ("Difference to {base} of the same cell and seed, mean ± 95% interval; effect size d_z; the test that "
+               "decided (exact sign-flip or t, see the protocol); its p-value Holm-adjusted across the methods of the "
+               "cell; the margin and the adjusted p-value of its test (equivalence or non-inferiority). Verdicts: "
+               "better / worse, equivalent / non-inferior (within the margin), inconclusive (neither shown). Other "
+               "metrics are in leaderboard.json.")
 #: The protocol's tables, after the paired comparison: (heading, Displays attribute, sentence).
 SECTIONS = (
     ("Selection (validation metric of every configuration)", "selection",
      "Mean validation metric on the tuning seeds; the chosen configuration is the tuned row above."),
-    ("Seed rule", "seeds", "Seeds each comparison used, its paired n, the half-width of its 95% interval and why "
-                           "seeds stopped."),
-    ("Budget", "budget", "Cases, training steps and train seconds spent per method, tuning included (the chosen "
-                         "configuration's tuning run is also its evaluation run on that seed)."),
+    ("Bracketing", "bracketing", "Whether the grid brackets each tuned row's choice: a choice at an edge of an "
+                                 "ordered grid axis may be short of the method's optimum."),
+    ("Seed rule", "seeds", "Stein's two-stage procedure: the spread of the paired differences on the first-stage "
+                           "seeds fixes how many seeds each comparison uses and the half-width of its interval."),
+    ("Budget", "budget", "Cases, training steps, sequences (steps x batch) and the recipe's epochs per method, tuning "
+                         "and points beyond the grid included (the chosen configuration's tuning run is also its "
+                         "evaluation run on that seed); steps and sequences count what ran, early stopping included. "
+                         "Train seconds are informational only: they depend on the load of the machine while "
+                         "each case ran, not on the method."),
 )  # fmt: skip
 
 
@@ -69,14 +80,18 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         if info.licence:
             sentence += f" Dataset licence: {escape_markdown(info.licence)}."
         lines += [sentence, ""]
-        lines += [pipe_table(headline_view(displays.ranked[label]), escape_markdown), ""]
+        lines += [pipe_table(headline_view(displays.ranked[label], frame), escape_markdown), ""]
+        lines += [f"- {escape_markdown(flag)}" for flag in displays.unbracketed.get(label, [])]
+        lines += [""] if label in displays.unbracketed else []
         base = escape_markdown(displays.baseline)
         if label in displays.paired:
             lines += [f"### Against the {base} baseline (paired by cell and seed)", "",
-                      f"Difference to {base} of the same cell and seed, mean ± 95% interval; effect size d_z; "
-                      "p-value of the paired t test, Holm-adjusted across the methods of the cell; the verdict "
-                      "is taken from the adjusted p-value. Other metrics are in leaderboard.json.", ""]  # fmt: skip
+                      PAIRED_TEXT.format(base=base), ""]  # fmt: skip
             lines += [pipe_table(displays.paired[label], escape_markdown), ""]
+            notes = [displays.untested[label]] if label in displays.untested else []
+            notes += displays.shapes.get(label, [])
+            lines += [f"- {escape_markdown(note)}" for note in notes]
+            lines += [""] if notes else []
         elif not displays.baseline:
             lines += [escape_markdown(NO_BASELINE_SENTENCE), ""]
         for heading, tables, text in SECTIONS:

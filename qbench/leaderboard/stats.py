@@ -9,8 +9,10 @@ than about the seeds.
 
 The scalar functions (the t quantile, :func:`summarize`, p-values and Holm's adjustment) live in
 :mod:`qbench.stats`, shared with the run driver; this module holds their numpy forms and the
-verdicts. :func:`verdict` is the unadjusted interval verdict (kept as the reference its tests pin);
-the leaderboards publish :func:`adjusted_verdict`, taken from Holm-adjusted p-values.
+verdicts of the 0.1 protocol. :func:`verdict` is the unadjusted interval verdict and
+:func:`adjusted_verdict` the Holm-adjusted t-test verdict, both kept as references their tests
+pin; the leaderboards now publish the verdicts of :mod:`qbench.verdicts` (the test chosen for the
+data, equivalence against a margin).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from the stored text (which is the record's canonical JSON, see
 :func:`qbench.leaderboard.frame.record_text`), and curves are read only if a plot needs them.
 The result is the same frame as ``load_runs(Store(path).records())``; when this SQLite lacks
 the JSON functions (or a column name cannot be a JSON path) that slower path is taken instead.
+The SQL itself is the store's (:class:`qbench.store.Projection`): the table layout lives in one module.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from qbench import record as R
+from qbench.leaderboard.declarations import signature
 from qbench.leaderboard.frame import (
     RawRuns,
     RunsFrame,
@@ -32,18 +33,16 @@ from qbench.leaderboard.frame import (
     merge_directions,
     wanted_columns,
 )
+from qbench.store import Projection
 
 if TYPE_CHECKING:
     from qbench.protocol import Protocol
 
+#: rows decoded into one DataFrame block at a time (see :func:`_read`)
+CHUNK = 20000
+
 # Store.records()'s order is (stored, case_id). It is applied here in Python: an ORDER BY would
 # make SQLite sort the extracted values of every row (and spill them to disk) before the first.
-
-
-def _path(key: str) -> str:
-    if '"' in key or "\\" in key:
-        raise ValueError(key)
-    return f'$."{key}"'
 
 
 class _Query:
@@ -54,55 +53,44 @@ class _Query:
     def wanted(self, case_id: str) -> bool:
         return (self.case_ids is None or case_id in self.case_ids) and case_id not in self.skip
 
-    def connect(self) -> sqlite3.Connection:
-        from qbench.store import connect_read_only
+    def open(self) -> Projection:
+        return Projection(self.path, self.matrix)
 
-        return connect_read_only(self.path)
-
-    def where(self) -> tuple[str, tuple[Any, ...]]:
-        return ("WHERE matrix = ?", (self.matrix,)) if self.matrix is not None else ("", ())
-
-    def sample_directions(self, db: sqlite3.Connection, size: int = 2000) -> list[Any]:
+    def sample_directions(self, store: Projection, size: int = 2000) -> list[Any]:
         """Directions of the first and last records: a guess of the value columns, checked later."""
-        where, args = self.where()
-        texts: set[str] = set()
-        for order in ("ASC", "DESC"):
-            rows = db.execute(f"SELECT json_extract(record, '$.{R.DIRECTIONS}') FROM records {where} "
-                              f"ORDER BY rowid {order} LIMIT ?", (*args, size))  # fmt: skip
-            texts.update(text for (text,) in rows if text)
-        return [json.loads(text) for text in sorted(texts)]
+        return [json.loads(text) for text in sorted(store.sample(R.DIRECTIONS, size))]
 
-    def rows(self, db: sqlite3.Connection, expressions: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """``(case_id, *expressions)`` of every selected record, in Store.records()'s order."""
-        where, args = self.where()
-        cursor = db.execute(f"SELECT stored, case_id, {expressions} FROM records {where}", (*params, *args))
-        rows = [row for row in cursor if self.wanted(row[1])]
-        rows.sort(key=lambda row: (row[0], row[1]))
-        return [row[1:] for row in rows]
-
-    def column_values(self, db: sqlite3.Connection, columns: list[str]) -> list[list[Any]]:
+    def column_values(self, store: Projection, columns: list[str]) -> list[list[Any]]:
         """Values of ``columns`` for every selected record, in the frame's order."""
-        marks = ", ".join("?" for _ in columns)
-        rows = self.rows(db, f"json_extract(record, {marks})", tuple(_path(c) for c in columns))
-        return [json.loads(values) for _, values in rows]
+        rows = sorted((row for row in store.fields(columns) if self.wanted(row[1])), key=lambda row: (row[0], row[1]))
+        return [json.loads(values) for _, _, values in rows]
 
 
 class _StoreCurves(Sequence):
-    """The curves, read in one query the first time a plot asks for one."""
+    """The curves, read in one query the first time a plot asks for one, each decoded when asked for
+    (the plots draw the curves of the tuned rows' runs: a few of a large store's records)."""
 
     def __init__(self, query: _Query, length: int) -> None:
-        self._query, self._length, self._curves = query, length, None
+        self._query, self._length = query, length
+        self._texts: list[str | None] | None = None
+        self._decoded: dict[int, list[dict[str, Any]]] = {}
 
     def __len__(self) -> int:
         return self._length
 
     def __getitem__(self, index):  # type: ignore[override]
-        if self._curves is None:
-            with closing(self._query.connect()) as db:
-                rows = self._query.rows(db, f"json_extract(record, '$.{R.CURVE}')", ())
-            curves = [json.loads(curve) if curve else [] for _, curve in rows]
-            self._curves = [c if isinstance(c, list) else [] for c in curves]
-        return self._curves[index]
+        if self._texts is None:
+            with self._query.open() as store:
+                rows = sorted((row for row in store.fields([], (R.CURVE,)) if self._query.wanted(row[1])),
+                              key=lambda row: (row[0], row[1]))  # fmt: skip
+            self._texts = [curve for *_, curve in rows]
+        index = range(self._length)[index]
+        found = self._decoded.get(index)
+        if found is None:
+            text = self._texts[index]
+            curve = json.loads(text) if text else []
+            found = self._decoded[index] = curve if isinstance(curve, list) else []
+        return found
 
 
 def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None = None,
@@ -112,17 +100,17 @@ def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None 
     A damaged record (see :func:`qbench.store.find_damaged`) raises
     :class:`qbench.store.DamagedRecords`, or is left out with ``skip_damaged``.
     """
-    from qbench.store import DamagedRecords, Store, find_damaged
+    from qbench.store import DamagedRecords, Store
 
     path = Path(path)
     query = _Query(path, matrix, case_ids)
     try:
-        with closing(query.connect()) as db:
-            damage = [d for d in find_damaged(db, matrix) if case_ids is None or d.case_id in case_ids]
+        with query.open() as store:
+            damage = [d for d in store.damaged() if case_ids is None or d.case_id in case_ids]
             if damage and not skip_damaged:
                 raise DamagedRecords(path, damage)
             query.skip = {d.case_id for d in damage}
-            return _read(db, query)
+            return _read(store, query)
     except (sqlite3.OperationalError, ValueError):
         with Store.read_only(path) as store:
             records = store.records(matrix, skip_damaged=True)
@@ -135,37 +123,53 @@ def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None 
         return load_runs(records)
 
 
-def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
+def _read(store: Projection, query: _Query) -> RunsFrame:
     # The value columns are the keys of every record's directions; a sample of the records
     # names them all in practice, and a second, narrow pass fetches any the sample missed.
-    columns = wanted_columns(merge_directions(query.sample_directions(db)))
-    nested = (R.DIRECTIONS, R.DESCRIPTIONS, R.PROVENANCE, R.COST_AXES)
-    # One json_extract with every path parses each record once and returns a JSON array.
-    marks = ", ".join("?" for _ in columns)
-    extract = f"json_extract(record, {marks}), " + ", ".join("json_extract(record, ?)" for _ in nested)
-    where, args = query.where()
-    cursor = db.execute(f"SELECT stored, case_id, record, {extract} FROM records {where}",
-                        (*[_path(c) for c in (*columns, *nested)], *args))  # fmt: skip
-    found = []
-    for stored, case_id, text, values, *objects in cursor:
-        if query.wanted(case_id):
-            found.append((stored, case_id, hashlib.sha256(text.encode()).hexdigest(), values, objects))
-    found.sort(key=lambda row: (row[0], row[1]))
-    decode = json.JSONDecoder().decode
-    hashes = [row[2] for row in found]
-    rows = [decode(row[3]) for row in found]
+    columns = wanted_columns(merge_directions(query.sample_directions(store)))
+    nested = (R.DIRECTIONS, R.DESCRIPTIONS, R.PROVENANCE, R.COST_AXES, R.DECLARATIONS)
+    # One json_extract with every path parses each record once and returns a JSON array. The nested
+    # objects are gathered as they come (few distinct texts), never held per record.
     texts: dict[str, set[str]] = {name: set() for name in nested}
-    for *_, objects in found:
+    decode = json.JSONDecoder().decode
+    at = [columns.index(name) for name in (R.QUANTIZER, R.HARDWARE, R.STATUS)]
+    keys: list[tuple[float, str]] = []
+    hashes: list[str] = []
+    signatures: set[Any] = set()
+    # Each record is decoded as it arrives and its rows become DataFrame blocks CHUNK at a time:
+    # holding 100,000 records' JSON texts, or their values as Python lists, until the end would be
+    # most of the peak memory. The frame is put in Store.records()' order afterwards.
+    rows: list[list[Any]] = []
+    blocks: list[pd.DataFrame] = []
+    for stored, case_id, text, values_text, *objects in store.fields(columns, nested, text=True):
+        if not query.wanted(case_id):
+            continue
         for name, value in zip(nested, objects, strict=True):
             if value:
                 texts[name].add(value)
-    del found
+        values = decode(values_text)
+        keys.append((stored, case_id))
+        hashes.append(hashlib.sha256(text.encode()).hexdigest())
+        signatures.add(signature(objects[4], values[at[0]], values[at[1]], values[at[2]], objects[3]))
+        rows.append(values)
+        if len(rows) == CHUNK:
+            blocks.append(pd.DataFrame.from_records(rows, columns=columns))
+            rows = []
+    if rows or not blocks:
+        blocks.append(pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns))
+    del rows
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    del keys
     decoded = {name: [json.loads(t) for t in sorted(found)] for name, found in texts.items()}
     directions = merge_directions(decoded[R.DIRECTIONS])
-    raw = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    raw = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
+    del blocks
+    if order != list(range(len(order))):
+        raw = raw.take(order).reset_index(drop=True)
+        hashes = [hashes[i] for i in order]
     missed = [c for c in wanted_columns(directions) if c not in columns]
     if missed:
-        extra = pd.DataFrame.from_records(query.column_values(db, missed), columns=missed) if rows else None
+        extra = pd.DataFrame.from_records(query.column_values(store, missed), columns=missed) if hashes else None
         raw = pd.concat([raw, extra if extra is not None else pd.DataFrame(columns=missed)], axis=1)
     raw = raw[wanted_columns(directions)]
     descriptions: dict[str, str] = {}
@@ -178,8 +182,9 @@ def _read(db: sqlite3.Connection, query: _Query) -> RunsFrame:
         directions=directions,
         descriptions=descriptions,
         provenance=collect_provenance(decoded[R.PROVENANCE]),
-        curves=_StoreCurves(query, len(rows)),
+        curves=_StoreCurves(query, len(hashes)),
         cost_axes=merge_cost_axes(decoded[R.COST_AXES]),
+        declarations=signatures,
     ))  # fmt: skip
 
 
@@ -188,11 +193,10 @@ def stored_protocol(path: Path, matrix: str | None = None) -> Protocol | None:
     from qbench.protocol import Protocol
 
     try:
-        with closing(_Query(Path(path), None, None).connect()) as db:
-            rows = db.execute("SELECT key, value FROM meta WHERE key LIKE 'protocol:%' ORDER BY key").fetchall()
+        with Projection(Path(path)) as store:
+            found = store.protocols()
     except sqlite3.Error:
         return None
-    found = {key[len("protocol:"):]: value for key, value in rows}
     text = found.get(matrix) if matrix is not None else (next(iter(found.values())) if len(found) == 1 else None)
     if text is None:
         return None

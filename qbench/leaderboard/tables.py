@@ -9,22 +9,24 @@ primary metric in its direction; groups without an ok seed come last, unranked.
 Paired: for every method and quality metric, the per-seed difference method - baseline, where
 the baseline is the protocol's baseline quantizer (the matrix's ``baseline``, else the quantizer
 that declares ``baseline = True``; with neither there is no paired table) of
-the same dataset, cell and seed; mean, std, ci95, n, the paired t test's p-value, its
-Holm-Bonferroni adjustment across the methods of one dataset, cell and metric, the effect size
-(Cohen's d_z) and the verdict taken from the adjusted p-value
-(:func:`qbench.leaderboard.stats.adjusted_verdict`).
+the same dataset, cell and seed; mean, std, ci95 (Stein's under a seed rule), n, the test that
+decides and why, its p-value, the margin test's (equivalence or non-inferiority, where the
+protocol has a margin), their Holm-Bonferroni adjustment across the methods of one dataset, cell
+and metric, the effect size (Cohen's d_z), the shape of the differences and the verdict
+(:mod:`qbench.verdicts`), with its sentence.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame, baseline_of
-from qbench.leaderboard.stats import adjusted_verdict, ci95_half_width
-from qbench.stats import effect_size, holm, paired_p_value
+from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
+from qbench.leaderboard.stats import ci95_half_width
+from qbench.stats import effect_size
 
 
 def aggregate(frame: RunsFrame) -> pd.DataFrame:
@@ -85,16 +87,20 @@ def _rank(table: pd.DataFrame, frame: RunsFrame) -> pd.DataFrame:
 
 
 PAIRED_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "metric", "direction",
-                  "diff_mean", "diff_std", "diff_ci95", "n", "effect_size", "p_value", "p_holm", "verdict",
+                  "diff_mean", "diff_std", "diff_ci95", "n", "first_stage_n", "effect_size", "test", "test_reason",
+                  "p_t", "p_sign_flip", "p_value", "p_holm", "margin", "p_margin", "p_margin_holm", "shape", "verdict",
                   "sentence"]  # fmt: skip
 
 
-def paired(frame: RunsFrame, baseline: str | None = None, alpha: float = 0.05) -> pd.DataFrame:
+def paired(frame: RunsFrame, baseline: str | None = None, alpha: float = 0.05, protocol: Any = None) -> pd.DataFrame:
     """Per-seed differences of each method against the baseline of its dataset and cell (the
-    quantizer named ``baseline``, by default the one declared among the runs'; none when "")."""
+    quantizer named ``baseline``, by default the one the runs' records declare; none when ""),
+    judged by :mod:`qbench.verdicts` with the ``protocol``'s margins, claim and seed rule."""
+    from qbench.verdicts import first_stage_of, judge, ordered_differences
+
     runs = frame.runs
     if baseline is None:
-        baseline = baseline_of(runs["quantizer"].astype(str).unique())
+        baseline = frame.declared.baseline
     quality = frame.quality_columns
     columns = PAIRED_COLUMNS
     ok = runs[runs["status"] == "ok"]
@@ -113,50 +119,85 @@ def paired(frame: RunsFrame, baseline: str | None = None, alpha: float = 0.05) -
     if merged.empty:
         return pd.DataFrame(columns=columns)
     key = ["dataset_label", "cell_label", "quantizer_label", "baseline_label"]
-    parts = []
+    order = tuple(protocol.seeds) if protocol is not None else ()
+    first_stage = first_stage_of(protocol)
+    claim = getattr(protocol, "claim", "equivalence")
+    rows, items = [], []
     for metric in quality:
-        diff = merged[key].copy()
-        diff["diff"] = merged[metric] - merged[f"{metric}_base"]
-        g = diff.groupby(key, sort=False)["diff"]
-        part = pd.DataFrame({"diff_mean": g.mean(), "diff_std": g.std(ddof=1), "n": g.count()}).reset_index()
-        part = part[part["n"] > 0]
-        part["metric"] = metric
-        part["direction"] = frame.directions.get(metric, "min")
-        part["diff_ci95"] = ci95_half_width(part["diff_std"].to_numpy(), part["n"].to_numpy())
-        parts.append(part)
-    table = pd.concat(parts, ignore_index=True)
+        direction = frame.directions.get(metric, "min")
+        values = (merged[metric] - merged[f"{metric}_base"]).to_numpy(dtype=float).tolist()
+        groups: dict[tuple[str, ...], dict[int, float]] = {}
+        for k, seed, value in zip(zip(*(merged[c].tolist() for c in key), strict=True), merged["seed"].tolist(),
+                                  values, strict=True):  # fmt: skip
+            if value == value:
+                groups.setdefault(k, {})[int(seed)] = value
+        for k, by_seed in groups.items():
+            diffs, first = ordered_differences(by_seed, order, first_stage)
+            margin = protocol.margin_for(k[0], metric) if protocol is not None else None
+            rows.append([*k, metric, direction])
+            items.append(((k[0], k[1], metric), diffs, first, margin, direction))
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    judged = judge(items, claim, alpha)
+    table = pd.DataFrame(rows, columns=[*key, "metric", "direction"])
+    ev = [j.evidence for j in judged]
+    table["diff_mean"] = [e.mean for e in ev]
+    table["diff_std"] = [e.std for e in ev]
+    table["diff_ci95"] = [e.ci95 for e in ev]
+    table["n"] = np.array([e.n for e in ev], dtype=np.int64)
+    table["first_stage_n"] = [float(item[2]) if item[2] is not None else math.nan for item in items]
+    table["effect_size"] = [effect_size(e.mean, e.std) for e in ev]
+    table["test"] = [e.test for e in ev]
+    table["test_reason"] = [e.why for e in ev]
+    table["p_t"] = [e.p_t for e in ev]
+    table["p_sign_flip"] = [e.p_sign_flip for e in ev]
+    table["p_value"] = [e.p for e in ev]
+    table["p_holm"] = [j.p_holm for j in judged]
+    table["margin"] = [j.margin if j.margin is not None else math.nan for j in judged]
+    table["p_margin"] = [e.p_equiv for e in ev]
+    table["p_margin_holm"] = [j.p_margin_holm for j in judged]
+    table["shape"] = [e.shape for e in ev]
+    table["verdict"] = [j.verdict for j in judged]
     table = table.sort_values(["dataset_label", "metric", "cell_label", "quantizer_label"], kind="stable")
     table = table.reset_index(drop=True)
-    means, stds = table["diff_mean"].astype(float).tolist(), table["diff_std"].astype(float).tolist()
-    ns = [int(n) for n in table["n"].tolist()]
-    table["p_value"] = [paired_p_value(m, s, n) for m, s, n in zip(means, stds, ns, strict=True)]
-    table["effect_size"] = [effect_size(m, s) for m, s in zip(means, stds, strict=True)]
-    adjusted = np.full(len(table), np.nan)
-    for _, family in table.groupby(["dataset_label", "cell_label", "metric"], sort=False):
-        adjusted[family.index.to_numpy()] = holm(family["p_value"].tolist())
-    table["p_holm"] = adjusted
-    table["verdict"] = [adjusted_verdict(m, p, n, str(d), alpha) for m, p, n, d in
-                        zip(means, adjusted.tolist(), ns, table["direction"].tolist(), strict=True)]  # fmt: skip
-    table["sentence"] = [_sentence(row) for row in table.itertuples(index=False)]
+    table["sentence"] = [sentence(row, claim) for row in table.itertuples(index=False)]
     return table[columns]
 
 
-def _sentence(row: Any) -> str:
+def sentence(row: Any, claim: str = "equivalence") -> str:
+    """The verdict of one comparison in words, naming the test that decided it."""
     from qbench.leaderboard.formatting import fmt_ci, fmt_value
 
-    size = fmt_value(abs(row.diff_mean))
+    if row.n < 2:
+        if row.n == 0:
+            return f"{row.quantizer_label}: no seed paired with {row.baseline_label}"
+        return (f"{row.quantizer_label}: {fmt_value(row.diff_mean, signed=True)} {row.metric} against "
+                f"{row.baseline_label} from one seed, no interval")  # fmt: skip
+    test = "exact sign-flip test" if row.test == "sign-flip" else "t test"
+    p = f"Holm-adjusted p={row.p_holm:.2g}, {test}: {row.test_reason}"
+    difference = f"{fmt_value(row.diff_mean, signed=True)} ± {fmt_ci(row.diff_ci95)}"
+    if row.shape == "zero spread":
+        detail = (f"every one of the {row.n} seeds differs by exactly {fmt_value(row.diff_mean, signed=True)} "
+                  f"{row.metric}: there is no spread, so no interval or t test; the {test} gives p={row.p_value:.2g}, "
+                  f"the smallest {row.n} seeds can give")  # fmt: skip
+    elif row.shape == "two groups":
+        detail = (f"the {row.n} differences fall into two separate groups (one gap between them is more than "
+                  f"four times all the others): a mean ± interval ({difference}) describes neither group; the {test} "
+                  f"decides, Holm-adjusted p={row.p_holm:.2g}")  # fmt: skip
+    else:
+        detail = f"{difference} {row.metric}, n={row.n}, {p}"
+    margin = row.margin if row.margin == row.margin else None
     if row.verdict in ("better", "worse"):
-        return (
-            f"{row.quantizer_label} is {size} ± {fmt_ci(row.diff_ci95)} {row.metric} {row.verdict} than "
-            f"{row.baseline_label} (n={row.n}, Holm-adjusted p={row.p_holm:.2g})"
-        )
-    if row.verdict == "no significant difference":
-        return (
-            f"{row.quantizer_label}: no significant difference from {row.baseline_label} in {row.metric} "
-            f"({fmt_value(row.diff_mean, signed=True)} ± {fmt_ci(row.diff_ci95)}, n={row.n}, "
-            f"Holm-adjusted p={row.p_holm:.2g})"
-        )
-    return (
-        f"{row.quantizer_label}: {fmt_value(row.diff_mean, signed=True)} {row.metric} against "
-        f"{row.baseline_label} from one seed, no interval"
-    )
+        head = f"{row.quantizer_label} is {row.verdict} than {row.baseline_label}"
+    elif row.verdict == "equivalent":
+        head = f"{row.quantizer_label} is equivalent to {row.baseline_label} within ±{margin:g}"
+    elif row.verdict == "non-inferior":
+        head = f"{row.quantizer_label} is non-inferior to {row.baseline_label} (margin {margin:g})"
+    elif margin is None:
+        head = (f"{row.quantizer_label}: inconclusive against {row.baseline_label}; equivalence was not tested "
+                f"(no margin for {row.metric})")  # fmt: skip
+    else:
+        shown = "equivalence" if claim == "equivalence" else "non-inferiority"
+        head = (f"{row.quantizer_label}: inconclusive against {row.baseline_label}: neither a difference nor "
+                f"{shown} within {margin:g} is shown (margin test p={row.p_margin_holm:.2g} adjusted)")  # fmt: skip
+    return f"{head} ({detail})"

@@ -33,12 +33,9 @@ from typing import Any
 
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES
 from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
-from qbench.leaderboard.stats import adjusted_verdict, summarize
+from qbench.leaderboard.stats import summarize
 from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, file_sha256, table_rows
-from qbench.stats import holm, paired_p_value
 
-REQUIRED = {"schema": str, "title": str, "provenance": dict, "directions": dict, "datasets": dict,
-            "aggregates": dict, "paired": dict, "runs": dict, "files": dict}  # fmt: skip
 RENDERED = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -225,10 +222,7 @@ def _unsplit(document: dict[str, Any], report: Report) -> bool:
     """Turn the split tables into the row dicts the checks read (runs get ``values``, aggregates ``stats``)."""
     for name in ("aggregates", "paired", "runs"):
         section = document[name]
-        columns, rows = section.get("columns"), section.get("rows")
-        if not isinstance(columns, list) or not isinstance(rows, list):
-            report.problems.append(f"schema: '{name}' needs 'columns' and 'rows' lists")
-            return False
+        columns, rows = section["columns"], section["rows"]  # lists: the schema checked them
         bad = [i for i, row in enumerate(rows) if not isinstance(row, list) or len(row) != len(columns)]
         if bad:
             report.problems.append(f"schema: {name} row {bad[0]} does not have {len(columns)} values")
@@ -263,14 +257,12 @@ def _check_schema(document: dict[str, Any], report: Report) -> bool:
             f"({schemas.LEADERBOARD_VERSION}); " + ("upgrade qbench to check it" if age == "newer" else
             "rebuild it from its store with qbench leaderboard --store"))  # fmt: skip
         return False
-    if version is not None:
-        found = schemas.problems(document, "leaderboard", version)
-        report.problems += [f"schema (qbench/schemas/leaderboard-{version}.schema.json): {p}" for p in found[:5]]
-    for key, kind in REQUIRED.items():
-        if not isinstance(document.get(key), kind):
-            report.problems.append(f"schema: '{key}' missing or not a {kind.__name__}")
     if document.get("schema") != SCHEMA:
         report.problems.append(f"schema: expected {SCHEMA!r}, found {document.get('schema')!r}")
+    # the shape (required keys, their types) is stated once, in the shipped schema
+    version = version or schemas.LEADERBOARD_VERSION
+    found = schemas.problems(document, "leaderboard", version)
+    report.problems += [f"schema (qbench/schemas/leaderboard-{version}.schema.json): {p}" for p in found[:5]]
     if report.problems:
         return False
     if not _unsplit(document, report):
@@ -375,47 +367,52 @@ def _check_arithmetic(document: dict[str, Any], report: Report) -> None:
 
 
 def _check_paired(document: dict[str, Any], report: Report) -> None:
-    """Every paired difference recomputed from the single-seed rows it pairs."""
+    """Every paired difference recomputed from the single-seed rows it pairs, and judged again with
+    the published protocol (its seed rule's first stage, margins and claim): the test chosen, the
+    p-values and their Holm adjustment, the margin test and the verdict (:mod:`qbench.verdicts`)."""
+    from qbench.protocol import Protocol
+    from qbench.verdicts import first_stage_of, judge, ordered_differences
+
     by_method: dict[tuple[Any, ...], dict[int, dict[str, float]]] = {}
-    alpha = float((document.get("protocol") or {}).get("alpha", 0.05))
+    stated_protocol = document.get("protocol")
+    protocol = Protocol.from_dict(stated_protocol) if isinstance(stated_protocol, dict) else None
+    alpha = protocol.alpha if protocol is not None else 0.05
     for run in document["runs"]:
         if run["status"] == "ok" and run.get("role", "evaluation") == "evaluation":
             key = (run["dataset_label"], run["cell_label"], run["quantizer_label"])
             by_method.setdefault(key, {})[run["seed"]] = run["values"]
     rows = table_rows(document["paired"])
-    p_values = []
+    order = tuple(protocol.seeds) if protocol is not None else ()
+    first_stage = first_stage_of(protocol)
+    items = []
     for row in rows:
-        where = f"paired {row.get('quantizer_label')} / {row.get('cell_label')} / {row.get('metric')}"
         method = by_method.get((row.get("dataset_label"), row.get("cell_label"), row.get("quantizer_label")), {})
         base = by_method.get((row.get("dataset_label"), row.get("cell_label"), row.get("baseline_label")), {})
         metric = row.get("metric")
-        diffs = [values[metric] - base[seed][metric] for seed, values in method.items()
-                 if metric in values and seed in base and metric in base[seed]]  # fmt: skip
-        reference = summarize(diffs)
-        p_values.append(paired_p_value(reference["mean"], reference["std"], int(reference["n"])))
-        for name, stated in (("mean", row.get("diff_mean")), ("std", row.get("diff_std")),
-                             ("ci95", row.get("diff_ci95")), ("n", row.get("n"))):  # fmt: skip
-            stated = math.nan if stated is None else stated
-            scale = 0.0 if math.isnan(reference["mean"]) else reference["mean"]
-            if not _close(stated, reference[name], scale):
-                report.problems.append(f"{where}: difference {name} is {stated}, the runs give {reference[name]}")
-        row["_reference"] = reference
-    families: dict[tuple[Any, ...], list[int]] = {}
-    for i, row in enumerate(rows):
-        families.setdefault((row.get("dataset_label"), row.get("cell_label"), row.get("metric")), []).append(i)
-    adjusted = [math.nan] * len(rows)
-    for members in families.values():
-        for i, value in zip(members, holm([p_values[i] for i in members]), strict=True):
-            adjusted[i] = value
-    for row, p_holm in zip(rows, adjusted, strict=True):
+        by_seed = {seed: values[metric] - base[seed][metric] for seed, values in method.items()
+                   if metric in values and seed in base and metric in base[seed]}  # fmt: skip
+        diffs, first = ordered_differences(by_seed, order, first_stage)
+        margin = protocol.margin_for(str(row.get("dataset_label")), str(metric)) if protocol is not None else None
+        items.append(((row.get("dataset_label"), row.get("cell_label"), metric), diffs, first, margin,
+                      row.get("direction", "min")))  # fmt: skip
+    claim = protocol.claim if protocol is not None else "equivalence"
+    for row, judged in zip(rows, judge(items, claim, alpha), strict=True):
         where = f"paired {row.get('quantizer_label')} / {row.get('cell_label')} / {row.get('metric')}"
-        reference = row["_reference"]
-        stated = row.get("p_holm")
-        if "p_holm" in row and not _close(math.nan if stated is None else stated, p_holm):
-            report.problems.append(f"{where}: Holm-adjusted p is {stated}, the runs give {p_holm}")
-        expected = adjusted_verdict(reference["mean"], p_holm, int(reference["n"]), row.get("direction", "min"), alpha)
-        if row.get("verdict") != expected:
-            report.problems.append(f"{where}: verdict {row.get('verdict')!r}, the runs give {expected!r}")
+        ev = judged.evidence
+        scale = 0.0 if math.isnan(ev.mean) else ev.mean
+        for name, value in (("diff_mean", ev.mean), ("diff_std", ev.std), ("diff_ci95", ev.ci95), ("n", ev.n),
+                            ("p_t", ev.p_t), ("p_sign_flip", ev.p_sign_flip), ("p_value", ev.p),
+                            ("p_holm", judged.p_holm), ("p_margin", ev.p_equiv),
+                            ("p_margin_holm", judged.p_margin_holm),
+                            ("margin", judged.margin if judged.margin is not None else math.nan)):  # fmt: skip
+            if name not in row:
+                continue
+            stated = math.nan if row.get(name) is None else row.get(name)
+            if not _close(stated, value, scale if name.startswith("diff") else 0.0):
+                report.problems.append(f"{where}: {name} is {row.get(name)}, the runs give {value}")
+        for name, value in (("test", ev.test), ("shape", ev.shape), ("verdict", judged.verdict)):
+            if name in row and row.get(name) != value:
+                report.problems.append(f"{where}: {name} {row.get(name)!r}, the runs give {value!r}")
 
 
 def _check_csv(document: dict[str, Any], directory: Path, report: Report) -> None:
@@ -459,15 +456,12 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report, val
     import hashlib
 
     from qbench.record import from_json
-    from qbench.store import connect_read_only
+    from qbench.store import Projection
 
     # The hash of a stored record is the hash of its stored text (its canonical JSON, see
     # qbench.leaderboard.frame.record_text): no re-encoding of every record.
-    db = connect_read_only(store_path)
-    try:
-        texts = {case_id: text for case_id, text in db.execute("SELECT case_id, record FROM records")}
-    finally:
-        db.close()
+    with Projection(store_path) as projection:
+        texts = projection.texts()
     stored = {case_id: from_json(text) for case_id, text in texts.items()}
     digests = {case_id: hashlib.sha256(text.encode()).hexdigest() for case_id, text in texts.items()}
     from qbench import schemas

@@ -1,22 +1,8 @@
 """``leaderboard.csv`` and ``leaderboard.json`` (the machine-readable forms).
 
-JSON schema ``qbench-leaderboard/1`` (what ``qbench validate`` checks):
-
-- ``title``, ``generator`` (qbench version), ``provenance`` ({key: [distinct values]}),
-  ``directions`` ({column: "min"|"max"}), ``datasets`` ({label: primary metric, direction,
-  licence, value columns}), ``descriptions`` ({component label: text}), ``notes``;
-- ``files``: {relative path: sha256} of every other file written (Markdown, CSV, HTML, plots);
-- three tables, each ``{"columns": [names], "rows": [[values], ...]}`` (pandas' "split"
-  layout: ``pandas.DataFrame(**document["aggregates"])``; :func:`table_rows` gives dicts):
-
-  - ``aggregates``: the CSV's columns (``<col>_mean``, ``_std``, ``_ci95``, ``_n`` for every
-    value column) plus ``case_ids``, the runs of the group;
-  - ``paired``: the paired comparison against float;
-  - ``runs``: every single-seed row: case, key, seed, status, error, ``record_sha256`` of the
-    full record it came from, then one column per value column.
-
-Missing values are ``null``. The layout is columnar because a store of 100,000 records makes a
-table of 100,000 rows: repeating every key in every row would double the file and its time.
+The JSON's shape is stated once, in ``qbench/schemas/leaderboard-1.schema.json`` (what ``qbench
+validate`` checks, with a description of every part); :func:`table_rows` turns one of its split
+tables back into dicts.
 """
 
 from __future__ import annotations
@@ -30,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.fairness import BUDGET_COLUMNS, SEED_COLUMNS, SELECTION_COLUMNS, FairView
+from qbench.leaderboard.fairness import BRACKET_COLUMNS, BUDGET_COLUMNS, SEED_COLUMNS, SELECTION_COLUMNS, FairView
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
 from qbench.leaderboard.tables import PAIRED_COLUMNS
 
@@ -104,7 +90,7 @@ def _split(table: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
 def json_head(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
               files: dict[str, str], notes: list[str]) -> dict[str, Any]:  # fmt: skip
     """Everything but the single-seed rows, which :func:`write_json` streams in chunks."""
-    from qbench import __version__
+    from qbench.version import __version__
 
     return {
         "schema": SCHEMA,
@@ -137,6 +123,7 @@ def fairness_head(fair: FairView) -> dict[str, Any]:
         "selection": _split(fair.selection, SELECTION_COLUMNS),
         "seed_rule": _split(fair.seeds, SEED_COLUMNS),
         "budget": _split(fair.budget, BUDGET_COLUMNS),
+        "bracketing": _split(fair.bracketing, BRACKET_COLUMNS),
     }
 
 
@@ -149,16 +136,17 @@ def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 
     options: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
     runs = frame.runs
     columns = [*RUN_COLUMNS, *frame.value_columns]
-    lists = [_as_json_list(runs[c].to_numpy(dtype=object), text=c not in ("seed", "train_steps"))
-             if c in RUN_COLUMNS
-             else _as_json_list(runs[c].to_numpy())
-             for c in columns]  # fmt: skip
+    # Each column becomes Python values one chunk at a time: all at once, a table of 100,000 runs
+    # holds every value as a Python object beside the frame (hundreds of MB at the peak).
+    arrays = [(runs[c].to_numpy(dtype=object), c not in ("seed", "train_steps")) if c in RUN_COLUMNS
+              else (runs[c].to_numpy(), False) for c in columns]  # fmt: skip
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(head, **options)[:-1])
         handle.write(',"runs":{"columns":' + json.dumps(columns, **options) + ',"rows":[')
         for start in range(0, len(runs), chunk):
             if start:
                 handle.write(",")
-            rows = list(zip(*[values[start : start + chunk] for values in lists], strict=True))
+            lists = [_as_json_list(values[start : start + chunk], text=text) for values, text in arrays]
+            rows = list(zip(*lists, strict=True))
             handle.write(json.dumps(rows, **options)[1:-1])
         handle.write("]}}\n")

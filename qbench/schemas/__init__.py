@@ -1,10 +1,11 @@
-"""The published JSON Schemas (``leaderboard.json`` and the record) and a small checker for them.
+"""The published JSON Schemas (``leaderboard.json`` and the record), checked by a compiled validator.
 
-The schemas are JSON Schema (draft 2020-12) files shipped in the package, one per version:
-``leaderboard-<N>.schema.json`` and ``record-<N>.schema.json``. :func:`check` implements the
-subset they use (type, const, enum, required, properties, additionalProperties, items,
-pattern, minLength, local ``$ref``), so no dependency is needed to validate against them; any
-full JSON Schema validator gives the same answers.
+The schemas are JSON Schema files shipped in the package, one per version:
+``leaderboard-<N>.schema.json`` (the one statement of the leaderboard JSON's shape) and
+``record-<N>.schema.json`` (generated from :mod:`qbench.record`). They are checked with
+``fastjsonschema``, which compiles each schema once into Python code: a merge checks 100,000
+records, nearly all valid, so the yes/no answer must cost little. It stops at the first place a
+document breaks, which :func:`problems` turns into messages that name the field.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from qbench.record import SCHEMA_VERSION
 LEADERBOARD_VERSION = 1
 #: the record format's version: :data:`qbench.record.SCHEMA_VERSION`, its one definition
 RECORD_VERSION = SCHEMA_VERSION
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,), "number": (int, float),
-    "boolean": (bool,), "null": (type(None),),
-}  # fmt: skip
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+               type(None): "null"}  # fmt: skip
 
 
 @cache
@@ -37,63 +36,6 @@ def load(kind: str, version: int) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def _is(value: Any, name: str) -> bool:
-    if name in ("integer", "number") and isinstance(value, bool):
-        return False
-    return isinstance(value, _TYPES[name])
-
-
-def check(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = None, where: str = "") -> list[str]:
-    """Every place where ``instance`` breaks ``schema``, as 'location: what is wrong' (empty: valid)."""
-    root = root or schema
-    here = where or "(top)"
-    if "$ref" in schema:
-        target: Any = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        return check(instance, target, root, where)
-    if "const" in schema and instance != schema["const"]:
-        return [f"{here}: must be {schema['const']!r}, found {instance!r}"]
-    if "enum" in schema and instance not in schema["enum"]:
-        return [f"{here}: must be one of {', '.join(map(repr, schema['enum']))}, found {instance!r}"]
-    if "type" in schema:
-        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_is(instance, name) for name in names):
-            return [f"{here}: must be {' or '.join(names)}, found {type(instance).__name__}"]
-    problems: list[str] = []
-    if isinstance(instance, str):
-        if len(instance) < schema.get("minLength", 0):
-            problems.append(f"{here}: must not be empty")
-        if "pattern" in schema and not re.search(schema["pattern"], instance):
-            problems.append(f"{here}: {instance!r} does not match {schema['pattern']}")
-    if isinstance(instance, dict):
-        extra_schema = schema.get("additionalProperties")
-        if isinstance(extra_schema, dict) and set(extra_schema) == {"enum"} and not schema.get("properties"):
-            # a map of enum values (directions): one set comparison instead of a call per value
-            allowed = extra_schema["enum"]
-            if all(v in allowed for v in instance.values()):
-                return [f"{here}: '{key}' is missing" for key in schema.get("required", []) if key not in instance]
-        for key in schema.get("required", []):
-            if key not in instance:
-                problems.append(f"{here}: '{key}' is missing")
-        properties = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for key, value in instance.items():
-            if key in properties:
-                problems += check(value, properties[key], root, f"{where}.{key}" if where else key)
-            elif extra is False:
-                problems.append(f"{here}: unexpected '{key}'")
-            elif isinstance(extra, dict):
-                problems += check(value, extra, root, f"{where}.{key}" if where else key)
-    if isinstance(instance, list) and "items" in schema:
-        items = schema["items"]
-        if set(items) == {"type"} and isinstance(items["type"], str) and all(_is(v, items["type"]) for v in instance):
-            return problems  # a list of one plain type (the curve's points): no call per item
-        for index, value in enumerate(instance):
-            problems += check(value, schema["items"], root, f"{where}[{index}]")
-    return problems
-
-
 def leaderboard_version(schema_field: Any) -> int | None:
     """N of ``qbench-leaderboard/N`` (None when the field is not of that form)."""
     match = re.fullmatch(r"qbench-leaderboard/(\d+)", str(schema_field))
@@ -101,78 +43,62 @@ def leaderboard_version(schema_field: Any) -> int | None:
 
 
 def problems(instance: Any, kind: str, version: int) -> list[str]:
-    """:func:`check` against the shipped schema, with a compiled yes/no test first: a merge checks
-    100,000 records and nearly all are valid, so the messages are worked out only for one that is not."""
-    if _predicate_of(kind, version)(instance):
-        return []
-    return check(instance, load(kind, version))
+    """Where ``instance`` breaks the shipped schema, as 'location: what is wrong' (empty: valid).
+
+    The validator stops at the first broken place, so this names one place (all the keys missing
+    from one object in one message); fix it and check again to see the next.
+    """
+    import fastjsonschema
+
+    try:
+        _validator(kind, version)(instance)
+    except fastjsonschema.JsonSchemaValueException as broken:
+        return _messages(broken)
+    return []
+
+
+def check(instance: Any, schema: dict[str, Any]) -> list[str]:
+    """:func:`problems` against a schema given as a dict (compiled once per distinct schema text)."""
+    import fastjsonschema
+
+    try:
+        _compiled(json.dumps(schema, sort_keys=True))(instance)
+    except fastjsonschema.JsonSchemaValueException as broken:
+        return _messages(broken)
+    return []
 
 
 @cache
-def _predicate_of(kind: str, version: int) -> Callable[[Any], bool]:
-    schema = load(kind, version)
-    return _predicate(schema, schema, {})
+def _validator(kind: str, version: int) -> Callable[[Any], Any]:
+    return _compiled(json.dumps(load(kind, version), sort_keys=True))
 
 
-def _predicate(schema: dict[str, Any], root: dict[str, Any], refs: dict[str, Any]) -> Callable[[Any], bool]:
-    """True exactly where :func:`check` finds nothing (the same rules, decided once per schema node)."""
-    if "$ref" in schema:
-        ref = schema["$ref"]
-        if ref not in refs:
-            target: Any = root
-            for part in ref.lstrip("#/").split("/"):
-                target = target[part]
-            refs[ref] = None  # a schema that refers to itself: the entry is filled before any call
-            refs[ref] = _predicate(target, root, refs)
-        return lambda value: bool(refs[ref](value))
-    tests: list[Callable[[Any], bool]] = []
-    if "const" in schema:
-        const = schema["const"]
-        tests.append(lambda value: bool(value == const))
-    if "enum" in schema:
-        enum = schema["enum"]
-        tests.append(lambda value: value in enum)
-    if "type" in schema:
-        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        types = tuple(t for name in names for t in _TYPES[name])
-        if {"integer", "number"} & set(names) and "boolean" not in names:  # a bool is an int to Python
-            tests.append(lambda value: isinstance(value, types) and not isinstance(value, bool))
-        else:
-            tests.append(lambda value: isinstance(value, types))
-    if "minLength" in schema or "pattern" in schema:
-        shortest = schema.get("minLength", 0)
-        pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
-        tests.append(lambda value: not isinstance(value, str) or (
-            len(value) >= shortest and (pattern is None or pattern.search(value) is not None)))
-    required = list(schema.get("required", []))
-    properties = {key: _predicate(sub, root, refs) for key, sub in schema.get("properties", {}).items()}
-    extra = schema.get("additionalProperties", True)
-    extra_test = _predicate(extra, root, refs) if isinstance(extra, dict) else None
+@cache
+def _compiled(schema_text: str) -> Callable[[Any], Any]:
+    import fastjsonschema
 
-    def mapping_ok(value: Any) -> bool:
-        if not isinstance(value, dict):
-            return True
-        if any(key not in value for key in required):
-            return False
-        for key, item in value.items():
-            test = properties.get(key)
-            if test is not None:
-                if not test(item):
-                    return False
-            elif extra is False or (extra_test is not None and not extra_test(item)):
-                return False
-        return True
+    schema = json.loads(schema_text)
+    # "$id" is a name ("qbench-record/1"), not a URL: fastjsonschema would take it as the base that
+    # local references ("#/$defs/table") resolve against, and try to fetch it.
+    schema.pop("$id", None)
+    return fastjsonschema.compile(schema)  # type: ignore[no-any-return]
 
-    if required or properties or extra is not True:
-        tests.append(mapping_ok)
-    if "items" in schema:
-        item_test = _predicate(schema["items"], root, refs)
-        tests.append(lambda value: not isinstance(value, list) or all(item_test(item) for item in value))
-    if not tests:
-        return lambda value: True
-    if len(tests) == 1:
-        return tests[0]
-    if len(tests) == 2:
-        first, second = tests
-        return lambda value: first(value) and second(value)
-    return lambda value: all(test(value) for test in tests)
+
+def _messages(broken: Any) -> list[str]:
+    """fastjsonschema's ``data.seed must be integer`` as ``seed: must be integer, found str``."""
+    path = [str(part) for part in broken.path[1:]]
+    where = "".join(f"[{p}]" if p.isdigit() and i else (f".{p}" if i else p) for i, p in enumerate(path)) or "(top)"
+    if broken.rule == "required" and isinstance(broken.value, dict):
+        missing = [repr(key) for key in broken.rule_definition if key not in broken.value]
+        return [f"{where}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"]
+    if broken.rule == "additionalProperties" and isinstance(broken.value, dict):
+        extra = sorted(set(broken.value) - set(broken.definition.get("properties", {})))
+        return [f"{where}: unexpected {', '.join(map(repr, extra))}"]
+    what = broken.message.removeprefix(broken.name).strip()
+    if broken.rule == "type":
+        what += f", found {_JSON_TYPES.get(type(broken.value), type(broken.value).__name__)}"
+    elif broken.rule == "minLength" and broken.rule_definition == 1:
+        what = "must not be empty"
+    elif broken.rule in ("const", "enum", "pattern"):
+        what += f", found {broken.value!r}"
+    return [f"{where}: {what}"]

@@ -1,6 +1,6 @@
 """``train_and_evaluate``: the training loop the runner calls for every case (contract).
 
-Recipe (paper.md, "Training scheme" and "Recipe"): Adam with the ``[train]`` learning rate and
+Recipe (docs/paper.md, "Training scheme" and "Recipe"): Adam with the ``[train]`` learning rate and
 torch's default betas, gradient-norm clipping (``grad_clip``, 0 disables), shadow weights
 clipped to the quantizer bound after every step, truncated BPTT with the state carried for
 language modelling, seeded minibatches for classification. After each epoch the validation

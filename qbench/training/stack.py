@@ -4,7 +4,7 @@ A cell declares its tensors (:class:`qbench.TensorSpec`), its state size, its el
 operations and its :meth:`qbench.Cell.step`; this module provides everything else, the same
 way for rnn, gru, lstm and a third party's cell.
 
-Fast path (performance.md, "The one design choice that decides training speed"): at each
+Fast path (docs/performance.md, "The one design choice that decides training speed"): at each
 ``forward`` in training mode every declared tensor of every layer is quantized ONCE (one
 stochastic draw from the stack's own seeded generator, shared by all time steps of that pass).
 A quantizer without ``owns_gradient`` sees a detached tensor under ``no_grad`` and the
@@ -25,7 +25,7 @@ i, f, g, o) and tensors named ``w_input``, ``w_recurrent``, ``b_input`` and opti
 ``b_recurrent`` (the gru's ``b_hn`` sits inside ``r * (W_hn h + b_hn)``; rnn and lstm hand the
 kernel a constant zero vector instead).
 
-Scale of each tensor (paper.md, "Scale of each matrix"): a block of a matrix reading the input
+Scale of each tensor (docs/paper.md, "Scale of each matrix"): a block of a matrix reading the input
 is an ``n -> h`` map, context ``fan_in = n, fan_out = h``, W0 = sqrt(6 / (n + h)); reading the
 hidden state ``h -> h``, W0 = sqrt(3 / h); a bias uses its layer's input-matrix context; a
 diagonal is ``1 -> 1`` unless the cell declares ``fans``. All blocks of one tensor share that
@@ -311,7 +311,7 @@ class QuantizedRecurrentStack(nn.Module):
         return any(self.quantizer.for_role(spec.role).owns_gradient for spec in self.specs)
 
     def _flat_buffers(self, index: int) -> list[torch.Tensor]:
-        """The "dual copy" of performance.md: four tensors that are views of one cuDNN weight buffer.
+        """The "dual copy" of docs/performance.md: four tensors that are views of one cuDNN weight buffer.
 
         The quantized values are copied into them every step, so that cuDNN runs on its own flat
         layout instead of packing scattered weights (and warning) at every call. The forward and

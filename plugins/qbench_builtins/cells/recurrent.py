@@ -4,7 +4,7 @@ Light module (no torch at import): each cell declares its tensors and its ``step
 (:mod:`qbench.training.stack`) provides initialisation, quantization, the fused kernel, the
 per-step reference, the export and the operation counts.
 
-Formulas (Ott et al. 2016, section "Cells" of paper.md; gate order as torch):
+Formulas (Ott et al. 2016, section "Cells" of docs/paper.md; gate order as torch):
 
 * rnn:  h' = tanh(W_x x + W_h h + b)
 * gru:  r, z = sigmoid(W_xr x + b_r + W_hr h + b_hr), ...;

@@ -1,4 +1,4 @@
-"""Built-in datasets (see the data guide): each finds, obtains, verifies, prepares and caches its data.
+"""Built-in datasets (docs/data.md): each finds, obtains, verifies, prepares and caches its data.
 
 The class modules are light (numpy is imported inside ``prepare()``).
 """

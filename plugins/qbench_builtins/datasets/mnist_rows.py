@@ -22,7 +22,7 @@ EXPECTED_TARBALL: dict[str, Any] = {
     "size": 11_496_804,
     "sha256": "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed",
 }
-#: the four IDX files (data guide, datasets; LeCun's md5 sums of the uncompressed files)
+#: the four IDX files (docs/data.md; LeCun's md5 sums of the uncompressed files)
 EXPECTED: dict[str, dict[str, Any]] = {
     "train-images-idx3-ubyte": {"size": 47_040_016, "md5": "6bbc9ace898e44ae57da46a324031adb"},
     "train-labels-idx1-ubyte": {"size": 60_008, "md5": "a25bea736e30d166cdddb491f175f624"},

@@ -22,7 +22,7 @@ from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, ObtainedCharLMDataset
 URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 ARCHIVE = "simple-examples.tgz"
 FILES = {split: f"ptb.char.{split}.txt" for split in ("train", "valid", "test")}
-#: what correct files are (module constant so that tests can patch it); data guide, datasets
+#: what correct files are (module constant so that tests can patch it); docs/data.md
 EXPECTED: dict[str, dict[str, Any]] = {
     "ptb.char.train.txt": {"git_blob": "84b890a87aed6ad2989aa12d03f1129c41d727b2"},
     "ptb.char.valid.txt": {

@@ -15,7 +15,7 @@ from .base import LM_PARAMS, PATH_PARAM, PREP_VERSION, ObtainedCharLMDataset
 
 URL = "http://mattmahoney.net/dc/text8.zip"
 ZIP_NAME, TEXT_NAME = "text8.zip", "text8"
-#: what correct files are (module constant so that tests can patch it); data guide, datasets
+#: what correct files are (module constant so that tests can patch it); docs/data.md
 EXPECTED: dict[str, dict[str, Any]] = {
     TEXT_NAME: {"size": 100_000_000, "sha1": "0dc3edebc970dcc96137e7deda4d9995af9d93de"},
     ZIP_NAME: {"size": 31_344_016},

@@ -1,4 +1,4 @@
-"""Operation counts by closed form, from the non-zero masks (hardware.md, "Operation counts").
+"""Operation counts by closed form, from the non-zero masks (docs/hardware.md, "Operation counts").
 
 Per time step of one layer (batch 1), with ``P`` the weight products, ``nnz`` the non-zero
 weights among them and ``Z = P - nnz`` (biases are preloaded into the accumulators):

@@ -19,7 +19,7 @@ NODES = ("native", "45nm", "32nm", "16nm", "7nm-0.8v", "7nm-0.7v")
 
 
 class EnergyModel(qbench.HardwareBackend):
-    """Energy, memory and latency of batch-1 inference (hardware.md, "Energy and memory").
+    """Energy, memory and latency of batch-1 inference (docs/hardware.md, "Energy and memory").
 
     Counts every operation by the closed forms with the real non-zero masks (no simulator
     needed): add/sub, shifts and multiplies at their widths, table lookups, and one read of every

@@ -146,7 +146,7 @@ def asymmetric_ternary(values: np.ndarray) -> tuple[float, float] | None:
 
 
 def inferred_bits(values: np.ndarray, kinds: list[str], code_bits: int) -> float:
-    """Bits per weight when the tensor does not declare them (hardware.md, "Bits per weight")."""
+    """Bits per weight when the tensor does not declare them (docs/hardware.md, "Bits per weight")."""
     if "float" in kinds:
         return 32.0
     if set(kinds) <= {"binary"}:
@@ -161,7 +161,7 @@ def inferred_bits(values: np.ndarray, kinds: list[str], code_bits: int) -> float
 
 
 def accumulator_bits(info: MatrixInfo, b_a: float, fan_in: int) -> float:
-    """Closed-form accumulator width that cannot overflow (hardware.md)."""
+    """Closed-form accumulator width that cannot overflow (docs/hardware.md)."""
     log_n = math.ceil(math.log2(fan_in + 1))
     if info.floating:
         return 32.0

@@ -185,7 +185,7 @@ def run_layer(program: ModelProgram, layer: LayerProgram, xf: np.ndarray, stats:
     hs, dtype = layer.hidden, layer.arith_dtype
     int_dtype = object if dtype is object else np.int64
     wh_t = layer.wh.codes.T.astype(layer.matmul_h_dtype)
-    multiplier = recurrent_multiplier(layer, dtype)
+    multiplier = recurrent_multiplier(layer.wh.row_scale, layer.shift_h, dtype)
     bias_h = as_int(layer.bias_h, dtype)
     gru = layer.cell == "gru"
     split = 2 * hs if gru else rows  # rows whose recurrent bias joins the input part

@@ -1,6 +1,6 @@
 """float64 forward of an exported model: the cell equations with the exported quantized weights.
 
-This is the model the integer program approximates (hardware.md check 4, and
+This is the model the integer program approximates (docs/hardware.md check 4, and
 ``sim_max_abs_error``). Gate order and equations are torch's: rnn ``h' = tanh(Wx x + bx + Wh h
 + bh)``; gru (r, z, n) ``n = tanh(W_in x + b_in + r (W_hn h + b_hn))``, ``h' = (1 - z) n + z h``;
 lstm (i, f, g, o) ``c' = f c + i g``, ``h' = o tanh(c')``. Folded batch norm multiplies each

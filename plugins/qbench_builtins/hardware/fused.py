@@ -49,7 +49,7 @@ def _half(drop: int, half_up: bool) -> int:
 def _recurrent_matrix(layer: LayerProgram) -> tuple[np.ndarray, np.ndarray | None]:
     """The transposed recurrent codes in the BLAS dtype and the int64 row multiplier (or None)."""
     wh_t = np.ascontiguousarray(layer.wh.codes.T.astype(layer.matmul_h_dtype))
-    return wh_t, recurrent_multiplier(layer, np.int64)
+    return wh_t, recurrent_multiplier(layer.wh.row_scale, layer.shift_h, np.int64)
 
 
 def _clip_in_place(x: np.ndarray, fmt: QFormat) -> int:

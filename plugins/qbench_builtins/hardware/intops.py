@@ -9,12 +9,8 @@ it: it shares nothing with the engine but the program it runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from qbench_builtins.hardware.program import LayerProgram
 
 #: whole-array min / max without ndarray.min's Python wrapper (they run several times per step)
 reduce_min, reduce_max = np.minimum.reduce, np.maximum.reduce
@@ -74,13 +70,17 @@ def row_scale(scale: np.ndarray, dtype: type | str) -> np.ndarray | None:
     return as_int(scale, dtype) if np.any(scale != 1) else None
 
 
-def recurrent_multiplier(layer: LayerProgram, dtype: type | str) -> np.ndarray | None:
-    """Row scale and alignment shift of the recurrent sums as one multiplier (None: neither)."""
-    scale = row_scale(layer.wh.row_scale, dtype)
-    if scale is None and not layer.shift_h:
+def recurrent_multiplier(scale_mantissas: np.ndarray, shift: int, dtype: type | str) -> np.ndarray | None:
+    """Row scale and alignment shift of the recurrent sums as one multiplier (None: neither).
+
+    Takes the layer's recurrent row scale and shift rather than the layer itself: this module is
+    the simulator's lowest floor and knows nothing of the program (not even its type).
+    """
+    scale = row_scale(scale_mantissas, dtype)
+    if scale is None and not shift:
         return None
-    ones = as_int(np.ones(len(layer.wh.row_scale), np.int64), dtype)
-    return (scale if scale is not None else ones) << layer.shift_h
+    ones = as_int(np.ones(len(scale_mantissas), np.int64), dtype)
+    return (scale if scale is not None else ones) << shift
 
 
 def abs_max(x: np.ndarray) -> int:

@@ -334,7 +334,7 @@ def build_layer(layer: ExportedLayer, index: int, config: SimConfig, one_hot: bo
 
 
 def stochastic_drops(config: SimConfig, layer: LayerProgram) -> dict[str, int]:
-    """Fractional bits each stochastic rounding site of ``layer`` drops at once (hardware.md)."""
+    """Fractional bits each stochastic rounding site of ``layer`` drops at once (docs/hardware.md)."""
     sf, af, cf = config.gate.frac_bits, config.activation.frac_bits, config.cell.frac_bits
     drops = {"pre-activation": layer.acc_frac - config.preact.frac_bits}
     if layer.cell == "gru":

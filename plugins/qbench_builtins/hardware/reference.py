@@ -4,7 +4,7 @@ Where the engine keeps integer codes and shifts them, this module keeps the dequ
 (``code * 2**-frac``), multiplies the effective weight values with float64 BLAS and rounds with
 ``floor`` / ``rint`` on ``value * 2**frac``. Both agree bit for bit whenever every quantity fits
 in float64's 53-bit significand, which :func:`exact_in_float64` checks from the program's
-bounds; any mismatch then is a bug in one of them (hardware.md, check 1).
+bounds; any mismatch then is a bug in one of them (docs/hardware.md, check 1).
 
 The referee shares nothing with the engine but the program it runs (formats, encoded weights,
 table entries, the random key): its input conversion, nonlinearities, run facts and final-step

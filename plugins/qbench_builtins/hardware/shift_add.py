@@ -20,7 +20,7 @@ _FORMAT_HELP = "fixed-point format 'Qi.f' (i integer bits including the sign, f 
 
 
 class ShiftAddSimulator(qbench.HardwareBackend):
-    """Integer shift-add simulator (hardware.md).
+    """Integer shift-add simulator (docs/hardware.md).
 
     Every tensor is an integer code times a power of two. Ternary / binary products are add,
     subtract or skip; power-of-two products are exact left shifts aligned at the matrix's

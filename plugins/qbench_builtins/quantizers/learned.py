@@ -99,7 +99,7 @@ class LSQQuantizer(qbench.Quantizer):
     ``2 <|v|> / sqrt(Q_P)`` (a tensor of zeros, such as a bias at the start: ``W0 / Q_P``).
     Backward: straight-through round inside the clip range, and the step's gradient
     ``round(v/s) - v/s`` inside, ``-Q_N`` / ``Q_P`` outside, scaled by ``g = 1 / sqrt(N Q_P)``
-    (N the tensor's elements). Rounds half away from zero (paper.md). No shadow clipping.
+    (N the tensor's elements). Rounds half away from zero (docs/paper.md). No shadow clipping.
     ``hidden = true`` also quantizes each layer's hidden state at every time step with its own
     learned step (weights and activations, as the paper compares), initialised like an
     activation step in the paper: ``2 <|v|> / sqrt(Q_P)`` over the hidden states of the first
