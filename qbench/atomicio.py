@@ -26,9 +26,57 @@ def temp_path(target: Path) -> Path:
     It keeps ``target``'s suffix, so that writers which infer a format from the name (matplotlib)
     write the right one.
     """
-    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.", suffix=target.suffix, dir=target.parent)
+    # the writer's pid in the name: a later writer removes the files of writers that no longer run
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{target.name}.", suffix=target.suffix,
+                                dir=target.parent)  # fmt: skip
     os.close(fd)
     return Path(name)
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of :func:`temp_path`'s temporary files (the only files cleaned up)."""
+    return name.startswith(TEMP_PREFIX)
+
+
+#: A temporary file without a writer's pid (an older qbench's) is removed once this old (seconds).
+ORPHAN_AGE = 3600.0
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove from ``folder`` the temporary files of writers that were killed (their process is
+    gone), never another file and never a live writer's; returns what was removed."""
+    import time
+
+    removed = []
+    try:
+        entries = [p for p in Path(folder).iterdir() if is_temp_name(p.name)]
+    except OSError:
+        return []
+    for path in entries:
+        if path.is_symlink() or not path.is_file():
+            continue
+        pid_text = path.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid_text.isdigit():
+            if int(pid_text) == os.getpid() or _running(int(pid_text)):
+                continue
+        else:
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime < ORPHAN_AGE:
+                    continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or cannot tell: leave its file
+    return True
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from qbench import record as R
+from qbench import signalled
 from qbench.components import Cell, Dataset, Quantizer
 from qbench.errors import DatasetError
 from qbench.host import Host, HostRecipe
@@ -80,11 +81,15 @@ def run_case(case: Case, device: str = "cpu", threads: int | None = 1, *, host: 
     record[R.PROVENANCE] = provenance
     try:
         _train_and_measure(case, device, threads, record, provenance, host_from(host), prepared or {})
-    except KeyboardInterrupt:
-        raise
     except Exception as exc:  # a failing case is a result, not a crash of the matrix
         record[R.STATUS] = "error"
         record[R.ERROR] = f"{type(exc).__name__}: {exc}"
+        record[R.TRACEBACK] = traceback.format_exc(limit=8)
+    except BaseException as exc:  # SystemExit, or a KeyboardInterrupt no Ctrl-C raised: the plugin's error
+        if signalled.is_real(exc):
+            raise
+        record[R.STATUS] = "error"
+        record[R.ERROR] = signalled.plugin_raised(exc)
         record[R.TRACEBACK] = traceback.format_exc(limit=8)
     record[R.FINISHED] = _now()
     return _json_safe(record)

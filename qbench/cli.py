@@ -93,21 +93,40 @@ def _plugins_disabled(switches: list[str]) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run qbench with ``argv`` and return the exit code (never calls ``sys.exit``)."""
+    from qbench import signalled
+
+    signalled.clear()
+    # The handlers go in first: a Ctrl-C at any point is noted as real, and a KeyboardInterrupt
+    # no signal raised (a plugin's) is never taken for the user's.
+    with sigterm_as_interrupt():  # batch schedulers stop jobs with SIGTERM: treat it like Ctrl-C
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from qbench import signalled
+
     try:
         parser = build_parser()
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        try:
+            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        except SystemExit as exc:  # --help / --version: argparse's own exits, before any command runs
+            return int(exc.code or 0) if isinstance(exc.code, int) else 0
         if not getattr(args, "_execute", None):
             parser.print_help()
             return int(ExitCode.USAGE_ERROR)
         from qbench.host import plugin_reports
 
-        with sigterm_as_interrupt(), _plugins_disabled(args.plugin_switches), plugin_reports(sys.stderr):
-            # (batch schedulers stop jobs with SIGTERM: treated like Ctrl-C)
+        with _plugins_disabled(args.plugin_switches), plugin_reports(sys.stderr):
             return int(args._execute(args))
     except UsageError as exc:
         print(f"qbench: error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE_ERROR)
     except KeyboardInterrupt as exc:
+        if not signalled.received():  # raised by code (a plugin's, most likely), not by a Ctrl-C
+            traceback.print_exc()
+            print("qbench: internal error: KeyboardInterrupt raised by code, not by a Ctrl-C (a bug in a plugin "
+                  "or in qbench); please report it with the traceback above", file=sys.stderr)  # fmt: skip
+            return int(ExitCode.INTERNAL_ERROR)
         print("qbench: terminated (SIGTERM)" if isinstance(exc, Terminated) else "qbench: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except CommandImportError as exc:
@@ -115,8 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qbench: internal error: {exc} (a bug in qbench; please report it with the traceback above)",
               file=sys.stderr)
         return int(ExitCode.INTERNAL_ERROR)
-    except SystemExit as exc:  # --help / --version
-        return int(exc.code or 0) if isinstance(exc.code, int) else 0
+    except SystemExit as exc:  # a command never exits itself: a plugin called sys.exit()
+        traceback.print_exc()
+        print(f"qbench: internal error: SystemExit({exc.code!r}) raised while the command ran (a plugin called "
+              "sys.exit?); nothing is reported as done; please report it with the traceback above",
+              file=sys.stderr)  # fmt: skip
+        return int(ExitCode.INTERNAL_ERROR)
     except Exception:
         traceback.print_exc()
         print("qbench: internal error (a bug in qbench or a plugin); please report it with the traceback above",

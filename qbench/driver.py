@@ -41,6 +41,7 @@ class RunOptions:
     progress: bool = True
     lock_wait: float = 600.0  # how long to wait for another driver on the same output folder (seconds)
     case_timeout: float | None = None  # per-case time limit in seconds (None: the matrix's [limits], or none)
+    replace: bool = False  # write into an --out holding files qbench run did not write (outdir.claim_run_files)
     numerics: str | None = None  # native or portable kernels (None: the matrix's [numerics] mode)
 
 
@@ -187,9 +188,10 @@ def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | No
 
     from qbench.executors import executor_for
     from qbench.interrupts import sigterm_as_interrupt
-    from qbench.outdir import prepare_out_dir
+    from qbench.outdir import claim_run_files, prepare_out_dir
     from qbench.runlock import DriverLock
 
+    claim_run_files(out, "run", options.replace)  # never over a merge's, a site's or another program's files
     prepare_out_dir(out)  # before any dataset is prepared: a bad --out costs nothing
     with sigterm_as_interrupt(), DriverLock(out, options.lock_wait, echo):
         prepared = ensure_datasets_ready(matrix, host, echo)  # before the store: a dataset error leaves none

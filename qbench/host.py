@@ -24,7 +24,7 @@ from typing import Any
 
 import pluggy
 
-from qbench import hookspecs
+from qbench import hookspecs, signalled
 from qbench.columns import ColumnOwner, check_ownership
 from qbench.components import COMPONENT_KINDS, REGISTRATION_HOOKS
 from qbench.errors import PluginError
@@ -333,9 +333,11 @@ def _entry_point_loader(ep: Any, origin: str, dist: str) -> Any:
     def load() -> Any:
         try:
             return ep.load()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit or a KeyboardInterrupt no signal raised: the plugin's error too
+            if signalled.is_real(exc):
+                raise
             raise PluginError(
-                f"error importing {origin}: {type(exc).__name__}: {exc}"
+                f"error importing {origin}: {signalled.plugin_raised(exc)}"
             ) from exc
 
     return load
@@ -351,8 +353,10 @@ def _components_of(pm: pluggy.PluginManager, plugin: Any) -> tuple[list[tuple[st
                 continue
             try:
                 result = impl.function()
-            except Exception as exc:
-                problems.append(f"{hook_name} raised {type(exc).__name__}: {exc}")
+            except BaseException as exc:  # SystemExit too: a hook must never end the command silently
+                if signalled.is_real(exc):
+                    raise
+                problems.append(f"{hook_name} raised {signalled.plugin_raised(exc)}")
                 continue
             if not isinstance(result, (list, tuple)):
                 problems.append(f"{hook_name} must return a list of classes, got {result!r}")

@@ -36,6 +36,8 @@ DEFAULT_EXTEND = 2
 REQUIRED_AXES = ("quantizer", "cell", "dataset")
 EXCLUDE_KEYS = ("quantizer", "cell", "dataset", "seed")
 MAX_SEED = 2**63 - 1
+#: The most seeds a matrix may list (a plain list or a seed rule's max): more is a typo, not a benchmark.
+MAX_SEEDS = 1000
 
 
 def _canonical(value: Any) -> str:
@@ -353,7 +355,13 @@ def parse_matrix(raw: Mapping[str, Any], where: str, digest: str, host: Any) -> 
     baseline = raw.get("baseline", declared_baseline(host, [spec.identity for spec in axes["quantizer"]]))
     if "baseline" in raw and (not isinstance(baseline, str) or not baseline):
         raise MatrixError(f"{where}: 'baseline' must be a quantizer name, got {baseline!r}")
+    quantizer_names = sorted({spec.identity for spec in axes["quantizer"]} | {spec.name for spec in axes["quantizer"]})
+    if "baseline" in raw and baseline not in quantizer_names:
+        # a baseline no case runs would leave the paired comparison empty while the pages name it
+        raise MatrixError(f"{where}: baseline = {baseline!r} is not a quantizer of this matrix; use one of: "
+                          f"{', '.join(quantizer_names)}")  # fmt: skip
     grid, tuning_seeds, metric = _parse_tune(where, raw.get("tune", {}), axes, train, host)
+    _check_selection_metric(where, metric, datasets)
     extend = _parse_extend(where, raw.get("tune", {}), grid)
     margins, claim = _parse_compare(where, raw.get("compare", {}), datasets)
     _check_training_needs(where, datasets, train, grid)
@@ -404,6 +412,26 @@ def _check_training_needs(where: str, datasets: list[tuple[Spec, Any]], train: M
                 raise MatrixError(f"{where}: [[dataset]] {spec.label}: {exc}") from None
 
 
+def _check_selection_metric(where: str, metric: str, datasets: list[tuple[Spec, Any]]) -> None:
+    """``[tune] metric``: a validation column every dataset of the matrix reports (a typo would
+    choose nothing and run no evaluation seed)."""
+    from qbench.metrics import MetricError, MetricSet
+
+    if not metric:
+        return
+    offered: set[str] | None = None
+    for _spec, dataset in datasets:
+        try:
+            columns = {c for c in MetricSet.of(dataset).columns() if c.startswith("valid_")}
+        except MetricError:
+            continue  # the dataset's own check reports its declaration
+        offered = columns if offered is None else offered & columns
+    if offered is not None and metric not in offered:
+        choices = ", ".join(sorted(offered)) or "none (the datasets share no validation metric)"
+        raise MatrixError(f"{where}: [tune] metric = {metric!r} is not a validation metric every dataset of the "
+                          f"matrix reports; use one of: {choices}")  # fmt: skip
+
+
 def declared_baseline(host: Any, quantizers: Iterable[str]) -> str:
     """The quantizer that declares itself the full-precision baseline (``baseline = True``): one of
     ``quantizers`` (names as the matrix spells them, bare or qualified; the first by name) if any,
@@ -436,8 +464,9 @@ def _parse_seeds(where: str, seeds: Any) -> tuple[list[int], SeedRule | None]:
         high: Any = seeds.get("max")
         first: Any = seeds.get("first", 0)
         precision = seeds.get("precision")
-        if not (_is_int(low) and _is_int(high) and 1 <= low <= high <= 1000):
-            raise MatrixError(f"{where}: [seeds] needs integers 1 <= min <= max <= 1000, got min={low!r}, max={high!r}")
+        if not (_is_int(low) and _is_int(high) and 1 <= low <= high <= MAX_SEEDS):
+            raise MatrixError(f"{where}: [seeds] needs integers 1 <= min <= max <= {MAX_SEEDS}, got min={low!r}, "
+                              f"max={high!r}")  # fmt: skip
         if not (isinstance(precision, (int, float)) and not isinstance(precision, bool)
                 and math.isfinite(precision) and precision > 0):  # fmt: skip
             raise MatrixError(f"{where}: [seeds] precision must be a positive number (the target half-width of "
@@ -448,6 +477,9 @@ def _parse_seeds(where: str, seeds: Any) -> tuple[list[int], SeedRule | None]:
         return list(range(first, first + high)), SeedRule(low, high, float(precision))
     if _is_int(seeds):
         seeds = [seeds]
+    if isinstance(seeds, list) and len(seeds) > MAX_SEEDS:
+        raise MatrixError(f"{where}: 'seeds' lists {len(seeds)} seeds; at most {MAX_SEEDS} (as a seed rule's max); "
+                          "split the matrix if you need more")  # fmt: skip
     if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and 0 <= s <= MAX_SEED for s in seeds):
         raise MatrixError(f"{where}: 'seeds' must be a non-empty list of integers from 0 to at most 2**63 - 1 "
                           "(the largest seed torch takes), or a seed rule table {min, max, precision}, "
@@ -541,6 +573,9 @@ def _parse_tune(where: str, tune: Any, axes: Mapping[str, tuple[Spec, ...]], tra
             if len({_canonical(v) for v in values}) != len(values):
                 raise MatrixError(f"{where}: [tune] {key} lists a value twice: {values!r}")
             checked = [_check_tuned_value(where, axis, name, value, axes, train, host) for value in values]
+            if len({_canonical(v) for v in checked}) != len(checked):  # 1 and 1.0 are one grid point
+                raise MatrixError(f"{where}: [tune] {key} lists a value twice once read as the parameter's type "
+                                  f"({values!r} are {checked!r}); list each value once")  # fmt: skip
             grid.append((key, tuple(checked)))
     seeds = tune.get("seeds", 1)
     if not _is_int(seeds) or seeds < 1:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from qbench import signalled
 from qbench.components import QuantContext
 
 #: a small layer keeps every check well under a second
@@ -172,8 +173,10 @@ def _run(checks: list[tuple[str, Callable[[], None]]]) -> list[str]:
     for label, check in checks:
         try:
             check()
-        except Exception as exc:  # a plugin's bug of any kind is this check's finding
-            finding = exc if isinstance(exc, AssertionError) else f"raised {type(exc).__name__}: {exc}"
+        except BaseException as exc:  # a plugin's bug of any kind is this check's finding (sys.exit() too)
+            if signalled.is_real(exc):
+                raise
+            finding = exc if isinstance(exc, AssertionError) else f"raised {signalled.plugin_raised(exc)}"
             failures.append(f"{label}: {finding}")
     return failures
 
@@ -186,7 +189,9 @@ def check_components(host: Any) -> list[str]:
         for name, entry in registry.items():
             try:
                 component = entry.cls()
-            except Exception as exc:
+            except BaseException as exc:
+                if signalled.is_real(exc):
+                    raise
                 problems.append(f"{kind} {name} ({entry.plugin}): cannot be created with its defaults: {exc}")
                 continue
             found: list[str] = []
@@ -200,7 +205,9 @@ def check_components(host: Any) -> list[str]:
                     found += _run(cell_checks(entry.cls, partner_quantizer))
                 elif kind == "hardware":
                     found += _run(hardware_checks(component, partner_cell, partner_quantizer))
-            except Exception as exc:
-                found.append(f"raised {type(exc).__name__}: {exc}")
+            except BaseException as exc:
+                if signalled.is_real(exc):
+                    raise
+                found.append(f"raised {signalled.plugin_raised(exc)}")
             problems += [f"{kind} {name} ({entry.plugin}): {problem}" for problem in found]
     return problems

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from qbench import signalled
 from qbench.components import ALL_ROLES, HIDDEN_ROLE, QuantContext
 
 #: hidden units and inputs of the probe's tensors (small: the probe runs at every matrix load)
@@ -55,6 +56,8 @@ def probe_problems(quantizer: Any) -> list[str]:
                     problems.append(f"quantize returned shape {tuple(q.shape)} {q.dtype} for {what} (training="
                                     f"{training}); it must return the same shape and dtype")  # fmt: skip
                     break
-        except Exception as exc:  # noqa: BLE001 - any failure of the plugin's code is the finding
-            problems.append(f"quantize raised {type(exc).__name__}: {exc} on {what}")
+        except BaseException as exc:  # noqa: BLE001 - any failure of the plugin's code is the finding (sys.exit too)
+            if signalled.is_real(exc):
+                raise
+            problems.append(f"quantize raised {signalled.plugin_raised(exc)} on {what}")
     return problems

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from qbench import signalled
 from qbench.components import COMPONENT_KINDS, NAME_PATTERN, REGISTRATION_HOOKS, Component
 from qbench.errors import PluginError, UnknownComponentError
 
@@ -77,8 +78,10 @@ class Registry:
                     "or another object"]  # fmt: skip
         try:
             return cls.declaration_problems()
-        except Exception as exc:  # noqa: BLE001 - a class attribute that raises when read is the author's mistake
-            return [f"{self.kind} class {cls.__name__}: reading its declaration raised {type(exc).__name__}: {exc}"]
+        except BaseException as exc:  # noqa: BLE001 - a class attribute that raises when read is the author's mistake
+            if signalled.is_real(exc):  # (sys.exit() in it too: never a silent end of the command)
+                raise
+            return [f"{self.kind} class {cls.__name__}: reading its declaration raised {signalled.plugin_raised(exc)}"]
 
     def add(self, cls: Any, plugin: str, distribution: str = "", version: str = "") -> None:
         entry = Entry(cls, plugin, distribution, version)

@@ -46,6 +46,7 @@ class Store:
 
     def _check_schema(self) -> None:
         """The schema version written with the store is one this qbench reads (written, and now read)."""
+        _check_columns(self._db, self.path)
         found = self.get_meta("schema_version")
         try:
             version = int(found) if found is not None else SCHEMA_VERSION
@@ -214,11 +215,30 @@ def connect_read_only(path: str | Path) -> sqlite3.Connection:
     if "records" not in tables:
         db.close()
         raise UsageError(f"{path}: an SQLite database but not a qbench store (no 'records' table)")
+    _check_columns(db, path)
     if version is not None and version != str(SCHEMA_VERSION):
         db.close()
         raise UsageError(f"{path}: store schema version {version}, this qbench reads version {SCHEMA_VERSION}; "
                          "use the qbench release that wrote it")
     return db
+
+
+#: The columns of qbench's ``records`` table (a foreign database may have a table of that name too).
+RECORD_COLUMNS = ("case_id", "matrix", "status", "stored", "record")
+
+
+def _check_columns(db: sqlite3.Connection, path: Path) -> None:
+    """UsageError (the connection closed) when the ``records`` table lacks a column qbench's has."""
+    try:
+        present = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise UsageError(f"{path}: not a qbench store ({exc}); give the {STORE_FILENAME} qbench run wrote") from None
+    missing = [c for c in RECORD_COLUMNS if c not in present]
+    if missing:
+        db.close()
+        raise UsageError(f"{path}: an SQLite database but not a qbench store (its 'records' table has no "
+                         f"{', '.join(missing)} column); give the {STORE_FILENAME} qbench run wrote")  # fmt: skip
 
 
 # ---- opening, and records that cannot be read back -------------------------------------------------

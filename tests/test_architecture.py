@@ -77,6 +77,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.markers",
             "qbench.version",
             "qbench.atomicio",
+            "qbench.signalled",
             "qbench.numerics",
             "qbench.schemas",
         ),

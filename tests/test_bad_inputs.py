@@ -108,6 +108,55 @@ def _latin1_matrix(world: World) -> Path:
     return path
 
 
+def _other_run(world: World) -> None:
+    other = world.root / "other"
+    with Store.in_dir(other) as store:
+        store.put(_record("o0", 0))
+    assert main(["leaderboard", "--store", str(other)]) == 0
+
+
+def _fake_merge(world: World) -> None:
+    """A folder a merge wrote (its qbench-files.json lists its leaderboard)."""
+    import json
+
+    merged = world.root / "merged"
+    merged.mkdir()
+    (merged / "leaderboard.json").write_text('{"schema": "qbench-leaderboard/1"}')
+    digest = hashlib.sha256((merged / "leaderboard.json").read_bytes()).hexdigest()
+    (merged / "qbench-files.json").write_text(json.dumps({"format": "qbench-files/1", "written_by": "merge",
+                                                          "files": {"leaderboard.json": digest}}))  # fmt: skip
+
+
+def _leaderboard(world: World) -> None:
+    assert main(["leaderboard", "--store", str(world.res)]) == 0
+
+
+def _foreign_sqlite(world: World) -> Path:
+    path = world.root / "foreign.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE records (id INTEGER, payload TEXT)")
+        db.execute("INSERT INTO records VALUES (1, 'x')")
+    db.close()
+    return path
+
+
+def _edit_leaderboard(world: World, edit: Callable[[dict], None]) -> None:
+    import json
+
+    _leaderboard(world)
+    document = json.loads((world.res / "leaderboard.json").read_text())
+    edit(document)
+    (world.res / "leaderboard.json").write_text(json.dumps(document))
+
+
+def _short_row(world: World) -> None:
+    _edit_leaderboard(world, lambda d: d["runs"]["rows"].__setitem__(0, d["runs"]["rows"][0][:3]))
+
+
+def _schema_2(world: World) -> None:
+    _edit_leaderboard(world, lambda d: d.__setitem__("schema", "qbench-leaderboard/2"))
+
+
 W = World
 Case = tuple[str, Callable[[W], list[str]], str, Callable[[W], None] | None]
 
@@ -162,6 +211,16 @@ CASES: list[Case] = [
     ("limits-unknown", lambda w: run(w, w.toml("[limits]\ncase_time = 3\n")), "unknown parameter 'case_time'", None),
     ("limits-not-table", lambda w: run(w, w.matrix('limits = 3\n' + matrix_toml("bad", **TINY))), "[limits] must",
      None),
+    # ---- the protocol's inputs (issue 26)
+    ("tune-metric-typo", lambda w: run(w, w.toml(tune={"train.lr": [0.01, 0.03], "metric": "valid_bcp"})),
+     "use one of: valid_bpc", None),
+    ("baseline-not-a-quantizer", lambda w: run(w, w.matrix('baseline = "nope"\n' + matrix_toml("bad", **TINY))),
+     "baseline = 'nope' is not a quantizer of this matrix; use one of: float", None),
+    ("tune-value-twice-after-reading", lambda w: run(w, w.toml(tune={"train.grad_clip": [1, 1.0]})),
+     "lists a value twice once read", None),
+    ("seeds-list-too-long", lambda w: run(w, w.toml(seeds=list(range(1001)))), "at most 1000", None),
+    ("seeds-list-too-long-dry-run", lambda w: run(w, w.toml(seeds=list(range(100_000))), "--dry-run"),
+     "at most 1000", None),
     # ---- the command line
     ("workers-zero", lambda w: run(w, w.good, "--workers", "0"), "--workers must be at least 1", None),
     ("case-timeout-negative", lambda w: run(w, w.good, "--case-timeout", "-5"), "--case-timeout", None),
@@ -205,6 +264,38 @@ CASES: list[Case] = [
     ("damaged-compare", lambda w: ["compare", str(w.res), str(w.res)], "case c1: not valid JSON", _truncate),
     ("damaged-validate", lambda w: ["validate", str(w.res)], "case c1: not valid JSON", _leaderboard_then_truncate),
     ("compare-missing", lambda w: ["compare", str(w.res), str(w.root / "nope")], "no such run directory", None),
+    # ---- issue 26: each of these ended in a traceback
+    ("store-foreign-sqlite-with-records", lambda w: ["leaderboard", "--store", str(_foreign_sqlite(w)), "--out",
+                                                     str(w.root / "lb")], "its 'records' table has no", None),
+    ("store-foreign-sqlite-compare", lambda w: ["compare", str(_foreign_sqlite(w)), str(w.res)],
+     "not a qbench store", None),
+    ("site-out-a-file", lambda w: ["site", str(w.res), "--out", str(w.afile)], "is a file", _leaderboard),
+    ("site-out-in-proc", lambda w: ["site", str(w.res), "--out", "/proc/qbench-no-such/site"], "output folder",
+     _leaderboard),
+    ("site-out-read-only", lambda w: ["site", str(w.res), "--out", str(w.root / "ro")], "cannot write in it",
+     lambda w: (_leaderboard(w), _readonly(w))),
+    ("site-out-another-run", lambda w: ["site", str(w.res), "--out", str(w.root / "other")],
+     "holds files qbench site did not write", lambda w: (_leaderboard(w), _other_run(w))),
+    ("site-short-row", lambda w: ["site", str(w.res), "--out", str(w.root / "site")], "row 0 does not have",
+     _short_row),
+    ("compare-short-row", lambda w: ["compare", str(w.res / "leaderboard.json"), str(w.res / "leaderboard.json")],
+     "row 0 does not have", _short_row),
+    ("site-schema-2", lambda w: ["site", str(w.res), "--out", str(w.root / "site")], "schema version 2",
+     _schema_2),
+    ("compare-schema-2", lambda w: ["compare", str(w.res / "leaderboard.json"), str(w.res / "leaderboard.json")],
+     "schema version 2", _schema_2),
+    ("pack-into-proc", lambda w: ["pack", str(w.res), "-o", "/proc/qbench-no-such/x.tar.gz"],
+     "cannot write the bundle", _leaderboard),
+    ("pack-onto-a-folder", lambda w: ["pack", str(w.res), "-o", str(w.root / "d.tar.gz")], "is a folder",
+     lambda w: (_leaderboard(w), (w.root / "d.tar.gz").mkdir())),
+    ("pack-onto-a-foreign-file", lambda w: ["pack", str(w.res), "-o", str(w.root / "f.zip")],
+     "not a qbench bundle", lambda w: (_leaderboard(w), (w.root / "f.zip").write_text("mine\n"))),
+    ("leaderboard-out-another-store", lambda w: ["leaderboard", "--store", str(w.res), "--out", str(w.root / "other")],
+     "holds another store", _other_run),
+    ("run-out-a-merge", lambda w: ["run", "--matrix", str(w.good), "--out", str(w.root / "merged")],
+     "qbench merge wrote", _fake_merge),
+    ("leaderboard-out-a-merge", lambda w: ["leaderboard", "--store", str(w.res), "--out", str(w.root / "merged")],
+     "qbench merge wrote", _fake_merge),
 ]
 
 
@@ -225,10 +316,11 @@ def _snapshot(folder: Path) -> dict[str, str]:
 def test_bad_input_is_one_message_exit_4_and_changes_nothing(world, capsys, argv, fragment, setup):
     if setup is not None:
         setup(world)
-    if setup is _readonly and os.access(world.root / "ro", os.W_OK):
+    if (world.root / "ro").is_dir() and os.access(world.root / "ro", os.W_OK):
         pytest.skip("running as a user who can write a read-only folder (root)")
     args = argv(world)
     before = _snapshot(world.res)
+    around = _snapshot(world.root)
     code = main(args)
     out, err = capsys.readouterr()
     assert code == 4, err
@@ -237,7 +329,9 @@ def test_bad_input_is_one_message_exit_4_and_changes_nothing(world, capsys, argv
     assert len(errors) == 1, err
     assert fragment in err, err
     assert _snapshot(world.res) == before, "a usage error changed the store's folder"
+    assert _snapshot(world.root) == around, "a usage error changed or left a file"
     assert not list(world.root.rglob(".qbench-tmp-*")), "a temporary file was left behind"
+    assert not list(world.root.rglob("*.part")), "a partial file was left behind"
 
 
 def test_bad_output_folders_are_refused_before_any_dataset_is_prepared(world, capsys):

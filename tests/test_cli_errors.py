@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +171,89 @@ def test_plugins_check_passes_builtins_and_flags_a_broken_quantizer(capsys, fake
     code, out, _ = run_cli(capsys, "plugins", "--check")
     assert code == 1
     assert "FAIL quantizer leaky (leaky): quantize returned values outside value_set" in out
+
+
+# ---- plugin code that raises SystemExit or KeyboardInterrupt (issue 26): never a silent exit 0, never a fake Ctrl-C
+
+_EXITING_QUANTIZER = """
+import sys
+import qbench
+class Quits(qbench.Quantizer):
+    name = "quits"
+    def quantize(self, w, ctx):
+        if {when}:  # a layer of the case (hidden 16), not the matrix's probe of 6 x 6 tensors
+            {action}
+        return w
+    def bits_per_weight(self):
+        return 32
+@qbench.hookimpl
+def qbench_register_quantizers():
+    {hook}
+    return [Quits]
+"""
+
+
+def _exiting_plugin(fake_distribution, at_import: str = "", hook: str = "pass", action: str = "return w",
+                    when: str = "w.numel() > 36") -> Path:  # fmt: skip
+    source = at_import + "\n" + _EXITING_QUANTIZER.format(hook=hook, action=action, when=when)
+    return fake_distribution("quits-dist", {"quits": "quits_plugin"}, {"quits_plugin": source}) / "quits_plugin.py"
+
+
+@pytest.mark.parametrize(("at_import", "hook", "raised"), [
+    ("import sys; sys.exit(0)", "pass", "SystemExit(0)"),
+    ("raise KeyboardInterrupt", "pass", "KeyboardInterrupt raised by plugin code"),
+    ("", "sys.exit(0)", "SystemExit(0)"),
+    ("", "raise KeyboardInterrupt", "KeyboardInterrupt raised by plugin code"),
+], ids=["sys-exit-at-import", "ctrl-c-at-import", "sys-exit-in-hook", "ctrl-c-in-hook"])
+def test_a_plugin_exiting_at_load_is_reported_like_any_broken_plugin(tmp_path, capsys, fake_distribution, at_import,
+                                                                     hook, raised):  # fmt: skip
+    """Never a silent exit 0, never a fake Ctrl-C (exit 2): the same exit and report as a plugin that
+    raises RuntimeError at the same place, naming the plugin and what it raised."""
+    matrix = write(tmp_path, MATRIX)
+    commands = (["list", "quantizers"], ["plugins", "--check"], ["plugins"],
+                ["run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--dry-run"])  # fmt: skip
+    module = _exiting_plugin(fake_distribution, at_import, hook)
+    exiting = module.read_text()
+    module.write_text(exiting.replace("import sys; sys.exit(0)", "raise RuntimeError('boom')")
+                      .replace("sys.exit(0)", "raise RuntimeError('boom')")
+                      .replace("raise KeyboardInterrupt", "raise RuntimeError('boom')"))  # fmt: skip
+    expected = [run_cli(capsys, *argv)[0] for argv in commands]
+    sys.modules.pop("quits_plugin", None)
+    shutil.rmtree(module.parent / "__pycache__", ignore_errors=True)
+    module.write_text(exiting)
+    importlib.invalidate_caches()
+    for argv, code_of_a_broken_plugin in zip(commands, expected, strict=True):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == code_of_a_broken_plugin, (argv, out, err)
+        assert code not in (2, 3), (argv, out, err)
+        assert "plugin 'quits'" in out + err and raised in out + err, (argv, out, err)
+        assert "Traceback" not in out + err and "interrupted" not in err
+
+
+@pytest.mark.parametrize("action", ["sys.exit(0)", "raise KeyboardInterrupt('fake')", "raise SystemExit(3)"])
+def test_a_plugin_exiting_inside_a_case_is_that_case_s_error(tmp_path, capsys, fake_distribution, data_cache,
+                                                             monkeypatch, action):  # fmt: skip
+    from qbench.store import Store
+    from tests.matrices import matrix_toml
+
+    monkeypatch.setenv("QBENCH_DATA", str(data_cache))
+    _exiting_plugin(fake_distribution, action=action)
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(matrix_toml("quits", quantizers=("float", "quits"), epochs=1, batch=8, bptt=10, max_steps=2,
+                                  eval_tokens=100, hardware_tokens=50))  # fmt: skip
+    code, out, err = run_cli(capsys, "run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--no-progress",
+                             "--workers", "1")  # fmt: skip
+    assert code == 1, err  # a case failed; the other one is stored ok: not 0, not 2 (interrupted)
+    assert "interrupted" not in err and "Traceback" not in err
+    with Store.read_only(tmp_path / "out" / "qbench.sqlite") as store:
+        records = {r["quantizer"]: r for r in store.records()}
+    assert records["float"]["status"] == "ok"
+    assert records["quits"]["status"] == "error"
+    assert ("SystemExit" in records["quits"]["error"]) or ("not by a Ctrl-C" in records["quits"]["error"])
+
+
+def test_plugins_check_reports_a_quantizer_that_exits_as_its_finding(capsys, fake_distribution):
+    _exiting_plugin(fake_distribution, action="sys.exit(0)", when="True")
+    code, out, err = run_cli(capsys, "plugins", "--check")
+    assert code == 1, out + err
+    assert "quantizer quits (quits)" in out and "SystemExit(0)" in out and "Traceback" not in out + err

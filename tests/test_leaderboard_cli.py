@@ -59,11 +59,13 @@ def test_validate_accepts_a_fresh_leaderboard_and_traces_every_row(run_a, capsys
     assert "valid (20 rows, 60 runs, 60 traced to stored records, every published value recomputed" in out
 
 
-def test_validate_without_a_store_checks_the_rest_and_says_so(tmp_path, capsys):
+def test_validate_without_a_store_checks_the_rest_and_certifies_nothing(tmp_path, capsys):
     out_dir = tmp_path / "published"
     write_leaderboards(make_records(seeds=2), out_dir, "no store", plots=False)
-    assert main(["validate", str(out_dir)]) == 0
-    assert "record hashes not traced" in capsys.readouterr().out
+    assert main(["validate", str(out_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "no published value is traced" in out and "not traced to stored records, not certified" in out
+    assert "valid (" not in out
 
 
 def test_validate_catches_an_edited_file(run_a, capsys):

@@ -276,8 +276,24 @@ def test_merge_says_what_it_checked_of_its_inputs(bundles, tmp_path, capsys):
 def test_merge_refuses_a_folder_holding_other_files(bundles, tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
     assert main(["merge", str(bundles["a"]), "--out", str(tmp_path)]) == 4
-    assert "a folder with other files in it" in capsys.readouterr().err
+    assert "holds files qbench merge did not write (mine.txt)" in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_merge_into_an_earlier_merge_replaces_only_what_that_merge_wrote(bundles, published_runs, tmp_path, capsys):
+    out = tmp_path / "site"
+    assert main(["merge", str(bundles["a"]), str(bundles["b"]), "--out", str(out)]) == 0
+    assert main(["merge", str(bundles["a"]), "--out", str(out)]) == 0  # an earlier merge's folder: replaced
+    listed = json.loads((out / "qbench-files.json").read_text())
+    assert listed["written_by"] == "merge"
+    assert set(snapshot(out)) == set(listed["files"]) | {"qbench-files.json"}, "the earlier merge's files were left"
+    capsys.readouterr()
+    assert main(["validate", str(out)]) == 0
+    shutil.copytree(published_runs["c"], out / "run-c")  # a run folder put there since (issue 26: it was removed)
+    before = snapshot(out)
+    assert main(["merge", str(bundles["a"]), str(bundles["b"]), "--out", str(out)]) == 4
+    assert "run-c/" in capsys.readouterr().err
+    assert snapshot(out) == before, "a refused merge changed its --out"
 
 
 # ------------------------------------------------------------------------------------------ site

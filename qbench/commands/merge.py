@@ -21,8 +21,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "aggregates and paired differences recomputed from them), not re-rendered: the merge "
                         "rebuilds every table from the records; run qbench validate for the full check of an "
                         "input's files")  # fmt: skip
-    parser.add_argument("--out", type=Path, required=True, metavar="SITE", help="folder to write (new, empty, or "
-                        "an earlier merge's, which is replaced)")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, metavar="SITE", help="folder to write: new, empty, or "
+                        "an earlier merge's (the files it wrote, listed in its qbench-files.json, are replaced while "
+                        "unchanged; a folder holding anything else is refused)")  # fmt: skip
+    parser.add_argument("--replace", action="store_true", help="write into --out even where it holds files qbench "
+                        "merge did not write: those of the same name (a store, leaderboards) are overwritten, the "
+                        "others left alone")  # fmt: skip
     parser.add_argument("--title", default="qbench merged leaderboard", help="title of the leaderboard and site")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the pictures")
     parser.add_argument("--rerun", type=int, default=0, metavar="K",
@@ -64,6 +68,9 @@ def execute(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--rerun {args.rerun}: give a number of cases, at least 0")
     if args.rerun:
+        from qbench.outdir import claim_output
+
+        claim_output(args.out, "merge", args.replace)  # a --out merge may not write is refused before any re-run
         problems = _require_reproduction(args)
         if problems:
             for problem in problems:
@@ -71,7 +78,7 @@ def execute(args: argparse.Namespace) -> int:
             print(f"merge refused: {len(problems)} re-run case(s) did not reproduce their stored records; nothing "
                   "was written")  # fmt: skip
             return ExitCode.CASES_FAILED
-    merged = merge(args.inputs, args.out, args.title, args.plots)
+    merged = merge(args.inputs, args.out, args.title, args.plots, args.replace)
     contributors = sorted({(s.by, s.machine) for s in merged.sources})
     print(f"{len(args.inputs)} inputs from {len(contributors)} contributor(s): {len(merged.kept)} records merged, "
           f"{len(merged.excluded)} listed apart -> {args.out}")  # fmt: skip

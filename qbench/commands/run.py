@@ -25,6 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case-timeout", type=_seconds, metavar="SECONDS", default=None,
                         help="stop a case after this long and store it as an error (timeout); "
                         "default: the matrix's [limits] case_timeout, else no limit")  # fmt: skip
+    parser.add_argument("--replace", action="store_true",
+                        help="write into --out even where it holds files qbench run did not write (a merge's or a "
+                        "site's folder, leaderboard files of another program): those of the same name are "
+                        "overwritten")  # fmt: skip
     parser.add_argument("--numerics", choices=("native", "portable"), default=None,
                         help="native: the fastest kernels of this CPU (records reproduce on this kind of CPU); "
                         "portable: AVX2 kernels pinned in every worker (records reproduce bit for bit on any "
@@ -52,6 +56,6 @@ def execute(args: argparse.Namespace) -> int:
     options = RunOptions(
         out=args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler, device=args.device,
         dry_run=args.dry_run, resume=not args.no_resume, exitfirst=args.exitfirst, progress=not args.no_progress,
-        case_timeout=args.case_timeout, lock_wait=args.lock_wait, numerics=args.numerics,
+        case_timeout=args.case_timeout, lock_wait=args.lock_wait, numerics=args.numerics, replace=args.replace,
     )
     return run_matrix(args.matrix, options)

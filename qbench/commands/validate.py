@@ -100,7 +100,8 @@ def execute(args: argparse.Namespace) -> int:
         print(f"{args.directory}: valid ({report.aggregates} rows, {report.runs} runs, "
               f"{report.traced} traced to stored records{checked})")  # fmt: skip
         return ExitCode.OK
-    print(f"{args.directory}: {len(report.problems)} problem(s)")
+    untraced = "; not traced to stored records, not certified" if report.untraced else ""
+    print(f"{args.directory}: {len(report.problems)} problem(s){untraced}")
     return ExitCode.CASES_FAILED
 
 

@@ -114,7 +114,7 @@ class DaskExecutor:
 
     def _submit(self, case: Case, attempt: int) -> Any:
         return self.client.submit(
-            dask_task, case, self.device, self.threads, self.runner, self.numerics,
+            dask_task, case, self.device, self.threads, self.runner, self.numerics, self.case_timeout,
             # a fresh key per submission: a released result of an earlier run (or another driver's
             # task on a shared cluster) must never stand in for this one
             key=f"qbench-case-{case.case_id}-{attempt}-{uuid.uuid4().hex[:12]}", pure=False, retries=0,

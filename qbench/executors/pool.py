@@ -14,8 +14,10 @@ number of torch threads (1 by default: the same numbers whatever the worker coun
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -44,6 +46,25 @@ class _Worker:
     pid: int | None = None
     job: tuple[Case, int] | None = None  # the case in flight and how many attempts it had before
     started: float = 0.0  # time.monotonic() when the job was sent
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored for the moment a process is executed (an ignored signal stays ignored across
+    exec, and Python then installs no KeyboardInterrupt handler of its own).
+
+    The fork server imports torch for seconds after it starts, and a spawned worker imports qbench:
+    a Ctrl-C meanwhile would print their KeyboardInterrupt traceback after qbench's own message.
+    Only the exec is covered (milliseconds), so the driver keeps its Ctrl-C.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -95,11 +116,20 @@ class ProcessPoolExecutor:
         index = self._next_index
         self._next_index += 1
         process = self._ctx.Process(
-            target=pool_worker_main, args=(there, index, self.device, self.threads, self.runner, self.numerics),
+            target=pool_worker_main,
+            args=(there, index, self.device, self.threads, self.runner, self.numerics, self.case_timeout),
             name=f"qbench-worker-{index}",
         )
         with environment_for_children(self._env):
-            process.start()
+            if self._ctx.get_start_method() == "forkserver":
+                from multiprocessing import forkserver
+
+                with _sigint_ignored():  # its forked workers inherit the ignored SIGINT from it
+                    forkserver.ensure_running()
+                process.start()
+            else:
+                with _sigint_ignored():
+                    process.start()
         there.close()  # so that recv() sees EOF when the worker dies
         worker = _Worker(index, process, here)
         self._pool.append(worker)

@@ -91,7 +91,7 @@ def _die_with_parent() -> None:
 
 
 def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: CaseRunner | None,
-                     numerics: str = "native") -> None:
+                     numerics: str = "native", case_timeout: float | None = None) -> None:  # fmt: skip
     """Loop of one process-pool worker: receive a case, send back its record, until ``None`` or EOF.
 
     SIGINT is ignored here: Ctrl-C reaches the whole process group, and the driver alone decides
@@ -112,13 +112,15 @@ def pool_worker_main(conn: Any, index: int, device: str, threads: int, runner: C
                 return
             if case is None:
                 return
-            conn.send(("record", run_guarded(run, case, device, threads, numerics)))
+            conn.send(("record", run_guarded(run, case, device, threads, numerics, case_timeout)))
     except OSError:  # BrokenPipeError: the driver is gone or stopping; nothing to report to anyone
         return
 
 
-def run_guarded(run: CaseRunner, case: Any, device: str, threads: int, numerics: str = "native") -> dict:
-    """Run a case; an exception that escapes the runner (it should catch its own) still becomes a record.
+def run_guarded(run: CaseRunner, case: Any, device: str, threads: int, numerics: str = "native",
+                case_timeout: float | None = None) -> dict:  # fmt: skip
+    """Run a case; an exception that escapes the runner (it should catch its own) still becomes a record,
+    and a case that finished past ``case_timeout`` seconds is a timeout, whatever it measured.
 
     In the portable numerics mode the case runs only if this process's kernels are pinned: a worker
     that was started without the pins (a Dask worker started by hand, say) records an ``error``
@@ -135,15 +137,32 @@ def run_guarded(run: CaseRunner, case: Any, device: str, threads: int, numerics:
             return error_record(case, f"numerics: this worker cannot compute in the {numerics} mode ("
                                       f"{'; '.join(found)}); start it with {pins} in its environment, or run "
                                       "with --numerics native", device=device)  # fmt: skip
+    began = time.monotonic()
     try:
-        return run(case, device, threads)
-    except Exception as exc:
+        return past_time_limit(run(case, device, threads), case, time.monotonic() - began, case_timeout, device)
+    except BaseException as exc:  # SystemExit or a KeyboardInterrupt from plugin code is the case's error too
+        from qbench import signalled
         from qbench.case_runner import error_record
 
-        return error_record(case, f"{type(exc).__name__} outside the runner: {exc}", device=device)
+        if signalled.is_real(exc):
+            raise
+        return error_record(case, f"{signalled.plugin_raised(exc)} outside the runner", device=device)
 
 
-def dask_task(case: Any, device: str, threads: int, runner: CaseRunner | None, numerics: str = "native") -> dict:
+def dask_task(case: Any, device: str, threads: int, runner: CaseRunner | None, numerics: str = "native",
+              case_timeout: float | None = None) -> dict:  # fmt: skip
     """One case as a Dask task: the worker imports qbench and builds its plugin host itself."""
     configure_process(threads)
-    return run_guarded(runner or default_runner(), case, device, threads, numerics)
+    return run_guarded(runner or default_runner(), case, device, threads, numerics, case_timeout)
+
+
+def past_time_limit(record: dict, case: Any, elapsed: float, case_timeout: float | None, device: str) -> dict:
+    """``record``, or a timeout error when the case ran longer than ``case_timeout``: the executors
+    stop a case at its limit, but one that finishes between the limit and the executor's next look
+    (a worker polled a moment late, an alarm held back by a long C call) must not count as done."""
+    if case_timeout is None or elapsed <= case_timeout or record.get("status") not in ("ok", "diverged"):
+        return record
+    from qbench.case_runner import error_record
+
+    return error_record(case, f"timeout: the case ran {elapsed:.3g} s, longer than the {case_timeout:g} s limit "
+                              "(--case-timeout / [limits] case_timeout); its result is not kept", device=device)

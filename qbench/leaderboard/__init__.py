@@ -61,7 +61,7 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     last), with SIGINT/SIGTERM held back during the renames: an interruption or a second writer
     leaves either the previous set or the new one, never a mixture or a half-written file.
     """
-    from qbench.atomicio import StagedFiles
+    from qbench.atomicio import StagedFiles, remove_stale_temps
     from qbench.leaderboard.display import Displays
     from qbench.leaderboard.html import render_html
     from qbench.leaderboard.markdown import render_markdown
@@ -70,6 +70,8 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     from qbench.leaderboard.writers import fairness_head, file_sha256, json_head, write_csv, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, out_dir / "plots"):  # what a killed writer left: it would fail validate for good
+        remove_stale_temps(folder)
     fair = apply_protocol(frame, protocol)
     table = tuned_rows(fair)
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)

@@ -48,6 +48,8 @@ class Report:
     aggregates: int = 0
     traced: int = 0
     recomputed: bool = False
+    #: no store was found: nothing is traced to a record (one of the problems says so)
+    untraced: bool = False
     #: :func:`validate_merge_input` only: case id -> (sha256, stored text, record) of every traced run,
     #: so that the merge reads and parses each record once.
     traced_records: dict[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
@@ -106,6 +108,7 @@ def _validate(directory: Path, store_path: Path | None, full: bool) -> Report:
     if not _check_schema(document, report):
         return report
     _check_files(document, directory, report)
+    _check_matrix(directory, report)
     _check_arithmetic(document, report)
     _check_paired(document, report)
     from qbench.leaderboard.trends import check_trend_rows
@@ -120,9 +123,28 @@ def _validate(directory: Path, store_path: Path | None, full: bool) -> Report:
         if full:
             _check_recomputed(document, directory, store_path, report)
     else:
-        report.notes.append(f"no store at {store_path}: record hashes not traced to records, "
-                            "the tables checked for consistency only")
+        # A folder whose store was removed (or replaced by a folder) is not certified, whatever its tables say.
+        report.untraced = True
+        report.problems.append(f"store: no store file at {store_path}: no published value is traced to a stored "
+                               "record (the tables were checked for consistency only), so the folder cannot be "
+                               "certified; give --store PATH, the qbench.sqlite it was built from")  # fmt: skip
     return report
+
+
+def _check_matrix(directory: Path, report: Report) -> None:
+    """A matrix.toml beside the leaderboard (a bundle's) must be the matrix the run read: run.json's matrix_hash."""
+    import hashlib
+
+    path = directory / "matrix.toml"
+    if not path.exists():
+        return
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        expected = json.loads((directory / "run.json").read_text(encoding="utf-8")).get("matrix_hash")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        expected, digest = None, ""
+    if digest != expected:
+        report.problems.append("matrix.toml: not the matrix the run read (its sha256 is not run.json's matrix_hash)")
 
 
 def _selection(document: dict[str, Any], directory: Path, stored: set[str], report: Report) -> set[str]:
@@ -261,7 +283,7 @@ def _check_schema(document: dict[str, Any], report: Report) -> bool:
         values = run.get("values")
         if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
             report.problems.append(f"{where}: 'values' must map columns to numbers")
-        if run.get("case_id") in seen:
+        if isinstance(run.get("case_id"), str) and run["case_id"] in seen:  # a list is not hashable: checked above
             report.problems.append(f"{where}: case {run.get('case_id')!r} appears twice")
         seen.add(str(run.get("case_id")))
     for i, row in enumerate(document["aggregates"]):
@@ -290,9 +312,18 @@ def _check_files(document: dict[str, Any], directory: Path, report: Report) -> N
             report.problems.append(f"files: {name} does not match its sha256 (edited after it was written?)")
     plot_dir = directory / "plots"
     if plot_dir.is_dir():
+        from qbench.atomicio import is_temp_name
+
         for path in sorted(plot_dir.iterdir()):
-            if path.relative_to(directory).as_posix() not in files:
-                report.problems.append(f"files: {path.relative_to(directory).as_posix()} is not listed")
+            name = path.relative_to(directory).as_posix()
+            if name in files:
+                continue
+            if is_temp_name(path.name) and path.is_file() and not path.is_symlink():
+                # a killed writer's leftover, not published content: named, not held against the folder
+                report.notes.append(f"{name}: a temporary file a killed leaderboard writer left (not published; "
+                                    "the next qbench leaderboard or run removes it)")  # fmt: skip
+                continue
+            report.problems.append(f"files: {name} is not listed")
 
 
 def _check_arithmetic(document: dict[str, Any], report: Report) -> None:
@@ -401,7 +432,11 @@ def _check_csv(document: dict[str, Any], directory: Path, report: Report) -> Non
             continue
         for column, stats in row["stats"].items():
             text = line.get(f"{column}_mean", "")
-            value = float(text) if text else None
+            try:
+                value = float(text) if text else None
+            except (TypeError, ValueError):
+                report.problems.append(f"leaderboard.csv row {i + 2}: {column}_mean {text!r} is not a number")
+                continue
             if not _close(value, stats.get("mean")):
                 report.problems.append(f"leaderboard.csv row {i + 2}: {column}_mean {text!r} != {stats.get('mean')}")
 

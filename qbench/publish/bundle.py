@@ -24,6 +24,7 @@ import os
 import platform
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -138,17 +139,21 @@ def bundle_entries(run_dir: Path, by: str | None, machine: str | None) -> dict[s
         if (run_dir / name).is_file():
             entries[name] = (run_dir / name).read_bytes()
     if (run_dir / "plots").is_dir():
+        from qbench.atomicio import is_temp_name
+
         for path in sorted((run_dir / "plots").iterdir()):
-            if path.is_file():
+            if path.is_file() and not is_temp_name(path.name):  # a killed writer's leftover is not published
                 entries[f"plots/{path.name}"] = path.read_bytes()
-    matrix_path = None
     if "run.json" in entries:
         try:
-            matrix_path = json.loads(entries["run.json"]).get("matrix_path")
-        except (json.JSONDecodeError, AttributeError):
+            run_info = json.loads(entries["run.json"])
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise UsageError(f"{run_dir / 'run.json'}: not readable JSON") from None
-    if matrix_path and Path(matrix_path).is_file():
-        entries[MATRIX] = Path(matrix_path).read_bytes()
+        if not isinstance(run_info, dict):
+            raise UsageError(f"{run_dir / 'run.json'}: not a JSON object; pack the folder a qbench run wrote")
+        matrix = find_matrix(run_dir, run_info)
+        if matrix is not None:
+            entries[MATRIX] = matrix
     plugins = _record_plugins(store_path)
     dump = {"indent": 2, "sort_keys": True, "ensure_ascii": False}
     entries[ENVIRONMENT] = (json.dumps(environment(plugins), **dump) + "\n").encode()  # type: ignore[arg-type]
@@ -158,12 +163,78 @@ def bundle_entries(run_dir: Path, by: str | None, machine: str | None) -> dict[s
     return dict(sorted(entries.items()))
 
 
-def write_archive(entries: dict[str, bytes], out: Path) -> Path:
+#: A matrix file is small; anything larger named by run.json is not read.
+MAX_MATRIX_BYTES = 1 << 20
+
+
+def find_matrix(run_dir: Path, run_info: dict[str, Any]) -> bytes | None:
+    """The bytes of the run's matrix file, or None when no file is known to be it.
+
+    ``run.json``'s ``matrix_path`` is as the run was given it, relative to the folder it was
+    started from, which need not be the one packing: it is looked for there, in the run folder and
+    in the folders above it. Only a ``.toml`` file whose sha256 is the run's ``matrix_hash`` and
+    which names the run's matrix is taken, so a run.json cannot have any other file packed.
+    """
+    import tomllib
+
+    named, digest, name = run_info.get("matrix_path"), run_info.get("matrix_hash"), run_info.get("matrix")
+    if not isinstance(named, str) or not isinstance(digest, str) or not named.endswith(".toml") or "\0" in named:
+        return None
+    relative = Path(named)
+    bases = [Path.cwd(), run_dir, *run_dir.resolve().parents] if not relative.is_absolute() else [Path("/")]
+    for base in bases:
+        candidate = base / relative
+        try:
+            if not candidate.is_file() or candidate.stat().st_size > MAX_MATRIX_BYTES:
+                continue
+            data = candidate.read_bytes()
+        except OSError:
+            continue
+        if _sha256(data) != digest:
+            continue
+        try:
+            parsed = tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if parsed.get("name") == name:
+            return data
+    return None
+
+
+def _is_qbench_bundle(path: Path) -> bool:
+    """Whether ``path`` holds a manifest.json of a qbench bundle (an earlier ``qbench pack``'s output)."""
+    try:
+        if str(path).endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                info = archive.getinfo(MANIFEST)
+                if info.file_size > MAX_MATRIX_BYTES:
+                    return False
+                data = archive.read(info)
+        else:
+            with tarfile.open(path, mode="r:*") as archive:
+                member = archive.getmember(MANIFEST)
+                handle = archive.extractfile(member) if member.isfile() and member.size <= MAX_MATRIX_BYTES else None
+                if handle is None:
+                    return False
+                data = handle.read()
+        return json.loads(data).get("format") == FORMAT
+    except (OSError, EOFError, KeyError, tarfile.TarError, zipfile.BadZipFile, ValueError, AttributeError):
+        return False
+
+
+def write_archive(entries: dict[str, bytes], out: Path, replace: bool = False) -> Path:
     """A deterministic .tar.gz or .zip of ``entries`` (sorted, fixed times, owners and modes)."""
+    from qbench.outdir import check_out_path, shown
+
     out = Path(out)
     if not str(out).endswith(SUFFIXES):
-        raise UsageError(f"-o {out}: name the bundle .tar.gz, .tgz or .zip")
-    out.parent.mkdir(parents=True, exist_ok=True)
+        raise UsageError(f"-o {shown(out)}: name the bundle .tar.gz, .tgz or .zip")
+    check_out_path(out)
+    if out.is_dir():
+        raise UsageError(f"-o {shown(out)}: is a folder; name the bundle file to write")
+    if out.exists() and not replace and not _is_qbench_bundle(out):
+        raise UsageError(f"-o {shown(out)}: a file that is not a qbench bundle is there; give another name, or add "
+                         "--replace to overwrite it")  # fmt: skip
     buffer = io.BytesIO()
     if str(out).endswith(".zip"):
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -181,16 +252,22 @@ def write_archive(entries: dict[str, bytes], out: Path) -> Path:
                     member.uid = member.gid = 0
                     member.uname = member.gname = ""
                     archive.addfile(member, io.BytesIO(data))
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(out)
+    from qbench.atomicio import write_bytes
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(out, buffer.getvalue())  # a unique temporary file, removed on any failure
+    except OSError as exc:
+        raise UsageError(f"-o {shown(out)}: cannot write the bundle there ({exc.strerror or exc}); give a file in "
+                         "a folder you can write to") from None  # fmt: skip
     return out
 
 
-def pack(run_dir: Path, out: Path | None = None, by: str | None = None, machine: str | None = None) -> Path:
+def pack(run_dir: Path, out: Path | None = None, by: str | None = None, machine: str | None = None,
+         replace: bool = False) -> Path:  # fmt: skip
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir.resolve().parent / f"{run_dir.resolve().name}.qbench.tar.gz"
-    return write_archive(bundle_entries(run_dir, by, machine), out)
+    return write_archive(bundle_entries(run_dir, by, machine), out, replace)
 
 
 # ------------------------------------------------------------------------------------------ read
@@ -215,71 +292,134 @@ def _safe_name(name: str, source: Path) -> str:
     return path.as_posix()
 
 
-def _read_entries(source: Path) -> dict[str, bytes]:
-    entries: dict[str, bytes] = {}
-    total = 0
-    try:
-        if str(source).endswith(".zip"):
-            with zipfile.ZipFile(source) as archive:
-                for info in archive.infolist():
-                    if info.is_dir():
-                        continue
-                    total += info.file_size
-                    if total > MAX_BUNDLE_BYTES:
-                        raise UsageError(f"{source}: unpacks to more than {MAX_BUNDLE_BYTES >> 30} GiB; not a bundle")
-                    entries[_safe_name(info.filename, source)] = archive.read(info)
-        else:
-            with tarfile.open(source, mode="r:*") as archive:
-                for member in archive:
-                    if member.isdir():
-                        continue
-                    if not member.isfile():
-                        raise UsageError(f"{source}: entry {member.name!r} is a link or device; not a qbench bundle")
-                    total += member.size
-                    if total > MAX_BUNDLE_BYTES:
-                        raise UsageError(f"{source}: unpacks to more than {MAX_BUNDLE_BYTES >> 30} GiB; not a bundle")
-                    handle = archive.extractfile(member)
-                    assert handle is not None  # a regular file always has contents
-                    entries[_safe_name(member.name, source)] = handle.read()
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{source}: not a readable bundle ({exc}); give a file written by qbench pack") from None
-    return entries
+#: The manifest, contributor.json and environment.json are read into memory: never a large one.
+MAX_SMALL_ENTRY = 16 << 20
+#: The longest name one part of an entry's path may have (most file systems' limit, in bytes).
+MAX_NAME_BYTES = 255
+
+
+@dataclass
+class _Member:
+    name: str
+    size: int
+    handle: Any  # the tar member or zip info it is opened by
+
+
+def _members(source: Path, archive: Any) -> list[_Member]:
+    """Every regular entry of an open archive, from the headers only (no entry is read): checked
+    for plain relative names the file system can hold, no name twice, no name both a file and a
+    folder, and a total size within MAX_BUNDLE_BYTES."""
+    from qbench.outdir import shown
+
+    found: list[_Member] = []
+    if isinstance(archive, zipfile.ZipFile):
+        for info in archive.infolist():
+            if not info.is_dir():
+                found.append(_Member(_safe_name(info.filename, source), info.file_size, info))
+    else:
+        for member in archive.getmembers():
+            if member.isdir():
+                continue
+            if not member.isfile():
+                raise UsageError(f"{source}: entry {member.name!r} is a link or device; not a qbench bundle")
+            found.append(_Member(_safe_name(member.name, source), member.size, member))
+    names: set[str] = set()
+    for entry in found:
+        too_long = [part for part in PurePosixPath(entry.name).parts if len(os.fsencode(part)) > MAX_NAME_BYTES]
+        if too_long:
+            raise UsageError(f"{source}: entry {shown(entry.name, 80)} has a name longer than {MAX_NAME_BYTES} bytes; "
+                             "not a qbench bundle")  # fmt: skip
+        if entry.name in names:
+            raise UsageError(f"{source}: entry {shown(entry.name, 80)} is in the archive twice; not a qbench bundle")
+        names.add(entry.name)
+    for entry in found:
+        folder = next((str(p) for p in PurePosixPath(entry.name).parents if str(p) in names), None)
+        if folder is not None:
+            raise UsageError(f"{source}: {shown(folder, 80)} is both a file and a folder of the archive; not a "
+                             "qbench bundle")  # fmt: skip
+    if sum(entry.size for entry in found) > MAX_BUNDLE_BYTES:
+        raise UsageError(f"{source}: unpacks to more than {MAX_BUNDLE_BYTES >> 30} GiB; not a bundle")
+    return found
+
+
+def _open_member(archive: Any, entry: _Member) -> Any:
+    if isinstance(archive, zipfile.ZipFile):
+        return archive.open(entry.handle)
+    handle = archive.extractfile(entry.handle)
+    assert handle is not None  # a regular file always has contents
+    return handle
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def extract(source: Path, into: Path) -> Bundle:
-    """Unpack ``source`` into the empty folder ``into`` and check its manifest (problems listed, not raised)."""
-    source = Path(source)
-    entries = _read_entries(source)
-    if MANIFEST not in entries:
-        raise UsageError(f"{source}: no {MANIFEST}; not a bundle written by qbench pack")
+    """Unpack ``source`` into the empty folder ``into`` and check its manifest (problems listed, not raised).
+
+    Names, types and sizes are checked from the headers first; the manifest is read next, and an
+    entry it does not list is never read (a problem names it); each listed entry is copied to disk
+    in blocks, hashed on the way, so a large member costs neither memory nor a read before its turn.
+    """
+    from qbench.outdir import shown
+
+    source, into = Path(source), Path(into)
+    problems: list[str] = []
+    small: dict[str, bytes] = {}
     try:
-        manifest = json.loads(entries[MANIFEST])
-        files = manifest["files"]
-        assert isinstance(files, dict)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError):
-        raise UsageError(f"{source}: {MANIFEST} is not a qbench bundle manifest") from None
-    if manifest.get("format") != FORMAT:
-        raise UsageError(f"{source}: bundle format {manifest.get('format')!r}, this qbench reads {FORMAT!r}")
-    problems = []
-    for name in sorted(set(entries) - {MANIFEST}):
-        if name not in files:
-            problems.append(f"bundle: {name} is not listed in {MANIFEST}")
-        elif _sha256(entries[name]) != files[name]:
-            problems.append(f"bundle: {name} does not match its sha256 in {MANIFEST} (changed after packing?)")
-    problems += [f"bundle: {name} is listed in {MANIFEST} but missing" for name in sorted(set(files) - set(entries))]
-    into = Path(into)
-    for name, data in entries.items():
-        target = into / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        archive: Any = zipfile.ZipFile(source) if str(source).endswith(".zip") else tarfile.open(source, mode="r:*")
+        with archive:
+            members = {entry.name: entry for entry in _members(source, archive)}
+            if MANIFEST not in members:
+                raise UsageError(f"{source}: no {MANIFEST}; not a bundle written by qbench pack")
+            if members[MANIFEST].size > MAX_SMALL_ENTRY:
+                raise UsageError(f"{source}: {MANIFEST} is larger than {MAX_SMALL_ENTRY >> 20} MiB; not a qbench "
+                                 "bundle manifest")  # fmt: skip
+            with _open_member(archive, members[MANIFEST]) as handle:
+                small[MANIFEST] = handle.read()
+            try:
+                manifest = json.loads(small[MANIFEST])
+                files = manifest["files"]
+                assert isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError):
+                raise UsageError(f"{source}: {MANIFEST} is not a qbench bundle manifest") from None
+            if manifest.get("format") != FORMAT:
+                raise UsageError(f"{source}: bundle format {manifest.get('format')!r}, this qbench reads {FORMAT!r}")
+            for name in sorted(set(members) - {MANIFEST}):
+                if name not in files:
+                    problems.append(f"bundle: {name} is not listed in {MANIFEST} (not read)")
+                    continue
+                target = into / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                digest = hashlib.sha256()
+                with _open_member(archive, members[name]) as handle, open(target, "wb") as out:
+                    for block in iter(lambda h=handle: h.read(1 << 20), b""):  # type: ignore[misc]
+                        digest.update(block)
+                        out.write(block)
+                if digest.hexdigest() != files[name]:
+                    problems.append(f"bundle: {name} does not match its sha256 in {MANIFEST} (changed after packing?)")
+                if name in (CONTRIBUTOR, ENVIRONMENT) and members[name].size <= MAX_SMALL_ENTRY:
+                    small[name] = target.read_bytes()
+            (into / MANIFEST).write_bytes(small[MANIFEST])
+    except UsageError:
+        raise
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UsageError(f"{shown(source)}: not a readable bundle ({exc}); give a file written by qbench "
+                         "pack") from None
+    problems += [f"bundle: {name} is listed in {MANIFEST} but missing" for name in sorted(set(files) - set(members))]
 
     def load(name: str) -> dict[str, Any]:
         try:
-            value = json.loads(entries.get(name, b"{}"))
+            value = json.loads(small.get(name, b"{}"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             problems.append(f"bundle: {name} is not JSON")
             return {}
         return value if isinstance(value, dict) else {}
 
     who = {k: str(v) for k, v in load(CONTRIBUTOR).items() if k in ("by", "machine")}
-    return Bundle(source, into, _sha256(source.read_bytes()), who, load(ENVIRONMENT), problems)
+    return Bundle(source, into, _file_sha256(source), who, load(ENVIRONMENT), problems)
+

@@ -322,9 +322,16 @@ def numerics_notes(merged: Merged) -> list[str]:
     return found
 
 
-def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merged:
-    """Validate and merge ``inputs`` into the folder ``out``: store, leaderboards, merge.json, site."""
+def merge(inputs: list[Path], out: Path, title: str, plots: bool = True, replace: bool = False) -> Merged:
+    """Validate and merge ``inputs`` into the folder ``out``: store, leaderboards, merge.json, site.
+
+    ``out`` is new, empty, or an earlier merge's: the files that merge wrote (listed with their
+    hashes in its ``qbench-files.json``) are replaced while unchanged; a folder holding anything
+    else is refused before any input is read, unless ``replace`` (then files of the same name are
+    overwritten and the others left alone). Nothing is ever removed that a merge did not write.
+    """
     from qbench.leaderboard import rebuild_from_store
+    from qbench.outdir import claim_output, prepare_out_dir, shown
     from qbench.publish.site import write_site
 
     if not inputs:
@@ -333,35 +340,37 @@ def merge(inputs: list[Path], out: Path, title: str, plots: bool = True) -> Merg
     if len(set(names)) != len(names):
         raise UsageError("the same input is given twice")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / MERGE_JSON).is_file():
-        raise UsageError(f"--out {out}: a folder with other files in it; give a new or empty folder (or an earlier "
-                         "merge's, which is replaced)")  # fmt: skip
+    if any(out.resolve() == name or out.resolve() in name.parents for name in names):
+        raise UsageError(f"--out {shown(out)}: is (or holds) an input of the merge; give another folder")
+    claim = claim_output(out, "merge", replace)
     with tempfile.TemporaryDirectory(prefix="qbench-merge-") as scratch:
         sources = read_sources(inputs, Path(scratch))
     merged = merge_sources(sources)
     if not merged.kept:
         raise UsageError("no comparable records among the inputs; nothing to merge")
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    write_store(merged.kept, out / STORE_FILENAME)
-    read = [{"source": s.name, "sha256": s.sha256, "by": s.by, "machine": s.machine, "records": len(s.records)}
-            for s in merged.sources]  # fmt: skip
-    merged.drop_texts()  # they are in the store now; the leaderboard and the site need the memory
-    rebuild_from_store(out / STORE_FILENAME, out, title, plots=plots)
-    summary = {
-        "format": "qbench-merge/1",
-        "title": title,
-        "inputs": read,
-        "records": len(merged.kept),
-        "origins": merged.origins,
-        "excluded": merged.excluded,
-    }
-    notes = numerics_notes(merged)
-    if notes:
-        summary["numerics_notes"] = notes
-    (out / MERGE_JSON).write_text(summary_text(summary), encoding="utf-8")
-    write_site(out, out)
+    prepare_out_dir(out)
+    try:
+        store = out / STORE_FILENAME
+        write_store(merged.kept, store)
+        read = [{"source": s.name, "sha256": s.sha256, "by": s.by, "machine": s.machine, "records": len(s.records)}
+                for s in merged.sources]  # fmt: skip
+        merged.drop_texts()  # they are in the store now; the leaderboard and the site need the memory
+        written = [store, *rebuild_from_store(store, out, title, plots=plots)]
+        summary = {
+            "format": "qbench-merge/1",
+            "title": title,
+            "inputs": read,
+            "records": len(merged.kept),
+            "origins": merged.origins,
+            "excluded": merged.excluded,
+        }
+        notes = numerics_notes(merged)
+        if notes:
+            summary["numerics_notes"] = notes
+        (out / MERGE_JSON).write_text(summary_text(summary), encoding="utf-8")
+        written += [out / MERGE_JSON, *write_site(out, out)]
+        claim.finish(written)
+    except OSError as exc:
+        raise UsageError(f"--out {shown(out)}: cannot write the merge there ({exc.strerror or exc}); "
+                         "give --out a folder you can write to") from None  # fmt: skip
     return merged

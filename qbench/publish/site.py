@@ -224,6 +224,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def _check_merge_summary(path: Path, merge: dict[str, Any]) -> None:
+    """The parts of merge.json the pages read, of the types they read them as (UsageError if not)."""
+    from qbench.errors import UsageError
+
+    def rows(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+    origins = merge.get("origins") or {}
+    if not (rows(merge.get("inputs") or []) and rows(merge.get("excluded") or []) and isinstance(origins, dict)
+            and all(rows(value) for value in origins.values())):  # fmt: skip
+        raise UsageError(f"{path}: not a merge summary qbench wrote (inputs, excluded and origins must be lists of "
+                         "objects); merge the inputs again")  # fmt: skip
+
+
 def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
     """Every file of the site of ``folder`` (relative path, bytes), computed one at a time, nothing written."""
     from qbench.errors import UsageError
@@ -232,8 +246,9 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
     folder = Path(folder)
     if not (folder / LEADERBOARD_JSON).is_file():
         raise UsageError(f"{folder}: no {LEADERBOARD_JSON}; give a run folder or a merged folder")
-    document = read_leaderboard_json(folder / LEADERBOARD_JSON)
+    document = read_leaderboard_json(folder / LEADERBOARD_JSON, strict=True)
     merge = _read_json(folder / "merge.json") if (folder / "merge.json").is_file() else {}
+    _check_merge_summary(folder / "merge.json", merge)
     tables = _tables(document)
     title = str(document.get("title", "qbench"))
     datasets: dict[str, Any] = document.get("datasets") or {}
@@ -345,28 +360,64 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
     yield "assets/site.css", resources.files("qbench.publish").joinpath("assets", "site.css").read_bytes()
 
 
+#: What a site writes into the folder it is built from (the rest of that folder is the run's or the merge's).
+SITE_AREA = ("index.html", "datasets", "configs", "assets")
+
+
 def write_site(folder: Path, out: Path) -> list[Path]:
-    """Write the site of ``folder`` into ``out`` (the leaderboard files are copied when ``out`` is elsewhere)."""
+    """Write the site of ``folder`` into ``out`` (the leaderboard files are copied when ``out`` is elsewhere).
+
+    Writes without looking at what is there: :func:`publish_site` is the command's checked form.
+    """
+    pages = site_pages(Path(folder))
+    first = next(pages)  # usage errors (no leaderboard here) before anything is written
+    copied, written = _write(Path(folder), Path(out), itertools.chain([first], pages))
+    return written
+
+
+def _write(folder: Path, out: Path, pages: Iterator[tuple[str, bytes]]) -> tuple[list[Path], list[Path]]:
+    """(the leaderboard files copied, the pages written)."""
     import shutil
 
-    folder, out = Path(folder), Path(out)
-    pages = site_pages(folder)
-    first = next(pages)  # usage errors (no leaderboard here) before anything is written
     out.mkdir(parents=True, exist_ok=True)
+    copied, written = [], []
     if folder.resolve() != out.resolve():
         from qbench.leaderboard.sources import read_leaderboard_json
 
         listed = list(read_leaderboard_json(folder / "leaderboard.json").get("files") or {})
         for name in ["leaderboard.json", *listed, STORE_FILENAME, "run.json", "merge.json"]:
-            if (folder / name).is_file() and ".." not in Path(name).parts:
+            if (folder / name).is_file() and ".." not in Path(name).parts and not Path(name).is_absolute():
                 (out / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / name, out / name)
-    written = []
-    for name, data in itertools.chain([first], pages):
+                copied.append(out / name)
+    for name, data in pages:
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         written.append(path)
+    return copied, written
+
+
+def publish_site(folder: Path, out: Path, replace: bool = False) -> list[Path]:
+    """``qbench site``: :func:`write_site` into a folder it may write (new, empty, an earlier site's,
+    or the folder itself), listing what it wrote in ``qbench-files.json``; never over a file it did
+    not write unless ``replace``."""
+    from qbench.errors import UsageError
+    from qbench.outdir import claim_output, prepare_out_dir, shown
+
+    folder, out = Path(folder), Path(out)
+    pages = site_pages(folder)
+    first = next(pages)  # usage errors (no leaderboard here) before anything is looked at or written
+    in_place = out.is_dir() and folder.resolve() == out.resolve()
+    claim = claim_output(out, "site", replace, area=SITE_AREA if in_place else None,
+                         accepted=("site", "merge") if in_place else ("site",))  # fmt: skip
+    prepare_out_dir(out)
+    try:
+        copied, written = _write(folder, out, itertools.chain([first], pages))
+        claim.finish(copied + written)
+    except OSError as exc:
+        raise UsageError(f"--out {shown(out)}: cannot write the site there ({exc.strerror or exc}); "
+                         "give --out a folder you can write to") from None  # fmt: skip
     return written
 
 
