@@ -165,6 +165,9 @@ def test_compare_is_exact_for_portable_records_and_tolerant_otherwise():
             "train_seconds": 1.0, "curve": [{"epoch": 1, "seconds": 1.0, "valid_bpc": 3.2}]}  # fmt: skip
     timing = {**base, "train_seconds": 9.0, "curve": [{"epoch": 1, "seconds": 5.0, "valid_bpc": 3.2}]}
     assert compare(base, timing, 0.05)[0] == IDENTICAL
+    newer = {**base, "declarations": {"quantizer": {"baseline": False}}}  # a field a later qbench writes
+    assert compare(base, newer, 0.05)[0] == IDENTICAL and "declarations" in compare(base, newer, 0.05)[1]
+    assert compare(newer, base, 0.05)[0] == DIFFERS  # a stored field the re-run lost
     nudged = {**base, "test_bpc": 3.0000001}
     assert compare(base, nudged, 0.05)[0] == DIFFERS  # both portable: the last bit counts
     native = {**nudged, "provenance": {"numerics": "native"}}
@@ -197,7 +200,7 @@ def test_portable_runs_agree_across_workers_and_a_tampered_record_fails_its_reru
 
     audit = qbench("validate", str(one), "--rerun", "1", cwd=tmp_path)
     assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert ": identical: every field bit for bit" in audit.stdout
+    assert ": identical: every stored field bit for bit" in audit.stdout
 
     # alter one record's metric in the store and rebuild every leaderboard file from it: consistent,
     # so recomputation finds nothing, but its re-run does
