@@ -185,18 +185,21 @@ def test_portable_runs_agree_across_workers_and_a_tampered_record_fails_its_reru
     monkeypatch.setenv("QBENCH_DATA", str(data_cache))
     matrix = tmp_path / "tiny.toml"
     matrix.write_text(TINY.format(numerics='[numerics]\nmode = "portable"'))
-    one, two = tmp_path / "one", tmp_path / "two"
-    for out, workers in ((one, "1"), (two, "2")):
-        done = qbench("run", "--matrix", str(matrix), "--out", str(out), "--workers", workers, "--no-progress",
-                      cwd=tmp_path)  # fmt: skip
+    one, two, dask = tmp_path / "one", tmp_path / "two", tmp_path / "dask"
+    for out, how in ((one, ["--workers", "1"]), (two, ["--workers", "2"]),
+                     (dask, ["--executor", "dask", "--workers", "2"])):  # fmt: skip
+        done = qbench("run", "--matrix", str(matrix), "--out", str(out), *how, "--no-progress", cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "portable numerics" in done.stderr
-    a, b = stored(one / "qbench.sqlite"), stored(two / "qbench.sqlite")
-    assert set(a) == set(b) and len(a) == 2
-    for case_id, record in a.items():
-        assert record["provenance"]["numerics"] == "portable"
-        assert record["provenance"]["aten_cpu_capability"] == "AVX2"
-        assert compare(record, b[case_id], 0.0)[0] == IDENTICAL
+    a = stored(one / "qbench.sqlite")
+    assert len(a) == 2
+    for other in (stored(two / "qbench.sqlite"), stored(dask / "qbench.sqlite")):
+        assert set(other) == set(a)
+        for case_id, record in a.items():
+            assert record["provenance"]["numerics"] == "portable", record["provenance"]
+            assert other[case_id]["provenance"]["numerics"] == "portable", other[case_id]["provenance"]
+            assert record["provenance"]["aten_cpu_capability"] == "AVX2"
+            assert compare(record, other[case_id], 0.0)[0] == IDENTICAL
 
     audit = qbench("validate", str(one), "--rerun", "1", cwd=tmp_path)
     assert audit.returncode == 0, audit.stdout + audit.stderr
@@ -251,3 +254,25 @@ def test_portable_records_match_another_machines(data_cache, monkeypatch):
     verdicts = rerun(records, chosen, get_host(), workers=1, echo=lambda _: None)
     assert [v.outcome for v in verdicts] == [IDENTICAL, IDENTICAL], [v.line() for v in verdicts]
     assert NOT_REBUILT not in {v.outcome for v in verdicts}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PORTABLE_HERE, reason="this CPU cannot give the portable mode (x86-64 with AVX2 and FMA)")
+def test_starting_pinned_dask_workers_leaves_the_drivers_environment_as_it_was(monkeypatch):
+    pytest.importorskip("distributed")
+    from qbench.executors.dask_cluster import DaskExecutor
+
+    pins = numerics.pinned_environment(numerics.PORTABLE)
+    for name in pins:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")  # the driver's own setting, to be kept
+    executor = DaskExecutor(1, numerics="portable")
+    try:
+        assert os.environ["MKL_CBWR"] == "COMPATIBLE"
+        assert not [name for name in pins if name != "MKL_CBWR" and name in os.environ]
+        facts = executor.client.run(numerics.provenance_facts)
+        assert [f["numerics"] for f in facts.values()] == ["portable"], facts
+    finally:
+        executor.close()
+    assert os.environ["MKL_CBWR"] == "COMPATIBLE"
+    assert not [name for name in pins if name != "MKL_CBWR" and name in os.environ]

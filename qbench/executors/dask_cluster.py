@@ -25,6 +25,7 @@ Worker processes of a local cluster are forked from a server that imported torch
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -84,12 +85,18 @@ class DaskExecutor:
 
             from qbench.numerics import pinned_environment, process_problems
 
-            # Pinned workers need the pins before torch loads: unless this process is pinned already
-            # (then forked workers inherit it), they are spawned with the pins in their environment,
-            # which the nanny also gives to a worker it restarts.
+            # Pinned workers need the pins before torch and numpy load: unless this process is pinned
+            # already (then forked workers inherit it), they are spawned with the pins in the
+            # environment they start with. The nanny's `env` is applied too late for that (the
+            # worker process has imported numpy by then); its pre-spawn environment is set in this
+            # process before each spawn (restarts included), and this process's environment is
+            # put back once the cluster is up and again on close. (This process's own libraries
+            # were initialised long before: its numerics do not change.)
             pins = pinned_environment(numerics) if process_problems(numerics) else {}
+            self._saved_environ = {name: os.environ.get(name) for name in pins}
             if pins:
-                method = {"distributed.worker.multiprocessing-method": "spawn"}
+                method = {"distributed.worker.multiprocessing-method": "spawn",
+                          "distributed.nanny.pre-spawn-environ": dict(pins)}
             else:
                 _fork_workers_from_server()
                 method = {}
@@ -103,6 +110,7 @@ class DaskExecutor:
                     silence_logs=logging.CRITICAL, scheduler_kwargs={"allowed_failures": 0},
                     **({"env": pins} if pins else {}),
                 )
+            self._restore_environ()
             self.client = Client(self.cluster)
 
     @property
@@ -235,6 +243,15 @@ class DaskExecutor:
         cluster, self.cluster = self.cluster, None
         if cluster is not None:
             cluster.close(timeout=10)
+        self._restore_environ()
+
+    def _restore_environ(self) -> None:
+        """This process's environment as it was before the pinned workers started."""
+        for name, value in getattr(self, "_saved_environ", {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _executing(dask_worker: Any) -> list[str]:
