@@ -152,7 +152,7 @@ def compare(stored: Mapping[str, Any], fresh: Mapping[str, Any], tolerance: floa
     added = sorted(set(b) - set(a))
     changed = sorted(k for k in a if a.get(k) != b.get(k))
     if not changed:
-        newer = f" (fields a later qbench adds, not compared: {', '.join(added)})" if added else ""
+        newer = f" (fields a later qbench writes, not compared: {', '.join(added)})" if added else ""
         return IDENTICAL, "every stored field bit for bit" + newer
     exact = numerics_of(stored) == PORTABLE and numerics_of(fresh) == PORTABLE
     if exact:
