@@ -141,6 +141,21 @@ def test_pack_finds_the_run_s_matrix_from_any_folder_and_nothing_else(tmp_path, 
     assert "matrix.toml" not in _packed(tmp_path / "d.tar.gz")
 
 
+def test_pack_says_when_the_run_s_matrix_is_not_packed(tmp_path, monkeypatch, capsys):
+    matrix = tmp_path / "matrices" / "good.toml"
+    matrix.parent.mkdir()
+    matrix.write_text('name = "good"\n')
+    run = _run_folder(tmp_path / "run", "a0")
+    _run_json(run, "matrices/good.toml", matrix)
+    monkeypatch.chdir(tmp_path)
+    assert main(["pack", str(run), "-o", str(tmp_path / "a.tar.gz")]) == 0
+    assert "matrix.toml not packed" not in capsys.readouterr().out
+    matrix.write_text('name = "good"\n# edited since the run\n')
+    assert main(["pack", str(run), "-o", str(tmp_path / "b.tar.gz")]) == 0
+    assert "note: matrix.toml not packed" in capsys.readouterr().out
+    assert "matrix.toml" not in _packed(tmp_path / "b.tar.gz")
+
+
 def test_validate_checks_matrix_toml_against_the_run_s_hash(tmp_path, capsys):
     run = _run_folder(tmp_path / "run", "a0")
     matrix = tmp_path / "good.toml"

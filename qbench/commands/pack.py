@@ -27,4 +27,24 @@ def execute(args: argparse.Namespace) -> int:
 
     written = pack(args.run_dir, args.output, args.by, args.machine, args.replace)
     print(f"{args.run_dir} -> {written}")
+    note = _matrix_note(args.run_dir)
+    if note:
+        print(f"note: {note}")
     return ExitCode.OK
+
+
+def _matrix_note(run_dir: Path) -> str:
+    """Why the bundle holds no matrix.toml, when it holds none (the records are complete either way)."""
+    import json
+
+    from qbench.publish.bundle import find_matrix
+
+    try:
+        run_info = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(run_info, dict) or find_matrix(Path(run_dir), run_info) is not None:
+        return ""
+    return (f"matrix.toml not packed: no file at run.json's matrix_path ({run_info.get('matrix_path')}) has its "
+            "matrix_hash (the matrix changed since the run, or lies elsewhere: pack from the folder the run was "
+            "started in); the bundle's records are complete, but it cannot be re-run from a matrix of its own")
