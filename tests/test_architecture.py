@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: registries and the component contracts), so a new package must be placed here explicitly.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("qbench.cli", "qbench.__main__", "qbench.commands")),
-    ("run driver", ("qbench.driver", "qbench.rerun", "qbench.runlock", "qbench.outdir", "qbench.interrupts", "qbench.publish")),
+    ("run driver", ("qbench.driver", "qbench.rerun", "qbench.runlock", "qbench.outdir", "qbench.interrupts",
+                    "qbench.publish")),
     (
         "planning / executors / store / leaderboard",
         (

@@ -39,7 +39,8 @@ ALLOWED = {
      "it reads that backend's parameters from the record"),
     *(("qbench/leaderboard/declarations.py", name, "the built-ins' declarations for records stored before records "
        "carried them (a test keeps the table equal to the classes)")
-      for name in ("float", "shift-add", "energy", "c-kernel", "adds", "mults", "shifts", "sim_exact", "sim_max_abs_error",
+      for name in ("float", "shift-add", "energy", "c-kernel", "adds", "mults", "shifts", "sim_exact",
+                   "sim_max_abs_error",
                    "energy_pj_per_token", "energy_pj_per_sequence", "latency_us_per_token")),
     *(("qbench/components.py", scheme, "the hardware families a quantizer's scheme names (the contract, checked "
        "at registration)") for scheme in ("float", "binary", "ternary", "pow2-ternary", "exponential", "fixed")),
