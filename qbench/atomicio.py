@@ -8,6 +8,7 @@ last rename wins instead of one writer renaming the other's file away.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import tempfile
@@ -169,3 +170,12 @@ class StagedFiles:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.discard()  # after commit() there is nothing left to discard
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file, read in 1 MiB blocks (a store or a bundle can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from qbench.atomicio import file_sha256
 from qbench.errors import UsageError
 
 
@@ -88,16 +89,6 @@ RUN_FILES = ("qbench.sqlite", "run.json", "leaderboard.md", "leaderboard.csv", "
 LEADERBOARD_FILES = RUN_FILES[2:]
 
 
-def sha256_of(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def written_by(out: Path) -> tuple[str | None, dict[str, str]]:
     """Which command wrote ``out`` and the sha256 of each file it wrote; (None, {}) without a
     readable ``qbench-files.json``."""
@@ -142,7 +133,7 @@ class OutputFolder:
 
         from qbench.atomicio import write_text
 
-        files = {Path(p).relative_to(self.out).as_posix(): sha256_of(Path(p)) for p in written}
+        files = {Path(p).relative_to(self.out).as_posix(): file_sha256(Path(p)) for p in written}
         for name in sorted(set(self.previous) - set(files), reverse=True):
             with contextlib.suppress(OSError):
                 (self.out / name).unlink()
@@ -188,7 +179,7 @@ def claim_output(out: Path, writer: str, replace: bool, area: tuple[str, ...] | 
 
 def _same(path: Path, digest: str) -> bool:
     try:
-        return not path.is_symlink() and path.is_file() and sha256_of(path) == digest
+        return not path.is_symlink() and path.is_file() and file_sha256(path) == digest
     except OSError:
         return False
 

@@ -67,7 +67,8 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     from qbench.leaderboard.markdown import render_markdown
     from qbench.leaderboard.plots import write_plots
     from qbench.leaderboard.trends import compute_trends, json_tables, write_trend_plots
-    from qbench.leaderboard.writers import fairness_head, file_sha256, json_head, write_csv, write_json
+    from qbench.atomicio import file_sha256
+    from qbench.leaderboard.writers import fairness_head, json_head, write_csv, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in (out_dir, out_dir / "plots"):  # what a killed writer left: it would fail validate for good

@@ -34,7 +34,8 @@ from typing import Any
 from qbench.leaderboard.frame import GROUP_KEY, STATUSES
 from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
 from qbench.leaderboard.stats import summarize
-from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, file_sha256, table_rows
+from qbench.atomicio import file_sha256
+from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, table_rows
 
 RENDERED = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

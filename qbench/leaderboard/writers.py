@@ -7,7 +7,6 @@ tables back into dicts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -24,14 +23,6 @@ SCHEMA = "qbench-leaderboard/1"
 DESCRIPTIVE_COLUMNS = ["rank", *GROUP_KEY, "configuration", "quantizer", "cell", "dataset",
                        *[f"n_{s}" for s in STATUSES], "full_precision", "licence"]  # fmt: skip
 STAT_SUFFIXES = ("mean", "std", "ci95", "n")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def csv_columns(frame: RunsFrame) -> list[str]:

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from qbench import record as R
+from qbench.atomicio import file_sha256
 from qbench.errors import UsageError
 from qbench.store import STORE_FILENAME
 
@@ -350,14 +351,6 @@ def _open_member(archive: Any, entry: _Member) -> Any:
     return handle
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def extract(source: Path, into: Path) -> Bundle:
     """Unpack ``source`` into the empty folder ``into`` and check its manifest (problems listed, not raised).
 
@@ -421,5 +414,5 @@ def extract(source: Path, into: Path) -> Bundle:
         return value if isinstance(value, dict) else {}
 
     who = {k: str(v) for k, v in load(CONTRIBUTOR).items() if k in ("by", "machine")}
-    return Bundle(source, into, _file_sha256(source), who, load(ENVIRONMENT), problems)
+    return Bundle(source, into, file_sha256(source), who, load(ENVIRONMENT), problems)
 
