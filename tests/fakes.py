@@ -61,3 +61,25 @@ class FakePlugin:
 
 def fake_host():
     return qbench.get_host((FakePlugin(),), load_entry_points=False)
+
+
+#: The source of a one-quantizer plugin module, written into fake distributions by the host tests
+HALVE_PLUGIN = """
+import qbench
+
+class Halve(qbench.Quantizer):
+    name = "halve"
+    description = "multiplies by one half"
+    scheme = "custom"
+    params = {"factor": qbench.Param(float, 0.5, "the factor")}
+
+    def quantize(self, w, ctx):
+        return w * self.factor
+
+    def bits_per_weight(self):
+        return 32
+
+@qbench.hookimpl
+def qbench_register_quantizers():
+    return [Halve]
+"""

@@ -11,25 +11,9 @@ import qbench
 from qbench import PluginError, UnknownComponentError
 from qbench.host import BUILTIN_PLUGINS, get_host
 
-PLUGIN_SOURCE = """
-import qbench
+from .fakes import HALVE_PLUGIN
 
-class Halve(qbench.Quantizer):
-    name = "halve"
-    description = "multiplies by one half"
-    scheme = "custom"
-    params = {"factor": qbench.Param(float, 0.5, "the factor")}
-
-    def quantize(self, w, ctx):
-        return w * self.factor
-
-    def bits_per_weight(self):
-        return 32
-
-@qbench.hookimpl
-def qbench_register_quantizers():
-    return [Halve]
-"""
+PLUGIN_SOURCE = HALVE_PLUGIN
 
 
 def test_builtins_registered_first_with_qbench_version():

@@ -15,25 +15,9 @@ from qbench.testing import registered_plugins
 from qbench.testing.quantizers import QuantizerContract
 
 from . import rowstep
+from .fakes import HALVE_PLUGIN
 
-HALVE = """
-import qbench
-
-class Halve(qbench.Quantizer):
-    name = "halve"
-    description = "multiplies by one half"
-    params = {"factor": qbench.Param(float, 0.5, "the factor")}
-
-    def quantize(self, w, ctx):
-        return w * self.factor
-
-    def bits_per_weight(self):
-        return 32
-
-@qbench.hookimpl
-def qbench_register_quantizers():
-    return [Halve]
-"""
+HALVE = HALVE_PLUGIN
 
 MATRIX = """
 name = "coexist"
