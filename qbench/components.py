@@ -221,6 +221,23 @@ class Quantizer(Component):
         """Storage bits of one quantized weight (memory columns of the leaderboard)."""
         raise NotImplementedError
 
+    def hidden_estimator(self, ctx: QuantContext) -> Any:
+        """Optional, for a quantizer that owns its gradient and quantizes the hidden state: its
+        forward and estimator step by step, so the host can run a fused cell's whole sequence as
+        one hand-written backward instead of a per-step autograd graph (``qbench.training.sequence``).
+
+        Return None (the default) and the host keeps the per-step reference loop, with the same
+        numbers. Otherwise return an object with ``state`` (``ctx.state``'s tensors by name, the
+        learned state the gradients go to) and three methods, all called without autograd:
+        ``forward(h [B, h]) -> (q, saved)`` the values :meth:`quantize` returns, ``saved`` anything
+        the backward needs; ``backward(grad, saved) -> grad_h`` the estimator's gradient with
+        respect to ``h`` at one step; ``state_gradients(grads [T, B, h], saved_list) -> {name:
+        gradient}`` the learned state's gradient summed over all steps (``grads``: the gradient
+        with respect to each step's ``q``). A quantizer without ``owns_gradient`` needs none of
+        this (the host's straight-through estimator passes the gradient unchanged).
+        """
+        return None
+
     def for_role(self, role: str) -> Quantizer:
         """The quantizer of ``role``: this one, unless the matrix composed a quantizer per role
         (:class:`qbench.roles.RoleQuantizers`); read ``owns_gradient`` and ``scheme`` from it."""

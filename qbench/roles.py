@@ -75,6 +75,9 @@ class RoleQuantizers(Quantizer):
     def bits_per_weight(self) -> float:
         return self.default.bits_per_weight()
 
+    def hidden_estimator(self, ctx: QuantContext) -> Any:
+        return self.for_role(ctx.role).hidden_estimator(ctx)
+
     def role_bits(self, role: str) -> float:
         return self.for_role(role).role_bits(role)
 

@@ -365,6 +365,14 @@ class QuantizedRecurrentStack(nn.Module):
                 if self.quantize_hidden:
                     if self.training and not bool(getattr(layer, "hidden_state_ready", True)):
                         self._init_hidden_state(index, x, layer_state)
+                    estimator = self._sequence_estimator(index)
+                    if estimator is not None:
+                        from qbench.training import sequence
+
+                        kernel = str(self.cell_decl.fused_kernel)
+                        x, final = sequence.run_layer(kernel, x, layer_state, self.quantized_tensors(index), estimator)
+                        finals.append(final)
+                        continue
                     hidden = self._hidden_quantizer(index)
                 x, final = run_layer(self.cell_decl.step, x, layer_state, self.quantized_tensors(index), hidden)
             finals.append(final)
@@ -392,6 +400,16 @@ class QuantizedRecurrentStack(nn.Module):
         for key, value in self.quantizer.init_state(activations, self._bare_context(index, HIDDEN_ROLE)).items():
             state_now[key].copy_(torch.as_tensor(value))
         layer.hidden_state_ready.fill_(True)
+
+    def _sequence_estimator(self, index: int) -> Any:
+        """The hidden quantizer's estimator when this layer runs as one sequence-level node
+        (:mod:`qbench.training.sequence`: a cell with a fused kernel, ``implementation`` not forced
+        to "loop"); None: the per-step reference."""
+        from qbench.training import sequence
+
+        if self.implementation != "fused" or not sequence.applies(self.cell_decl.fused_kernel):
+            return None
+        return sequence.hidden_estimator(self.quantizer, self.context(index, HIDDEN_ROLE, self.training))
 
     def _hidden_quantizer(self, index: int) -> Any:
         ctx = self.context(index, HIDDEN_ROLE, self.training)

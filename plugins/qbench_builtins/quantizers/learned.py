@@ -59,6 +59,44 @@ def _lsq_function() -> Any:
     return LSQ
 
 
+class LSQHiddenEstimator:
+    """LSQ step by step for the host's sequence-level backward (``Quantizer.hidden_estimator``):
+    the values and gradients of :func:`_lsq_function`'s ``LSQ``, the step's gradient summed over
+    the sequence in one reduction."""
+
+    def __init__(self, step: torch.Tensor, qn: int, qp: int) -> None:  # noqa: D107
+        self.state = {"step": step}
+        self.qn, self.qp = qn, qp
+        self._scale: torch.Tensor | None = None
+
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._scale is None or self._scale.dtype != v.dtype:
+            # the step does not change during one forward: clamp and convert it once
+            self._scale = self.state["step"].detach().clamp_min(EPS).to(v.dtype)
+        s = self._scale
+        x = v / s
+        clipped = x.clamp(-self.qn, self.qp)
+        codes = clipped.abs().add_(0.5).floor_().mul_(clipped.sign())
+        return codes * s, x
+
+    def backward(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return grad * ((x >= -self.qn) & (x <= self.qp))
+
+    def state_gradients(self, grads: torch.Tensor, saved: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        import torch
+
+        step = self.state["step"]
+        if not saved:
+            return {"step": torch.zeros_like(step)}
+        x = torch.stack(saved)
+        clipped = x.clamp(-self.qn, self.qp)
+        codes = torch.sign(clipped) * torch.floor(clipped.abs() + 0.5)
+        inside = (x >= -self.qn) & (x <= self.qp)
+        g = 1.0 / math.sqrt(max(saved[0].numel(), 1) * self.qp)  # per step, as LSQ.apply is called
+        grad_s = (grads * torch.where(inside, codes - x, codes)).sum() * g
+        return {"step": grad_s.to(step.dtype).reshape(step.shape)}
+
+
 @functools.cache
 def _ttq_function() -> Any:
     import torch
@@ -137,6 +175,12 @@ class LSQQuantizer(qbench.Quantizer):
         qn, qp = self.code_range
         g = 1.0 / math.sqrt(max(w.numel(), 1) * qp)
         return _lsq_function().apply(w, state["step"], g, qn, qp)
+
+    def hidden_estimator(self, ctx: qbench.QuantContext) -> LSQHiddenEstimator | None:
+        if ctx.state is None:
+            return None
+        qn, qp = self.code_range
+        return LSQHiddenEstimator(ctx.state["step"], qn, qp)
 
     def bits_per_weight(self) -> float:
         return float(self.bits)

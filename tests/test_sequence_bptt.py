@@ -1,0 +1,146 @@
+"""The sequence-level BPTT of a quantized hidden state (qbench.training.sequence) against the per-step
+reference loop: the same forward values, the same gradients within float rounding (issue 29)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+
+import qbench
+from qbench.roles import RoleQuantizers
+
+torch = pytest.importorskip("torch")
+
+from qbench.training import sequence  # noqa: E402
+from qbench.training.stack import QuantizedRecurrentStack  # noqa: E402
+
+#: relative gradient tolerance by dtype (sums over steps and batch run in another order)
+TOLERANCE = {torch.float64: 1e-11, torch.float32: 1e-4}
+
+
+class ClippedState(qbench.Quantizer):
+    """A hidden-state quantizer without its own gradient (the host's straight-through estimator)."""
+
+    name = "clipped-state"
+    description = "k-bit uniform hidden state on [-1, 1]"
+    scheme = "fixed"
+    params: ClassVar[dict[str, qbench.Param]] = {"act_bits": qbench.Param(int, 3, "state bits", min=2, max=16)}
+
+    def applies_to(self, role: str) -> bool:
+        return role == "hidden"
+
+    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
+        levels = 2 ** (self.act_bits - 1) - 1
+        return torch.round(w.clamp(-1, 1) * levels) / levels
+
+    def bits_per_weight(self) -> float:
+        return 32.0
+
+
+class OwnGradientState(ClippedState):
+    """A plugin quantizer that owns its gradient and declares no estimator: the per-step reference runs."""
+
+    name = "own-gradient-state"
+    owns_gradient = True
+
+    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
+        clipped = w.clamp(-1, 1)
+        return clipped + (super().quantize(w.detach(), ctx) - clipped).detach()
+
+
+def _quantizers() -> dict[str, Any]:
+    return {
+        "lsq": lambda: qbench.create("quantizer", "lsq", hidden=True),
+        "ternary+lsq": lambda: RoleQuantizers(
+            qbench.create("quantizer", "ternary", stochastic=True),
+            {"hidden": qbench.create("quantizer", "lsq", hidden=True, bits=3)},
+        ),
+        "ternary+clipped": lambda: RoleQuantizers(qbench.create("quantizer", "ternary"), {"hidden": ClippedState()}),
+    }
+
+
+def _stack(cell: str, quantizer: Any, dtype: Any, implementation: str | None) -> Any:
+    stack = QuantizedRecurrentStack(
+        qbench.create("cell", cell, hidden=7, layers=2), input_size=5, quantizer=quantizer, seed=3
+    ).to(dtype)
+    if implementation is not None:
+        stack.implementation = implementation
+    return stack.train()
+
+
+def _step(stack: Any, dtype: Any) -> tuple[Any, dict[str, Any]]:
+    """Two training passes (the learned hidden step initialised by the first), the second with a
+    given initial state: outputs, final states and every gradient (parameters, input, initial state)."""
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(9, 4, 5, generator=generator, dtype=dtype) * 2
+    stack(x)  # the first training batch initialises LSQ's activation step
+    x = x.clone().requires_grad_(True)
+    size = int(stack.cell_decl.state_size)
+    states = tuple(torch.randn(2, 4, 7, generator=generator, dtype=dtype).requires_grad_(True) for _ in range(size))
+    y, final = stack(x, states if size > 1 else states[0])
+    final = final if isinstance(final, tuple) else (final,)
+    weights = torch.randn(y.shape, generator=generator, dtype=dtype)
+    loss = (y * weights).sum() + sum((f * f).sum() for f in final)
+    loss.backward()
+    grads = {name: p.grad for name, p in stack.named_parameters()}
+    grads.update(x=x.grad, **{f"state{k}": s.grad for k, s in enumerate(states)})
+    return (y.detach(), *(f.detach() for f in final)), grads
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("quantizer", sorted(_quantizers()))
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_sequence_bptt_equals_the_per_step_reference(cell, quantizer, dtype):
+    make = _quantizers()[quantizer]
+    reference = _stack(cell, make(), dtype, "loop")
+    fast = _stack(cell, make(), dtype, None)
+    assert fast._sequence_estimator(0) is not None and reference._sequence_estimator(0) is None
+    outputs_ref, grads_ref = _step(reference, dtype)
+    outputs, grads = _step(fast, dtype)
+    # the forward runs the same operations in the same order: the same values, bit for bit
+    for a, b in zip(outputs_ref, outputs, strict=True):
+        assert torch.equal(a, b)
+    assert set(grads) == set(grads_ref)
+    for name, expected in grads_ref.items():
+        assert expected is not None and grads[name] is not None, name
+        scale = expected.abs().max().clamp_min(1e-30)
+        error = ((grads[name] - expected).abs().max() / scale).item()
+        assert error <= TOLERANCE[dtype], f"{name}: relative error {error:.2e}"
+    if "lsq" in quantizer:  # the learned hidden step gets a gradient on both paths
+        assert grads_ref["layers.1.quant_state.hidden.step"].abs().item() > 0
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_evaluation_forward_is_identical(cell):
+    reference = _stack(cell, _quantizers()["lsq"](), torch.float32, "loop").eval()
+    fast = _stack(cell, _quantizers()["lsq"](), torch.float32, None).eval()
+    x = torch.randn(6, 3, 5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y_ref, _ = reference(x)
+        y, _ = fast(x)
+    assert torch.equal(y, y_ref)
+
+
+def test_a_quantizer_owning_its_gradient_without_an_estimator_keeps_the_reference(monkeypatch):
+    """No hidden_estimator: the per-step reference runs, with exactly the reference's numbers."""
+    quantizer = RoleQuantizers(qbench.create("quantizer", "ternary"), {"hidden": OwnGradientState()})
+    fast = _stack("lstm", quantizer, torch.float64, None)
+    assert fast._sequence_estimator(0) is None
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the sequence path ran without an estimator")
+
+    monkeypatch.setattr(sequence, "run_layer", refuse)
+    outputs, grads = _step(fast, torch.float64)
+    outputs_ref, grads_ref = _step(_stack("lstm", quantizer, torch.float64, "loop"), torch.float64)
+    for a, b in zip(outputs_ref, outputs, strict=True):
+        assert torch.equal(a, b)
+    for name, expected in grads_ref.items():
+        assert torch.equal(grads[name], expected), name
+
+
+def test_a_cell_without_a_fused_kernel_keeps_the_reference():
+    stack = QuantizedRecurrentStack(qbench.create("cell", "indrnn", hidden=4), input_size=3,
+                                    quantizer=qbench.create("quantizer", "lsq", hidden=True), seed=0)  # fmt: skip
+    assert stack._sequence_estimator(0) is None
