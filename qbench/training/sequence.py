@@ -52,11 +52,54 @@ class StraightThroughEstimator:
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self.quantizer.quantize(h, self.ctx), None
 
-    def backward(self, grad: torch.Tensor, saved: None) -> torch.Tensor:
-        return grad
+    def derivative(self, saved: list[Any]) -> None:
+        return None
 
     def state_gradients(self, grads: torch.Tensor, saved: list[Any]) -> dict[str, torch.Tensor]:
         return {}
+
+
+class Workspace:
+    """The layer's activation buffers, kept from one training step to the next.
+
+    Fresh buffers of a few MB per step cost more than the arithmetic on one CPU thread: the
+    allocator hands them back to the system after each step and every page faults again on the
+    next (about a third of the rnn's step, measured). A forward leases the workspace until its
+    backward has run (or its graph is dropped); a second forward meanwhile gets fresh buffers, so
+    no buffer that a pending backward reads is ever overwritten. Only buffers private to this
+    module come from it, never an output.
+    """
+
+    def __init__(self) -> None:  # noqa: D107
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.busy = False
+
+
+class _Lease:
+    """One forward's (and its backward's) use of a :class:`Workspace`, or fresh buffers without one."""
+
+    def __init__(self, workspace: Workspace | None) -> None:
+        self.workspace = workspace if workspace is not None and not workspace.busy else None
+        if self.workspace is not None:
+            self.workspace.busy = True
+
+    def empty(self, name: str, like: torch.Tensor, *shape: int) -> torch.Tensor:
+        workspace = self.workspace
+        if workspace is None:
+            return like.new_empty(shape)
+        buffer = workspace.buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype or buffer.device != like.device:
+            buffer = workspace.buffers[name] = like.new_empty(shape)
+        return buffer
+
+    def release(self) -> None:
+        if self.workspace is not None:
+            self.workspace.busy = False
+            self.workspace = None
+
+    def __del__(self) -> None:
+        # a graph dropped without its backward (or a forward without autograd) frees the workspace
+        self.release()
 
 
 def hidden_estimator(quantizer: Quantizer, ctx: QuantContext) -> Any:
@@ -73,15 +116,16 @@ def applies(kernel: str | None) -> bool:
 
 
 def run_layer(kernel: str, x: torch.Tensor, state: tuple[torch.Tensor, ...], tensors: dict[str, torch.Tensor],
-              estimator: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # fmt: skip
+              estimator: Any, workspace: Workspace | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # fmt: skip
     """One layer over ``x [T, B, n]`` from ``state`` (tensors ``[1, B, h]``), as
-    :func:`qbench.training.reference.run_layer` with the hidden quantizer ``estimator``."""
+    :func:`qbench.training.reference.run_layer` with the hidden quantizer ``estimator``
+    (``workspace``: the layer's buffers kept between steps)."""
     keys = tuple(estimator.state)
     b_recurrent = tensors.get("b_recurrent")
     h0 = state[0][0]
     c0 = state[1][0] if kernel == "lstm" else h0.new_zeros(())
     outputs = _function().apply(
-        (kernel, estimator, keys, b_recurrent is not None), x, h0, c0,
+        (kernel, estimator, keys, b_recurrent is not None, workspace), x, h0, c0,
         tensors["w_input"], tensors["w_recurrent"], tensors["b_input"],
         b_recurrent if b_recurrent is not None else h0.new_zeros(()),
         *(estimator.state[key] for key in keys),
@@ -91,46 +135,74 @@ def run_layer(kernel: str, x: torch.Tensor, state: tuple[torch.Tensor, ...], ten
     return y, final
 
 
-def _forward(kernel: str, estimator: Any, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+def _forward(kernel: str, estimator: Any, lease: _Lease, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
              w_input: torch.Tensor, w_recurrent: torch.Tensor, b_input: torch.Tensor,
              b_recurrent: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:  # fmt: skip
-    """The time loop; returns (y [T, B, h], final c or an empty tensor, what the backward needs)."""
-    steps = x.shape[0]
-    # x_t @ W^T + b for all steps at once (the cells' step computes it per step: the same products)
-    inputs = (x @ w_input.t() + b_input).unbind(0)
+    """The time loop; returns (y [T, B, h], final c (lstm) or an empty tensor, what the backward needs).
+
+    Every value is computed as the cells' ``step`` computes it (same operations, same order of the
+    additions; ``mm(h, W^T) + (x W_x^T + b)`` is exactly ``x W_x^T + b + h W^T``, unlike ``addmm``):
+    the hidden states are the reference's bit for bit (``tests/test_sequence_bptt.py``). The
+    activations are written into ``[T, B, ...]`` buffers, which the backward reads in whole-sequence
+    operations.
+    """
+    steps, batch, _ = x.shape
+    h = h0.shape[-1]
+    # x_t W^T + b of all steps in one product: row for row the per-step products' values
+    width = w_input.shape[0]
+    inputs = torch.mm(x.reshape(steps * batch, -1), w_input.t(), out=lease.empty("inputs", x, steps * batch, width))
+    inputs = inputs.add_(b_input).view(steps, batch, width).unbind(0)
     recurrent_t = w_recurrent.t()
-    h, c = h0, c0
+    state, c = h0, c0
     ys: list[torch.Tensor] = []
     saved: list[Any] = []
-    acts: list[tuple[torch.Tensor, ...]] = []
-    cs: list[torch.Tensor] = []
-    for t in range(steps):
-        if kernel == "rnn_tanh":
-            h_new = torch.tanh(inputs[t] + h @ recurrent_t)
-            acts.append((h_new,))
-        elif kernel == "gru":
-            xr, xz, xn = inputs[t].chunk(3, dim=-1)
-            hr, hz, hn = (h @ recurrent_t + b_recurrent).chunk(3, dim=-1)
-            reset = torch.sigmoid(xr + hr)
-            update = torch.sigmoid(xz + hz)
-            candidate = torch.tanh(xn + reset * hn)
-            h_new = candidate + update * (h - candidate)
-            acts.append((reset, update, candidate, hn))
-        else:
-            gates = inputs[t] + h @ recurrent_t
-            i, f, g, o = gates.chunk(4, dim=-1)
-            si, sf, tg, so = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-            c_next = sf * c + si * tg
-            tc = torch.tanh(c_next)
-            h_new = so * tc
-            acts.append((si, sf, tg, so, tc))
-            cs.append(c)
-            c = c_next
-        h, kept = estimator.forward(h_new)
-        saved.append(kept)
-        ys.append(h)
-    y = torch.stack(ys)
-    return y, c, {"acts": acts, "saved": saved, "cs": cs}
+    memory: dict[str, Any] = {"saved": saved}
+    new = lease.empty("new", x, steps, batch, h)  # the state before the quantizer (rnn, gru: the cell's output)
+    if kernel == "rnn_tanh":
+        for t in range(steps):
+            torch.tanh(torch.mm(state, recurrent_t).add_(inputs[t]), out=new[t])
+            state, kept = estimator.forward(new[t])
+            saved.append(kept)
+            ys.append(state)
+        memory["tanh"] = new
+    elif kernel == "gru":
+        assert b_recurrent is not None
+        hidden_gates = lease.empty("hidden_gates", x, steps, batch, 3 * h)  # h W^T + b_hr: the n block is read by the backward
+        reset_update = lease.empty("reset_update", x, steps, batch, 2 * h)
+        candidates = lease.empty("candidates", x, steps, batch, h)
+        for t in range(steps):
+            torch.add(torch.mm(state, recurrent_t), b_recurrent, out=hidden_gates[t])
+            inp, hg, rz = inputs[t], hidden_gates[t], reset_update[t]
+            # one call per gate block, as the step: a transcendental function's last bit may depend
+            # on the layout it runs over (vectorised body or scalar tail), an addition's does not
+            torch.sigmoid(inp[:, :h] + hg[:, :h], out=rz[:, :h])
+            torch.sigmoid(inp[:, h : 2 * h] + hg[:, h : 2 * h], out=rz[:, h:])
+            candidate = torch.tanh(inp[:, 2 * h :] + rz[:, :h] * hg[:, 2 * h :], out=candidates[t])
+            torch.add(candidate, rz[:, h:] * (state - candidate), out=new[t])
+            state, kept = estimator.forward(new[t])
+            saved.append(kept)
+            ys.append(state)
+        memory.update(hidden_gates=hidden_gates, reset_update=reset_update, candidates=candidates)
+    else:
+        si, sf, tanh_g, so = (lease.empty(name, x, steps, batch, h) for name in ("si", "sf", "tanh_g", "so"))
+        cells = lease.empty("cells", x, steps + 1, batch, h)
+        cells[0] = c0
+        tanh_c = lease.empty("tanh_c", x, steps, batch, h)
+        for t in range(steps):
+            i, f, g, o = torch.mm(state, recurrent_t).add_(inputs[t]).chunk(4, dim=-1)
+            torch.sigmoid(i, out=si[t])
+            torch.sigmoid(f, out=sf[t])
+            torch.tanh(g, out=tanh_g[t])
+            torch.sigmoid(o, out=so[t])
+            torch.add(sf[t] * cells[t], si[t] * tanh_g[t], out=cells[t + 1])
+            torch.mul(so[t], torch.tanh(cells[t + 1], out=tanh_c[t]), out=new[t])
+            state, kept = estimator.forward(new[t])
+            saved.append(kept)
+            ys.append(state)
+        c = cells[steps].clone()  # an output: not a workspace buffer
+        memory.update(si=si, sf=sf, so=so, tanh_g=tanh_g, cells=cells, tanh_c=tanh_c)
+    y = torch.stack(ys) if ys else x.new_empty(0, batch, h)
+    return y, c, memory
 
 
 @functools.cache
@@ -142,11 +214,13 @@ def _function() -> Any:
         def forward(ctx: Any, spec: tuple[str, Any, tuple[str, ...], bool], x: torch.Tensor, h0: torch.Tensor,
                     c0: torch.Tensor, w_input: torch.Tensor, w_recurrent: torch.Tensor, b_input: torch.Tensor,
                     b_recurrent: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:  # fmt: skip
-            kernel, estimator, _keys, has_b_recurrent = spec
-            y, c_last, memory = _forward(kernel, estimator, x, h0, c0, w_input, w_recurrent, b_input,
+            kernel, estimator, _keys, has_b_recurrent, workspace = spec
+            lease = _Lease(workspace)
+            y, c_last, memory = _forward(kernel, estimator, lease, x, h0, c0, w_input, w_recurrent, b_input,
                                          b_recurrent if has_b_recurrent else None)  # fmt: skip
             ctx.spec = spec
             ctx.memory = memory
+            ctx.lease = lease
             ctx.save_for_backward(x, h0, w_input, w_recurrent, y)
             ctx.state_meta = [(s.dtype, s.shape) for s in state]
             # a copy: an output that is a view of another output would share its version counter
@@ -156,85 +230,116 @@ def _function() -> Any:
         @staticmethod
         @torch.autograd.function.once_differentiable
         def backward(ctx: Any, grad_y: torch.Tensor, grad_h: torch.Tensor, grad_c: torch.Tensor) -> tuple[Any, ...]:
-            kernel, estimator, keys, has_b_recurrent = ctx.spec
+            kernel, estimator, keys, has_b_recurrent, _workspace = ctx.spec
             x, h0, w_input, w_recurrent, y = ctx.saved_tensors
-            memory = ctx.memory
-            del ctx.memory
-            return _backward(kernel, estimator, keys, has_b_recurrent, memory, x, h0, w_input, w_recurrent,
-                             y, grad_y, grad_h, grad_c, ctx.needs_input_grad)  # fmt: skip
+            memory, lease = ctx.memory, ctx.lease
+            del ctx.memory, ctx.lease
+            try:
+                return _backward(kernel, estimator, keys, has_b_recurrent, memory, lease, x, h0, w_input,
+                                 w_recurrent, y, grad_y, grad_h, grad_c, ctx.needs_input_grad)  # fmt: skip
+            finally:
+                lease.release()
 
     return SequenceBPTT
 
 
 def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurrent: bool, memory: dict[str, Any],
-              x: torch.Tensor, h0: torch.Tensor, w_input: torch.Tensor, w_recurrent: torch.Tensor,
+              lease: _Lease, x: torch.Tensor, h0: torch.Tensor, w_input: torch.Tensor, w_recurrent: torch.Tensor,
               y: torch.Tensor, grad_y: torch.Tensor | None, grad_h: torch.Tensor | None,
               grad_c: torch.Tensor | None, needs: tuple[bool, ...]) -> tuple[Any, ...]:  # fmt: skip
+    """The chain rule in one reverse loop of a few operations per step.
+
+    Every factor that does not depend on the incoming gradient (the point-wise derivatives, the
+    quantizer's derivative) is computed for all steps at once before the loop; the loop only
+    multiplies the incoming gradient by them and runs the recurrent product.
+    """
     steps, batch, _ = x.shape
-    acts, saved, cs = memory["acts"], memory["saved"], memory["cs"]
+    h = h0.shape[-1]
+    saved = memory["saved"]
     if grad_y is None:
         grad_y = torch.zeros_like(y)
-    dh = grad_h if grad_h is not None else torch.zeros_like(h0)  # into q(h_{T-1})
-    dc = grad_c if (kernel == "lstm" and grad_c is not None) else None
+    dh = grad_h if grad_h is not None else torch.zeros_like(h0)  # the gradient reaching q(h_{t})
+    derivative = estimator.derivative(saved) if steps else None  # dq/dh, element-wise; None: 1
+    grads_q = lease.empty("grads_q", y, steps, batch, h)  # the gradient reaching each step's quantized state
+    # the state each step read
+    previous = torch.cat([h0.unsqueeze(0), y[:-1]], out=lease.empty("previous", y, steps, batch, h))
+    grad_c0 = None
+    if kernel == "rnn_tanh":
+        tanh = memory["tanh"]
+        factor = torch.mul(tanh, tanh, out=lease.empty("factor", y, steps, batch, h)).neg_().add_(1)  # 1 - h'^2
+        if derivative is not None:
+            factor.mul_(derivative)
+        gates = lease.empty("gates", y, steps, batch, h)
+        for t in range(steps - 1, -1, -1):
+            dq = torch.add(grad_y[t], dh, out=grads_q[t])
+            dh = torch.mm(torch.mul(dq, factor[t], out=gates[t]), w_recurrent)
+        input_gates = recurrent_gates = gates
+    elif kernel == "gru":
+        reset, update = memory["reset_update"].split(h, dim=-1)
+        candidate = memory["candidates"]
+        hidden_n = memory["hidden_gates"][..., 2 * h :]
+        # d h' / d n = 1 - z, d n / d a = 1 - n^2 (a = x_n + r * hn); d h' / d z = h - n; d h' / d h = z
+        to_a, to_z, to_h = (lease.empty(name, y, steps, batch, h) for name in ("to_a", "to_z", "to_h"))
+        torch.mul(candidate, candidate, out=to_z).neg_().add_(1)  # 1 - n^2
+        torch.neg(update, out=to_a).add_(1).mul_(to_z)  # (1 - z)(1 - n^2)
+        torch.neg(update, out=to_h).add_(1)  # 1 - z
+        torch.sub(previous, candidate, out=to_z).mul_(update).mul_(to_h)  # (h - n) z (1 - z)
+        to_h.copy_(update)
+        if derivative is not None:
+            to_a.mul_(derivative)
+            to_z.mul_(derivative)
+            to_h.mul_(derivative)
+        # per step: d a, then [d r_pre, d hn] = d a * [hn r (1 - r), r]
+        from_a = lease.empty("from_a", y, steps, batch, 2, h)
+        torch.neg(reset, out=from_a[:, :, 0]).add_(1).mul_(reset).mul_(hidden_n)  # hn r (1 - r)
+        from_a[:, :, 1].copy_(reset)
+        recurrent_gates = lease.empty("gates", y, steps, batch, 3, h)
+        grad_a = lease.empty("grad_a", y, steps, batch, h)
+        for t in range(steps - 1, -1, -1):
+            dq = torch.add(grad_y[t], dh, out=grads_q[t])
+            da = torch.mul(dq, to_a[t], out=grad_a[t])
+            gate = recurrent_gates[t]
+            torch.mul(da.unsqueeze(1), from_a[t], out=gate[:, ::2])
+            torch.mul(dq, to_z[t], out=gate[:, 1])
+            dh = torch.addmm(dq * to_h[t], gate.view(batch, 3 * h), w_recurrent)
+        recurrent_gates = recurrent_gates.view(steps, batch, 3 * h)
+        input_gates = lease.empty("input_gates", y, steps, batch, 3 * h)
+        input_gates.copy_(recurrent_gates)
+        input_gates[..., 2 * h :] = grad_a
+    else:
+        si, sf, so = memory["si"], memory["sf"], memory["so"]
+        tanh_g, tanh_c, cells = memory["tanh_g"], memory["tanh_c"], memory["cells"]
+        # d c' from d h': o (1 - tanh(c')^2); gate pre-activations from d c': [g si', c sf', si (1 - g^2)]
+        to_c, to_o = lease.empty("to_c", y, steps, batch, h), lease.empty("to_o", y, steps, batch, h)
+        torch.mul(tanh_c, tanh_c, out=to_c).neg_().add_(1).mul_(so)  # o (1 - tanh(c')^2)
+        torch.neg(so, out=to_o).add_(1).mul_(so).mul_(tanh_c)  # tanh(c') o (1 - o)
+        if derivative is not None:
+            to_c.mul_(derivative)
+            to_o.mul_(derivative)
+        from_c = lease.empty("from_c", y, steps, batch, 3, h)
+        torch.neg(si, out=from_c[:, :, 0]).add_(1).mul_(si).mul_(tanh_g)  # g i (1 - i)
+        torch.neg(sf, out=from_c[:, :, 1]).add_(1).mul_(sf).mul_(cells[:-1])  # c f (1 - f)
+        torch.mul(tanh_g, tanh_g, out=from_c[:, :, 2]).neg_().add_(1).mul_(si)  # i (1 - g^2)
+        gates = lease.empty("gates", y, steps, batch, 4, h)
+        dc = grad_c if grad_c is not None else torch.zeros_like(h0)
+        for t in range(steps - 1, -1, -1):
+            dq = torch.add(grad_y[t], dh, out=grads_q[t])
+            dc_t = torch.addcmul(dc, dq, to_c[t])
+            gate = gates[t]
+            torch.mul(dc_t.unsqueeze(1), from_c[t], out=gate[:, :3])
+            torch.mul(dq, to_o[t], out=gate[:, 3])
+            dc = dc_t * sf[t]
+            dh = torch.mm(gate.view(batch, 4 * h), w_recurrent)
+        grad_c0 = dc if needs[3] else None
+        input_gates = recurrent_gates = gates.view(steps, batch, 4 * h)
     width = w_recurrent.shape[0]
-    input_grads = y.new_empty(steps, batch, width)  # d(x_t W^T + b) per step
-    recurrent_grads = input_grads if kernel != "gru" else y.new_empty(steps, batch, width)
-    quantizer_grads = y.new_empty(y.shape) if keys else None  # d q(h_t): the learned state's gradient
-    for t in range(steps - 1, -1, -1):
-        dq = grad_y[t] + dh
-        if quantizer_grads is not None:
-            quantizer_grads[t] = dq
-        d_new = estimator.backward(dq, saved[t])
-        h_prev = y[t - 1] if t else h0
-        if kernel == "rnn_tanh":
-            (h_new,) = acts[t]
-            torch.mul(d_new, 1 - h_new * h_new, out=input_grads[t])
-            dh_direct = None
-        elif kernel == "gru":
-            reset, update, candidate, hn = acts[t]
-            d_candidate = d_new - d_new * update
-            d_update = d_new * (h_prev - candidate)
-            dh_direct = d_new * update
-            d_a = d_candidate * (1 - candidate * candidate)
-            gi, gr = input_grads[t], recurrent_grads[t]
-            h = reset.shape[-1]
-            d_reset_pre = d_a * hn * reset * (1 - reset)
-            d_update_pre = d_update * update * (1 - update)
-            gi[:, :h] = d_reset_pre
-            gi[:, h : 2 * h] = d_update_pre
-            gi[:, 2 * h :] = d_a
-            gr[:, :h] = d_reset_pre
-            gr[:, h : 2 * h] = d_update_pre
-            torch.mul(d_a, reset, out=gr[:, 2 * h :])
-        else:
-            si, sf, tg, so, tc = acts[t]
-            c_prev = cs[t]
-            dtc = d_new * so
-            dc_t = dtc * (1 - tc * tc)
-            if dc is not None:
-                dc_t = dc_t + dc
-            g = input_grads[t]
-            h = si.shape[-1]
-            torch.mul(dc_t * tg, si * (1 - si), out=g[:, :h])
-            torch.mul(dc_t * c_prev, sf * (1 - sf), out=g[:, h : 2 * h])
-            torch.mul(dc_t * si, 1 - tg * tg, out=g[:, 2 * h : 3 * h])
-            torch.mul(d_new * tc, so * (1 - so), out=g[:, 3 * h :])
-            dc = dc_t * sf
-            dh_direct = None
-        dh = recurrent_grads[t] @ w_recurrent
-        if dh_direct is not None:
-            dh = dh + dh_direct
-    flat_in = input_grads.reshape(steps * batch, width)
-    flat_rec = recurrent_grads.reshape(steps * batch, width)
-    previous = torch.cat([h0.unsqueeze(0), y[:-1]]) if steps else h0.unsqueeze(0)
-    grad_x = (input_grads @ w_input) if needs[1] else None
+    flat_in = input_gates.reshape(steps * batch, width)
+    flat_rec = recurrent_gates.reshape(steps * batch, width)
+    grad_x = (input_gates @ w_input) if needs[1] else None
     grad_w_input = flat_in.t() @ x.reshape(steps * batch, -1) if needs[4] else None
     grad_w_recurrent = flat_rec.t() @ previous.reshape(steps * batch, -1) if needs[5] else None
     grad_b_input = flat_in.sum(0) if needs[6] else None
     grad_b_recurrent = flat_rec.sum(0) if (has_b_recurrent and needs[7]) else None
-    grad_c0 = dc if (kernel == "lstm" and needs[3]) else None
-    state_grads: dict[str, torch.Tensor] = {}
-    if keys:
-        state_grads = estimator.state_gradients(quantizer_grads, saved)
+    state_grads = estimator.state_gradients(grads_q, saved) if keys else {}
     return (None, grad_x, dh if needs[2] else None, grad_c0, grad_w_input, grad_w_recurrent, grad_b_input,
             grad_b_recurrent, *(state_grads.get(key) for key in keys))  # fmt: skip

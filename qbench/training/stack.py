@@ -162,12 +162,14 @@ class QuantizedRecurrentStack(nn.Module):
         self._draws: torch.Generator | None = None
         self._draw_seed = self.seed + DRAW_SEED_OFFSET
         self._contexts: dict[tuple[int, str, bool], QuantContext] = {}
+        #: per layer, the buffers of the sequence-level BPTT (qbench.training.sequence.Workspace)
+        self._workspaces: dict[int, Any] = {}
         self._init_quantizer_state()
 
     def __getstate__(self) -> dict[str, Any]:
         # a torch.Generator does not pickle; the draws restart from the seed on the other side
         state = self.__dict__.copy()
-        state.update(_draws=None, _contexts={}, _flat={})
+        state.update(_draws=None, _contexts={}, _flat={}, _workspaces={})
         return state
 
     def recurrent_layers(self) -> list[RecurrentLayer]:
@@ -370,7 +372,11 @@ class QuantizedRecurrentStack(nn.Module):
                         from qbench.training import sequence
 
                         kernel = str(self.cell_decl.fused_kernel)
-                        x, final = sequence.run_layer(kernel, x, layer_state, self.quantized_tensors(index), estimator)
+                        # (a stack pickled before the workspaces existed has none yet)
+                        workspaces = self.__dict__.setdefault("_workspaces", {})
+                        workspace = workspaces.setdefault(index, sequence.Workspace())
+                        x, final = sequence.run_layer(kernel, x, layer_state, self.quantized_tensors(index), estimator,
+                                                      workspace)  # fmt: skip
                         finals.append(final)
                         continue
                     hidden = self._hidden_quantizer(index)

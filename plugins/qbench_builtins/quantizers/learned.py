@@ -68,6 +68,7 @@ class LSQHiddenEstimator:
         self.state = {"step": step}
         self.qn, self.qp = qn, qp
         self._scale: torch.Tensor | None = None
+        self._stack: tuple[list[torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._scale is None or self._scale.dtype != v.dtype:
@@ -79,8 +80,10 @@ class LSQHiddenEstimator:
         codes = clipped.abs().add_(0.5).floor_().mul_(clipped.sign())
         return codes * s, x
 
-    def backward(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return grad * ((x >= -self.qn) & (x <= self.qp))
+    def derivative(self, saved: list[torch.Tensor]) -> torch.Tensor:
+        """d v_hat / d v at every step: 1 inside the clip range, 0 outside (straight-through round)."""
+        x = self._stacked(saved)
+        return ((x >= -self.qn) & (x <= self.qp)).to(x.dtype)
 
     def state_gradients(self, grads: torch.Tensor, saved: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         import torch
@@ -88,13 +91,20 @@ class LSQHiddenEstimator:
         step = self.state["step"]
         if not saved:
             return {"step": torch.zeros_like(step)}
-        x = torch.stack(saved)
+        x = self._stacked(saved)
         clipped = x.clamp(-self.qn, self.qp)
         codes = torch.sign(clipped) * torch.floor(clipped.abs() + 0.5)
         inside = (x >= -self.qn) & (x <= self.qp)
         g = 1.0 / math.sqrt(max(saved[0].numel(), 1) * self.qp)  # per step, as LSQ.apply is called
         grad_s = (grads * torch.where(inside, codes - x, codes)).sum() * g
         return {"step": grad_s.to(step.dtype).reshape(step.shape)}
+
+    def _stacked(self, saved: list[torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        if self._stack is None or self._stack[0] is not saved:
+            self._stack = (saved, torch.stack(saved))
+        return self._stack[1]
 
 
 @functools.cache
