@@ -16,8 +16,14 @@ wall-time ratio is reported too. With several threads, and on a GPU, the clock i
   kernel) / torch's own fused module (``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``) in float. Must be
   <= :data:`STEP_LIMIT`.
 * ``test_per_step_path_vs_float``: what leaving the fused kernel costs, measured and reported (no
-  bound): ``lsq(hidden=true)`` quantizes the hidden state at every time step (the per-step loop),
-  and ``indrnn`` has no fused kernel; both / torch's fused float module of the same hidden size.
+  bound): ``indrnn`` has no fused kernel (the per-step loop) / torch's fused float tanh RNN.
+* ``test_hidden_quantizer_vs_float``: ``lsq(hidden=true)`` quantizes the hidden state at every time
+  step, which torch's fused kernel cannot: rnn, gru and lstm through the sequence-level BPTT of
+  ``qbench.training.sequence`` (the default) and through the per-step reference loop
+  (``implementation = "loop"``, what every such case ran before), each / torch's fused float module,
+  and the sequence path / the loop, all measured in the same process. Issue 29's target: the
+  sequence path within :data:`HIDDEN_TARGET` of the fused float step (reported, not asserted: the
+  shared machines' load moves it by more than the margin).
 * ``test_scan_vs_per_step_loop``: what a cell's scan saves, measured and reported (no bound):
   ``mingru`` trained with its scan (one input product, the sequential solver of
   ``qbench.training.scan`` on the CPU) / the same model through its per-step reference
@@ -232,7 +238,10 @@ def table(request):
 
 def _quantizer_or_skip(case: tuple[str, dict]) -> qbench.Quantizer:
     name, params = case
-    if name not in qbench.get_host().registry("quantizer")._entries:
+    # the registry's keys are origin-qualified ("qbench:lsq"): ask it by the bare name, as a matrix does
+    try:
+        qbench.get_host().registry("quantizer").get(name)
+    except qbench.UsageError:
         pytest.skip(f"quantizer {name!r} is not registered")
     return qbench.create("quantizer", name, **params)
 
@@ -256,11 +265,9 @@ def test_quantized_step_vs_float(benchmark, table, cell, case):
     assert result["ratio"] <= STEP_LIMIT
 
 
-PER_STEP_CASES = (
-    ("rnn", ("lsq", {"hidden": True}), "rnn"),
-    ("lstm", ("lsq", {"hidden": True}), "lstm"),
-    ("indrnn", ("ternary", {}), "rnn"),
-)
+PER_STEP_CASES = (("indrnn", ("ternary", {}), "rnn"),)
+#: issue 29: a quantized hidden state's training step / torch's fused float step
+HIDDEN_TARGET = 1.3
 
 
 @pytest.mark.parametrize(
@@ -278,6 +285,31 @@ def test_per_step_path_vs_float(benchmark, table, cell, case, reference):
     table.append(
         f"{cell:6} {label:23} per-step / float-torch {reference} = {result['ratio']:.3f} (wall "
         f"{result['wall_ratio']:.3f}; float {result['reference_ms']:.1f} ms, qbench {result['candidate_ms']:.1f} ms)"
+    )
+    assert result["ratio"] > 0
+
+
+@pytest.mark.parametrize("cell", sorted(TORCH_MODULES))
+def test_hidden_quantizer_vs_float(benchmark, table, cell):
+    """lsq(hidden=true): the sequence-level BPTT and the per-step reference loop, each against torch's
+    fused float module, and against each other (same model, same draw), in one process."""
+    case = ("lsq", {"hidden": True})
+    _quantizer_or_skip(case)
+    sequence = qbench_step(cell, qbench.create("quantizer", "lsq", hidden=True))
+    looped = qbench_step(cell, qbench.create("quantizer", "lsq", hidden=True), "loop")
+    fused = float_step(cell)
+    rounds = max(5, ROUNDS // 3)
+    result = paired_ratio(fused, sequence, rounds=rounds)
+    loop = paired_ratio(fused, looped, rounds=rounds)
+    saving = paired_ratio(looped, sequence, rounds=rounds)
+    benchmark.extra_info.update({"device": DEVICE, "reference": f"torch.nn.{TORCH_MODULES[cell]} float", **result,
+                                 "loop_ratio": loop["ratio"], "sequence_over_loop": saving["ratio"]})  # fmt: skip
+    benchmark.pedantic(sequence, setup=_sync, rounds=1, iterations=1)
+    table.append(
+        f"{cell:6} lsq(hidden) sequence / float-torch = {result['ratio']:.3f} (wall {result['wall_ratio']:.3f}; "
+        f"float {result['reference_ms']:.1f} ms, sequence {result['candidate_ms']:.1f} ms); loop / float-torch = "
+        f"{loop['ratio']:.3f} (loop {loop['candidate_ms']:.1f} ms); sequence / loop = {saving['ratio']:.3f} "
+        f"(target sequence / float-torch <= {HIDDEN_TARGET})"
     )
     assert result["ratio"] > 0
 

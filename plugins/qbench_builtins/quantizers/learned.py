@@ -71,14 +71,19 @@ class LSQHiddenEstimator:
         self._stack: tuple[list[torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         if self._scale is None or self._scale.dtype != v.dtype:
             # the step does not change during one forward: clamp and convert it once
             self._scale = self.state["step"].detach().clamp_min(EPS).to(v.dtype)
+            self._half = self._scale.new_tensor(0.5)
         s = self._scale
         x = v / s
         clipped = x.clamp(-self.qn, self.qp)
-        codes = clipped.abs().add_(0.5).floor_().mul_(clipped.sign())
-        return codes * s, x
+        # sign(c) floor(|c| + 1/2) as trunc(c + copysign(1/2, c)): the same codes (|c| + 1/2 and
+        # c + copysign(1/2, c) round alike), in fewer operations (a zero may come out as -0.0)
+        codes = clipped.add_(torch.copysign(self._half, clipped)).trunc_()
+        return codes.mul_(s), x
 
     def derivative(self, saved: list[torch.Tensor]) -> torch.Tensor:
         """d v_hat / d v at every step: 1 inside the clip range, 0 outside (straight-through round)."""
