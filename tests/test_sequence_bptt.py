@@ -75,6 +75,10 @@ def _step(stack: Any, dtype: Any) -> tuple[Any, dict[str, Any]]:
     generator = torch.Generator().manual_seed(5)
     x = torch.randn(9, 4, 5, generator=generator, dtype=dtype) * 2
     stack(x)  # the first training batch initialises LSQ's activation step
+    with torch.no_grad():  # a smaller step, so that part of the state falls outside the clip range
+        for layer in stack.layers:
+            if "hidden" in layer.quant_state:
+                layer.quant_state["hidden"]["step"].mul_(0.3)
     x = x.clone().requires_grad_(True)
     size = int(stack.cell_decl.state_size)
     states = tuple(torch.randn(2, 4, 7, generator=generator, dtype=dtype).requires_grad_(True) for _ in range(size))
@@ -109,6 +113,20 @@ def test_sequence_bptt_equals_the_per_step_reference(cell, quantizer, dtype):
         assert error <= TOLERANCE[dtype], f"{name}: relative error {error:.2e}"
     if "lsq" in quantizer:  # the learned hidden step gets a gradient on both paths
         assert grads_ref["layers.1.quant_state.hidden.step"].abs().item() > 0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_the_comparison_sees_the_clip_range(cell, monkeypatch):
+    """The states of the comparison above reach LSQ's clip range: an estimator that forgot it (the
+    gradient passed everywhere) is caught."""
+    from qbench_builtins.quantizers.learned import LSQHiddenEstimator
+
+    make = _quantizers()["lsq"]
+    _, grads_ref = _step(_stack(cell, make(), torch.float64, "loop"), torch.float64)
+    monkeypatch.setattr(LSQHiddenEstimator, "derivative", lambda self, saved: None)
+    _, grads = _step(_stack(cell, make(), torch.float64, None), torch.float64)
+    worst = max(((grads[n] - g).abs().max() / g.abs().max().clamp_min(1e-30)).item() for n, g in grads_ref.items())
+    assert worst > 1e-3
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])

@@ -170,6 +170,11 @@ class QuantizerContract(JudgedKit):
         if test == "test_clipping_keeps_the_evaluation_values" and "role_case" in fixtures:
             if quantizer.shadow_bound(self._context(fixtures["role_case"], False)) is None:
                 return "no shadow bound for this role: clipping leaves the weights alone"
+        if test == "test_sequence_backward_matches_the_per_step_loop":
+            if not quantizer.applies_to("hidden"):
+                return "the quantizer does not quantize the hidden state"
+            if quantizer.for_role("hidden").owns_gradient and not _declares_hidden_estimator(quantizer):
+                return "it owns its gradient and declares no hidden_estimator: the host keeps the per-step loop"
         if test == "test_learned_state_trains_and_survives_pickling":
             if not quantizer.init_state(torch.ones(4, 4), make_context()):
                 return "no learned state (init_state returns {})"
@@ -375,6 +380,13 @@ class QuantizerContract(JudgedKit):
             pytest.skip("no learned state")
         check_learned_state_trains(quantizer)
 
+    def test_sequence_backward_matches_the_per_step_loop(self, quantizer):
+        """A hidden-state quantizer through the host's sequence-level backward (its hidden_estimator,
+        or the straight-through identity) gives the per-step autograd loop's values and gradients."""
+        if not quantizer.applies_to("hidden"):
+            pytest.skip("the quantizer does not quantize the hidden state")
+        check_sequence_backward(quantizer)
+
     # ------------------------------------------------------------------ property test
 
     def test_property_random_shapes_scales_and_roles(self, quantizer):
@@ -436,6 +448,42 @@ def variants(cls: type[qbench.Quantizer]) -> list[dict[str, Any]]:
                 continue
             found.append({key: option})
     return found
+
+
+def _declares_hidden_estimator(quantizer: qbench.Quantizer) -> bool:
+    owner = quantizer.for_role("hidden")
+    return type(owner).hidden_estimator is not qbench.Quantizer.hidden_estimator
+
+
+def check_sequence_backward(quantizer: qbench.Quantizer, cells: tuple[str, ...] = ("gru", "lstm")) -> None:
+    """Two training passes of a small stack per cell, through the sequence-level backward and through
+    the per-step loop (``implementation = "loop"``), from the same draws: the same outputs (the
+    estimator's ``forward`` must return what ``quantize`` returns) and the same gradients of every
+    parameter, the learned state included, to float rounding (float64)."""
+    if not all(quantizer.applies_to(role) for role in ROLES):  # an activation quantizer: float weights
+        from qbench.roles import RoleQuantizers
+
+        quantizer = RoleQuantizers(qbench.create("quantizer", "float"), {"hidden": quantizer})
+    for cell in cells:
+        results = []
+        for implementation in ("fused", "loop"):
+            stack = build_stack(qbench.create("cell", cell, hidden=6), 4, quantizer, 0).double().train()
+            stack.implementation = implementation
+            generator = torch.Generator().manual_seed(0)
+            x = torch.randn(7, 3, 4, generator=generator, dtype=torch.float64) * 2
+            stack(x)  # the first training batch initialises a learned hidden state
+            y, _ = stack(x)
+            (y * torch.randn(y.shape, generator=generator, dtype=torch.float64)).sum().backward()
+            results.append((y.detach(), {name: p.grad for name, p in stack.named_parameters()}))
+        (y_seq, grads_seq), (y_loop, grads_loop) = results
+        torch.testing.assert_close(y_seq, y_loop, rtol=1e-12, atol=1e-12,
+                                   msg=lambda m: f"{cell}: the sequence path's outputs differ from the loop's: {m}")  # fmt: skip
+        for name, expected in grads_loop.items():
+            got = grads_seq[name]
+            assert (got is None) == (expected is None), f"{cell}: {name} has a gradient on one path only"
+            if expected is not None:
+                torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9 * float(expected.abs().max()),
+                                           msg=lambda m, n=name: f"{cell}: gradient of {n}: {m}")  # fmt: skip
 
 
 def check_learned_state_trains(quantizer: qbench.Quantizer, cell: str = "gru", steps: int = 3) -> None:

@@ -159,9 +159,10 @@ def _forward(kernel: str, estimator: Any, lease: _Lease, x: torch.Tensor, h0: to
     memory: dict[str, Any] = {"saved": saved}
     new = lease.empty("new", x, steps, batch, h)  # the state before the quantizer (rnn, gru: the cell's output)
     if kernel == "rnn_tanh":
-        for t in range(steps):
-            torch.tanh(torch.mm(state, recurrent_t).add_(inputs[t]), out=new[t])
-            state, kept = estimator.forward(new[t])
+        # (views made once: indexing a buffer at every step costs more than the step's additions)
+        for inp, new_t in zip(inputs, new.unbind(0), strict=True):
+            torch.tanh(torch.mm(state, recurrent_t).add_(inp), out=new_t)
+            state, kept = estimator.forward(new_t)
             saved.append(kept)
             ys.append(state)
         memory["tanh"] = new
@@ -170,16 +171,17 @@ def _forward(kernel: str, estimator: Any, lease: _Lease, x: torch.Tensor, h0: to
         hidden_gates = lease.empty("hidden_gates", x, steps, batch, 3 * h)  # h W^T + b_hr: the n block is read by the backward
         reset_update = lease.empty("reset_update", x, steps, batch, 2 * h)
         candidates = lease.empty("candidates", x, steps, batch, h)
-        for t in range(steps):
-            torch.add(torch.mm(state, recurrent_t), b_recurrent, out=hidden_gates[t])
-            inp, hg, rz = inputs[t], hidden_gates[t], reset_update[t]
+        views = zip(inputs, hidden_gates.unbind(0), reset_update.unbind(0), candidates.unbind(0), new.unbind(0),
+                    strict=True)  # fmt: skip
+        for inp, hg, rz, candidate_t, new_t in views:
+            torch.add(torch.mm(state, recurrent_t), b_recurrent, out=hg)
             # one call per gate block, as the step: a transcendental function's last bit may depend
             # on the layout it runs over (vectorised body or scalar tail), an addition's does not
             torch.sigmoid(inp[:, :h] + hg[:, :h], out=rz[:, :h])
             torch.sigmoid(inp[:, h : 2 * h] + hg[:, h : 2 * h], out=rz[:, h:])
-            candidate = torch.tanh(inp[:, 2 * h :] + rz[:, :h] * hg[:, 2 * h :], out=candidates[t])
-            torch.add(candidate, rz[:, h:] * (state - candidate), out=new[t])
-            state, kept = estimator.forward(new[t])
+            candidate = torch.tanh(inp[:, 2 * h :] + rz[:, :h] * hg[:, 2 * h :], out=candidate_t)
+            torch.add(candidate, rz[:, h:] * (state - candidate), out=new_t)
+            state, kept = estimator.forward(new_t)
             saved.append(kept)
             ys.append(state)
         memory.update(hidden_gates=hidden_gates, reset_update=reset_update, candidates=candidates)
@@ -188,15 +190,17 @@ def _forward(kernel: str, estimator: Any, lease: _Lease, x: torch.Tensor, h0: to
         cells = lease.empty("cells", x, steps + 1, batch, h)
         cells[0] = c0
         tanh_c = lease.empty("tanh_c", x, steps, batch, h)
-        for t in range(steps):
-            i, f, g, o = torch.mm(state, recurrent_t).add_(inputs[t]).chunk(4, dim=-1)
-            torch.sigmoid(i, out=si[t])
-            torch.sigmoid(f, out=sf[t])
-            torch.tanh(g, out=tanh_g[t])
-            torch.sigmoid(o, out=so[t])
-            torch.add(sf[t] * cells[t], si[t] * tanh_g[t], out=cells[t + 1])
-            torch.mul(so[t], torch.tanh(cells[t + 1], out=tanh_c[t]), out=new[t])
-            state, kept = estimator.forward(new[t])
+        views = zip(inputs, si.unbind(0), sf.unbind(0), tanh_g.unbind(0), so.unbind(0), cells[:-1].unbind(0),
+                    cells[1:].unbind(0), tanh_c.unbind(0), new.unbind(0), strict=True)  # fmt: skip
+        for inp, i_t, f_t, g_t, o_t, c_t, c_next, tc_t, new_t in views:
+            i, f, g, o = torch.mm(state, recurrent_t).add_(inp).chunk(4, dim=-1)
+            torch.sigmoid(i, out=i_t)
+            torch.sigmoid(f, out=f_t)
+            torch.tanh(g, out=g_t)
+            torch.sigmoid(o, out=o_t)
+            torch.add(f_t * c_t, i_t * g_t, out=c_next)
+            torch.mul(o_t, torch.tanh(c_next, out=tc_t), out=new_t)
+            state, kept = estimator.forward(new_t)
             saved.append(kept)
             ys.append(state)
         c = cells[steps].clone()  # an output: not a workspace buffer
@@ -270,9 +274,10 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         if derivative is not None:
             factor.mul_(derivative)
         gates = lease.empty("gates", y, steps, batch, h)
-        for t in range(steps - 1, -1, -1):
-            dq = torch.add(grad_y[t], dh, out=grads_q[t])
-            dh = torch.mm(torch.mul(dq, factor[t], out=gates[t]), w_recurrent)
+        views = zip(grad_y.unbind(0), grads_q.unbind(0), factor.unbind(0), gates.unbind(0), strict=True)
+        for grad_y_t, grad_q_t, factor_t, gate in reversed(list(views)):
+            dq = torch.add(grad_y_t, dh, out=grad_q_t)
+            dh = torch.mm(torch.mul(dq, factor_t, out=gate), w_recurrent)
         input_gates = recurrent_gates = gates
     elif kernel == "gru":
         reset, update = memory["reset_update"].split(h, dim=-1)
@@ -295,13 +300,14 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         from_a[:, :, 1].copy_(reset)
         recurrent_gates = lease.empty("gates", y, steps, batch, 3, h)
         grad_a = lease.empty("grad_a", y, steps, batch, h)
-        for t in range(steps - 1, -1, -1):
-            dq = torch.add(grad_y[t], dh, out=grads_q[t])
-            da = torch.mul(dq, to_a[t], out=grad_a[t])
-            gate = recurrent_gates[t]
-            torch.mul(da.unsqueeze(1), from_a[t], out=gate[:, ::2])
-            torch.mul(dq, to_z[t], out=gate[:, 1])
-            dh = torch.addmm(dq * to_h[t], gate.view(batch, 3 * h), w_recurrent)
+        views = zip(grad_y.unbind(0), grads_q.unbind(0), to_a.unbind(0), grad_a.unbind(0), recurrent_gates.unbind(0),
+                    from_a.unbind(0), to_z.unbind(0), to_h.unbind(0), strict=True)  # fmt: skip
+        for grad_y_t, grad_q_t, to_a_t, grad_a_t, gate, from_a_t, to_z_t, to_h_t in reversed(list(views)):
+            dq = torch.add(grad_y_t, dh, out=grad_q_t)
+            da = torch.mul(dq, to_a_t, out=grad_a_t)
+            torch.mul(da.unsqueeze(1), from_a_t, out=gate[:, ::2])
+            torch.mul(dq, to_z_t, out=gate[:, 1])
+            dh = torch.addmm(dq * to_h_t, gate.view(batch, 3 * h), w_recurrent)
         recurrent_gates = recurrent_gates.view(steps, batch, 3 * h)
         input_gates = lease.empty("input_gates", y, steps, batch, 3 * h)
         input_gates.copy_(recurrent_gates)
@@ -322,13 +328,14 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         torch.mul(tanh_g, tanh_g, out=from_c[:, :, 2]).neg_().add_(1).mul_(si)  # i (1 - g^2)
         gates = lease.empty("gates", y, steps, batch, 4, h)
         dc = grad_c if grad_c is not None else torch.zeros_like(h0)
-        for t in range(steps - 1, -1, -1):
-            dq = torch.add(grad_y[t], dh, out=grads_q[t])
-            dc_t = torch.addcmul(dc, dq, to_c[t])
-            gate = gates[t]
-            torch.mul(dc_t.unsqueeze(1), from_c[t], out=gate[:, :3])
-            torch.mul(dq, to_o[t], out=gate[:, 3])
-            dc = dc_t * sf[t]
+        views = zip(grad_y.unbind(0), grads_q.unbind(0), to_c.unbind(0), gates.unbind(0), from_c.unbind(0),
+                    to_o.unbind(0), sf.unbind(0), strict=True)  # fmt: skip
+        for grad_y_t, grad_q_t, to_c_t, gate, from_c_t, to_o_t, sf_t in reversed(list(views)):
+            dq = torch.add(grad_y_t, dh, out=grad_q_t)
+            dc_t = torch.addcmul(dc, dq, to_c_t)
+            torch.mul(dc_t.unsqueeze(1), from_c_t, out=gate[:, :3])
+            torch.mul(dq, to_o_t, out=gate[:, 3])
+            dc = dc_t * sf_t
             dh = torch.mm(gate.view(batch, 4 * h), w_recurrent)
         grad_c0 = dc if needs[3] else None
         input_gates = recurrent_gates = gates.view(steps, batch, 4 * h)

@@ -14,7 +14,10 @@ on and its learned state (``ctx.state``). When the cell names a ``fused_kernel``
 tensors are handed to torch's fused recurrent kernel (``torch._VF.rnn_tanh`` / ``gru`` /
 ``lstm``: the CPU fused kernel, cuDNN on a GPU); otherwise, with ``implementation = "loop"``,
 or when the quantizer also quantizes the hidden state (``applies_to("hidden")``, at every time
-step), the per-step reference of :mod:`qbench.training.reference` runs the cell's ``step``.
+step), the per-step reference of :mod:`qbench.training.reference` runs the cell's ``step``; a
+hidden-state quantizer on a cell with a fused kernel runs instead as one sequence-level autograd
+node (:mod:`qbench.training.sequence`) when its estimator is known (``implementation = "loop"``
+forces the reference).
 In ``eval()`` the quantizer is deterministic (``QuantContext.training`` False) and batch norm
 uses its running statistics.
 

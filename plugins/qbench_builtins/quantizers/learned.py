@@ -68,7 +68,9 @@ class LSQHiddenEstimator:
         self.state = {"step": step}
         self.qn, self.qp = qn, qp
         self._scale: torch.Tensor | None = None
-        self._stack: tuple[list[torch.Tensor], torch.Tensor] | None = None
+        self._half: torch.Tensor | None = None
+        #: (saved, stacked v/s, clipped, inside) of the last derivative, reused by state_gradients
+        self._batch: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
@@ -87,29 +89,31 @@ class LSQHiddenEstimator:
 
     def derivative(self, saved: list[torch.Tensor]) -> torch.Tensor:
         """d v_hat / d v at every step: 1 inside the clip range, 0 outside (straight-through round)."""
-        x = self._stacked(saved)
-        return ((x >= -self.qn) & (x <= self.qp)).to(x.dtype)
+        return self._prepare(saved)[3]
+
+    def _prepare(self, saved: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        import torch
+
+        if self._batch is None or self._batch[0] is not saved:
+            x = torch.stack(saved)
+            clipped = x.clamp(-self.qn, self.qp)
+            self._batch = (saved, x, clipped, torch.eq(clipped, x).to(x.dtype))
+        return self._batch
 
     def state_gradients(self, grads: torch.Tensor, saved: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """dL/ds = g sum(dL/dv_hat (round(v/s) - v/s)) inside the clip range, the clipped code outside."""
         import torch
 
         step = self.state["step"]
         if not saved:
             return {"step": torch.zeros_like(step)}
-        x = self._stacked(saved)
-        clipped = x.clamp(-self.qn, self.qp)
-        codes = torch.sign(clipped) * torch.floor(clipped.abs() + 0.5)
-        inside = (x >= -self.qn) & (x <= self.qp)
+        _, x, clipped, inside = self._prepare(saved)
+        self._batch = None  # clipped is rounded in place below
+        codes = clipped.add_(torch.copysign(self._half.to(x.dtype), clipped)).trunc_()  # as forward rounds
+        factor = torch.addcmul(codes, x, inside, value=-1)  # codes - v/s inside, codes outside
         g = 1.0 / math.sqrt(max(saved[0].numel(), 1) * self.qp)  # per step, as LSQ.apply is called
-        grad_s = (grads * torch.where(inside, codes - x, codes)).sum() * g
+        grad_s = (grads * factor).sum() * g
         return {"step": grad_s.to(step.dtype).reshape(step.shape)}
-
-    def _stacked(self, saved: list[torch.Tensor]) -> torch.Tensor:
-        import torch
-
-        if self._stack is None or self._stack[0] is not saved:
-            self._stack = (saved, torch.stack(saved))
-        return self._stack[1]
 
 
 @functools.cache
