@@ -59,8 +59,9 @@ def test_a_third_party_kit_run_lists_what_does_not_apply_instead_of_skipping(tmp
     summary = out[out.index("qbench kit:"):]
     # 15 checks that do not fit the quantizers' gradient or state or the cell (no fused kernel, no
     # scan), and 19 of each quantizer's role
-    # checks for the hidden role, which neither ternary nor lsq (without hidden = true) takes
-    assert "qbench kit: 53 checks do not apply to their component and were not run (deselected):" in summary
+    # checks for the hidden role, which neither ternary nor lsq (without hidden = true) takes, and
+    # each quantizer's check of the sequence-level backward of a hidden state
+    assert "qbench kit: 55 checks do not apply to their component and were not run (deselected):" in summary
     assert sum("the quantizer does not quantize the 'hidden' role (its applies_to says so)" in line
                for line in summary.splitlines()) == 2
     lines = {line.strip() for line in summary.splitlines()}
@@ -69,6 +70,8 @@ def test_a_third_party_kit_run_lists_what_does_not_apply_instead_of_skipping(tmp
         "estimator carries the gradient (test_straight_through_gradient_reaches_shadow_weights instead)",
         "TestMyQuantizer: 1 x test_learned_state_trains_and_survives_pickling: no learned state (init_state "
         "returns {})",
+        "TestMyQuantizer: 1 x test_sequence_backward_matches_the_per_step_loop: the quantizer does not quantize "
+        "the hidden state",
         "TestMyLearnedQuantizer: 6 x test_straight_through_gradient_reaches_shadow_weights: the quantizer owns "
         "its gradient (test_owned_gradient_is_finite_and_reaches_the_weights instead)",
         "TestMyLearnedQuantizer: 3 x test_clipping_keeps_the_evaluation_values: no shadow bound for this role: "

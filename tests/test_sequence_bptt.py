@@ -162,3 +162,34 @@ def test_a_cell_without_a_fused_kernel_keeps_the_reference():
     stack = QuantizedRecurrentStack(qbench.create("cell", "indrnn", hidden=4), input_size=3,
                                     quantizer=qbench.create("quantizer", "lsq", hidden=True), seed=0)  # fmt: skip
     assert stack._sequence_estimator(0) is None
+
+
+def test_a_retained_graph_backs_up_twice_and_refuses_after_another_forward():
+    """retain_graph: a second backward gives the same gradients again; after another forward of the
+    layer (which took the shared buffers back) it raises rather than read that forward's values."""
+    stack = _stack("lstm", _quantizers()["lsq"](), torch.float64, None)
+    x = torch.randn(6, 3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    stack(x)
+    y, _ = stack(x)
+    y.sum().backward(retain_graph=True)
+    first = stack.layers[0].w_recurrent.grad.clone()
+    y.sum().backward(retain_graph=True)
+    torch.testing.assert_close(stack.layers[0].w_recurrent.grad, 2 * first, rtol=1e-12, atol=0)
+    stack(x * 2).__getitem__(0).sum().backward()  # another forward and backward of the same layers
+    with pytest.raises(RuntimeError, match="retained graph after another forward"):
+        y.sum().backward()
+
+
+def test_two_forwards_before_their_backwards_keep_their_own_buffers():
+    """The second forward finds the workspace leased and takes fresh buffers: both backwards are right."""
+    make = _quantizers()["lsq"]
+    fast, reference = _stack("gru", make(), torch.float64, None), _stack("gru", make(), torch.float64, "loop")
+    x = torch.randn(6, 3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grads = []
+    for stack in (fast, reference):
+        stack(x)
+        a, _ = stack(x)
+        b, _ = stack(x * 0.5)
+        (a.sum() + (b * b).sum()).backward()
+        grads.append(stack.layers[1].w_input.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)

@@ -66,13 +66,17 @@ class Workspace:
     allocator hands them back to the system after each step and every page faults again on the
     next (about a third of the rnn's step, measured). A forward leases the workspace until its
     backward has run (or its graph is dropped); a second forward meanwhile gets fresh buffers, so
-    no buffer that a pending backward reads is ever overwritten. Only buffers private to this
-    module come from it, never an output.
+    no buffer that a pending backward reads is overwritten. A graph kept for a second backward
+    (``retain_graph``) finds its buffers as it left them unless another forward leased them since:
+    then its backward raises instead of reading another step's values. Only buffers private to
+    this module come from it, never an output.
     """
 
     def __init__(self) -> None:  # noqa: D107
         self.buffers: dict[str, torch.Tensor] = {}
         self.busy = False
+        #: how many forwards have leased it (a retained graph checks that no other one did)
+        self.generation = 0
 
 
 class _Lease:
@@ -80,8 +84,11 @@ class _Lease:
 
     def __init__(self, workspace: Workspace | None) -> None:
         self.workspace = workspace if workspace is not None and not workspace.busy else None
+        self.held = self.workspace is not None
         if self.workspace is not None:
             self.workspace.busy = True
+            self.workspace.generation += 1
+            self.generation = self.workspace.generation
 
     def empty(self, name: str, like: torch.Tensor, *shape: int) -> torch.Tensor:
         workspace = self.workspace
@@ -92,10 +99,19 @@ class _Lease:
             buffer = workspace.buffers[name] = like.new_empty(shape)
         return buffer
 
+    def check(self) -> None:
+        """Before a backward reads the forward's buffers: they are still this forward's."""
+        if self.workspace is not None and self.workspace.generation != self.generation:
+            raise RuntimeError(
+                "qbench sequence backward: a second backward through a retained graph after another forward "
+                "of the same layer, whose buffers it shares; run the backward before the next forward, or set "
+                "the stack's implementation = 'loop' (the per-step reference keeps every step's tensors)"
+            )
+
     def release(self) -> None:
-        if self.workspace is not None:
+        if self.held and self.workspace is not None:
             self.workspace.busy = False
-            self.workspace = None
+        self.held = False
 
     def __del__(self) -> None:
         # a graph dropped without its backward (or a forward without autograd) frees the workspace
@@ -237,7 +253,7 @@ def _function() -> Any:
             kernel, estimator, keys, has_b_recurrent, _workspace = ctx.spec
             x, h0, w_input, w_recurrent, y = ctx.saved_tensors
             memory, lease = ctx.memory, ctx.lease
-            del ctx.memory, ctx.lease
+            lease.check()
             try:
                 return _backward(kernel, estimator, keys, has_b_recurrent, memory, lease, x, h0, w_input,
                                  w_recurrent, y, grad_y, grad_h, grad_c, ctx.needs_input_grad)  # fmt: skip
