@@ -298,7 +298,7 @@ def test_hidden_quantizer_vs_float(benchmark, table, cell):
     sequence = qbench_step(cell, qbench.create("quantizer", "lsq", hidden=True))
     looped = qbench_step(cell, qbench.create("quantizer", "lsq", hidden=True), "loop")
     fused = float_step(cell)
-    rounds = max(5, ROUNDS // 3)
+    rounds = ROUNDS  # the target's margin is small: all the rounds of the bounded comparisons
     result = paired_ratio(fused, sequence, rounds=rounds)
     loop = paired_ratio(fused, looped, rounds=rounds)
     saving = paired_ratio(looped, sequence, rounds=rounds)

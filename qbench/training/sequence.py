@@ -361,8 +361,10 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
     grad_x = (input_gates @ w_input) if needs[1] else None
     grad_w_input = flat_in.t() @ x.reshape(steps * batch, -1) if needs[4] else None
     grad_w_recurrent = flat_rec.t() @ previous.reshape(steps * batch, -1) if needs[5] else None
-    grad_b_input = flat_in.sum(0) if needs[6] else None
-    grad_b_recurrent = flat_rec.sum(0) if (has_b_recurrent and needs[7]) else None
+    # the bias gradients as products with a vector of ones (a column sum runs several times slower)
+    ones = y.new_ones(steps * batch)
+    grad_b_input = torch.mv(flat_in.t(), ones) if needs[6] else None
+    grad_b_recurrent = torch.mv(flat_rec.t(), ones) if (has_b_recurrent and needs[7]) else None
     state_grads = estimator.state_gradients(grads_q, saved) if keys else {}
     return (None, grad_x, dh if needs[2] else None, grad_c0, grad_w_input, grad_w_recurrent, grad_b_input,
             grad_b_recurrent, *(state_grads.get(key) for key in keys))  # fmt: skip

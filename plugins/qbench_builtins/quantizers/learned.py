@@ -69,10 +69,10 @@ class LSQHiddenEstimator:
         self.qn, self.qp = qn, qp
         self._scale: torch.Tensor | None = None
         self._half: torch.Tensor | None = None
-        #: (saved, stacked v/s, clipped, inside) of the last derivative, reused by state_gradients
-        self._batch: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        #: (saved, stacked v/s, stacked codes, inside) of the last derivative, reused by state_gradients
+        self._batch: tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         import torch
 
         if self._scale is None or self._scale.dtype != v.dtype:
@@ -85,33 +85,36 @@ class LSQHiddenEstimator:
         # sign(c) floor(|c| + 1/2) as trunc(c + copysign(1/2, c)): the same codes (|c| + 1/2 and
         # c + copysign(1/2, c) round alike), in fewer operations (a zero may come out as -0.0)
         codes = clipped.add_(torch.copysign(self._half, clipped)).trunc_()
-        return codes.mul_(s), x
+        return codes * s, (x, codes)
 
-    def derivative(self, saved: list[torch.Tensor]) -> torch.Tensor:
+    def derivative(self, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """d v_hat / d v at every step: 1 inside the clip range, 0 outside (straight-through round)."""
         return self._prepare(saved)[3]
 
-    def _prepare(self, saved: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _prepare(self, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[Any, torch.Tensor, torch.Tensor,
+                                                                                   torch.Tensor]:  # fmt: skip
+        """(saved, v/s and the codes of every step ``[T, B, h]``, inside the clip range as 0/1)."""
         import torch
 
         if self._batch is None or self._batch[0] is not saved:
-            x = torch.stack(saved)
-            clipped = x.clamp(-self.qn, self.qp)
-            self._batch = (saved, x, clipped, torch.eq(clipped, x).to(x.dtype))
+            x = torch.stack([kept[0] for kept in saved])
+            codes = torch.stack([kept[1] for kept in saved])
+            inside = torch.eq(x.clamp(-self.qn, self.qp), x).to(x.dtype)
+            self._batch = (saved, x, codes, inside)
         return self._batch
 
-    def state_gradients(self, grads: torch.Tensor, saved: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def state_gradients(self, grads: torch.Tensor, saved: list[tuple[torch.Tensor, torch.Tensor]]
+                        ) -> dict[str, torch.Tensor]:  # fmt: skip
         """dL/ds = g sum(dL/dv_hat (round(v/s) - v/s)) inside the clip range, the clipped code outside."""
         import torch
 
         step = self.state["step"]
         if not saved:
             return {"step": torch.zeros_like(step)}
-        _, x, clipped, inside = self._prepare(saved)
-        self._batch = None  # clipped is rounded in place below
-        codes = clipped.add_(torch.copysign(self._half.to(x.dtype), clipped)).trunc_()  # as forward rounds
+        _, x, codes, inside = self._prepare(saved)
+        self._batch = None
         factor = torch.addcmul(codes, x, inside, value=-1)  # codes - v/s inside, codes outside
-        g = 1.0 / math.sqrt(max(saved[0].numel(), 1) * self.qp)  # per step, as LSQ.apply is called
+        g = 1.0 / math.sqrt(max(saved[0][0].numel(), 1) * self.qp)  # per step, as LSQ.apply is called
         grad_s = (grads * factor).sum() * g
         return {"step": grad_s.to(step.dtype).reshape(step.shape)}
 
