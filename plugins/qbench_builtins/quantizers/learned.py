@@ -68,23 +68,19 @@ class LSQHiddenEstimator:
         self.state = {"step": step}
         self.qn, self.qp = qn, qp
         self._scale: torch.Tensor | None = None
-        self._half: torch.Tensor | None = None
         #: (saved, stacked v/s, stacked codes, inside) of the last derivative, reused by state_gradients
         self._batch: tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        import torch
-
         if self._scale is None or self._scale.dtype != v.dtype:
             # the step does not change during one forward: clamp and convert it once
             self._scale = self.state["step"].detach().clamp_min(EPS).to(v.dtype)
-            self._half = self._scale.new_tensor(0.5)
         s = self._scale
         x = v / s
         clipped = x.clamp(-self.qn, self.qp)
-        # sign(c) floor(|c| + 1/2) as trunc(c + copysign(1/2, c)): the same codes (|c| + 1/2 and
-        # c + copysign(1/2, c) round alike), in fewer operations (a zero may come out as -0.0)
-        codes = clipped.add_(torch.copysign(self._half, clipped)).trunc_()
+        # LSQ's own rounding, in place where it can be (trunc(c + copysign(1/2, c)) is the same
+        # codes in fewer calls, but trunc runs several times slower than floor on this CPU build)
+        codes = clipped.abs().add_(0.5).floor_().mul_(clipped.sign())
         return codes * s, (x, codes)
 
     def derivative(self, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
