@@ -476,14 +476,23 @@ def check_sequence_backward(quantizer: qbench.Quantizer, cells: tuple[str, ...] 
             (y * torch.randn(y.shape, generator=generator, dtype=torch.float64)).sum().backward()
             results.append((y.detach(), {name: p.grad for name, p in stack.named_parameters()}))
         (y_seq, grads_seq), (y_loop, grads_loop) = results
-        torch.testing.assert_close(y_seq, y_loop, rtol=1e-12, atol=1e-12,
-                                   msg=lambda m: f"{cell}: the sequence path's outputs differ from the loop's: {m}")  # fmt: skip
+        where = f"{cell}: the sequence path's outputs differ from the loop's"
+        torch.testing.assert_close(y_seq, y_loop, rtol=1e-12, atol=1e-12, msg=_prefixed(where))
         for name, expected in grads_loop.items():
             got = grads_seq[name]
             assert (got is None) == (expected is None), f"{cell}: {name} has a gradient on one path only"
             if expected is not None:
                 torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9 * float(expected.abs().max()),
-                                           msg=lambda m, n=name: f"{cell}: gradient of {n}: {m}")  # fmt: skip
+                                           msg=_prefixed(f"{cell}: gradient of {name}"))  # fmt: skip
+
+
+def _prefixed(where: str) -> Any:
+    """An assert_close message callable that says where the mismatch is."""
+
+    def message(detail: str) -> str:
+        return f"{where}: {detail}"
+
+    return message
 
 
 def check_learned_state_trains(quantizer: qbench.Quantizer, cell: str = "gru", steps: int = 3) -> None:

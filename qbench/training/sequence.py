@@ -132,7 +132,8 @@ def applies(kernel: str | None) -> bool:
 
 
 def run_layer(kernel: str, x: torch.Tensor, state: tuple[torch.Tensor, ...], tensors: dict[str, torch.Tensor],
-              estimator: Any, workspace: Workspace | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # fmt: skip
+              estimator: Any, workspace: Workspace | None = None
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:  # fmt: skip
     """One layer over ``x [T, B, n]`` from ``state`` (tensors ``[1, B, h]``), as
     :func:`qbench.training.reference.run_layer` with the hidden quantizer ``estimator``
     (``workspace``: the layer's buffers kept between steps)."""
@@ -166,8 +167,8 @@ def _forward(kernel: str, estimator: Any, lease: _Lease, x: torch.Tensor, h0: to
     h = h0.shape[-1]
     # x_t W^T + b of all steps in one product: row for row the per-step products' values
     width = w_input.shape[0]
-    inputs = torch.mm(x.reshape(steps * batch, -1), w_input.t(), out=lease.empty("inputs", x, steps * batch, width))
-    inputs = inputs.add_(b_input).view(steps, batch, width).unbind(0)
+    product = torch.mm(x.reshape(steps * batch, -1), w_input.t(), out=lease.empty("inputs", x, steps * batch, width))
+    inputs = product.add_(b_input).view(steps, batch, width).unbind(0)
     recurrent_t = w_recurrent.t()
     state, c = h0, c0
     ys: list[torch.Tensor] = []
@@ -184,10 +185,11 @@ def _forward(kernel: str, estimator: Any, lease: _Lease, x: torch.Tensor, h0: to
         memory["tanh"] = new
     elif kernel == "gru":
         assert b_recurrent is not None
-        hidden_gates = lease.empty("hidden_gates", x, steps, batch, 3 * h)  # h W^T + b_hr: the n block is read by the backward
+        # h W^T + b_hr (its n block is read by the backward)
+        hidden_gates = lease.empty("hidden_gates", x, steps, batch, 3 * h)
         reset_update = lease.empty("reset_update", x, steps, batch, 2 * h)
         candidates = lease.empty("candidates", x, steps, batch, h)
-        views = zip(inputs, hidden_gates.unbind(0), reset_update.unbind(0), candidates.unbind(0), new.unbind(0),
+        views = zip(*[inputs, hidden_gates.unbind(0), reset_update.unbind(0), candidates.unbind(0), new.unbind(0)],
                     strict=True)  # fmt: skip
         for inp, hg, rz, candidate_t, new_t in views:
             torch.add(torch.mm(state, recurrent_t), b_recurrent, out=hg)
@@ -206,8 +208,8 @@ def _forward(kernel: str, estimator: Any, lease: _Lease, x: torch.Tensor, h0: to
         cells = lease.empty("cells", x, steps + 1, batch, h)
         cells[0] = c0
         tanh_c = lease.empty("tanh_c", x, steps, batch, h)
-        views = zip(inputs, si.unbind(0), sf.unbind(0), tanh_g.unbind(0), so.unbind(0), cells[:-1].unbind(0),
-                    cells[1:].unbind(0), tanh_c.unbind(0), new.unbind(0), strict=True)  # fmt: skip
+        views = zip(*[inputs, si.unbind(0), sf.unbind(0), tanh_g.unbind(0), so.unbind(0), cells[:-1].unbind(0),
+                      cells[1:].unbind(0), tanh_c.unbind(0), new.unbind(0)], strict=True)  # fmt: skip
         for inp, i_t, f_t, g_t, o_t, c_t, c_next, tc_t, new_t in views:
             i, f, g, o = torch.mm(state, recurrent_t).add_(inp).chunk(4, dim=-1)
             torch.sigmoid(i, out=i_t)
@@ -231,7 +233,7 @@ def _function() -> Any:
         """The whole layer as one node (module docstring)."""
 
         @staticmethod
-        def forward(ctx: Any, spec: tuple[str, Any, tuple[str, ...], bool], x: torch.Tensor, h0: torch.Tensor,
+        def forward(ctx: Any, spec: tuple[str, Any, tuple[str, ...], bool, Any], x: torch.Tensor, h0: torch.Tensor,
                     c0: torch.Tensor, w_input: torch.Tensor, w_recurrent: torch.Tensor, b_input: torch.Tensor,
                     b_recurrent: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:  # fmt: skip
             kernel, estimator, _keys, has_b_recurrent, workspace = spec
@@ -290,7 +292,7 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         if derivative is not None:
             factor.mul_(derivative)
         gates = lease.empty("gates", y, steps, batch, h)
-        views = zip(grad_y.unbind(0), grads_q.unbind(0), factor.unbind(0), gates.unbind(0), strict=True)
+        views = zip(*[grad_y.unbind(0), grads_q.unbind(0), factor.unbind(0), gates.unbind(0)], strict=True)
         for grad_y_t, grad_q_t, factor_t, gate in reversed(list(views)):
             dq = torch.add(grad_y_t, dh, out=grad_q_t)
             dh = torch.mm(torch.mul(dq, factor_t, out=gate), w_recurrent)
@@ -316,8 +318,8 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         from_a[:, :, 1].copy_(reset)
         recurrent_gates = lease.empty("gates", y, steps, batch, 3, h)
         grad_a = lease.empty("grad_a", y, steps, batch, h)
-        views = zip(grad_y.unbind(0), grads_q.unbind(0), to_a.unbind(0), grad_a.unbind(0), recurrent_gates.unbind(0),
-                    from_a.unbind(0), to_z.unbind(0), to_h.unbind(0), strict=True)  # fmt: skip
+        views = zip(*[grad_y.unbind(0), grads_q.unbind(0), to_a.unbind(0), grad_a.unbind(0), recurrent_gates.unbind(0),
+                      from_a.unbind(0), to_z.unbind(0), to_h.unbind(0)], strict=True)  # fmt: skip
         for grad_y_t, grad_q_t, to_a_t, grad_a_t, gate, from_a_t, to_z_t, to_h_t in reversed(list(views)):
             dq = torch.add(grad_y_t, dh, out=grad_q_t)
             da = torch.mul(dq, to_a_t, out=grad_a_t)
@@ -344,8 +346,8 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         torch.mul(tanh_g, tanh_g, out=from_c[:, :, 2]).neg_().add_(1).mul_(si)  # i (1 - g^2)
         gates = lease.empty("gates", y, steps, batch, 4, h)
         dc = grad_c if grad_c is not None else torch.zeros_like(h0)
-        views = zip(grad_y.unbind(0), grads_q.unbind(0), to_c.unbind(0), gates.unbind(0), from_c.unbind(0),
-                    to_o.unbind(0), sf.unbind(0), strict=True)  # fmt: skip
+        views = zip(*[grad_y.unbind(0), grads_q.unbind(0), to_c.unbind(0), gates.unbind(0), from_c.unbind(0),
+                      to_o.unbind(0), sf.unbind(0)], strict=True)  # fmt: skip
         for grad_y_t, grad_q_t, to_c_t, gate, from_c_t, to_o_t, sf_t in reversed(list(views)):
             dq = torch.add(grad_y_t, dh, out=grad_q_t)
             dc_t = torch.addcmul(dc, dq, to_c_t)
