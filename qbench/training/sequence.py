@@ -288,7 +288,7 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
     grad_c0 = None
     if kernel == "rnn_tanh":
         tanh = memory["tanh"]
-        factor = torch.mul(tanh, tanh, out=lease.empty("factor", y, steps, batch, h)).neg_().add_(1)  # 1 - h'^2
+        factor = _one_minus_square(tanh, lease.empty("factor", y, steps, batch, h))  # 1 - h'^2
         if derivative is not None:
             factor.mul_(derivative)
         gates = lease.empty("gates", y, steps, batch, h)
@@ -302,19 +302,18 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         candidate = memory["candidates"]
         hidden_n = memory["hidden_gates"][..., 2 * h :]
         # d h' / d n = 1 - z, d n / d a = 1 - n^2 (a = x_n + r * hn); d h' / d z = h - n; d h' / d h = z
-        to_a, to_z, to_h = (lease.empty(name, y, steps, batch, h) for name in ("to_a", "to_z", "to_h"))
-        torch.mul(candidate, candidate, out=to_z).neg_().add_(1)  # 1 - n^2
-        torch.neg(update, out=to_a).add_(1).mul_(to_z)  # (1 - z)(1 - n^2)
-        torch.neg(update, out=to_h).add_(1)  # 1 - z
-        torch.sub(previous, candidate, out=to_z).mul_(update).mul_(to_h)  # (h - n) z (1 - z)
-        to_h.copy_(update)
+        to_a, to_z, slope = (lease.empty(name, y, steps, batch, h) for name in ("to_a", "to_z", "slope"))
+        _one_minus_square(candidate, to_z)  # 1 - n^2
+        torch.sub(update.new_ones(()), update, out=to_a).mul_(to_z)  # (1 - z)(1 - n^2)
+        torch.sub(previous, candidate, out=to_z).mul_(_sigmoid_slope(update, slope))  # (h - n) z (1 - z)
+        to_h = update
         if derivative is not None:
             to_a.mul_(derivative)
             to_z.mul_(derivative)
-            to_h.mul_(derivative)
+            to_h = torch.mul(update, derivative, out=lease.empty("to_h", y, steps, batch, h))
         # per step: d a, then [d r_pre, d hn] = d a * [hn r (1 - r), r]
         from_a = lease.empty("from_a", y, steps, batch, 2, h)
-        torch.neg(reset, out=from_a[:, :, 0]).add_(1).mul_(reset).mul_(hidden_n)  # hn r (1 - r)
+        _sigmoid_slope(reset, from_a[:, :, 0]).mul_(hidden_n)  # hn r (1 - r)
         from_a[:, :, 1].copy_(reset)
         recurrent_gates = lease.empty("gates", y, steps, batch, 3, h)
         grad_a = lease.empty("grad_a", y, steps, batch, h)
@@ -335,15 +334,15 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         tanh_g, tanh_c, cells = memory["tanh_g"], memory["tanh_c"], memory["cells"]
         # d c' from d h': o (1 - tanh(c')^2); gate pre-activations from d c': [g si', c sf', si (1 - g^2)]
         to_c, to_o = lease.empty("to_c", y, steps, batch, h), lease.empty("to_o", y, steps, batch, h)
-        torch.mul(tanh_c, tanh_c, out=to_c).neg_().add_(1).mul_(so)  # o (1 - tanh(c')^2)
-        torch.neg(so, out=to_o).add_(1).mul_(so).mul_(tanh_c)  # tanh(c') o (1 - o)
+        _one_minus_square(tanh_c, to_c).mul_(so)  # o (1 - tanh(c')^2)
+        _sigmoid_slope(so, to_o).mul_(tanh_c)  # tanh(c') o (1 - o)
         if derivative is not None:
             to_c.mul_(derivative)
             to_o.mul_(derivative)
         from_c = lease.empty("from_c", y, steps, batch, 3, h)
-        torch.neg(si, out=from_c[:, :, 0]).add_(1).mul_(si).mul_(tanh_g)  # g i (1 - i)
-        torch.neg(sf, out=from_c[:, :, 1]).add_(1).mul_(sf).mul_(cells[:-1])  # c f (1 - f)
-        torch.mul(tanh_g, tanh_g, out=from_c[:, :, 2]).neg_().add_(1).mul_(si)  # i (1 - g^2)
+        _sigmoid_slope(si, from_c[:, :, 0]).mul_(tanh_g)  # g i (1 - i)
+        _sigmoid_slope(sf, from_c[:, :, 1]).mul_(cells[:-1])  # c f (1 - f)
+        _one_minus_square(tanh_g, from_c[:, :, 2]).mul_(si)  # i (1 - g^2)
         gates = lease.empty("gates", y, steps, batch, 4, h)
         dc = grad_c if grad_c is not None else torch.zeros_like(h0)
         views = zip(*[grad_y.unbind(0), grads_q.unbind(0), to_c.unbind(0), gates.unbind(0), from_c.unbind(0),
@@ -370,3 +369,18 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
     state_grads = estimator.state_gradients(grads_q, saved) if keys else {}
     return (None, grad_x, dh if needs[2] else None, grad_c0, grad_w_input, grad_w_recurrent, grad_b_input,
             grad_b_recurrent, *(state_grads.get(key) for key in keys))  # fmt: skip
+
+
+# The derivative factors, one pass over the sequence each (memory-bound there: a pass per factor,
+# not per operation). Their rounding differs from autograd's formulas by an ulp of 1 at most,
+# absolute: these only scale gradients.
+
+
+def _one_minus_square(a: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """1 - a^2 (tanh's derivative from its output) into ``out``."""
+    return torch.addcmul(a.new_ones(()), a, a, value=-1, out=out)
+
+
+def _sigmoid_slope(s: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """s (1 - s) as s - s^2 (the sigmoid's derivative from its output) into ``out``."""
+    return torch.addcmul(s, s, s, value=-1, out=out)
