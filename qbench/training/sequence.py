@@ -284,7 +284,9 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
     derivative = estimator.derivative(saved) if steps else None  # dq/dh, element-wise; None: 1
     grads_q = lease.empty("grads_q", y, steps, batch, h)  # the gradient reaching each step's quantized state
     # the state each step read
-    previous = torch.cat([h0.unsqueeze(0), y[:-1]], out=lease.empty("previous", y, steps, batch, h))
+    previous = None
+    if kernel == "gru":  # the state each step read, for d h' / d z
+        previous = torch.cat([h0.unsqueeze(0), y[:-1]], out=lease.empty("previous", y, steps, batch, h))
     grad_c0 = None
     if kernel == "rnn_tanh":
         tanh = memory["tanh"]
@@ -305,6 +307,7 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
         to_a, to_z, slope = (lease.empty(name, y, steps, batch, h) for name in ("to_a", "to_z", "slope"))
         _one_minus_square(candidate, to_z)  # 1 - n^2
         torch.sub(update.new_ones(()), update, out=to_a).mul_(to_z)  # (1 - z)(1 - n^2)
+        assert previous is not None
         torch.sub(previous, candidate, out=to_z).mul_(_sigmoid_slope(update, slope))  # (h - n) z (1 - z)
         to_h = update
         if derivative is not None:
@@ -361,7 +364,11 @@ def _backward(kernel: str, estimator: Any, keys: tuple[str, ...], has_b_recurren
     flat_rec = recurrent_gates.reshape(steps * batch, width)
     grad_x = (input_gates @ w_input) if needs[1] else None
     grad_w_input = flat_in.t() @ x.reshape(steps * batch, -1) if needs[4] else None
-    grad_w_recurrent = flat_rec.t() @ previous.reshape(steps * batch, -1) if needs[5] else None
+    grad_w_recurrent = None
+    if needs[5]:  # sum over steps of d gates_t^T (the state step t read): h0 at the first, then y
+        grad_w_recurrent = recurrent_gates[0].t() @ h0
+        if steps > 1:
+            grad_w_recurrent += flat_rec[batch:].t() @ y[:-1].reshape((steps - 1) * batch, -1)
     # the bias gradients as products with a vector of ones (a column sum runs several times slower)
     ones = y.new_ones(steps * batch)
     grad_b_input = torch.mv(flat_in.t(), ones) if needs[6] else None
