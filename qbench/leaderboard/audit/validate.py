@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbench import record as R
 from qbench.atomicio import file_sha256
 from qbench.leaderboard.audit.sources import LEADERBOARD_JSON, read_leaderboard_json
 from qbench.leaderboard.compute.frame import GROUP_KEY, STATUSES
@@ -497,8 +498,8 @@ def _record_label(record: dict[str, Any], axis: str) -> str:
 
 def _run_difference(run: dict[str, Any], record: dict[str, Any], value_columns: list[str]) -> str:
     """How a published run differs from its stored record (the frame's reading of it), "" when it does not."""
-    status = record.get("status") if record.get("status") in STATUSES else "error"
-    seed = record.get("seed")
+    status = record.get(R.STATUS) if record.get(R.STATUS) in STATUSES else "error"
+    seed = record.get(R.SEED)
     seed = int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) and math.isfinite(seed) else -1
     expected: dict[str, Any] = {"status": status, "seed": seed}
     expected.update({key: _record_label(record, key.removesuffix("_label")) for key in GROUP_KEY})
