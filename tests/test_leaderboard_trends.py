@@ -165,3 +165,67 @@ def test_validate_rebuilds_the_epoch_gaps_from_the_stored_curves(tmp_path):
     (tmp_path / "leaderboard.json").write_text(json.dumps(document), encoding="utf-8")
     problems = validate_directory(tmp_path).problems
     assert any("epoch_gaps" in p and "diff_mean" in p for p in problems), problems
+
+
+# -- contrasts: how moving the parameter changes the difference, paired by seed ----------------------
+
+
+def test_contrasts_pair_every_two_values_by_seed_with_hand_checked_changes():
+    contrasts = compute_trends(load_runs(swept_records()), "float").contrasts
+    pairs = list(zip(contrasts["from_value"], contrasts["to_value"], strict=True))
+    assert pairs == [(64.0, 128.0), (64.0, 256.0), (128.0, 256.0)]
+    # the wobble is the same seed by seed at every size, so each change is exact and has no spread
+    assert contrasts["change_mean"].tolist() == pytest.approx([0.1, 0.2, 0.1])
+    assert contrasts["n"].tolist() == [3, 3, 3]
+    assert set(contrasts["test"]) == {"sign-flip"}
+    # three seeds: the sign-flip test's smallest p-value is 0.25, so nothing is decided
+    assert set(contrasts["verdict"]) == {"inconclusive"}
+
+
+def _many_seed_records(gaps: dict[int, float], seeds: int = 8) -> list[dict]:
+    records = []
+    for hidden, gap in gaps.items():
+        for seed in range(seeds):
+            base = 2.0 + seed * 0.05
+            wobble = 0.002 * ((seed * 7) % 5 - 2)  # differs seed by seed, and between sizes below
+            records.append(_record("float", hidden, seed, base, [3.0]))
+            records.append(_record("ternary(stochastic=false)", hidden, seed,
+                                   base + gap + wobble * (1 if hidden == 64 else -1), [3.0 + gap]))  # fmt: skip
+    return records
+
+
+def test_a_change_beyond_the_margin_rises_and_one_within_it_has_no_effect():
+    from qbench.protocol import Protocol
+
+    protocol = Protocol(seeds=tuple(range(8)), baseline="float",
+                        margins=(("pydoc-char", "test_bpc", 0.05),))  # fmt: skip
+    rises = compute_trends(load_runs(_many_seed_records({64: 0.1, 128: 0.4})), "float", protocol).contrasts
+    assert rises["verdict"].tolist() == ["rises"]
+    assert rises["margin"].tolist() == [0.05]
+    flat = compute_trends(load_runs(_many_seed_records({64: 0.1, 128: 0.1})), "float", protocol).contrasts
+    assert flat["verdict"].tolist() == ["no effect"]
+    falls = compute_trends(load_runs(_many_seed_records({64: 0.4, 128: 0.1})), "float", protocol).contrasts
+    assert falls["verdict"].tolist() == ["falls"]
+    # without a margin, no change found is never "no effect"
+    unmargined = compute_trends(load_runs(_many_seed_records({64: 0.1, 128: 0.1})), "float").contrasts
+    assert unmargined["verdict"].tolist() == ["inconclusive"]
+
+
+def test_pages_and_validate_carry_the_contrasts(tmp_path):
+    out = tmp_path / "board"
+    write_leaderboards(_many_seed_records({64: 0.1, 128: 0.4}), out, "sweep", plots=False)
+    markdown = (out / "leaderboard.md").read_text(encoding="utf-8")
+    assert "Contrasts: how moving cell.hidden changes the test\\_bpc difference" in markdown
+    assert "| ternary(stochastic=false) | hidden=64 to 128 | +0.3" in markdown
+    assert "Contrasts: how moving" in (out / "leaderboard.html").read_text(encoding="utf-8")
+    assert consistent(validate_directory(out))
+    # a published contrast the trend rows do not give is caught: the verdict, then the change
+    for column, value in (("verdict", "no effect"), ("change_mean", 0.01)):
+        document = json.loads((out / "leaderboard.json").read_text(encoding="utf-8"))
+        kept = json.dumps(document)
+        position = document["trend_contrasts"]["columns"].index(column)
+        document["trend_contrasts"]["rows"][0][position] = value
+        (out / "leaderboard.json").write_text(json.dumps(document), encoding="utf-8")
+        report = validate_directory(out)
+        assert any("trend_contrasts:" in p and column in p for p in report.problems), report.problems
+        (out / "leaderboard.json").write_text(kept, encoding="utf-8")

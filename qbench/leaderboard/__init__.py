@@ -77,7 +77,7 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     table = tuned_rows(fair)
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
     used = fair.used
-    trends = compute_trends(used, fair.protocol.baseline)
+    trends = compute_trends(used, fair.protocol.baseline, fair.protocol)
     with StagedFiles() as staged:
         # what the records could not say (old records of components qbench does not know) is said on the page
         missing = frame.declared.notes + ([] if fair.protocol.baseline else no_baseline_note(frame.declared))

@@ -17,6 +17,16 @@ recomputes each row from the published runs in plain Python). ``context`` is wha
 axis holds besides the parameter (``gru(batch_norm=true)``); ``method`` the quantizer label, or
 for a quantizer parameter the quantizer with its other parameters.
 
+Contrast rows (``trend_contrasts``): for every two values ``a < b`` of one trend (dataset,
+parameter, context, method), the per-seed change of the difference, ``diff_b(s) - diff_a(s)``
+over the seeds both values have (a difference of differences: how much moving the parameter
+from ``a`` to ``b`` moves the method's gap to the baseline), judged by :mod:`qbench.verdicts`
+as the paired table judges a method (the same test choice; Holm across the contrasts of one
+trend, difference and margin tests together; the dataset's margin for the metric when the
+protocol has one): *rises* / *falls* when the change differs from zero, *no effect* when it
+lies within the margin (both one-sided tests), *inconclusive* otherwise. Contrasts are read at a
+fixed number of seeds (the seeds both values have), not through Stein's rule.
+
 Epoch rows (``epoch_gaps``): for every paired method of a dataset that has a sweep, the same
 difference of the validation value each epoch's curve point records (epochs both runs reached).
 They are recomputed from the stored curves by ``qbench validate``'s rebuild (check 5).
@@ -45,16 +55,26 @@ from qbench.leaderboard.stats import ci95_half_width
 AXES = (("cell", "cell_params"), ("quantizer", "quantizer_params"), ("dataset", "dataset_params"))
 TREND_COLUMNS = ["dataset_label", "parameter", "context", "method", "baseline_label", "value", "metric",
                  "diff_mean", "diff_std", "diff_ci95", "n", "case_ids", "baseline_case_ids"]  # fmt: skip
+CONTRAST_COLUMNS = ["dataset_label", "parameter", "context", "method", "metric", "from_value", "to_value",
+                    "change_mean", "change_std", "change_ci95", "n", "test", "p_holm", "margin", "p_margin_holm",
+                    "verdict"]  # fmt: skip
+#: what a contrast's verdict is called: a change of a difference is neither better nor worse
+CONTRAST_VERDICTS = {"better": "falls", "worse": "rises", "equivalent": "no effect"}
 EPOCH_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "metric", "epoch",
                  "diff_mean", "diff_std", "diff_ci95", "n"]  # fmt: skip
 
 
 @dataclass
 class Trends:
-    """The two long tables (``TREND_COLUMNS``, ``EPOCH_COLUMNS``); both empty without a sweep."""
+    """The long tables (``TREND_COLUMNS``, ``EPOCH_COLUMNS``, ``CONTRAST_COLUMNS``); all empty without a sweep."""
 
     rows: pd.DataFrame
     epochs: pd.DataFrame
+    contrasts: pd.DataFrame = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.contrasts is None:
+            self.contrasts = pd.DataFrame(columns=CONTRAST_COLUMNS)
 
     @property
     def empty(self) -> bool:
@@ -121,8 +141,10 @@ def _swept_keys(ok: pd.DataFrame, axis: str, column: str, baseline: str) -> list
     return sorted(keys)
 
 
-def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
-    """The trend rows and, for the datasets that have a sweep, the epoch rows."""
+def compute_trends(frame: RunsFrame, baseline: str, protocol: Any = None) -> Trends:
+    """The trend rows, their contrasts and, for the datasets that have a sweep, the epoch rows.
+
+    ``protocol`` (a :class:`qbench.protocol.Protocol`): its alpha and margins judge the contrasts."""
     metric_of = {label: info.primary_metric for label, info in frame.datasets.items()}
     wanted = ["case_id", "seed", "quantizer", "cell", "dataset", "quantizer_label", "cell_label", "dataset_label",
               *(column for _, column in AXES), *sorted({m for m in metric_of.values() if m})]  # fmt: skip
@@ -142,6 +164,7 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
                zip(base["dataset_label"], base["cell_label"], base["seed"], base.index, strict=True)}  # fmt: skip
     methods = ok[ok["quantizer"] != baseline]
     rows: list[dict[str, Any]] = []
+    by_seed: dict[tuple[Any, ...], dict[int, float]] = {}  # (trend key, value) -> {seed: difference}
     sections: set[str] = set()  # the dataset sections a sweep touches: they get the epoch view
     for axis, column, key in sweeps:
         groups: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -167,12 +190,15 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
             group = groups.setdefault((dataset, context, method, repr(value)), {
                 "dataset_label": dataset, "parameter": f"{axis}.{key}", "context": context, "method": method,
                 "baseline_label": str(runs.at[partner, "quantizer_label"]), "value": value, "metric": metric,
-                "diffs": [], "case_ids": [], "baseline_case_ids": []})  # fmt: skip
+                "diffs": [], "seeds": [], "case_ids": [], "baseline_case_ids": []})  # fmt: skip
             group["diffs"].append(own - other)
+            group["seeds"].append(int(run["seed"]))
             sections.add(str(run["dataset_label"]))
             group["case_ids"].append(str(run["case_id"]))
             group["baseline_case_ids"].append(str(runs.at[partner, "case_id"]))
         for group in groups.values():
+            by_seed[(group["dataset_label"], group["parameter"], group["context"], group["method"],
+                     group["value"])] = dict(zip(group.pop("seeds"), group["diffs"], strict=True))  # fmt: skip
             mean, std, ci, n = _summary(group.pop("diffs"))
             rows.append({**group, "diff_mean": mean, "diff_std": std, "diff_ci95": ci, "n": n})
     if not rows:
@@ -180,7 +206,44 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
     table = pd.DataFrame(rows, columns=TREND_COLUMNS)
     table = table.sort_values(["dataset_label", "parameter", "context", "method", "value"], kind="stable")
     table = table.reset_index(drop=True)
-    return Trends(table, epoch_gaps(frame, base_by, methods, sections))
+    contrasts = contrast_rows(table, by_seed, protocol)
+    return Trends(table, epoch_gaps(frame, base_by, methods, sections), contrasts)
+
+
+def contrast_items(table: pd.DataFrame, by_seed: dict[tuple[Any, ...], dict[int, float]]) -> list[tuple[Any, ...]]:
+    """(trend key, metric, from value, to value, per-seed changes) for every two values of a trend."""
+    items = []
+    for key, part in table.groupby(["dataset_label", "parameter", "context", "method"], sort=False):
+        metric = str(part["metric"].iloc[0])
+        values = sorted(set(float(v) for v in part["value"].tolist()))
+        for i, low in enumerate(values):
+            for high in values[i + 1:]:
+                a, b = by_seed.get((*key, low), {}), by_seed.get((*key, high), {})
+                seeds = sorted(set(a) & set(b))
+                items.append((tuple(key), metric, low, high, [b[s] - a[s] for s in seeds]))
+    return items
+
+
+def judge_contrasts(items: list[tuple[Any, ...]], protocol: Any) -> list[Any]:
+    """The :class:`qbench.verdicts.Judged` of every contrast item, Holm across each trend's contrasts."""
+    from qbench.verdicts import judge
+
+    alpha = float(getattr(protocol, "alpha", 0.05))
+    margin_for = getattr(protocol, "margin_for", None)
+    return judge([(key, changes, None, margin_for(key[0], metric) if margin_for else None, "min")
+                  for key, metric, _, _, changes in items], "equivalence", alpha)  # fmt: skip
+
+
+def contrast_rows(table: pd.DataFrame, by_seed: dict[tuple[Any, ...], dict[int, float]], protocol: Any) -> pd.DataFrame:
+    items = contrast_items(table, by_seed)
+    out = []
+    for (key, metric, low, high, changes), judged in zip(items, judge_contrasts(items, protocol), strict=True):
+        mean, std, ci, n = _summary(changes)
+        ev = judged.evidence
+        out.append([*key, metric, low, high, mean, std, ci, n, ev.test, judged.p_holm,
+                    judged.margin if judged.margin is not None else math.nan, judged.p_margin_holm,
+                    CONTRAST_VERDICTS.get(judged.verdict, judged.verdict)])  # fmt: skip
+    return pd.DataFrame(out, columns=CONTRAST_COLUMNS)
 
 
 def _curve_key(curves: list[list[dict[str, Any]]], metric: str) -> str | None:
@@ -259,6 +322,7 @@ def wide_tables(trends: Trends, dataset: str) -> list[tuple[str, list[str], list
             body.append([str(method), *[by_value.get(v, "") for v in values]])
         base = str(part["baseline_label"].iloc[0])
         out.append((f"{metric} difference to {base} against {parameter} ({context})", header, body))
+    out += contrast_tables(trends, dataset)
     gaps = trends.epochs[trends.epochs["dataset_label"] == dataset]
     for (cell, key), part in gaps.groupby(["cell_label", "metric"], sort=False):
         epochs = sorted(set(int(e) for e in part["epoch"].tolist()))
@@ -272,10 +336,34 @@ def wide_tables(trends: Trends, dataset: str) -> list[tuple[str, list[str], list
     return out
 
 
+def _p_text(p: float) -> str:
+    return "" if p != p else f"{p:.3g}"
+
+
+def contrast_tables(trends: Trends, dataset: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(heading, header, rows) of the contrasts of ``dataset``: one table per parameter and context."""
+    out = []
+    rows = trends.contrasts[trends.contrasts["dataset_label"] == dataset]
+    for (parameter, context, metric), part in rows.groupby(["parameter", "context", "metric"], sort=False):
+        name = parameter.split(".", 1)[1]
+        body = [[str(r.method), f"{name}={fmt_value(r.from_value)} to {fmt_value(r.to_value)}",
+                 cell_text(r.change_mean, r.change_ci95, r.n), r.test or "", _p_text(r.p_holm),
+                 f"±{r.margin:g}" if r.margin == r.margin else "none", _p_text(r.p_margin_holm), str(r.verdict)]
+                for r in part.itertuples()]  # fmt: skip
+        header = ["method", "values", "change of the difference", "test", "p (Holm)", "margin",
+                  "margin p (Holm)", "verdict"]  # fmt: skip
+        out.append((f"Contrasts: how moving {parameter} changes the {metric} difference ({context})", header, body))
+    return out
+
+
 TREND_SENTENCE = ("Each cell: the method's difference to the baseline of the same cell and seed, mean ± 95% "
                   "interval (Student t) over the paired seeds, and the number of pairs. A parameter is shown when "
                   "the matrix swept it; the epoch tables read the validation value each run recorded after every "
-                  "epoch (epochs both runs of a pair reached).")  # fmt: skip
+                  "epoch (epochs both runs of a pair reached). A contrast is the change of a method's difference between "
+                  "two values of the parameter, paired by seed (the seeds both values have), judged as the paired "
+                  "table judges a method (the same test choice; Holm across the contrasts of one method and "
+                  "parameter): rises / falls when the change differs from zero, no effect when it lies within the "
+                  "dataset's margin, inconclusive otherwise.")  # fmt: skip
 
 
 def markdown_section(trends: Trends, dataset: str, escape: Any) -> list[str]:
@@ -385,8 +473,9 @@ def write_trend_plots(trends: Trends, plot_dir: Path, staged: Any = None) -> lis
 # -- validate -------------------------------------------------------------------------------------
 
 
-def check_trend_rows(document: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
-    """Every published trend row recomputed from the single-seed rows its case ids name (plain Python).
+def check_trend_rows(document: dict[str, Any], runs: list[dict[str, Any]], protocol: Any = None) -> list[str]:
+    """Every published trend row recomputed from the single-seed rows its case ids name (plain Python),
+    then every contrast from those rows, judged with ``protocol`` (the published one).
 
     ``runs``: the published runs as validate reads them (a dict per run, its metrics under ``values``).
     """
@@ -398,6 +487,8 @@ def check_trend_rows(document: dict[str, Any], runs: list[dict[str, Any]]) -> li
         return []
     problems = []
     by_id = {run["case_id"]: run for run in runs}
+    by_seed: dict[tuple[Any, ...], dict[int, float]] = {}
+    metrics: dict[tuple[Any, ...], str] = {}
     for row in table_rows(section):
         where = f"trends: {row['dataset_label']} / {row['parameter']}={row['value']} / {row['method']}"
         ids, base_ids = row["case_ids"], row["baseline_case_ids"]
@@ -422,10 +513,44 @@ def check_trend_rows(document: dict[str, Any], runs: list[dict[str, Any]]) -> li
             stats = summarize(diffs)
             for name, want in (("diff_mean", stats["mean"]), ("diff_std", stats["std"]), ("diff_ci95", stats["ci95"])):
                 got = row[name]
-                same = (got is None and math.isnan(want)) or (
-                    got is not None and math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12))
-                if not same:
+                if not _same(got, want):
                     problems.append(f"{where}: {name} is {got}, the paired runs give {want}")
+            key = (row["dataset_label"], row["parameter"], row["context"], row["method"], float(row["value"]))
+            by_seed[key] = {by_id[own]["seed"]: d for own, d in zip(ids, diffs, strict=True)}
+            metrics[key[:4]] = row["metric"]
+    return problems + _check_contrasts(document, by_seed, metrics, protocol)
+
+
+def _same(got: Any, want: float) -> bool:
+    if isinstance(want, str):
+        return got == want
+    return (got is None and math.isnan(want)) or (
+        got is not None and math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12))
+
+
+def _check_contrasts(document: dict[str, Any], by_seed: dict[tuple[Any, ...], dict[int, float]],
+                     metrics: dict[tuple[Any, ...], str], protocol: Any) -> list[str]:  # fmt: skip
+    """Every published contrast recomputed from the trend rows' paired runs (and none left out)."""
+    from qbench.leaderboard.writers import table_rows
+
+    table = pd.DataFrame([[*key[:4], metrics[key[:4]], key[4]] for key in by_seed],
+                         columns=["dataset_label", "parameter", "context", "method", "metric", "value"])  # fmt: skip
+    want = contrast_rows(table, by_seed, protocol) if len(table) else pd.DataFrame(columns=CONTRAST_COLUMNS)
+    published = table_rows(document["trend_contrasts"]) if "trend_contrasts" in document else []
+    if len(published) != len(want):
+        return [f"trend_contrasts: {len(published)} rows published, the trend rows give {len(want)}"]
+    problems = []
+    for got, row in zip(published, want.to_dict("records"), strict=True):
+        where = (f"trend_contrasts: {row['dataset_label']} / {row['method']} / {row['parameter']} "
+                 f"{row['from_value']:g} -> {row['to_value']:g}")  # fmt: skip
+        for name in CONTRAST_COLUMNS:
+            value = row[name]
+            if isinstance(value, (float, np.floating)) or name in ("n",):
+                ok = _same(got.get(name), float(value))
+            else:
+                ok = got.get(name) == value
+            if not ok:
+                problems.append(f"{where}: {name} is {got.get(name)!r}, the paired runs give {value!r}")
     return problems
 
 
@@ -443,11 +568,14 @@ def _json_value(value: Any) -> Any:
 
 
 def json_tables(trends: Trends) -> dict[str, Any]:
-    """``trends`` and ``epoch_gaps`` as split tables for ``leaderboard.json``; {} without a sweep."""
+    """``trends``, ``trend_contrasts`` and ``epoch_gaps`` as split tables for ``leaderboard.json``; {} without
+    a sweep."""
     if trends.empty:
         return {}
     out = {}
-    for name, table, columns in (("trends", trends.rows, TREND_COLUMNS), ("epoch_gaps", trends.epochs, EPOCH_COLUMNS)):
+    for name, table, columns in (("trends", trends.rows, TREND_COLUMNS),
+                                 ("trend_contrasts", trends.contrasts, CONTRAST_COLUMNS),
+                                 ("epoch_gaps", trends.epochs, EPOCH_COLUMNS)):  # fmt: skip
         rows = [[_json_value(v) for v in row] for row in table[columns].itertuples(index=False, name=None)]
         out[name] = {"columns": columns, "rows": rows}
     return out
