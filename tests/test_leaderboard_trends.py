@@ -229,3 +229,35 @@ def test_pages_and_validate_carry_the_contrasts(tmp_path):
         report = validate_directory(out)
         assert any("trend_contrasts:" in p and column in p for p in report.problems), report.problems
         (out / "leaderboard.json").write_text(kept, encoding="utf-8")
+
+
+# -- curve points far above what a working model reaches get a sentence ------------------------------
+
+
+def _curve_record(quantizer: str, seed: int, final: float, curve: list[tuple[float, float]]) -> dict:
+    record = make_record(quantizer, "gru(hidden=128)", "pydoc-char", seed, metric=final)
+    record[R.CASE_ID] = f"{quantizer}-curve-{seed}"
+    record["valid_bpc"] = final
+    record[R.CURVE] = [{"epoch": e + 1, "train_loss": loss, "valid_bpc": valid}
+                       for e, (loss, valid) in enumerate(curve)]  # fmt: skip
+    return record
+
+
+def test_cold_start_and_unlearned_points_get_a_sentence_and_normal_curves_none(tmp_path):
+    from qbench.leaderboard.curvenotes import curve_notes
+
+    normal = [_curve_record("float", s, 2.1, [(1.9, 2.9), (1.5, 2.1)]) for s in range(2)]
+    assert curve_notes(load_runs(normal), "float") == {}
+    # epoch 1 at 10.2 bits against a training loss of at most 1.9 nats (2.74 bits): a cold start
+    cold = _curve_record("ternary(stochastic=false)", 0, 2.3, [(1.9, 10.2), (1.6, 2.3)])
+    # a binary model whose training loss (3.95 nats = 5.70 bits) is as high as its validation: not learned
+    flat = _curve_record("binary(stochastic=false)", 0, 5.6, [(3.95, 5.65), (3.9, 5.6)])
+    notes = curve_notes(load_runs([*normal, cold, flat]), "float")["pydoc-char"]
+    assert len(notes) == 2
+    assert any("cold start" in n and "10.20" in n and "1 run(s)" in n for n in notes)
+    assert any("had not learned" in n and "binary(stochastic=false)" in n and "2 validation point(s)" in n
+               for n in notes)  # fmt: skip
+    write_leaderboards([*normal, cold, flat], tmp_path, "curves", plots=False)
+    assert "cold start" in (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
+    assert "cold start" in (tmp_path / "leaderboard.html").read_text(encoding="utf-8")
+    assert any("cold start" in n for n in json.loads((tmp_path / "leaderboard.json").read_text())["notes"])
