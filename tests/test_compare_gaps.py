@@ -8,7 +8,7 @@ import pytest
 from qbench import record as R
 from qbench.cli import main
 from qbench.leaderboard import write_leaderboards
-from qbench.leaderboard.compare import gap_changes
+from qbench.leaderboard.audit.compare import gap_changes
 from qbench.protocol import Protocol
 from tests.synthetic import make_record
 

@@ -9,9 +9,9 @@ import pytest
 
 from qbench import record as R
 from qbench.leaderboard import load_runs, write_leaderboards
-from qbench.leaderboard.trends import compute_trends
-from qbench.leaderboard.validate import validate_directory
-from qbench.leaderboard.writers import table_rows
+from qbench.leaderboard.audit.validate import validate_directory
+from qbench.leaderboard.compute.trends import compute_trends
+from qbench.leaderboard.render.writers import table_rows
 from tests.synthetic import make_record
 
 HIDDEN = (64, 128, 256)
@@ -244,7 +244,7 @@ def _curve_record(quantizer: str, seed: int, final: float, curve: list[tuple[flo
 
 
 def test_cold_start_and_unlearned_points_get_a_sentence_and_normal_curves_none(tmp_path):
-    from qbench.leaderboard.curvenotes import curve_notes
+    from qbench.leaderboard.compute.curvenotes import curve_notes
 
     normal = [_curve_record("float", s, 2.1, [(1.9, 2.9), (1.5, 2.1)]) for s in range(2)]
     assert curve_notes(load_runs(normal), "float") == {}

@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from qbench.leaderboard.curvenotes import curve_notes
-from qbench.leaderboard.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
-from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame
+from qbench.leaderboard.compute.curvenotes import curve_notes
+from qbench.leaderboard.compute.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
+from qbench.leaderboard.compute.frame import TIMING_COLUMNS, RunsFrame
 from qbench.protocol import NO_BASELINE
 
 ARROW = {"min": "↓", "max": "↑"}
@@ -94,7 +94,7 @@ class Displays:
     untested: dict[str, str] = field(default_factory=dict)
     #: {dataset label: sentences of the comparisons whose differences have no spread or two groups}
     shapes: dict[str, list[str]] = field(default_factory=dict)
-    #: {dataset label: sentences on curve points far above a working model's} (qbench.leaderboard.curvenotes)
+    #: {dataset label: sentences on curve points far above a working model's} (qbench.leaderboard.compute.curvenotes)
     curves: dict[str, list[str]] = field(default_factory=dict)
     protocol: list[str] = field(default_factory=list)
     baseline: str = ""  # "" when no quantizer is the baseline (no paired comparison)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from qbench.leaderboard.frame import RunsFrame
+from qbench.leaderboard.compute.frame import RunsFrame
 
 #: a validation point above this many times its run's highest training loss (in bits) is a cold start
 COLD_FACTOR = 2.0
