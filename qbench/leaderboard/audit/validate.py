@@ -112,8 +112,11 @@ def _validate(directory: Path, store_path: Path | None, full: bool) -> Report:
     _check_arithmetic(document, report)
     _check_paired(document, report)
     from qbench.leaderboard.audit.trends import check_trend_rows
+    from qbench.protocol import Protocol
 
-    report.problems += check_trend_rows(document, document["runs"])
+    stated = document.get("protocol")
+    report.problems += check_trend_rows(document, document["runs"],
+                                        Protocol.from_dict(stated) if isinstance(stated, dict) else None)
     if full:
         _check_csv(document, directory, report)
     store_path = store_path or directory / "qbench.sqlite"

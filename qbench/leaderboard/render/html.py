@@ -136,6 +136,7 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
         parts.append(f"<p>{escape(text)}</p>")
         parts.append(html_table(displays.ranked[label], f"table-{slug(label)}"))
         parts += [f'<p class="worse">{escape(flag)}</p>' for flag in displays.unbracketed.get(label, [])]
+        parts += [f"<p>{escape(note)}</p>" for note in displays.curves.get(label, [])]
         if label in displays.paired:
             parts.append(f"<h3>Against the {escape(displays.baseline)} baseline (paired by cell and seed)</h3>")
             parts.append(f"<p>{escape(PAIRED_TEXT.format(base=displays.baseline))}</p>")
