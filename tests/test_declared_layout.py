@@ -12,7 +12,7 @@ import qbench
 from qbench import PluginError
 from qbench.host import get_host
 from qbench.leaderboard import write_frame
-from qbench.leaderboard.frame import column_sort_key, cost_order, load_runs
+from qbench.leaderboard.compute.frame import column_sort_key, cost_order, load_runs
 from qbench.matrix import MatrixError, parse_matrix
 from tests.synthetic import make_records
 
@@ -29,8 +29,8 @@ def no_declared_baseline(monkeypatch):
 
 
 def test_without_a_declared_or_named_baseline_the_matrix_has_none(no_declared_baseline):
-    assert parse_matrix(RAW, "m.toml", "0", get_host()).fair.baseline == ""
-    assert parse_matrix({**RAW, "baseline": "ternary"}, "m.toml", "0", get_host()).fair.baseline == "ternary"
+    assert parse_matrix(RAW, "m.toml", "0", get_host()).protocol.baseline == ""
+    assert parse_matrix({**RAW, "baseline": "ternary"}, "m.toml", "0", get_host()).protocol.baseline == "ternary"
     with pytest.raises(MatrixError, match="'baseline' must be a quantizer name"):
         parse_matrix({**RAW, "baseline": ""}, "m.toml", "0", get_host())
 
