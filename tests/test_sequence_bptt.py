@@ -193,3 +193,13 @@ def test_two_forwards_before_their_backwards_keep_their_own_buffers():
         (a.sum() + (b * b).sum()).backward()
         grads.append(stack.layers[1].w_input.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
+def test_an_inference_mode_forward_leaves_the_workspace_usable_for_training():
+    stack = _stack("rnn", _quantizers()["lsq"](), torch.float32, None)
+    x = torch.randn(4, 2, 5, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        stack.eval()(x)
+    y, _ = stack.train()(x)
+    y.sum().backward()
+    assert stack.layers[0].w_recurrent.grad is not None

@@ -83,7 +83,10 @@ class _Lease:
     """One forward's (and its backward's) use of a :class:`Workspace`, or fresh buffers without one."""
 
     def __init__(self, workspace: Workspace | None) -> None:
-        self.workspace = workspace if workspace is not None and not workspace.busy else None
+        # under inference_mode new buffers would be inference tensors, which a later training step
+        # could not write: such a forward takes fresh ones
+        usable = workspace is not None and not workspace.busy and not torch.is_inference_mode_enabled()
+        self.workspace = workspace if usable else None
         self.held = self.workspace is not None
         if self.workspace is not None:
             self.workspace.busy = True
