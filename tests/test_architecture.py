@@ -41,6 +41,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.executors",
             "qbench.case_runner",
             "qbench.store",
+            "qbench.storecolumns",
             "qbench.leaderboard",
             "qbench.provenance",
             "qbench.plugincheck",
