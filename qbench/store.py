@@ -482,6 +482,23 @@ class Projection:
         return self._db.execute(f"SELECT {head}{pairs} FROM records r JOIN record_columns c ON c.case_id = r.case_id "
                                 f"{where}", args)  # fmt: skip
 
+    def stated(self, key: str) -> list[tuple[str, Any, Any]]:
+        """``(case_id, native, JSON text id)`` of the selected records that have ``key``, by case id."""
+        native, text = self.column_keys().get(key, (None, None))
+        if native is None and text is None:
+            return []
+        where, args = self._where()
+        where = where.replace("matrix", "r.matrix")
+        pair = ", ".join(storecolumns.select({key: (native, text)}, [key]))
+        present = " OR ".join(f"c.{c} IS NOT NULL" for c in (native, text) if c)
+        return self._db.execute(f"SELECT r.case_id, {pair} FROM records r JOIN record_columns c ON c.case_id = "
+                                f"r.case_id {where} {'AND' if where else 'WHERE'} ({present}) ORDER BY r.case_id",
+                                args).fetchall()  # fmt: skip
+
+    def column_texts(self) -> dict[int, str]:
+        """``{id: JSON text}``: what the column table's JSON columns hold the ids of."""
+        return storecolumns.texts(self._db)
+
     def record_of(self, case_id: str) -> dict[str, Any] | None:
         """One stored record, parsed (None where there is none, or it is not a JSON object)."""
         row = self._db.execute("SELECT record FROM records WHERE case_id = ?", (case_id,)).fetchone()

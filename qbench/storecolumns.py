@@ -7,9 +7,11 @@ of the rebuild. So :meth:`qbench.store.Store.put` also writes the record's value
 
 - a value that SQLite holds exactly (a string that encodes as UTF-8, a 64-bit integer, a finite
   float that is not -0.0, null) goes into the key's *native* column as it is;
-- any other value (an object, a list, a boolean, NaN, an integer too large for SQLite) goes into
-  the key's *JSON* column as compact, key-sorted JSON: ``json.loads`` gives back the same value,
-  and the text is the one SQLite's ``json_extract`` gives of the stored record;
+- any other value (an object, a list, a boolean, NaN, an integer too large for SQLite) is written
+  as compact, key-sorted JSON (``json.loads`` gives back the same value, and the text is the one
+  SQLite's ``json_extract`` gives of the stored record) into ``record_texts``, each distinct text
+  once, and the key's *JSON* column holds that text's id: the directions, declarations and
+  provenance that thousands of records share are stored once, and read once;
 - the record's curve is left out (it is read from the record, only for the runs a plot draws),
   and the row carries the sha256 of the record's stored text (what a published row is traced by).
 
@@ -35,6 +37,7 @@ from qbench.record import CASE_ID, CURVE
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS record_keys (key TEXT PRIMARY KEY, native TEXT, json TEXT);
 CREATE TABLE IF NOT EXISTS record_columns (case_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS record_texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
 CREATE TRIGGER IF NOT EXISTS record_columns_on_insert AFTER INSERT ON records
 BEGIN DELETE FROM record_columns WHERE case_id = NEW.case_id; END;
 CREATE TRIGGER IF NOT EXISTS record_columns_on_update AFTER UPDATE ON records
@@ -80,6 +83,17 @@ class Columns:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._keys: dict[str, list[str | None]] = {}
+        self._ids: dict[str, int] = {}
+
+    def text_id(self, text: str) -> int:
+        """The id of ``text`` in ``record_texts`` (added there if new)."""
+        found = self._ids.get(text)
+        if found is None:
+            row = self._db.execute("SELECT id FROM record_texts WHERE text = ?", (text,)).fetchone()
+            if row is None:
+                row = (self._db.execute("INSERT INTO record_texts(text) VALUES (?)", (text,)).lastrowid,)
+            found = self._ids[text] = int(row[0])
+        return found
 
     def load(self) -> dict[str, tuple[str | None, str | None]]:
         """``{key: (native column, JSON column)}`` as the store has them now."""
@@ -117,7 +131,7 @@ class Columns:
                 values.append(value)
             else:
                 names.append(self._column(key, 1))
-                values.append(compact(value))
+                values.append(self.text_id(compact(value)))
         marks = ", ".join("?" * len(names))
         self._db.execute(f"INSERT OR REPLACE INTO record_columns({', '.join(names)}) VALUES ({marks})", values)
 
@@ -171,5 +185,10 @@ def select(keys: dict[str, tuple[str | None, str | None]], wanted: Iterable[str]
 
 
 def merged(pairs: Iterator[tuple[Any, Any]], decode: Any) -> list[Any]:
-    """One key's values from its (native, JSON) pairs: the JSON one decoded where there is one."""
+    """One key's values from its (native, JSON text id) pairs: the JSON one decoded where there is one."""
     return [native if text is None else decode(text) for native, text in pairs]
+
+
+def texts(db: sqlite3.Connection) -> dict[int, str]:
+    """``{id: JSON text}`` of ``record_texts``."""
+    return dict(db.execute("SELECT id, text FROM record_texts"))

@@ -223,17 +223,21 @@ def _read_columns(store: Projection, query: _Query) -> RunsFrame:
     (:mod:`qbench.storecolumns`): values come as SQLite gives them, the nested objects' distinct
     texts (SQL DISTINCT) are decoded once, the hashes were taken when the records were stored."""
     keys = store.column_keys()
-    cache: dict[str, Any] = {}
+    by_id = store.column_texts()
+    cache: dict[int, Any] = {}
 
-    def decode(text: str) -> Any:
-        found = cache.get(text, cache)
+    def decode(text_id: int) -> Any:
+        found = cache.get(text_id, cache)
         if found is cache:
-            found = cache[text] = json.loads(text)
+            found = cache[text_id] = json.loads(by_id[text_id])
         return found
 
     def raw(pair: tuple[Any, Any]) -> Any:  # a nested object as the JSON-extract path saw it: text
-        return pair[0] if pair[1] is None else pair[1]
+        return pair[0] if pair[1] is None else by_id[pair[1]]
 
+    for case_id, native, text_id in store.stated(R.SCHEMA):  # a record of another format: UsageError
+        if query.wanted(case_id):
+            R.check_version({R.CASE_ID: case_id, R.SCHEMA: native if text_id is None else decode(text_id)})
     # What the records declare, once per distinct combination (a case_ids selection is filtered here).
     kinds = [*NESTED, R.QUANTIZER, R.HARDWARE, R.STATUS]
     texts: dict[str, set[str]] = {name: set() for name in NESTED}
