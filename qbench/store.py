@@ -471,13 +471,14 @@ class Projection:
         """``{record key: (native column, JSON column)}`` of the column table."""
         return storecolumns.Columns(self._db).load()
 
-    def column_rows(self, keys: list[str], with_ids: bool = True) -> sqlite3.Cursor:
+    def column_rows(self, keys: list[str], with_ids: bool = True, sparse: bool = False) -> sqlite3.Cursor:
         """Per selected record with a row in the column table: ``(stored, case_id, sha256, *pairs)``
         with ``with_ids``, else ``pairs`` only with DISTINCT; each of ``keys`` as two values, the
-        native one and the JSON text (see :func:`qbench.storecolumns.merged`)."""
+        native one and the JSON text id (see :func:`qbench.storecolumns.merged`); ``sparse``: only the
+        columns that exist (:func:`qbench.storecolumns.slots` says where each key's are)."""
         where, args = self._where()
         where = where.replace("matrix", "r.matrix")
-        pairs = ", ".join(storecolumns.select(self.column_keys(), keys)) or "NULL"
+        pairs = ", ".join(storecolumns.select(self.column_keys(), keys, sparse)) or "NULL"
         head = "r.stored, r.case_id, c.sha256, " if with_ids else "DISTINCT "
         return self._db.execute(f"SELECT {head}{pairs} FROM records r JOIN record_columns c ON c.case_id = r.case_id "
                                 f"{where}", args)  # fmt: skip

@@ -175,12 +175,26 @@ def have_table(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'record_columns'").fetchone() is not None
 
 
-def select(keys: dict[str, tuple[str | None, str | None]], wanted: Iterable[str]) -> list[str]:
-    """The SQL expressions, two a key (native, JSON; NULL where the store has no such column)."""
+def select(keys: dict[str, tuple[str | None, str | None]], wanted: Iterable[str], sparse: bool = False) -> list[str]:
+    """The SQL expressions, two a key (native, JSON; NULL where the store has no such column);
+    ``sparse``: only the columns that exist (see :func:`slots`)."""
     out = []
     for key in wanted:
-        native, text = keys.get(key, (None, None))
-        out += [f"c.{native}" if native else "NULL", f"c.{text}" if text else "NULL"]
+        for column in keys.get(key, (None, None)):
+            if column or not sparse:
+                out.append(f"c.{column}" if column else "NULL")
+    return out
+
+
+def slots(keys: dict[str, tuple[str | None, str | None]], wanted: Iterable[str]) -> list[tuple[int | None, int | None]]:
+    """Where each key's native and JSON value are in a row of ``select(keys, wanted, sparse=True)``."""
+    out, at = [], 0
+    for key in wanted:
+        found: list[int | None] = []
+        for column in keys.get(key, (None, None)):
+            found.append(at if column else None)
+            at += 1 if column else 0
+        out.append((found[0], found[1]))
     return out
 
 

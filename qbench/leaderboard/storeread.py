@@ -257,12 +257,12 @@ def _read_columns(store: Projection, query: _Query) -> RunsFrame:
     decoded = {name: [json.loads(t) for t in sorted(found)] for name, found in texts.items()}
     directions = merge_directions(decoded[R.DIRECTIONS])
     columns = wanted_columns(directions)
-    plain = [keys.get(c, (None, None))[1] is None for c in columns]  # no JSON column: values as SQLite gives them
+    where = storecolumns.slots(keys, columns)
 
     order_keys: list[tuple[float, str]] = []
     hashes: list[str] = []
     blocks: list[pd.DataFrame] = []
-    cursor = store.column_rows(columns)
+    cursor = store.column_rows(columns, sparse=True)
     while rows := cursor.fetchmany(CHUNK):
         if query.case_ids is not None or query.skip:
             rows = [row for row in rows if query.wanted(row[1])]
@@ -272,9 +272,13 @@ def _read_columns(store: Projection, query: _Query) -> RunsFrame:
         hashes += [row[2] for row in rows]
         transposed = list(zip(*rows, strict=True))
         data = {}
-        for i, name in enumerate(columns):
-            native, text = transposed[3 + 2 * i], transposed[4 + 2 * i]
-            data[name] = native if plain[i] else storecolumns.merged(zip(native, text, strict=True), decode)
+        nothing = (None,) * len(rows)
+        for name, (native_at, text_at) in zip(columns, where, strict=True):
+            native = transposed[3 + native_at] if native_at is not None else nothing
+            if text_at is None:  # no JSON column: the values as SQLite gives them
+                data[name] = native
+            else:
+                data[name] = storecolumns.merged(zip(native, transposed[3 + text_at], strict=True), decode)
         blocks.append(pd.DataFrame(data, columns=columns))
         del rows, transposed, data
     raw_frame = (blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)) if blocks else \
