@@ -9,9 +9,9 @@ import pytest
 
 from qbench import record as R
 from qbench.leaderboard import load_runs, write_leaderboards
-from qbench.leaderboard.trends import compute_trends
-from qbench.leaderboard.validate import validate_directory
-from qbench.leaderboard.writers import table_rows
+from qbench.leaderboard.audit.validate import validate_directory
+from qbench.leaderboard.compute.trends import compute_trends
+from qbench.leaderboard.render.writers import table_rows
 from tests.synthetic import make_record
 
 HIDDEN = (64, 128, 256)

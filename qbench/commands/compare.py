@@ -2,7 +2,7 @@
 
 Meant for plugin authors' CI: keep a reference run (A), rerun the matrix with the change (B),
 and fail the job when B is worse than A by more than ``--threshold`` on the compared metrics
-(see :mod:`qbench.leaderboard.compare` for the exact rule).
+(see :mod:`qbench.leaderboard.audit.compare` for the exact rule).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from qbench.errors import ExitCode, UsageError
-    from qbench.leaderboard.compare import Threshold, compare_records, render_comparison
-    from qbench.leaderboard.sources import load_source
+    from qbench.leaderboard.audit.compare import Threshold, compare_records, render_comparison
+    from qbench.leaderboard.audit.sources import load_source
 
     threshold = Threshold.parse(args.threshold)
     records_a, _, protocol_a = load_source(args.a)

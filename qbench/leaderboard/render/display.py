@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from qbench.leaderboard.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
-from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame
+from qbench.leaderboard.compute.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
+from qbench.leaderboard.compute.frame import TIMING_COLUMNS, RunsFrame
 from qbench.protocol import NO_BASELINE
 
 ARROW = {"min": "↓", "max": "↑"}

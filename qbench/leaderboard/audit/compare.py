@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from qbench.errors import UsageError
-from qbench.leaderboard.frame import GROUP_KEY, load_runs
-from qbench.leaderboard.tables import aggregate
+from qbench.leaderboard.compute.frame import GROUP_KEY, load_runs
+from qbench.leaderboard.compute.tables import aggregate
 from qbench.protocol import Protocol
 
 DEFAULT_THRESHOLD = "1%"
@@ -68,7 +68,7 @@ class Comparison:
 def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]],
                     metrics: list[str] | None, threshold: Threshold,
                     protocols: tuple[Protocol | None, Protocol | None] = (None, None)) -> Comparison:  # fmt: skip
-    from qbench.leaderboard.fairness import apply_protocol
+    from qbench.leaderboard.compute.fairness import apply_protocol
 
     fair_a, fair_b = (apply_protocol(load_runs(r), p) for r, p in zip((records_a, records_b), protocols, strict=True))
     frame_a, frame_b = fair_a.used, fair_b.used
@@ -103,7 +103,7 @@ def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, A
 
 def _verdicts(fair: Any) -> dict[tuple[str, ...], str]:
     """{(dataset, cell, quantizer, metric): verdict against the baseline}, as the leaderboard publishes it."""
-    from qbench.leaderboard.tables import paired
+    from qbench.leaderboard.compute.tables import paired
 
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
     keys = zip(*(pairs[k].astype(str).tolist() for k in (*GROUP_KEY, "metric")), strict=True)
@@ -143,7 +143,7 @@ def _judge(presence: str, a: dict, b: dict, direction: str, threshold: Threshold
 def render_comparison(comparison: Comparison, name_a: str, name_b: str, threshold: Threshold) -> str:
     from tabulate import tabulate
 
-    from qbench.leaderboard.formatting import fmt_stat, fmt_value
+    from qbench.leaderboard.compute.formatting import fmt_stat, fmt_value
 
     def side(mean: float, ci: float, n: int) -> str:
         return f"{fmt_stat(mean, ci)} (n={n})" if n else "no ok seed"
