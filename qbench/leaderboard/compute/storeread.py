@@ -26,6 +26,7 @@ from qbench import record as R
 from qbench import storecolumns
 from qbench.leaderboard.compute.declarations import signature
 from qbench.leaderboard.compute.frame import (
+    CONFIG_COLUMNS,
     RawRuns,
     RunsFrame,
     build_runs,
@@ -216,6 +217,8 @@ class _RecordCurves(Sequence):
 
 
 NESTED = (R.DIRECTIONS, R.DESCRIPTIONS, R.PROVENANCE, R.COST_AXES, R.DECLARATIONS)
+#: columns that :func:`qbench.leaderboard.compute.frame.build_runs` reads as JSON text or as objects alike
+AS_TEXT = frozenset((*CONFIG_COLUMNS, R.FULL_PRECISION))
 
 
 def _read_columns(store: Projection, query: _Query) -> RunsFrame:
@@ -277,8 +280,14 @@ def _read_columns(store: Projection, query: _Query) -> RunsFrame:
             native = transposed[3 + native_at] if native_at is not None else nothing
             if text_at is None:  # no JSON column: the values as SQLite gives them
                 data[name] = native
+                continue
+            ids = transposed[3 + text_at]
+            # the configuration columns are read as JSON text (build_runs writes them as canonical text)
+            lookup = by_id if name in AS_TEXT else {i: decode(i) for i in set(ids) if i is not None}
+            if native_at is None:
+                data[name] = list(map(lookup.get, ids))
             else:
-                data[name] = storecolumns.merged(zip(native, transposed[3 + text_at], strict=True), decode)
+                data[name] = [n if i is None else lookup[i] for n, i in zip(native, ids, strict=True)]
         blocks.append(pd.DataFrame(data, columns=columns))
         del rows, transposed, data
     raw_frame = (blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)) if blocks else \
