@@ -145,7 +145,7 @@ def _store_run(tmp_path, extend):
     with Store.in_dir(out) as store:
         for record in records.values():
             store.put(record)
-        store.set_meta("protocol:" + matrix.name, json.dumps(matrix.fair.as_dict(), sort_keys=True))
+        store.set_meta("protocol:" + matrix.name, json.dumps(matrix.protocol.as_dict(), sort_keys=True))
     return path, out, records
 
 
@@ -199,7 +199,7 @@ def test_extend_mistakes_are_usage_errors(tmp_path):
     with pytest.raises(MatrixError, match="tunes nothing"):
         load_matrix(path)
     # the default, written down in the protocol the store records
-    assert load_matrix(write_matrix_file(tmp_path, "ok", tune={"train.lr": [0.01, 0.02]})).fair.extend == 2
+    assert load_matrix(write_matrix_file(tmp_path, "ok", tune={"train.lr": [0.01, 0.02]})).protocol.extend == 2
     assert Protocol.from_dict({"seeds": [0]}).extend == 0  # a store from before: no extension was run
 
 
@@ -239,7 +239,7 @@ def test_a_stored_extension_case_is_checked_for_staleness_like_a_grid_case(tmp_p
     from qbench.protocol import possible_extensions
 
     _, matrix = _matrix(tmp_path, extend=2)
-    assert sorted(p["train.lr"] for p in possible_extensions(matrix.fair)) == [0.00125, 0.0025, 0.04, 0.08]
+    assert sorted(p["train.lr"] for p in possible_extensions(matrix.protocol)) == [0.00125, 0.0025, 0.04, 0.08]
     every = {c.case_id for c in candidate_cases(matrix, every_extension=True)}
     records: dict = {}
     _drive(matrix, records)

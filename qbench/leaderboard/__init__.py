@@ -77,7 +77,7 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     table = tuned_rows(fair)
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
     used = fair.used
-    trends = compute_trends(used, fair.protocol.baseline)
+    trends = compute_trends(used, fair.protocol.baseline, fair.protocol)
     with StagedFiles() as staged:
         # what the records could not say (old records of components qbench does not know) is said on the page
         missing = frame.declared.notes + ([] if fair.protocol.baseline else no_baseline_note(frame.declared))
@@ -99,7 +99,9 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
         written = [md, csv, page, *plot_paths]
         files = {path.relative_to(out_dir).as_posix(): file_sha256(staged.source(path)) for path in written}
         json_path = out_dir / "leaderboard.json"
-        head = json_head(used, table, pairs, title, files, notes)
+        # the curves' sentences are shown in their dataset sections; the JSON keeps them with the notes
+        cold = [f"{label}: {text}" for label, texts in displays.curves.items() for text in texts]
+        head = json_head(used, table, pairs, title, files, [*notes, *cold])
         head.update(fairness_head(fair))
         head.update(json_tables(trends))
         write_json(head, fair.all_runs, staged.path(json_path))

@@ -17,6 +17,16 @@ recomputes each row from the published runs in plain Python). ``context`` is wha
 axis holds besides the parameter (``gru(batch_norm=true)``); ``method`` the quantizer label, or
 for a quantizer parameter the quantizer with its other parameters.
 
+Contrast rows (``trend_contrasts``): for every two values ``a < b`` of one trend (dataset,
+parameter, context, method), the per-seed change of the difference, ``diff_b(s) - diff_a(s)``
+over the seeds both values have (a difference of differences: how much moving the parameter
+from ``a`` to ``b`` moves the method's gap to the baseline), judged by :mod:`qbench.verdicts`
+as the paired table judges a method (the same test choice; Holm across the contrasts of one
+trend, difference and margin tests together; the dataset's margin for the metric when the
+protocol has one): *rises* / *falls* when the change differs from zero, *no effect* when it
+lies within the margin (both one-sided tests), *inconclusive* otherwise. Contrasts are read at a
+fixed number of seeds (the seeds both values have), not through Stein's rule.
+
 Epoch rows (``epoch_gaps``): for every paired method of a dataset that has a sweep, the same
 difference of the validation value each epoch's curve point records (epochs both runs reached).
 They are recomputed from the stored curves by ``qbench validate``'s rebuild (check 5).
@@ -36,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qbench.components import component_label
 from qbench.leaderboard.compute.frame import RunsFrame
 from qbench.leaderboard.compute.stats import ci95_half_width
 
@@ -43,16 +54,26 @@ from qbench.leaderboard.compute.stats import ci95_half_width
 AXES = (("cell", "cell_params"), ("quantizer", "quantizer_params"), ("dataset", "dataset_params"))
 TREND_COLUMNS = ["dataset_label", "parameter", "context", "method", "baseline_label", "value", "metric",
                  "diff_mean", "diff_std", "diff_ci95", "n", "case_ids", "baseline_case_ids"]  # fmt: skip
+CONTRAST_COLUMNS = ["dataset_label", "parameter", "context", "method", "metric", "from_value", "to_value",
+                    "change_mean", "change_std", "change_ci95", "n", "test", "p_holm", "margin", "p_margin_holm",
+                    "verdict"]  # fmt: skip
+#: what a contrast's verdict is called: a change of a difference is neither better nor worse
+CONTRAST_VERDICTS = {"better": "falls", "worse": "rises", "equivalent": "no effect"}
 EPOCH_COLUMNS = ["dataset_label", "cell_label", "quantizer_label", "baseline_label", "metric", "epoch",
                  "diff_mean", "diff_std", "diff_ci95", "n"]  # fmt: skip
 
 
 @dataclass
 class Trends:
-    """The two long tables (``TREND_COLUMNS``, ``EPOCH_COLUMNS``); both empty without a sweep."""
+    """The long tables (``TREND_COLUMNS``, ``EPOCH_COLUMNS``, ``CONTRAST_COLUMNS``); all empty without a sweep."""
 
     rows: pd.DataFrame
     epochs: pd.DataFrame
+    contrasts: pd.DataFrame = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.contrasts is None:
+            self.contrasts = pd.DataFrame(columns=CONTRAST_COLUMNS)
 
     @property
     def empty(self) -> bool:
@@ -65,12 +86,6 @@ class Trends:
 def _params(text: str) -> dict[str, Any]:
     value = json.loads(text) if text else {}
     return value if isinstance(value, dict) else {}
-
-
-def _label(name: str, params: dict[str, Any]) -> str:
-    if not params:
-        return name
-    return f"{name}({','.join(f'{k}={json.dumps(v)}' for k, v in sorted(params.items()))})"
 
 
 def _numeric(value: Any) -> bool:
@@ -119,8 +134,10 @@ def _swept_keys(ok: pd.DataFrame, axis: str, column: str, baseline: str) -> list
     return sorted(keys)
 
 
-def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
-    """The trend rows and, for the datasets that have a sweep, the epoch rows."""
+def compute_trends(frame: RunsFrame, baseline: str, protocol: Any = None) -> Trends:
+    """The trend rows, their contrasts and, for the datasets that have a sweep, the epoch rows.
+
+    ``protocol`` (a :class:`qbench.protocol.Protocol`): its alpha and margins judge the contrasts."""
     metric_of = {label: info.primary_metric for label, info in frame.datasets.items()}
     wanted = ["case_id", "seed", "quantizer", "cell", "dataset", "quantizer_label", "cell_label", "dataset_label",
               *(column for _, column in AXES), *sorted({m for m in metric_of.values() if m})]  # fmt: skip
@@ -140,6 +157,7 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
                zip(base["dataset_label"], base["cell_label"], base["seed"], base.index, strict=True)}  # fmt: skip
     methods = ok[ok["quantizer"] != baseline]
     rows: list[dict[str, Any]] = []
+    by_seed: dict[tuple[Any, ...], dict[int, float]] = {}  # (trend key, value) -> {seed: difference}
     sections: set[str] = set()  # the dataset sections a sweep touches: they get the epoch view
     for axis, column, key in sweeps:
         groups: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -154,7 +172,7 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
                 continue
             # the parameters the label shows (those the matrix set), less the swept one
             shown = str(run[f"{axis}_label"])
-            rest = _label(str(run[axis]), {k: v for k, v in params.items() if k != key and f"{k}=" in shown})
+            rest = component_label(str(run[axis]), {k: v for k, v in params.items() if k != key and f"{k}=" in shown})
             dataset = rest if axis == "dataset" else str(run["dataset_label"])
             context = str(run["cell_label"]) if axis != "cell" else rest
             method = rest if axis == "quantizer" else str(run["quantizer_label"])
@@ -165,12 +183,15 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
             group = groups.setdefault((dataset, context, method, repr(value)), {
                 "dataset_label": dataset, "parameter": f"{axis}.{key}", "context": context, "method": method,
                 "baseline_label": str(runs.at[partner, "quantizer_label"]), "value": value, "metric": metric,
-                "diffs": [], "case_ids": [], "baseline_case_ids": []})  # fmt: skip
+                "diffs": [], "seeds": [], "case_ids": [], "baseline_case_ids": []})  # fmt: skip
             group["diffs"].append(own - other)
+            group["seeds"].append(int(run["seed"]))
             sections.add(str(run["dataset_label"]))
             group["case_ids"].append(str(run["case_id"]))
             group["baseline_case_ids"].append(str(runs.at[partner, "case_id"]))
         for group in groups.values():
+            by_seed[(group["dataset_label"], group["parameter"], group["context"], group["method"],
+                     group["value"])] = dict(zip(group.pop("seeds"), group["diffs"], strict=True))  # fmt: skip
             mean, std, ci, n = _summary(group.pop("diffs"))
             rows.append({**group, "diff_mean": mean, "diff_std": std, "diff_ci95": ci, "n": n})
     if not rows:
@@ -178,7 +199,44 @@ def compute_trends(frame: RunsFrame, baseline: str) -> Trends:
     table = pd.DataFrame(rows, columns=TREND_COLUMNS)
     table = table.sort_values(["dataset_label", "parameter", "context", "method", "value"], kind="stable")
     table = table.reset_index(drop=True)
-    return Trends(table, epoch_gaps(frame, base_by, methods, sections))
+    contrasts = contrast_rows(table, by_seed, protocol)
+    return Trends(table, epoch_gaps(frame, base_by, methods, sections), contrasts)
+
+
+def contrast_items(table: pd.DataFrame, by_seed: dict[tuple[Any, ...], dict[int, float]]) -> list[tuple[Any, ...]]:
+    """(trend key, metric, from value, to value, per-seed changes) for every two values of a trend."""
+    items = []
+    for key, part in table.groupby(["dataset_label", "parameter", "context", "method"], sort=False):
+        metric = str(part["metric"].iloc[0])
+        values = sorted(set(float(v) for v in part["value"].tolist()))
+        for i, low in enumerate(values):
+            for high in values[i + 1:]:
+                a, b = by_seed.get((*key, low), {}), by_seed.get((*key, high), {})
+                seeds = sorted(set(a) & set(b))
+                items.append((tuple(key), metric, low, high, [b[s] - a[s] for s in seeds]))
+    return items
+
+
+def judge_contrasts(items: list[tuple[Any, ...]], protocol: Any) -> list[Any]:
+    """The :class:`qbench.verdicts.Judged` of every contrast item, Holm across each trend's contrasts."""
+    from qbench.verdicts import judge
+
+    alpha = float(getattr(protocol, "alpha", 0.05))
+    margin_for = getattr(protocol, "margin_for", None)
+    return judge([(key, changes, None, margin_for(key[0], metric) if margin_for else None, "min")
+                  for key, metric, _, _, changes in items], "equivalence", alpha)  # fmt: skip
+
+
+def contrast_rows(table: pd.DataFrame, by_seed: dict[tuple[Any, ...], dict[int, float]], protocol: Any) -> pd.DataFrame:
+    items = contrast_items(table, by_seed)
+    out = []
+    for (key, metric, low, high, changes), judged in zip(items, judge_contrasts(items, protocol), strict=True):
+        mean, std, ci, n = _summary(changes)
+        ev = judged.evidence
+        out.append([*key, metric, low, high, mean, std, ci, n, ev.test, judged.p_holm,
+                    judged.margin if judged.margin is not None else math.nan, judged.p_margin_holm,
+                    CONTRAST_VERDICTS.get(judged.verdict, judged.verdict)])  # fmt: skip
+    return pd.DataFrame(out, columns=CONTRAST_COLUMNS)
 
 
 def _curve_key(curves: list[list[dict[str, Any]]], metric: str) -> str | None:

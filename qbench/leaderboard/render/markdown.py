@@ -83,6 +83,8 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         lines += [pipe_table(headline_view(displays.ranked[label], frame), escape_markdown), ""]
         lines += [f"- {escape_markdown(flag)}" for flag in displays.unbracketed.get(label, [])]
         lines += [""] if label in displays.unbracketed else []
+        lines += [f"- {escape_markdown(note)}" for note in displays.curves.get(label, [])]
+        lines += [""] if label in displays.curves else []
         base = escape_markdown(displays.baseline)
         if label in displays.paired:
             lines += [f"### Against the {base} baseline (paired by cell and seed)", "",

@@ -1,5 +1,5 @@
 """Trend views written out: the wide Markdown and HTML tables of each dataset section, the trend
-plots and the ``trends`` / ``epoch_gaps`` tables of ``leaderboard.json``.
+plots and the ``trends`` / ``trend_contrasts`` / ``epoch_gaps`` tables of ``leaderboard.json``.
 
 The rows themselves are computed by :mod:`qbench.leaderboard.compute.trends` (what they mean is
 said there); nothing here is written when no dataset has a sweep.
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from qbench.leaderboard.compute.formatting import fmt_ci, fmt_value
-from qbench.leaderboard.compute.trends import EPOCH_COLUMNS, TREND_COLUMNS, Trends
+from qbench.leaderboard.compute.trends import CONTRAST_COLUMNS, EPOCH_COLUMNS, TREND_COLUMNS, Trends
 
 # -- text -----------------------------------------------------------------------------------------
 
@@ -40,6 +40,7 @@ def wide_tables(trends: Trends, dataset: str) -> list[tuple[str, list[str], list
             body.append([str(method), *[by_value.get(v, "") for v in values]])
         base = str(part["baseline_label"].iloc[0])
         out.append((f"{metric} difference to {base} against {parameter} ({context})", header, body))
+    out += contrast_tables(trends, dataset)
     gaps = trends.epochs[trends.epochs["dataset_label"] == dataset]
     for (cell, key), part in gaps.groupby(["cell_label", "metric"], sort=False):
         epochs = sorted(set(int(e) for e in part["epoch"].tolist()))
@@ -53,10 +54,34 @@ def wide_tables(trends: Trends, dataset: str) -> list[tuple[str, list[str], list
     return out
 
 
+def _p_text(p: float) -> str:
+    return "" if p != p else f"{p:.3g}"
+
+
+def contrast_tables(trends: Trends, dataset: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(heading, header, rows) of the contrasts of ``dataset``: one table per parameter and context."""
+    out = []
+    rows = trends.contrasts[trends.contrasts["dataset_label"] == dataset]
+    for (parameter, context, metric), part in rows.groupby(["parameter", "context", "metric"], sort=False):
+        name = parameter.split(".", 1)[1]
+        body = [[str(r.method), f"{name}={fmt_value(r.from_value)} to {fmt_value(r.to_value)}",
+                 cell_text(r.change_mean, r.change_ci95, r.n), r.test or "", _p_text(r.p_holm),
+                 f"±{r.margin:g}" if r.margin == r.margin else "none", _p_text(r.p_margin_holm), str(r.verdict)]
+                for r in part.itertuples()]  # fmt: skip
+        header = ["method", "values", "change of the difference", "test", "p (Holm)", "margin",
+                  "margin p (Holm)", "verdict"]  # fmt: skip
+        out.append((f"Contrasts: how moving {parameter} changes the {metric} difference ({context})", header, body))
+    return out
+
+
 TREND_SENTENCE = ("Each cell: the method's difference to the baseline of the same cell and seed, mean ± 95% "
                   "interval (Student t) over the paired seeds, and the number of pairs. A parameter is shown when "
                   "the matrix swept it; the epoch tables read the validation value each run recorded after every "
-                  "epoch (epochs both runs of a pair reached).")  # fmt: skip
+                  "epoch (epochs both runs of a pair reached). A contrast is the change of a method's difference "
+                  "between two values of the parameter, paired by seed (the seeds both values have), judged as the "
+                  "paired table judges a method (the same test choice; Holm across the contrasts of one method and "
+                  "parameter): rises / falls when the change differs from zero, no effect when it lies within the "
+                  "dataset's margin, inconclusive otherwise.")  # fmt: skip
 
 
 def markdown_section(trends: Trends, dataset: str, escape: Any) -> list[str]:
@@ -177,11 +202,14 @@ def _json_value(value: Any) -> Any:
 
 
 def json_tables(trends: Trends) -> dict[str, Any]:
-    """``trends`` and ``epoch_gaps`` as split tables for ``leaderboard.json``; {} without a sweep."""
+    """``trends``, ``trend_contrasts`` and ``epoch_gaps`` as split tables for ``leaderboard.json``; {} without
+    a sweep."""
     if trends.empty:
         return {}
     out = {}
-    for name, table, columns in (("trends", trends.rows, TREND_COLUMNS), ("epoch_gaps", trends.epochs, EPOCH_COLUMNS)):
+    for name, table, columns in (("trends", trends.rows, TREND_COLUMNS),
+                                 ("trend_contrasts", trends.contrasts, CONTRAST_COLUMNS),
+                                 ("epoch_gaps", trends.epochs, EPOCH_COLUMNS)):  # fmt: skip
         rows = [[_json_value(v) for v in row] for row in table[columns].itertuples(index=False, name=None)]
         out[name] = {"columns": columns, "rows": rows}
     return out
