@@ -2,7 +2,8 @@
 
 Each finished case is one committed transaction, so a killed driver loses nothing that was
 stored. WAL mode and ``INSERT OR IGNORE`` on ``case_id`` let two drivers share a store without
-corrupting it or storing a case twice.
+corrupting it or storing a case twice. The same transaction writes the record's row of the
+column table (:mod:`qbench.storecolumns`), which the leaderboard reads instead of the JSON.
 """
 
 from __future__ import annotations
