@@ -160,3 +160,26 @@ def test_native_values(value):
 @pytest.mark.parametrize("value", [True, math.nan, math.inf, -0.0, 1 << 63, "\udc80", [1], {"a": 1}])
 def test_values_kept_as_json(value):
     assert not storecolumns.is_native(value)
+
+
+def test_the_column_path_restores_the_records_order_across_blocks(tmp_path, monkeypatch):
+    """Rows come in blocks of CHUNK in no particular order; the frame is in Store.records()' order."""
+    import itertools
+
+    import qbench.leaderboard.compute.storeread as storeread
+    import qbench.store as store_module
+
+    records = make_many(60)
+    path = tmp_path / "qbench.sqlite"
+    countdown = itertools.count(1e9, -1.0)  # each record stored "earlier" than the one before
+    monkeypatch.setattr(store_module.time, "time", lambda: next(countdown))
+    with Store(path) as store:
+        store.put_many(records)
+        in_order = store.records()
+    monkeypatch.undo()
+    assert in_order[0]["case_id"] == records[-1]["case_id"]
+    monkeypatch.setattr(storeread, "CHUNK", 7)
+    assert _columns_ready(path)
+    found = read_store(path)
+    pd.testing.assert_frame_equal(found.runs, load_runs(in_order).runs)
+    assert [found.curves[i] for i in (0, 59)] == [in_order[0]["curve"], in_order[59]["curve"]]
