@@ -409,7 +409,9 @@ def json_path(key: str) -> str:
 
 
 class Projection:
-    """Chosen fields of every stored record, extracted by SQLite's JSON functions: no dict per record.
+    """Chosen fields of every stored record without a dict per record: from the column table
+    (:mod:`qbench.storecolumns`, the ``column_*`` methods) where every selected record has its
+    row there, else extracted from the JSON by SQLite's JSON functions.
 
     ``Store.records()`` parses every record into a dict (about 40 us each); a reader that needs a
     few fields of 100,000 records (the leaderboard) asks for them here instead. The rows come in
