@@ -172,7 +172,9 @@ def fill(db: sqlite3.Connection, parse: Any) -> int:
 
 
 def have_table(db: sqlite3.Connection) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'record_columns'").fetchone() is not None
+    """Whether the store has a column table (an older qbench wrote none)."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'record_columns'").fetchone()
+    return found is not None
 
 
 def select(keys: dict[str, tuple[str | None, str | None]], wanted: Iterable[str], sparse: bool = False) -> list[str]:

@@ -255,7 +255,7 @@ def _read_columns(store: Projection, query: _Query) -> RunsFrame:
             value = raw(pair)
             if value:
                 texts[name].add(value)
-        quantizer, hardware, status = (storecolumns.merged(iter([p]), decode)[0] for p in pairs[len(NESTED):])
+        quantizer, hardware, status = storecolumns.merged(iter(pairs[len(NESTED) :]), decode)
         signatures.add(signature(raw(pairs[4]), quantizer, hardware, status, raw(pairs[3])))
     decoded = {name: [json.loads(t) for t in sorted(found)] for name, found in texts.items()}
     directions = merge_directions(decoded[R.DIRECTIONS])
@@ -290,8 +290,9 @@ def _read_columns(store: Projection, query: _Query) -> RunsFrame:
                 data[name] = [n if i is None else lookup[i] for n, i in zip(native, ids, strict=True)]
         blocks.append(pd.DataFrame(data, columns=columns))
         del rows, transposed, data
-    raw_frame = (blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)) if blocks else \
-        pd.DataFrame(columns=columns)
+    if not blocks:
+        blocks.append(pd.DataFrame(columns=columns))
+    raw_frame = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
     del blocks
     order = sorted(range(len(order_keys)), key=order_keys.__getitem__)
     case_ids = [order_keys[i][1] for i in order]
