@@ -44,6 +44,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.executors",
             "qbench.case_runner",
             "qbench.store",
+            "qbench.storecolumns",
             "qbench.leaderboard.compute",
             "qbench.provenance",
             "qbench.plugincheck",
