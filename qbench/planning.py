@@ -1,6 +1,7 @@
 """Which cases of a matrix run next, given what is stored: the protocol applied to the store.
 
-The driver calls :func:`next_cases` in rounds: first the tuning grid of every method, then the
+The rounds of a run (:class:`qbench.rounds.Rounds`) call :func:`next_cases` with the matrix
+expanded once (:class:`qbench.expanded.ExpandedMatrix`): first the tuning grid of every method, then the
 points beyond an edge of the grid for the methods whose choice sits there (``[tune] extend``, one
 step a round), then the chosen configuration's first seeds (the first stage of Stein's
 procedure), then the seeds that stage asks for. Every decision is a pure function of the stored records
