@@ -7,7 +7,7 @@ same 400 configurations, so the merged leaderboard has 250 seeds per configurati
 
 The merge runs in a fresh process pinned to two cores (``taskset -c 0,1`` where available):
 every bundle unpacked, its manifest checked and what the merge uses of it checked
-(:func:`qbench.leaderboard.validate.validate_merge_input`: file hashes, records, run values against
+(:func:`qbench.leaderboard.audit.validate.validate_merge_input`: file hashes, records, run values against
 the records, aggregates and paired differences recomputed in plain Python; not the re-rendering of
 its Markdown/CSV/HTML, which is ``qbench validate``'s full check), the records merged, the store,
 the leaderboards (with plots) and the site written. Measured: wall

@@ -6,8 +6,8 @@
 #      results/<profile>@<device>, resuming whatever is already stored there;
 #   3. print the timings and the leaderboard paths.
 # Usage: bash scripts/gpu-reproduce.sh [WORKERS] [PROFILE...]   (defaults: 8 workers, all three)
-# Sizes (each profile's header has its budget): ott2016-digits-gpu up to 384 short cases;
-# ott2016-overfit-gpu up to 60 cases of GRU-2048; ott2016-chars-gpu up to 240 cases of GRU-512 to
+# Sizes (each profile's header has its budget): ott2016-digits-gpu up to 528 short cases;
+# ott2016-overfit-gpu up to 96 cases of GRU-2048; ott2016-chars-gpu up to 384 cases of GRU-512 to
 # GRU-2048 (a day of one GPU): name the profiles to run a part, e.g. ... 8 ott2016-overfit-gpu.
 # Needs: qbench installed with a CUDA build of torch, the datasets (fsdd, brown-char) obtainable.
 set -euo pipefail

@@ -2,9 +2,10 @@
 
 Usage: python scripts/ott2016_tables.py results/ott2016-digits@cpu-2core [RUN_DIR ...]
 
-For each run folder: per cell, every method's tuned row (chosen learning rate, primary metric
-mean ± 95% interval, n) and its paired comparison with float (difference ± 95% interval, effect
-size, Holm-adjusted p, verdict), then the hardware ratios against float (weight memory, energy
+For each run folder: per cell, every method's tuned row (chosen learning rate, flagged when it
+sits at an edge of the grid that extension did not bracket; primary metric mean ± 95% interval,
+n) and its paired comparison with float (difference ± 95% interval, effect size, the test that
+decided, Holm-adjusted p, verdict), then the hardware ratios against float (weight memory, energy
 per token) and the integer simulator's agreement. Every number is copied from the folder's
 leaderboard.json, so each line of results/ott2016.md traces to a row of a committed leaderboard.
 """
@@ -38,6 +39,8 @@ def report(folder: Path) -> str:
     lines = [f"### {folder.name}", ""]
     aggregates = rows(document["aggregates"])
     paired = rows(document["paired"])
+    brackets = {(r["dataset_label"], r["cell_label"], r["quantizer_label"]): r for r in
+                rows(document.get("bracketing", {"columns": [], "rows": []}))}  # fmt: skip
     for label, info in document["datasets"].items():
         metric = info["primary_metric"]
         digits = 4 if "accuracy" in metric else 3
@@ -45,7 +48,7 @@ def report(folder: Path) -> str:
             lines += [f"**{label}, {cell}** ({metric}, {'lower' if info['direction'] == 'min' else 'higher'} "
                       "is better)", ""]  # fmt: skip
             lines += ["| method | chosen | " + metric + " (mean ± 95%) | ok / diverged | vs float (± 95%) | d_z "
-                      "| p (Holm) | verdict |", "|:--|:--|--:|--:|--:|--:|--:|:--|"]  # fmt: skip
+                      "| test | p (Holm) | verdict |", "|:--|:--|--:|--:|--:|--:|:--|--:|:--|"]  # fmt: skip
             float_row = None
             for row in sorted((r for r in aggregates if r["dataset_label"] == label and r["cell_label"] == cell),
                               key=lambda r: (r["rank"] is None, r["rank"] or 0)):  # fmt: skip
@@ -57,12 +60,17 @@ def report(folder: Path) -> str:
                 mean, ci = row.get(f"{metric}_mean"), row.get(f"{metric}_ci95")
                 value = f"{fmt(mean, digits)} ± {fmt(ci, digits)}" if ci is not None else fmt(mean, digits)
                 versus = "baseline" if row["quantizer"] == "float" else "-"
-                d_z = p = verdict = "-"
+                d_z = p = verdict = test = "-"
                 if pair is not None:
                     versus = f"{fmt(pair['diff_mean'], digits, True)} ± {fmt(pair['diff_ci95'], digits)}"
                     d_z, p, verdict = fmt(pair["effect_size"], 2, True), p_text(pair["p_holm"]), pair["verdict"]
-                lines.append(f"| {row['quantizer_label']} | {row['configuration']} | {value} | {row['n_ok']} / "
-                             f"{row['n_diverged']} | {versus} | {d_z} | {p} | {verdict} |")  # fmt: skip
+                    test = pair.get("test") or "-"
+                chosen = row["configuration"]
+                bracket = brackets.get((label, cell, row["quantizer_label"]))
+                if bracket is not None and bracket["bracket"] == "unbracketed":
+                    chosen += " (grid edge: unbracketed)"
+                lines.append(f"| {row['quantizer_label']} | {chosen} | {value} | {row['n_ok']} / "
+                             f"{row['n_diverged']} | {versus} | {d_z} | {test} | {p} | {verdict} |")  # fmt: skip
             lines.append("")
             if float_row is not None:
                 lines += hardware(aggregates, label, cell, float_row)

@@ -32,6 +32,9 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("qbench.cli", "qbench.__main__", "qbench.commands")),
     ("run driver", ("qbench.driver", "qbench.rounds", "qbench.rerun", "qbench.runlock", "qbench.outdir",
                     "qbench.interrupts", "qbench.publish")),
+    # the leaderboard's three wings: reading published results back, writing them, building them
+    ("leaderboard audit", ("qbench.leaderboard.audit",)),
+    ("leaderboard rendering", ("qbench.leaderboard", "qbench.leaderboard.render")),
     (
         "planning / executors / store / leaderboard",
         (
@@ -42,7 +45,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.executors",
             "qbench.case_runner",
             "qbench.store",
-            "qbench.leaderboard",
+            "qbench.leaderboard.compute",
             "qbench.provenance",
             "qbench.plugincheck",
             "qbench.testing",

@@ -12,7 +12,7 @@ import qbench
 from qbench import PluginError
 from qbench.host import get_host
 from qbench.leaderboard import write_frame
-from qbench.leaderboard.frame import column_sort_key, cost_order, load_runs
+from qbench.leaderboard.compute.frame import column_sort_key, cost_order, load_runs
 from qbench.matrix import MatrixError, parse_matrix
 from tests.synthetic import make_records
 

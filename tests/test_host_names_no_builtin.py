@@ -37,8 +37,8 @@ ALLOWED = {
     ("qbench/components.py", "lstm", "torch's fused kernel names (a declared cell picks one)"),
     ("qbench/commands/export.py", "shift-add", "qbench export compiles the shift-add simulator's integer program: "
      "it reads that backend's parameters from the record"),
-    *(("qbench/leaderboard/declarations.py", name, "the built-ins' declarations for records stored before records "
-       "carried them (a test keeps the table equal to the classes)")
+    *(("qbench/leaderboard/compute/declarations.py", name, "the built-ins' declarations for records stored "
+       "before records carried them (a test keeps the table equal to the classes)")
       for name in ("float", "shift-add", "energy", "c-kernel", "adds", "mults", "shifts", "sim_exact",
                    "sim_max_abs_error",
                    "energy_pj_per_token", "energy_pj_per_sequence", "latency_us_per_token")),

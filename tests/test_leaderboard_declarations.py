@@ -22,7 +22,7 @@ import pytest
 import qbench
 from qbench import record as R
 from qbench.case_runner import backend_declarations
-from qbench.leaderboard.declarations import LEGACY_BACKENDS, LEGACY_BASELINES, gather, signature
+from qbench.leaderboard.compute.declarations import LEGACY_BACKENDS, LEGACY_BASELINES, gather, signature
 from qbench.testing import registered_plugins
 
 from .matrices import write_matrix_file

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from qbench.leaderboard import load_runs, write_leaderboards
-from qbench.leaderboard.markdown import render_markdown
-from qbench.leaderboard.tables import aggregate, paired
-from qbench.leaderboard.writers import table_rows
+from qbench.leaderboard.compute.tables import aggregate, paired
+from qbench.leaderboard.render.markdown import render_markdown
+from qbench.leaderboard.render.writers import table_rows
 from tests.synthetic import make_record, make_records
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from qbench.leaderboard import aggregate, load_runs, paired
-from qbench.leaderboard.stats import summarize, t975, verdict
+from qbench.leaderboard.compute.stats import summarize, t975, verdict
 from tests.synthetic import make_record
 
 GRU = "gru(hidden=128)"

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from qbench.leaderboard import rebuild_from_store, write_leaderboards
-from qbench.leaderboard.frame import load_runs, record_sha256
-from qbench.leaderboard.storeread import read_store
-from qbench.leaderboard.tables import aggregate
+from qbench.leaderboard.compute.frame import load_runs, record_sha256
+from qbench.leaderboard.compute.storeread import read_store
+from qbench.leaderboard.compute.tables import aggregate
 from qbench.store import Store
 from tests.synthetic import make_many, make_records
 
@@ -66,7 +66,7 @@ def test_rebuild_from_store_writes_the_same_files(store, tmp_path):
 def test_blocks_and_an_order_unlike_the_rows_give_the_records_frame(store, monkeypatch):
     """The store is read in blocks of CHUNK rows as they come; Store.records()' order (stored time,
     then case id) is restored afterwards, whatever order the rows come in."""
-    import qbench.leaderboard.storeread as storeread
+    import qbench.leaderboard.compute.storeread as storeread
 
     db = sqlite3.connect(store)
     with db:  # the newest rows first: the order of the rows is no longer that of the records

@@ -9,9 +9,9 @@ import pytest
 
 from qbench import record as R
 from qbench.leaderboard import load_runs, write_leaderboards
-from qbench.leaderboard.trends import compute_trends
-from qbench.leaderboard.validate import validate_directory
-from qbench.leaderboard.writers import table_rows
+from qbench.leaderboard.audit.validate import validate_directory
+from qbench.leaderboard.compute.trends import compute_trends
+from qbench.leaderboard.render.writers import table_rows
 from tests.synthetic import make_record
 
 HIDDEN = (64, 128, 256)
@@ -165,3 +165,99 @@ def test_validate_rebuilds_the_epoch_gaps_from_the_stored_curves(tmp_path):
     (tmp_path / "leaderboard.json").write_text(json.dumps(document), encoding="utf-8")
     problems = validate_directory(tmp_path).problems
     assert any("epoch_gaps" in p and "diff_mean" in p for p in problems), problems
+
+
+# -- contrasts: how moving the parameter changes the difference, paired by seed ----------------------
+
+
+def test_contrasts_pair_every_two_values_by_seed_with_hand_checked_changes():
+    contrasts = compute_trends(load_runs(swept_records()), "float").contrasts
+    pairs = list(zip(contrasts["from_value"], contrasts["to_value"], strict=True))
+    assert pairs == [(64.0, 128.0), (64.0, 256.0), (128.0, 256.0)]
+    # the wobble is the same seed by seed at every size, so each change is exact and has no spread
+    assert contrasts["change_mean"].tolist() == pytest.approx([0.1, 0.2, 0.1])
+    assert contrasts["n"].tolist() == [3, 3, 3]
+    assert set(contrasts["test"]) == {"sign-flip"}
+    # three seeds: the sign-flip test's smallest p-value is 0.25, so nothing is decided
+    assert set(contrasts["verdict"]) == {"inconclusive"}
+
+
+def _many_seed_records(gaps: dict[int, float], seeds: int = 8) -> list[dict]:
+    records = []
+    for hidden, gap in gaps.items():
+        for seed in range(seeds):
+            base = 2.0 + seed * 0.05
+            wobble = 0.002 * ((seed * 7) % 5 - 2)  # differs seed by seed, and between sizes below
+            records.append(_record("float", hidden, seed, base, [3.0]))
+            records.append(_record("ternary(stochastic=false)", hidden, seed,
+                                   base + gap + wobble * (1 if hidden == 64 else -1), [3.0 + gap]))  # fmt: skip
+    return records
+
+
+def test_a_change_beyond_the_margin_rises_and_one_within_it_has_no_effect():
+    from qbench.protocol import Protocol
+
+    protocol = Protocol(seeds=tuple(range(8)), baseline="float",
+                        margins=(("pydoc-char", "test_bpc", 0.05),))  # fmt: skip
+    rises = compute_trends(load_runs(_many_seed_records({64: 0.1, 128: 0.4})), "float", protocol).contrasts
+    assert rises["verdict"].tolist() == ["rises"]
+    assert rises["margin"].tolist() == [0.05]
+    flat = compute_trends(load_runs(_many_seed_records({64: 0.1, 128: 0.1})), "float", protocol).contrasts
+    assert flat["verdict"].tolist() == ["no effect"]
+    falls = compute_trends(load_runs(_many_seed_records({64: 0.4, 128: 0.1})), "float", protocol).contrasts
+    assert falls["verdict"].tolist() == ["falls"]
+    # without a margin, no change found is never "no effect"
+    unmargined = compute_trends(load_runs(_many_seed_records({64: 0.1, 128: 0.1})), "float").contrasts
+    assert unmargined["verdict"].tolist() == ["inconclusive"]
+
+
+def test_pages_and_validate_carry_the_contrasts(tmp_path):
+    out = tmp_path / "board"
+    write_leaderboards(_many_seed_records({64: 0.1, 128: 0.4}), out, "sweep", plots=False)
+    markdown = (out / "leaderboard.md").read_text(encoding="utf-8")
+    assert "Contrasts: how moving cell.hidden changes the test\\_bpc difference" in markdown
+    assert "| ternary(stochastic=false) | hidden=64 to 128 | +0.3" in markdown
+    assert "Contrasts: how moving" in (out / "leaderboard.html").read_text(encoding="utf-8")
+    assert consistent(validate_directory(out))
+    # a published contrast the trend rows do not give is caught: the verdict, then the change
+    for column, value in (("verdict", "no effect"), ("change_mean", 0.01)):
+        document = json.loads((out / "leaderboard.json").read_text(encoding="utf-8"))
+        kept = json.dumps(document)
+        position = document["trend_contrasts"]["columns"].index(column)
+        document["trend_contrasts"]["rows"][0][position] = value
+        (out / "leaderboard.json").write_text(json.dumps(document), encoding="utf-8")
+        report = validate_directory(out)
+        assert any("trend_contrasts:" in p and column in p for p in report.problems), report.problems
+        (out / "leaderboard.json").write_text(kept, encoding="utf-8")
+
+
+# -- curve points far above what a working model reaches get a sentence ------------------------------
+
+
+def _curve_record(quantizer: str, seed: int, final: float, curve: list[tuple[float, float]]) -> dict:
+    record = make_record(quantizer, "gru(hidden=128)", "pydoc-char", seed, metric=final)
+    record[R.CASE_ID] = f"{quantizer}-curve-{seed}"
+    record["valid_bpc"] = final
+    record[R.CURVE] = [{"epoch": e + 1, "train_loss": loss, "valid_bpc": valid}
+                       for e, (loss, valid) in enumerate(curve)]  # fmt: skip
+    return record
+
+
+def test_cold_start_and_unlearned_points_get_a_sentence_and_normal_curves_none(tmp_path):
+    from qbench.leaderboard.compute.curvenotes import curve_notes
+
+    normal = [_curve_record("float", s, 2.1, [(1.9, 2.9), (1.5, 2.1)]) for s in range(2)]
+    assert curve_notes(load_runs(normal), "float") == {}
+    # epoch 1 at 10.2 bits against a training loss of at most 1.9 nats (2.74 bits): a cold start
+    cold = _curve_record("ternary(stochastic=false)", 0, 2.3, [(1.9, 10.2), (1.6, 2.3)])
+    # a binary model whose training loss (3.95 nats = 5.70 bits) is as high as its validation: not learned
+    flat = _curve_record("binary(stochastic=false)", 0, 5.6, [(3.95, 5.65), (3.9, 5.6)])
+    notes = curve_notes(load_runs([*normal, cold, flat]), "float")["pydoc-char"]
+    assert len(notes) == 2
+    assert any("cold start" in n and "10.20" in n and "1 run(s)" in n for n in notes)
+    assert any("had not learned" in n and "binary(stochastic=false)" in n and "2 validation point(s)" in n
+               for n in notes)  # fmt: skip
+    write_leaderboards([*normal, cold, flat], tmp_path, "curves", plots=False)
+    assert "cold start" in (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
+    assert "cold start" in (tmp_path / "leaderboard.html").read_text(encoding="utf-8")
+    assert any("cold start" in n for n in json.loads((tmp_path / "leaderboard.json").read_text())["notes"])

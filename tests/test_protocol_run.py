@@ -14,7 +14,7 @@ import pytest
 
 from qbench.cli import main
 from qbench.leaderboard import write_leaderboards
-from qbench.leaderboard.writers import table_rows
+from qbench.leaderboard.render.writers import table_rows
 from qbench.protocol import Protocol
 
 from .matrices import write_matrix_file

@@ -78,7 +78,7 @@ def test_a_record_of_this_version_or_none_reads(tmp_path, version):
 @pytest.mark.parametrize(("version", "says"), [(2, "newer than the version 1 this qbench reads: upgrade qbench"),
                                                ("x", "version 'x', which no qbench writes")])
 def test_a_record_of_another_version_is_one_clear_usage_error(tmp_path, version, says):
-    from qbench.leaderboard.storeread import read_store
+    from qbench.leaderboard.compute.storeread import read_store
 
     made = {**make_record(), record.SCHEMA: version}
     path = tmp_path / "qbench.sqlite"

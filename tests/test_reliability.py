@@ -125,7 +125,7 @@ def test_a_damaged_record_is_named_and_can_be_skipped(tmp_path, text, problem):
 
 
 def test_the_leaderboard_fast_path_leaves_damaged_rows_out_when_asked(tmp_path):
-    from qbench.leaderboard.storeread import read_store
+    from qbench.leaderboard.compute.storeread import read_store
 
     path = tmp_path / "qbench.sqlite"
     with Store(path) as store:
@@ -181,8 +181,9 @@ def test_a_string_in_a_value_column_is_a_missing_value_not_a_crash(tmp_path):
 # ---- 6. the leaderboard set is written as one --------------------------------------------------------
 
 def test_an_interrupted_leaderboard_write_leaves_the_previous_set_whole(tmp_path, monkeypatch):
-    from qbench.leaderboard import write_leaderboards, writers
-    from qbench.leaderboard.validate import validate_directory
+    from qbench.leaderboard import write_leaderboards
+    from qbench.leaderboard.audit.validate import validate_directory
+    from qbench.leaderboard.render import writers
 
     write_leaderboards([_record("a", 0), _record("b", 1)], tmp_path, "first", plots=False)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}

@@ -203,7 +203,7 @@ def test_holm_runs_across_difference_and_margin_tests_of_a_family():
 
 
 def test_compare_shows_each_sides_verdict_as_the_leaderboard_publishes_it():
-    from qbench.leaderboard.compare import Threshold, compare_records, render_comparison
+    from qbench.leaderboard.audit.compare import Threshold, compare_records, render_comparison
 
     rng = random.Random(5)
     base = [2.0 + rng.gauss(0, 0.05) for _ in range(8)]
@@ -241,7 +241,7 @@ def test_a_dataset_declaring_a_margin_gets_equivalence_verdicts_on_a_real_run(tm
     import json
 
     from qbench.driver import RunOptions, run_matrix
-    from qbench.leaderboard.writers import table_rows
+    from qbench.leaderboard.render.writers import table_rows
     from qbench.testing import registered_plugins
 
     monkeypatch.setenv("QBENCH_DATA", str(data_cache))

@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _records(run_dir: Path) -> list[dict[str, Any]]:
     from qbench.errors import UsageError
-    from qbench.leaderboard.sources import load_records
+    from qbench.leaderboard.audit.sources import load_records
 
     path = run_dir / "qbench.sqlite" if run_dir.is_dir() else run_dir
     if not path.exists():

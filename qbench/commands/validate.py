@@ -61,7 +61,7 @@ def _fraction(text: str) -> float:
 
 def execute(args: argparse.Namespace) -> int:
     from qbench.errors import ExitCode, UsageError
-    from qbench.leaderboard.validate import validate_directory
+    from qbench.leaderboard.audit.validate import validate_directory
 
     store = getattr(args, "store", None)
     if store is not None and not Path(store).is_file():

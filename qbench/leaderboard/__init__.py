@@ -2,7 +2,7 @@
 
 This package imports pandas and matplotlib (Agg backend); ``import qbench`` never imports it.
 The entry point is :func:`write_leaderboards`; ``qbench compare`` and ``qbench validate`` use
-:mod:`qbench.leaderboard.compare` and :mod:`qbench.leaderboard.validate`.
+:mod:`qbench.leaderboard.audit.compare` and :mod:`qbench.leaderboard.audit.validate`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qbench.leaderboard.declarations import no_baseline_note
-from qbench.leaderboard.fairness import FairView, apply_protocol
-from qbench.leaderboard.frame import GROUP_KEY, RunsFrame, load_runs, record_sha256
-from qbench.leaderboard.tables import aggregate, paired
+from qbench.leaderboard.compute.declarations import no_baseline_note
+from qbench.leaderboard.compute.fairness import FairView, apply_protocol
+from qbench.leaderboard.compute.frame import GROUP_KEY, RunsFrame, load_runs, record_sha256
+from qbench.leaderboard.compute.tables import aggregate, paired
 from qbench.protocol import Protocol
 
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html")
@@ -44,7 +44,7 @@ def rebuild_from_store(store_path: Path, out_dir: Path, title: str, matrix: str 
     raises :class:`qbench.store.DamagedRecords` (a usage error naming it), or is left out with
     ``skip_damaged``.
     """
-    from qbench.leaderboard.storeread import read_store, stored_protocol
+    from qbench.leaderboard.compute.storeread import read_store, stored_protocol
 
     if protocol is None:
         protocol = stored_protocol(Path(store_path), matrix)
@@ -61,14 +61,14 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     last), with SIGINT/SIGTERM held back during the renames: an interruption or a second writer
     leaves either the previous set or the new one, never a mixture or a half-written file.
     """
-    from qbench.atomicio import StagedFiles, remove_stale_temps
-    from qbench.leaderboard.display import Displays
-    from qbench.leaderboard.html import render_html
-    from qbench.leaderboard.markdown import render_markdown
-    from qbench.leaderboard.plots import write_plots
-    from qbench.leaderboard.trends import compute_trends, json_tables, write_trend_plots
-    from qbench.atomicio import file_sha256
-    from qbench.leaderboard.writers import fairness_head, json_head, write_csv, write_json
+    from qbench.atomicio import StagedFiles, file_sha256, remove_stale_temps
+    from qbench.leaderboard.compute.trends import compute_trends
+    from qbench.leaderboard.render.display import Displays
+    from qbench.leaderboard.render.html import render_html
+    from qbench.leaderboard.render.markdown import render_markdown
+    from qbench.leaderboard.render.plots import write_plots
+    from qbench.leaderboard.render.trends import json_tables, write_trend_plots
+    from qbench.leaderboard.render.writers import fairness_head, json_head, write_csv, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in (out_dir, out_dir / "plots"):  # what a killed writer left: it would fail validate for good
@@ -77,7 +77,7 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     table = tuned_rows(fair)
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
     used = fair.used
-    trends = compute_trends(used, fair.protocol.baseline)
+    trends = compute_trends(used, fair.protocol.baseline, fair.protocol)
     with StagedFiles() as staged:
         # what the records could not say (old records of components qbench does not know) is said on the page
         missing = frame.declared.notes + ([] if fair.protocol.baseline else no_baseline_note(frame.declared))
@@ -99,7 +99,9 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
         written = [md, csv, page, *plot_paths]
         files = {path.relative_to(out_dir).as_posix(): file_sha256(staged.source(path)) for path in written}
         json_path = out_dir / "leaderboard.json"
-        head = json_head(used, table, pairs, title, files, notes)
+        # the curves' sentences are shown in their dataset sections; the JSON keeps them with the notes
+        cold = [f"{label}: {text}" for label, texts in displays.curves.items() for text in texts]
+        head = json_head(used, table, pairs, title, files, [*notes, *cold])
         head.update(fairness_head(fair))
         head.update(json_tables(trends))
         write_json(head, fair.all_runs, staged.path(json_path))

@@ -1,6 +1,6 @@
 """``qbench merge``: the comparable records of several bundles or run folders, in one leaderboard.
 
-Each input is checked first for what the merge uses of it (:func:`qbench.leaderboard.validate.
+Each input is checked first for what the merge uses of it (:func:`qbench.leaderboard.audit.validate.
 validate_merge_input`: the bundle's manifest and every file's hash, every record readable and of a
 known schema version, every published run value its record's, the aggregates and paired
 differences recomputed from them); an input that fails stops the merge before anything is
@@ -102,7 +102,7 @@ def _folder_sha256(folder: Path) -> str:
 
 def read_source(path: Path, scratch: Path) -> Source:
     """Validate one input and read its published records (UsageError when it is unreadable or invalid)."""
-    from qbench.leaderboard.validate import validate_merge_input
+    from qbench.leaderboard.audit.validate import validate_merge_input
     from qbench.publish.bundle import extract, is_bundle
 
     path = Path(path)
@@ -272,7 +272,7 @@ def write_store(records: dict[str, Any], path: Path) -> None:
 
 
 def _rows(records: dict[str, Any]):  # type: ignore[no-untyped-def]
-    from qbench.leaderboard.frame import record_text
+    from qbench.leaderboard.compute.frame import record_text
 
     for case_id, record in sorted(records.items()):
         if isinstance(record, tuple):  # already the stored text

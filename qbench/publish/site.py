@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from qbench import record as R
-from qbench.leaderboard.formatting import fmt_value
-from qbench.leaderboard.frame import GROUP_KEY
-from qbench.leaderboard.html import sort_script
+from qbench.leaderboard.compute.formatting import fmt_value
+from qbench.leaderboard.compute.frame import GROUP_KEY
+from qbench.leaderboard.render.html import sort_script
 from qbench.record import from_json
 from qbench.store import STORE_FILENAME
 
@@ -241,7 +241,7 @@ def _check_merge_summary(path: Path, merge: dict[str, Any]) -> None:
 def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
     """Every file of the site of ``folder`` (relative path, bytes), computed one at a time, nothing written."""
     from qbench.errors import UsageError
-    from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
+    from qbench.leaderboard.audit.sources import LEADERBOARD_JSON, read_leaderboard_json
 
     folder = Path(folder)
     if not (folder / LEADERBOARD_JSON).is_file():
@@ -382,7 +382,7 @@ def _write(folder: Path, out: Path, pages: Iterator[tuple[str, bytes]]) -> tuple
     out.mkdir(parents=True, exist_ok=True)
     copied, written = [], []
     if folder.resolve() != out.resolve():
-        from qbench.leaderboard.sources import read_leaderboard_json
+        from qbench.leaderboard.audit.sources import read_leaderboard_json
 
         listed = list(read_leaderboard_json(folder / "leaderboard.json").get("files") or {})
         for name in ["leaderboard.json", *listed, STORE_FILENAME, "run.json", "merge.json"]:

@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from qbench.leaderboard.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
-from qbench.leaderboard.frame import TIMING_COLUMNS, RunsFrame
+from qbench.leaderboard.compute.curvenotes import curve_notes
+from qbench.leaderboard.compute.formatting import escape_cell, fmt_ci, fmt_stat, fmt_value
+from qbench.leaderboard.compute.frame import TIMING_COLUMNS, RunsFrame
 from qbench.protocol import NO_BASELINE
 
 ARROW = {"min": "↓", "max": "↑"}
@@ -93,6 +94,8 @@ class Displays:
     untested: dict[str, str] = field(default_factory=dict)
     #: {dataset label: sentences of the comparisons whose differences have no spread or two groups}
     shapes: dict[str, list[str]] = field(default_factory=dict)
+    #: {dataset label: sentences on curve points far above a working model's} (qbench.leaderboard.compute.curvenotes)
+    curves: dict[str, list[str]] = field(default_factory=dict)
     protocol: list[str] = field(default_factory=list)
     baseline: str = ""  # "" when no quantizer is the baseline (no paired comparison)
 
@@ -117,6 +120,7 @@ class Displays:
                 if len(odd):
                     shapes[str(label)] = texts(odd["sentence"])
         displays = cls(ranked, paired, baseline=baseline)
+        displays.curves = curve_notes(frame, baseline)
         if len(pairs):
             displays.shapes = shapes
         for label in paired:

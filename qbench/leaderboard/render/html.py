@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from qbench.leaderboard.display import NO_BASELINE_SENTENCE, Column, Displays, DisplayTable
-from qbench.leaderboard.frame import RunsFrame
-from qbench.leaderboard.markdown import MAX_FAILURES_LISTED, PAIRED_TEXT, SECTIONS
-from qbench.leaderboard.plots import slug
+from qbench.leaderboard.compute.frame import RunsFrame
+from qbench.leaderboard.render.display import NO_BASELINE_SENTENCE, Column, Displays, DisplayTable
+from qbench.leaderboard.render.markdown import MAX_FAILURES_LISTED, PAIRED_TEXT, SECTIONS
+from qbench.leaderboard.render.plots import slug
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -42,7 +42,7 @@ def sort_script() -> str:
     """The table-sorting script, one file shared with the static site (``qbench site``)."""
     from importlib import resources
 
-    return resources.files("qbench.leaderboard").joinpath("assets", "sortable.js").read_text(encoding="utf-8")
+    return resources.files("qbench.leaderboard.render").joinpath("assets", "sortable.js").read_text(encoding="utf-8")
 
 
 def _th(text: str, numeric: bool) -> str:
@@ -90,7 +90,7 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
                 plots: list[Path], notes: list[str], displays: Displays | None = None,
                 fair: Any = None, read: Callable[[Path], Path] = Path, trends: Any = None) -> str:  # fmt: skip
     """The page; ``read`` maps a plot's final path to where its content is now (a staged temporary file)."""
-    from qbench.leaderboard.trends import html_section
+    from qbench.leaderboard.render.trends import html_section
 
     displays = displays or Displays.build(frame, table, paired, fair)
     runs = frame.runs
@@ -121,6 +121,7 @@ def render_html(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, tit
         parts.append(f"<p>{escape(text)}</p>")
         parts.append(html_table(displays.ranked[label], f"table-{slug(label)}"))
         parts += [f'<p class="worse">{escape(flag)}</p>' for flag in displays.unbracketed.get(label, [])]
+        parts += [f"<p>{escape(note)}</p>" for note in displays.curves.get(label, [])]
         if label in displays.paired:
             parts.append(f"<h3>Against the {escape(displays.baseline)} baseline (paired by cell and seed)</h3>")
             parts.append(f"<p>{escape(PAIRED_TEXT.format(base=displays.baseline))}</p>")

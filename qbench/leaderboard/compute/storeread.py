@@ -4,7 +4,7 @@
 hashes each one again; for a store of 100,000 records that is most of the rebuild. Here SQLite's
 JSON functions extract only the columns the leaderboard needs, the hash of each record is taken
 from the stored text (which is the record's canonical JSON, see
-:func:`qbench.leaderboard.frame.record_text`), and curves are read only if a plot needs them.
+:func:`qbench.leaderboard.compute.frame.record_text`), and curves are read only if a plot needs them.
 The result is the same frame as ``load_runs(Store(path).records())``; when this SQLite lacks
 the JSON functions (or a column name cannot be a JSON path) that slower path is taken instead.
 The SQL itself is the store's (:class:`qbench.store.Projection`): the table layout lives in one module.
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from qbench import record as R
-from qbench.leaderboard.declarations import signature
-from qbench.leaderboard.frame import (
+from qbench.leaderboard.compute.declarations import signature
+from qbench.leaderboard.compute.frame import (
     RawRuns,
     RunsFrame,
     build_runs,

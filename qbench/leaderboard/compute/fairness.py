@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.frame import GROUP_KEY, RunsFrame
+from qbench.leaderboard.compute.frame import GROUP_KEY, RunsFrame
 from qbench.protocol import Decisions, Observation, Protocol, canonical, decide, selection_metric, trivial_protocol
 
 #: The run's role in the leaderboard (the JSON's ``runs`` table has it).

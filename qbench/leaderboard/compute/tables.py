@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
-from qbench.leaderboard.stats import ci95_half_width
+from qbench.leaderboard.compute.frame import GROUP_KEY, STATUSES, RunsFrame
+from qbench.leaderboard.compute.stats import ci95_half_width
 from qbench.stats import effect_size
 
 
@@ -166,7 +166,7 @@ def paired(frame: RunsFrame, baseline: str | None = None, alpha: float = 0.05, p
 
 def sentence(row: Any, claim: str = "equivalence") -> str:
     """The verdict of one comparison in words, naming the test that decided it."""
-    from qbench.leaderboard.formatting import fmt_ci, fmt_value
+    from qbench.leaderboard.compute.formatting import fmt_ci, fmt_value
 
     if row.n < 2:
         if row.n == 0:

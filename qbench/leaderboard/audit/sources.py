@@ -71,7 +71,7 @@ def _check_readable(path: Path, document: dict[str, Any]) -> None:
 
 
 def records_from_leaderboard(document: dict[str, Any]) -> list[dict[str, Any]]:
-    from qbench.leaderboard.writers import table_rows
+    from qbench.leaderboard.render.writers import table_rows
 
     directions = document.get("directions") or {}
     records = []
@@ -107,7 +107,7 @@ def load_source(path: Path) -> tuple[list[dict[str, Any]], str, Protocol | None]
             raise UsageError(f"{path}: neither a {STORE_FILENAME} nor a {LEADERBOARD_JSON} in this directory")
     if path.suffix == ".json":
         return records_from_leaderboard(read_leaderboard_json(path, strict=True)), "leaderboard", None
-    from qbench.leaderboard.storeread import stored_protocol
+    from qbench.leaderboard.compute.storeread import stored_protocol
     from qbench.store import Store
 
     with Store.read_only(path) as store:

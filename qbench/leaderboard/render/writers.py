@@ -15,9 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.leaderboard.fairness import BRACKET_COLUMNS, BUDGET_COLUMNS, SEED_COLUMNS, SELECTION_COLUMNS, FairView
-from qbench.leaderboard.frame import GROUP_KEY, STATUSES, RunsFrame
-from qbench.leaderboard.tables import PAIRED_COLUMNS
+from qbench.leaderboard.compute.fairness import (
+    BRACKET_COLUMNS,
+    BUDGET_COLUMNS,
+    SEED_COLUMNS,
+    SELECTION_COLUMNS,
+    FairView,
+)
+from qbench.leaderboard.compute.frame import GROUP_KEY, STATUSES, RunsFrame
+from qbench.leaderboard.compute.tables import PAIRED_COLUMNS
 
 SCHEMA = "qbench-leaderboard/1"
 DESCRIPTIVE_COLUMNS = ["rank", *GROUP_KEY, "configuration", "quantizer", "cell", "dataset",

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from qbench import record as R
-from qbench.leaderboard.declarations import Declared, gather, signature
+from qbench.leaderboard.compute.declarations import Declared, gather, signature
 from qbench.metrics import first_test_column
 
 #: A leaderboard row aggregates the seeds of one (dataset, cell, quantizer) triple.
@@ -148,7 +148,7 @@ class RawRuns:
     provenance: dict[str, list[str]]
     curves: Sequence[list[dict[str, Any]]]
     cost_axes: list[str] = field(default_factory=list)
-    #: the records' distinct :func:`qbench.leaderboard.declarations.signature` values
+    #: the records' distinct :func:`qbench.leaderboard.compute.declarations.signature` values
     declarations: Iterable[Any] = ()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from qbench.atomicio import StagedFiles
-from qbench.leaderboard.frame import RunsFrame
+from qbench.leaderboard.compute.frame import RunsFrame
 
 MAX_POINTS = 200
 MAX_ANNOTATED = 25

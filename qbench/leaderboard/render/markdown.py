@@ -10,7 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from qbench.leaderboard.display import (
+from qbench.leaderboard.compute.formatting import escape_cell, escape_markdown
+from qbench.leaderboard.compute.frame import RunsFrame
+from qbench.leaderboard.render.display import (
     NO_BASELINE_SENTENCE,
     Column,
     Displays,
@@ -18,8 +20,6 @@ from qbench.leaderboard.display import (
     headline_view,
     pipe_table,
 )
-from qbench.leaderboard.formatting import escape_cell, escape_markdown
-from qbench.leaderboard.frame import RunsFrame
 
 #: Provenance keys shown in the header of the page and of the Markdown.
 HEADLINE_PROVENANCE = ("qbench_version", "torch_version", "python", "device", "numerics", "matrix_hash", "git_commit")
@@ -49,7 +49,7 @@ SECTIONS = (
 
 def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame, title: str,
                     displays: Displays | None = None, fair: Any = None, trends: Any = None) -> str:  # fmt: skip
-    from qbench.leaderboard.trends import markdown_section
+    from qbench.leaderboard.render.trends import markdown_section
 
     displays = displays or Displays.build(frame, table, paired, fair)
     runs = frame.runs
@@ -83,6 +83,8 @@ def render_markdown(frame: RunsFrame, table: pd.DataFrame, paired: pd.DataFrame,
         lines += [pipe_table(headline_view(displays.ranked[label], frame), escape_markdown), ""]
         lines += [f"- {escape_markdown(flag)}" for flag in displays.unbracketed.get(label, [])]
         lines += [""] if label in displays.unbracketed else []
+        lines += [f"- {escape_markdown(note)}" for note in displays.curves.get(label, [])]
+        lines += [""] if label in displays.curves else []
         base = escape_markdown(displays.baseline)
         if label in displays.paired:
             lines += [f"### Against the {base} baseline (paired by cell and seed)", "",

@@ -3,17 +3,17 @@
 Checks, each reported as one line naming what is wrong:
 
 1. schema: ``leaderboard.json`` has schema ``qbench-leaderboard/1`` and the fields of
-   :mod:`qbench.leaderboard.writers` with the right types;
+   :mod:`qbench.leaderboard.render.writers` with the right types;
 2. hashes: every file listed under ``files`` exists and has its sha256, and the Markdown, CSV
    and HTML are listed; no plot in ``plots/`` is unlisted;
 3. arithmetic: every aggregate is recomputed from the single-seed rows with the plain-Python
-   reference :func:`qbench.leaderboard.stats.summarize` (mean, std, ci95, n, status counts),
+   reference :func:`qbench.leaderboard.compute.stats.summarize` (mean, std, ci95, n, status counts),
    every run belongs to exactly one aggregate, and the CSV rows are the aggregates;
 4. traceability: when the store (``qbench.sqlite``) is beside the leaderboard or given, every
    run's ``record_sha256`` is the hash of the stored record with that case id;
 5. recomputation: with the store, the whole leaderboard is built again from the stored records
    (the matrix's cases when ``run.json`` lists them) and every published cell of every format is
-   compared with the rebuild (:mod:`qbench.leaderboard.recompute`); the first difference of each
+   compared with the rebuild (:mod:`qbench.leaderboard.audit.recompute`); the first difference of each
    file is reported with its location and both values.
 
 ``qbench merge`` checks each input with :func:`validate_merge_input`: checks 1-4 and every
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qbench.leaderboard.frame import GROUP_KEY, STATUSES
-from qbench.leaderboard.sources import LEADERBOARD_JSON, read_leaderboard_json
-from qbench.leaderboard.stats import summarize
 from qbench.atomicio import file_sha256
-from qbench.leaderboard.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, table_rows
+from qbench.leaderboard.audit.sources import LEADERBOARD_JSON, read_leaderboard_json
+from qbench.leaderboard.compute.frame import GROUP_KEY, STATUSES
+from qbench.leaderboard.compute.stats import summarize
+from qbench.leaderboard.render.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, table_rows
 
 RENDERED = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -112,9 +112,12 @@ def _validate(directory: Path, store_path: Path | None, full: bool) -> Report:
     _check_matrix(directory, report)
     _check_arithmetic(document, report)
     _check_paired(document, report)
-    from qbench.leaderboard.trends import check_trend_rows
+    from qbench.leaderboard.audit.trends import check_trend_rows
+    from qbench.protocol import Protocol
 
-    report.problems += check_trend_rows(document, document["runs"])
+    stated = document.get("protocol")
+    report.problems += check_trend_rows(document, document["runs"],
+                                        Protocol.from_dict(stated) if isinstance(stated, dict) else None)
     if full:
         _check_csv(document, directory, report)
     store_path = store_path or directory / "qbench.sqlite"
@@ -171,7 +174,7 @@ def _protocol(document: dict[str, Any], directory: Path, store_path: Path, repor
     matrix (a published protocol that differs from it is a problem), else the published one. The
     selection, the seed rule's decisions and the Holm-adjusted verdicts are then recomputed from
     the records with it and compared like every other published number."""
-    from qbench.leaderboard.storeread import stored_protocol
+    from qbench.leaderboard.compute.storeread import stored_protocol
     from qbench.protocol import Protocol
 
     matrix = None
@@ -197,8 +200,8 @@ def _check_recomputed(document: dict[str, Any], directory: Path, store_path: Pat
     import tempfile
 
     from qbench.leaderboard import write_frame
-    from qbench.leaderboard.recompute import compare_folders
-    from qbench.leaderboard.storeread import read_store
+    from qbench.leaderboard.audit.recompute import compare_folders
+    from qbench.leaderboard.compute.storeread import read_store
     from qbench.store import Store
 
     with Store.read_only(store_path) as store:
@@ -460,7 +463,7 @@ def _check_store(document: dict[str, Any], store_path: Path, report: Report, val
     from qbench.store import Projection
 
     # The hash of a stored record is the hash of its stored text (its canonical JSON, see
-    # qbench.leaderboard.frame.record_text): no re-encoding of every record.
+    # qbench.leaderboard.compute.frame.record_text): no re-encoding of every record.
     with Projection(store_path) as projection:
         texts = projection.texts()
     stored = {case_id: from_json(text) for case_id, text in texts.items()}

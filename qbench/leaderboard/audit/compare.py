@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from qbench.errors import UsageError
-from qbench.leaderboard.frame import GROUP_KEY, load_runs
-from qbench.leaderboard.tables import aggregate
+from qbench.leaderboard.compute.frame import GROUP_KEY, load_runs
+from qbench.leaderboard.compute.tables import aggregate
 from qbench.protocol import Protocol
 
 DEFAULT_THRESHOLD = "1%"
@@ -68,7 +68,7 @@ class Comparison:
 def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]],
                     metrics: list[str] | None, threshold: Threshold,
                     protocols: tuple[Protocol | None, Protocol | None] = (None, None)) -> Comparison:  # fmt: skip
-    from qbench.leaderboard.fairness import apply_protocol
+    from qbench.leaderboard.compute.fairness import apply_protocol
 
     fair_a, fair_b = (apply_protocol(load_runs(r), p) for r, p in zip((records_a, records_b), protocols, strict=True))
     frame_a, frame_b = fair_a.used, fair_b.used
@@ -103,7 +103,7 @@ def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, A
 
 def _verdicts(fair: Any) -> dict[tuple[str, ...], str]:
     """{(dataset, cell, quantizer, metric): verdict against the baseline}, as the leaderboard publishes it."""
-    from qbench.leaderboard.tables import paired
+    from qbench.leaderboard.compute.tables import paired
 
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
     keys = zip(*(pairs[k].astype(str).tolist() for k in (*GROUP_KEY, "metric")), strict=True)
@@ -143,7 +143,7 @@ def _judge(presence: str, a: dict, b: dict, direction: str, threshold: Threshold
 def render_comparison(comparison: Comparison, name_a: str, name_b: str, threshold: Threshold) -> str:
     from tabulate import tabulate
 
-    from qbench.leaderboard.formatting import fmt_stat, fmt_value
+    from qbench.leaderboard.compute.formatting import fmt_stat, fmt_value
 
     def side(mean: float, ci: float, n: int) -> str:
         return f"{fmt_stat(mean, ci)} (n={n})" if n else "no ok seed"
@@ -163,3 +163,111 @@ def render_comparison(comparison: Comparison, name_a: str, name_b: str, threshol
     summary = (f"{count} regression(s) past the threshold ({threshold})" if count
                else f"no regression past the threshold ({threshold})")  # fmt: skip
     return f"{table}\n\n{summary}"
+
+
+# -- gap changes: does B move a method's gap to the baseline, paired by seed? -----------------------
+
+GAP_COLUMNS = ["quantizer_label", "a_dataset", "a_cell", "b_dataset", "b_cell", "metric", "a_gap", "b_gap",
+               "change_mean", "change_ci95", "n", "test", "p_holm", "margin", "p_margin_holm", "verdict"]  # fmt: skip
+MATCHES = ("labels", "quantizer")
+
+
+def _gaps_by_seed(fair: Any) -> tuple[dict[tuple[str, str, str], dict[int, float]], dict[str, str]]:
+    """{(dataset, cell, method): {seed: method - baseline}} of the primary metric, and each dataset's metric.
+
+    The baseline run of a (dataset, cell, seed) is the protocol's baseline quantizer, its first label,
+    as the paired table pairs."""
+    runs = fair.used.runs
+    runs = runs[runs["status"] == "ok"]
+    baseline = fair.protocol.baseline
+    metric_of = {label: info.primary_metric for label, info in fair.used.datasets.items()}
+    values: dict[tuple[str, str, str], dict[int, float]] = {}
+    for dataset, cell, label, name, seed, index in zip(runs["dataset_label"], runs["cell_label"],
+                                                       runs["quantizer_label"], runs["quantizer"], runs["seed"],
+                                                       runs.index, strict=True):  # fmt: skip
+        metric = metric_of.get(str(dataset), "")
+        value = float(runs.at[index, metric]) if metric in runs else math.nan
+        if math.isfinite(value):
+            key = (str(dataset), str(cell), str(label) if name != baseline else f"\0{label}")
+            values.setdefault(key, {})[int(seed)] = value
+    bases: dict[tuple[str, str], dict[int, float]] = {}
+    for (dataset, cell, label), by_seed in sorted(values.items()):
+        if label.startswith("\0"):
+            bases.setdefault((dataset, cell), by_seed)  # the first baseline label of the group
+    gaps = {}
+    for (dataset, cell, label), by_seed in values.items():
+        base = bases.get((dataset, cell))
+        if label.startswith("\0") or base is None:
+            continue
+        gaps[(dataset, cell, label)] = {s: v - base[s] for s, v in by_seed.items() if s in base}
+    return gaps, metric_of
+
+
+def gap_changes(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]], match: str = "labels",
+                protocols: tuple[Protocol | None, Protocol | None] = (None, None)) -> pd.DataFrame:  # fmt: skip
+    """For every method of both sides, how its gap to the baseline changes from A to B, paired by seed.
+
+    ``match="labels"`` pairs rows with the same dataset, cell and quantizer labels; ``"quantizer"``
+    pairs every row of A with every row of B that has the same quantizer label (the way to compare
+    two arms of a study that differ in the dataset or the cell). The change ``gap_B(s) - gap_A(s)``
+    over the seeds both gaps have is judged as the leaderboard judges a method (qbench.verdicts: the
+    same test choice; Holm across one method's rows; A's margin for the metric, else B's): *rises* /
+    *falls* when it differs from zero, *no effect* within the margin, *inconclusive* otherwise.
+    """
+    from qbench.leaderboard.compute.fairness import apply_protocol
+    from qbench.verdicts import judge
+
+    if match not in MATCHES:
+        raise UsageError(f"--match {match!r}: expected one of {', '.join(MATCHES)}")
+    fair_a, fair_b = (apply_protocol(load_runs(r), p) for r, p in zip((records_a, records_b), protocols, strict=True))
+    for side, fair in (("A", fair_a), ("B", fair_b)):
+        if not fair.protocol.baseline:
+            raise UsageError(f"--gaps: {side} has no baseline quantizer to measure gaps against; set the "
+                             "matrix's baseline (or a quantizer that declares baseline = True)")  # fmt: skip
+    gaps_a, metrics_a = _gaps_by_seed(fair_a)
+    gaps_b, metrics_b = _gaps_by_seed(fair_b)
+    items, keys = [], []
+    for ka, by_a in sorted(gaps_a.items()):
+        for kb, by_b in sorted(gaps_b.items()):
+            same = ka == kb if match == "labels" else ka[2] == kb[2]
+            metric = metrics_a.get(ka[0], "")
+            if not same or not metric or metric != metrics_b.get(kb[0]):
+                continue
+            seeds = sorted(set(by_a) & set(by_b))
+            margin = fair_a.protocol.margin_for(ka[0], metric)
+            if margin is None:
+                margin = fair_b.protocol.margin_for(kb[0], metric)
+            items.append((ka[2], [by_b[s] - by_a[s] for s in seeds], None, margin, "min"))
+            keys.append((ka, kb, metric, sum(by_a.values()) / len(by_a), sum(by_b.values()) / len(by_b)))
+    alpha = fair_a.protocol.alpha
+    out = []
+    for (ka, kb, metric, gap_a, gap_b), judged in zip(keys, judge(items, "equivalence", alpha), strict=True):
+        ev = judged.evidence
+        out.append([ka[2], ka[0], ka[1], kb[0], kb[1], metric, gap_a, gap_b, ev.mean, ev.ci95, ev.n, ev.test,
+                    judged.p_holm, judged.margin if judged.margin is not None else math.nan, judged.p_margin_holm,
+                    {"better": "falls", "worse": "rises", "equivalent": "no effect"}.get(judged.verdict,
+                                                                                          judged.verdict)])  # fmt: skip
+    return pd.DataFrame(out, columns=GAP_COLUMNS)
+
+
+def render_gap_changes(table: pd.DataFrame, name_a: str, name_b: str) -> str:
+    from tabulate import tabulate
+
+    from qbench.leaderboard.compute.formatting import fmt_ci, fmt_value
+
+    def p_text(p: float) -> str:
+        return "" if p != p else f"{p:.3g}"
+
+    if table.empty:
+        return "gaps: no method has a gap to its baseline on both sides (try --match quantizer)"
+    body = [[r.quantizer_label, f"{r.a_dataset} / {r.a_cell}", f"{r.b_dataset} / {r.b_cell}", r.metric,
+             fmt_value(r.a_gap, signed=True), fmt_value(r.b_gap, signed=True),
+             f"{fmt_value(r.change_mean, signed=True)}{'' if r.change_ci95 != r.change_ci95 else ' ± ' + fmt_ci(r.change_ci95)}"
+             f" (n={r.n})", r.test, p_text(r.p_holm),
+             f"±{r.margin:g}" if r.margin == r.margin else "none", p_text(r.p_margin_holm), r.verdict]
+            for r in table.itertuples(index=False)]  # fmt: skip
+    header = ["quantizer", f"A: {name_a}", f"B: {name_b}", "metric", "gap A", "gap B",
+              "change of the gap (B - A, paired by seed)", "test", "p (Holm)", "margin", "margin p (Holm)", "verdict"]
+    return ("Gap to the baseline, A against B (each gap: method - baseline of the same dataset, cell and seed; "
+            "the change is paired by seed and judged as the leaderboard judges a method; Holm across one "
+            "method's rows)\n\n" + tabulate(body, headers=header, tablefmt="simple", disable_numparse=True))
