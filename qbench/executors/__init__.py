@@ -50,11 +50,12 @@ def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: st
                  numerics: str = "native") -> Executor:
     """The executor for ``--executor NAME --workers N --device D [--scheduler ADDR]``.
 
-    ``threads`` is torch's intra-op thread count per worker (per case); keep 1 for results that do
-    not depend on the worker count. ``case_timeout``: seconds a case may run; then it is recorded
-    as an ``error`` (timeout): the process pool kills its worker and starts a fresh one, the
-    in-process executor interrupts the case with SIGALRM (the driver's process goes on), Dask
-    cancels the task and restarts its worker. ``host``: the plugin host cases are built from (default:
+    ``threads`` is torch's intra-op thread count per worker, fixed once when the worker binds its
+    :class:`CaseRunner`; keep 1 for results that do not depend on the worker count.
+    ``case_timeout``: seconds a case may run (:class:`CasePolicy`); then it is recorded as an
+    ``error`` (timeout): the process pool kills its worker and starts a fresh one, the in-process
+    executor interrupts the case with SIGALRM (the driver's process goes on), Dask cancels the task
+    and restarts its worker. ``host``: the plugin host cases are built from (default:
     the installed plugins).
     """
     config = resolve_run_config(name, workers, device, scheduler, threads, case_timeout, host, numerics)
