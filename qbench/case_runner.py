@@ -12,7 +12,7 @@ import functools
 import math
 import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, cast
 
 from qbench import record as R
@@ -72,15 +72,17 @@ def run_case(case: Case, device: str = "cpu", *, host: Host | HostRecipe | None 
     Torch's threads are the calling process's: an executor's worker fixes them once, when it binds
     its runner (:meth:`qbench.executors.runner.CaseRunner.bind`), and the record says how many.
     ``host``: the driver's plugin host, or the recipe a worker process rebuilds it from (default:
-    the installed plugins). ``prepared``: ``{dataset label: data}`` the driver already prepared
-    (in process only); any other dataset is prepared here, once.
+    the installed plugins). ``prepared``: ``{dataset label: data}`` prepared already (by the driver,
+    in process, or by this worker's earlier cases); any other dataset is prepared here, and kept in
+    ``prepared`` when it is a mutable mapping (a bound runner's: each worker prepares a dataset once).
     """
     record = base_record(case)
     record[R.STARTED] = _now()
     provenance = base_provenance(device)
     record[R.PROVENANCE] = provenance
+    known = prepared if prepared is not None else {}
     try:
-        _train_and_measure(case, device, record, provenance, host_from(host), prepared or {})
+        _train_and_measure(case, device, record, provenance, host_from(host), known)
     except Exception as exc:  # a failing case is a result, not a crash of the matrix
         record[R.STATUS] = "error"
         record[R.ERROR] = f"{type(exc).__name__}: {exc}"
@@ -144,7 +146,11 @@ def _train_and_measure(case: Case, device: str, record: dict[str, Any],
     record[R.DECLARATIONS] = {R.QUANTIZER: {"name": case.quantizer.name,
                                             "baseline": getattr(quantizer, "baseline", False) is True}}  # fmt: skip
 
-    data = prepared[case.dataset.label] if case.dataset.label in prepared else dataset.prepare(str(cache_dir()))
+    data = prepared.get(case.dataset.label)
+    if data is None:
+        data = dataset.prepare(str(cache_dir()))
+        if isinstance(prepared, MutableMapping):
+            prepared[case.dataset.label] = data
     provenance["dataset_fingerprint"] = data.fingerprint
     if data.task != declared.task:
         raise DatasetError(f"dataset {case.dataset.name!r} declares task {declared.task!r} but prepared "

@@ -192,3 +192,22 @@ def test_a_local_dask_cluster_starts_while_port_8787_is_taken(tmp_path, data_cac
         assert [r["status"] for r in records] == ["ok"]
     finally:
         holder.close()
+
+
+def test_a_bound_runner_prepares_each_dataset_once_for_all_its_cases(tmp_path, monkeypatch):
+    """A worker prepared its dataset again for every case (reading the cache each time)."""
+    from qbench.host import get_host
+
+    cls = get_host().registry("dataset").get("pydoc-char").cls
+    calls = []
+    original = cls.prepare
+
+    def counted(self, cache_dir):  # type: ignore[no-untyped-def]
+        calls.append(cache_dir)
+        return original(self, cache_dir)
+
+    monkeypatch.setattr(cls, "prepare", counted)
+    bound = CaseRunner().bind()
+    records = [bound(case) for case in real_cases(tmp_path, seeds=2)]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert len(calls) == 1, "the second case reused what the first prepared"

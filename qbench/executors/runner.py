@@ -53,7 +53,11 @@ class CaseRunner:
 
 
 class BoundRunner:
-    """A :class:`CaseRunner` bound to one worker: ``bound(case)`` runs the case and returns its record."""
+    """A :class:`CaseRunner` bound to one worker: ``bound(case)`` runs the case and returns its record.
+
+    It keeps the datasets its worker prepared (``prepared``, starting from the driver's in process),
+    so a worker prepares each dataset of the run once, whatever the number of its cases.
+    """
 
     def __init__(self, runner: CaseRunner, device: str) -> None:
         self.runner = runner
@@ -65,7 +69,9 @@ class BoundRunner:
             from qbench.host import HostRecipe
 
             host = runner.host if runner.host is not None else HostRecipe()
-            self._run = functools.partial(run_case, host=host, prepared=runner.prepared)
+            # the datasets this worker prepared stay with it: its next cases of a dataset reuse them
+            self.prepared: dict[str, Any] = dict(runner.prepared or {})
+            self._run = functools.partial(run_case, host=host, prepared=self.prepared)
 
     def __call__(self, case: Any) -> dict:
         """Run a case; an exception that escapes the case function (it should catch its own) still
