@@ -194,7 +194,7 @@ def backend_declarations(backend: Any, name: str, suffix: str) -> dict[str, Any]
 def declared_storage(exported: Any) -> tuple[float, float] | None:
     """(bits of the quantized values, bits of the learned quantizer state) of a declared stack's
     export, at each tensor's declared bits (``Quantizer.role_bits``, ``learned_state_bits``); None for a
-    contract-1 stack, whose export lists no tensors (its weight_bytes stays count x bits)."""
+    stack of an undeclared cell, whose export lists no tensors (its weight_bytes stays count x bits)."""
     tensors = [t for layer in exported.layers for t in (layer.tensors or {}).values()]
     if not tensors:
         return None

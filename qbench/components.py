@@ -87,6 +87,16 @@ class QuantContext:
         return float((6.0 / (self.fan_in + self.fan_out)) ** 0.5)
 
 
+def component_label(name: str, shown: Mapping[str, Any]) -> str:
+    """A component's label: ``name``, then the parameters ``shown`` sorted, their values as JSON
+    (``gru(hidden=64)``). The one form of every label: a matrix's cases show the parameters the
+    matrix set (:attr:`qbench.matrix.Spec.label`, what records and leaderboards carry), a
+    component instance those that differ from their defaults (:attr:`Component.label`)."""
+    if not shown:
+        return name
+    return f"{name}({','.join(f'{k}={json.dumps(v)}' for k, v in sorted(shown.items()))})"
+
+
 class Component:
     """Base of every component: declared parameters, validation, a stable label."""
 
@@ -135,11 +145,7 @@ class Component:
     @property
     def label(self) -> str:
         """``name`` plus the parameters that differ from their defaults, e.g. ``ternary(stochastic=true)``."""
-        changed = {k: v for k, v in self.config.items() if self.params[k].default != v}
-        if not changed:
-            return self.name
-        inner = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(changed.items()))
-        return f"{self.name}({inner})"
+        return component_label(self.name, {k: v for k, v in self.config.items() if self.params[k].default != v})
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"
@@ -155,7 +161,7 @@ class Quantizer(Component):
     quantizers once per training step, calls the deterministic form at evaluation
     (``ctx.training`` False) and clips shadow weights to :meth:`shadow_bound` after each update.
 
-    Learned quantizers (contract 2): :meth:`init_state` declares per-tensor trainable state
+    Learned quantizers: :meth:`init_state` declares per-tensor trainable state
     (for example LSQ's step size), created from the tensor and its context when the model is
     built; the host makes each entry an ``nn.Parameter`` trained by the same optimizer, saved
     with the model, exported and restored with it, and hands it back as ``ctx.state``. A
@@ -263,7 +269,7 @@ class Quantizer(Component):
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One tensor of a declared cell layer (contract 2; ``torch.nn.RNNBase._flat_weights_names`` style).
+    """One tensor of a declared cell layer (``torch.nn.RNNBase._flat_weights_names`` style).
 
     :param name: attribute name, e.g. ``"w_input"``; unique within the cell.
     :param role: ``"input"``, ``"recurrent"`` or ``"bias"`` (the quantizer context's role).
@@ -351,7 +357,7 @@ def has_scan(cell: type[Cell] | Cell) -> bool:
 class Cell(Component):
     """A recurrent cell family (contract).
 
-    Contract 2 (declared cells): set ``tensors`` (a tuple of :class:`TensorSpec`),
+    A declared cell sets ``tensors`` (a tuple of :class:`TensorSpec`),
     ``state_size`` (1 for h, 2 for an LSTM's h and c), ``elementwise`` (operations per hidden
     unit and time step besides the weight products and bias adds, keys in ``ELEMENTWISE_OPS``)
     and write :meth:`step`; optionally ``fused_kernel`` (``"rnn_tanh"``, ``"gru"`` or
@@ -362,7 +368,7 @@ class Cell(Component):
     (diagonals and vectors exported as such) and operation counts. The cell declares ``hidden``
     (and optionally ``layers``, ``batch_norm``) parameters.
 
-    Contract 1: override :meth:`build` and return a whole stack (see :mod:`qbench.training`).
+    An undeclared cell overrides :meth:`build` instead and returns a whole stack (see :mod:`qbench.training`).
 
     ``gate_blocks`` is G in the operation counts: rnn 1, gru 3, lstm 4.
     """
@@ -384,7 +390,7 @@ class Cell(Component):
 
     @classmethod
     def _tensor_problems(cls, specs: Any) -> list[str]:
-        """The rules of a declared cell (``tensors`` set); a contract-1 cell (its own ``build``) has none."""
+        """The rules of a declared cell (``tensors`` set); an undeclared cell (its own ``build``) has none."""
         if not isinstance(specs, tuple) or not all(isinstance(spec, TensorSpec) for spec in specs):
             return ["`tensors` must be a tuple of qbench.TensorSpec"]
         problems = []
@@ -460,7 +466,7 @@ class Cell(Component):
     def build(self, input_size: int, quantizer: Quantizer, seed: int) -> torch.nn.Module:
         """Return a module mapping time-major inputs ``[T, B, input_size]`` to ``([T, B, hidden], state)``.
 
-        Only a contract-1 cell overrides this: it returns a module that quantizes every input
+        Only an undeclared cell overrides this: it returns a module that quantizes every input
         matrix, recurrent matrix and bias through ``quantizer`` and offers ``export_layers()``,
         ``clip_shadow_weights_()`` and ``quantized_parameter_count()``. A declared cell (``tensors``
         set) does not: the host builds it (:func:`qbench.training.build_stack`, the fused kernel and
@@ -478,7 +484,7 @@ class Dataset(Component):
     ``task`` is ``"language-model"`` (next symbol), ``"classification"`` (one label per sequence)
     or ``"sequence-labelling"`` (one label per time step). ``metrics`` declares what is reported
     (:class:`qbench.Metric`: name, measure, direction, primary, selects, splits); None keeps the
-    contract-1 metrics of the task (:data:`qbench.metrics.CONTRACT1_METRICS`). Both are checked
+    default metrics of the task (:data:`qbench.metrics.TASK_METRICS`). Both are checked
     when the plugin registers. ``licence`` is shown on the leaderboard.
     """
 

@@ -247,7 +247,7 @@ def finish_run(rounds: Rounds, out: Path, code: ExitCode, echo: Echo) -> ExitCod
     matrix_ids = rounds.leaderboard_ids()
     try:
         _record_case_ids(out / "run.json", matrix_ids & store.stored_ids())
-        written = write_outputs(store, out, matrix.name, matrix_ids, matrix.fair)
+        written = write_outputs(store, out, matrix.name, matrix_ids, matrix.protocol)
     except KeyboardInterrupt:
         echo("interrupted while writing the leaderboards: the previous set is left as it was; "
              f"`qbench leaderboard --out {out}` rebuilds them from the store")  # fmt: skip

@@ -31,11 +31,11 @@ class ExpandedMatrix:
     @classmethod
     def of(cls, matrix: Matrix) -> ExpandedMatrix:
         return cls(matrix, tuple(expand(matrix)), tuple(methods(matrix)),
-                   tuple(canonical(p) for p in matrix.fair.points()))  # fmt: skip
+                   tuple(canonical(p) for p in matrix.protocol.points()))  # fmt: skip
 
     @property
     def protocol(self) -> Protocol:
-        return self.matrix.fair
+        return self.matrix.protocol
 
     @property
     def max_cases(self) -> int:

@@ -4,7 +4,7 @@ numpy arrays plus metadata. Gate blocks follow torch's order: rnn (one block), g
 lstm (i, f, g, o). The GRU keeps torch's two bias vectors; its candidate is
 ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` (reset applied after the recurrent product).
 
-A declared cell (contract 2) exports every declared tensor in ``ExportedLayer.tensors`` as what
+A declared cell exports every declared tensor in ``ExportedLayer.tensors`` as what
 it is (a diagonal recurrent weight stays a ``[G*h]`` vector with ``layout = "diagonal"``), its
 element-wise operations per unit (``elementwise``) and the learned quantizer state of each
 tensor (``ExportedTensor.state``). ``w_input`` / ``w_recurrent`` / ``b_input`` /
@@ -83,7 +83,7 @@ class ExportedLayer:
     b_recurrent: ExportedTensor | None
     input_scale: np.ndarray | None = None
     input_shift: np.ndarray | None = None
-    #: every declared tensor by name, in declaration order (empty for a contract-1 stack)
+    #: every declared tensor by name, in declaration order (empty for an undeclared cell's stack: its own ``build``)
     tensors: dict[str, ExportedTensor] = field(default_factory=dict)
     #: declared element-wise operations per hidden unit and time step (see ``qbench.Cell.elementwise``)
     elementwise: dict[str, int] = field(default_factory=dict)

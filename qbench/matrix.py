@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbench.components import component_label
 from qbench.errors import MatrixError, PluginError, UsageError
 from qbench.numerics import DEFAULT_MODE, MODES
 from qbench.protocol import TUNE_AXES, Protocol, SeedRule
@@ -58,9 +59,7 @@ class Spec:
 
     @property
     def label(self) -> str:
-        shown = {k: self.params[k] for k in self.given if k in self.params}
-        own = self.name if not shown else (
-            f"{self.name}({','.join(f'{k}={json.dumps(v)}' for k, v in sorted(shown.items()))})")  # fmt: skip
+        own = component_label(self.name, {k: self.params[k] for k in self.given if k in self.params})
         if not self.roles:
             return own
         return composed_label(own, {role: spec.label for role, spec in self.roles})
@@ -127,18 +126,14 @@ class Matrix:
     excludes: tuple[Mapping[str, Any], ...] = ()
     #: ``[limits] case_timeout``: seconds a case may run (None: no limit). Not part of any case id.
     case_timeout: float | None = None
-    protocol: Protocol | None = None
+    #: how the cases are chosen (:mod:`qbench.protocol`); left out, the plain protocol of ``seeds``
+    protocol: Protocol = None  # type: ignore[assignment]  # None is replaced in __post_init__
     #: ``[numerics] mode``: ``native`` or ``portable`` (:mod:`qbench.numerics`). Not part of any case id.
     numerics: str = "native"
 
     def __post_init__(self) -> None:
-        if self.protocol is None:  # a matrix built by hand: the plain contract-1 protocol
+        if self.protocol is None:  # a matrix built by hand: every listed seed, no grid, no seed rule
             object.__setattr__(self, "protocol", Protocol(seeds=tuple(self.seeds)))
-
-    @property
-    def fair(self) -> Protocol:
-        assert self.protocol is not None
-        return self.protocol
 
 
 def case_id_for(quantizer: Spec, cell: Spec, dataset: Spec, hardware: tuple[Spec, ...], seed: int,
@@ -710,7 +705,7 @@ def expand(matrix: Matrix) -> list[Case]:
     from their results); with a seed rule and no grid, the minimum seeds. :mod:`qbench.planning`
     decides the rest as results arrive.
     """
-    protocol = matrix.fair
+    protocol = matrix.protocol
     if protocol.grid:
         points, seeds = protocol.points(), protocol.tuning_seed_list
     else:

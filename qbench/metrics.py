@@ -78,9 +78,9 @@ class Metric:
                 "selects": self.selects, "splits": list(self.splits), "description": self.description}  # fmt: skip
 
 
-#: The metrics of a contract-1 dataset that declares none: the columns such datasets always had
+#: The metrics of a dataset that declares none, per task: the columns such datasets always had
 #: (stored records keep their column names). New datasets declare their own.
-CONTRACT1_METRICS: dict[str, tuple[Metric, ...]] = {
+TASK_METRICS: dict[str, tuple[Metric, ...]] = {
     LANGUAGE_MODEL: (Metric("bpc", "bits", primary=True, splits=("test", "valid", "train"),
                             description="bits per character"),),  # fmt: skip
     CLASSIFICATION: (Metric("accuracy", "accuracy", primary=True, description="fraction of sequences right"),
@@ -110,7 +110,7 @@ class MetricSet:
         if task not in TASKS:
             raise MetricError(f"task {task!r} is not one of {', '.join(TASKS)}")
         declared = getattr(dataset, "metrics", None)
-        metrics = CONTRACT1_METRICS[task] if declared is None else declared
+        metrics = TASK_METRICS[task] if declared is None else declared
         return cls(task, check_metrics(task, metrics))
 
     @property

@@ -45,7 +45,7 @@ def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[
     directions = record.get("directions") or {}
     declaration = record.get("metrics")
     primary = primary_metric(directions, declaration)
-    chosen_by = selection_metric(primary, directions, matrix.fair, declaration)
+    chosen_by = selection_metric(primary, directions, matrix.protocol, declaration)
 
     def value(key: str) -> float:
         raw = record.get(key) if key else None

@@ -1,6 +1,7 @@
 """``qbench plugins --check``: construct every component with its defaults and exercise it cheaply.
 
-Besides the contract-1 basics, the quick contract-2 checks of the kits run here (no training):
+Besides the basic checks of every component, the kits' quick checks of learned quantizers and declared
+cells run here (no training):
 a learned quantizer's state is a function of the tensor, its owned gradient reaches the weights
 and the state, and its state survives the trip to a worker and into the export; a declared
 cell's traced step does the work its declaration counts, and its fused kernel equals its
@@ -78,7 +79,8 @@ def hardware_checks(backend: Any, cell_cls: Any, quantizer: Any) -> list[tuple[s
 
 
 def learned_checks(quantizer: Any, cell_cls: Any) -> list[tuple[str, Callable[[], None]]]:
-    """The contract-2 checks that apply to ``quantizer`` (none for a contract-1 one); the round trip
+    """The learned-quantizer checks that apply to ``quantizer`` (none for one without learned state or
+    its own gradient); the round trip
     builds a small stack of ``cell_cls`` (a declared cell)."""
     import torch
 
@@ -104,8 +106,8 @@ def learned_checks(quantizer: Any, cell_cls: Any) -> list[tuple[str, Callable[[]
 
 
 def cell_checks(cell_cls: Any, quantizer: Any) -> list[tuple[str, Callable[[], None]]]:
-    """The contract-2 checks of a declared cell, on a small stack of it quantized by ``quantizer``
-    (none for a contract-1 cell)."""
+    """The checks of a declared cell, on a small stack of it quantized by ``quantizer`` (none for a
+    cell that builds its own stack)."""
     if not getattr(cell_cls, "tensors", ()):
         return []
     import torch

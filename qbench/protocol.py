@@ -112,7 +112,7 @@ class Protocol:
 
     @property
     def trivial(self) -> bool:
-        """No grid and no seed rule: a plain list of seeds, as in contract 1 matrices."""
+        """No grid and no seed rule: a plain list of seeds, as in a matrix without a [protocol] table."""
         return not self.grid and self.rule is None
 
     @property

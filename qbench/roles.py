@@ -4,7 +4,7 @@ each go through a different quantizer, from any installed plugin.
 A matrix's ``[[quantizer]]`` names the quantizer of every role, as always; ``roles.ROLE = {...}``
 in the same table gives one role its own (see ``docs/plugins.md``, "A quantizer per role"). The
 host then builds a :class:`RoleQuantizers`: a :class:`qbench.Quantizer` that hands each call to
-the quantizer of the context's role, so the stack, the clipping, the export and every contract-1
+the quantizer of the context's role, so the stack, the clipping, the export and every undeclared
 cell see one quantizer as before, and :meth:`qbench.Quantizer.for_role` gives the one of a role
 (its ``owns_gradient``, ``scheme`` and declared costs).
 

@@ -200,7 +200,7 @@ def test_extend_mistakes_are_usage_errors(tmp_path):
     with pytest.raises(MatrixError, match="tunes nothing"):
         load_matrix(path)
     # the default, written down in the protocol the store records
-    assert load_matrix(write_matrix_file(tmp_path, "ok", tune={"train.lr": [0.01, 0.02]})).fair.extend == 2
+    assert load_matrix(write_matrix_file(tmp_path, "ok", tune={"train.lr": [0.01, 0.02]})).protocol.extend == 2
     assert Protocol.from_dict({"seeds": [0]}).extend == 0  # a store from before: no extension was run
 
 

@@ -154,10 +154,10 @@ def test_the_default_baseline_is_the_quantizer_that_declares_itself_the_baseline
     host = get_host((plugin("reference", quantizers=[Reference]),), load_entry_points=False)
     raw = {"name": "m", "quantizer": [{"name": "ternary"}, {"name": "reference"}], "cell": [{"name": "rnn"}],
            "dataset": [{"name": "pydoc-char"}]}
-    assert parse_matrix(raw, "m.toml", "0", host).fair.baseline == "reference"
+    assert parse_matrix(raw, "m.toml", "0", host).protocol.baseline == "reference"
     raw["quantizer"].append({"name": "float"})  # two declare it: the first by name
-    assert parse_matrix(raw, "m.toml", "0", host).fair.baseline == "float"
-    assert parse_matrix({**raw, "baseline": "ternary"}, "m.toml", "0", host).fair.baseline == "ternary"
+    assert parse_matrix(raw, "m.toml", "0", host).protocol.baseline == "float"
+    assert parse_matrix({**raw, "baseline": "ternary"}, "m.toml", "0", host).protocol.baseline == "ternary"
 
 
 def test_in_process_plugins_are_refused_by_executors_whose_workers_cannot_load_them():

@@ -161,7 +161,7 @@ class ContractOneCell(RNNCell):
 
     def build(self, input_size: int, quantizer: qbench.Quantizer, seed: int) -> Any:
         stack = build_stack(RNNCell(**self.config), input_size, quantizer, seed)
-        stack.cell = self.name  # its export names its own cell, as a contract-1 stack does
+        stack.cell = self.name  # its export names its own cell, as an undeclared cell's stack does
         return stack
 
 

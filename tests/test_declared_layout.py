@@ -29,8 +29,8 @@ def no_declared_baseline(monkeypatch):
 
 
 def test_without_a_declared_or_named_baseline_the_matrix_has_none(no_declared_baseline):
-    assert parse_matrix(RAW, "m.toml", "0", get_host()).fair.baseline == ""
-    assert parse_matrix({**RAW, "baseline": "ternary"}, "m.toml", "0", get_host()).fair.baseline == "ternary"
+    assert parse_matrix(RAW, "m.toml", "0", get_host()).protocol.baseline == ""
+    assert parse_matrix({**RAW, "baseline": "ternary"}, "m.toml", "0", get_host()).protocol.baseline == "ternary"
     with pytest.raises(MatrixError, match="'baseline' must be a quantizer name"):
         parse_matrix({**RAW, "baseline": ""}, "m.toml", "0", get_host())
 

@@ -21,7 +21,7 @@ import qbench
 torch = pytest.importorskip("torch")
 
 from qbench.data import LanguageModelData  # noqa: E402
-from qbench.metrics import CONTRACT1_METRICS, MetricSet  # noqa: E402
+from qbench.metrics import TASK_METRICS, MetricSet  # noqa: E402
 from qbench.trainconfig import resolve_train  # noqa: E402
 from qbench.training import loop as L  # noqa: E402
 from qbench.training.tasks import EVAL_COLUMNS, EVAL_SEGMENT  # noqa: E402
@@ -36,7 +36,7 @@ def _setup(eval_tokens: int = 0) -> tuple[object, object, np.ndarray]:
     data = LanguageModelData(train=rng.integers(0, VOCAB, size=4000), valid=valid, test=valid[::-1].copy(),
                              vocab=tuple("abcdefg"), fingerprint="0" * 16)  # fmt: skip
     train = resolve_train({"batch": 4, "bptt": 20, "eval_tokens": eval_tokens})
-    task = L.task_for(data, train, "cpu", MetricSet(data.task, CONTRACT1_METRICS[data.task]))
+    task = L.task_for(data, train, "cpu", MetricSet(data.task, TASK_METRICS[data.task]))
     cell = qbench.create("cell", "gru", hidden=12, batch_norm=True)
     model = L.SequenceModel(cell, qbench.create("quantizer", "float"), data.task, VOCAB, VOCAB, seed=0)
     with torch.no_grad():  # running statistics that differ from a batch's: eval mode must use them

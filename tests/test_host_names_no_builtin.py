@@ -22,7 +22,7 @@ COMPONENT_NAMES = ("float", "pow2-ternary", "exponential", "ternary", "binary", 
                    "shift-add", "energy", "c-kernel", "opcount")  # fmt: skip
 #: (file, name, reason): what is left, each a name of the host's own vocabulary, not a component's
 ALLOWED = {
-    ("qbench/metrics.py", "bpc", "contract-1 datasets that declare no metrics keep their column names"),
+    ("qbench/metrics.py", "bpc", "datasets that declare no metrics keep their column names"),
     ("qbench/metrics.py", "accuracy", "a measure the host computes (a dataset names the column)"),
     ("qbench/metrics.py", "perplexity", "a measure the host computes (a dataset names the column)"),
     ("qbench/training/tasks.py", "accuracy", "a measure the host computes"),

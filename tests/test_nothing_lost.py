@@ -183,7 +183,7 @@ def test_validate_never_certifies_a_folder_without_its_store(tmp_path, capsys, h
 
 @pytest.mark.parametrize(("edit", "message"), [
     ("csv", "is not a number"),
-    ("case_id", "'case_id' missing or not a string"),
+    ("case_id", "runs[0].case_id: must be string, found array"),
 ])
 def test_validate_reports_a_cell_of_the_wrong_type_without_a_traceback(tmp_path, capsys, edit, message):
     run = _run_folder(tmp_path / "run", "a0", "a1")

@@ -79,7 +79,7 @@ def test_plugins_check_chooses_the_contract_2_checks_that_apply():
     for name in ("lsq", "ttq"):
         assert labels(learned_checks(qbench.create("quantizer", name), gru)) == [
             "learned state", "owned gradient", "learned state round trip"]
-    assert labels(learned_checks(qbench.create("quantizer", "ternary"), gru)) == []  # contract 1: the basics only
+    assert labels(learned_checks(qbench.create("quantizer", "ternary"), gru)) == []  # not learned: the basics only
     for name in ("rnn", "gru", "lstm"):
         assert labels(cell_checks(registry.get(name).cls, plain)) == ["declared counts", "fused vs reference"]
     assert labels(cell_checks(registry.get("indrnn").cls, plain)) == ["declared counts"]

@@ -361,7 +361,7 @@ def test_a_qualified_baseline_is_recognised():
     host = get_host(load_entry_points=False)
     raw = {"quantizer": [{"name": "ternary"}, {"name": "qbench:float"}], "cell": [{"name": "rnn"}],
            "dataset": [{"name": "pydoc-char"}]}  # fmt: skip
-    assert parse_matrix(raw, "m.toml", "0", host).fair.baseline == "qbench:float"
+    assert parse_matrix(raw, "m.toml", "0", host).protocol.baseline == "qbench:float"
 
 
 def test_a_new_built_in_named_like_a_published_plugins_component(tmp_path, capsys, fake_distribution):

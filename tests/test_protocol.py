@@ -129,7 +129,7 @@ def _matrix(tmp_path, **kwargs):
 
 def test_tune_and_seed_rule_parse_into_the_protocol(tmp_path):
     matrix = _matrix(tmp_path, seeds={"min": 3, "max": 6, "precision": 0.05}, tune={"train.lr": [0.001, 0.01]})
-    protocol = matrix.fair
+    protocol = matrix.protocol
     assert protocol.grid == (("train.lr", (0.001, 0.01)),) and protocol.rule == SeedRule(3, 6, 0.05)
     assert protocol.seeds == (0, 1, 2, 3, 4, 5) and protocol.tuning_seed_list == (0,)
     cases = expand(matrix)  # the grid on the tuning seed, for both methods
@@ -181,6 +181,6 @@ def test_every_ready_matrix_loads_and_the_paper_profiles_use_the_fair_protocol()
         matrix = load_matrix(path)
         assert expand(matrix), path
         if path.stem.startswith("ott2016-") or path.stem == "quickstart":
-            protocol = matrix.fair
+            protocol = matrix.protocol
             assert protocol.min_seeds >= 3 and [key for key, _ in protocol.grid] == ["train.lr"], path
             assert len(protocol.grid[0][1]) >= 3 and protocol.baseline == "float", path

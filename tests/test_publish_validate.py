@@ -240,6 +240,36 @@ def test_the_shipped_schemas_accept_what_qbench_writes(run_a):
         assert all(schemas.check(r, schemas.load("record", 1)) == [] for r in store.records())
 
 
+def test_the_schema_states_the_runs_table_the_writer_writes(run_a):
+    """The schema's #/$defs/run is the one statement of a run row: the writer's fixed columns, in order."""
+    from qbench import schemas
+    from qbench.leaderboard.compute.fairness import ROLES
+    from qbench.leaderboard.compute.frame import STATUSES
+    from qbench.leaderboard.render.writers import RUN_COLUMNS
+
+    run = schemas.load("leaderboard", 1)["$defs"]["run"]
+    assert run["required"] == list(run["properties"]) == RUN_COLUMNS
+    assert run["properties"]["status"]["enum"] == list(STATUSES)
+    assert all(role in run["properties"]["role"]["description"] for role in ROLES)
+    document = json.loads((run_a / "leaderboard.json").read_text())
+    assert document["runs"]["columns"][: len(RUN_COLUMNS)] == RUN_COLUMNS
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("status", "lost", "runs[1].status: must be one of ['ok', 'diverged', 'error'], found 'lost'"),
+    ("record_sha256", "abc", "runs[1].record_sha256: must match pattern ^[0-9a-f]{64}$, found 'abc'"),
+    ("seed", "zero", "runs[1].seed: must be integer, found string"),
+    ("test_bpc", "4.1", "runs[1].test_bpc: must be number or null, found string"),
+])
+def test_a_run_row_off_the_schema_is_named(run_a, capsys, column, value, message):
+    path = run_a / "leaderboard.json"
+    document = json.loads(path.read_text())
+    document["runs"]["rows"][1][document["runs"]["columns"].index(column)] = value
+    path.write_text(json.dumps(document))
+    assert main(["validate", str(run_a)]) == 1
+    assert message in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("version, words", [(2, "2 is newer"), (0, "0 is older")])
 def test_a_leaderboard_of_another_schema_version_is_refused_naming_it(run_a, capsys, version, words):
     path = run_a / "leaderboard.json"

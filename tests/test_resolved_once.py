@@ -133,7 +133,7 @@ def test_a_case_leaves_the_prepared_arrays_it_reads_as_they_were():
     import numpy as np
 
     from qbench.data import CLASSIFICATION, ClassificationData, SequenceSplit
-    from qbench.metrics import CONTRACT1_METRICS, MetricSet
+    from qbench.metrics import TASK_METRICS, MetricSet
     from qbench.trainconfig import resolve_train
     from qbench.training.tasks import ClassificationTask
 
@@ -141,5 +141,5 @@ def test_a_case_leaves_the_prepared_arrays_it_reads_as_they_were():
         return SequenceSplit(np.zeros((3, 4, 2), dtype=np.float32), np.array([4, 0, 2]), np.array([0, 1, 0]))
 
     data = ClassificationData(split(), split(), split(), ("a", "b"), "f")
-    ClassificationTask(data, resolve_train({}), "cpu", MetricSet(CLASSIFICATION, CONTRACT1_METRICS[CLASSIFICATION]))
+    ClassificationTask(data, resolve_train({}), "cpu", MetricSet(CLASSIFICATION, TASK_METRICS[CLASSIFICATION]))
     assert data.train.lengths.tolist() == [4, 0, 2]

@@ -156,7 +156,7 @@ def test_margins_are_declared_by_a_metric_and_set_by_the_matrix(tmp_path):
     path = write_matrix_file(tmp_path, "m", quantizers=("float", "ternary"), seeds=[0, 1])
     text = path.read_text() + "\n[compare]\nmargin = { test_bpc = 0.05 }\nclaim = \"non-inferiority\"\n"
     path.write_text(text)
-    protocol = load_matrix(path).fair
+    protocol = load_matrix(path).protocol
     assert protocol.margins == (("pydoc-char(max_chars=20000)", "test_bpc", 0.05),) or \
         protocol.margin_for(protocol.margins[0][0], "test_bpc") == 0.05
     assert protocol.claim == "non-inferiority"

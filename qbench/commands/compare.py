@@ -32,13 +32,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "seed, with its test and verdict (two arms of a study)")  # fmt: skip
     parser.add_argument("--match", choices=("labels", "quantizer"), default="labels",
                         help="with --gaps: pair rows with the same dataset, cell and quantizer labels (default) or "
-                        "every row with the same quantizer label (arms that differ in the dataset or the cell)")  # fmt: skip
+                        "every row with the same quantizer label (arms that differ in the dataset or the "
+                        "cell)")  # fmt: skip
 
 
 def execute(args: argparse.Namespace) -> int:
     from qbench.errors import ExitCode, UsageError
-    from qbench.leaderboard.audit.compare import (Threshold, compare_records, gap_changes, render_comparison,
-                                                  render_gap_changes)
+    from qbench.leaderboard.audit.compare import (
+        Threshold,
+        compare_records,
+        gap_changes,
+        render_comparison,
+        render_gap_changes,
+    )
     from qbench.leaderboard.audit.sources import load_source
 
     threshold = Threshold.parse(args.threshold)

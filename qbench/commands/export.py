@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any, cast
 
+from qbench import record as R
+
 NAME = "export"
 HELP = ("write a record's integer model as a self-contained C99 library (retrained from the record, verified "
         "bit for bit)")
@@ -58,8 +60,8 @@ def _records(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _describe(record: dict[str, Any]) -> str:
-    return (f"{record.get('case_id')} {record.get('dataset_label')}/{record.get('cell_label')}/"
-            f"{record.get('quantizer_label')} seed {record.get('seed')}")  # fmt: skip
+    return (f"{record.get(R.CASE_ID)} {record.get(R.DATASET_LABEL)}/{record.get(R.CELL_LABEL)}/"
+            f"{record.get(R.QUANTIZER_LABEL)} seed {record.get(R.SEED)}")  # fmt: skip
 
 
 def select_record(records: list[dict[str, Any]], case: str | None, method: str | None, seed: int | None) -> dict:
@@ -67,7 +69,7 @@ def select_record(records: list[dict[str, Any]], case: str | None, method: str |
     from qbench.errors import UsageError
 
     if case is not None:
-        found = [r for r in records if str(r.get("case_id", "")).startswith(case)]
+        found = [r for r in records if str(r.get(R.CASE_ID, "")).startswith(case)]
         what = f"--case {case}"
     else:
         if seed is None:
@@ -75,11 +77,11 @@ def select_record(records: list[dict[str, Any]], case: str | None, method: str |
         found = []
         for r in records:
             labels = {
-                str(r.get("quantizer_label")),
-                f"{r.get('cell_label')}/{r.get('quantizer_label')}",
-                f"{r.get('dataset_label')}/{r.get('cell_label')}/{r.get('quantizer_label')}",
+                str(r.get(R.QUANTIZER_LABEL)),
+                f"{r.get(R.CELL_LABEL)}/{r.get(R.QUANTIZER_LABEL)}",
+                f"{r.get(R.DATASET_LABEL)}/{r.get(R.CELL_LABEL)}/{r.get(R.QUANTIZER_LABEL)}",
             }
-            if method in labels and r.get("seed") == seed:
+            if method in labels and r.get(R.SEED) == seed:
                 found.append(r)
         what = f"--method {method} --seed {seed}"
     if len(found) == 1:
@@ -111,7 +113,7 @@ def simulator_params(record: dict[str, Any], choice: str | None) -> dict[str, An
     """The record's shift-add parameters (defaults when the case ran no shift-add)."""
     from qbench.errors import UsageError
 
-    labels = [str(label) for label in record.get("hardware") or []]
+    labels = [str(label) for label in record.get(R.HARDWARE) or []]
     entries = [(label, *label_params(label)) for label in labels]
     shift_add = [(label, params) for label, name, params in entries if name == "shift-add"]
     if choice is not None:
@@ -130,7 +132,7 @@ def _pin_numerics(record: dict[str, Any]) -> str:
 
     from qbench.numerics import PORTABLE, pinned_environment
 
-    provenance = record.get("provenance") or {}
+    provenance = record.get(R.PROVENANCE) or {}
     mode = provenance.get("numerics")
     if mode != PORTABLE:
         return f"the record was computed in {mode or 'unrecorded'} numerics on {provenance.get('cpu_model', '?')}"
@@ -152,12 +154,12 @@ def retrain(record: dict[str, Any]) -> Any:
 
     torch.set_num_threads(1)
     host = qbench.get_host()
-    quantizer = cast(Quantizer, host.registry("quantizer").get(record["quantizer"]).cls(
-        **record.get("quantizer_params", {})))
-    cell = cast(Cell, host.registry("cell").get(record["cell"]).cls(**record.get("cell_params", {})))
-    dataset = cast(Dataset, host.registry("dataset").get(record["dataset"]).cls(**record.get("dataset_params", {})))
+    quantizer = cast(Quantizer, host.registry("quantizer").get(record[R.QUANTIZER]).cls(
+        **record.get(R.QUANTIZER_PARAMS, {})))
+    cell = cast(Cell, host.registry("cell").get(record[R.CELL]).cls(**record.get(R.CELL_PARAMS, {})))
+    dataset = cast(Dataset, host.registry("dataset").get(record[R.DATASET]).cls(**record.get(R.DATASET_PARAMS, {})))
     data = dataset.prepare(str(cache_dir()))
-    return train_and_evaluate(cell, quantizer, data, dict(record["train"]), int(record["seed"]), "cpu",
+    return train_and_evaluate(cell, quantizer, data, dict(record[R.TRAIN]), int(record[R.SEED]), "cpu",
                               declaration=MetricSet.of(dataset))  # fmt: skip
 
 
@@ -165,7 +167,7 @@ def _check_reproduced(record: dict[str, Any], result: Any, accept: bool) -> str:
     """A line saying the retrained model is the record's; UsageError when it is not (unless accepted)."""
     from qbench.errors import UsageError
 
-    column = str(record.get("primary_metric") or next((k for k in result.metrics if k.startswith("test_")), ""))
+    column = str(record.get(R.PRIMARY_METRIC) or next((k for k in result.metrics if k.startswith("test_")), ""))
     recorded, reproduced = record.get(column), result.metrics.get(column)
     if result.status != "ok" or result.exported is None:
         raise UsageError(f"retraining {_describe(record)} ended with status {result.status!r}: {result.message}")
@@ -205,11 +207,11 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError(f"--vectors {args.vectors}: give at least 1")
     records = _records(args.run_dir)
     record = select_record(records, args.case, args.method, args.seed)
-    if record.get("status") != "ok":
-        raise UsageError(f"{_describe(record)}: status {record.get('status')!r}; only a finished case has a model")
+    if record.get(R.STATUS) != "ok":
+        raise UsageError(f"{_describe(record)}: status {record.get(R.STATUS)!r}; only a finished case has a model")
     params = simulator_params(record, args.hardware)
-    label = args.hardware or next((h for h in record.get("hardware") or [] if label_params(h)[0] == "shift-add"), None)
-    status = str((record.get("hardware_status") or {}).get(label, "")) if label else ""
+    label = args.hardware or next((h for h in record.get(R.HARDWARE) or [] if label_params(h)[0] == "shift-add"), None)
+    status = str((record.get(R.HARDWARE_STATUS) or {}).get(label, "")) if label else ""
     if status.startswith("unsupported"):
         # the simulator already said why this model has no integer program: no need to retrain it
         raise UsageError(f"{_describe(record)}: the shift-add simulator could not run this model ({status}); "
@@ -226,7 +228,7 @@ def execute(args: argparse.Namespace) -> int:
     except qbench.Unsupported as exc:
         raise UsageError(f"unsupported: {exc}") from None
     files = sorted(p.name for p in args.out.iterdir() if p.is_file() and p.name != MARKER)
-    (args.out / MARKER).write_text(json.dumps({"files": files, "case_id": record["case_id"]}, indent=1) + "\n")
+    (args.out / MARKER).write_text(json.dumps({"files": files, "case_id": record[R.CASE_ID]}, indent=1) + "\n")
     print(report.summary)
     print(f"wrote {len(files)} files to {args.out} (see its README.md)")
     if report.mismatch:

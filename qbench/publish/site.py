@@ -21,7 +21,6 @@ only on the folder's content, so ``qbench validate`` can rebuild it and compare.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
@@ -36,7 +35,8 @@ from typing import Any
 from qbench import record as R
 from qbench.leaderboard.compute.formatting import fmt_value
 from qbench.leaderboard.compute.frame import GROUP_KEY
-from qbench.leaderboard.render.html import sort_script
+from qbench.leaderboard.render.display import Column, DisplayTable
+from qbench.leaderboard.render.html import html_table, sort_script
 from qbench.record import from_json
 from qbench.store import STORE_FILENAME
 
@@ -72,50 +72,45 @@ def _tables(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(sorted(found.items(), key=lambda item: (item[0] == "runs", item[0])))
 
 
-@functools.lru_cache(maxsize=65536)
-def _text_cell(text: str) -> str:
-    return f'<td class="text">{escape(text)}</td>'
+def _column(title: str, values: list[Any]) -> Column:
+    """One column of a site table: numbers formatted and sortable by value, everything else as text."""
+    kinds = set(map(type, values))
+    if kinds and kinds <= {int, float} and all(map(math.isfinite, values)):  # a column of plain numbers
+        return Column(title, list(map(fmt_value, values)), numeric=True, sort_values=list(map(repr, values)))
+    present = [v for v in values if v is not None]
+    numeric = bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+    cells, keys = [], []
+    # A merged site writes millions of cells: the exact JSON types first (plain ints and floats,
+    # then strings); html_table escapes the text columns, remembering the labels that repeat.
+    for value in values:
+        kind = type(value)
+        if kind is float and math.isfinite(value) or kind is int:
+            cells.append(fmt_value(value))
+            keys.append(repr(value))
+        elif kind is str:
+            cells.append(value)
+            keys.append("" if numeric else None)
+        elif value is None or isinstance(value, (bool, str)):
+            cells.append("" if value is None else str(value))
+            keys.append("" if numeric else None)
+        elif isinstance(value, (int, float)):  # a non-finite float, or an int or float subclass
+            finite = not isinstance(value, float) or math.isfinite(value)
+            cells.append(fmt_value(value) if finite else str(value))
+            keys.append(repr(value) if finite else "")
+        else:
+            cells.append(json.dumps(value, ensure_ascii=False))
+            keys.append("" if numeric else None)
+    return Column(title, cells, numeric=numeric, sort_values=keys)  # type: ignore[arg-type]
 
 
-def _cell(value: Any) -> str:
-    # A merged site writes millions of cells: the exact JSON types first, without escaping what
-    # cannot need it (a finite float's repr and fmt_value use only digits, '.', '-', '+' and 'e');
-    # labels repeat, so their escaped cells are remembered.
-    kind = type(value)
-    if kind is float and math.isfinite(value) or kind is int:
-        return f'<td data-v="{value!r}">{fmt_value(value)}</td>'
-    if kind is str:
-        return _text_cell(value)
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        text = "" if value is None else str(value)
-        return f'<td class="text">{escape(text)}</td>'
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            return f'<td data-v="">{escape(str(value))}</td>'
-        return f'<td data-v="{value!r}">{escape(fmt_value(value))}</td>'
-    return f'<td class="text">{escape(json.dumps(value, ensure_ascii=False))}</td>'
-
-
-def html_table(columns: list[str], rows: list[dict[str, Any]], links: dict[int, str] | None = None) -> str:
-    numeric = {}
-    for c in columns:
-        present = [v for r in rows if (v := r.get(c)) is not None]
-        numeric[c] = bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
-    head = "".join(
-        ('<th data-type="number" aria-sort="none" scope="col">' if numeric[c]
-         else '<th data-type="text" aria-sort="none" scope="col" class="text">') + f"{escape(c)}</th>"
-        for c in columns
-    )  # fmt: skip
-    body = []
-    for index, row in enumerate(rows):
-        cells = [_cell(row.get(c)) for c in columns]
-        if links and index in links:
-            cells.append(f'<td class="text"><a href="{escape(links[index])}">page</a></td>')
-        body.append("<tr>" + "".join(cells) + "</tr>")
+def rows_table(columns: list[str], rows: list[dict[str, Any]], links: dict[int, str] | None = None) -> str:
+    """Rows of a leaderboard table (dicts by column) in the leaderboard's own sortable HTML table,
+    with a ``details`` column linking each row in ``links`` to its page."""
+    table = [_column(c, [r.get(c) for r in rows]) for c in columns]
     if links:
-        head += '<th data-type="text" aria-sort="none" scope="col" class="text">details</th>'
-    return (f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>")  # fmt: skip
+        where = [links.get(i) for i in range(len(rows))]
+        table.append(Column("details", ["page" if w else "" for w in where], links=where))
+    return html_table(DisplayTable(table))
 
 
 def _page(title: str, depth: int, body: list[str]) -> str:
@@ -279,18 +274,18 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
                      "direction": info.get("direction"), "configurations": count,
                      "runs": sum(1 for r in runs if r.get("dataset_label") == label)})  # fmt: skip
     links = {i: f"datasets/{page_slug(r['dataset'])}.html" for i, r in enumerate(rows)}
-    body.append(html_table(["dataset", "primary metric", "direction", "configurations", "runs"], rows, links))
+    body.append(rows_table(["dataset", "primary metric", "direction", "configurations", "runs"], rows, links))
     body.append("<h2>Profiles</h2>")
     inputs = merge.get("inputs") or []
     if inputs:
         body.append("<p>Contributors and machines of the merged results.</p>")
-        body.append(html_table(["by", "machine", "source", "records", "sha256"], inputs))
+        body.append(rows_table(["by", "machine", "source", "records", "sha256"], inputs))
     else:
         body.append('<p class="muted">One run (not a merge): its machine is in the provenance below.</p>')
     excluded = merge.get("excluded") or []
     if excluded:
         body.append("<h2>Not compared</h2><p>Records of the inputs left out of the leaderboard, with the reason.</p>")
-        body.append(html_table(["case_id", "by", "machine", "source", "reason"], excluded))
+        body.append(rows_table(["case_id", "by", "machine", "source", "reason"], excluded))
     body.append("<h2>Provenance</h2>" + _dl(document.get("provenance") or {}))
     body.append('<h2>Downloads</h2><ul><li><a href="leaderboard.csv" download>leaderboard.csv</a></li>'
                 '<li><a href="leaderboard.json" download>leaderboard.json</a></li>'
@@ -312,7 +307,7 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
             links = {i: f"../configs/{page_slug(config_label(r))}.html" for i, r in enumerate(rows)
                      if all(k in r for k in GROUP_KEY)}  # fmt: skip
             columns = [c for c in section["columns"] if c not in ("dataset_label", "case_ids")]
-            body.append(f"<h2>{escape(name)}</h2>" + html_table(columns, rows, links))
+            body.append(f"<h2>{escape(name)}</h2>" + rows_table(columns, rows, links))
         prefix = "plots/" + re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower() + "-"
         figures = [p for p in plots if p.startswith(prefix)]
         if figures:
@@ -329,9 +324,9 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
                 f'<p><a href="../datasets/{page_slug(str(key["dataset_label"]))}.html">back to the dataset</a> · '
                 f'<a href="{page_slug(label)}.json" download>records (JSON)</a></p>', "<h2>Seeds</h2>"]  # fmt: skip
         present = [c for c in value_columns if any(r.get(c) is not None for r in seeds)]
-        body.append(html_table(["seed", "status", *present, "case_id", "error"], seeds))
+        body.append(rows_table(["seed", "status", *present, "case_id", "error"], seeds))
         for name, rows in named_rows.get(label, {}).items():  # e.g. a selection grid: its every grid point
-            body.append(f"<h2>{escape(name)}</h2>" + html_table(list(tables[name]["columns"]), rows))
+            body.append(f"<h2>{escape(name)}</h2>" + rows_table(list(tables[name]["columns"]), rows))
         body.append("<h2>Training curves</h2>")
         texts = records.texts([str(r.get("case_id")) for r in seeds])
         # A merge may give a configuration hundreds of seeds: the first few are drawn and detailed,

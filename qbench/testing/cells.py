@@ -21,7 +21,7 @@ multiplies and adds and sigmoid / tanh / relu elements (:func:`traced_operations
 Checks that cannot apply to the cell (the fused-kernel check for a cell that names no kernel,
 the counts for a cell that declares nothing) are deselected when the tests are collected and
 listed with the reason in pytest's terminal summary (``not_applicable``;
-:mod:`qbench.testing.applicability`). Contract-1 cells (``build`` overridden) skip the checks
+:mod:`qbench.testing.applicability`). Undeclared cells (``build`` overridden) skip the checks
 that need a declared stack, saying so; declare the cell to get them.
 
 Example::
@@ -76,7 +76,7 @@ class CellContract(JudgedKit):
         if test == "test_scan_matches_reference" and not has_scan(cell):
             return "the cell offers no scan: the host runs its per-step reference (or fused kernel) only"
         if test == "test_counts_equal_the_declaration" and not declared:
-            return "a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)"
+            return "an undeclared cell (its own build) has no tensors: nothing to count (declare its tensors and step)"
         return None
 
     # -- helpers ------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ class CellContract(JudgedKit):
                         f"{spec.name}: expected float64 values of scheme {owner.scheme!r}, got "
                         f"{tensor.values.dtype} of scheme {tensor.scheme!r}")  # fmt: skip
                 continue
-            # a contract-1 stack: torch's dense layout
+            # an undeclared cell's stack: torch's dense layout
             rows = cell.gate_blocks * cell.hidden
             assert layer.w_input.values.shape == (rows, n), (
                 f"w_input: expected shape {(rows, n)}, got {layer.w_input.values.shape}")  # fmt: skip
@@ -279,7 +279,7 @@ class CellContract(JudgedKit):
         if not getattr(cell, "fused_kernel", None) and getattr(cell, "tensors", None):
             pytest.skip("the cell declares no fused kernel: the host runs its per-step reference only")
         if not (hasattr(stack, "implementation") and hasattr(stack, "seed_draws")):
-            pytest.skip("a contract-1 stack without implementation / seed_draws: declare the cell (contract 2)")
+            pytest.skip("an undeclared cell's stack without implementation / seed_draws: declare its tensors and step")
         check_fused_matches_reference(stack, self.inputs())
 
     def test_scan_matches_reference(self, cell: Any, quantizer: Any) -> None:
@@ -294,12 +294,13 @@ class CellContract(JudgedKit):
         """The host's counts follow the declaration, and one traced ``step`` does exactly the declared
         work: weight products, bias adds, element-wise multiplies and adds, sigmoid / tanh / relu."""
         if not getattr(cell, "tensors", ()):
-            pytest.skip("a contract-1 cell declares no tensors: nothing to count (declare the cell, contract 2)")
+            pytest.skip("an undeclared cell (its own build) has no tensors: nothing to count "
+                        "(declare its tensors and step)")
         check_counts(cell, self.build(cell, quantizer))
 
 
 def declared_weight_count(cell: Any, input_size: int) -> int | None:
-    """Weights the declared tensors hold over all layers; None for a contract-1 cell."""
+    """Weights the declared tensors hold over all layers; None for an undeclared cell."""
     specs = getattr(cell, "tensors", ())
     if not specs:
         return None
@@ -324,7 +325,7 @@ def replay_export(cell: Any, quantizer: Any, layers: list[Any], x: Any) -> Any:
     stepper = cell
     if not getattr(cell, "tensors", None):
         if layers[0].cell not in ("rnn", "gru", "lstm"):
-            pytest.skip("a contract-1 cell without a declared step cannot be replayed: declare it (contract 2)")
+            pytest.skip("an undeclared cell (no declared step) cannot be replayed: declare its tensors and step")
         stepper = qbench.create("cell", layers[0].cell, hidden=layers[0].hidden_size)
     h = x
     for index, layer in enumerate(layers):

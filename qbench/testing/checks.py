@@ -1,4 +1,5 @@
-"""The contract-2 checks as plain functions: each raises ``AssertionError`` naming what is wrong.
+"""The kits' checks of learned quantizers and declared cells as plain functions: each raises
+``AssertionError`` naming what is wrong.
 
 The conformance kits (:mod:`qbench.testing.quantizers`, :mod:`qbench.testing.cells`) run them
 under pytest; ``qbench plugins --check`` (:mod:`qbench.plugincheck`) runs the quick ones (no

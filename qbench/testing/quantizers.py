@@ -27,7 +27,7 @@ bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
 * through ``qbench.ste.quantize_ste`` the forward pass gives the quantized values and the
   gradient reaches the shadow weights unchanged;
 * ``encoding(ctx)`` is a JSON-able dict; the instance rebuilds from its ``config``;
-* learned quantizers (contract 2): a quantizer that owns its gradient returns a differentiable
+* learned quantizers: a quantizer that owns its gradient returns a differentiable
   tensor whose gradients reach the weights and the state; ``init_state`` is a deterministic
   function of the tensor (no random draws); in a real stack the state's gradients are
   non-zero, its values change under the optimizer, a pickled copy (what a worker gets)

@@ -49,7 +49,7 @@ from qbench.data import (
 )
 from qbench.errors import Diverged
 from qbench.export import ExportedModel
-from qbench.metrics import CONTRACT1_METRICS, MetricSet
+from qbench.metrics import TASK_METRICS, MetricSet
 from qbench.trainconfig import resolve_train
 from qbench.training.model import SequenceModel
 from qbench.training.tasks import ClassificationTask, LanguageModelTask, RegressionTask, SequenceLabellingTask
@@ -171,12 +171,12 @@ def train_and_evaluate(
     """Train ``cell`` with ``quantizer`` on ``data``, evaluate the best checkpoint, export it.
 
     Never raises for divergence: returns status ``"diverged"`` with the metrics that exist.
-    ``declaration``: the dataset's declared metrics (default: the contract-1 metrics of ``data.task``).
+    ``declaration``: the dataset's declared metrics (default: the task's default metrics, ``TASK_METRICS``).
     """
     train = resolve_train(dict(train))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    task = task_for(data, train, device, declaration or MetricSet(data.task, CONTRACT1_METRICS[data.task]))
+    task = task_for(data, train, device, declaration or MetricSet(data.task, TASK_METRICS[data.task]))
     model = SequenceModel(cell, quantizer, data.task, data.input_size, data.n_outputs, seed).to(device)
     guard = DivergenceGuard(float(train["diverge_factor"]))
     stepper = Stepper(model, float(train["lr"]), float(train["grad_clip"]), guard)

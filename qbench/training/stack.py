@@ -1,4 +1,4 @@
-"""The host's quantized recurrent stack for declared cells (contract 2): shadow weights, quantizers, fused kernel.
+"""The host's quantized recurrent stack for declared cells: shadow weights, quantizers, fused kernel.
 
 A cell declares its tensors (:class:`qbench.TensorSpec`), its state size, its element-wise
 operations and its :meth:`qbench.Cell.step`; this module provides everything else, the same
@@ -516,7 +516,7 @@ def _state_arrays(ctx: QuantContext) -> dict[str, np.ndarray]:
 
 def build_stack(cell: Any, input_size: int, quantizer: Any, seed: int) -> Any:
     """The recurrent stack of ``cell``: the host's :class:`QuantizedRecurrentStack` for a declared
-    cell, the cell's own ``build()`` for a contract-1 cell that overrides it."""
+    cell, the cell's own ``build()`` for a cell that overrides it (an undeclared cell)."""
     if type(cell).build is not Cell.build:
         return cell.build(input_size, quantizer, seed)
     if not getattr(cell, "tensors", ()):

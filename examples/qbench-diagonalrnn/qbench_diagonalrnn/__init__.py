@@ -1,4 +1,4 @@
-"""Example qbench plugin for contract 2: ``diagonal-rnn``, a declared cell h' = tanh(W x + b + u * h).
+"""Example qbench plugin (a declared cell): ``diagonal-rnn``, a declared cell h' = tanh(W x + b + u * h).
 
 Install it with ``pip install ./examples/qbench-diagonalrnn``; qbench finds it through the
 ``qbench`` entry point in ``pyproject.toml``. ``plugin.py`` declares the cell's tensors (the

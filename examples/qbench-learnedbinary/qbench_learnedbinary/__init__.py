@@ -1,4 +1,4 @@
-"""Example qbench plugin for contract 2: ``learned-binary``, binary weights times a learned scale.
+"""Example qbench plugin (a learned quantizer): ``learned-binary``, binary weights times a learned scale.
 
 Install it with ``pip install ./examples/qbench-learnedbinary``; qbench finds it through the
 ``qbench`` entry point in ``pyproject.toml``. ``plugin.py`` holds the quantizer (a learned

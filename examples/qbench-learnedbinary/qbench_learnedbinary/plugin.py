@@ -1,4 +1,4 @@
-"""A learned-scale quantizer, written only against qbench's public contract 2.
+"""A learned-scale quantizer, written only against qbench's public plugin contract.
 
 docs/plugins.md shows this file; qbench's tests check that the two stay identical.
 """

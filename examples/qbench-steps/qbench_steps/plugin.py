@@ -1,4 +1,4 @@
-"""``delayed-copy``: a per-step labelling dataset with its own metrics (qbench contract 2).
+"""``delayed-copy``: a per-step labelling dataset with its own metrics (qbench's public plugin contract).
 
 Each sequence is a stream of random symbols (one-hot features); the label of step ``t`` is the
 symbol seen ``delay`` steps earlier (a ``blank`` class before that): the network must hold the

@@ -1,4 +1,4 @@
-"""The paper's three recurrent cells and IndRNN, written as declared cells (the public contract 2).
+"""The paper's three recurrent cells and IndRNN, written as declared cells (the public plugin contract).
 
 Light module (no torch at import): each cell declares its tensors and its ``step``; the host
 (:mod:`qbench.training.stack`) provides initialisation, quantization, the fused kernel, the

@@ -109,7 +109,7 @@ class EnergyModel(qbench.HardwareBackend):
         for layer in model.layers:
             if layer.cell not in ELEMENTWISE and not layer.tensors:
                 raise qbench.Unsupported(
-                    f"no operation counts for cell {layer.cell!r}: it is not declared (contract 2: declare its "
+                    f"no operation counts for cell {layer.cell!r}: it is not declared (declare its "
                     "tensors, state_size and elementwise operations, and energy prices it)"
                 )
         from qbench_builtins.hardware.energy_model import analyse

@@ -1,4 +1,4 @@
-"""Learned quantizers (contract 2): ``lsq`` (learned step size) and ``ttq`` (trained ternary scales).
+"""Learned quantizers: ``lsq`` (learned step size) and ``ttq`` (trained ternary scales).
 
 Light module (no torch at import). Both declare per-tensor learned state (:meth:`init_state`),
 which the host trains with the same optimizer, saves, exports and restores, and both own their

@@ -260,10 +260,12 @@ def render_gap_changes(table: pd.DataFrame, name_a: str, name_b: str) -> str:
 
     if table.empty:
         return "gaps: no method has a gap to its baseline on both sides (try --match quantizer)"
+    def change(mean: float, ci: float, n: int) -> str:
+        return f"{fmt_value(mean, signed=True)}{'' if ci != ci else ' ± ' + fmt_ci(ci)} (n={n})"
+
     body = [[r.quantizer_label, f"{r.a_dataset} / {r.a_cell}", f"{r.b_dataset} / {r.b_cell}", r.metric,
              fmt_value(r.a_gap, signed=True), fmt_value(r.b_gap, signed=True),
-             f"{fmt_value(r.change_mean, signed=True)}{'' if r.change_ci95 != r.change_ci95 else ' ± ' + fmt_ci(r.change_ci95)}"
-             f" (n={r.n})", r.test, p_text(r.p_holm),
+             change(r.change_mean, r.change_ci95, r.n), r.test, p_text(r.p_holm),
              f"±{r.margin:g}" if r.margin == r.margin else "none", p_text(r.p_margin_holm), r.verdict]
             for r in table.itertuples(index=False)]  # fmt: skip
     header = ["quantizer", f"A: {name_a}", f"B: {name_b}", "metric", "gap A", "gap B",

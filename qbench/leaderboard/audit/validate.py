@@ -2,8 +2,8 @@
 
 Checks, each reported as one line naming what is wrong:
 
-1. schema: ``leaderboard.json`` has schema ``qbench-leaderboard/1`` and the fields of
-   :mod:`qbench.leaderboard.render.writers` with the right types;
+1. schema: ``leaderboard.json`` is what ``qbench/schemas/leaderboard-1.schema.json`` (the one
+   statement of its shape) says, every row of its ``runs`` table included;
 2. hashes: every file listed under ``files`` exists and has its sha256, and the Markdown, CSV
    and HTML are listed; no plot in ``plots/`` is unlisted;
 3. arithmetic: every aggregate is recomputed from the single-seed rows with the plain-Python
@@ -26,11 +26,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qbench import record as R
 from qbench.atomicio import file_sha256
 from qbench.leaderboard.audit.sources import LEADERBOARD_JSON, read_leaderboard_json
 from qbench.leaderboard.compute.frame import GROUP_KEY, STATUSES
@@ -38,7 +38,6 @@ from qbench.leaderboard.compute.stats import summarize
 from qbench.leaderboard.render.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, table_rows
 
 RENDERED = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -222,8 +221,7 @@ def _check_recomputed(document: dict[str, Any], directory: Path, store_path: Pat
     report.recomputed = not any(p.startswith("recomputed:") for p in report.problems)
 
 
-def _unsplit(document: dict[str, Any], report: Report) -> bool:
-    """Turn the split tables into the row dicts the checks read (runs get ``values``, aggregates ``stats``)."""
+def _rows_fit_columns(document: dict[str, Any], report: Report) -> bool:
     for name in ("aggregates", "paired", "runs"):
         section = document[name]
         columns, rows = section["columns"], section["rows"]  # lists: the schema checked them
@@ -231,6 +229,27 @@ def _unsplit(document: dict[str, Any], report: Report) -> bool:
         if bad:
             report.problems.append(f"schema: {name} row {bad[0]} does not have {len(columns)} values")
             return False
+    return True
+
+
+def _check_run_rows(document: dict[str, Any], version: int, report: Report) -> None:
+    """Every row of ``runs`` against the schema's ``#/$defs/run``; no case id twice."""
+    from qbench import schemas
+
+    found = schemas.table_problems(document["runs"], "leaderboard", version, "run", "runs")
+    report.problems += found
+    if found:
+        return
+    seen: set[str] = set()
+    at = document["runs"]["columns"].index("case_id")
+    for i, case_id in enumerate(row[at] for row in document["runs"]["rows"]):
+        if case_id in seen:
+            report.problems.append(f"runs[{i}]: case {case_id!r} appears twice")
+        seen.add(case_id)
+
+
+def _unsplit(document: dict[str, Any]) -> None:
+    """Turn the split tables into the row dicts the checks read (runs get ``values``, aggregates ``stats``)."""
     runs = []
     value_columns = [c for c in document["runs"]["columns"] if c not in RUN_COLUMNS]
     for row in table_rows(document["runs"]):
@@ -247,7 +266,6 @@ def _unsplit(document: dict[str, Any], report: Report) -> bool:
                               if row.get(f"{c}_n")}  # fmt: skip
         aggregates.append(aggregate)
     document["runs"], document["aggregates"] = runs, aggregates
-    return True
 
 
 def _check_schema(document: dict[str, Any], report: Report) -> bool:
@@ -267,36 +285,11 @@ def _check_schema(document: dict[str, Any], report: Report) -> bool:
     version = version or schemas.LEADERBOARD_VERSION
     found = schemas.problems(document, "leaderboard", version)
     report.problems += [f"schema (qbench/schemas/leaderboard-{version}.schema.json): {p}" for p in found[:5]]
-    if report.problems:
+    if report.problems or not _rows_fit_columns(document, report):
         return False
-    if not _unsplit(document, report):
-        return False
-    seen: set[str] = set()
-    for i, run in enumerate(document["runs"]):
-        where = f"runs[{i}]"
-        if not isinstance(run, dict):
-            report.problems.append(f"{where}: not an object")
-            continue
-        for key in ("case_id", *GROUP_KEY, "status", "record_sha256"):
-            if not isinstance(run.get(key), str):
-                report.problems.append(f"{where}: '{key}' missing or not a string")
-        if run.get("status") not in STATUSES:
-            report.problems.append(f"{where}: status {run.get('status')!r} is not one of {', '.join(STATUSES)}")
-        if not _SHA256.match(str(run.get("record_sha256", ""))):
-            report.problems.append(f"{where}: record_sha256 is not a sha256 hex digest")
-        values = run.get("values")
-        if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
-            report.problems.append(f"{where}: 'values' must map columns to numbers")
-        if isinstance(run.get("case_id"), str) and run["case_id"] in seen:  # a list is not hashable: checked above
-            report.problems.append(f"{where}: case {run.get('case_id')!r} appears twice")
-        seen.add(str(run.get("case_id")))
-    for i, row in enumerate(document["aggregates"]):
-        if (
-            not isinstance(row, dict)
-            or not isinstance(row.get("stats"), dict)
-            or not isinstance(row.get("case_ids"), list)
-        ):
-            report.problems.append(f"aggregates[{i}]: needs 'stats' (object) and 'case_ids' (list)")
+    # each run row's shape (its fixed columns' types, numbers in the value columns) is the schema's too
+    _check_run_rows(document, version, report)
+    _unsplit(document)
     report.runs, report.aggregates = len(document["runs"]), len(document["aggregates"])
     return not report.problems
 
@@ -508,8 +501,8 @@ def _record_label(record: dict[str, Any], axis: str) -> str:
 
 def _run_difference(run: dict[str, Any], record: dict[str, Any], value_columns: list[str]) -> str:
     """How a published run differs from its stored record (the frame's reading of it), "" when it does not."""
-    status = record.get("status") if record.get("status") in STATUSES else "error"
-    seed = record.get("seed")
+    status = record.get(R.STATUS) if record.get(R.STATUS) in STATUSES else "error"
+    seed = record.get(R.SEED)
     seed = int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) and math.isfinite(seed) else -1
     expected: dict[str, Any] = {"status": status, "seed": seed}
     expected.update({key: _record_label(record, key.removesuffix("_label")) for key in GROUP_KEY})

@@ -10,7 +10,7 @@ of a vocabulary without a sentence:
   anything its training loss showed. Flagged when a point exceeds twice the highest training loss
   its run recorded (converted from nats to bits). Such a point measures the cold start, not a
   learning speed (``docs/protocol.md``, "Curve points above training").
-- **not learned**: a point far above the baseline's final validation value (twice it) whose run's
+- **not learned**: a point far above the baseline's final validation value (2.5 times it) whose run's
   training loss at that epoch was as high (within 10%): the model had not learned (yet), as binary
   weights often do not.
 
@@ -27,8 +27,9 @@ from qbench.leaderboard.compute.frame import RunsFrame
 
 #: a validation point above this many times its run's highest training loss (in bits) is a cold start
 COLD_FACTOR = 2.0
-#: points above this many times the baseline's (median) final validation value are explained
-HIGH_FACTOR = 2.0
+#: points above this many times the baseline's (median) final validation value, with a training loss as
+#: high, are a model that has not learned (a slow start below it is ordinary early training)
+HIGH_FACTOR = 2.5
 #: a point within this ratio of its own epoch's training loss is a model that has not learned
 NOT_LEARNED = 1.1
 
@@ -84,9 +85,10 @@ def curve_notes(frame: RunsFrame, baseline: str) -> dict[str, list[str]]:
                         "\"Curve points above training\"): these points measure the cold start, not how fast the "
                         "method learns.")  # fmt: skip
             else:
-                text = (f"{count} validation point(s) of {runs_n} run(s) lie above twice {baseline}'s final validation "
-                        f"value with a training loss as high at the same epoch (the largest: {label}, seed {seed}, "
-                        f"epoch {epoch}: {value:.2f} bits per character, training {against:.2f}): these models had "
+                text = (f"{count} validation point(s) of {runs_n} run(s) lie above {HIGH_FACTOR:g} times {baseline}'s "
+                        f"final validation value with a training loss as high at the same epoch (the largest: {label}, "
+                        f"seed {seed}, epoch {epoch}: {value:.2f} bits per character, training {against:.2f}): these "
+                        "models had "
                         "not learned (yet), not a fault of the evaluation.")  # fmt: skip
             notes.setdefault(dataset, []).append(text)
     return notes

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qbench.components import component_label
 from qbench.leaderboard.compute.frame import RunsFrame
 from qbench.leaderboard.compute.stats import ci95_half_width
 
@@ -85,12 +86,6 @@ class Trends:
 def _params(text: str) -> dict[str, Any]:
     value = json.loads(text) if text else {}
     return value if isinstance(value, dict) else {}
-
-
-def _label(name: str, params: dict[str, Any]) -> str:
-    if not params:
-        return name
-    return f"{name}({','.join(f'{k}={json.dumps(v)}' for k, v in sorted(params.items()))})"
 
 
 def _numeric(value: Any) -> bool:
@@ -177,7 +172,7 @@ def compute_trends(frame: RunsFrame, baseline: str, protocol: Any = None) -> Tre
                 continue
             # the parameters the label shows (those the matrix set), less the swept one
             shown = str(run[f"{axis}_label"])
-            rest = _label(str(run[axis]), {k: v for k, v in params.items() if k != key and f"{k}=" in shown})
+            rest = component_label(str(run[axis]), {k: v for k, v in params.items() if k != key and f"{k}=" in shown})
             dataset = rest if axis == "dataset" else str(run["dataset_label"])
             context = str(run["cell_label"]) if axis != "cell" else rest
             method = rest if axis == "quantizer" else str(run["quantizer_label"])

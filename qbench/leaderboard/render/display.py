@@ -32,6 +32,7 @@ class Column:
     sort_values: list[str] | None = None  # numeric key for the HTML sort ("" when missing)
     titles: list[str] | None = None  # hover text in the HTML
     key: str = ""  # the value column shown, if any
+    links: list[str | None] | None = None  # in the HTML, each cell a link to this address (None: none)
 
 
 @dataclass

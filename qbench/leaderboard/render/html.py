@@ -9,6 +9,7 @@ comes from a record (labels, descriptions, errors, provenance) is escaped with
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -51,23 +52,37 @@ def _th(text: str, numeric: bool) -> str:
     return f'<th data-type="{kind}" aria-sort="none" scope="col"{css}>{escape(text)}</th>'
 
 
+#: labels and other texts repeat down a column (a merged site writes millions of cells): each is escaped once
+_escape_text = functools.lru_cache(maxsize=65536)(escape)
+
+
 def html_table(display: DisplayTable, table_id: str = "", css: str = "sortable") -> str:
-    """A sortable table; every cell escaped (all text may come from a plugin or a matrix)."""
+    """A sortable table; every cell escaped (all text may come from a plugin or a matrix).
+
+    The one HTML table writer: the leaderboard page and the static site (:mod:`qbench.publish.site`).
+    """
     head = "".join(_th(col.title, col.numeric) for col in display.columns)
     per_column = []
     for col in display.columns:
         base = "" if col.numeric else ' class="text"'
         titles: list[str | None] = list(col.titles) if col.titles else [None] * len(col.cells)
         keys: list[str | None] = list(col.sort_values) if col.sort_values else [None] * len(col.cells)
-        cells = []
+        links: list[str | None] = list(col.links) if col.links else [None] * len(col.cells)
         # Numeric columns hold text qbench formatted from numbers; anything else may come from a
         # plugin or a matrix and is escaped (escaping every cell would double the page's time).
-        clean = escape if not col.numeric else str
-        for text, title, key in zip(col.cells, titles, keys, strict=True):
+        clean = _escape_text if not col.numeric else str
+        if not col.titles and not col.links:  # the common column, in one pass (a site writes millions of cells)
+            per_column.append([f"<td{base}>{clean(text)}</td>" if key is None else
+                               f'<td{base} data-v="{key}">{clean(text)}</td>'
+                               for text, key in zip(col.cells, keys, strict=True)])  # fmt: skip
+            continue
+        cells = []
+        for text, title, key, link in zip(col.cells, titles, keys, links, strict=True):
             attrs = base if key is None else f'{base} data-v="{key}"'
             if title is not None:
                 attrs += f' title="{clean(title)}"'
-            cells.append(f"<td{attrs}>{clean(text)}</td>")
+            shown = clean(text) if link is None else f'<a href="{escape(link)}">{clean(text)}</a>'
+            cells.append(f"<td{attrs}>{shown}</td>")
         per_column.append(cells)
     classes = display.row_classes or [""] * len(display)
     body = "".join(

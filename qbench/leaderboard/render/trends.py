@@ -77,9 +77,9 @@ def contrast_tables(trends: Trends, dataset: str) -> list[tuple[str, list[str], 
 TREND_SENTENCE = ("Each cell: the method's difference to the baseline of the same cell and seed, mean ± 95% "
                   "interval (Student t) over the paired seeds, and the number of pairs. A parameter is shown when "
                   "the matrix swept it; the epoch tables read the validation value each run recorded after every "
-                  "epoch (epochs both runs of a pair reached). A contrast is the change of a method's difference between "
-                  "two values of the parameter, paired by seed (the seeds both values have), judged as the paired "
-                  "table judges a method (the same test choice; Holm across the contrasts of one method and "
+                  "epoch (epochs both runs of a pair reached). A contrast is the change of a method's difference "
+                  "between two values of the parameter, paired by seed (the seeds both values have), judged as the "
+                  "paired table judges a method (the same test choice; Holm across the contrasts of one method and "
                   "parameter): rises / falls when the change differs from zero, no effect when it lies within the "
                   "dataset's margin, inconclusive otherwise.")  # fmt: skip
 
