@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +65,16 @@ def replicate(records: list[dict[str, Any]], count: int, seed: int = 0) -> list[
 
 
 def write_store(path: Path, count: int, seed: int = 0) -> Path:
-    """A store of ``count`` replicated records at ``path`` (written in one transaction)."""
+    """A store of ``count`` replicated records at ``path``, written as ``qbench run`` writes them
+    (:meth:`qbench.store.Store.put_many`: each record with its row of the column table), in
+    transactions of 5,000 records."""
     from qbench.store import Store
 
     records, meta = source_records()
-    Store(path).close()  # the store's own schema and version
-    started = time.time()
-    db = sqlite3.connect(path)
-    try:
-        rows = ((r["case_id"], r.get("matrix", ""), r.get("status", ""), started + i * 1e-3,
-                 json.dumps(r, sort_keys=True, allow_nan=True)) for i, r in enumerate(replicate(records, count, seed)))
-        with db:
-            db.executemany("INSERT INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)", rows)
-            db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta.items())
-    finally:
-        db.close()
+    made = replicate(records, count, seed)
+    with Store(path) as store:
+        for start in range(0, len(made), 5000):
+            store.put_many(made[start : start + 5000])
+        for key, value in meta.items():
+            store.set_meta(key, value)
     return path

@@ -12,7 +12,7 @@ import functools
 import math
 import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, cast
 
 from qbench import record as R
@@ -65,22 +65,24 @@ def hardware_column_suffixes(case: Case) -> list[str]:
     return ["" if counts[spec.name] == 1 else f"@{spec.label}" for spec in case.hardware]
 
 
-def run_case(case: Case, device: str = "cpu", threads: int | None = 1, *, host: Host | HostRecipe | None = None,
+def run_case(case: Case, device: str = "cpu", *, host: Host | HostRecipe | None = None,
              prepared: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run one case and return its record; never raises for a failure inside the case.
 
-    ``threads`` fixes torch's intra-op threads (1 by default: the same case gives the same numbers
-    whatever the executor and worker count, and workers share cores instead of fighting).
+    Torch's threads are the calling process's: an executor's worker fixes them once, when it binds
+    its runner (:meth:`qbench.executors.runner.CaseRunner.bind`), and the record says how many.
     ``host``: the driver's plugin host, or the recipe a worker process rebuilds it from (default:
-    the installed plugins). ``prepared``: ``{dataset label: data}`` the driver already prepared
-    (in process only); any other dataset is prepared here, once.
+    the installed plugins). ``prepared``: ``{dataset label: data}`` prepared already (by the driver,
+    in process, or by this worker's earlier cases); any other dataset is prepared here, and kept in
+    ``prepared`` when it is a mutable mapping (a bound runner's: each worker prepares a dataset once).
     """
     record = base_record(case)
     record[R.STARTED] = _now()
     provenance = base_provenance(device)
     record[R.PROVENANCE] = provenance
+    known = prepared if prepared is not None else {}
     try:
-        _train_and_measure(case, device, threads, record, provenance, host_from(host), prepared or {})
+        _train_and_measure(case, device, record, provenance, host_from(host), known)
     except Exception as exc:  # a failing case is a result, not a crash of the matrix
         record[R.STATUS] = "error"
         record[R.ERROR] = f"{type(exc).__name__}: {exc}"
@@ -112,15 +114,13 @@ def _installed_host(load_entry_points: bool, disabled: tuple[str, ...] | None = 
     return HostRecipe(load_entry_points=load_entry_points, disabled=disabled).build()
 
 
-def _train_and_measure(case: Case, device: str, threads: int | None, record: dict[str, Any],
+def _train_and_measure(case: Case, device: str, record: dict[str, Any],
                        provenance: dict[str, Any], host: Host, prepared: Mapping[str, Any]) -> None:  # fmt: skip
     import torch
 
     from qbench.datacache import cache_dir
     from qbench.training import train_and_evaluate
 
-    if threads:
-        torch.set_num_threads(threads)
     provenance["torch_threads"] = torch.get_num_threads()
     entries = {
         "quantizer": host.registry("quantizer").get(case.quantizer.name),
@@ -146,7 +146,11 @@ def _train_and_measure(case: Case, device: str, threads: int | None, record: dic
     record[R.DECLARATIONS] = {R.QUANTIZER: {"name": case.quantizer.name,
                                             "baseline": getattr(quantizer, "baseline", False) is True}}  # fmt: skip
 
-    data = prepared[case.dataset.label] if case.dataset.label in prepared else dataset.prepare(str(cache_dir()))
+    data = prepared.get(case.dataset.label)
+    if data is None:
+        data = dataset.prepare(str(cache_dir()))
+        if isinstance(prepared, MutableMapping):
+            prepared[case.dataset.label] = data
     provenance["dataset_fingerprint"] = data.fingerprint
     if data.task != declared.task:
         raise DatasetError(f"dataset {case.dataset.name!r} declares task {declared.task!r} but prepared "

@@ -1,7 +1,5 @@
-"""The driver of ``qbench run``: matrix -> cases -> plan against the store -> executor -> store -> leaderboards.
-
-Only this module writes the store, one transaction per finished case, so that a killed driver,
-worker or case loses nothing already computed.
+"""The driver of ``qbench run``: the matrix expanded once, the store repaired, the executor started,
+the rounds run (:mod:`qbench.rounds`), the leaderboards written and the exit code decided.
 """
 
 from __future__ import annotations
@@ -9,23 +7,23 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sys
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from qbench import record as R
 from qbench.errors import ExitCode, UsageError
+from qbench.executors import executor_for
 from qbench.executors.config import RunConfig, resolve_run_config
+from qbench.expanded import ExpandedMatrix
 from qbench.host import Host, get_host
-from qbench.matrix import Case, Matrix, expand, load_matrix
+from qbench.interrupts import sigterm_as_interrupt
+from qbench.matrix import Case, Matrix, load_matrix
+from qbench.outdir import claim_run_files, prepare_out_dir
 from qbench.protocol import Protocol
+from qbench.rounds import DONE_STATUSES, FAILED_STATUSES, Echo, Rounds
+from qbench.runlock import DriverLock
 from qbench.store import Store
-
-#: Stored statuses that count as done; an ``error`` is re-run by the next run (it may be transient).
-DONE_STATUSES = ("ok", "diverged")
-FAILED_STATUSES = ("diverged", "error")
 
 
 @dataclass
@@ -81,7 +79,7 @@ def case_table(cases: Sequence[Case], stored: dict[str, str]) -> str:
     return tabulate(rows, headers=headers)
 
 
-def ensure_datasets_ready(matrix: Matrix, host: Host, echo: Callable[[str], None]) -> dict[str, Any]:
+def ensure_datasets_ready(matrix: Matrix, host: Host, echo: Echo) -> dict[str, Any]:
     """Prepare every dataset of the matrix in the driver, before any training (usage errors and
     downloads happen now, once): ``{dataset label: prepared data}``."""
     from qbench.datacache import cache_dir
@@ -118,7 +116,7 @@ def write_outputs(store: Store, out: Path, title: str, case_ids: set[str] | None
 PROTOCOL_META = "protocol:"  # store meta key prefix: the protocol of each matrix, for `qbench leaderboard`
 
 
-def report_damaged(store: Store, echo: Callable[[str], None]) -> set[str]:
+def report_damaged(store: Store, echo: Echo) -> set[str]:
     """Name every damaged record; the ids returned are run again and their new records replace
     the damaged rows."""
     damaged = set()
@@ -129,27 +127,28 @@ def report_damaged(store: Store, echo: Callable[[str], None]) -> set[str]:
     return damaged
 
 
-def stale_statuses(matrix: Matrix, store: Store, stored: dict[str, str],
+def stale_statuses(expanded: ExpandedMatrix, store: Store, stored: dict[str, str],
                    host: Host) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
     """``stored`` with every record made with another version of one of its components marked
     ``stale``, and ``{case id: what changed}``."""
-    from qbench.planning import candidate_cases, stale_cases
+    from qbench.planning import stale_cases
 
     # points beyond the grid included: a stored extension case is resumed like any other
-    cases = [c for c in candidate_cases(matrix, every_extension=True) if stored.get(c.case_id) in DONE_STATUSES]
+    cases = [c for c in expanded.candidates(every_extension=True) if stored.get(c.case_id) in DONE_STATUSES]
     stale = stale_cases(cases, store.records_for([c.case_id for c in cases]), host) if cases else {}
     return {**stored, **dict.fromkeys(stale, "stale")}, stale
 
 
-def report_stale(matrix: Matrix, store: Store, stored: dict[str, str], host: Host,
-                 echo: Callable[[str], None]) -> dict[str, str]:  # fmt: skip
-    """Say which stored records are stale and mark them so: the run computes them again."""
-    marked, stale = stale_statuses(matrix, store, stored, host)
+def repair_store(expanded: ExpandedMatrix, store: Store, host: Host, echo: Echo) -> tuple[dict[str, str], set[str]]:
+    """The stored statuses, stale records marked ``stale``, and the ids of the stored records that do
+    not count (damaged or stale): each is named, run again, and its new record replaces it."""
+    redo = report_damaged(store, echo)
+    marked, stale = stale_statuses(expanded, store, store.statuses(), host)
     if stale:
         shown = sorted(set(stale.values()))
         echo(f"store: {len(stale)} stored record(s) were made with another version of a component "
              f"({'; '.join(shown[:3])}{'; ...' if len(shown) > 3 else ''}); they are run again and replaced")
-    return marked
+    return marked, redo | set(stale)
 
 
 def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | None = None,
@@ -158,103 +157,107 @@ def run_matrix(matrix_path: str | Path, options: RunOptions, stream: TextIO | No
 
     ``host``: the plugin host every component is resolved from (default: the installed plugins,
     built once here); :func:`qbench.testing.registered_plugins` yields one with in-process plugins.
-
-    The cases run in rounds (:func:`qbench.planning.next_cases`): the tuning grid, the points beyond
-    an edge of it for the methods that chose one (``[tune] extend``), the chosen configurations'
-    first-stage seeds, then the seeds Stein's rule asks for; each round is decided from the store,
-    so an interrupted run resumes in whichever phase it stopped.
+    The cases run in rounds (:class:`qbench.rounds.Rounds`), each decided from the store, so an
+    interrupted run resumes in whichever phase it stopped.
     """
-    from qbench.planning import candidate_cases, extension_points, max_cases
-
-    stream = stream or sys.stderr
-
-    def echo(message: str) -> None:
-        print(message, file=stream, flush=True)
-
+    echo = _echo_to(stream or sys.stderr)
     host = host if host is not None else get_host()
-    matrix = load_matrix(matrix_path, host)
-    cases = expand(matrix)
-    if not cases:
-        raise UsageError(f"{matrix.path}: the excludes remove every case; nothing to run")
-    out = options.out or default_out_dir(matrix)
-    case_timeout = options.case_timeout if options.case_timeout is not None else matrix.case_timeout
-    # every executor setting is checked here, once, before anything is prepared or stored
-    numerics = options.numerics or matrix.numerics
-    config = resolve_run_config(options.executor, options.workers, options.device, options.scheduler,
-                                case_timeout=case_timeout, host=host, numerics=numerics)  # fmt: skip
-
+    expanded = ExpandedMatrix.of(load_matrix(matrix_path, host))  # the only expansion of this run
+    if not expanded.cases:
+        raise UsageError(f"{expanded.matrix.path}: the excludes remove every case; nothing to run")
+    out = options.out or default_out_dir(expanded.matrix)
+    config = run_config(options, expanded.matrix, host)  # checked once, before anything is prepared or stored
     if options.dry_run:
-        return _dry_run(matrix, out, options, host, echo)
-
-    from qbench.executors import executor_for
-    from qbench.interrupts import sigterm_as_interrupt
-    from qbench.outdir import claim_run_files, prepare_out_dir
-    from qbench.runlock import DriverLock
-
+        return dry_run(expanded, out, options, host, echo)
     claim_run_files(out, "run", options.replace)  # never over a merge's, a site's or another program's files
     prepare_out_dir(out)  # before any dataset is prepared: a bad --out costs nothing
     with sigterm_as_interrupt(), DriverLock(out, options.lock_wait, echo):
-        prepared = ensure_datasets_ready(matrix, host, echo)  # before the store: a dataset error leaves none
+        prepared = ensure_datasets_ready(expanded.matrix, host, echo)  # before the store: a dataset error leaves none
         fingerprints = {label: data.fingerprint for label, data in prepared.items()}
-        store = Store.in_dir(out)
-        executor = None
-        protocol = matrix.fair
+        store, executor = Store.in_dir(out), None
         try:
-            damaged = report_damaged(store, echo)
-            statuses = report_stale(matrix, store, store.statuses(), host, echo)
-            damaged |= {cid for cid, status in statuses.items() if status == "stale"}
-            first = _rounds(matrix, store, options, set(), damaged)
+            statuses, redo = repair_store(expanded, store, host, echo)
+            rounds = Rounds(expanded, store, options.resume, redo)
+            first = rounds.next()
             config = config.sized_for(max(len(first.cases), 1))
             # only the driver's own process can use the prepared data; worker processes prepare their own
             executor = executor_for(config, host, prepared if config.in_process else None)
             del prepared
-            # written once the run can start: a usage error above leaves the store as it was
-            store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
-            _write_json(out / "run.json", {
-                "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
-                "description": matrix.description, "cases": len(cases), "case_ids": [c.case_id for c in cases],
-                "protocol": protocol.as_dict(), "max_cases": max_cases(matrix),
-                "dataset_fingerprints": fingerprints, "executor": config.executor, "workers": config.workers,
-                "device": config.device, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                "case_timeout": case_timeout, "numerics": config.numerics,
-            })
-            stored_before = sum(1 for c in cases
-                                if statuses.get(c.case_id) in DONE_STATUSES and c.case_id not in damaged)
-            bound = "" if protocol.trivial else f" (the protocol may add more, at most {max_cases(matrix)} in all)"
-            echo(f"{matrix.name}: {len(cases)} cases, {stored_before} already stored, {len(first.cases)} to run"
-                 f"{bound} -> {out} ({config.numerics} numerics)")  # fmt: skip
-            code, attempted, the_round = ExitCode.OK, set(), first
-            while the_round.cases:
-                if not protocol.trivial:
-                    echo(f"{the_round.phase}: {len(the_round.cases)} cases to run")
-                plan_now = Plan(list(the_round.cases), list(the_round.cases), store.statuses())
-                code = _execute(plan_now, executor, store, matrix, options, config, echo)
-                attempted |= {c.case_id for c in the_round.cases}
-                if code is not ExitCode.OK or (options.exitfirst and _any_failed(store, the_round.cases)):
-                    break
-                the_round = _rounds(matrix, store, options, attempted, damaged)
+            start_run(store, out, expanded, config, fingerprints)
+            echo(run_summary(expanded, statuses, redo, len(first.cases), out, config))
+            code = rounds.run(first, executor, provenance_stamp(expanded.matrix, config), echo, options.exitfirst,
+                              options.progress)  # fmt: skip
             executor.close()  # workers stop before the leaderboards are written (a SIGTERM now finds none)
-            # the cases the leaderboard is built from: the grid, the extensions the protocol reached, the seeds
-            final = _rounds(matrix, store, options, attempted, damaged)
-            matrix_ids = {c.case_id for c in candidate_cases(matrix, extension_points(final.decisions))}
-            try:
-                _record_case_ids(out / "run.json", matrix_ids & store.stored_ids())
-                written = write_outputs(store, out, matrix.name, matrix_ids, protocol)
-            except KeyboardInterrupt:
-                echo("interrupted while writing the leaderboards: the previous set is left as it was; "
-                     f"`qbench leaderboard --out {out}` rebuilds them from the store")  # fmt: skip
-                return ExitCode.INTERRUPTED
-            if written:
-                echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
-            if code is not ExitCode.OK:
-                return code
-            statuses = store.statuses()
-            failed = [cid for cid in matrix_ids if statuses.get(cid) in FAILED_STATUSES]
-            return ExitCode.CASES_FAILED if failed else ExitCode.OK
+            return finish_run(rounds, out, code, echo)
         finally:
             store.close()
             if executor is not None:
                 executor.close()
+
+
+def run_config(options: RunOptions, matrix: Matrix, host: Host) -> RunConfig:
+    """Every executor setting of the run, the matrix's ``[limits]`` and ``[numerics]`` under the flags, checked."""
+    case_timeout = options.case_timeout if options.case_timeout is not None else matrix.case_timeout
+    return resolve_run_config(options.executor, options.workers, options.device, options.scheduler,
+                              case_timeout=case_timeout, host=host, numerics=options.numerics or matrix.numerics)
+
+
+def run_summary(expanded: ExpandedMatrix, statuses: dict[str, str], redo: set[str], to_run: int, out: Path,
+                config: RunConfig) -> str:  # fmt: skip
+    """The line a run starts with: how many cases, how many stored already, how many to run now."""
+    stored = sum(1 for c in expanded.cases if statuses.get(c.case_id) in DONE_STATUSES and c.case_id not in redo)
+    bound = "" if expanded.protocol.trivial else f" (the protocol may add more, at most {expanded.max_cases} in all)"
+    return (f"{expanded.matrix.name}: {len(expanded.cases)} cases, {stored} already stored, {to_run} to run{bound} "
+            f"-> {out} ({config.numerics} numerics)")
+
+
+def provenance_stamp(matrix: Matrix, config: RunConfig) -> dict[str, Any]:
+    """What every record of the run gets in its provenance: the matrix it ran for and where it ran."""
+    return {"matrix_hash": matrix.digest, "executor": config.executor, "workers": config.workers}
+
+
+def _echo_to(stream: TextIO) -> Echo:
+    def echo(message: str) -> None:
+        print(message, file=stream, flush=True)
+
+    return echo
+
+
+def start_run(store: Store, out: Path, expanded: ExpandedMatrix, config: RunConfig,
+              fingerprints: dict[str, str]) -> None:  # fmt: skip
+    """The run's protocol in the store (for ``qbench leaderboard``) and its ``run.json``, written once
+    the run can start: a usage error before leaves the store and the folder as they were."""
+    matrix, protocol = expanded.matrix, expanded.protocol
+    store.set_meta(PROTOCOL_META + matrix.name, json.dumps(protocol.as_dict(), sort_keys=True))
+    _write_json(out / "run.json", {
+        "matrix": matrix.name, "matrix_path": str(matrix.path), "matrix_hash": matrix.digest,
+        "description": matrix.description, "cases": len(expanded.cases),
+        "case_ids": [c.case_id for c in expanded.cases], "protocol": protocol.as_dict(),
+        "max_cases": expanded.max_cases, "dataset_fingerprints": fingerprints, "executor": config.executor,
+        "workers": config.workers, "device": config.device,
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "case_timeout": config.case_timeout,
+        "numerics": config.numerics,
+    })
+
+
+def finish_run(rounds: Rounds, out: Path, code: ExitCode, echo: Echo) -> ExitCode:
+    """Name the leaderboard's cases in run.json, write the leaderboards, and the run's exit code:
+    ``code`` if the rounds stopped early, else CASES_FAILED when a leaderboard case failed."""
+    store, matrix = rounds.store, rounds.expanded.matrix
+    matrix_ids = rounds.leaderboard_ids()
+    try:
+        _record_case_ids(out / "run.json", matrix_ids & store.stored_ids())
+        written = write_outputs(store, out, matrix.name, matrix_ids, matrix.protocol)
+    except KeyboardInterrupt:
+        echo("interrupted while writing the leaderboards: the previous set is left as it was; "
+             f"`qbench leaderboard --out {out}` rebuilds them from the store")  # fmt: skip
+        return ExitCode.INTERRUPTED
+    if written:
+        echo(f"leaderboards: {', '.join(str(p) for p in written if p.parent == out)}")
+    if code is not ExitCode.OK:
+        return code
+    statuses = store.statuses()
+    return ExitCode.CASES_FAILED if any(statuses.get(cid) in FAILED_STATUSES for cid in matrix_ids) else ExitCode.OK
 
 
 def _record_case_ids(run_json: Path, case_ids: set[str]) -> None:
@@ -269,103 +272,35 @@ def _record_case_ids(run_json: Path, case_ids: set[str]) -> None:
     _write_json(run_json, payload)
 
 
-def _rounds(matrix: Matrix, store: Store, options: RunOptions, attempted: set[str],
-            damaged: frozenset[str] | set[str] = frozenset()) -> Any:  # fmt: skip
-    """The next round of cases: a stored record counts if this run made it, or (resuming) if it is
-    ``ok`` or ``diverged`` and not damaged; an ``error`` from an earlier run is run again."""
-    from qbench.planning import next_cases
-
-    def done(case_id: str, record: Any) -> bool:
-        if case_id in attempted:
-            return True
-        return options.resume and case_id not in damaged and record.get("status") in DONE_STATUSES
-
-    return next_cases(matrix, lambda cases: store.records_for([c.case_id for c in cases]), done)
-
-
-def _any_failed(store: Store, cases: Sequence[Case]) -> bool:
-    statuses = store.statuses()
-    return any(statuses.get(c.case_id) in FAILED_STATUSES for c in cases)
-
-
-def _dry_run(matrix: Matrix, out: Path, options: RunOptions, host: Host, echo: Callable[[str], None]) -> ExitCode:
+def dry_run(expanded: ExpandedMatrix, out: Path, options: RunOptions, host: Host, echo: Echo) -> ExitCode:
     """The case table of what is known now, with stored statuses, and the most the matrix may cost."""
-    from qbench.planning import bracket_lines, extension_points, max_cases
+    from qbench.planning import bracket_lines
 
+    matrix, protocol = expanded.matrix, expanded.protocol
     store_path = out / "qbench.sqlite"
     stored: dict[str, str] = {}
-    shown = expand(matrix)
+    shown = list(expanded.cases)
     brackets: list[str] = []
     if store_path.is_file():
         with Store.read_only(store_path) as store:
-            stored, stale = stale_statuses(matrix, store, store.statuses(), host)
+            stored, stale = stale_statuses(expanded, store, store.statuses(), host)
             if stale:
                 echo(f"{len(stale)} stored record(s) are stale (made with another version of a component); "
                      "`qbench run` runs them again")  # fmt: skip
-            if not matrix.fair.trivial:
-                from qbench.planning import candidate_cases
-
+            if not protocol.trivial:
+                # what `qbench run` would ask planning now: the same rounds, on the store as it is
+                rounds = Rounds(expanded, store, options.resume, stale)
+                the_round = rounds.next()
                 known = {c.case_id: c for c in shown}
-                the_round = _rounds(matrix, store, options, set(), set(stale))
-                reached = extension_points(the_round.decisions)
-                for case in [*(c for c in candidate_cases(matrix, reached) if c.case_id in stored), *the_round.cases]:
+                for case in [*(c for c in rounds.reached(the_round) if c.case_id in stored), *the_round.cases]:
                     known.setdefault(case.case_id, case)
                 shown = list(known.values())
                 brackets = bracket_lines(the_round.decisions)
     print(case_table(shown, stored), file=sys.stdout)
     pending = plan(shown, stored, options.resume).pending
     echo(f"{len(shown)} cases known now, {len(pending)} to run, {len(shown) - len(pending)} stored ({out}); "
-         f"at most {max_cases(matrix)} cases with the protocol")  # fmt: skip
-    if not matrix.fair.trivial:
-        for line in matrix.fair.describe()[:3]:
-            echo(line)
-    for line in brackets:
+         f"at most {expanded.max_cases} cases with the protocol")  # fmt: skip
+    for line in [*(protocol.describe()[:3] if not protocol.trivial else []), *brackets]:
         echo(line)
     echo(f"numerics: {options.numerics or matrix.numerics}")
     return ExitCode.OK
-
-
-def _execute(the_plan: Plan, executor: Any, store: Store, matrix: Matrix, options: RunOptions, config: RunConfig,
-             echo: Callable[[str], None]) -> ExitCode:
-    from tqdm import tqdm
-
-    from qbench.interrupts import Terminated
-
-    counts: Counter[str] = Counter()
-    bar = tqdm(total=len(the_plan.pending), unit="case", disable=not options.progress, file=sys.stderr,
-               dynamic_ncols=True)
-    try:
-        for record in executor.run(the_plan.pending):
-            record.setdefault("provenance", {})
-            record[R.PROVENANCE].update(matrix_hash=matrix.digest, executor=config.executor, workers=config.workers)
-            if the_plan.stored.get(record[R.CASE_ID]) is not None:
-                store.replace(record)
-            else:
-                store.put(record)
-            counts[record[R.STATUS]] += 1
-            bar.update(1)
-            bar.set_postfix_str(_summary(record))
-            if record[R.STATUS] == "error":
-                bar.write(f"case {record['case_id']} ({record['quantizer_label']} / {record['cell_label']} / "
-                          f"seed {record['seed']}) failed: {record.get('error')}")
-            if options.exitfirst and record[R.STATUS] in FAILED_STATUSES:
-                bar.write("stopping at the first failed case (-x)")
-                break
-    except KeyboardInterrupt as exc:
-        bar.close()
-        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        echo(f"{how}: {sum(counts.values())} cases finished and stored; run again to resume")
-        return ExitCode.INTERRUPTED
-    bar.close()
-    echo("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts
-         else "finished: nothing to run")
-    return ExitCode.OK
-
-
-def _summary(record: dict[str, Any]) -> str:
-    from qbench.protocol import primary_metric
-
-    metric = primary_metric(record.get("directions") or {}, record.get("metrics")) or None
-    metric = metric if metric and isinstance(record.get(metric), (int, float)) else None
-    value = f" {metric}={record[metric]:.3f}" if metric else ""
-    return f"{record['quantizer_label']} seed {record['seed']}: {record['status']}{value}"

@@ -135,11 +135,6 @@ class Matrix:
         if self.protocol is None:  # a matrix built by hand: every listed seed, no grid, no seed rule
             object.__setattr__(self, "protocol", Protocol(seeds=tuple(self.seeds)))
 
-    @property
-    def fair(self) -> Protocol:
-        """The old name of :attr:`protocol`, kept while the run driver and planning still read it."""
-        return self.protocol
-
 
 def case_id_for(quantizer: Spec, cell: Spec, dataset: Spec, hardware: tuple[Spec, ...], seed: int,
                 train: Mapping[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """Which cases of a matrix run next, given what is stored: the protocol applied to the store.
 
-The driver calls :func:`next_cases` in rounds: first the tuning grid of every method, then the
+The rounds of a run (:class:`qbench.rounds.Rounds`) call :func:`next_cases` with the matrix
+expanded once (:class:`qbench.expanded.ExpandedMatrix`): first the tuning grid of every method, then the
 points beyond an edge of the grid for the methods whose choice sits there (``[tune] extend``, one
 step a round), then the chosen configuration's first seeds (the first stage of Stein's
 procedure), then the seeds that stage asks for. Every decision is a pure function of the stored records
@@ -17,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbench.errors import UsageError
-from qbench.matrix import Case, Matrix, case_for, expand, methods
+from qbench.expanded import ExpandedMatrix, labels
+from qbench.matrix import Case, Matrix
 from qbench.protocol import (
     Decisions,
     Method,
     Observation,
     canonical,
     decide,
-    possible_extensions,
     primary_metric,
     selection_metric,
 )
@@ -44,7 +45,7 @@ def observation(case: Case, record: Mapping[str, Any], matrix: Matrix) -> tuple[
     directions = record.get("directions") or {}
     declaration = record.get("metrics")
     primary = primary_metric(directions, declaration)
-    chosen_by = selection_metric(primary, directions, matrix.fair, declaration)
+    chosen_by = selection_metric(primary, directions, matrix.protocol, declaration)
 
     def value(key: str) -> float:
         raw = record.get(key) if key else None
@@ -115,25 +116,6 @@ def _moved_message(moved: Mapping[tuple[str, str, str], list[Case]]) -> str:
             "that makes new cases), or run into another --out")
 
 
-def candidate_cases(matrix: Matrix, extra: Mapping[Method, list[str]] | None = None,
-                    every_extension: bool = False) -> list[Case]:  # fmt: skip
-    """Every case the protocol could ever ask for: each method, grid point and seed (up to the
-    maximum); ``extra``: the extension points each method reached ({method labels: [point]});
-    ``every_extension``: every point an extension could reach, for every method (the stale check)."""
-    protocol = matrix.fair
-    cases = []
-    beyond = possible_extensions(protocol) if every_extension else []
-    for method in methods(matrix):
-        labels = (method[0].label, method[1].label, method[2].label)
-        points = [*protocol.points(), *beyond, *(json.loads(p) for p in (extra or {}).get(labels, []))]
-        for point in {canonical(p): p for p in points}.values():
-            for seed in protocol.seeds[: protocol.max_seeds]:
-                case = case_for(matrix, method, point, seed)
-                if case is not None:
-                    cases.append(case)
-    return cases
-
-
 def extension_points(decisions: Decisions | None) -> dict[Method, list[str]]:
     """The points beyond the grid that each method reached (tried or waiting), from the decisions."""
     if decisions is None:
@@ -143,12 +125,7 @@ def extension_points(decisions: Decisions | None) -> dict[Method, list[str]]:
             if selection.pending or any(s.extension for s in selection.points)}  # fmt: skip
 
 
-def max_cases(matrix: Matrix) -> int:
-    """The most cases the matrix may cost (the grid on the tuning seeds, then up to ``max`` seeds)."""
-    return len(methods(matrix)) * matrix.fair.max_cases_per_method()
-
-
-def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], Mapping[str, Mapping[str, Any]]],
+def next_cases(expanded: ExpandedMatrix, lookup: Callable[[list[Case]], Mapping[str, Mapping[str, Any]]],
                done: Callable[[str, Mapping[str, Any]], bool]) -> Round:  # fmt: skip
     """The cases to run now.
 
@@ -156,37 +133,35 @@ def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], Mapping[str, Mappi
     record)`` says whether a stored record counts (an ``error`` stored by an earlier run does
     not: it is re-run; one stored by this run does).
     """
-    protocol = matrix.fair
+    protocol = expanded.protocol
     if protocol.trivial:
-        cases = expand(matrix)
+        cases = list(expanded.cases)
         stored = lookup(cases)
         return Round([c for c in cases if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))], None,
                      "evaluation")  # fmt: skip
-    tuning = expand(matrix) if protocol.grid else []
+    tuning = list(expanded.cases) if protocol.grid else []
     stored = dict(lookup(tuning))
     pending = [c for c in tuning if not (c.case_id in stored and done(c.case_id, stored[c.case_id]))]
     if pending:
         return Round(pending, None, "tuning")
-    all_methods = methods(matrix)
     known = {c.case_id: c for c in tuning}
     # each pass can only add cases (an extension step or seeds); bounded by the steps and the maximum
     for _ in range(protocol.max_seeds + protocol.extend + 2):
-        decisions = _decisions(matrix, known, stored, done)
+        decisions = _decisions(expanded, known, stored, done)
         wanted, extending = [], []
-        for method in all_methods:
-            labels = (method[0].label, method[1].label, method[2].label)
-            selection = decisions.selections.get(labels)
+        for index, method in enumerate(expanded.methods):
+            selection = decisions.selections.get(labels(method))
             for point in selection.pending if selection is not None else ():
                 for seed in protocol.tuning_seed_list:
-                    case = case_for(matrix, method, json.loads(point), seed)
+                    case = expanded.case_for(index, json.loads(point), seed)
                     if case is not None:
                         extending.append(case)
             chosen = selection.chosen if selection is not None else canonical({})
             if chosen is None or (selection is not None and selection.bracket == "extending"):
                 continue  # no configuration trained on every tuning seed, or its extension runs first
-            count = decisions.seeds.get(labels, protocol.min_seeds)
+            count = decisions.seeds.get(labels(method), protocol.min_seeds)
             for seed in protocol.seeds[:count]:
-                case = case_for(matrix, method, json.loads(chosen), seed)
+                case = expanded.case_for(index, json.loads(chosen), seed)
                 if case is not None:
                     wanted.append(case)
         fresh = [c for c in (*extending, *wanted) if c.case_id not in known]
@@ -204,7 +179,7 @@ def next_cases(matrix: Matrix, lookup: Callable[[list[Case]], Mapping[str, Mappi
     return Round([], decisions, "done")
 
 
-def _decisions(matrix: Matrix, known: dict[str, Case], stored: Mapping[str, Mapping[str, Any]],
+def _decisions(expanded: ExpandedMatrix, known: dict[str, Case], stored: Mapping[str, Mapping[str, Any]],
                done: Callable[[str, Mapping[str, Any]], bool]) -> Decisions:  # fmt: skip
     observations: list[Observation] = []
     directions: dict[str, str] = {}
@@ -212,11 +187,10 @@ def _decisions(matrix: Matrix, known: dict[str, Case], stored: Mapping[str, Mapp
         record = stored.get(case_id)
         if record is None or not done(case_id, record):
             continue
-        obs, dataset, direction = observation(case, record, matrix)
+        obs, dataset, direction = observation(case, record, expanded.matrix)
         observations.append(obs)
         directions.setdefault(dataset, direction)
-    points = [canonical(p) for p in matrix.fair.points()]
-    return decide(observations, matrix.fair, directions, points)
+    return decide(observations, expanded.protocol, directions, list(expanded.grid))
 
 
 def bracket_lines(decisions: Decisions | None) -> list[str]:

@@ -2,7 +2,8 @@
 
 Each finished case is one committed transaction, so a killed driver loses nothing that was
 stored. WAL mode and ``INSERT OR IGNORE`` on ``case_id`` let two drivers share a store without
-corrupting it or storing a case twice.
+corrupting it or storing a case twice. The same transaction writes the record's row of the
+column table (:mod:`qbench.storecolumns`), which the leaderboard reads instead of the JSON.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from qbench import storecolumns
 from qbench.errors import UsageError
 from qbench.record import CASE_ID, MATRIX, SCHEMA, SCHEMA_VERSION, STATUS, check_version
 
@@ -30,7 +34,7 @@ CREATE TABLE IF NOT EXISTS records (
     record   TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+""" + storecolumns.SCHEMA
 
 
 class Store:
@@ -43,6 +47,10 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = _open(self.path, busy_timeout)
         self._check_schema()
+        self._columns = storecolumns.Columns(self._db)
+        # A store written by an older qbench (or by plain SQL) gets its records' column rows now.
+        if storecolumns.missing(self._db):
+            storecolumns.fill(self._db, parse_record)
 
     def _check_schema(self) -> None:
         """The schema version written with the store is one this qbench reads (written, and now read)."""
@@ -80,20 +88,54 @@ class Store:
 
     def put(self, record: dict[str, Any]) -> bool:
         """Store one record in its own transaction; False if the case was already stored."""
-        payload = json.dumps(record, sort_keys=True, allow_nan=True)
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)",
-            (record[CASE_ID], record.get(MATRIX, ""), record.get(STATUS, ""), time.time(), payload),
-        )
-        return cursor.rowcount == 1
+        return self.put_many([record]) == 1
+
+    def put_many(self, records: Iterable[dict[str, Any]]) -> int:
+        """Store records in one transaction (those already stored are left as they are); how many were new."""
+        added = 0
+        with self._transaction():
+            for record in records:
+                payload = json.dumps(record, sort_keys=True, allow_nan=True)
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)",
+                    (record[CASE_ID], record.get(MATRIX, ""), record.get(STATUS, ""), time.time(), payload),
+                )
+                if cursor.rowcount == 1:
+                    added += 1
+                    self._write_columns(record, payload)
+        return added
 
     def replace(self, record: dict[str, Any]) -> None:
         """Store a record, overwriting a stored one (``--no-resume`` re-runs)."""
         payload = json.dumps(record, sort_keys=True, allow_nan=True)
-        self._db.execute(
-            "INSERT OR REPLACE INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)",
-            (record[CASE_ID], record.get(MATRIX, ""), record.get(STATUS, ""), time.time(), payload),
-        )
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO records(case_id, matrix, status, stored, record) VALUES (?, ?, ?, ?, ?)",
+                (record[CASE_ID], record.get(MATRIX, ""), record.get(STATUS, ""), time.time(), payload),
+            )
+            self._write_columns(record, payload)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._columns = storecolumns.Columns(self._db)  # it may name columns the rollback removed
+            raise
+        self._db.execute("COMMIT")
+
+    def _write_columns(self, record: dict[str, Any], payload: str) -> None:
+        """The record's row in the column table; where it cannot be written (a value SQLite refuses,
+        too many columns) the record is stored without one and read from its JSON instead."""
+        self._db.execute("SAVEPOINT record_columns")
+        try:
+            self._columns.write(record, payload)
+        except (sqlite3.Error, OverflowError, ValueError, TypeError):
+            self._db.execute("ROLLBACK TO record_columns")
+            self._columns = storecolumns.Columns(self._db)
+        self._db.execute("RELEASE record_columns")
 
     def stored_ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:
         """Ids of stored cases (optionally only those with one of ``statuses``)."""
@@ -367,7 +409,9 @@ def json_path(key: str) -> str:
 
 
 class Projection:
-    """Chosen fields of every stored record, extracted by SQLite's JSON functions: no dict per record.
+    """Chosen fields of every stored record without a dict per record: from the column table
+    (:mod:`qbench.storecolumns`, the ``column_*`` methods) where every selected record has its
+    row there, else extracted from the JSON by SQLite's JSON functions.
 
     ``Store.records()`` parses every record into a dict (about 40 us each); a reader that needs a
     few fields of 100,000 records (the leaderboard) asks for them here instead. The rows come in
@@ -418,6 +462,55 @@ class Projection:
         paths = (*(json_path(k) for k in keys), *(json_path(k) for k in objects))
         return self._db.execute(f"SELECT stored, case_id, {record}{', '.join(columns)} FROM records {where}",
                                 (*paths, *args))  # fmt: skip
+
+    def columns_ready(self) -> bool:
+        """Whether every selected record has its row in the column table (:mod:`qbench.storecolumns`)."""
+        if not storecolumns.have_table(self._db):
+            return False
+        where, args = self._where()
+        return storecolumns.missing(self._db, where[len("WHERE "):], args) == 0
+
+    def column_keys(self) -> dict[str, tuple[str | None, str | None]]:
+        """``{record key: (native column, JSON column)}`` of the column table."""
+        return storecolumns.Columns(self._db).load()
+
+    def column_rows(self, keys: list[str], with_ids: bool = True, sparse: bool = False) -> sqlite3.Cursor:
+        """Per selected record with a row in the column table: ``(stored, case_id, sha256, *pairs)``
+        with ``with_ids``, else ``pairs`` only with DISTINCT; each of ``keys`` as two values, the
+        native one and the JSON text id (see :func:`qbench.storecolumns.merged`); ``sparse``: only the
+        columns that exist (:func:`qbench.storecolumns.slots` says where each key's are)."""
+        where, args = self._where()
+        where = where.replace("matrix", "r.matrix")
+        pairs = ", ".join(storecolumns.select(self.column_keys(), keys, sparse)) or "NULL"
+        head = "r.stored, r.case_id, c.sha256, " if with_ids else "DISTINCT "
+        return self._db.execute(f"SELECT {head}{pairs} FROM records r JOIN record_columns c ON c.case_id = r.case_id "
+                                f"{where}", args)  # fmt: skip
+
+    def stated(self, key: str) -> list[tuple[str, Any, Any]]:
+        """``(case_id, native, JSON text id)`` of the selected records that have ``key``, by case id."""
+        native, text = self.column_keys().get(key, (None, None))
+        if native is None and text is None:
+            return []
+        where, args = self._where()
+        where = where.replace("matrix", "r.matrix")
+        pair = ", ".join(storecolumns.select({key: (native, text)}, [key]))
+        present = " OR ".join(f"c.{c} IS NOT NULL" for c in (native, text) if c)
+        return self._db.execute(f"SELECT r.case_id, {pair} FROM records r JOIN record_columns c ON c.case_id = "
+                                f"r.case_id {where} {'AND' if where else 'WHERE'} ({present}) ORDER BY r.case_id",
+                                args).fetchall()  # fmt: skip
+
+    def column_texts(self) -> dict[int, str]:
+        """``{id: JSON text}``: what the column table's JSON columns hold the ids of."""
+        return storecolumns.texts(self._db)
+
+    def record_of(self, case_id: str) -> dict[str, Any] | None:
+        """One stored record, parsed (None where there is none, or it is not a JSON object)."""
+        row = self._db.execute("SELECT record FROM records WHERE case_id = ?", (case_id,)).fetchone()
+        try:
+            record = json.loads(row[0]) if row is not None else None
+        except (TypeError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     def texts(self) -> dict[str, str]:
         """``{case_id: stored text}`` of the selected records (the text a published row's hash is of)."""

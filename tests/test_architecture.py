@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: registries and the component contracts), so a new package must be placed here explicitly.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("qbench.cli", "qbench.__main__", "qbench.commands")),
-    ("run driver", ("qbench.driver", "qbench.rerun", "qbench.runlock", "qbench.outdir", "qbench.interrupts",
-                    "qbench.publish")),
+    ("run driver", ("qbench.driver", "qbench.rounds", "qbench.rerun", "qbench.runlock", "qbench.outdir",
+                    "qbench.interrupts", "qbench.publish")),
     # the leaderboard's three wings: reading published results back, writing them, building them
     ("leaderboard audit", ("qbench.leaderboard.audit",)),
     ("leaderboard rendering", ("qbench.leaderboard", "qbench.leaderboard.render")),
@@ -40,10 +40,12 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         (
             "qbench.matrix",
             "qbench.quantprobe",
+            "qbench.expanded",
             "qbench.planning",
             "qbench.executors",
             "qbench.case_runner",
             "qbench.store",
+            "qbench.storecolumns",
             "qbench.leaderboard.compute",
             "qbench.provenance",
             "qbench.plugincheck",
@@ -284,7 +286,8 @@ def test_the_import_graph_has_no_cycle(graph: Graph) -> None:
 #: function of its records and the stored protocol, so it builds where the run's plugins are absent
 #: (the package root ``qbench`` builds the plugin host, so it is out too)
 LEADERBOARD_NEVER = ("qbench", "qbench.host", "qbench.registry", "qbench.hookspecs", "qbench.matrix",
-                     "qbench.planning", "qbench.executors", "qbench.case_runner", "qbench.driver", "qbench_builtins")
+                     "qbench.expanded", "qbench.planning", "qbench.executors", "qbench.case_runner", "qbench.driver",
+                     "qbench.rounds", "qbench_builtins")
 
 
 def reachable(graph: Graph, start: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ import math
 import pytest
 
 from qbench.cli import main
+from qbench.expanded import ExpandedMatrix
 from qbench.grids import extension_value, ordered_values
 from qbench.matrix import load_matrix
 from qbench.planning import bracket_lines, next_cases
@@ -93,7 +94,7 @@ def _matrix(tmp_path, extend):
                              seeds={"min": 3, "max": 4, "precision": 0.5}, tune={"train.lr": list(GRID)},
                              epochs=1, batch=16, bptt=20)  # fmt: skip
     path.write_text(path.read_text().replace("[tune]", f"[tune]\nextend = {extend}"))
-    return path, load_matrix(path)
+    return path, ExpandedMatrix.of(load_matrix(path))
 
 
 def _drive(matrix, store: dict, stop_after: int | None = None) -> list[list[str]]:
@@ -110,7 +111,7 @@ def _drive(matrix, store: dict, stop_after: int | None = None) -> list[list[str]
         for index, case in enumerate(the_round.cases):
             if stop_after is not None and index == stop_after:
                 return rounds
-            store[case.case_id] = _record(case, matrix.name)
+            store[case.case_id] = _record(case, matrix.matrix.name)
 
 
 def test_only_the_method_at_an_edge_is_extended_and_a_killed_round_resumes(tmp_path):
@@ -145,7 +146,7 @@ def _store_run(tmp_path, extend):
     with Store.in_dir(out) as store:
         for record in records.values():
             store.put(record)
-        store.set_meta("protocol:" + matrix.name, json.dumps(matrix.protocol.as_dict(), sort_keys=True))
+        store.set_meta("protocol:" + matrix.matrix.name, json.dumps(matrix.protocol.as_dict(), sort_keys=True))
     return path, out, records
 
 
@@ -235,13 +236,12 @@ def test_validate_fails_on_an_altered_validation_value_or_verdict(tmp_path, caps
 
 
 def test_a_stored_extension_case_is_checked_for_staleness_like_a_grid_case(tmp_path):
-    from qbench.planning import candidate_cases
     from qbench.protocol import possible_extensions
 
     _, matrix = _matrix(tmp_path, extend=2)
     assert sorted(p["train.lr"] for p in possible_extensions(matrix.protocol)) == [0.00125, 0.0025, 0.04, 0.08]
-    every = {c.case_id for c in candidate_cases(matrix, every_extension=True)}
+    every = {c.case_id for c in matrix.candidates(every_extension=True)}
     records: dict = {}
     _drive(matrix, records)
     assert set(records) <= every  # whatever a run reaches, the stale check looks at
-    assert not set(records) <= {c.case_id for c in candidate_cases(matrix)}
+    assert not set(records) <= {c.case_id for c in matrix.candidates()}

@@ -16,6 +16,7 @@ from qbench.errors import UsageError
 from qbench.executors import get_executor
 from qbench.executors.inprocess import InProcessExecutor
 from qbench.executors.pool import ProcessPoolExecutor
+from qbench.executors.runner import CaseRunner
 from qbench.matrix import Case, Spec
 
 from .matrices import write_matrix_file
@@ -40,13 +41,13 @@ def fake_cases(n: int) -> list[Case]:
                  Spec("digits-rows"), (), i, {"epochs": 1}) for i in range(n)]
 
 
-def fake_run(case: Case, device: str, threads: int) -> dict:
-    """A deterministic, torch-using stand-in for the runner (a record per case, seeded by the case)."""
+def fake_run(case: Case, device: str) -> dict:
+    """A deterministic, torch-using stand-in for run_case (a record per case, seeded by the case); it
+    leaves torch's threads as the bound runner set them, and records them."""
     import torch
 
     from qbench.case_runner import base_record
 
-    torch.set_num_threads(threads)
     generator = torch.Generator().manual_seed(case.seed)
     x = torch.randn(64, 64, generator=generator)
     for _ in range(20):
@@ -56,10 +57,10 @@ def fake_run(case: Case, device: str, threads: int) -> dict:
     return record
 
 
-def fake_run_raising_on_seed_2(case: Case, device: str, threads: int) -> dict:
+def fake_run_raising_on_seed_2(case: Case, device: str) -> dict:
     if case.seed == 2:
         raise ValueError("seed 2 is cursed")
-    return fake_run(case, device, threads)
+    return fake_run(case, device)
 
 
 def comparable(record: dict) -> dict:
@@ -93,8 +94,8 @@ def test_switch_rejects_bad_choices_with_a_usage_error(args, message):
 
 def test_pool_yields_every_case_once_and_matches_in_process():
     cases = fake_cases(6)
-    expected = {r["case_id"]: r for r in InProcessExecutor(runner=fake_run).run(cases)}
-    pool = ProcessPoolExecutor(2, runner=fake_run)
+    expected = {r["case_id"]: r for r in InProcessExecutor(CaseRunner(run=fake_run)).run(cases)}
+    pool = ProcessPoolExecutor(2, CaseRunner(run=fake_run))
     try:
         records = list(pool.run(cases))
         again = list(pool.run(cases[:2]))  # a pool is reusable after a complete run
@@ -109,13 +110,13 @@ def test_pool_yields_every_case_once_and_matches_in_process():
 
 
 def test_nothing_to_run_starts_no_worker():
-    pool = ProcessPoolExecutor(2, runner=fake_run)
+    pool = ProcessPoolExecutor(2, CaseRunner(run=fake_run))
     assert list(pool.run([])) == [] and pool.pids == []
     pool.close()
 
 
 def test_a_raising_case_is_an_error_record_and_the_others_go_on():
-    pool = ProcessPoolExecutor(2, runner=fake_run_raising_on_seed_2)
+    pool = ProcessPoolExecutor(2, CaseRunner(run=fake_run_raising_on_seed_2))
     try:
         records = {r["seed"]: r for r in pool.run(fake_cases(4))}
     finally:
@@ -191,3 +192,22 @@ def test_a_local_dask_cluster_starts_while_port_8787_is_taken(tmp_path, data_cac
         assert [r["status"] for r in records] == ["ok"]
     finally:
         holder.close()
+
+
+def test_a_bound_runner_prepares_each_dataset_once_for_all_its_cases(tmp_path, monkeypatch):
+    """A worker prepared its dataset again for every case (reading the cache each time)."""
+    from qbench.host import get_host
+
+    cls = get_host().registry("dataset").get("pydoc-char").cls
+    calls = []
+    original = cls.prepare
+
+    def counted(self, cache_dir):  # type: ignore[no-untyped-def]
+        calls.append(cache_dir)
+        return original(self, cache_dir)
+
+    monkeypatch.setattr(cls, "prepare", counted)
+    bound = CaseRunner().bind()
+    records = [bound(case) for case in real_cases(tmp_path, seeds=2)]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert len(calls) == 1, "the second case reused what the first prepared"

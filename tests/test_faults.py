@@ -20,6 +20,7 @@ import pytest
 
 from qbench.executors.dask_cluster import DaskExecutor
 from qbench.executors.pool import ProcessPoolExecutor
+from qbench.executors.runner import CaseRunner
 from qbench.matrix import Case
 from tests.test_executors import real_cases, write_matrix
 
@@ -37,7 +38,7 @@ def _first_attempt(marker_dir: str, case: Case) -> bool:
     return True
 
 
-def staged_runner(marker_dir: str, plan: dict[int, str], case: Case, device: str, threads: int) -> dict:
+def staged_runner(marker_dir: str, plan: dict[int, str], case: Case, device: str) -> dict:
     """The real runner, except that a case whose seed ``plan`` names misbehaves:
 
     ``"die-once"``: its worker is SIGKILLed on the first attempt; ``"die-always"``: on every attempt;
@@ -54,7 +55,7 @@ def staged_runner(marker_dir: str, plan: dict[int, str], case: Case, device: str
         time.sleep(120)
     if what == "raise":
         raise RuntimeError(f"staged failure of seed {case.seed}")
-    return run_case(case, device, threads)
+    return run_case(case, device)
 
 
 def _kill_when_marked(marker: Path, stop: threading.Event) -> None:
@@ -81,7 +82,7 @@ def test_pool_survives_raising_cases_and_dead_workers(tmp_path, cases):
     markers = tmp_path / "markers"
     markers.mkdir()
     plan = {0: "raise", 1: "die-once", 2: "die-always", 3: "hang-once"}
-    pool = ProcessPoolExecutor(2, runner=functools.partial(staged_runner, str(markers), plan))
+    pool = ProcessPoolExecutor(2, CaseRunner(run=functools.partial(staged_runner, str(markers), plan)))
     stop = threading.Event()
     killer = threading.Thread(target=_kill_when_marked, args=(markers / cases[3].case_id, stop), daemon=True)
     killer.start()
@@ -102,7 +103,7 @@ def test_pool_close_mid_run_leaves_no_process_behind(tmp_path, cases):
     markers = tmp_path / "markers"
     markers.mkdir()
     hang = {1: "hang-once", 2: "hang-once"}
-    pool = ProcessPoolExecutor(2, runner=functools.partial(staged_runner, str(markers), hang))
+    pool = ProcessPoolExecutor(2, CaseRunner(run=functools.partial(staged_runner, str(markers), hang)))
     records = pool.run(cases[:3])
     first = next(records)  # seed 0 finishes; seeds 1 and 2 are stuck in their workers
     assert first["seed"] == 0
@@ -121,7 +122,7 @@ def test_dask_local_cluster_retries_a_killed_worker_once(tmp_path, cases):
     markers = tmp_path / "markers"
     markers.mkdir()
     plan = {0: "raise", 1: "die-once", 2: "die-always"}
-    executor = DaskExecutor(2, runner=functools.partial(staged_runner, str(markers), plan))
+    executor = DaskExecutor(2, CaseRunner(run=functools.partial(staged_runner, str(markers), plan)))
     try:
         assert len(executor.pids) == 2
         by_seed = _check_staged(list(executor.run(cases)), cases)

@@ -288,7 +288,7 @@ def test_an_unlisted_member_is_never_read(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------- time limits
 
 
-def _slow_ok_record(case, device, threads):  # type: ignore[no-untyped-def]
+def _slow_ok_record(case, device):  # type: ignore[no-untyped-def]
     import time
 
     from qbench.case_runner import base_record
@@ -311,16 +311,18 @@ def _a_case():  # type: ignore[no-untyped-def]
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs signal masks")
 def test_a_case_that_finishes_past_its_time_limit_is_a_timeout(tmp_path):
     from qbench.executors.inprocess import InProcessExecutor
-    from qbench.executors.worker import run_guarded
+    from qbench.executors.policy import CasePolicy
+    from qbench.executors.runner import CaseRunner
 
     case = _a_case()
     previous = signal.getsignal(signal.SIGALRM)
     try:
-        records = list(InProcessExecutor(case_timeout=0.2, runner=_slow_ok_record).run([case]))
+        runner = CaseRunner(run=_slow_ok_record, policy=CasePolicy(case_timeout=0.2))
+        records = list(InProcessExecutor(runner).run([case]))
         assert records[0]["status"] == "error" and "timeout" in records[0]["error"]
-        record = run_guarded(_slow_ok_record, case, "cpu", 1, case_timeout=0.2)  # what a pool or Dask worker runs
+        record = runner.bind()(case)  # what a pool or Dask worker runs
         assert record["status"] == "error" and "longer than the 0.2 s limit" in record["error"]
-        assert run_guarded(_slow_ok_record, case, "cpu", 1, case_timeout=5.0)["status"] == "ok"
+        assert CaseRunner(run=_slow_ok_record, policy=CasePolicy(case_timeout=5.0)).bind()(case)["status"] == "ok"
     finally:
         signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the pending alarm, delivered and dropped
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})

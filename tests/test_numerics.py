@@ -261,12 +261,13 @@ def test_portable_records_match_another_machines(data_cache, monkeypatch):
 def test_starting_pinned_dask_workers_leaves_the_drivers_environment_as_it_was(monkeypatch):
     pytest.importorskip("distributed")
     from qbench.executors.dask_cluster import DaskExecutor
+    from qbench.executors.runner import CaseRunner
 
     pins = numerics.pinned_environment(numerics.PORTABLE)
     for name in pins:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")  # the driver's own setting, to be kept
-    executor = DaskExecutor(1, numerics="portable")
+    executor = DaskExecutor(1, CaseRunner(numerics="portable"))
     try:
         assert os.environ["MKL_CBWR"] == "COMPATIBLE"
         assert not [name for name in pins if name != "MKL_CBWR" and name in os.environ]

@@ -236,7 +236,7 @@ def test_limits_table_sets_the_case_timeout_without_changing_case_ids(tmp_path):
     assert [c.case_id for c in expand(load_matrix(plain))] == [c.case_id for c in expand(load_matrix(limited))]
 
 
-def hang_on_seed_1(case, device: str, threads: int) -> dict:
+def hang_on_seed_1(case, device: str) -> dict:
     """Seed 1 hangs (sleeps far past any limit); the others finish at once."""
     from qbench.case_runner import base_record
 
@@ -245,6 +245,13 @@ def hang_on_seed_1(case, device: str, threads: int) -> dict:
     record = base_record(case)
     record.update(status="ok", pid=os.getpid())
     return record
+
+
+def _hanging_runner(case_timeout: float):  # type: ignore[no-untyped-def]
+    from qbench.executors.policy import CasePolicy
+    from qbench.executors.runner import CaseRunner
+
+    return CaseRunner(run=hang_on_seed_1, policy=CasePolicy(case_timeout=case_timeout))
 
 
 def _fake_cases(n: int):
@@ -256,7 +263,7 @@ def _fake_cases(n: int):
 def test_in_process_time_limit_records_a_timeout_and_goes_on():
     from qbench.executors.inprocess import InProcessExecutor
 
-    records = list(InProcessExecutor(runner=hang_on_seed_1, case_timeout=0.5).run(_fake_cases(3)))
+    records = list(InProcessExecutor(_hanging_runner(0.5)).run(_fake_cases(3)))
     by_seed = {r["seed"]: r for r in records}
     assert by_seed[1]["status"] == "error" and by_seed[1]["error"].startswith("timeout:")
     assert by_seed[0]["status"] == by_seed[2]["status"] == "ok"
@@ -266,7 +273,7 @@ def test_in_process_time_limit_records_a_timeout_and_goes_on():
 def test_pool_time_limit_kills_the_worker_and_replaces_it():
     from qbench.executors.pool import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(2, runner=hang_on_seed_1, case_timeout=3.0)
+    pool = ProcessPoolExecutor(2, _hanging_runner(3.0))
     try:
         records = list(pool.run(_fake_cases(4)))
     finally:
@@ -291,7 +298,7 @@ def test_dask_time_limit_cancels_the_case_and_restarts_its_worker():
     """It was a usage error ('not supported with --executor dask'): a hung case held its worker forever."""
     from qbench.executors.dask_cluster import DaskExecutor
 
-    executor = DaskExecutor(2, runner=hang_on_seed_1, case_timeout=3.0)
+    executor = DaskExecutor(2, _hanging_runner(3.0))
     try:
         before = executor.pids
         records = list(executor.run(_fake_cases(4)))

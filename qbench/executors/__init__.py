@@ -27,9 +27,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from qbench.executors.config import EXECUTORS, RunConfig, resolve_run_config
+from qbench.executors.policy import CasePolicy
+from qbench.executors.runner import CaseRunner
 from qbench.matrix import Case
 
-__all__ = ["EXECUTORS", "Executor", "RunConfig", "executor_for", "get_executor", "resolve_run_config"]
+__all__ = ["EXECUTORS", "CasePolicy", "CaseRunner", "Executor", "RunConfig", "case_runner_for", "executor_for",
+           "get_executor", "resolve_run_config"]
 
 
 class Executor(Protocol):
@@ -47,11 +50,12 @@ def get_executor(name: str, workers: int = 1, device: str = "cpu", scheduler: st
                  numerics: str = "native") -> Executor:
     """The executor for ``--executor NAME --workers N --device D [--scheduler ADDR]``.
 
-    ``threads`` is torch's intra-op thread count per worker (per case); keep 1 for results that do
-    not depend on the worker count. ``case_timeout``: seconds a case may run; then it is recorded
-    as an ``error`` (timeout): the process pool kills its worker and starts a fresh one, the
-    in-process executor interrupts the case with SIGALRM (the driver's process goes on), Dask
-    cancels the task and restarts its worker. ``host``: the plugin host cases are built from (default:
+    ``threads`` is torch's intra-op thread count per worker, fixed once when the worker binds its
+    :class:`CaseRunner`; keep 1 for results that do not depend on the worker count.
+    ``case_timeout``: seconds a case may run (:class:`CasePolicy`); then it is recorded as an
+    ``error`` (timeout): the process pool kills its worker and starts a fresh one, the in-process
+    executor interrupts the case with SIGALRM (the driver's process goes on), Dask cancels the task
+    and restarts its worker. ``host``: the plugin host cases are built from (default:
     the installed plugins).
     """
     config = resolve_run_config(name, workers, device, scheduler, threads, case_timeout, host, numerics)
@@ -64,26 +68,29 @@ def executor_for(config: RunConfig, host: Any = None, prepared: Mapping[str, Any
     In process, cases use ``host`` itself and the datasets the driver already ``prepared``
     (``{dataset label: data}``); worker processes rebuild the host from ``config.host``.
     """
-    import functools
-
-    from qbench.case_runner import run_case
-
     if config.workers is None:
         raise ValueError("the worker count is not fixed yet: start the executor of config.sized_for(pending)")
+    runner = case_runner_for(config, host, prepared)
     if config.in_process:
         from qbench.executors.inprocess import InProcessExecutor
 
-        # built here, once per executor: a host cached for the process would miss plugins installed since
-        runner = functools.partial(run_case, host=host if host is not None else config.host.build(), prepared=prepared)
-        return InProcessExecutor(device=config.device, threads=config.threads, runner=runner,
-                                 case_timeout=config.case_timeout)  # fmt: skip
-    runner = functools.partial(run_case, host=config.host)
+        return InProcessExecutor(runner)
     if config.executor == "local":
         from qbench.executors.pool import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(config.workers, device=config.device, threads=config.threads, runner=runner,
-                                   case_timeout=config.case_timeout, numerics=config.numerics)  # fmt: skip
+        return ProcessPoolExecutor(config.workers, runner)
     from qbench.executors.dask_cluster import DaskExecutor
 
-    return DaskExecutor(config.workers, device=config.device, scheduler=config.scheduler, threads=config.threads,
-                        runner=runner, case_timeout=config.case_timeout, numerics=config.numerics)  # fmt: skip
+    return DaskExecutor(config.workers, runner, scheduler=config.scheduler)
+
+
+def case_runner_for(config: RunConfig, host: Any = None, prepared: Mapping[str, Any] | None = None) -> CaseRunner:
+    """The one case runner of a run: in process with ``host`` itself (built here, once per executor: a
+    host cached for the process would miss plugins installed since) and the ``prepared`` datasets;
+    for worker processes with the host's recipe, and no prepared data (they prepare their own)."""
+    if config.in_process:
+        host = host if host is not None else config.host.build()
+    else:
+        host, prepared = config.host, None
+    return CaseRunner(device=config.device, threads=config.threads, numerics=config.numerics,
+                      policy=CasePolicy(case_timeout=config.case_timeout), host=host, prepared=prepared)

@@ -31,7 +31,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qbench.errors import UsageError
-from qbench.executors.worker import CaseRunner, dask_task
+from qbench.executors.runner import CaseRunner
+from qbench.executors.worker import dask_task
 from qbench.matrix import Case
 
 
@@ -59,19 +60,16 @@ def _fork_workers_from_server() -> None:
 class DaskExecutor:
     """Submits cases to a Dask cluster and yields records in completion order."""
 
-    def __init__(self, workers: int, device: str = "cpu", scheduler: str | None = None, threads: int = 1,
-                 runner: CaseRunner | None = None, max_attempts: int = 2, connect_timeout: float = 30.0,
-                 case_timeout: float | None = None, numerics: str = "native") -> None:
+    def __init__(self, workers: int, runner: CaseRunner | None = None, scheduler: str | None = None,
+                 connect_timeout: float = 30.0) -> None:  # fmt: skip
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError:
             raise UsageError("--executor dask needs dask.distributed: pip install 'qbench[dask]'") from None
-        self.device = device
-        self.threads = threads
-        self.runner = runner
-        self.max_attempts = max_attempts
-        self.case_timeout = case_timeout
-        self.numerics = numerics
+        self.runner = runner if runner is not None else CaseRunner()
+        self.policy = self.runner.policy
+        self.device = self.runner.device  # of the error records the driver's side writes
+        numerics = self.runner.numerics
         self._started: dict[str, float] = {}  # task key -> when it was first seen executing
         self.cluster: Any = None
         self.client: Any
@@ -122,7 +120,7 @@ class DaskExecutor:
 
     def _submit(self, case: Case, attempt: int) -> Any:
         return self.client.submit(
-            dask_task, case, self.device, self.threads, self.runner, self.numerics, self.case_timeout,
+            dask_task, self.runner, case,
             # a fresh key per submission: a released result of an earlier run (or another driver's
             # task on a shared cluster) must never stand in for this one
             key=f"qbench-case-{case.case_id}-{attempt}-{uuid.uuid4().hex[:12]}", pure=False, retries=0,
@@ -159,7 +157,7 @@ class DaskExecutor:
 
         pending = as_completed(list(jobs))
         while not pending.is_empty():
-            if self.case_timeout is None:
+            if self.policy.case_timeout is None:
                 finished = [next(pending)]
             else:
                 finished = pending.next_batch(block=False) if pending.has_ready() else []
@@ -190,11 +188,11 @@ class DaskExecutor:
         if exc is None or isinstance(exc, KilledWorker):
             # the worker died running it, or died holding its result (Dask then reports the task
             # lost/cancelled): either way a death, retried once like in the process pool
-            if attempts + 1 < self.max_attempts:
+            if self.policy.retries(attempts + 1):
                 return None, self._submit(case, attempts + 1)
             last = getattr(getattr(exc, "last_worker", None), "address", "?")
-            return error_record(case, f"worker died twice: the Dask worker running this case died "
-                                      f"(last one: {last})", device=self.device), None  # fmt: skip
+            return self.policy.died(case, f"the Dask worker running this case died (last one: {last})",
+                                    self.device), None  # fmt: skip
         return error_record(case, f"Dask task failed: {type(exc).__name__}: {exc}", device=self.device), None
 
     def _wait_one(self, jobs: dict[Any, tuple[Case, int]], pending: Any) -> list[Any]:
@@ -202,9 +200,9 @@ class DaskExecutor:
         from dask.distributed import TimeoutError as DaskTimeout
         from dask.distributed import wait
 
-        assert self.case_timeout is not None
+        assert self.policy.case_timeout is not None
         try:
-            done = wait(list(jobs), timeout=min(1.0, self.case_timeout / 4), return_when="FIRST_COMPLETED")
+            done = wait(list(jobs), timeout=min(1.0, self.policy.case_timeout / 4), return_when="FIRST_COMPLETED")
         except DaskTimeout:
             return []
         return pending.next_batch(block=False) if done.done else []
@@ -213,9 +211,6 @@ class DaskExecutor:
         """Cases executing for longer than the limit: cancelled, their workers restarted, recorded as timeouts."""
         import time
 
-        from qbench.case_runner import error_record
-
-        assert self.case_timeout is not None
         now = time.monotonic()
         running = self.client.run(_executing)
         executing = {key for keys in running.values() for key in keys}
@@ -225,15 +220,13 @@ class DaskExecutor:
             for key in keys:
                 since = started.setdefault(key, now)
                 future = by_key.get(key)
-                if future is None or now - since < self.case_timeout:
+                if future is None or not self.policy.expired(since, now):
                     continue
                 case, _ = jobs.pop(future)
                 self.client.cancel([future], force=True)
                 outcome = self.client.restart_workers([worker], raise_for_error=False).get(worker, "?")
                 replaced = "was restarted" if outcome == "OK" else f"could not be restarted ({outcome})"
-                yield error_record(case, f"timeout: the case ran longer than the {self.case_timeout:g} s limit "
-                                         f"(--case-timeout / [limits] case_timeout); its Dask worker ({worker}) "
-                                         f"{replaced}", device=self.device)  # fmt: skip
+                yield self.policy.timeout(case, f"its Dask worker ({worker}) {replaced}", self.device)
 
     def close(self) -> None:
         """Disconnect; a cluster qbench started is shut down with its worker processes."""

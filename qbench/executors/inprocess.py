@@ -16,11 +16,10 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from qbench.executors.worker import CaseRunner, default_runner, past_time_limit
+from qbench.executors.runner import BoundRunner, CaseRunner
 from qbench.matrix import Case
 from qbench.signalled import CaseTimeout
 
@@ -46,28 +45,20 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
 
 
 class InProcessExecutor:
-    def __init__(self, device: str = "cpu", threads: int = 1, runner: CaseRunner | None = None,
-                 case_timeout: float | None = None) -> None:  # fmt: skip
-        self.device = device
-        self.threads = threads
-        self.runner = runner
-        self.case_timeout = case_timeout
+    def __init__(self, runner: CaseRunner | None = None) -> None:
+        self.runner = runner if runner is not None else CaseRunner()
+        self._bound: BoundRunner | None = None
 
     def run(self, cases: Sequence[Case]) -> Iterator[dict]:
-        from qbench.case_runner import error_record
-
-        run = self.runner or default_runner()
+        policy = self.runner.policy
+        if self._bound is None:  # bound on the first case, not at start: an executor closed unused costs nothing
+            self._bound = self.runner.bind()
         for case in cases:
             try:
-                began = time.monotonic()
-                with _time_limit(self.case_timeout):
-                    record = run(case, self.device, self.threads)
-                # a case stuck in one C call sees the alarm only when it returns: it ran past the limit all the same
-                record = past_time_limit(record, case, time.monotonic() - began, self.case_timeout, self.device)
+                with _time_limit(policy.case_timeout):
+                    record = self._bound(case)
             except CaseTimeout:
-                record = error_record(case, f"timeout: the case ran longer than the {self.case_timeout:g} s limit "
-                                            "(--case-timeout / [limits] case_timeout); it was interrupted in the "
-                                            "driver's process", device=self.device)  # fmt: skip
+                record = policy.timeout(case, "it was interrupted in the driver's process", self._bound.device)
             yield record
 
     def close(self) -> None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from qbench.executors.worker import CaseRunner, pool_worker_main
+from qbench.executors.runner import CaseRunner
+from qbench.executors.worker import pool_worker_main
 from qbench.matrix import Case
 from qbench.numerics import environment_for_children, pinned_environment, process_problems
 
@@ -81,17 +82,13 @@ def describe_exit(exitcode: int | None) -> str:
 class ProcessPoolExecutor:
     """Runs cases on ``workers`` local processes and yields records as cases finish."""
 
-    def __init__(self, workers: int, device: str = "cpu", threads: int = 1, runner: CaseRunner | None = None,
-                 max_attempts: int = 2, case_timeout: float | None = None, numerics: str = "native") -> None:
+    def __init__(self, workers: int, runner: CaseRunner | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
-        self.device = device
-        self.threads = threads
-        self.runner = runner
-        self.max_attempts = max_attempts
-        self.case_timeout = case_timeout
-        self.numerics = numerics
+        self.runner = runner if runner is not None else CaseRunner()
+        self.policy = self.runner.policy
+        numerics = self.runner.numerics
         # Pinned kernels must be in a worker's environment before torch loads there. A fork server
         # started by this process has this process's environment (and torch loaded): unless this
         # process is pinned already, pinned workers are spawned, each with the pins, at the cost of
@@ -117,7 +114,7 @@ class ProcessPoolExecutor:
         self._next_index += 1
         process = self._ctx.Process(
             target=pool_worker_main,
-            args=(there, index, self.device, self.threads, self.runner, self.numerics, self.case_timeout),
+            args=(there, index, self.runner),
             name=f"qbench-worker-{index}",
         )
         with environment_for_children(self._env):
@@ -156,16 +153,12 @@ class ProcessPoolExecutor:
 
     def _wait_timeout(self) -> float | None:
         """Seconds until the first busy worker passes the time limit (None: no limit)."""
-        if self.case_timeout is None:
-            return None
         starts = [w.started for w in self._pool if w.job is not None]
-        return max(0.0, min(starts) + self.case_timeout - time.monotonic()) if starts else None
+        return self.policy.time_left(min(starts), time.monotonic()) if starts else None
 
     def _expired(self) -> list[_Worker]:
-        if self.case_timeout is None:
-            return []
         now = time.monotonic()
-        return [w for w in self._pool if w.job is not None and now - w.started >= self.case_timeout]
+        return [w for w in self._pool if w.job is not None and self.policy.expired(w.started, now)]
 
     def _discard(self, worker: _Worker) -> None:
         self._pool.remove(worker)
@@ -173,8 +166,6 @@ class ProcessPoolExecutor:
         worker.conn.close()
 
     def run(self, cases: Sequence[Case]) -> Iterator[dict]:
-        from qbench.case_runner import error_record
-
         queue: deque[tuple[Case, int]] = deque((case, 0) for case in cases)
         start_failures = 0
         finished = False
@@ -196,9 +187,8 @@ class ProcessPoolExecutor:
                     worker.process.kill()  # a hung case cannot be stopped politely; its worker is replaced
                     worker.job = None
                     self._discard(worker)
-                    yield error_record(case, f"timeout: the case ran longer than the {self.case_timeout:g} s "
-                                             f"limit (--case-timeout / [limits] case_timeout); its worker "
-                                             f"(pid {worker.pid}) was killed and replaced", device=self.device)
+                    yield self.policy.timeout(case, f"its worker (pid {worker.pid}) was killed and replaced",
+                                              self.runner.device)
                 ready = [h for h in ready if handles[h] in self._pool]
                 for worker in dict.fromkeys(handles[h] for h in ready):  # each worker once, in order
                     died = False
@@ -235,11 +225,11 @@ class ProcessPoolExecutor:
                         continue
                     case, attempts = job
                     attempts += 1
-                    if attempts >= self.max_attempts:
-                        yield error_record(case, f"worker died twice: {reason} (worker {worker.index}, pid "
-                                                 f"{worker.pid}) while running this case", device=self.device)
-                    else:
+                    if self.policy.retries(attempts):
                         queue.appendleft((case, attempts))
+                    else:
+                        yield self.policy.died(case, f"{reason} (worker {worker.index}, pid {worker.pid}) while "
+                                                     "running this case", self.runner.device)  # fmt: skip
             finished = True
         finally:
             if not finished:  # interrupted, broken out of, or failed: no worker may outlive this

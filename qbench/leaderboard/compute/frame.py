@@ -271,9 +271,9 @@ def build_runs(source: RawRuns) -> RunsFrame:
     for column in value_columns:
         values = raw[column]
         if not pd.api.types.is_numeric_dtype(values.dtype):  # object, or pandas 3's str dtype
-            values = values.astype(object)
-            values = pd.to_numeric(values.where(values.map(lambda v: not isinstance(v, str)), None),
-                                   errors="coerce")  # fmt: skip
+            # a string is no number, even one that reads as one
+            numbers = [None if isinstance(v, str) else v for v in values.astype(object).tolist()]
+            values = pd.to_numeric(pd.Series(numbers, dtype=object, index=values.index), errors="coerce")
         columns[column] = values.astype(float)  # bools become 0/1: sim_exact aggregates to a fraction
     # a "" column of text (a label such as the number formats used) has no number to aggregate
     text_only = [c for c in value_columns if directions.get(c) == "" and not np.isfinite(columns[c]).any()
@@ -309,9 +309,10 @@ def build_runs(source: RawRuns) -> RunsFrame:
 def _named(labels: pd.Series, metrics: pd.Series) -> dict[str, str]:
     """{dataset label: the metric its records declare} (the first declaration of each label)."""
     named: dict[str, str] = {}
-    for label, metric in zip(labels, metrics, strict=True):
+    # as lists: iterating a categorical Series looks up every element through pandas
+    for label, metric in zip(labels.astype(str).tolist(), metrics.tolist(), strict=True):
         if isinstance(metric, str) and metric:
-            named.setdefault(str(label), metric)
+            named.setdefault(label, metric)
     return named
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from qbench import record as R
+from qbench import storecolumns
 from qbench.leaderboard.compute.declarations import signature
 from qbench.leaderboard.compute.frame import (
+    CONFIG_COLUMNS,
     RawRuns,
     RunsFrame,
     build_runs,
@@ -106,6 +109,8 @@ def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None 
     query = _Query(path, matrix, case_ids)
     try:
         with query.open() as store:
+            if store.columns_ready():  # every record's values are columns already: nothing to parse
+                return _read_columns(store, query)
             damage = [d for d in store.damaged() if case_ids is None or d.case_id in case_ids]
             if damage and not skip_damaged:
                 raise DamagedRecords(path, damage)
@@ -183,6 +188,129 @@ def _read(store: Projection, query: _Query) -> RunsFrame:
         descriptions=descriptions,
         provenance=collect_provenance(decoded[R.PROVENANCE]),
         curves=_StoreCurves(query, len(hashes)),
+        cost_axes=merge_cost_axes(decoded[R.COST_AXES]),
+        declarations=signatures,
+    ))  # fmt: skip
+
+
+class _RecordCurves(Sequence):
+    """The curves of the runs in the frame's order, each read from its record when a plot asks for it."""
+
+    def __init__(self, path: Path, case_ids: list[str]) -> None:
+        self._path, self._case_ids = path, case_ids
+        self._store: Projection | None = None
+        self._decoded: dict[int, list[dict[str, Any]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._case_ids)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        index = range(len(self._case_ids))[index]
+        found = self._decoded.get(index)
+        if found is None:
+            if self._store is None:
+                self._store = Projection(self._path)
+                weakref.finalize(self, self._store.close)
+            curve = (self._store.record_of(self._case_ids[index]) or {}).get(R.CURVE)
+            found = self._decoded[index] = curve if isinstance(curve, list) else []
+        return found
+
+
+NESTED = (R.DIRECTIONS, R.DESCRIPTIONS, R.PROVENANCE, R.COST_AXES, R.DECLARATIONS)
+#: columns that :func:`qbench.leaderboard.compute.frame.build_runs` reads as JSON text or as objects alike
+AS_TEXT = frozenset((*CONFIG_COLUMNS, R.FULL_PRECISION))
+
+
+def _read_columns(store: Projection, query: _Query) -> RunsFrame:
+    """:func:`_read` for a store whose records all have their row in the column table
+    (:mod:`qbench.storecolumns`): values come as SQLite gives them, the nested objects' distinct
+    texts (SQL DISTINCT) are decoded once, the hashes were taken when the records were stored."""
+    keys = store.column_keys()
+    by_id = store.column_texts()
+    cache: dict[int, Any] = {}
+
+    def decode(text_id: int) -> Any:
+        found = cache.get(text_id, cache)
+        if found is cache:
+            found = cache[text_id] = json.loads(by_id[text_id])
+        return found
+
+    def raw(pair: tuple[Any, Any]) -> Any:  # a nested object as the JSON-extract path saw it: text
+        return pair[0] if pair[1] is None else by_id[pair[1]]
+
+    for case_id, native, text_id in store.stated(R.SCHEMA):  # a record of another format: UsageError
+        if query.wanted(case_id):
+            R.check_version({R.CASE_ID: case_id, R.SCHEMA: native if text_id is None else decode(text_id)})
+    # What the records declare, once per distinct combination (a case_ids selection is filtered here).
+    kinds = [*NESTED, R.QUANTIZER, R.HARDWARE, R.STATUS]
+    texts: dict[str, set[str]] = {name: set() for name in NESTED}
+    signatures: set[Any] = set()
+    if query.case_ids is None and not query.skip:
+        found = store.column_rows(kinds, with_ids=False)
+    else:
+        found = (row[3:] for row in store.column_rows(kinds) if query.wanted(row[1]))
+    for row in found:
+        pairs = [(row[2 * i], row[2 * i + 1]) for i in range(len(kinds))]
+        for name, pair in zip(NESTED, pairs, strict=False):
+            value = raw(pair)
+            if value:
+                texts[name].add(value)
+        quantizer, hardware, status = storecolumns.merged(iter(pairs[len(NESTED) :]), decode)
+        signatures.add(signature(raw(pairs[4]), quantizer, hardware, status, raw(pairs[3])))
+    decoded = {name: [json.loads(t) for t in sorted(found)] for name, found in texts.items()}
+    directions = merge_directions(decoded[R.DIRECTIONS])
+    columns = wanted_columns(directions)
+    where = storecolumns.slots(keys, columns)
+
+    order_keys: list[tuple[float, str]] = []
+    hashes: list[str] = []
+    blocks: list[pd.DataFrame] = []
+    cursor = store.column_rows(columns, sparse=True)
+    while rows := cursor.fetchmany(CHUNK):
+        if query.case_ids is not None or query.skip:
+            rows = [row for row in rows if query.wanted(row[1])]
+            if not rows:
+                continue
+        order_keys += [(row[0], row[1]) for row in rows]
+        hashes += [row[2] for row in rows]
+        transposed = list(zip(*rows, strict=True))
+        data = {}
+        nothing = (None,) * len(rows)
+        for name, (native_at, text_at) in zip(columns, where, strict=True):
+            native = transposed[3 + native_at] if native_at is not None else nothing
+            if text_at is None:  # no JSON column: the values as SQLite gives them
+                data[name] = native
+                continue
+            ids = transposed[3 + text_at]
+            # the configuration columns are read as JSON text (build_runs writes them as canonical text)
+            lookup = by_id if name in AS_TEXT else {i: decode(i) for i in set(ids) if i is not None}
+            if native_at is None:
+                data[name] = list(map(lookup.get, ids))
+            else:
+                data[name] = [n if i is None else lookup[i] for n, i in zip(native, ids, strict=True)]
+        blocks.append(pd.DataFrame(data, columns=columns))
+        del rows, transposed, data
+    if not blocks:
+        blocks.append(pd.DataFrame(columns=columns))
+    raw_frame = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
+    del blocks
+    order = sorted(range(len(order_keys)), key=order_keys.__getitem__)
+    case_ids = [order_keys[i][1] for i in order]
+    del order_keys
+    if order != list(range(len(order))):
+        raw_frame = raw_frame.take(order).reset_index(drop=True)
+        hashes = [hashes[i] for i in order]
+    descriptions: dict[str, str] = {}
+    for mapping in decoded[R.DESCRIPTIONS]:
+        for label, description in (mapping or {}).items():
+            descriptions.setdefault(str(label), str(description))
+    return build_runs(RawRuns(
+        raw=raw_frame,
+        hashes=hashes,
+        directions=directions,
+        descriptions=descriptions,
+        provenance=collect_provenance(decoded[R.PROVENANCE]),
+        curves=_RecordCurves(store.path, case_ids),
         cost_axes=merge_cost_axes(decoded[R.COST_AXES]),
         declarations=signatures,
     ))  # fmt: skip
