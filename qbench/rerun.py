@@ -88,6 +88,42 @@ def _spec_from_label(label: str, host: Any) -> Spec:
     return Spec(name, dict(component.config), tuple(given))
 
 
+def _quantizer_spec(record: Mapping[str, Any], host: Any) -> Spec:
+    """The quantizer of a record: a plain one from its name and resolved parameters, or a composition
+    (``ternary+hidden=lsq(bits=4,hidden=true)``, the label of ``roles.ROLE`` in the matrix) whose
+    role quantizers are rebuilt from their labels, defaults resolved by the host as the matrix does."""
+    label = str(record[R.QUANTIZER_LABEL])
+    parts = _split_top(label, "+")
+    params = dict(record[R.QUANTIZER_PARAMS])
+    if len(parts) == 1:
+        return Spec(record[R.QUANTIZER], params, tuple(_label_params(label)))
+    default, roles = parts[0], []
+    for part in parts[1:]:
+        role, _, role_label = part.partition("=")
+        given = _label_params(role_label)
+        component = host.create("quantizer", role_label.partition("(")[0], **given)
+        roles.append((role, Spec(role_label.partition("(")[0], dict(component.config), tuple(given))))
+    return Spec(default.partition("(")[0], params, tuple(_label_params(default)), tuple(roles))
+
+
+def _split_top(text: str, separator: str) -> list[str]:
+    """``a(x=1)+b=c(y="+")`` split at the separators outside brackets and quotes."""
+    parts, depth, quoted, current = [], 0, False, ""
+    for char in text:
+        if char == '"' and not current.endswith("\\"):
+            quoted = not quoted
+        elif not quoted and char in "([{":
+            depth += 1
+        elif not quoted and char in ")]}":
+            depth -= 1
+        if char == separator and depth == 0 and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
 def _split_params(text: str) -> list[str]:
     """``a=1,b=[1,2],c="x,y"`` split at the top-level commas."""
     parts, depth, quoted, current = [], 0, False, ""
@@ -112,6 +148,9 @@ def case_from_record(record: Mapping[str, Any], host: Any) -> Case:
     try:
         axes = {}
         for axis in R.AXES:
+            if axis == R.QUANTIZER:
+                axes[axis] = _quantizer_spec(record, host)
+                continue
             params = dict(record[f"{axis}_params"])
             given = tuple(_label_params(str(record[f"{axis}_label"])))
             axes[axis] = Spec(record[axis], params, given)

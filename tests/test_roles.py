@@ -110,6 +110,27 @@ def test_a_list_of_role_quantizers_is_an_axis(host):
     assert len({case.case_id for case in expand(matrix)}) == 3
 
 
+
+def test_a_composed_case_is_rebuilt_from_its_record_alone(host):
+    """``qbench validate --rerun`` rebuilds a case from its record: a composition's role quantizers
+    come back from the label with the host's defaults, and the rebuilt id is the stored one."""
+    from qbench import record as R
+    from qbench.rerun import case_from_record
+
+    matrix = _matrix(host, 'name = "ternary"\nroles.hidden = [{ name = "clipped-state", act_bits = 4 },'
+                           ' { name = "lsq", bits = 4, hidden = true }]')  # fmt: skip
+    for case in expand(matrix):
+        record = {R.CASE_ID: case.case_id, R.SEED: case.seed, R.TRAIN: dict(case.train), R.HARDWARE: [],
+                  R.MATRIX: case.matrix}  # fmt: skip
+        for axis, spec in ((R.QUANTIZER, case.quantizer), (R.CELL, case.cell), (R.DATASET, case.dataset)):
+            record.update({axis: spec.identity, f"{axis}_params": dict(spec.params), f"{axis}_label": spec.label})
+        rebuilt = case_from_record(record, host)
+        assert rebuilt.case_id == case.case_id and rebuilt.quantizer.label == case.quantizer.label
+        # an altered role parameter is refused, as any altered recipe is
+        record[R.QUANTIZER_LABEL] = record[R.QUANTIZER_LABEL].replace("4", "8")
+        with pytest.raises(ValueError, match="rebuilds case"):
+            case_from_record(record, host)
+
 def test_a_tuned_quantizer_parameter_keeps_the_roles(host):
     import tomllib
 
