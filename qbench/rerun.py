@@ -126,20 +126,8 @@ def _split_top(text: str, separator: str) -> list[str]:
 
 def _split_params(text: str) -> list[str]:
     """``a=1,b=[1,2],c="x,y"`` split at the top-level commas."""
-    parts, depth, quoted, current = [], 0, False, ""
-    for char in text:
-        if char == '"' and not current.endswith("\\"):
-            quoted = not quoted
-        elif not quoted and char in "[{":
-            depth += 1
-        elif not quoted and char in "]}":
-            depth -= 1
-        if char == "," and depth == 0 and not quoted:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    return [*parts, current] if current else parts
+    parts = _split_top(text, ",")
+    return parts if parts[-1] else parts[:-1]
 
 
 def case_from_record(record: Mapping[str, Any], host: Any) -> Case:
