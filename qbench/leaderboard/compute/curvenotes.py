@@ -4,12 +4,13 @@ Two kinds of point are explained, so that no plotted curve sits above (say) the 
 of a vocabulary without a sentence:
 
 - **cold start**: evaluation starts every column of the evaluated text from a zero hidden state,
-  while training carries its state from batch to batch through the epoch. An early model (with
-  input batch norm at the paper's small gamma, in qbench's recipes) can fail from that cold
-  start although it trains well: its epoch-1 validation bits per character then lie far above
-  anything its training loss showed. Flagged when a point exceeds twice the highest training loss
-  its run recorded (converted from nats to bits). Such a point measures the cold start, not a
-  learning speed (``docs/protocol.md``, "Curve points above training").
+  while training carries its state from batch to batch through the epoch. An early model can fail
+  from that cold start although it trains well (reproduced for float with input batch norm at the
+  paper's small gamma on brown-char; for other runs the likely cause, not a measured one): its
+  epoch-1 validation bits per character then lie far above anything its training loss showed.
+  Flagged when a point exceeds twice the highest training loss its run recorded (converted from
+  nats to bits). Such a point measures the evaluation from zero, not a learning speed
+  (``docs/protocol.md``, "Curve points above training").
 - **not learned**: a point far above the baseline's final validation value (2.5 times it) whose run's
   training loss at that epoch was as high (within 10%): the model had not learned (yet), as binary
   weights often do not.
@@ -79,11 +80,11 @@ def curve_notes(frame: RunsFrame, baseline: str) -> dict[str, list[str]]:
             if kind == "cold":
                 text = (f"{count} validation point(s) of {runs_n} run(s) lie above twice the highest training loss "
                         f"their run recorded (the largest: {label}, seed {seed}, epoch {epoch}: {value:.2f} bits per "
-                        f"character against a training loss of at most {against:.2f}). Evaluation starts every "
-                        "column from a zero hidden state while training carries its state through the epoch, so an "
-                        "early model can fail from that cold start although it trains well (docs/protocol.md, "
-                        "\"Curve points above training\"): these points measure the cold start, not how fast the "
-                        "method learns.")  # fmt: skip
+                        f"character against a training loss of at most {against:.2f}). The likely cause, reproduced "
+                        "for such points (docs/protocol.md, \"Curve points above training\"), is a cold start: "
+                        "evaluation starts every column from a zero hidden state while training carries its state "
+                        "through the epoch, and an early model can fail from zero although it trains well. Read "
+                        "these points as the evaluation from zero, not as how fast the method learns.")  # fmt: skip
             else:
                 text = (f"{count} validation point(s) of {runs_n} run(s) lie above {HIGH_FACTOR:g} times {baseline}'s "
                         f"final validation value with a training loss as high at the same epoch (the largest: {label}, "
