@@ -34,6 +34,10 @@ ALLOWED = {
     ("qbench/training/stack.py", "gru", "torch's fused kernel names (a declared cell picks one)"),
     ("qbench/training/stack.py", "lstm", "torch's fused kernel names (a declared cell picks one)"),
     ("qbench/components.py", "gru", "torch's fused kernel names (a declared cell picks one)"),
+    ("qbench/training/sequence.py", "gru", "torch's fused kernel names (the sequence-level BPTT mirrors each)"),
+    ("qbench/training/sequence.py", "lstm", "torch's fused kernel names (the sequence-level BPTT mirrors each)"),
+    ("qbench/leaderboard/compute/curvenotes.py", "bpc", "the unit of the curve values it compares with the training "
+     "loss (bits per character, against nats)"),
     ("qbench/components.py", "lstm", "torch's fused kernel names (a declared cell picks one)"),
     ("qbench/commands/export.py", "shift-add", "qbench export compiles the shift-add simulator's integer program: "
      "it reads that backend's parameters from the record"),
