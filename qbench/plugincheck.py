@@ -79,8 +79,9 @@ def hardware_checks(backend: Any, cell_cls: Any, quantizer: Any) -> list[tuple[s
 
 
 def learned_checks(quantizer: Any, cell_cls: Any) -> list[tuple[str, Callable[[], None]]]:
-    """The learned-quantizer checks that apply to ``quantizer`` (none for one without learned state or
-    its own gradient); the round trip
+    """The learned-quantizer checks that apply to ``quantizer`` (none for one without learned state,
+    its own gradient or a hidden role; a quantizer of the hidden state also gets the sequence-level
+    backward checked against the per-step loop); the round trip
     builds a small stack of ``cell_cls`` (a declared cell)."""
     import torch
 
@@ -95,6 +96,8 @@ def learned_checks(quantizer: Any, cell_cls: Any) -> list[tuple[str, Callable[[]
         found.append(("learned state", lambda: checks.check_state_is_a_function_of_the_tensor(quantizer, w, ctx)))
     if quantizer.owns_gradient:
         found.append(("owned gradient", lambda: checks.check_owned_gradient(quantizer, w, ctx)))
+    if quantizer.applies_to("hidden"):
+        found.append(("sequence backward", lambda: checks.check_sequence_backward(quantizer)))
     if has_state:
         def round_trip() -> None:
             stack = build_stack(_small(cell_cls), INPUT, quantizer, 0)

@@ -87,3 +87,19 @@ def test_plugins_check_chooses_the_contract_2_checks_that_apply():
     assert labels(found) == ["declared counts", "scan vs reference"]
     for _, check in found:
         check()
+
+
+def test_plugins_check_runs_the_sequence_backward_check_on_a_hidden_quantizer(monkeypatch):
+    """A quantizer of the hidden state gets its sequence-level backward checked against the per-step
+    loop, without pytest; an estimator that forgets LSQ's clip range fails it."""
+    import qbench
+    from qbench.plugincheck import learned_checks
+    from qbench_builtins.quantizers.learned import LSQHiddenEstimator
+
+    gru = qbench.get_host().registry("cell").get("gru").cls
+    found = dict(learned_checks(qbench.create("quantizer", "lsq", hidden=True), gru))
+    assert "sequence backward" in found
+    found["sequence backward"]()  # the built-in estimator passes
+    monkeypatch.setattr(LSQHiddenEstimator, "derivative", lambda self, saved: None)
+    with pytest.raises(AssertionError, match="gradient of"):
+        found["sequence backward"]()
