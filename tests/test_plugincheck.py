@@ -92,9 +92,10 @@ def test_plugins_check_chooses_the_contract_2_checks_that_apply():
 def test_plugins_check_runs_the_sequence_backward_check_on_a_hidden_quantizer(monkeypatch):
     """A quantizer of the hidden state gets its sequence-level backward checked against the per-step
     loop, without pytest; an estimator that forgets LSQ's clip range fails it."""
+    from qbench_builtins.quantizers.learned import LSQHiddenEstimator
+
     import qbench
     from qbench.plugincheck import learned_checks
-    from qbench_builtins.quantizers.learned import LSQHiddenEstimator
 
     gru = qbench.get_host().registry("cell").get("gru").cls
     found = dict(learned_checks(qbench.create("quantizer", "lsq", hidden=True), gru))
