@@ -215,6 +215,7 @@ def gap_changes(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]]
     *falls* when it differs from zero, *no effect* within the margin, *inconclusive* otherwise.
     """
     from qbench.leaderboard.compute.fairness import apply_protocol
+    from qbench.leaderboard.compute.trends import CONTRAST_VERDICTS
     from qbench.verdicts import judge
 
     if match not in MATCHES:
@@ -245,8 +246,7 @@ def gap_changes(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]]
         ev = judged.evidence
         out.append([ka[2], ka[0], ka[1], kb[0], kb[1], metric, gap_a, gap_b, ev.mean, ev.ci95, ev.n, ev.test,
                     judged.p_holm, judged.margin if judged.margin is not None else math.nan, judged.p_margin_holm,
-                    {"better": "falls", "worse": "rises", "equivalent": "no effect"}.get(judged.verdict,
-                                                                                          judged.verdict)])  # fmt: skip
+                    CONTRAST_VERDICTS.get(judged.verdict, judged.verdict)])  # fmt: skip
     return pd.DataFrame(out, columns=GAP_COLUMNS)
 
 
