@@ -24,6 +24,7 @@ from qbench.leaderboard.compute.fairness import (
 )
 from qbench.leaderboard.compute.frame import GROUP_KEY, STATUSES, RunsFrame
 from qbench.leaderboard.compute.tables import PAIRED_COLUMNS
+from qbench.leaderboard.render.jsonrows import OPTIONS, Column, encode_rows
 
 SCHEMA = "qbench-leaderboard/1"
 DESCRIPTIVE_COLUMNS = ["rank", *GROUP_KEY, "configuration", "quantizer", "cell", "dataset",
@@ -127,23 +128,28 @@ def fairness_head(fair: FairView) -> dict[str, Any]:
 def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 10000) -> None:
     """``head`` plus the ``runs`` table, its rows written in chunks.
 
-    ``json.dumps`` (one shot, C encoder) is used throughout: ``json.dump`` would take the
-    pure-Python encoder, ten times slower.
+    ``json.dumps`` (one shot, C encoder) writes the head; the runs table, most of the file, is
+    encoded column by column (:mod:`qbench.leaderboard.render.jsonrows`), to the same bytes.
     """
-    options: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
-    runs = frame.runs
-    columns = [*RUN_COLUMNS, *frame.value_columns]
-    # Each column becomes Python values one chunk at a time: all at once, a table of 100,000 runs
-    # holds every value as a Python object beside the frame (hundreds of MB at the peak).
-    arrays = [(runs[c].to_numpy(dtype=object), c not in ("seed", "train_steps")) if c in RUN_COLUMNS
-              else (runs[c].to_numpy(), False) for c in columns]  # fmt: skip
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(head, **options)[:-1])
-        handle.write(',"runs":{"columns":' + json.dumps(columns, **options) + ',"rows":[')
-        for start in range(0, len(runs), chunk):
-            if start:
-                handle.write(",")
-            lists = [_as_json_list(values[start : start + chunk], text=text) for values, text in arrays]
-            rows = list(zip(*lists, strict=True))
-            handle.write(json.dumps(rows, **options)[1:-1])
+        handle.write(json.dumps(head, **OPTIONS)[:-1])
+        handle.write(',"runs":{"columns":' + json.dumps(run_columns(frame), **OPTIONS) + ',"rows":[')
+        write_run_rows(frame, handle, chunk)
         handle.write("]}}\n")
+
+
+def run_columns(frame: RunsFrame) -> list[str]:
+    return [*RUN_COLUMNS, *frame.value_columns]
+
+
+def write_run_rows(frame: RunsFrame, handle: Any, chunk: int = 10000) -> None:
+    """The rows of the ``runs`` table, comma-separated, written to ``handle`` a chunk at a time
+    (all at once, 100,000 runs would hold every cell's text beside the frame: hundreds of MB)."""
+    runs = frame.runs
+    # the identity columns as Python values (seed an integer, train_steps a float or None)
+    columns = [Column(runs[c], python=True) if c in RUN_COLUMNS else Column(runs[c].to_numpy())
+               for c in run_columns(frame)]  # fmt: skip
+    for start in range(0, len(runs), chunk):
+        if start:
+            handle.write(",")
+        handle.write(encode_rows(columns, start, min(start + chunk, len(runs))))

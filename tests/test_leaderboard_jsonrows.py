@@ -1,0 +1,66 @@
+"""The runs table's column-wise JSON encoder writes exactly what ``json.dumps`` writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qbench.leaderboard.render.jsonrows import OPTIONS, SAMPLE, Column, encode_rows
+
+
+def _reference(frame: pd.DataFrame, python: set[str]) -> str:
+    """What ``write_json`` wrote before: Python values per cell, NaN / NA as None, ``json.dumps``."""
+    columns = []
+    for name in frame.columns:
+        values = frame[name].to_numpy(dtype=object) if name in python else frame[name].to_numpy()
+        boxed = np.asarray(values).astype(object)
+        boxed[pd.isna(boxed)] = None
+        columns.append([v.item() if isinstance(v, np.generic) else v for v in boxed.tolist()])
+    return json.dumps(list(zip(*columns, strict=True)), **OPTIONS)[1:-1]
+
+
+def _encoded(frame: pd.DataFrame, python: set[str], chunk: int) -> str:
+    columns = [Column(frame[c], python=True) if c in python else Column(frame[c].to_numpy()) for c in frame.columns]
+    parts = [encode_rows(columns, start, min(start + chunk, len(frame))) for start in range(0, len(frame), chunk)]
+    return ",".join(parts)
+
+
+def _awkward_frame(rows: int) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    floats = rng.normal(size=rows) * 10.0 ** rng.integers(-8, 20, size=rows)
+    floats[::7] = np.nan
+    floats[1::11] = -0.0
+    floats[2::11] = 0.0
+    floats[3::13] = 1e16
+    floats[4::13] = 1e-05
+    few = rng.choice([0.0, -0.0, 1.0, 4056.0, 1e22, 0.1, np.nan], size=rows)  # formatted per distinct value
+    text = rng.choice(["gru", 'quo"te', "back\\slash", "tab\there", "ünï", "\x01ctl", "", None], size=rows)
+    return pd.DataFrame({
+        "label": pd.Series(rng.choice(["a", "b", "é \"x\""], size=rows)).astype("category"),
+        "text": pd.Series(text, dtype=object),
+        "seed": rng.integers(-5, 10**12, size=rows),
+        "steps": pd.Series(np.where(rng.random(rows) < 0.2, np.nan, rng.random(rows) * 100)),
+        "floats": floats,
+        "few": few,
+        "ints": rng.integers(0, 5, size=rows),
+        "flags": rng.random(rows) < 0.5,
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("rows", [0, 1, 50, 3 * SAMPLE + 17])
+def test_the_rows_are_json_dumps_bytes(rows):
+    frame = _awkward_frame(rows)
+    python = {"label", "text", "seed", "steps"}
+    assert _encoded(frame, python, chunk=1000) == _reference(frame, python)
+
+
+def test_an_infinity_raises_what_json_raises():
+    frame = pd.DataFrame({"x": [1.0, math.inf, 2.0]})
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        _encoded(frame, set(), chunk=10)
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        _encoded(frame, {"x"}, chunk=10)
