@@ -64,3 +64,68 @@ def test_an_infinity_raises_what_json_raises():
         _encoded(frame, set(), chunk=10)
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         _encoded(frame, {"x"}, chunk=10)
+
+
+# ---- the runs table encoded by a child process (qbench.leaderboard.render.runrows) --------------------
+
+
+def _records():
+    from tests.synthetic import make_records
+
+    return make_records(seeds=3, datasets=("pydoc-char", "digits"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_a_child_encodes_the_runs_table_to_the_same_bytes(tmp_path, monkeypatch):
+    import os
+
+    from qbench.leaderboard import write_leaderboards
+    from qbench.leaderboard.render import runrows
+
+    records = _records()
+    write_leaderboards(records, tmp_path / "here", "t", plots=False)
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(runrows, "FORK_ROWS", 1)
+    monkeypatch.setattr(runrows.sys, "platform", "linux")
+    monkeypatch.setattr(runrows.os, "fork", lambda: forks.append(1) or real_fork())
+    write_leaderboards(records, tmp_path / "child", "t", plots=False)
+    assert forks == [1]
+    for name in ("leaderboard.json", "leaderboard.md", "leaderboard.csv", "leaderboard.html"):
+        assert (tmp_path / "child" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
+    names = [sorted(p.name for p in (tmp_path / side).iterdir()) for side in ("child", "here")]
+    assert names[0] == names[1], "no temporary file left"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_a_failed_child_or_rebuild_leaves_no_file_or_process(tmp_path, monkeypatch):
+    import os
+
+    from qbench.leaderboard import write_leaderboards
+    from qbench.leaderboard.render import runrows, writers
+
+    monkeypatch.setattr(runrows, "FORK_ROWS", 1)
+    monkeypatch.setattr(runrows.sys, "platform", "linux")
+    records = _records()
+    records[0]["test_bpc"] = math.inf  # the child fails; the parent encodes again and raises json's error
+    with pytest.raises(ValueError, match="Out of range float values"):
+        write_leaderboards(records, tmp_path / "inf", "t", plots=False)
+    assert list((tmp_path / "inf").iterdir()) == []
+    children = []
+    real_fork = os.fork
+
+    def fork():
+        pid = real_fork()
+        children.append(pid)
+        return pid
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runrows.os, "fork", fork)
+    monkeypatch.setattr(writers, "write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_leaderboards(_records(), tmp_path / "stopped", "t", plots=False)
+    assert list((tmp_path / "stopped").iterdir()) == [], "no temporary file left"
+    with pytest.raises(ChildProcessError):
+        os.waitpid(children[0], os.WNOHANG)  # reaped

@@ -245,7 +245,7 @@ def test_the_schema_states_the_runs_table_the_writer_writes(run_a):
     from qbench import schemas
     from qbench.leaderboard.compute.fairness import ROLES
     from qbench.leaderboard.compute.frame import STATUSES
-    from qbench.leaderboard.render.writers import RUN_COLUMNS
+    from qbench.leaderboard.render.runrows import RUN_COLUMNS
 
     run = schemas.load("leaderboard", 1)["$defs"]["run"]
     assert run["required"] == list(run["properties"]) == RUN_COLUMNS

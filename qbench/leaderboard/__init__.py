@@ -8,13 +8,16 @@ The entry point is :func:`write_leaderboards`; ``qbench compare`` and ``qbench v
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qbench.leaderboard.compute.declarations import no_baseline_note
 from qbench.leaderboard.compute.fairness import FairView, apply_protocol
 from qbench.leaderboard.compute.frame import GROUP_KEY, RunsFrame, load_runs, record_sha256
 from qbench.leaderboard.compute.tables import aggregate, paired
 from qbench.protocol import Protocol
+
+if TYPE_CHECKING:
+    from qbench.leaderboard.render.runrows import RunRows
 
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html")
 
@@ -61,7 +64,22 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     last), with SIGINT/SIGTERM held back during the renames: an interruption or a second writer
     leaves either the previous set or the new one, never a mixture or a half-written file.
     """
-    from qbench.atomicio import StagedFiles, file_sha256, remove_stale_temps
+    from qbench.atomicio import remove_stale_temps
+    from qbench.leaderboard.render.runrows import RunRows
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, out_dir / "plots"):  # what a killed writer left: it would fail validate for good
+        remove_stale_temps(folder)
+    fair = apply_protocol(frame, protocol)
+    # the runs table, most of the JSON, is encoded beside the rest (by a child process on Linux, for
+    # a large table: see qbench.leaderboard.render.runrows)
+    with RunRows.start(fair.all_runs, out_dir) as rows:
+        return _write_set(frame, fair, out_dir, title, plots, rows)
+
+
+def _write_set(frame: RunsFrame, fair: FairView, out_dir: Path, title: str, plots: bool,
+               rows: RunRows) -> list[Path]:  # fmt: skip
+    from qbench.atomicio import StagedFiles, file_sha256
     from qbench.leaderboard.compute.trends import compute_trends
     from qbench.leaderboard.render.display import Displays
     from qbench.leaderboard.render.html import render_html
@@ -70,10 +88,6 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
     from qbench.leaderboard.render.trends import json_tables, write_trend_plots
     from qbench.leaderboard.render.writers import fairness_head, json_head, write_csv, write_json
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (out_dir, out_dir / "plots"):  # what a killed writer left: it would fail validate for good
-        remove_stale_temps(folder)
-    fair = apply_protocol(frame, protocol)
     table = tuned_rows(fair)
     pairs = paired(fair.used, fair.protocol.baseline, fair.protocol.alpha, fair.protocol)
     used = fair.used
@@ -104,7 +118,7 @@ def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,
         head = json_head(used, table, pairs, title, files, [*notes, *cold])
         head.update(fairness_head(fair))
         head.update(json_tables(trends))
-        write_json(head, fair.all_runs, staged.path(json_path))
+        write_json(head, fair.all_runs, staged.path(json_path), rows)
         staged.commit()
     return [*written, json_path]
 

@@ -35,7 +35,8 @@ from qbench.atomicio import file_sha256
 from qbench.leaderboard.audit.sources import LEADERBOARD_JSON, read_leaderboard_json
 from qbench.leaderboard.compute.frame import GROUP_KEY, STATUSES
 from qbench.leaderboard.compute.stats import summarize
-from qbench.leaderboard.render.writers import RUN_COLUMNS, SCHEMA, STAT_SUFFIXES, table_rows
+from qbench.leaderboard.render.runrows import RUN_COLUMNS
+from qbench.leaderboard.render.writers import SCHEMA, STAT_SUFFIXES, table_rows
 
 RENDERED = ("leaderboard.md", "leaderboard.csv", "leaderboard.html")
 

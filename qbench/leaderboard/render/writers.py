@@ -24,7 +24,8 @@ from qbench.leaderboard.compute.fairness import (
 )
 from qbench.leaderboard.compute.frame import GROUP_KEY, STATUSES, RunsFrame
 from qbench.leaderboard.compute.tables import PAIRED_COLUMNS
-from qbench.leaderboard.render.jsonrows import OPTIONS, Column, encode_rows
+from qbench.leaderboard.render.jsonrows import OPTIONS
+from qbench.leaderboard.render.runrows import RunRows, run_columns
 
 SCHEMA = "qbench-leaderboard/1"
 DESCRIPTIVE_COLUMNS = ["rank", *GROUP_KEY, "configuration", "quantizer", "cell", "dataset",
@@ -75,10 +76,6 @@ def table_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in section["rows"]]
 
 
-RUN_COLUMNS = ["case_id", "matrix", "status", "error", *GROUP_KEY, "quantizer", "cell", "dataset", "seed",
-               "record_sha256", "point", "role", "train_steps"]  # fmt: skip
-
-
 def _split(table: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
     lists = [_as_json_list(table[c].to_numpy(dtype=object if table[c].dtype.kind not in "iufb" else None))
              if c != "case_ids" else table[c].tolist() for c in columns]  # fmt: skip
@@ -125,31 +122,15 @@ def fairness_head(fair: FairView) -> dict[str, Any]:
     }
 
 
-def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, chunk: int = 10000) -> None:
-    """``head`` plus the ``runs`` table, its rows written in chunks.
+def write_json(head: dict[str, Any], frame: RunsFrame, path: Path, rows: RunRows | None = None) -> None:
+    """``head`` plus the ``runs`` table, whose rows ``rows`` gives (encoded here when not given).
 
-    ``json.dumps`` (one shot, C encoder) writes the head; the runs table, most of the file, is
-    encoded column by column (:mod:`qbench.leaderboard.render.jsonrows`), to the same bytes.
+    ``json.dumps`` (one shot, C encoder) writes the head: ``json.dump`` would take the pure-Python
+    encoder, ten times slower. The runs table, most of the file, is encoded column by column
+    (:mod:`qbench.leaderboard.render.jsonrows`), to the same bytes.
     """
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(head, **OPTIONS)[:-1])
         handle.write(',"runs":{"columns":' + json.dumps(run_columns(frame), **OPTIONS) + ',"rows":[')
-        write_run_rows(frame, handle, chunk)
+        (rows if rows is not None else RunRows(frame)).write_into(handle)
         handle.write("]}}\n")
-
-
-def run_columns(frame: RunsFrame) -> list[str]:
-    return [*RUN_COLUMNS, *frame.value_columns]
-
-
-def write_run_rows(frame: RunsFrame, handle: Any, chunk: int = 10000) -> None:
-    """The rows of the ``runs`` table, comma-separated, written to ``handle`` a chunk at a time
-    (all at once, 100,000 runs would hold every cell's text beside the frame: hundreds of MB)."""
-    runs = frame.runs
-    # the identity columns as Python values (seed an integer, train_steps a float or None)
-    columns = [Column(runs[c], python=True) if c in RUN_COLUMNS else Column(runs[c].to_numpy())
-               for c in run_columns(frame)]  # fmt: skip
-    for start in range(0, len(runs), chunk):
-        if start:
-            handle.write(",")
-        handle.write(encode_rows(columns, start, min(start + chunk, len(runs))))
