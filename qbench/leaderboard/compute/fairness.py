@@ -11,6 +11,7 @@ driver used to choose the cases: the page shows the same choices the driver made
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field, replace
@@ -68,8 +69,38 @@ def canonical_order(frame: RunsFrame) -> RunsFrame:
     runs = frame.runs.copy()
     runs["position"] = np.arange(len(runs), dtype=np.int64) if "position" not in runs else runs["position"]
     keys = [*GROUP_KEY, "seed", "case_id"]
-    order = runs[keys].astype({k: str for k in GROUP_KEY}).sort_values(keys, kind="stable").index
-    return _with_runs(frame, runs.loc[order])
+    ranks = _sort_ranks(runs, keys)
+    if ranks is None:
+        order = runs[keys].astype({k: str for k in GROUP_KEY}).sort_values(keys, kind="stable").index
+        return _with_runs(frame, runs.loc[order])
+    return _with_runs(frame, runs.iloc[np.lexsort(ranks[::-1])])
+
+
+def _sort_ranks(runs: pd.DataFrame, keys: list[str]) -> list[np.ndarray] | None:
+    """Each key as integer ranks in its sort order (labels as text, seeds as numbers), for a
+    stable ``np.lexsort``: the order ``sort_values`` gives, without turning the categorical labels
+    into 100,000 strings each. None where a key is not of the expected kind (then sort_values)."""
+    ranks = []
+    for key in keys:
+        column = runs[key]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy()
+            categories = column.cat.categories.to_numpy(dtype=object)
+            if (codes < 0).any() or not all(isinstance(c, str) for c in categories):
+                return None
+            rank = np.empty(len(categories), dtype=np.int64)
+            rank[np.argsort(categories, kind="stable")] = np.arange(len(categories))
+            ranks.append(rank[codes])
+        elif column.dtype.kind in "iu":
+            ranks.append(column.to_numpy())
+        elif pd.api.types.is_string_dtype(column.dtype):  # object, or pandas 3's str dtype
+            values = column.to_numpy(dtype=object)
+            if not all(isinstance(v, str) for v in values.tolist()):
+                return None
+            ranks.append(pd.factorize(values, sort=True)[0])
+        else:
+            return None
+    return ranks
 
 
 def _with_runs(frame: RunsFrame, runs: pd.DataFrame) -> RunsFrame:
@@ -153,21 +184,28 @@ def _observations(runs: pd.DataFrame, methods: list[tuple[str, str, str]], frame
         chosen_by = selection_metric(info.primary_metric, frame.directions, protocol, info.declaration)
         metric_of[label] = (info.primary_metric, chosen_by)
     directions = {label: frame.directions.get(chosen_by, "min") for label, (_, chosen_by) in metric_of.items()}
-    values: dict[str, list[float]] = {}
+    values: dict[str, np.ndarray] = {}
     for name in {m for pair in metric_of.values() for m in pair if m}:
-        values[name] = runs[name].to_numpy(dtype=float).tolist() if name in runs else [math.nan] * len(runs)
-    nan_list = [math.nan] * len(runs)
+        values[name] = runs[name].to_numpy(dtype=float) if name in runs else np.full(len(runs), math.nan)
+    # Only the runs on the protocol's seeds can change a decision (the grid runs on its first
+    # seeds, the seed rule compares on them); each method's last run is kept as well, for its name.
+    # On a store of many more seeds than the protocol's, that is far fewer than one per run.
+    needed = current & runs["seed"].isin(list(protocol.seeds)).to_numpy()
+    current_at = np.flatnonzero(current).tolist()
+    last = dict(zip(itertools.compress(methods, current.tolist()), current_at, strict=False))
+    needed[list(last.values())] = True
+    at = np.flatnonzero(needed).tolist()
+    quantizers, points, seeds = (runs[c].to_numpy(dtype=object)[at].tolist() for c in ("quantizer", "point", "seed"))
+    statuses, case_ids = (runs[c].to_numpy(dtype=object)[at].tolist() for c in ("status", "case_id"))
+    nan_values = np.full(len(runs), math.nan)
     observations = []
-    columns = zip(methods, runs["quantizer"].astype(str).tolist(), runs["point"].tolist(), runs["seed"].tolist(),
-                  runs["status"].astype(str).tolist(), runs["case_id"].tolist(), current.tolist(),
-                  range(len(runs)), strict=True)  # fmt: skip
-    for method, quantizer, point, seed, status, case_id, is_current, i in columns:
-        if not is_current:
-            continue
+    for j, i in enumerate(at):
+        method = methods[i]
         primary, chosen_by = metric_of.get(method[0], ("", ""))
         observations.append(Observation(
-            method=method, quantizer=quantizer, point=point, seed=int(seed), status=status,
-            valid=values.get(chosen_by, nan_list)[i], primary=values.get(primary, nan_list)[i], case_id=case_id,
+            method=method, quantizer=str(quantizers[j]), point=points[j], seed=int(seeds[j]), status=str(statuses[j]),
+            valid=float(values.get(chosen_by, nan_values)[i]), primary=float(values.get(primary, nan_values)[i]),
+            case_id=case_ids[j],
         ))  # fmt: skip
     return observations, directions
 
