@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import struct
+import time
 
 import numpy as np
 import pandas as pd
@@ -89,8 +91,23 @@ def test_a_child_encodes_the_runs_table_to_the_same_bytes(tmp_path, monkeypatch)
     monkeypatch.setattr(runrows, "FORK_ROWS", 1)
     monkeypatch.setattr(runrows.sys, "platform", "linux")
     monkeypatch.setattr(runrows.os, "fork", lambda: forks.append(1) or real_fork())
+    monkeypatch.setattr(runrows, "CHUNK", 2)  # many chunks: the child and this process each take some
+    taken, parent = [], os.getpid()
+    real_text = runrows.RunRows._text
+
+    def text(self, index):
+        if os.getpid() == parent:
+            taken.append(index)
+        else:  # the child waits until this process has taken a chunk from the back: both take some
+            deadline = time.monotonic() + 30
+            while struct.unpack_from("qq", self._shared)[1] == self.chunks and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return real_text(self, index)
+
+    monkeypatch.setattr(runrows.RunRows, "_text", text)
     write_leaderboards(records, tmp_path / "child", "t", plots=False)
-    assert forks == [1]
+    assert forks == [1] and len(records) > 20
+    assert taken and len(taken) < len(records) / 2, "this process took the last chunks, the child the first"
     for name in ("leaderboard.json", "leaderboard.md", "leaderboard.csv", "leaderboard.html"):
         assert (tmp_path / "child" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
     names = [sorted(p.name for p in (tmp_path / side).iterdir()) for side in ("child", "here")]

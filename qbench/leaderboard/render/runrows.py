@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import struct
 import sys
 import warnings
 from pathlib import Path
@@ -32,6 +33,8 @@ RUN_COLUMNS = ["case_id", "matrix", "status", "error", *GROUP_KEY, "quantizer", 
                "record_sha256", "point", "role", "train_steps"]  # fmt: skip
 #: rows from which a child encodes the table (below, forking costs more than it saves)
 FORK_ROWS = 20000
+#: rows encoded at a time (the unit the two processes share out)
+CHUNK = 5000
 
 
 def run_columns(frame: RunsFrame) -> list[str]:
@@ -40,16 +43,25 @@ def run_columns(frame: RunsFrame) -> list[str]:
 
 class RunRows:
     """The rows of the ``runs`` table, comma-separated, encoded a chunk at a time (all at once,
-    100,000 runs would hold every cell's text beside the frame: hundreds of MB)."""
+    100,000 runs would hold every cell's text beside the frame: hundreds of MB).
 
-    def __init__(self, frame: RunsFrame, chunk: int = 10000) -> None:
+    With a child, the chunks are shared out: the child takes them from the front, writing each to
+    its file, and this process, once the rest of the set is written, takes them from the back (in
+    memory) until the two meet, so that neither core waits for the other. A claim is two counters
+    in shared memory, read and moved under an ``flock`` of the child's file (released by the
+    kernel if either process dies).
+    """
+
+    def __init__(self, frame: RunsFrame, chunk: int | None = None) -> None:
         runs = frame.runs
         # the identity columns as Python values (seed an integer, train_steps a float or None)
         self.columns = [Column(runs[c], python=True) if c in RUN_COLUMNS else Column(runs[c].to_numpy())
                         for c in run_columns(frame)]  # fmt: skip
-        self.rows, self.chunk = len(runs), chunk
+        self.rows, self.chunk = len(runs), chunk or CHUNK
+        self.chunks = -(-self.rows // self.chunk)
         self.pid: int | None = None
         self.path: Path | None = None
+        self._shared: Any = None  # the claim counters (front, back) while a child shares the work
 
     @classmethod
     def start(cls, frame: RunsFrame, folder: Path) -> RunRows:
@@ -61,7 +73,11 @@ class RunRows:
         return rows
 
     def _fork(self, folder: Path) -> None:
+        import mmap
+
         path = temp_path(folder / "leaderboard.json")  # the parent's pid in its name: a killed run's is cleaned up
+        self._shared = mmap.mmap(-1, 16)  # anonymous and shared: the child sees the parent's claims
+        struct.pack_into("qq", self._shared, 0, 0, self.chunks)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()  # nothing buffered is written twice
@@ -74,7 +90,8 @@ class RunRows:
             code = 1
             try:
                 with open(path, "w", encoding="utf-8") as handle:
-                    self._encode(handle)
+                    while (index := self._claim(handle, front=True)) is not None:
+                        handle.write(self._text(index))
                 code = 0
             except BaseException:  # noqa: BLE001 - the parent encodes again and raises the error itself
                 pass
@@ -82,23 +99,44 @@ class RunRows:
                 os._exit(code)
         self.pid, self.path = pid, path
 
-    def _encode(self, handle: Any) -> None:
-        for start in range(0, self.rows, self.chunk):
-            if start:
-                handle.write(",")
-            handle.write(encode_rows(self.columns, start, min(start + self.chunk, self.rows)))
+    def _claim(self, handle: Any, front: bool) -> int | None:
+        """The next chunk from the front (the child) or the back (this process); None when none is left."""
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            low, high = struct.unpack_from("qq", self._shared)
+            if low >= high:
+                return None
+            struct.pack_into("q", self._shared, 0 if front else 8, low + 1 if front else high - 1)
+            return low if front else high - 1
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _text(self, index: int) -> str:
+        """Chunk ``index`` as text, with the comma that separates it from the previous chunk."""
+        start = index * self.chunk
+        return ("," if index else "") + encode_rows(self.columns, start, min(start + self.chunk, self.rows))
 
     def write_into(self, handle: Any) -> None:
-        """Write the rows to the text file ``handle`` (the child's file copied, or encoded here)."""
-        if self.pid is not None:
+        """Write the rows to the text file ``handle`` (the child's file and the chunks taken from
+        the back, or everything encoded here)."""
+        if self.pid is not None and self.path is not None:
+            mine: list[tuple[int, str]] = []
+            with open(self.path, "rb") as lock:
+                while (index := self._claim(lock, front=False)) is not None:
+                    mine.append((index, self._text(index)))
             pid, self.pid = self.pid, None
             _, status = os.waitpid(pid, 0)
-            if os.waitstatus_to_exitcode(status) == 0 and self.path is not None:
+            if os.waitstatus_to_exitcode(status) == 0:
                 handle.flush()
                 with open(self.path, "rb") as encoded:
                     shutil.copyfileobj(encoded, handle.buffer, 1 << 20)
+                for _, text in sorted(mine):
+                    handle.write(text)
                 return
-        self._encode(handle)
+        for index in range(self.chunks):
+            handle.write(self._text(index))
 
     def close(self) -> None:
         """Stop a child still encoding (the rebuild failed or was interrupted) and remove its file."""
@@ -112,6 +150,9 @@ class RunRows:
             with contextlib.suppress(OSError):
                 self.path.unlink()
             self.path = None
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
 
     def __enter__(self) -> RunRows:
         return self
