@@ -214,23 +214,30 @@ def _parts(value: Any) -> str:
 
 def _canonical_texts(values: list[Any]) -> list[str]:
     """Objects (or their JSON text, as a store gives them) as canonical JSON, each distinct value once."""
+    if set(map(type, values)) <= {str, type(None)}:  # a store's texts: a dict lookup a run
+        texts = {value: _canonical(value) for value in dict.fromkeys(values)}
+        return list(map(texts.__getitem__, values))
     cache: dict[Any, str] = {}
     out = []
     for value in values:
         key = value if isinstance(value, str) else repr(value)
         text = cache.get(key)
         if text is None:
-            parsed = value
-            if isinstance(value, str):
-                try:
-                    parsed = json.loads(value)
-                except ValueError:
-                    parsed = value
-            if isinstance(parsed, float) and math.isnan(parsed):
-                parsed = None
-            text = cache[key] = json.dumps(parsed, sort_keys=True, separators=(",", ":"), default=str)
+            text = cache[key] = _canonical(value)
         out.append(text)
     return out
+
+
+def _canonical(value: Any) -> str:
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+    if isinstance(parsed, float) and math.isnan(parsed):
+        parsed = None
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def build_runs(source: RawRuns) -> RunsFrame:
