@@ -474,17 +474,36 @@ class Projection:
         """``{record key: (native column, JSON column)}`` of the column table."""
         return storecolumns.Columns(self._db).load()
 
-    def column_rows(self, keys: list[str], with_ids: bool = True, sparse: bool = False) -> sqlite3.Cursor:
+    def column_rows(self, keys: list[str], with_ids: bool = True, sparse: bool = False,
+                    rowids: tuple[int | None, int | None] = (None, None)) -> sqlite3.Cursor:  # fmt: skip
         """Per selected record with a row in the column table: ``(stored, case_id, sha256, *pairs)``
         with ``with_ids``, else ``pairs`` only with DISTINCT; each of ``keys`` as two values, the
         native one and the JSON text id (see :func:`qbench.storecolumns.merged`); ``sparse``: only the
-        columns that exist (:func:`qbench.storecolumns.slots` says where each key's are)."""
+        columns that exist (:func:`qbench.storecolumns.slots` says where each key's are); ``rowids``:
+        only the records whose rowid is above the first bound and at most the second (None: no bound),
+        a part of the store for one of several readers (see :meth:`middle_rowid`)."""
         where, args = self._where()
         where = where.replace("matrix", "r.matrix")
+        for bound, test in zip(rowids, ("r.rowid > ?", "r.rowid <= ?"), strict=True):
+            if bound is not None:
+                where, args = f"{where} {'AND' if where else 'WHERE'} {test}", (*args, bound)
         pairs = ", ".join(storecolumns.select(self.column_keys(), keys, sparse)) or "NULL"
         head = "r.stored, r.case_id, c.sha256, " if with_ids else "DISTINCT "
         return self._db.execute(f"SELECT {head}{pairs} FROM records r JOIN record_columns c ON c.case_id = r.case_id "
                                 f"{where}", args)  # fmt: skip
+
+    def middle_rowid(self) -> tuple[int, int | None]:
+        """How many records are selected, and the rowid that splits them in two halves (None for none)."""
+        where, args = self._where()
+        count = self._db.execute(f"SELECT count(*) FROM records {where}", args).fetchone()[0]
+        row = self._db.execute(f"SELECT rowid FROM records {where} ORDER BY rowid LIMIT 1 OFFSET ?",
+                               (*args, max(count // 2 - 1, 0))).fetchone()  # fmt: skip
+        return count, row[0] if row else None
+
+    def immutable(self) -> bool:
+        """Whether this connection reads the store without locks (no writer has it open: see
+        :func:`read_only_uri`): then another process may open it too at any moment, a fork included."""
+        return "immutable=1" in read_only_uri(self.path)
 
     def stated(self, key: str) -> list[tuple[str, Any, Any]]:
         """``(case_id, native, JSON text id)`` of the selected records that have ``key``, by case id."""

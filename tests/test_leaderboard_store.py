@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -79,3 +80,40 @@ def test_blocks_and_an_order_unlike_the_rows_give_the_records_frame(store, monke
     found, expected = read_store(store), load_runs(records)
     pd.testing.assert_frame_equal(found.runs, expected.runs)
     assert [found.curves[i] for i in (0, 1500, len(records) - 1)] == [expected.curves[i] for i in (0, 1500, -1)]
+
+
+def test_two_processes_read_the_same_frame_as_one(store, monkeypatch):
+    """A large store is read by a forked child (upper half by rowid) and this process (lower half);
+    the frame is one reader's, also when the child fails (its half is then read here)."""
+    import os
+
+    import qbench.leaderboard.compute.storeread as storeread
+
+    if not (hasattr(os, "fork") and hasattr(os, "memfd_create")):
+        pytest.skip("no fork or memfd_create on this platform")
+    monkeypatch.setattr(storeread.sys, "platform", "linux")
+    one = read_store(store)
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(storeread.os, "fork", lambda: forks.append(1) or real_fork())
+    monkeypatch.setattr(storeread, "PARALLEL_ROWS", 100)
+    monkeypatch.setattr(storeread, "CHUNK", 997)
+    two = read_store(store)
+    assert forks == [1]
+    pd.testing.assert_frame_equal(two.runs, one.runs)
+    assert (two.directions, two.value_columns, two.provenance) == (one.directions, one.value_columns, one.provenance)
+
+    parent = os.getpid()
+    real_read = storeread._ColumnRows.read
+
+    def failing(self, db, rowids=(None, None)):
+        if os.getpid() != parent:
+            raise RuntimeError("the child fails")
+        return real_read(self, db, rowids)
+
+    monkeypatch.setattr(storeread._ColumnRows, "read", failing)
+    pd.testing.assert_frame_equal(read_store(store).runs, one.runs)
+    assert forks == [1, 1]
+    Path(f"{store}-wal").write_bytes(b"")  # a writer has the store open: one reader, with SQLite's locks
+    pd.testing.assert_frame_equal(read_store(store).runs, one.runs)
+    assert forks == [1, 1]
