@@ -481,7 +481,7 @@ class Projection:
         native one and the JSON text id (see :func:`qbench.storecolumns.merged`); ``sparse``: only the
         columns that exist (:func:`qbench.storecolumns.slots` says where each key's are); ``rowids``:
         only the records whose rowid is above the first bound and at most the second (None: no bound),
-        a part of the store for one of several readers (see :meth:`middle_rowid`)."""
+        a part of the store for one of several readers (see :meth:`split_rowid`)."""
         where, args = self._where()
         where = where.replace("matrix", "r.matrix")
         for bound, test in zip(rowids, ("r.rowid > ?", "r.rowid <= ?"), strict=True):
@@ -492,12 +492,13 @@ class Projection:
         return self._db.execute(f"SELECT {head}{pairs} FROM records r JOIN record_columns c ON c.case_id = r.case_id "
                                 f"{where}", args)  # fmt: skip
 
-    def middle_rowid(self) -> tuple[int, int | None]:
-        """How many records are selected, and the rowid that splits them in two halves (None for none)."""
+    def split_rowid(self, fraction: float = 0.5) -> tuple[int, int | None]:
+        """How many records are selected, and the rowid at or below which ``fraction`` of them lie
+        (None for none): where to split them between two readers."""
         where, args = self._where()
         count = self._db.execute(f"SELECT count(*) FROM records {where}", args).fetchone()[0]
         row = self._db.execute(f"SELECT rowid FROM records {where} ORDER BY rowid LIMIT 1 OFFSET ?",
-                               (*args, max(count // 2 - 1, 0))).fetchone()  # fmt: skip
+                               (*args, max(int(count * fraction) - 1, 0))).fetchone()  # fmt: skip
         return count, row[0] if row else None
 
     def immutable(self) -> bool:

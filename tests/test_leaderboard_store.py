@@ -83,8 +83,8 @@ def test_blocks_and_an_order_unlike_the_rows_give_the_records_frame(store, monke
 
 
 def test_two_processes_read_the_same_frame_as_one(store, monkeypatch):
-    """A large store is read by a forked child (upper half by rowid) and this process (lower half);
-    the frame is one reader's, also when the child fails (its half is then read here)."""
+    """A large store is read by a forked child (the upper part by rowid) and this process (the lower
+    part); the frame is one reader's, also when the child fails (its part is then read here)."""
     import os
 
     import qbench.leaderboard.compute.storeread as storeread

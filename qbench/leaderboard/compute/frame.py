@@ -279,7 +279,9 @@ def build_runs(source: RawRuns) -> RunsFrame:
         values = raw[column]
         if not pd.api.types.is_numeric_dtype(values.dtype):  # object, or pandas 3's str dtype
             # a string is no number, even one that reads as one
-            numbers = [None if isinstance(v, str) else v for v in values.astype(object).tolist()]
+            numbers = values.astype(object).tolist()
+            if any(issubclass(kind, str) for kind in set(map(type, numbers))):  # few kinds: one pass
+                numbers = [None if isinstance(v, str) else v for v in numbers]
             values = pd.to_numeric(pd.Series(numbers, dtype=object, index=values.index), errors="coerce")
         columns[column] = values.astype(float)  # bools become 0/1: sim_exact aggregates to a fraction
     # a "" column of text (a label such as the number formats used) has no number to aggregate

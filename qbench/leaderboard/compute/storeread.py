@@ -337,26 +337,28 @@ class _ColumnRows:
 
 #: selected records from which two processes read the column table (see :func:`_read_in_two`)
 PARALLEL_ROWS = 40000
+#: the part this process reads: a little more than half, as the child also pickles its part
+PARENT_SHARE = 0.55
 
 
 def _read_in_two(store: Projection, query: _Query,
                  rows: _ColumnRows) -> tuple[list[tuple[float, str]], list[str], pd.DataFrame] | None:  # fmt: skip
-    """The rows read by two processes, each half the store by rowid, on Linux for a large store
+    """The rows read by two processes, each about half the store by rowid, on Linux for a large store
     read without locks (no writer has it open); None where that does not apply (read in one).
 
     SQLite's rows become Python values and DataFrame blocks at about 25 us a record, most of a
-    large read and all on one core; a forked child reads the upper half on its own connection
+    large read and all on one core; a forked child reads the upper part on its own connection
     (opened after the fork: none is carried across it, and an immutable store takes no locks) and
-    hands its part back pickled in an anonymous memory file, while this process reads the lower
-    half. The parts are joined in the same order as one reader's (the frame is sorted afterwards
-    anyway). A child that fails, or takes far longer than this half did (a lock another thread
-    held at the fork), is stopped and its half read here: the same frame, later.
+    hands it back pickled in an anonymous memory file, while this process reads the lower part.
+    The parts are joined in the same order as one reader's (the frame is sorted afterwards
+    anyway). A child that fails, or takes far longer than this process's part did (a lock another
+    thread held at the fork), is stopped and its part read here: the same frame, later.
     """
     if not (sys.platform.startswith("linux") and hasattr(os, "fork") and hasattr(os, "memfd_create")):
         return None
     if query.case_ids is not None or query.skip or not store.immutable():
         return None
-    count, middle = store.middle_rowid()
+    count, middle = store.split_rowid(PARENT_SHARE)
     if count < PARALLEL_ROWS or middle is None:
         return None
     import pickle
@@ -377,7 +379,7 @@ def _read_in_two(store: Projection, query: _Query,
                 with query.open() as mine, open(memory, "wb", closefd=False) as out:
                     pickle.dump(rows.read(mine, (middle, None)), out, protocol=pickle.HIGHEST_PROTOCOL)
                 code = 0
-            except BaseException:  # noqa: BLE001 - the parent reads the half itself
+            except BaseException:  # noqa: BLE001 - the parent reads the part itself
                 pass
             finally:
                 os._exit(code)

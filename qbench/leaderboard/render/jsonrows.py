@@ -45,6 +45,10 @@ def _cell(value: Any) -> str:
     return _dumps(value)
 
 
+def _text(value: str | None) -> str:
+    return "null" if value is None else _STRING(value)
+
+
 def _distinct(values: list[Any], encode: Any) -> list[str]:
     """``encode`` applied once per distinct value (the values are hashable and of one kind each)."""
     texts = {value: encode(value) for value in dict.fromkeys(values)}
@@ -55,7 +59,7 @@ def cells(values: list[Any]) -> list[str]:
     """JSON texts of a column of Python values (strings, None, numbers, anything json takes)."""
     kinds = set(map(type, values))
     if kinds <= {str, _NONE}:  # strings repeat (labels, roles, points): escape each once
-        return _distinct(values, _cell)
+        return _distinct(values, _text)
     return list(map(_cell, values))
 
 
@@ -128,7 +132,7 @@ def python_values(values: np.ndarray) -> list[Any]:
         boxed = boxed.copy()
         boxed[missing] = None
     out = boxed.tolist()
-    if any(isinstance(v, np.generic) for v in out):
+    if any(issubclass(kind, np.generic) for kind in set(map(type, out))):  # few kinds: one pass in C
         out = [v.item() if isinstance(v, np.generic) else v for v in out]
     return out
 
