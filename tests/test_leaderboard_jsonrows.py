@@ -82,6 +82,7 @@ def test_a_child_encodes_the_runs_table_to_the_same_bytes(tmp_path, monkeypatch)
     import os
 
     from qbench.leaderboard import write_leaderboards
+    from qbench.leaderboard.compute import forking
     from qbench.leaderboard.render import runrows
 
     records = _records()
@@ -89,8 +90,8 @@ def test_a_child_encodes_the_runs_table_to_the_same_bytes(tmp_path, monkeypatch)
     forks = []
     real_fork = os.fork
     monkeypatch.setattr(runrows, "FORK_ROWS", 1)
-    monkeypatch.setattr(runrows.sys, "platform", "linux")
-    monkeypatch.setattr(runrows.os, "fork", lambda: forks.append(1) or real_fork())
+    monkeypatch.setattr(forking.sys, "platform", "linux")
+    monkeypatch.setattr(forking.os, "fork", lambda: forks.append(1) or real_fork())
     monkeypatch.setattr(runrows, "CHUNK", 2)  # many chunks: the child and this process each take some
     taken, parent = [], os.getpid()
     real_text = runrows.RunRows._text
@@ -119,10 +120,11 @@ def test_a_failed_child_or_rebuild_leaves_no_file_or_process(tmp_path, monkeypat
     import os
 
     from qbench.leaderboard import write_leaderboards
+    from qbench.leaderboard.compute import forking
     from qbench.leaderboard.render import runrows, writers
 
     monkeypatch.setattr(runrows, "FORK_ROWS", 1)
-    monkeypatch.setattr(runrows.sys, "platform", "linux")
+    monkeypatch.setattr(forking.sys, "platform", "linux")
     records = _records()
     records[0]["test_bpc"] = math.inf  # the child fails; the parent encodes again and raises json's error
     with pytest.raises(ValueError, match="Out of range float values"):
@@ -139,10 +141,29 @@ def test_a_failed_child_or_rebuild_leaves_no_file_or_process(tmp_path, monkeypat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runrows.os, "fork", fork)
+    monkeypatch.setattr(forking.os, "fork", fork)
     monkeypatch.setattr(writers, "write_json", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_leaderboards(_records(), tmp_path / "stopped", "t", plots=False)
     assert list((tmp_path / "stopped").iterdir()) == [], "no temporary file left"
     with pytest.raises(ChildProcessError):
         os.waitpid(children[0], os.WNOHANG)  # reaped
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_a_child_that_fails_or_hangs_is_told_apart_and_stopped():
+    import os
+
+    from qbench.leaderboard.compute import forking
+
+    def fails():
+        raise RuntimeError("no")
+
+    assert forking.finished(forking.start(lambda: None), 30.0)
+    assert not forking.finished(forking.start(fails), 30.0)
+    stuck = forking.start(lambda: time.sleep(60))
+    started = time.monotonic()
+    assert not forking.finished(stuck, 0.2)
+    assert time.monotonic() - started < 10
+    with pytest.raises(ChildProcessError):
+        os.waitpid(stuck, os.WNOHANG)  # killed and reaped

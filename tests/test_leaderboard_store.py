@@ -88,14 +88,15 @@ def test_two_processes_read_the_same_frame_as_one(store, monkeypatch):
     import os
 
     import qbench.leaderboard.compute.storeread as storeread
+    from qbench.leaderboard.compute import forking
 
     if not (hasattr(os, "fork") and hasattr(os, "memfd_create")):
         pytest.skip("no fork or memfd_create on this platform")
-    monkeypatch.setattr(storeread.sys, "platform", "linux")
+    monkeypatch.setattr(forking.sys, "platform", "linux")
     one = read_store(store)
     forks = []
     real_fork = os.fork
-    monkeypatch.setattr(storeread.os, "fork", lambda: forks.append(1) or real_fork())
+    monkeypatch.setattr(forking.os, "fork", lambda: forks.append(1) or real_fork())
     monkeypatch.setattr(storeread, "PARALLEL_ROWS", 100)
     monkeypatch.setattr(storeread, "CHUNK", 997)
     two = read_store(store)

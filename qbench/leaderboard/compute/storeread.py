@@ -12,13 +12,10 @@ The SQL itself is the store's (:class:`qbench.store.Projection`): the table layo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import signal
 import sqlite3
-import sys
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +25,7 @@ import pandas as pd
 
 from qbench import record as R
 from qbench import storecolumns
+from qbench.leaderboard.compute import forking
 from qbench.leaderboard.compute.declarations import signature
 from qbench.leaderboard.compute.frame import (
     CONFIG_COLUMNS,
@@ -354,7 +352,7 @@ def _read_in_two(store: Projection, query: _Query,
     anyway). A child that fails, or takes far longer than this process's part did (a lock another
     thread held at the fork), is stopped and its part read here: the same frame, later.
     """
-    if not (sys.platform.startswith("linux") and hasattr(os, "fork") and hasattr(os, "memfd_create")):
+    if not (forking.available() and hasattr(os, "memfd_create")):
         return None
     if query.case_ids is not None or query.skip or not store.immutable():
         return None
@@ -363,49 +361,27 @@ def _read_in_two(store: Projection, query: _Query,
         return None
     import pickle
     import time
-    import warnings
 
     memory = os.memfd_create("qbench-leaderboard-read")
+
+    def child() -> None:  # its own connection, opened after the fork
+        with query.open() as mine, open(memory, "wb", closefd=False) as out:
+            pickle.dump(rows.read(mine, (middle, None)), out, protocol=pickle.HIGHEST_PROTOCOL)
+
     pid: int | None = None
+    second = None
     try:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: a process with threads
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child (the frame it hands back is compared by the tests)
-            code = 1
-            try:
-                with query.open() as mine, open(memory, "wb", closefd=False) as out:
-                    pickle.dump(rows.read(mine, (middle, None)), out, protocol=pickle.HIGHEST_PROTOCOL)
-                code = 0
-            except BaseException:  # noqa: BLE001 - the parent reads the part itself
-                pass
-            finally:
-                os._exit(code)
+        pid = forking.start(child)
         started = time.monotonic()
         first = rows.read(store, (None, middle))
-        second = None
-        deadline = time.monotonic() + max(30.0, 4 * (time.monotonic() - started))
-        while pid is not None:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                pid = None
-                if os.waitstatus_to_exitcode(status) == 0:
-                    os.lseek(memory, 0, os.SEEK_SET)
-                    with open(memory, "rb", closefd=False) as part:
-                        second = pickle.load(part)
-            elif time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pid = None
-            else:
-                time.sleep(0.002)
+        waited, pid = pid, None
+        if forking.finished(waited, max(30.0, 4 * (time.monotonic() - started))):
+            os.lseek(memory, 0, os.SEEK_SET)
+            with open(memory, "rb", closefd=False) as part:
+                second = pickle.load(part)
     finally:
-        if pid:  # interrupted: the child must not outlive the read
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+        if pid is not None:  # interrupted: the child must not outlive the read
+            forking.stop(pid)
         os.close(memory)
     if second is None:
         second = rows.read(store, (middle, None))

@@ -15,16 +15,14 @@ value then raises here, as it always did).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import struct
-import sys
-import warnings
+import time
 from pathlib import Path
 from typing import Any
 
 from qbench.atomicio import temp_path
+from qbench.leaderboard.compute import forking
 from qbench.leaderboard.compute.frame import GROUP_KEY, RunsFrame
 from qbench.leaderboard.render.jsonrows import Column, encode_rows
 
@@ -68,7 +66,7 @@ class RunRows:
         """The rows of ``frame``, being encoded by a child into a temporary file in ``folder`` where
         that pays (see the module's docstring); :meth:`write_into` gives them either way."""
         rows = cls(frame)
-        if rows.rows >= FORK_ROWS and sys.platform.startswith("linux") and hasattr(os, "fork"):
+        if rows.rows >= FORK_ROWS and forking.available():
             rows._fork(folder)
         return rows
 
@@ -78,26 +76,14 @@ class RunRows:
         path = temp_path(folder / "leaderboard.json")  # the parent's pid in its name: a killed run's is cleaned up
         self._shared = mmap.mmap(-1, 16)  # anonymous and shared: the child sees the parent's claims
         struct.pack_into("qq", self._shared, 0, 0, self.chunks)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()  # nothing buffered is written twice
-        with warnings.catch_warnings():
-            # Python 3.12+ warns about forking a process with threads (BLAS, torch); the child
-            # takes none of their locks (see the module's docstring)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child (its output is compared by the tests)
-            code = 1
-            try:
-                with open(path, "w", encoding="utf-8") as handle:
-                    while (index := self._claim(handle, front=True)) is not None:
-                        handle.write(self._text(index))
-                code = 0
-            except BaseException:  # noqa: BLE001 - the parent encodes again and raises the error itself
-                pass
-            finally:
-                os._exit(code)
-        self.pid, self.path = pid, path
+
+        def child() -> None:
+            with open(path, "w", encoding="utf-8") as handle:
+                while (index := self._claim(handle, front=True)) is not None:
+                    handle.write(self._text(index))
+
+        self.path = path
+        self.pid = forking.start(child)
 
     def _claim(self, handle: Any, front: bool) -> int | None:
         """The next chunk from the front (the child) or the back (this process); None when none is left."""
@@ -123,12 +109,14 @@ class RunRows:
         the back, or everything encoded here)."""
         if self.pid is not None and self.path is not None:
             mine: list[tuple[int, str]] = []
+            started = time.monotonic()
             with open(self.path, "rb") as lock:
                 while (index := self._claim(lock, front=False)) is not None:
                     mine.append((index, self._text(index)))
+            # the child has at most the chunk it took last to finish: far longer means it is stuck
+            each = (time.monotonic() - started) / max(len(mine), 1)
             pid, self.pid = self.pid, None
-            _, status = os.waitpid(pid, 0)
-            if os.waitstatus_to_exitcode(status) == 0:
+            if forking.finished(pid, max(30.0, 10 * each)):
                 handle.flush()
                 with open(self.path, "rb") as encoded:
                     shutil.copyfileobj(encoded, handle.buffer, 1 << 20)
@@ -142,10 +130,7 @@ class RunRows:
         """Stop a child still encoding (the rebuild failed or was interrupted) and remove its file."""
         if self.pid is not None:
             pid, self.pid = self.pid, None
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.waitpid(pid, 0)
+            forking.stop(pid)
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
