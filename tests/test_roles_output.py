@@ -276,15 +276,23 @@ def test_the_simulator_reads_the_output_layers_declared_scale():
         qbench.create("hardware", "shift-add", scale_bits=4).measure(model, _sample(model))
 
 
-def test_the_c_library_writes_a_quantized_output_layer():
-    from qbench_builtins.hardware import cgen
+@pytest.mark.parametrize("output", [{"name": "exponential", "e_min": -6, "e_max": 0}, {"name": "lsq", "bits": 4}])
+def test_the_c_library_computes_a_quantized_output_layer_bit_for_bit(output, tmp_path):
+    """Power-of-two codes, and codes times a learned step (a scaled output row): the C library's
+    logits equal the simulator's."""
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler (Debian: apt-get install gcc)")
     from qbench_builtins.hardware.program import SimConfig, build_program
 
-    model = _exported(qbench.create("quantizer", "exponential", e_min=-6, e_max=0))
-    program = build_program(model, SimConfig())
-    assert program.output.w.kind_label.startswith("pow2") and not program.output.w.requantized
-    library = cgen.generate(program)
-    assert "qb_output" in "".join(library.files.values())
+    from .test_c_export import assert_identical, compiled_outputs
+
+    name, params = output["name"], {k: v for k, v in output.items() if k != "name"}
+    model = _exported(qbench.create("quantizer", name, **params))
+    config = SimConfig(scale_bits=24)  # wide enough for a learned float32 step
+    assert not build_program(model, config).output.w.requantized
+    assert_identical(*compiled_outputs(model, _sample(model), config, tmp_path))
 
 
 # -- end to end ---------------------------------------------------------------------------------------
