@@ -140,6 +140,13 @@ def test_a_quantizer_that_breaks_on_the_output_matrix_is_probed_only_where_assig
         def qbench_register_quantizers(self) -> list[type]:
             return [RowsOnly]
 
+    from qbench.quantprobe import probe_problems
+    from qbench.testing.quantizers import ROLE_CASES
+
+    # plugins --check and the kit check every role a quantizer declares, the output layer's included
+    assert "output" in [case[0] for case in ROLE_CASES]
+    (problem,) = probe_problems(RowsOnly())
+    assert "role 'output'" in problem and "applies_to('output')" in problem
     with registered_plugins(Plugs()) as h:
         assert _matrix(h, 'name = "rows-only"').quantizers[0].label == "rows-only"
         with pytest.raises(qbench.PluginError, match=r"role 'output'.*applies_to\('output'\)"):
