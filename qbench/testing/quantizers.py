@@ -38,8 +38,8 @@ contract of ``qbench.Quantizer``:
 
 Checks that cannot apply to your quantizer (the straight-through check for one that owns its
 gradient, the owned-gradient check for one that does not, the clipping check without a shadow
-bound, the training check without learned state) are not run: they are deselected when the
-tests are collected and pytest's terminal summary lists them with the reason
+bound, the training check without learned state) are not run: each ends as it starts with the
+outcome "not applicable" (not a skip) and pytest's terminal summary lists them with the reason
 (``not_applicable``; :mod:`qbench.testing.applicability`). Override a test (for example with
 ``pytest.skip``) when your method deliberately departs from a check, and say why. Set the
 class attribute ``device = "cuda"`` to run the suite on a GPU.
@@ -154,7 +154,7 @@ class QuantizerContract(JudgedKit):
     #: dtypes checked for shape/dtype preservation and membership of the value set
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
-    #: the fixtures that make the component, evaluated when the tests are collected (see not_applicable)
+    #: the fixtures that make the component, built first in each test and judged (see not_applicable)
     component_fixtures: tuple[str, ...] = ("quantizer", "role_case")
 
     @pytest.fixture
