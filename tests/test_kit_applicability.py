@@ -57,26 +57,26 @@ def test_a_third_party_kit_run_lists_what_does_not_apply_instead_of_skipping(tmp
     assert proc.returncode == 0, out + proc.stderr
     # nothing is a skip (``-rs`` lists none) and nothing is deselected: the last line counts them apart
     assert "skipped" not in out and "SKIPPED" not in out and "deselected" not in out, out
-    assert out.rstrip().splitlines()[-1].startswith("120 passed, 55 not applicable in "), out
+    assert out.rstrip().splitlines()[-1].startswith("154 passed, 59 not applicable in "), out
     summary = out[out.index("qbench kit:"):]
-    # 15 checks that do not fit the quantizers' gradient or state or the cell (no fused kernel, no
-    # scan), and 19 of each quantizer's role
+    # 19 checks that do not fit the quantizers' gradient or state or the cell (no fused kernel, no
+    # scan; the output role is one more role case), and 19 of each quantizer's role
     # checks for the hidden role, which neither ternary nor lsq (without hidden = true) takes, and
     # each quantizer's check of the sequence-level backward of a hidden state
-    assert "qbench kit: 55 checks do not apply to their component and were not run (not applicable):" in summary
+    assert "qbench kit: 59 checks do not apply to their component and were not run (not applicable):" in summary
     assert sum("the quantizer does not quantize the 'hidden' role (its applies_to says so)" in line
                for line in summary.splitlines()) == 2
     lines = {line.strip() for line in summary.splitlines()}
     for line in [
-        "TestMyQuantizer: 3 x test_owned_gradient_is_finite_and_reaches_the_weights: the host's straight-through "
+        "TestMyQuantizer: 4 x test_owned_gradient_is_finite_and_reaches_the_weights: the host's straight-through "
         "estimator carries the gradient (test_straight_through_gradient_reaches_shadow_weights instead)",
         "TestMyQuantizer: 1 x test_learned_state_trains_and_survives_pickling: no learned state (init_state "
         "returns {})",
         "TestMyQuantizer: 1 x test_sequence_backward_matches_the_per_step_loop: the quantizer does not quantize "
         "the hidden state",
-        "TestMyLearnedQuantizer: 6 x test_straight_through_gradient_reaches_shadow_weights: the quantizer owns "
+        "TestMyLearnedQuantizer: 8 x test_straight_through_gradient_reaches_shadow_weights: the quantizer owns "
         "its gradient (test_owned_gradient_is_finite_and_reaches_the_weights instead)",
-        "TestMyLearnedQuantizer: 3 x test_clipping_keeps_the_evaluation_values: no shadow bound for this role: "
+        "TestMyLearnedQuantizer: 4 x test_clipping_keeps_the_evaluation_values: no shadow bound for this role: "
         "clipping leaves the weights alone",
         "TestMyCell: 1 x test_fused_matches_reference: the cell declares no fused kernel: the host runs its "
         "per-step reference only",
@@ -111,7 +111,7 @@ def test_collecting_lists_every_check(tmp_path):
     (tmp_path / "test_mine.py").write_text(textwrap.dedent(AUTHOR_TESTS))
     proc = pytest_in(tmp_path, "--co", "test_mine.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "175 tests collected" in proc.stdout
+    assert "213 tests collected" in proc.stdout
     assert "TestMyCell::test_fused_matches_reference" in proc.stdout
     assert "qbench kit:" not in proc.stdout  # nothing was judged
 
@@ -152,7 +152,7 @@ def test_an_extended_judge_keeps_its_signature_and_runs_before_the_other_fixture
     proc = pytest_in(tmp_path, "-k", "mine or learned_state_trains", "test_judge.py")
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert out.rstrip().splitlines()[-1].startswith("1 passed, 80 deselected, 3 not applicable in "), out  # -k
+    assert out.rstrip().splitlines()[-1].startswith("1 passed, 99 deselected, 3 not applicable in "), out  # -k
     assert "TestJudged: 1 x test_mine_with_state: mine: no learned state" in out
     assert "TestJudged: 1 x test_mine_per_width: mine: width 8 is more than ternary needs" in out
     assert "TestJudged: 1 x test_learned_state_trains_and_survives_pickling: no learned state" in out
