@@ -554,6 +554,13 @@ def _parse_tune(where: str, tune: Any, axes: Mapping[str, tuple[Spec, ...]], tra
     ``seeds = N`` (tune on the first N seeds, default 1), ``metric = "valid_..."``."""
     if not isinstance(tune, dict):
         raise MatrixError(f"{where}: [tune] must be a table such as\n  [tune]\n  train.lr = [0.001, 0.003, 0.01]")
+    if "roles" in tune:
+        # A role's parameters make methods, not tuning points: each value is its own row, tuned
+        # for the [tune] values like any method (a validation search over bits would pick the most)
+        raise MatrixError(f"{where}: [tune] cannot tune a role's parameters (roles...); list the values in the "
+                          "role instead, each one a method of its own, e.g.\n"
+                          '  roles.hidden = [{ name = "lsq", bits = 2, hidden = true }, '
+                          '{ name = "lsq", bits = 4, hidden = true }]')  # fmt: skip
     unknown = sorted(set(tune) - set(TUNE_KEYS))
     if unknown:
         raise MatrixError(f"{where}: [tune] has unknown key(s) {', '.join(map(repr, unknown))}; tune "
