@@ -24,6 +24,7 @@ from qbench.matrix import Case, build_quantizer
 from qbench.metrics import MetricSet
 from qbench.provenance import base_provenance, component_versions
 from qbench.record import CELL, DATASET, QUANTIZER, failed, new_record
+from qbench.roles import output_quantizer
 
 
 def _now() -> str:
@@ -175,7 +176,12 @@ def _train_and_measure(case: Case, device: str, record: dict[str, Any],
             if case.quantizer.roles and result.weight_count:  # roles of different widths: the mean
                 record[R.WEIGHT_BITS] = weights_bits / result.weight_count
             record[R.WEIGHT_BYTES] = (weights_bits + learned_bits) / 8.0
-    record[R.FULL_PRECISION] = ["input", "output"] if cell.config.get("embedding", 0) == 0 else ["embedding", "output"]
+        elif (output := getattr(result.exported, "output_tensor", None)) is not None:  # an undeclared cell's stack
+            stack_count = result.weight_count - int(output.values.size)
+            record[R.WEIGHT_BYTES] = (stack_count * record[R.WEIGHT_BITS] + output.storage_bits) / 8.0
+    first = "input" if cell.config.get("embedding", 0) == 0 else "embedding"
+    # a quantized output layer (roles.output) keeps its bias float (qbench.training.output)
+    record[R.FULL_PRECISION] = [first, "output" if output_quantizer(quantizer) is None else "output bias"]
     if result.status != "ok" or result.exported is None:
         return
     _run_hardware(case, host, result, record)
@@ -194,10 +200,14 @@ def backend_declarations(backend: Any, name: str, suffix: str) -> dict[str, Any]
 def declared_storage(exported: Any) -> tuple[float, float] | None:
     """(bits of the quantized values, bits of the learned quantizer state) of a declared stack's
     export, at each tensor's declared bits (``Quantizer.role_bits``, ``learned_state_bits``); None for a
-    stack of an undeclared cell, whose export lists no tensors (its weight_bytes stays count x bits)."""
+    stack of an undeclared cell, whose export lists no tensors (its weight_bytes stays count x bits).
+    A quantized output layer (``roles.output``) counts at its declared bits, its learned state too."""
     tensors = [t for layer in exported.layers for t in (layer.tensors or {}).values()]
     if not tensors:
         return None
+    output = getattr(exported, "output_tensor", None)
+    if output is not None:
+        tensors.append(output)
     counts: dict[float, int] = {}
     for tensor in tensors:
         counts[float(tensor.bits)] = counts.get(float(tensor.bits), 0) + int(tensor.values.size)

@@ -38,7 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps torch out of `import 
 ROLES = ("input", "recurrent", "bias")
 #: the hidden state, quantized at every time step by quantizers that ask for it (:meth:`Quantizer.applies_to`)
 HIDDEN_ROLE = "hidden"
-ALL_ROLES = (*ROLES, HIDDEN_ROLE)
+#: the network's output layer ``Linear(h, C)``: quantized only where a matrix assigns it a quantizer
+#: (``roles.output``); every weight quantizer takes it by default (:meth:`Quantizer.applies_to`)
+OUTPUT_ROLE = "output"
+ALL_ROLES = (*ROLES, HIDDEN_ROLE, OUTPUT_ROLE)
 #: how a declared cell tensor is stored and multiplied (:class:`TensorSpec`)
 LAYOUTS = ("matrix", "diagonal", "vector")
 #: attributes of a component that a parameter must not shadow
@@ -57,13 +60,16 @@ FUSED_NAMES = ("w_input", "w_recurrent", "b_input", "b_recurrent")
 class QuantContext:
     """What a quantizer knows about the tensor it quantizes (contract).
 
-    :param role: ``"input"``, ``"recurrent"``, ``"bias"`` or ``"hidden"`` (the hidden state at
-        each time step, only for quantizers whose :meth:`Quantizer.applies_to` accepts it).
+    :param role: ``"input"``, ``"recurrent"``, ``"bias"``, ``"hidden"`` (the hidden state at
+        each time step, only for quantizers whose :meth:`Quantizer.applies_to` accepts it) or
+        ``"output"`` (the output layer's ``[C, h]`` weight, only where the matrix assigns
+        ``roles.output``; fans ``(h, C)``).
     :param fan_in: Glorot fan-in of the matrix (for a bias: that of its layer's input matrix).
     :param fan_out: Glorot fan-out of the matrix (for a bias: that of its input matrix).
     :param training: True while training; a stochastic quantizer is deterministic when False.
     :param generator: a seeded ``torch.Generator`` on the tensor's device, for stochastic draws.
-    :param layer: index of the recurrent layer (0 for the first), for plugins that care.
+    :param layer: index of the recurrent layer (0 for the first), for plugins that care; for the
+        output role, the number of recurrent layers (the output layer follows the last).
     :param state: the tensor's learned quantizer state (the trainable tensors that
         :meth:`Quantizer.init_state` created, by name); None for a quantizer without state.
     """
@@ -220,8 +226,12 @@ class Quantizer(Component):
 
         Returning True for ``"hidden"`` quantizes each layer's hidden state at every time step
         (training and evaluation): that leaves torch's fused kernel for the per-step loop.
+        ``"output"`` (a weight matrix like the others, True by default) says that the quantizer
+        may be assigned to the output layer (``roles.output`` in a matrix); the output layer stays
+        full precision unless a matrix assigns it, whatever this returns. Return False for it if
+        ``quantize`` cannot take a ``[C, h]`` output matrix.
         """
-        return role in ROLES
+        return role in ROLES or role == OUTPUT_ROLE
 
     def bits_per_weight(self) -> float:
         """Storage bits of one quantized weight (memory columns of the leaderboard)."""

@@ -25,7 +25,7 @@ class ExportedTensor:
     """One quantized tensor as used at evaluation (deterministic quantizer on the shadow weights).
 
     :param values: float64 array of the quantized values.
-    :param role: ``"input"``, ``"recurrent"`` or ``"bias"``.
+    :param role: ``"input"``, ``"recurrent"``, ``"bias"`` or ``"output"`` (``ExportedModel.output_tensor``).
     :param scheme: the quantizer's ``scheme`` (``"ternary"``, ``"exponential"``, ...).
     :param bits: storage bits per weight declared by the quantizer.
     :param encoding: the quantizer's ``encoding(ctx)`` facts (scale, exponent window, format).
@@ -150,11 +150,16 @@ class ExportedLayer:
 
 @dataclass
 class ExportedModel:
-    """The whole network: input encoding, recurrent layers, full-precision output layer.
+    """The whole network: input encoding, recurrent layers, output layer.
 
     :param input_kind: ``"one-hot"`` (characters: the input matrix's columns are selected),
         ``"embedding"`` (``embedding`` ``[V, E]`` in full precision) or ``"features"``.
-    :param output_weight: ``[C, h]`` full precision (``output_scheme`` says so).
+    :param output_weight: ``[C, h]``: full precision, or the quantized values when the matrix
+        assigned the output role (``output_scheme`` says which scheme).
+    :param output_bias: ``[C]``, always full precision.
+    :param output_tensor: the quantized output weight with its declared format (role
+        ``"output"``: ``bits`` from ``role_bits("output")``, ``scale``, learned ``state``,
+        ``quantizer``); None for a full-precision output layer. Its values are ``output_weight``.
     """
 
     cell: str
@@ -168,6 +173,7 @@ class ExportedModel:
     output_scheme: str = "float"
     quantizer: str = ""
     quantizer_params: dict[str, Any] = field(default_factory=dict)
+    output_tensor: ExportedTensor | None = None
 
     @property
     def hidden_size(self) -> int:

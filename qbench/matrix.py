@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qbench.components import component_label
+from qbench.components import OUTPUT_ROLE, component_label
 from qbench.errors import MatrixError, PluginError, UsageError
 from qbench.numerics import DEFAULT_MODE, MODES
 from qbench.protocol import TUNE_AXES, Protocol, SeedRule
@@ -25,6 +25,8 @@ from qbench.roles import QUANTIZER_ROLES, composed_label, role_refusal
 from qbench.trainconfig import TRAIN_PARAMS, resolve_limits, resolve_train
 
 AXES = ("quantizer", "cell", "dataset", "hardware")
+#: the roles every case hands its quantizer: the output layer only where ``roles.output`` assigns it
+CASE_ROLES = tuple(role for role in QUANTIZER_ROLES if role != OUTPUT_ROLE)
 TOP_LEVEL_KEYS = {"name", "description", "seeds", "train", "limits", "numerics", "exclude", "tune", "baseline",
                   "compare", *AXES}
 SEED_RULE_KEYS = ("min", "max", "precision", "first")
@@ -197,8 +199,8 @@ def _resolve_axis(where: str, kind: str, entries: Any, host: Any,
                 component = cls(**params)
             except UsageError as exc:
                 raise MatrixError(f"{at}: {exc}") from None
-            if kind == "quantizer":
-                probed += _probe_quantizer(at, registry.get(name), component)
+            if kind == "quantizer":  # the default quantizer never reaches the output layer
+                probed += _probe_quantizer(at, registry.get(name), component, CASE_ROLES)
             for roles in itertools.product(*role_options):
                 specs.append(Spec(name, dict(component.config), tuple(params), tuple(roles)))
                 if built is not None:
@@ -251,7 +253,7 @@ def _role_options(at: str, roles: Any, registry: Any, probed: list[str]) -> list
                 refusal = role_refusal(component, role)
                 if refusal is not None:
                     raise MatrixError(f"{where}: {refusal}")
-                probed += _probe_quantizer(where, entry, component)
+                probed += _probe_quantizer(where, entry, component, (*CASE_ROLES, role))
                 found.append((role, Spec(table["name"], dict(component.config), tuple(params))))
         options.append(found)
     unknown = sorted(set(roles) - set(QUANTIZER_ROLES))
@@ -272,12 +274,12 @@ def build_quantizer(spec: Spec, host: Any) -> Any:
     return RoleQuantizers(default, {role: registry.get(r.name).cls(**r.params) for role, r in spec.roles})
 
 
-def _probe_quantizer(at: str, entry: Any, quantizer: Any) -> list[str]:
-    """Quantize small tensors of every role the quantizer takes, before any case runs: a wrong shape
-    or dtype would otherwise fail inside each case's training (``mat2 must be a matrix``)."""
+def _probe_quantizer(at: str, entry: Any, quantizer: Any, roles: tuple[str, ...]) -> list[str]:
+    """Quantize small tensors of every role of ``roles`` the quantizer takes, before any case runs: a
+    wrong shape or dtype would otherwise fail inside each case's training (``mat2 must be a matrix``)."""
     from qbench.quantprobe import probe_problems
 
-    problems = probe_problems(quantizer)
+    problems = probe_problems(quantizer, dict.fromkeys(roles))
     if not problems:
         return []
     return [f"{at}: quantizer {quantizer.label!r} of {entry.described()}: {'; '.join(problems)}; fix the plugin's "
@@ -552,6 +554,13 @@ def _parse_tune(where: str, tune: Any, axes: Mapping[str, tuple[Spec, ...]], tra
     ``seeds = N`` (tune on the first N seeds, default 1), ``metric = "valid_..."``."""
     if not isinstance(tune, dict):
         raise MatrixError(f"{where}: [tune] must be a table such as\n  [tune]\n  train.lr = [0.001, 0.003, 0.01]")
+    if "roles" in tune:
+        # A role's parameters make methods, not tuning points: each value is its own row, tuned
+        # for the [tune] values like any method (a validation search over bits would pick the most)
+        raise MatrixError(f"{where}: [tune] cannot tune a role's parameters (roles...); list the values in the "
+                          "role instead, each one a method of its own, e.g.\n"
+                          '  roles.hidden = [{ name = "lsq", bits = 2, hidden = true }, '
+                          '{ name = "lsq", bits = 4, hidden = true }]')  # fmt: skip
     unknown = sorted(set(tune) - set(TUNE_KEYS))
     if unknown:
         raise MatrixError(f"{where}: [tune] has unknown key(s) {', '.join(map(repr, unknown))}; tune "

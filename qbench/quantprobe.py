@@ -7,14 +7,15 @@ otherwise fail deep inside each case's training with torch's own words.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from qbench import signalled
-from qbench.components import ALL_ROLES, HIDDEN_ROLE, QuantContext
+from qbench.components import ALL_ROLES, HIDDEN_ROLE, OUTPUT_ROLE, QuantContext
 
-#: hidden units and inputs of the probe's tensors (small: the probe runs at every matrix load)
-HIDDEN, INPUT, BATCH = 6, 4, 2
+#: hidden units, inputs and outputs of the probe's tensors (small: the probe runs at every matrix load)
+HIDDEN, INPUT, BATCH, OUTPUTS = 6, 4, 2, 3
 
 
 def _probe_tensor(role: str) -> tuple[tuple[int, ...], tuple[int, int]]:
@@ -25,15 +26,18 @@ def _probe_tensor(role: str) -> tuple[tuple[int, ...], tuple[int, int]]:
         return (HIDDEN, HIDDEN), (HIDDEN, HIDDEN)
     if role == "bias":
         return (HIDDEN,), (INPUT, HIDDEN)
+    if role == OUTPUT_ROLE:  # the output layer's [C, h] weight, fans (h, C)
+        return (OUTPUTS, HIDDEN), (HIDDEN, OUTPUTS)
     return (BATCH, HIDDEN), (HIDDEN, HIDDEN)  # the hidden state of one time step
 
 
-def probe_problems(quantizer: Any) -> list[str]:
-    """What is wrong with ``quantizer``'s outputs on small tensors of every role it takes (empty: none)."""
+def probe_problems(quantizer: Any, roles: Iterable[str] = ALL_ROLES) -> list[str]:
+    """What is wrong with ``quantizer``'s outputs on small tensors of every role of ``roles`` it takes
+    (empty: none). A matrix probes the roles a case hands it; ``plugins --check`` every role."""
     import torch
 
     problems = []
-    for role in ALL_ROLES:
+    for role in roles:
         if not quantizer.applies_to(role):
             continue
         shape, (fan_in, fan_out) = _probe_tensor(role)
@@ -59,5 +63,7 @@ def probe_problems(quantizer: Any) -> list[str]:
         except BaseException as exc:  # noqa: BLE001 - any failure of the plugin's code is the finding (sys.exit too)
             if signalled.is_real(exc):
                 raise
-            problems.append(f"quantize raised {signalled.plugin_raised(exc)} on {what}")
+            hint = ("; a quantizer that cannot quantize the output layer returns False from applies_to('output')"
+                    if role == OUTPUT_ROLE else "")  # fmt: skip
+            problems.append(f"quantize raised {signalled.plugin_raised(exc)} on {what}{hint}")
     return problems

@@ -1,7 +1,9 @@
 """A quantizer per role: one case's input weights, recurrent weights, biases and hidden state may
 each go through a different quantizer, from any installed plugin.
 
-A matrix's ``[[quantizer]]`` names the quantizer of every role, as always; ``roles.ROLE = {...}``
+A matrix's ``[[quantizer]]`` names the quantizer of every role of the recurrent layers, as always;
+the output layer stays full precision unless the matrix assigns ``roles.output`` (so that every
+matrix written before that role keeps its meaning); ``roles.ROLE = {...}``
 in the same table gives one role its own (see ``docs/plugins.md``, "A quantizer per role"). The
 host then builds a :class:`RoleQuantizers`: a :class:`qbench.Quantizer` that hands each call to
 the quantizer of the context's role, so the stack, the clipping, the export and every undeclared
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from qbench.components import ALL_ROLES, HIDDEN_ROLE, QuantContext, Quantizer
+from qbench.components import ALL_ROLES, HIDDEN_ROLE, OUTPUT_ROLE, QuantContext, Quantizer
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -69,7 +71,10 @@ class RoleQuantizers(Quantizer):
         return self.for_role(ctx.role).init_state(w, ctx)
 
     def applies_to(self, role: str) -> bool:
-        # a role the matrix assigned is quantized (the matrix checked that its quantizer accepts it)
+        # a role the matrix assigned is quantized (the matrix checked that its quantizer accepts it);
+        # the output layer only when assigned: the default quantizer never reaches it
+        if role == OUTPUT_ROLE:
+            return role in self.roles
         return role in self.roles or self.default.applies_to(role)
 
     def bits_per_weight(self) -> float:
@@ -101,6 +106,14 @@ class RoleQuantizers(Quantizer):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RoleQuantizers, (self.default, self.roles))
+
+
+def output_quantizer(quantizer: Quantizer) -> Quantizer | None:
+    """The quantizer of the output layer: the one a matrix assigned to ``roles.output``, else None
+    (the output layer stays full precision, as it always has, whatever the default quantizer is)."""
+    if isinstance(quantizer, RoleQuantizers) and OUTPUT_ROLE in quantizer.roles:
+        return quantizer.roles[OUTPUT_ROLE]
+    return None
 
 
 def role_refusal(quantizer: Quantizer, role: str) -> str | None:

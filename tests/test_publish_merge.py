@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from qbench.cli import main
+from qbench.leaderboard.render.plots import curves_stem
 
 pytestmark = pytest.mark.slow
 
@@ -308,12 +309,21 @@ def test_the_site_has_an_index_dataset_and_configuration_pages(merged):
     assert len(datasets) == 1 and len(configs) == 2
     page = next(p for p in configs if "ternary" in p.name).read_text()
     assert page.count("<h3>seed ") == 10  # five seeds: curves and provenance
-    assert "<polyline" in page and "contributed by" in page and "bob on cluster node 7" in page
+    assert page.count('<table class="sortable curve">') == 5  # each seed's curve: a row per epoch
+    assert "contributed by" in page and "bob on cluster node 7" in page
+    # the one curve drawing is the leaderboard's plot of the dataset, linked from each configuration
+    assert "<svg" not in page
+    (dataset,) = json.loads((merged / "leaderboard.json").read_text())["datasets"]
+    plot = f"plots/{curves_stem(dataset)}.svg"
+    assert (merged / plot).is_file() and f'<img src="../{plot}"' in page
+    curve = json.loads(next((merged / "configs").glob("*ternary*.json")).read_text())[0]["curve"]
+    first = page.split('<table class="sortable curve">')[1].split("</table>")[0]
+    assert first.count("<tr>") == 1 + len(curve)  # the head and one row per recorded epoch
     json.loads(next(p for p in (merged / "configs").glob("*ternary*.json")).read_text())
     for path in [merged / "index.html", *datasets, *configs]:
         text = path.read_text()
         assert "<script>" not in text and " on" + "click" not in text and "style=" not in text
-        assert "script-src 'self'" in text and "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert "script-src 'self'" in text and "http://" not in text
 
 
 def test_qbench_site_of_one_run_validates_and_an_edited_page_is_caught(published_runs, tmp_path, capsys):
@@ -394,7 +404,8 @@ def test_the_merged_site_in_headless_chromium(merged, tmp_path):
         assert images >= 2 and evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
         path = load(lambda: click('a[href*="configs/"][href*="ternary"]'))
         assert "/configs/" in path
-        assert evaluate("document.querySelectorAll('svg.curve polyline').length") >= 5
+        assert evaluate("document.querySelectorAll('table.curve tbody tr').length") >= 5
+        assert evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
         assert evaluate("document.body.innerText").count("bob on cluster node 7") == 2
 
         shot = browser.send("Page.captureScreenshot", {"format": "png"}, session)

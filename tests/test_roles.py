@@ -152,6 +152,25 @@ quantizer.stochastic = [false, true]
     assert all(case.method[2] == "ternary+hidden=clipped-state" for case in cases)
 
 
+def test_tuning_a_roles_parameter_is_refused_with_the_axis_to_write_instead(host):
+    import tomllib
+
+    text = """
+seeds = [0]
+[[quantizer]]
+name = "ternary"
+roles.hidden = { name = "lsq", hidden = true }
+[[cell]]
+name = "rnn"
+[[dataset]]
+name = "digits-rows"
+[tune]
+roles.hidden.bits = [2, 4]
+"""
+    with pytest.raises(MatrixError, match=r"(?s)cannot tune a role's parameters.*roles.hidden = \[\{"):
+        parse_matrix(tomllib.loads(text), "m.toml", "digest", host)
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [

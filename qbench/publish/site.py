@@ -8,10 +8,11 @@ plots, its store (seeds, training curves, provenance) and, after a merge, ``merg
   profiles (who, which machine, how many records), the provenance, the downloads;
 - ``datasets/<slug>.html``: every table of the leaderboard restricted to the dataset, its plots,
   a link per configuration;
-- ``configs/<slug>.html``: one (dataset, cell, quantizer): its seeds, training curves (drawn as
-  SVG here, no script), the rows of any other table naming it (a selection grid, when the
-  leaderboard has one), provenance and origins (of the first ``MAX_SEEDS_DETAILED`` seeds);
-  ``configs/<slug>.json`` is its records, as stored.
+- ``configs/<slug>.html``: one (dataset, cell, quantizer): its seeds, the rows of any other
+  table naming it (a selection grid, when the leaderboard has one), the dataset's training curves
+  plot (the one the leaderboard drew, :mod:`qbench.leaderboard.render.plots`: the site draws
+  nothing itself), each seed's training curve as a per-epoch table, provenance and origins (of
+  the first ``MAX_SEEDS_DETAILED`` seeds); ``configs/<slug>.json`` is its records, as stored.
 
 Every text is escaped. The pages load nothing from the network and have no inline script or
 style: ``assets/site.js`` (sorting) and ``assets/site.css`` are files, and the policy is
@@ -37,16 +38,16 @@ from qbench.leaderboard.compute.formatting import fmt_value
 from qbench.leaderboard.compute.frame import GROUP_KEY
 from qbench.leaderboard.render.display import Column, DisplayTable
 from qbench.leaderboard.render.html import html_table, sort_script
+from qbench.leaderboard.render.plots import curves_stem, slug
 from qbench.record import from_json
 from qbench.store import STORE_FILENAME
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; "
        "form-action 'none'")  # fmt: skip
 SITE_FILES = ("index.html",)
-COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 #: Columns of the runs table shown on a configuration page (the values follow).
 RUN_KEYS = ("case_id", "seed", "status", "error", "record_sha256")
-#: Seeds of a configuration whose curves and provenance are drawn on its page (all are listed).
+#: Seeds of a configuration whose curves and provenance are detailed on its page (all are listed).
 MAX_SEEDS_DETAILED = 20
 
 
@@ -103,14 +104,15 @@ def _column(title: str, values: list[Any]) -> Column:
     return Column(title, cells, numeric=numeric, sort_values=keys)  # type: ignore[arg-type]
 
 
-def rows_table(columns: list[str], rows: list[dict[str, Any]], links: dict[int, str] | None = None) -> str:
+def rows_table(columns: list[str], rows: list[dict[str, Any]], links: dict[int, str] | None = None,
+               css: str = "sortable") -> str:  # fmt: skip
     """Rows of a leaderboard table (dicts by column) in the leaderboard's own sortable HTML table,
     with a ``details`` column linking each row in ``links`` to its page."""
     table = [_column(c, [r.get(c) for r in rows]) for c in columns]
     if links:
         where = [links.get(i) for i in range(len(rows))]
         table.append(Column("details", ["page" if w else "" for w in where], links=where))
-    return html_table(DisplayTable(table))
+    return html_table(DisplayTable(table), css=css)
 
 
 def _page(title: str, depth: int, body: list[str]) -> str:
@@ -140,44 +142,19 @@ def _dl(mapping: dict[str, Any]) -> str:
     return "<dl>" + "".join(items) + "</dl>"
 
 
-def curve_svg(curve: list[dict[str, Any]], width: int = 420, height: int = 220) -> str:
-    """The training curve as an inline SVG drawing (lines only: no script, no style)."""
-    series: dict[str, list[tuple[float, float]]] = {}
-    for index, point in enumerate(curve):
-        if not isinstance(point, dict):
-            continue
-        x = point.get("epoch", index + 1)
-        for key, value in sorted(point.items()):
-            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    and math.isfinite(value) and isinstance(x, (int, float)):
-                series.setdefault(key, []).append((float(x), float(value)))
-    if not series:
+def curve_table(curve: list[dict[str, Any]]) -> str:
+    """One seed's training curve as a compact table, a row per epoch and a column per value recorded.
+
+    Numbers, not a drawing: the one curve renderer is the leaderboard's plot of the dataset
+    (:mod:`qbench.leaderboard.render.plots`, linked above the tables), and a merged site details
+    thousands of seeds, which matplotlib would take tens of seconds to draw.
+    """
+    points = [point for point in curve if isinstance(point, dict)]
+    if not points:
         return '<p class="muted">no training curve recorded</p>'
-    xs = [x for points in series.values() for x, _ in points]
-    ys = [y for points in series.values() for _, y in points]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-    left, right, top, bottom = 50, 10, 10, 30
-
-    def sx(x: float) -> str:
-        return f"{left + (x - x0) / (x1 - x0) * (width - left - right):.1f}"
-
-    def sy(y: float) -> str:
-        return f"{height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom):.1f}"
-
-    parts = [f'<svg class="curve" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-             f'height="{height + 16 * len(series)}" role="img" aria-label="training curve">',
-             f'<text x="4" y="{top + 8}">{escape(fmt_value(y1))}</text>',
-             f'<text x="4" y="{height - bottom}">{escape(fmt_value(y0))}</text>',
-             f'<text x="{left}" y="{height - 10}">epoch {escape(fmt_value(x0))}</text>',
-             f'<text x="{width - right - 60}" y="{height - 10}">epoch {escape(fmt_value(x1))}</text>']  # fmt: skip
-    for i, (name, points) in enumerate(series.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        coordinates = " ".join(f"{sx(x)},{sy(y)}" for x, y in points)
-        parts.append(f'<polyline stroke="{colour}" points="{coordinates}"/>')
-        parts.append(f'<text x="{left}" y="{height + 12 + 16 * i}" fill="{colour}">{escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    keys = sorted({key for point in points for key in point} - {"epoch"})
+    rows = [{"epoch": point.get("epoch", index + 1), **point} for index, point in enumerate(points)]
+    return rows_table(["epoch", *keys], rows, css="sortable curve")
 
 
 class _Records:
@@ -308,7 +285,7 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
                      if all(k in r for k in GROUP_KEY)}  # fmt: skip
             columns = [c for c in section["columns"] if c not in ("dataset_label", "case_ids")]
             body.append(f"<h2>{escape(name)}</h2>" + rows_table(columns, rows, links))
-        prefix = "plots/" + re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower() + "-"
+        prefix = f"plots/{slug(label)}-"
         figures = [p for p in plots if p.startswith(prefix)]
         if figures:
             body.append("<h2>Plots</h2>" + "".join(
@@ -328,15 +305,21 @@ def site_pages(folder: Path) -> Iterator[tuple[str, bytes]]:
         for name, rows in named_rows.get(label, {}).items():  # e.g. a selection grid: its every grid point
             body.append(f"<h2>{escape(name)}</h2>" + rows_table(list(tables[name]["columns"]), rows))
         body.append("<h2>Training curves</h2>")
+        plot = f"plots/{curves_stem(str(key['dataset_label']))}.svg"
+        if plot in plots:
+            line = f"{key['quantizer_label']} / {key['cell_label']}"  # the plot's legend names it so
+            body.append(f'<figure><img src="../{escape(plot)}" alt="training curves of the dataset"><figcaption>'
+                        f"every configuration of the dataset, mean over seeds; this one is {escape(line)}"
+                        "</figcaption></figure>")  # fmt: skip
         texts = records.texts([str(r.get("case_id")) for r in seeds])
-        # A merge may give a configuration hundreds of seeds: the first few are drawn and detailed,
-        # every one is in the seeds table above and in the JSON download.
+        # A merge may give a configuration hundreds of seeds: the first few are detailed, every
+        # one is in the seeds table above and in the JSON download.
         mine = [from_json(text) for text in texts[:MAX_SEEDS_DETAILED]]
         if len(texts) > MAX_SEEDS_DETAILED:
             body.append(f'<p class="muted">{len(texts)} seeds: the curves and provenance of the first '
                         f"{MAX_SEEDS_DETAILED} are shown; every record is in the JSON download.</p>")  # fmt: skip
         for record in mine:
-            body.append(f"<h3>seed {escape(str(record.get(R.SEED)))}</h3>" + curve_svg(record.get(R.CURVE) or []))
+            body.append(f"<h3>seed {escape(str(record.get(R.SEED)))}</h3>" + curve_table(record.get(R.CURVE) or []))
         if not mine:
             body.append('<p class="muted">no store beside the leaderboard: curves not available</p>')
         body.append("<h2>Provenance</h2>")

@@ -19,8 +19,8 @@ one traced ``step`` computes exactly the declared weight products, bias adds, el
 multiplies and adds and sigmoid / tanh / relu elements (:func:`traced_operations`).
 
 Checks that cannot apply to the cell (the fused-kernel check for a cell that names no kernel,
-the counts for a cell that declares nothing) are deselected when the tests are collected and
-listed with the reason in pytest's terminal summary (``not_applicable``;
+the counts for a cell that declares nothing) end as they start with the outcome "not applicable"
+(not a skip) and are listed with the reason in pytest's terminal summary (``not_applicable``;
 :mod:`qbench.testing.applicability`). Undeclared cells (``build`` overridden) skip the checks
 that need a declared stack, saying so; declare the cell to get them.
 
@@ -62,7 +62,7 @@ class CellContract(JudgedKit):
     steps = 7
     batch = 3
     seed = 11
-    #: the fixtures that make the component, evaluated when the tests are collected (see not_applicable)
+    #: the fixtures that make the component, built first in each test and judged (see not_applicable)
     component_fixtures: tuple[str, ...] = ("cell", "quantizer")
 
     def not_applicable(self, test: str, fixtures: dict[str, Any]) -> str | None:

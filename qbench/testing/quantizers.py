@@ -10,8 +10,10 @@ A plugin author subclasses :class:`QuantizerContract` in their own tests and pro
         def quantizer(self):
             return qbench.create("quantizer", "my-quantizer", stochastic=True)
 
-Every ``test_*`` method then runs against it, once per role (input matrix, recurrent matrix,
-bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
+Every ``test_*`` method then runs against it, once per role it declares (``applies_to``): input
+matrix, recurrent matrix, bias, hidden state, and the output layer's ``[C, h]`` matrix (a matrix
+may assign any weight quantizer to ``roles.output``). What the suite checks is the quantizer
+contract of ``qbench.Quantizer``:
 
 * ``quantize`` returns a tensor of the same shape, dtype and device and leaves the shadow
   weights alone (it may return them unchanged, as the identity does);
@@ -36,8 +38,8 @@ bias). What the suite checks is the quantizer contract of ``qbench.Quantizer``:
 
 Checks that cannot apply to your quantizer (the straight-through check for one that owns its
 gradient, the owned-gradient check for one that does not, the clipping check without a shadow
-bound, the training check without learned state) are not run: they are deselected when the
-tests are collected and pytest's terminal summary lists them with the reason
+bound, the training check without learned state) are not run: each ends as it starts with the
+outcome "not applicable" (not a skip) and pytest's terminal summary lists them with the reason
 (``not_applicable``; :mod:`qbench.testing.applicability`). Override a test (for example with
 ``pytest.skip``) when your method deliberately departs from a check, and say why. Set the
 class attribute ``device = "cuda"`` to run the suite on a GPU.
@@ -58,7 +60,7 @@ import pytest
 import torch
 
 import qbench
-from qbench.components import ROLES, SCHEMES
+from qbench.components import OUTPUT_ROLE, ROLES, SCHEMES
 from qbench.ste import clip_shadow_, quantize_ste
 from qbench.testing.applicability import JudgedKit
 from qbench.testing.checks import (
@@ -70,13 +72,17 @@ from qbench.testing.checks import (
 from qbench.training.stack import build_stack
 
 #: (role, fan_in, fan_out, shape of the tensor): a bias takes the fans of its input matrix; the
-#: hidden state of one time step is [batch, hidden] (checked for quantizers whose applies_to takes it)
+#: hidden state of one time step is [batch, hidden] (checked for quantizers whose applies_to takes it);
+#: the output layer's weight is [C, hidden], fans (hidden, C)
 ROLE_CASES = (
     ("input", 24, 48, (48, 24)),
     ("recurrent", 48, 48, (48, 48)),
     ("bias", 24, 48, (48,)),
     ("hidden", 48, 48, (3, 48)),
+    ("output", 48, 10, (10, 48)),
 )
+#: the weight roles the property test draws from (those the quantizer declares)
+WEIGHT_ROLES = (*ROLES, OUTPUT_ROLE)
 
 
 def make_context(
@@ -148,7 +154,7 @@ class QuantizerContract(JudgedKit):
     #: dtypes checked for shape/dtype preservation and membership of the value set
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
-    #: the fixtures that make the component, evaluated when the tests are collected (see not_applicable)
+    #: the fixtures that make the component, built first in each test and judged (see not_applicable)
     component_fixtures: tuple[str, ...] = ("quantizer", "role_case")
 
     @pytest.fixture
@@ -402,7 +408,7 @@ class QuantizerContract(JudgedKit):
         @hypothesis.settings(max_examples=15, deadline=None, database=None, derandomize=True, phases=phases)
         @hypothesis.given(
             shape=st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple),
-            role=st.sampled_from(ROLES),
+            role=st.sampled_from([role for role in WEIGHT_ROLES if quantizer.applies_to(role)] or list(ROLES)),
             fan_in=st.integers(1, 4096),
             fan_out=st.integers(1, 4096),
             spread=st.floats(1e-3, 1e3),

@@ -2,7 +2,8 @@
 
 * :mod:`qbench.training.stack`: the quantized recurrent stack (fused kernel, straight-through);
 * :mod:`qbench.training.reference`: per-time-step cells, the tests' reference;
-* :mod:`qbench.training.model`: input encoding + stack + full-precision output layer, export;
+* :mod:`qbench.training.model`: input encoding + stack + output layer (full precision unless the
+  matrix assigns ``roles.output``: :mod:`qbench.training.output`), export;
 * :mod:`qbench.training.tasks`: language modelling and classification batches and metrics;
 * :mod:`qbench.training.loop`: :func:`train_and_evaluate` and :class:`TrainResult`.
 """

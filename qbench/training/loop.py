@@ -21,7 +21,8 @@ ends the case with status ``diverged`` (the loss is read back every :data:`CHECK
 and at the end of each epoch, so the loop does not wait on the device at every step).
 
 Determinism: the stack's initialisation and stochastic draws are seeded from ``seed`` (see
-:mod:`qbench.training.stack`); the output layer and embedding from ``torch.manual_seed(seed)``;
+:mod:`qbench.training.stack`); the output layer and embedding from ``torch.manual_seed(seed)`` (a
+quantized output layer's weight and draws from the seed: :mod:`qbench.training.output`);
 the batch order and BPTT start from ``numpy.random.default_rng(seed)``. With a fixed number of
 torch threads on the CPU the same seed gives identical metrics and curve (except ``seconds``).
 """
@@ -150,7 +151,7 @@ class Stepper:
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip, foreach=True)
         self.optimizer.step()
-        self.model.stack.clip_shadow_weights_()
+        self.model.clip_shadow_weights_()
         self.guard.observe(loss.detach())
 
     def set_lr(self, lr: float) -> None:
@@ -180,7 +181,7 @@ def train_and_evaluate(
     model = SequenceModel(cell, quantizer, data.task, data.input_size, data.n_outputs, seed).to(device)
     guard = DivergenceGuard(float(train["diverge_factor"]))
     stepper = Stepper(model, float(train["lr"]), float(train["grad_clip"]), guard)
-    weight_count = int(model.stack.quantized_parameter_count())
+    weight_count = int(model.quantized_parameter_count())
     fit = fit_epochs(model, task, stepper, rng, train, progress)
     best = fit.best
     if fit.status != "ok" or best is None:  # diverged (a finished epoch always sets the best, so only then)

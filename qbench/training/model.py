@@ -8,8 +8,9 @@ Inputs (kept in full precision, as the paper and the leaderboard say):
 * classification and per-step labelling sequences: their float features (``"features"``);
   ``embedding`` is ignored.
 
-The output layer ``Linear(h, C)`` stays float. A classifier reads the last layer's output at each
-sequence's last true step.
+The output layer ``Linear(h, C)`` stays float unless the matrix assigns the output role
+(``roles.output``: :mod:`qbench.training.output`, its weight quantized, its bias float). A classifier
+reads the last layer's output at each sequence's last true step.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from torch import nn
 from qbench.components import Cell, Quantizer
 from qbench.export import ExportedModel
 from qbench.metrics import LANGUAGE_MODEL
+from qbench.roles import output_quantizer
+from qbench.training.output import QuantizedOutput, build_output
 from qbench.training.stack import build_stack
 
 
@@ -48,7 +51,28 @@ class SequenceModel(nn.Module):
         # the stack contract (forward, export_layers, clip_shadow_weights_, ...) is duck-typed
         stack: Any = build_stack(cell, stack_input, quantizer, seed)
         self.stack = stack
-        self.output = nn.Linear(int(cell.config["hidden"]), n_outputs)
+        layers = int(cell.config.get("layers", 1) or 1)
+        hidden = int(cell.config["hidden"])
+        self.output: nn.Linear | QuantizedOutput = build_output(hidden, n_outputs, output_quantizer(quantizer), seed,
+                                                                layers)  # fmt: skip
+
+    @property
+    def quantized_output(self) -> QuantizedOutput | None:
+        """The output layer when the matrix assigned it a quantizer (None: full precision)."""
+        return self.output if isinstance(self.output, QuantizedOutput) else None
+
+    def clip_shadow_weights_(self) -> None:
+        """Clip every shadow weight to its quantizer's bound (after each optimizer step)."""
+        self.stack.clip_shadow_weights_()
+        if self.quantized_output is not None:
+            self.quantized_output.clip_shadow_weights_()
+
+    def quantized_parameter_count(self) -> int:
+        """Weights that go through a quantizer: the stack's, and the output layer's when it is quantized."""
+        count = int(self.stack.quantized_parameter_count())
+        if self.quantized_output is not None:
+            count += int(self.quantized_output.weight.numel())
+        return count
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.embedding is not None:
@@ -75,18 +99,25 @@ class SequenceModel(nn.Module):
     @torch.no_grad()
     def export(self, task: str) -> ExportedModel:
         """The framework-neutral model (deterministic quantized weights, folded batch norm)."""
+        quantized = self.quantized_output
+        output_tensor = None if quantized is None else quantized.export_tensor()
+        if output_tensor is None:
+            output_weight = self.output.weight.detach().cpu().double().numpy()
+        else:
+            output_weight = output_tensor.values
         return ExportedModel(
             cell=self.cell_name,
             task=task,
             input_kind=self.input_kind,
             input_size=self.vocab,
             layers=self.stack.export_layers(),
-            output_weight=self.output.weight.detach().cpu().double().numpy(),
+            output_weight=output_weight,
             output_bias=self.output.bias.detach().cpu().double().numpy(),
             embedding=None
             if self.embedding is None
             else self.embedding.weight.detach().cpu().double().numpy(),
-            output_scheme="float",
+            output_scheme="float" if output_tensor is None else output_tensor.scheme,
             quantizer=self.quantizer.name,
             quantizer_params=dict(self.quantizer.config),
+            output_tensor=output_tensor,
         )

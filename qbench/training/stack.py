@@ -218,19 +218,11 @@ class QuantizedRecurrentStack(nn.Module):
         for layer in self.recurrent_layers():
             for name in layer.quant_state:
                 role = HIDDEN_ROLE if name == HIDDEN_ROLE else next(s.role for s in self.specs if s.name == name)
-                owner = self.quantizer.for_role(role)
-                if not owner.owns_gradient:
-                    raise PluginError(
-                        f"quantizer {owner.name!r}: init_state returns learned state but owns_gradient is False; "
-                        "its state would never receive a gradient (set owns_gradient = True and make quantize "
-                        "differentiable)"
-                    )
+                check_state_owner(self.quantizer.for_role(role))
 
     def _add_state(self, layer: RecurrentLayer, name: str, state: Mapping[str, torch.Tensor]) -> None:
         if state:
-            layer.quant_state[name] = nn.ParameterDict(
-                {key: nn.Parameter(torch.as_tensor(value).detach().clone().float()) for key, value in state.items()}
-            )
+            layer.quant_state[name] = learned_parameters(state)
 
     def _bare_context(self, layer: int, name: str) -> QuantContext:
         fan_in, fan_out, role = self._fans(layer, name)
@@ -289,14 +281,7 @@ class QuantizedRecurrentStack(nn.Module):
         tensors: dict[str, torch.Tensor] = {}
         for position, (name, shadow) in enumerate(layer.shadow_tensors()):
             ctx = self.context(index, name, training)
-            if quantizer.for_role(ctx.role).owns_gradient:
-                tensors[name] = quantizer.quantize(shadow, ctx)
-                continue
-            with torch.no_grad():
-                quantized = quantizer.quantize(shadow.detach(), ctx)
-                if flat is not None:
-                    quantized = flat[position].copy_(quantized)
-            tensors[name] = straight_through(shadow, quantized)
+            tensors[name] = quantize_shadow(quantizer, shadow, ctx, None if flat is None else flat[position])
         return tensors
 
     def quantized_weights(self, index: int) -> list[torch.Tensor]:
@@ -487,19 +472,7 @@ class QuantizedRecurrentStack(nn.Module):
                 shadow = getattr(layer, spec.name)
                 ctx = self.context(index, spec.name, False)
                 values = quantizer.quantize(shadow.detach(), ctx)
-                owner = quantizer.for_role(ctx.role)
-                tensors[spec.name] = ExportedTensor(
-                    values=values.cpu().double().numpy(),
-                    role=ctx.role,
-                    scheme=owner.scheme,
-                    bits=float(owner.role_bits(ctx.role)),
-                    encoding=dict(owner.encoding(ctx)),
-                    layout=spec.layout,
-                    state=_state_arrays(ctx),
-                    state_bits=float(owner.learned_state_bits(ctx.role)),
-                    scale=_optional_float(owner.code_scale(ctx)),
-                    quantizer=owner.label,
-                )
+                tensors[spec.name] = exported_tensor(quantizer, values, ctx, spec.layout)
             scale = shift = None
             if layer.norm is not None:
                 norm = layer.norm
@@ -529,6 +502,55 @@ class QuantizedRecurrentStack(nn.Module):
                 )
             )
         return exported
+
+
+def quantize_shadow(quantizer: Quantizer, shadow: torch.Tensor, ctx: QuantContext,
+                    into: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """``shadow`` as the network sees it: through the quantizer's own gradient when the quantizer of
+    ``ctx.role`` owns it, else quantized without autograd (copied ``into`` a kernel buffer when
+    given) behind the host's straight-through estimator. The one place the host hands a weight to a
+    quantizer: every recurrent tensor and a quantized output layer (:mod:`qbench.training.output`)."""
+    if quantizer.for_role(ctx.role).owns_gradient:
+        return quantizer.quantize(shadow, ctx)
+    with torch.no_grad():
+        quantized = quantizer.quantize(shadow.detach(), ctx)
+        if into is not None:
+            quantized = into.copy_(quantized)
+    return straight_through(shadow, quantized)
+
+
+def learned_parameters(state: Mapping[str, torch.Tensor]) -> nn.ParameterDict:
+    """A quantizer's learned state (``init_state``) as float32 parameters the optimizer trains."""
+    return nn.ParameterDict(
+        {key: nn.Parameter(torch.as_tensor(value).detach().clone().float()) for key, value in state.items()}
+    )
+
+
+def check_state_owner(owner: Quantizer) -> None:
+    """Refuse learned state that would never receive a gradient (a quantizer that does not own it)."""
+    if not owner.owns_gradient:
+        raise PluginError(
+            f"quantizer {owner.name!r}: init_state returns learned state but owns_gradient is False; "
+            "its state would never receive a gradient (set owns_gradient = True and make quantize "
+            "differentiable)"
+        )
+
+
+def exported_tensor(quantizer: Quantizer, values: torch.Tensor, ctx: QuantContext, layout: str) -> ExportedTensor:
+    """The export of one quantized tensor with the declared format of its role's quantizer."""
+    owner = quantizer.for_role(ctx.role)
+    return ExportedTensor(
+        values=values.cpu().double().numpy(),
+        role=ctx.role,
+        scheme=owner.scheme,
+        bits=float(owner.role_bits(ctx.role)),
+        encoding=dict(owner.encoding(ctx)),
+        layout=layout,
+        state=_state_arrays(ctx),
+        state_bits=float(owner.learned_state_bits(ctx.role)),
+        scale=_optional_float(owner.code_scale(ctx)),
+        quantizer=owner.label,
+    )
 
 
 def _optional_float(value: Any) -> float | None:

@@ -85,6 +85,8 @@ def _check_supported(program: ModelProgram) -> None:
     out = program.output
     if out.matmul_dtype is object or np.asarray(out.bias).dtype == object:
         raise qbench.Unsupported("the output layer's sums may exceed 62 bits; the C library computes in int64_t")
+    if int(np.max(np.abs(out.w.row_scale), initial=0)) >= 1 << 31:  # a quantized output layer's scale
+        raise qbench.Unsupported("the output layer: a scale mantissa exceeds 31 bits")
     if program.input_table is not None and program.input_table.dtype == object:
         raise qbench.Unsupported("the input table's codes exceed 64 bits")
 

@@ -12,7 +12,9 @@ N) + 1`` (powers of two), N = fan-in + 1. A layer whose hidden state is quantize
 quantizer's declared ``role_bits("hidden")``) holds h at those bits: its state registers, the
 products reading h (the recurrent tensors, and the next layer's input tensors) use that width.
 Weight bytes count each tensor's declared learned state (``learned_state_bits`` per element) beside the
-weights. Latency: products and element-wise operations on
+weights. A quantized output layer (``ExportedModel.output_tensor``, the matrix's ``roles.output``) is
+priced at its declared bits and format, its learned state in ``output_weight_bytes``, its float bias
+at ``output_bits``; a float one is priced at ``output_bits`` as always. Latency: products and element-wise operations on
 ``lanes`` parallel lanes at ``clock_mhz``, layers in sequence, no zero skipping in time.
 """
 
@@ -359,12 +361,18 @@ def output_layer(model: ExportedModel, cfg: EnergyConfig, b_a: float, floating: 
 
     w_out = np.asarray(model.output_weight, dtype=np.float64)
     n_out, hidden = w_out.shape
-    out_scheme = model.output_scheme or "float"
-    out_tensor = ExportedTensor(w_out, "output", out_scheme, 0.0)
+    declared = getattr(model, "output_tensor", None)
+    if declared is not None:  # quantized by the output role: its declared bits and format
+        out_tensor = declared
+    else:
+        out_tensor = ExportedTensor(w_out, "output", model.output_scheme or "float", 0.0)
     out_info = matrix_info(out_tensor, n_out, cfg.scale_bits)
-    if out_info.floating:
+    if out_info.floating and declared is None:
         out_info.bits = 32.0 if floating else float(cfg.output_bits)
         out_info.kinds = ["float"] if floating else ["fixed"]
+    # a quantized output layer's bias stays full precision (qbench.training.output): output_bits on an
+    # integer datapath; without one, the bias is priced at the layer's width, as it always was
+    bias_bits = out_info.bits if declared is None else (32.0 if floating else float(cfg.output_bits))
     out_counts = matrix_counts(out_info.kinds, out_info.scaled, n_out, out_info.nonzero)
     output = Ledger()
     out_acc = accumulator_bits(out_info, b_a, hidden)
@@ -373,7 +381,7 @@ def output_layer(model: ExportedModel, cfg: EnergyConfig, b_a: float, floating: 
     output.add("mult", f"mult:{cfg.scale_bits}", out_acc, out_counts["scale_mults"])
     if cfg.memory != "hardwired":
         output.add("shift", "shift", out_acc, out_counts["shifts"])
-        output.add("weights", "weight-bit", 0, w_out.size * out_info.bits + n_out * out_info.bits)
+        output.add("weights", "weight-bit", 0, w_out.size * out_info.bits + n_out * bias_bits)
     p_out = float(np.count_nonzero(w_out)) / max(w_out.size, 1)
     out_bops = n_out * hidden * (p_out * b_a * out_info.bits + b_a + out_info.bits + math.log2(max(hidden, 2)))
     return OutputCost(output, out_info, w_out, out_bops, math.ceil(n_out * hidden / cfg.lanes))
@@ -437,7 +445,8 @@ def analyse(model: ExportedModel, sample: EvalSample | None, cfg: EnergyConfig) 
         "weight_bytes_packed": sizes["packed"],
         "weight_bytes_sparse": sizes["sparse"],
         "weight_bytes_entropy": sizes["entropy"],
-        "output_weight_bytes": out.weights.size * out.info.bits / 8,
+        "output_weight_bytes": (out.weights.size * out.info.bits + out.info.tensor.state_elements
+                                * out.info.tensor.state_bits) / 8,
         "state_bytes": float(state_bytes),
         "table_bytes": float(table_bytes),
         "bops_per_token": step.bops + out.bops * outputs_per_token,

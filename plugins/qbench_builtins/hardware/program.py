@@ -406,13 +406,26 @@ def _input_converter(model: ExportedModel, config: SimConfig) -> _InputConverter
 
 
 def _output_program(model: ExportedModel, config: SimConfig) -> OutputProgram:
-    """The output layer: its own encoding (a float one rounded to ``output_bits``), exact integer logits."""
+    """The output layer: its own encoding (a float one rounded to ``output_bits``), exact integer logits.
+
+    A quantized output layer (``model.output_tensor``, the matrix's ``roles.output``) is encoded
+    exactly, as the recurrent matrices are: never rounded to ``output_bits`` behind the record's back
+    (``float_weight_bits`` requantizes it, as it does them; otherwise it is unsupported)."""
     act = config.activation
     w_out = np.asarray(model.output_weight, dtype=np.float64)
+    declared = getattr(model, "output_tensor", None)
     try:
         wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, 0, "output layer")
-    except qbench.Unsupported:
-        wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, config.output_bits, "output layer")
+    except qbench.Unsupported as exc:
+        if declared is None:
+            wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, config.output_bits, "output layer")
+        elif config.float_weight_bits:
+            wo = encode_matrix(w_out, w_out.shape[0], config.scale_bits, config.float_weight_bits, "output layer")
+        else:
+            raise qbench.Unsupported(
+                f"the output layer is quantized by {declared.quantizer or declared.scheme} ({declared.scheme}, "
+                f"{declared.bits:g} bits) but {exc}"
+            ) from None
     out_frac = wo.frac + wo.scale_frac + act.frac_bits
     out_bias, out_exact = fixed_point_constant(
         np.asarray(model.output_bias, np.float64).reshape(-1), out_frac

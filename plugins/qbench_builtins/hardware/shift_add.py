@@ -198,7 +198,6 @@ def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0, scale_b
     if model.task not in SIMULATED_TASKS:
         raise qbench.Unsupported(f"the integer simulator runs the {' and '.join(SIMULATED_TASKS)} tasks, "
                                  f"not {model.task!r} (its programs read one output per token or sequence)")
-    import numpy as np
     for index, layer in enumerate(model.layers):
         if layer.cell not in SIMULATED_CELLS:
             declared = ", ".join(f"{name} {t.layout}" for name, t in layer.tensors.items()) or "not declared"
@@ -217,18 +216,29 @@ def unsupported_reason(model: ExportedModel, float_weight_bits: int = 0, scale_b
         if float_weight_bits:
             continue
         tensors = layer.tensors or {"w_input": layer.w_input, "w_recurrent": layer.w_recurrent}
-        for name, tensor in tensors.items():
-            step = tensor.scale  # the declared scale (Quantizer.code_scale), whichever quantizer learned it
-            if step is not None and significant_bits(step) > scale_bits:
-                raise qbench.Unsupported(
-                    f"layer {index} {name}: the learned step {step:.6g} has {significant_bits(step)} significant "
-                    f"bits, more than scale_bits={scale_bits}; set scale_bits >= {significant_bits(step)} "
-                    "to simulate it exactly"
-                )
-            nonzero = np.unique(tensor.values[tensor.values != 0])
-            if len(nonzero) == 2 and nonzero[0] < 0 < nonzero[1] and -nonzero[0] != nonzero[1]:
-                raise qbench.Unsupported(
-                    f"layer {index} {name}: asymmetric ternary values {{{nonzero[0]:.6g}, 0, {nonzero[1]:.6g}}} "
-                    "(separate negative and positive scales, as TTQ learns) have no encoding in the simulator, "
-                    "whose ternary blocks share one scale; set float_weight_bits to simulate them in fixed point"
-                )
+        _check_exact_tensors(f"layer {index}", tensors, scale_bits)
+    output = getattr(model, "output_tensor", None)
+    if output is not None and not float_weight_bits:  # a quantized output layer (roles.output)
+        _check_exact_tensors("the output layer", {"weight": output}, scale_bits)
+
+
+def _check_exact_tensors(where: str, tensors: dict[str, Any], scale_bits: int) -> None:
+    """Unsupported for a declared scale wider than ``scale_bits`` or asymmetric ternary values (the
+    message begins with ``where`` and the tensor's name)."""
+    import numpy as np
+
+    for name, tensor in tensors.items():
+        step = tensor.scale  # the declared scale (Quantizer.code_scale), whichever quantizer learned it
+        if step is not None and significant_bits(step) > scale_bits:
+            raise qbench.Unsupported(
+                f"{where} {name}: the learned step {step:.6g} has {significant_bits(step)} significant "
+                f"bits, more than scale_bits={scale_bits}; set scale_bits >= {significant_bits(step)} "
+                "to simulate it exactly"
+            )
+        nonzero = np.unique(tensor.values[tensor.values != 0])
+        if len(nonzero) == 2 and nonzero[0] < 0 < nonzero[1] and -nonzero[0] != nonzero[1]:
+            raise qbench.Unsupported(
+                f"{where} {name}: asymmetric ternary values {{{nonzero[0]:.6g}, 0, {nonzero[1]:.6g}}} "
+                "(separate negative and positive scales, as TTQ learns) have no encoding in the simulator, "
+                "whose ternary blocks share one scale; set float_weight_bits to simulate them in fixed point"
+            )

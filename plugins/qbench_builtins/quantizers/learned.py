@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import qbench
-from qbench.components import ROLES
+from qbench.components import OUTPUT_ROLE, ROLES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -178,7 +178,7 @@ class LSQQuantizer(qbench.Quantizer):
         return 2 ** (self.bits - 1), 2 ** (self.bits - 1) - 1
 
     def applies_to(self, role: str) -> bool:
-        return role in ROLES or (role == "hidden" and bool(self.hidden))
+        return role in ROLES or role == OUTPUT_ROLE or (role == "hidden" and bool(self.hidden))
 
     def init_state(self, w: torch.Tensor, ctx: qbench.QuantContext) -> dict[str, torch.Tensor]:
         import torch

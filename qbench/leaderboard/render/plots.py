@@ -35,6 +35,12 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "dataset"
 
 
+def curves_stem(label: str) -> str:
+    """The file name (no suffix) of dataset ``label``'s training curves plot under ``plots/``; the
+    site's configuration pages link it by this name."""
+    return f"{slug(label)}-curves"
+
+
 def plain(text: str) -> str:
     """A label as literal text for matplotlib (``$`` would start mathtext)."""
     return str(text).replace("\\", "\\\\").replace("$", r"\$")
@@ -79,7 +85,7 @@ def write_plots(frame: RunsFrame, table: pd.DataFrame, plot_dir: Path,
                 plt.close(fig)
             fig = _curves(plt, frame, label, info.primary_metric, rows, notes)
             if fig is not None:
-                written += _save(fig, plot_dir / f"{slug(label)}-curves", staged)
+                written += _save(fig, plot_dir / curves_stem(label), staged)
                 plt.close(fig)
     return written, notes
 
