@@ -167,3 +167,24 @@ def test_a_child_that_fails_or_hangs_is_told_apart_and_stopped():
     assert time.monotonic() - started < 10
     with pytest.raises(ChildProcessError):
         os.waitpid(stuck, os.WNOHANG)  # killed and reaped
+
+
+def test_a_refused_fork_encodes_the_table_here(tmp_path, monkeypatch):
+    from qbench.leaderboard import write_leaderboards
+    from qbench.leaderboard.compute import forking
+    from qbench.leaderboard.render import runrows
+
+    records = _records()
+    write_leaderboards(records, tmp_path / "here", "t", plots=False)
+    monkeypatch.setattr(runrows, "FORK_ROWS", 1)
+    monkeypatch.setattr(forking.sys, "platform", "linux")
+
+    def refused():
+        raise OSError("refused")
+
+    monkeypatch.setattr(forking.os, "fork", refused)
+    write_leaderboards(records, tmp_path / "refused", "t", plots=False)
+    for name in ("leaderboard.json", "leaderboard.md"):
+        assert (tmp_path / "refused" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
+    names = [sorted(p.name for p in (tmp_path / side).iterdir()) for side in ("refused", "here")]
+    assert names[0] == names[1], "no temporary file left"

@@ -118,3 +118,24 @@ def test_two_processes_read_the_same_frame_as_one(store, monkeypatch):
     Path(f"{store}-wal").write_bytes(b"")  # a writer has the store open: one reader, with SQLite's locks
     pd.testing.assert_frame_equal(read_store(store).runs, one.runs)
     assert forks == [1, 1]
+
+
+def test_without_a_fork_or_a_memory_file_one_process_reads(store, monkeypatch):
+    import os
+
+    import qbench.leaderboard.compute.storeread as storeread
+    from qbench.leaderboard.compute import forking
+
+    if not hasattr(os, "memfd_create"):
+        pytest.skip("no memfd_create on this platform")
+    one = read_store(store)
+    monkeypatch.setattr(forking.sys, "platform", "linux")
+    monkeypatch.setattr(storeread, "PARALLEL_ROWS", 100)
+
+    def refused(*args):
+        raise OSError("refused")
+
+    monkeypatch.setattr(forking.os, "fork", refused)  # no memory, too many processes
+    pd.testing.assert_frame_equal(read_store(store).runs, one.runs)
+    monkeypatch.setattr(storeread.os, "memfd_create", refused)  # a kernel or sandbox without it
+    pd.testing.assert_frame_equal(read_store(store).runs, one.runs)

@@ -27,15 +27,19 @@ def available() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "fork")
 
 
-def start(work: Callable[[], None]) -> int:
-    """Fork a child that runs ``work`` and exits 0, or 1 if ``work`` raised; the child's pid."""
+def start(work: Callable[[], None]) -> int | None:
+    """Fork a child that runs ``work`` and exits 0, or 1 if ``work`` raised; the child's pid, or
+    None where the system would not fork (no memory, too many processes): the caller does the work."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()  # nothing buffered is written twice
     with warnings.catch_warnings():
         # Python 3.12+ warns about forking a process with threads (BLAS, torch): see the module's docstring
         warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
     if pid == 0:  # pragma: no cover - the child (what it hands back is compared by the tests)
         code = 1
         try:

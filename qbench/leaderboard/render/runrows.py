@@ -83,7 +83,7 @@ class RunRows:
                     handle.write(self._text(index))
 
         self.path = path
-        self.pid = forking.start(child)
+        self.pid = forking.start(child)  # None: not forked, the rows are encoded here
 
     def _claim(self, handle: Any, front: bool) -> int | None:
         """The next chunk from the front (the child) or the back (this process); None when none is left."""
