@@ -83,3 +83,28 @@ class Halve(qbench.Quantizer):
 def qbench_register_quantizers():
     return [Halve]
 """
+
+
+class ClippedState(qbench.Quantizer):
+    """An outside author's activation quantizer (PACT-like): uniform k-bit codes of the hidden state
+    clipped to [-1, 1] (tanh's range); no weight role, the host's straight-through estimator."""
+
+    name = "clipped-state"
+    description = "k-bit uniform hidden state on [-1, 1]"
+    scheme = "fixed"
+    params = {"act_bits": qbench.Param(int, 4, "state bits", min=2, max=16)}
+
+    def applies_to(self, role):
+        return role == "hidden"
+
+    def quantize(self, w, ctx):
+        import torch
+
+        levels = 2 ** (self.act_bits - 1) - 1
+        return torch.round(w.clamp(-1, 1) * levels) / levels
+
+    def bits_per_weight(self):
+        return 32.0  # never used for a weight: it quantizes no weight role
+
+    def role_bits(self, role):
+        return float(self.act_bits) if role == "hidden" else 32.0

@@ -14,34 +14,14 @@ from qbench.errors import MatrixError, PluginError
 from qbench.matrix import expand, load_matrix, parse_matrix
 from qbench.testing import registered_plugins
 
+from .fakes import ClippedState
+
 torch = pytest.importorskip("torch")
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- an outside author's activation quantizer (a PACT-like clipped uniform state) -------------------
-
-
-class ClippedState(qbench.Quantizer):
-    """Uniform k-bit codes of the hidden state clipped to [-1, 1] (tanh range); weights left alone."""
-
-    name = "clipped-state"
-    description = "k-bit uniform hidden state on [-1, 1]"
-    scheme = "fixed"
-    params: ClassVar[dict[str, qbench.Param]] = {"act_bits": qbench.Param(int, 4, "state bits", min=2, max=16)}
-
-    def applies_to(self, role: str) -> bool:
-        return role == "hidden"
-
-    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
-        levels = 2 ** (self.act_bits - 1) - 1
-        return torch.round(w.clamp(-1, 1) * levels) / levels
-
-    def bits_per_weight(self) -> float:
-        return 32.0  # never used for a weight: it quantizes no weight role
-
-    def role_bits(self, role: str) -> float:
-        return float(self.act_bits) if role == "hidden" else 32.0
 
 
 class Plugin:

@@ -3,12 +3,14 @@ reference loop: the same forward values, the same gradients within float roundin
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 import qbench
 from qbench.roles import RoleQuantizers
+
+from .fakes import ClippedState
 
 torch = pytest.importorskip("torch")
 
@@ -17,25 +19,6 @@ from qbench.training.stack import QuantizedRecurrentStack  # noqa: E402
 
 #: relative gradient tolerance by dtype (sums over steps and batch run in another order)
 TOLERANCE = {torch.float64: 1e-11, torch.float32: 1e-4}
-
-
-class ClippedState(qbench.Quantizer):
-    """A hidden-state quantizer without its own gradient (the host's straight-through estimator)."""
-
-    name = "clipped-state"
-    description = "k-bit uniform hidden state on [-1, 1]"
-    scheme = "fixed"
-    params: ClassVar[dict[str, qbench.Param]] = {"act_bits": qbench.Param(int, 3, "state bits", min=2, max=16)}
-
-    def applies_to(self, role: str) -> bool:
-        return role == "hidden"
-
-    def quantize(self, w: Any, ctx: qbench.QuantContext) -> Any:
-        levels = 2 ** (self.act_bits - 1) - 1
-        return torch.round(w.clamp(-1, 1) * levels) / levels
-
-    def bits_per_weight(self) -> float:
-        return 32.0
 
 
 class OwnGradientState(ClippedState):
@@ -56,7 +39,9 @@ def _quantizers() -> dict[str, Any]:
             qbench.create("quantizer", "ternary", stochastic=True),
             {"hidden": qbench.create("quantizer", "lsq", hidden=True, bits=3)},
         ),
-        "ternary+clipped": lambda: RoleQuantizers(qbench.create("quantizer", "ternary"), {"hidden": ClippedState()}),
+        "ternary+clipped": lambda: RoleQuantizers(
+            qbench.create("quantizer", "ternary"), {"hidden": ClippedState(act_bits=3)}
+        ),
     }
 
 
@@ -142,7 +127,7 @@ def test_evaluation_forward_is_identical(cell):
 
 def test_a_quantizer_owning_its_gradient_without_an_estimator_keeps_the_reference(monkeypatch):
     """No hidden_estimator: the per-step reference runs, with exactly the reference's numbers."""
-    quantizer = RoleQuantizers(qbench.create("quantizer", "ternary"), {"hidden": OwnGradientState()})
+    quantizer = RoleQuantizers(qbench.create("quantizer", "ternary"), {"hidden": OwnGradientState(act_bits=3)})
     fast = _stack("lstm", quantizer, torch.float64, None)
     assert fast._sequence_estimator(0) is None
 
