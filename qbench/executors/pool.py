@@ -105,8 +105,11 @@ class ProcessPoolExecutor:
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the workers that have reported ready (tests kill them)."""
-        return [w.pid for w in self._pool if w.pid is not None]
+        """Process ids of the pool's worker processes, every one started (tests check or kill them).
+
+        Known from the start, not from the worker's "ready" message: that message is read only while
+        :meth:`run`'s generator runs, so a caller holding a suspended generator would wait for it forever."""
+        return [w.process.pid for w in self._pool]
 
     def _spawn(self) -> _Worker:
         here, there = self._ctx.Pipe(duplex=True)
