@@ -68,6 +68,32 @@ def test_an_infinity_raises_what_json_raises():
         _encoded(frame, {"x"}, chunk=10)
 
 
+def _every_kind_of_float() -> np.ndarray:
+    """Random bit patterns (every exponent: half of them below 1e-4), metric-like values and the edges."""
+    rng = np.random.default_rng(11)
+    bits = rng.integers(-(2**63), 2**63 - 1, size=60000, dtype=np.int64).view(np.float64)
+    metrics = rng.normal(size=60000) * 10.0 ** rng.integers(-12, 20, size=60000)
+    edges = [0.0, -0.0, 1e-4, -1e-4, 9.999999999999999e-05, 1e-05, 5e-324, 2.2250738585072014e-308,
+             1.7976931348623157e308, 1e16, 9999999999999998.0, 1e22, 0.1, 1.0, 4056.0, -123.456]  # fmt: skip
+    values = np.concatenate([bits, metrics, edges])
+    return values[np.isfinite(values)]
+
+
+@pytest.mark.parametrize("formatter", ["orjson", "repr only"])
+def test_floats_are_formatted_as_repr_formats_them(monkeypatch, formatter):
+    """orjson's text is repr's except below 1e-4, where repr takes over: held on every kind of float."""
+    from qbench.leaderboard.render import jsonrows
+
+    if formatter == "orjson":
+        assert jsonrows.orjson is not None, "orjson is a dependency of qbench"
+    else:
+        monkeypatch.setattr(jsonrows, "orjson", None)
+    values = _every_kind_of_float()
+    assert jsonrows.float_texts(values).tolist() == list(map(float.__repr__, values.tolist()))
+    assert jsonrows.float_texts(values[::-2]).tolist() == list(map(float.__repr__, values[::-2].tolist()))
+    assert jsonrows.float_texts(np.array([])).tolist() == []
+
+
 # ---- the runs table encoded by a child process (qbench.leaderboard.render.runrows) --------------------
 
 

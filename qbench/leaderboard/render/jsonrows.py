@@ -5,7 +5,9 @@
 formats every float). Here each column is turned into its cells' JSON texts at once, with the same
 functions the C encoder calls (``float.__repr__``, ``int.__repr__``, the C string escaper), each
 distinct value formatted once where a column repeats values (categories, labels, integer costs), and
-the rows are joined in C. :func:`encode_rows` returns exactly ``json.dumps(rows, ensure_ascii=False,
+the rows are joined in C. Floats, most of the cost, are formatted by orjson where it is installed
+(a dependency of qbench; shortest round-trip digits like ``float.__repr__``, a tenth of the time),
+and by ``float.__repr__`` where its text is not ``repr``'s (see :func:`float_texts`). :func:`encode_rows` returns exactly ``json.dumps(rows, ensure_ascii=False,
 separators=(",", ":"), allow_nan=False)[1:-1]`` for the same cells (NaN and NA written as ``null``,
 an infinity raising json's ``ValueError``); ``tests/test_leaderboard_jsonrows.py`` holds it to that.
 """
@@ -18,6 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+try:
+    import orjson
+except ImportError:  # a platform without its wheel: repr formats every float, to the same text
+    orjson = None  # type: ignore[assignment]
 
 OPTIONS: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
 #: the C escaper ``json.dumps(..., ensure_ascii=False)`` applies to every string
@@ -76,15 +83,37 @@ def float_cells(array: np.ndarray) -> list[str]:
     # flags) formats each distinct bit pattern once (by bits: -0.0 and 0.0 print differently).
     if len(present) > SAMPLE and len(np.unique(sample.view(np.int64))) * 2 < len(sample):
         keys, inverse = np.unique(present.view(np.int64), return_inverse=True)
-        texts = np.array(list(map(float.__repr__, keys.view(np.float64).tolist())), dtype=object)
-        formatted = texts[inverse.reshape(-1)]
+        formatted = float_texts(keys.view(np.float64))[inverse.reshape(-1)]
     else:
-        formatted = np.array(list(map(float.__repr__, present.tolist())), dtype=object)
+        formatted = float_texts(present)
     if not missing.any():
         return formatted.tolist()
     out = np.full(len(array), "null", dtype=object)
     out[~missing] = formatted
     return out.tolist()
+
+
+#: below this magnitude ``repr`` writes ``1e-05`` where orjson writes ``0.00001`` or ``1e-5``
+_REPR_BELOW = 1e-4
+
+
+def float_texts(array: np.ndarray) -> np.ndarray:
+    """``float.__repr__`` of each finite value of a float64 array, as an object array of str.
+
+    orjson writes the same shortest round-trip digits as ``repr`` and the same text for every
+    finite float except those of magnitude below 1e-4 (``repr`` switches to an exponent with at
+    least two digits there); those few are formatted by ``repr`` (``tests/test_leaderboard_jsonrows.py``
+    checks the rule on random bit patterns). Without orjson, every value is formatted by ``repr``.
+    """
+    if orjson is None or not len(array):
+        return np.array(list(map(float.__repr__, array.tolist())), dtype=object)
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    texts = np.array(orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(","), dtype=object)
+    magnitude = np.abs(array)
+    small = np.flatnonzero((magnitude < _REPR_BELOW) & (magnitude > 0.0))
+    if len(small):
+        texts[small] = list(map(float.__repr__, array[small].tolist()))
+    return texts
 
 
 def array_cells(array: np.ndarray) -> list[str]:
