@@ -7,8 +7,9 @@ functions the C encoder calls (``float.__repr__``, ``int.__repr__``, the C strin
 distinct value formatted once where a column repeats values (categories, labels, integer costs), and
 the rows are joined in C. Floats, most of the cost, are formatted by orjson where it is installed
 (a dependency of qbench; shortest round-trip digits like ``float.__repr__``, a tenth of the time),
-and by ``float.__repr__`` where its text is not ``repr``'s (see :func:`float_texts`). :func:`encode_rows` returns exactly ``json.dumps(rows, ensure_ascii=False,
-separators=(",", ":"), allow_nan=False)[1:-1]`` for the same cells (NaN and NA written as ``null``,
+and by ``float.__repr__`` where its text is not ``repr``'s (see :func:`float_texts`).
+:func:`encode_rows` returns exactly ``json.dumps(rows, ensure_ascii=False, separators=(",", ":"),
+allow_nan=False)[1:-1]`` for the same cells (NaN and NA written as ``null``,
 an infinity raising json's ``ValueError``); ``tests/test_leaderboard_jsonrows.py`` holds it to that.
 """
 
