@@ -154,6 +154,49 @@ class Column:
         return array_cells(part)
 
 
+class FloatBlock:
+    """Adjacent float columns encoded together: each row's cells as one comma-separated text.
+
+    orjson formats a chunk's rows of the block in one call (``[[a,b],[c,d]]``, NaN as ``null``),
+    and the rows are cut out of its text: the value columns of the runs table, most of its cells,
+    cost no Python call per cell. A row holding a value that orjson writes otherwise than ``repr``
+    (see :func:`float_texts`) is formatted cell by cell; an infinity raises json's ``ValueError``.
+    """
+
+    def __init__(self, arrays: Sequence[np.ndarray]) -> None:
+        self.arrays = [np.asarray(array, dtype=np.float64) for array in arrays]
+
+    def slice(self, start: int, stop: int) -> list[str]:
+        if orjson is None:
+            return list(map(",".join, zip(*(float_cells(a[start:stop]) for a in self.arrays), strict=True)))
+        matrix = np.column_stack([array[start:stop] for array in self.arrays])
+        infinite = np.isinf(matrix)
+        if infinite.any():
+            _dumps(float(matrix[infinite][0]))  # raises json's own ValueError
+        rows = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY).decode()[2:-2].split("],[")
+        magnitude = np.abs(matrix)
+        for at in np.flatnonzero(((magnitude < _REPR_BELOW) & (magnitude > 0.0)).any(axis=1)).tolist():
+            rows[at] = ",".join(float_cells(matrix[at]))
+        return rows
+
+
+def columns_of(arrays: Sequence[Column | np.ndarray]) -> list[Column | FloatBlock]:
+    """What :func:`encode_rows` takes: each float64 array joined to its float neighbours in a
+    :class:`FloatBlock`, any other array a :class:`Column` (a Column stays as it is)."""
+    out: list[Column | FloatBlock] = []
+    run: list[np.ndarray] = []
+    for found in [*arrays, None]:
+        if isinstance(found, np.ndarray) and found.dtype == np.float64:
+            run.append(found)
+            continue
+        if run:
+            out.append(FloatBlock(run) if len(run) > 1 else Column(run[0]))
+            run = []
+        if found is not None:
+            out.append(found if isinstance(found, Column) else Column(found))
+    return out
+
+
 def python_values(values: np.ndarray) -> list[Any]:
     """An object column as Python values: NaN / NA as None, numpy scalars as Python numbers."""
     boxed = np.asarray(values, dtype=object)
@@ -167,7 +210,7 @@ def python_values(values: np.ndarray) -> list[Any]:
     return out
 
 
-def encode_rows(columns: Sequence[Column], start: int, stop: int) -> str:
+def encode_rows(columns: Sequence[Column | FloatBlock], start: int, stop: int) -> str:
     """Rows ``start:stop`` of ``columns`` as ``json.dumps(rows, **OPTIONS)[1:-1]``: ``[a,b],[c,d]``."""
     if stop <= start:
         return ""

@@ -24,7 +24,7 @@ from typing import Any
 from qbench.atomicio import temp_path
 from qbench.leaderboard.compute import forking
 from qbench.leaderboard.compute.frame import GROUP_KEY, RunsFrame
-from qbench.leaderboard.render.jsonrows import Column, encode_rows
+from qbench.leaderboard.render.jsonrows import Column, columns_of, encode_rows
 
 #: the ``runs`` table's first columns (the run's identity and role); the value columns follow
 RUN_COLUMNS = ["case_id", "matrix", "status", "error", *GROUP_KEY, "quantizer", "cell", "dataset", "seed",
@@ -52,9 +52,10 @@ class RunRows:
 
     def __init__(self, frame: RunsFrame, chunk: int | None = None) -> None:
         runs = frame.runs
-        # the identity columns as Python values (seed an integer, train_steps a float or None)
-        self.columns = [Column(runs[c], python=True) if c in RUN_COLUMNS else Column(runs[c].to_numpy())
-                        for c in run_columns(frame)]  # fmt: skip
+        # the identity columns as Python values (seed an integer, train_steps a float or None), the
+        # value columns as arrays (the float ones encoded together: see jsonrows.FloatBlock)
+        self.columns = columns_of([Column(runs[c], python=True) if c in RUN_COLUMNS else runs[c].to_numpy()
+                                   for c in run_columns(frame)])  # fmt: skip
         self.rows, self.chunk = len(runs), chunk or CHUNK
         self.chunks = -(-self.rows // self.chunk)
         self.pid: int | None = None
