@@ -99,8 +99,9 @@ def test_two_processes_read_the_same_frame_as_one(store, monkeypatch):
     monkeypatch.setattr(forking.os, "fork", lambda: forks.append(1) or real_fork())
     monkeypatch.setattr(storeread, "PARALLEL_ROWS", 100)
     monkeypatch.setattr(storeread, "CHUNK", 997)
-    two = read_store(store)
-    assert forks == [1]
+    calls = []  # the caller's work while the child reads: done once, here
+    two = read_store(store, meanwhile=lambda: calls.append(os.getpid()))
+    assert forks == [1] and calls == [os.getpid()]
     pd.testing.assert_frame_equal(two.runs, one.runs)
     assert (two.directions, two.value_columns, two.provenance) == (one.directions, one.value_columns, one.provenance)
 
@@ -136,6 +137,8 @@ def test_without_a_fork_or_a_memory_file_one_process_reads(store, monkeypatch):
         raise OSError("refused")
 
     monkeypatch.setattr(forking.os, "fork", refused)  # no memory, too many processes
-    pd.testing.assert_frame_equal(read_store(store).runs, one.runs)
+    calls = []
+    pd.testing.assert_frame_equal(read_store(store, meanwhile=lambda: calls.append(1)).runs, one.runs)
+    assert calls == [1]  # the caller's work is done all the same
     monkeypatch.setattr(storeread.os, "memfd_create", refused)  # a kernel or sandbox without it
     pd.testing.assert_frame_equal(read_store(store).runs, one.runs)

@@ -48,10 +48,12 @@ def rebuild_from_store(store_path: Path, out_dir: Path, title: str, matrix: str 
     ``skip_damaged``.
     """
     from qbench.leaderboard.compute.storeread import read_store, stored_protocol
+    from qbench.leaderboard.render.plots import load_pyplot
 
     if protocol is None:
         protocol = stored_protocol(Path(store_path), matrix)
-    frame = read_store(Path(store_path), matrix, case_ids, skip_damaged)
+    # matplotlib is imported while a child reads part of a large store (this process would wait for it)
+    frame = read_store(Path(store_path), matrix, case_ids, skip_damaged, meanwhile=load_pyplot if plots else None)
     return write_frame(frame, Path(out_dir), title, plots, protocol)
 
 

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,9 +51,17 @@ CHUNK = 20000
 
 
 class _Query:
-    def __init__(self, path: Path, matrix: str | None, case_ids: set[str] | None) -> None:
+    def __init__(self, path: Path, matrix: str | None, case_ids: set[str] | None,
+                 meanwhile: Callable[[], object] | None = None) -> None:  # fmt: skip
         self.path, self.matrix, self.case_ids = path, matrix, case_ids
         self.skip: set[str] = set()  # damaged rows, left out
+        self._meanwhile = meanwhile
+
+    def meanwhile(self) -> None:
+        """The caller's work (see :func:`read_store`), done the first time this is called."""
+        work, self._meanwhile = self._meanwhile, None
+        if work is not None:
+            work()
 
     def wanted(self, case_id: str) -> bool:
         return (self.case_ids is None or case_id in self.case_ids) and case_id not in self.skip
@@ -99,16 +107,24 @@ class _StoreCurves(Sequence):
 
 
 def read_store(path: Path, matrix: str | None = None, case_ids: set[str] | None = None,
-               skip_damaged: bool = False) -> RunsFrame:  # fmt: skip
+               skip_damaged: bool = False, meanwhile: Callable[[], object] | None = None) -> RunsFrame:  # fmt: skip
     """The runs frame of a store (optionally one matrix's records, or only ``case_ids``).
 
     A damaged record (see :func:`qbench.store.find_damaged`) raises
-    :class:`qbench.store.DamagedRecords`, or is left out with ``skip_damaged``.
+    :class:`qbench.store.DamagedRecords`, or is left out with ``skip_damaged``. ``meanwhile``: the
+    caller's work that does not need the frame (an import), done once, at a time when this process
+    would otherwise wait for the child reading part of a large store (see :func:`_read_in_two`).
     """
+    query = _Query(Path(path), matrix, case_ids, meanwhile)
+    frame = _read_any(query, skip_damaged)
+    query.meanwhile()  # where no child read: now
+    return frame
+
+
+def _read_any(query: _Query, skip_damaged: bool) -> RunsFrame:
     from qbench.store import DamagedRecords, Store
 
-    path = Path(path)
-    query = _Query(path, matrix, case_ids)
+    path, matrix, case_ids = query.path, query.matrix, query.case_ids
     try:
         with query.open() as store:
             if store.columns_ready():  # every record's values are columns already: nothing to parse
@@ -377,6 +393,7 @@ def _read_in_two(store: Projection, query: _Query,
         pid = forking.start(child)
         started = time.monotonic()
         first = rows.read(store, (None, middle))
+        query.meanwhile()  # the child has a little more to do: its part is pickled
         waited, pid = pid, None
         if waited is not None and forking.finished(waited, max(30.0, 4 * (time.monotonic() - started))):
             os.lseek(memory, 0, os.SEEK_SET)

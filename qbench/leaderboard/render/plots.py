@@ -59,13 +59,23 @@ def pareto_mask(cost: np.ndarray, quality: np.ndarray, direction: str) -> np.nda
     return mask
 
 
+def load_pyplot():  # noqa: ANN201 - matplotlib.pyplot, imported here: the leaderboard's heaviest import
+    """matplotlib's pyplot on the Agg backend (a third of a second the first time: a large rebuild
+    imports it while a child process reads part of the store, see :func:`qbench.leaderboard.rebuild_from_store`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write_plots(frame: RunsFrame, table: pd.DataFrame, plot_dir: Path,
                 staged: StagedFiles | None = None) -> tuple[list[Path], list[str]]:  # fmt: skip
     """Plots of every dataset into ``plot_dir``; with ``staged``, under temporary names it renames later."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = load_pyplot()
 
     written: list[Path] = []
     notes: list[str] = []
