@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qbench.leaderboard.render.jsonrows import OPTIONS, SAMPLE, Column, encode_rows
+from qbench.leaderboard.render.jsonrows import OPTIONS, SAMPLE, Column, columns_of, encode_rows
 
 
 def _reference(frame: pd.DataFrame, python: set[str]) -> str:
@@ -25,8 +25,14 @@ def _reference(frame: pd.DataFrame, python: set[str]) -> str:
     return json.dumps(list(zip(*columns, strict=True)), **OPTIONS)[1:-1]
 
 
-def _encoded(frame: pd.DataFrame, python: set[str], chunk: int) -> str:
-    columns = [Column(frame[c], python=True) if c in python else Column(frame[c].to_numpy()) for c in frame.columns]
+def _encoded(frame: pd.DataFrame, python: set[str], chunk: int, blocks: bool = False) -> str:
+    """``blocks``: adjacent float columns encoded together (``columns_of``, as the runs table is)."""
+    if blocks:
+        columns = columns_of([Column(frame[c], python=True) if c in python else frame[c].to_numpy()
+                              for c in frame.columns])  # fmt: skip
+    else:
+        columns = [Column(frame[c], python=True) if c in python else Column(frame[c].to_numpy())
+                   for c in frame.columns]  # fmt: skip
     parts = [encode_rows(columns, start, min(start + chunk, len(frame))) for start in range(0, len(frame), chunk)]
     return ",".join(parts)
 
@@ -53,11 +59,25 @@ def _awkward_frame(rows: int) -> pd.DataFrame:
     })  # fmt: skip
 
 
+@pytest.mark.parametrize("blocks", [False, True])
 @pytest.mark.parametrize("rows", [0, 1, 50, 3 * SAMPLE + 17])
-def test_the_rows_are_json_dumps_bytes(rows):
+def test_the_rows_are_json_dumps_bytes(rows, blocks):
     frame = _awkward_frame(rows)
+    frame.insert(5, "more", frame["floats"].to_numpy()[::-1].copy())  # two float columns side by side: a block
     python = {"label", "text", "seed", "steps"}
-    assert _encoded(frame, python, chunk=1000) == _reference(frame, python)
+    assert _encoded(frame, python, chunk=1000, blocks=blocks) == _reference(frame, python)
+    if blocks:
+        kinds = [type(c).__name__ for c in columns_of([frame[c].to_numpy() for c in frame.columns])]
+        assert kinds.count("FloatBlock") == 1, kinds
+
+
+def test_without_orjson_the_blocks_give_the_same_bytes(monkeypatch):
+    from qbench.leaderboard.render import jsonrows
+
+    monkeypatch.setattr(jsonrows, "orjson", None)
+    frame = _awkward_frame(3 * SAMPLE + 17)
+    frame.insert(5, "more", frame["floats"].to_numpy()[::-1].copy())
+    assert _encoded(frame, set(), chunk=1000, blocks=True) == _reference(frame, set())
 
 
 def test_an_infinity_raises_what_json_raises():
@@ -66,6 +86,9 @@ def test_an_infinity_raises_what_json_raises():
         _encoded(frame, set(), chunk=10)
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         _encoded(frame, {"x"}, chunk=10)
+    frame["y"] = 1.0
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        _encoded(frame, set(), chunk=10, blocks=True)
 
 
 def _every_kind_of_float() -> np.ndarray:
