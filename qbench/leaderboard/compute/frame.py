@@ -34,6 +34,9 @@ COST_DIRECTIONS = {
     R.TRAIN_SECONDS: "min",
     R.TOKENS_PER_SECOND: "max",
 }
+#: Python types whose values ``np.array(values, dtype=float)`` converts as ``pd.to_numeric`` does
+#: (None as NaN, a bool as 0 or 1); an int too large for a float is not among them (see build_runs).
+_PLAIN_NUMBERS = frozenset((bool, float, type(None)))
 #: Value columns whose names start like this measure quality (the rest are costs).
 QUALITY_PREFIXES = ("test_", "valid_", "train_")
 
@@ -279,8 +282,15 @@ def build_runs(source: RawRuns) -> RunsFrame:
         values = raw[column]
         if not pd.api.types.is_numeric_dtype(values.dtype):  # object, or pandas 3's str dtype
             # a string is no number, even one that reads as one
+            if isinstance(values.dtype, pd.StringDtype):  # text or missing only: no number at all
+                columns[column] = np.full(len(values), math.nan)
+                continue
             numbers = values.astype(object).tolist()
-            if any(issubclass(kind, str) for kind in set(map(type, numbers))):  # few kinds: one pass
+            kinds = set(map(type, numbers))  # few kinds: one pass
+            if kinds <= _PLAIN_NUMBERS:  # bools, numbers and None (simulator flags): numpy converts them at once
+                columns[column] = np.array(numbers, dtype=float)
+                continue
+            if any(issubclass(kind, str) for kind in kinds):
                 numbers = [None if isinstance(v, str) else v for v in numbers]
             values = pd.to_numeric(pd.Series(numbers, dtype=object, index=values.index), errors="coerce")
         columns[column] = values.astype(float)  # bools become 0/1: sim_exact aggregates to a fraction
@@ -318,8 +328,13 @@ def build_runs(source: RawRuns) -> RunsFrame:
 def _named(labels: pd.Series, metrics: pd.Series) -> dict[str, str]:
     """{dataset label: the metric its records declare} (the first declaration of each label)."""
     named: dict[str, str] = {}
-    # as lists: iterating a categorical Series looks up every element through pandas
-    for label, metric in zip(labels.astype(str).tolist(), metrics.tolist(), strict=True):
+    texts = labels.astype(str).to_numpy(dtype=object)
+    try:  # the distinct pairs, in order of first appearance: what a pass over every row would find first
+        pairs = pd.DataFrame({"label": texts, "metric": metrics.to_numpy(dtype=object)}).drop_duplicates()
+        found = zip(pairs["label"].tolist(), pairs["metric"].tolist(), strict=True)
+    except TypeError:  # an unhashable value (a malformed record): every row
+        found = zip(texts.tolist(), metrics.tolist(), strict=True)
+    for label, metric in found:
         if isinstance(metric, str) and metric:
             named.setdefault(label, metric)
     return named
