@@ -48,13 +48,23 @@ def rebuild_from_store(store_path: Path, out_dir: Path, title: str, matrix: str 
     ``skip_damaged``.
     """
     from qbench.leaderboard.compute.storeread import read_store, stored_protocol
-    from qbench.leaderboard.render.plots import load_pyplot
 
     if protocol is None:
         protocol = stored_protocol(Path(store_path), matrix)
-    # matplotlib is imported while a child reads part of a large store (this process would wait for it)
-    frame = read_store(Path(store_path), matrix, case_ids, skip_damaged, meanwhile=load_pyplot if plots else None)
+    # the heavy imports are done while a child reads part of a large store (this process would wait for it)
+    frame = read_store(Path(store_path), matrix, case_ids, skip_damaged, meanwhile=lambda: _import_ahead(plots))
     return write_frame(frame, Path(out_dir), title, plots, protocol)
+
+
+def _import_ahead(plots: bool) -> None:
+    """What the rebuild imports on first use, a few tenths of a second: scipy's t distribution
+    (the paired tests) and, with plots, matplotlib."""
+    from scipy.special import stdtr  # noqa: F401 - qbench.stats imports it where it is used
+
+    if plots:
+        from qbench.leaderboard.render.plots import load_pyplot
+
+        load_pyplot()
 
 
 def write_frame(frame: RunsFrame, out_dir: Path, title: str, plots: bool = True,

@@ -351,8 +351,8 @@ class _ColumnRows:
 
 #: selected records from which two processes read the column table (see :func:`_read_in_two`)
 PARALLEL_ROWS = 40000
-#: the part this process reads: a little more than half, as the child also pickles its part
-PARENT_SHARE = 0.55
+#: the part this process reads: half (the child also pickles its part; this process, meanwhile, imports)
+PARENT_SHARE = 0.5
 
 
 def _read_in_two(store: Projection, query: _Query,
