@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from qbench import storecolumns
+from qbench import storeblocks, storecolumns
 from qbench.errors import UsageError
 from qbench.record import CASE_ID, MATRIX, SCHEMA, SCHEMA_VERSION, STATUS, check_version
 
@@ -51,6 +51,8 @@ class Store:
         # A store written by an older qbench (or by plain SQL) gets its records' column rows now.
         if storecolumns.missing(self._db):
             storecolumns.fill(self._db, parse_record)
+            with self._transaction():  # the blocks of a store written without them (an older qbench, a merge)
+                self._write_blocks(limit=None)
 
     def _check_schema(self) -> None:
         """The schema version written with the store is one this qbench reads (written, and now read)."""
@@ -103,6 +105,7 @@ class Store:
                 if cursor.rowcount == 1:
                     added += 1
                     self._write_columns(record, payload)
+            self._write_blocks()
         return added
 
     def replace(self, record: dict[str, Any]) -> None:
@@ -114,6 +117,7 @@ class Store:
                 (record[CASE_ID], record.get(MATRIX, ""), record.get(STATUS, ""), time.time(), payload),
             )
             self._write_columns(record, payload)
+            self._write_blocks()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -136,6 +140,16 @@ class Store:
             self._db.execute("ROLLBACK TO record_columns")
             self._columns = storecolumns.Columns(self._db)
         self._db.execute("RELEASE record_columns")
+
+    def _write_blocks(self, limit: int | None = storeblocks.PER_WRITE) -> None:
+        """The blocks that the records just written closed (:mod:`qbench.storeblocks`); a block that
+        cannot be written is left out (its records are read from the column table)."""
+        self._db.execute("SAVEPOINT record_blocks")
+        try:
+            storeblocks.build(self._db, limit)
+        except (sqlite3.Error, OverflowError, ValueError, TypeError):
+            self._db.execute("ROLLBACK TO record_blocks")
+        self._db.execute("RELEASE record_blocks")
 
     def stored_ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:
         """Ids of stored cases (optionally only those with one of ``statuses``)."""
@@ -500,6 +514,19 @@ class Projection:
         row = self._db.execute(f"SELECT rowid FROM records {where} ORDER BY rowid LIMIT 1 OFFSET ?",
                                (*args, max(int(count * fraction) - 1, 0))).fetchone()  # fmt: skip
         return count, row[0] if row else None
+
+    def blocks(self, low: int | None = None, high: int | None = None) -> list[tuple[int, int, int]]:
+        """``(rowid above, last rowid, block)`` of the store's blocks wholly in ``(low, high]``
+        (:mod:`qbench.storeblocks`), by rowid; none in a store made before them."""
+        return storeblocks.blocks(self._db, low, high)
+
+    def block(self, block: int) -> bytes | None:
+        """The blob of one of :meth:`blocks` (read one at a time: together they are a tenth of the store)."""
+        return storeblocks.blob(self._db, block)
+
+    def block_size(self) -> int | None:
+        """Records a block holds in this store (None: a store without blocks)."""
+        return storeblocks.size_of(self._db)
 
     def immutable(self) -> bool:
         """Whether this connection reads the store without locks (no writer has it open: see

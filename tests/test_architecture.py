@@ -46,6 +46,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "qbench.case_runner",
             "qbench.store",
             "qbench.storecolumns",
+            "qbench.storeblocks",
             "qbench.leaderboard.compute",
             "qbench.provenance",
             "qbench.plugincheck",

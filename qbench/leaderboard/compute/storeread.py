@@ -21,10 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from qbench import record as R
-from qbench import storecolumns
+from qbench import storeblocks, storecolumns
 from qbench.leaderboard.compute import forking
 from qbench.leaderboard.compute.declarations import signature
 from qbench.leaderboard.compute.frame import (
@@ -280,7 +281,7 @@ def _read_columns(store: Projection, query: _Query) -> RunsFrame:
     columns = wanted_columns(directions)
     where = storecolumns.slots(keys, columns)
 
-    rows = _ColumnRows(columns, where, by_id, decode, query)
+    rows = _ColumnRows(columns, where, by_id, decode, query, [keys.get(c, (None, None)) for c in columns])
     order_keys, hashes, raw_frame = _read_in_two(store, query, rows) or rows.read(store)
     order = sorted(range(len(order_keys)), key=order_keys.__getitem__)
     case_ids = [order_keys[i][1] for i in order]
@@ -306,47 +307,109 @@ def _read_columns(store: Projection, query: _Query) -> RunsFrame:
 
 class _ColumnRows:
     """The column table's rows of the selected records (or of the records in a rowid range) as the
-    raw frame's columns, with their (stored, case_id) keys and hashes, CHUNK rows at a time."""
+    raw frame's columns, with their (stored, case_id) keys and hashes: from the store's blocks
+    (:mod:`qbench.storeblocks`) where it has them, CHUNK rows at a time from the table elsewhere."""
 
     def __init__(self, columns: list[str], where: list[tuple[int | None, int | None]], by_id: dict[int, str],
-                 decode: Any, query: _Query) -> None:  # fmt: skip
+                 decode: Any, query: _Query,
+                 physical: list[tuple[str | None, str | None]] | None = None) -> None:  # fmt: skip
         self.columns, self.where, self.by_id, self.decode, self.query = columns, where, by_id, decode, query
+        self.physical = physical  # each column's (native, JSON) column of the table: where a block has it
 
     def read(self, store: Projection, rowids: tuple[int | None, int | None] = (None, None),
              ) -> tuple[list[tuple[float, str]], list[str], pd.DataFrame]:  # fmt: skip
-        columns, query, by_id, decode = self.columns, self.query, self.by_id, self.decode
+        columns, by_id, decode = self.columns, self.by_id, self.decode
         order_keys: list[tuple[float, str]] = []
         hashes: list[str] = []
         blocks: list[pd.DataFrame] = []
-        cursor = store.column_rows(columns, sparse=True, rowids=rowids)
+        for stored, case_ids, sha256s, slots in self._chunks(store, rowids):
+            order_keys += zip(stored, case_ids, strict=True)
+            hashes += sha256s
+            data = {}
+            nothing = (None,) * len(case_ids)
+            for name, (native, ids) in zip(columns, slots, strict=True):
+                if ids is None:  # no JSON column: the values as SQLite gives them
+                    data[name] = nothing if native is None else native
+                    continue
+                # the configuration columns are read as JSON text (build_runs writes them as canonical text)
+                lookup = by_id if name in AS_TEXT else {i: decode(i) for i in set(ids) if i is not None}
+                if native is None:
+                    data[name] = list(map(lookup.get, ids))
+                else:
+                    data[name] = [n if i is None else lookup[i] for n, i in zip(_values(native), ids, strict=True)]
+            blocks.append(pd.DataFrame(data, columns=columns))
+            del data
+        if not blocks:
+            blocks.append(pd.DataFrame(columns=columns))
+        frame = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
+        return order_keys, hashes, frame
+
+    def _chunks(self, store: Projection, rowids: tuple[int | None, int | None]) -> Any:
+        """``(stored, case_ids, sha256s, [(native values, JSON text ids) per column])`` of the selected
+        records in ``rowids``, in rowid order: a block's records at once, the others CHUNK at a time."""
+        low, high = rowids
+        for first, last, block in [*(store.blocks(low, high) if self.physical is not None else []), (0, 0, None)]:
+            if block is None:
+                yield from self._table_chunks(store, (low, high))
+                return
+            blob = store.block(block)
+            found = storeblocks.decode(blob) if blob is not None else None
+            if found is None:
+                continue  # gone or unreadable: its records are read from the table with the next gap's
+            yield from self._table_chunks(store, (low, first))
+            yield from self._block_chunk(*found)
+            low = last
+
+    def _table_chunks(self, store: Projection, rowids: tuple[int | None, int | None]) -> Any:
+        if rowids[0] is not None and rowids[1] is not None and rowids[1] <= rowids[0]:
+            return
+        query = self.query
+        cursor = store.column_rows(self.columns, sparse=True, rowids=rowids)
         while rows := cursor.fetchmany(CHUNK):
             if query.case_ids is not None or query.skip:
                 rows = [row for row in rows if query.wanted(row[1])]
                 if not rows:
                     continue
-            order_keys += [(row[0], row[1]) for row in rows]
-            hashes += [row[2] for row in rows]
             transposed = list(zip(*rows, strict=True))
-            data = {}
-            nothing = (None,) * len(rows)
-            for name, (native_at, text_at) in zip(columns, self.where, strict=True):
-                native = transposed[3 + native_at] if native_at is not None else nothing
-                if text_at is None:  # no JSON column: the values as SQLite gives them
-                    data[name] = native
-                    continue
-                ids = transposed[3 + text_at]
-                # the configuration columns are read as JSON text (build_runs writes them as canonical text)
-                lookup = by_id if name in AS_TEXT else {i: decode(i) for i in set(ids) if i is not None}
-                if native_at is None:
-                    data[name] = list(map(lookup.get, ids))
-                else:
-                    data[name] = [n if i is None else lookup[i] for n, i in zip(native, ids, strict=True)]
-            blocks.append(pd.DataFrame(data, columns=columns))
-            del rows, transposed, data
-        if not blocks:
-            blocks.append(pd.DataFrame(columns=columns))
-        frame = blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
-        return order_keys, hashes, frame
+            del rows
+            slots = [(transposed[3 + n] if n is not None else None, transposed[3 + t] if t is not None else None)
+                     for n, t in self.where]  # fmt: skip
+            yield transposed[0], transposed[1], transposed[2], slots
+
+    def _block_chunk(self, count: int, found: dict[str, Any]) -> Any:
+        query = self.query
+        keep: list[int] | None = None
+        if query.matrix is not None:
+            keep = [i for i, matrix in enumerate(found["matrix"]) if matrix == query.matrix]
+        if query.case_ids is not None or query.skip:
+            case_ids = found["case_id"]
+            keep = [i for i in (range(count) if keep is None else keep) if query.wanted(case_ids[i])]
+        if keep is not None and not keep:
+            return
+
+        def column(name: str | None) -> Any:
+            """The kept rows' values of the table's column ``name``; None where the block has no such
+            column (added to the table after the block was written: NULL in its rows)."""
+            if name is None or name not in found:
+                return None
+            values = found[name]
+            if keep is None:
+                return values
+            return values[keep] if isinstance(values, np.ndarray) else [values[i] for i in keep]
+
+        assert self.physical is not None
+        slots = [(column(native), _values(column(text))) for native, text in self.physical]
+        yield _values(column("stored")), column("case_id"), column("sha256"), slots
+
+
+def _values(values: Any) -> Any:
+    """Python values of a block's column (a float array's NaN is a NULL: None)."""
+    if not isinstance(values, np.ndarray):
+        return values
+    out = values.tolist()
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        out = [None if v != v else v for v in out]
+    return out
 
 
 #: selected records from which two processes read the column table (see :func:`_read_in_two`)
@@ -375,6 +438,8 @@ def _read_in_two(store: Projection, query: _Query,
     count, middle = store.split_rowid(PARENT_SHARE)
     if count < PARALLEL_ROWS or middle is None:
         return None
+    if size := store.block_size():  # on a block's edge: a block across it would be read from the table
+        middle = max(size, round(middle / size) * size)
     import pickle
     import time
 
