@@ -48,6 +48,7 @@ class Store:
         self._db = _open(self.path, busy_timeout)
         self._check_schema()
         self._columns = storecolumns.Columns(self._db)
+        self._blocks_ready = False  # the blocks' table and triggers are in the store (installed once a connection)
         # A store written by an older qbench (or by plain SQL) gets its records' column rows now.
         if storecolumns.missing(self._db):
             storecolumns.fill(self._db, parse_record)
@@ -127,6 +128,7 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             self._columns = storecolumns.Columns(self._db)  # it may name columns the rollback removed
+            self._blocks_ready = False  # or the blocks' table it installed
             raise
         self._db.execute("COMMIT")
 
@@ -146,9 +148,11 @@ class Store:
         cannot be written is left out (its records are read from the column table)."""
         self._db.execute("SAVEPOINT record_blocks")
         try:
-            storeblocks.build(self._db, limit)
+            storeblocks.build(self._db, limit, install=not self._blocks_ready)
+            self._blocks_ready = True
         except (sqlite3.Error, OverflowError, ValueError, TypeError):
             self._db.execute("ROLLBACK TO record_blocks")
+            self._blocks_ready = False
         self._db.execute("RELEASE record_blocks")
 
     def stored_ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:

@@ -60,7 +60,7 @@ def size_of(db: sqlite3.Connection) -> int | None:
     return int(found[0]) if found is not None and str(found[0]).isdigit() and int(found[0]) > 0 else None
 
 
-def install(db: sqlite3.Connection) -> int:
+def _install(db: sqlite3.Connection) -> int:
     """The blocks' table and triggers, inside the caller's write transaction; the store's block size
     (set the first time: a store is changed only when qbench writes records to it)."""
     size = size_of(db)
@@ -77,17 +77,23 @@ def install(db: sqlite3.Connection) -> int:
 PER_WRITE = 8
 
 
-def build(db: sqlite3.Connection, limit: int | None = PER_WRITE) -> int:
+def build(db: sqlite3.Connection, limit: int | None = PER_WRITE, install: bool = True) -> int:
     """Write the closed blocks that have no blob, at most ``limit`` (None: all), inside the caller's
-    write transaction; how many."""
-    size = install(db)
+    write transaction; how many. ``install``: put the table and triggers in first (a connection
+    that did so once need not again)."""
+    size = _install(db) if install else size_of(db)
+    if size is None:
+        return 0
     top = db.execute("SELECT max(rowid) FROM records").fetchone()[0]
     if top is None:
         return 0
+    closed = (top - 1) // size
+    if db.execute("SELECT count(*) FROM record_blocks WHERE block < ?", (closed,)).fetchone()[0] >= closed:
+        return 0  # the common case, after most writes: every closed block is there
     have = {block for (block,) in db.execute("SELECT block FROM record_blocks")}
     names = [row[1] for row in db.execute("PRAGMA table_info(record_columns)")]
     select = ", ".join([f"r.{c}" for c in HEAD] + [f"c.{name}" for name in names])
-    written, block, closed = 0, 0, (top - 1) // size
+    written, block = 0, 0
     while block < closed and (limit is None or written < limit):
         if block in have:
             block += 1
