@@ -23,8 +23,6 @@ import sqlite3
 import struct
 from typing import Any
 
-import numpy as np
-
 #: records a block holds (by rowid); the triggers a store is made with carry it, and so does its meta row
 BLOCK = 5000
 #: the meta key of the block size a store's triggers use
@@ -147,6 +145,8 @@ def _kind(values: list[Any]) -> str:
 
 def encode(names: list[str], rows: list[tuple[Any, ...]], first: int, last: int) -> bytes | None:
     """The blob of ``rows`` (values in the order of ``names``); None where a value has no encoding."""
+    import numpy as np  # here: ``import qbench.store`` stays without numpy
+
     header: dict[str, Any] = {"first": first, "last": last, "count": len(rows), "columns": []}
     parts: list[bytes] = []
     for name, values in zip(names, zip(*rows, strict=True) if rows else [() for _ in names], strict=True):
@@ -177,6 +177,8 @@ def encode(names: list[str], rows: list[tuple[Any, ...]], first: int, last: int)
 def decode(blob: bytes) -> tuple[int, dict[str, Any]] | None:
     """``(count, {column: values})`` of a blob: float columns as float64 arrays (NaN for NULL),
     integer ones as int64 arrays, the rest as lists; None for a blob this qbench cannot read."""
+    import numpy as np
+
     try:
         if not blob.startswith(_MAGIC):
             return None
