@@ -519,6 +519,16 @@ class Projection:
                                (*args, max(int(count * fraction) - 1, 0))).fetchone()  # fmt: skip
         return count, row[0] if row else None
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees the store at one moment, though a writer commits meanwhile (a read
+        transaction: the leaderboard's read is many statements, its blocks' and its table's)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
     def blocks(self, low: int | None = None, high: int | None = None) -> list[tuple[int, int, int]]:
         """``(rowid above, last rowid, block)`` of the store's blocks wholly in ``(low, high]``
         (:mod:`qbench.storeblocks`), by rowid; none in a store made before them."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -215,3 +216,26 @@ def test_rowids_far_apart_make_no_empty_blocks(tmp_path, small_blocks, monkeypat
     assert _blocks(path) == [0, 1, 1000]  # the closed blocks that hold records (rowid 5; 4,001-4,004), none of the gap
     pd.testing.assert_frame_equal(read_store(path).runs, _without_blocks(monkeypatch, path))
     pd.testing.assert_frame_equal(read_store(path).runs, load_runs(_current(path)).runs)
+
+
+def test_a_read_sees_one_moment_while_a_writer_commits(tmp_path, small_blocks):
+    """The read is many statements (blocks, then the table between them): a record replaced while it
+    runs is read once, as it was when the read began."""
+    records = _records()
+    path = _store(tmp_path / "qbench.sqlite", records)
+    with Store(path) as writer:  # open for writing: the reader shares SQLite's locks (no immutable read)
+        assert Path(f"{path}-wal").exists()
+        real_decode = storeblocks.decode
+        written = []
+
+        def decode_then_write(blob):
+            if not written:  # the first block is being read: another process replaces a record of it
+                writer.replace(dict(records[1], test_bpc=4.5))
+                written.append(1)
+            return real_decode(blob)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(storeblocks, "decode", decode_then_write)
+            found = read_store(path).runs
+        assert written
+        pd.testing.assert_frame_equal(found, load_runs(records).runs)

@@ -127,7 +127,7 @@ def _read_any(query: _Query, skip_damaged: bool) -> RunsFrame:
 
     path, matrix, case_ids = query.path, query.matrix, query.case_ids
     try:
-        with query.open() as store:
+        with query.open() as store, store.snapshot():
             if store.columns_ready():  # every record's values are columns already: nothing to parse
                 return _read_columns(store, query)
             damage = [d for d in store.damaged() if case_ids is None or d.case_id in case_ids]
